@@ -1,0 +1,58 @@
+// Command contoso runs the Contoso Shoes store: the whole multi-region
+// system on one machine (up), one region's stamp against an external NATS
+// cluster (stamp), and development tokens (token).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "contoso:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `usage: contoso <command> [flags]
+
+commands:
+  up      run the whole multi-region system on this machine
+  stamp   run one region's stamp against an external NATS cluster
+  token   print a development bearer token
+
+Run 'contoso <command> -h' for a command's flags.
+`
+
+// run is the whole program; main only supplies the process's environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("a command is required")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "up":
+		return runUp(ctx, rest, getenv, stdout, stderr)
+	case "stamp":
+		return runStamp(ctx, rest, getenv, stdout, stderr)
+	case "token":
+		return runToken(rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/netsim"
+)
+
+func runUp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		logs     logFlags
+		regions  = fs.String("regions", strings.Join(deploy.DefaultRegions, ","), "comma-separated regions: one (development, R1) or three or more (R3)")
+		data     = fs.String("data", ".contoso", "data directory: the store and the development issuer key; survives restarts")
+		latency  = fs.String("latency", "on", "simulated inter-region latency: on or off")
+		table    = fs.String("latency-table", "", "one-way latencies that override the defaults, e.g. westeurope-northeurope=10ms,eastus-westeurope=40ms")
+		interval = fs.Duration("probe-interval", time.Second, "health probe interval of every stamp")
+		_        = fs.String("addr", "127.0.0.1:8080", "address of the global entry point (reserved)")
+	)
+	logs.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := logs.logger(stderr)
+	if err != nil {
+		return err
+	}
+	netCfg := netsim.Config{Latency: netsim.DefaultLatencies()}
+	switch *latency {
+	case "on":
+	case "off":
+		netCfg.Off = true
+	default:
+		return fmt.Errorf("-latency must be on or off, not %q", *latency)
+	}
+	if *table != "" {
+		extra, err := netsim.ParseLatencyTable(*table)
+		if err != nil {
+			return fmt.Errorf("-latency-table: %w", err)
+		}
+		for p, d := range extra {
+			netCfg.Latency[p] = d
+		}
+	}
+	dir, err := filepath.Abs(*data)
+	if err != nil {
+		return fmt.Errorf("-data: %w", err)
+	}
+	start := time.Now()
+	d, err := deploy.Start(ctx, deploy.Config{
+		Regions:       splitList(*regions),
+		DataDir:       dir,
+		Network:       netCfg,
+		ProbeInterval: *interval,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	ready := struct {
+		Event   string            `json:"event"`
+		Regions map[string]string `json:"regions"`
+		Data    string            `json:"data"`
+	}{"ready", d.Regions(), dir}
+	line, _ := json.Marshal(ready)
+	fmt.Fprintf(stdout, "%s\n", line)
+	log.Info("all stamps ready", "elapsed", time.Since(start).Round(time.Millisecond))
+	<-ctx.Done()
+	log.Info("shutting down")
+	return d.Close()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -1,0 +1,348 @@
+// Package deploy composes a whole multi-region deployment in one process:
+// an embedded JetStream server per region clustered over simulated
+// inter-region links, and a stamp per region. It is what `contoso up` runs;
+// every part it starts is the same code a multi-host deployment runs as
+// separate commands.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/stamp"
+	"github.com/contoso/shoes/internal/store"
+)
+
+// DefaultRegions are the regions `contoso up` starts without --regions.
+var DefaultRegions = []string{"westeurope", "northeurope", "eastus"}
+
+// Config configures a Deployment.
+type Config struct {
+	Regions []string // nil: DefaultRegions; one region (R1, development) or three or more (R3)
+	DataDir string   // required; holds the store and the development issuer key
+	Network netsim.Config
+	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
+	ProbeInterval time.Duration
+	// NoSync turns off fsync on every write. Only for benchmarks that
+	// measure the rest of the system; never for a system of record.
+	NoSync bool
+	Logger *slog.Logger // nil: discard
+}
+
+// Deployment is a running multi-region system.
+type Deployment struct {
+	cfg    Config
+	log    *slog.Logger
+	net    *netsim.Network
+	issuer *auth.Issuer
+
+	mu      sync.Mutex // guards regions
+	regions map[string]*region
+}
+
+// region is what runs in one region.
+type region struct {
+	name   string
+	node   *store.Node
+	nc     *nats.Conn
+	stamp  *stamp.Stamp
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start starts every region and returns once every stamp is ready, or ctx
+// is done.
+func Start(ctx context.Context, cfg Config) (*Deployment, error) {
+	if len(cfg.Regions) == 0 {
+		cfg.Regions = DefaultRegions
+	}
+	if n := len(cfg.Regions); n == 2 {
+		return nil, errors.New("start deployment: use one region (development) or three or more; two cannot keep a quorum through the loss of one")
+	}
+	if len(slices.Compact(slices.Sorted(slices.Values(cfg.Regions)))) != len(cfg.Regions) {
+		return nil, fmt.Errorf("start deployment: regions %v repeat a name", cfg.Regions)
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("start deployment: a data directory is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Network.Logger == nil {
+		cfg.Network.Logger = cfg.Logger.With("component", "netsim")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("start deployment: %w", err)
+	}
+	issuer, err := auth.LoadOrCreateIssuer(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("start deployment: %w", err)
+	}
+	d := &Deployment{cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, regions: map[string]*region{}}
+	if err := d.start(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Deployment) replicas() int {
+	if len(d.cfg.Regions) == 1 {
+		return 1
+	}
+	return 3
+}
+
+func (d *Deployment) start(ctx context.Context) error {
+	names := d.cfg.Regions
+	// Every node's cluster port is chosen first, so that the links can
+	// point at them before any node starts. Every node solicits a route to
+	// every other node through the link of that pair (a clustered
+	// JetStream server needs configured routes of its own).
+	ports := make([]int, len(names))
+	for i := range names {
+		p, err := store.FreePort()
+		if err != nil {
+			return err
+		}
+		ports[i] = p
+	}
+	nodeCfgs := make([]store.NodeConfig, len(names))
+	for i, name := range names {
+		clientPort, err := store.FreePort()
+		if err != nil {
+			return err
+		}
+		nc := store.NodeConfig{
+			Region:      name,
+			StoreDir:    filepath.Join(d.cfg.DataDir, "store", name),
+			ClientPort:  clientPort,
+			ClusterPort: ports[i],
+			SyncAlways:  !d.cfg.NoSync,
+			Logger:      d.log,
+		}
+		if len(names) == 1 {
+			nc.ClusterPort = 0
+		}
+		for j := range names {
+			if j == i {
+				continue
+			}
+			addr, err := d.net.Route(name, names[j], fmt.Sprintf("127.0.0.1:%d", ports[j]))
+			if err != nil {
+				return fmt.Errorf("link %s-%s: %w", name, names[j], err)
+			}
+			nc.Routes = append(nc.Routes, store.RouteURL(addr))
+		}
+		nodeCfgs[i] = nc
+	}
+	for i, nc := range nodeCfgs {
+		node, err := store.StartNode(nc)
+		if err != nil {
+			return err
+		}
+		d.regions[names[i]] = &region{name: names[i], node: node}
+	}
+	nodes := make([]*store.Node, 0, len(names))
+	for _, name := range names {
+		nodes = append(nodes, d.regions[name].node)
+	}
+	if err := store.WaitForCluster(ctx, nodes); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(names))
+	for i, name := range names {
+		wg.Go(func() { errs[i] = d.startStamp(ctx, d.regions[name]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return d.waitReady(ctx)
+}
+
+// startStamp connects region r's stamp to its region's server and serves it.
+func (d *Deployment) startStamp(ctx context.Context, r *region) error {
+	log := d.log.With("region", r.name)
+	nc, err := nats.Connect(r.node.ClientURL(),
+		nats.Name("stamp-"+r.name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.NoCallbacksAfterClientClose(),
+	)
+	if err != nil {
+		return fmt.Errorf("connect stamp %s: %w", r.name, err)
+	}
+	r.nc = nc
+	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	st, err := store.Open(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Logger: log.With("component", "store")})
+	if err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifier(d.issuer.VerifierConfig())
+	if err != nil {
+		return err
+	}
+	s, err := stamp.New(stamp.Config{
+		Region: r.name, Store: st, Verifier: verifier, Logger: log,
+		ProbeInterval: d.cfg.ProbeInterval, Seed: true,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen stamp %s: %w", r.name, err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	r.stamp, r.url, r.cancel, r.done = s, "http://"+ln.Addr().String(), stop, make(chan error, 1)
+	go func() { r.done <- s.Serve(runCtx, ln) }()
+	return nil
+}
+
+func (d *Deployment) waitReady(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var notReady error
+		for _, r := range d.regions {
+			if err := r.stamp.Ready(); err != nil {
+				notReady = fmt.Errorf("stamp %s: %w", r.name, err)
+				break
+			}
+		}
+		if notReady == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for stamps: %w (%w)", ctx.Err(), notReady)
+		case <-t.C:
+		}
+	}
+}
+
+// Regions maps each region to its stamp's URL.
+func (d *Deployment) Regions() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]string, len(d.regions))
+	for name, r := range d.regions {
+		out[name] = r.url
+	}
+	return out
+}
+
+// Issuer is the deployment's development token issuer.
+func (d *Deployment) Issuer() *auth.Issuer { return d.issuer }
+
+// Network is the simulated network between the regions.
+func (d *Deployment) Network() *netsim.Network { return d.net }
+
+// Stamp returns the stamp of a region.
+func (d *Deployment) Stamp(name string) (*stamp.Stamp, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.regions[name]
+	if !ok {
+		return nil, false
+	}
+	return r.stamp, true
+}
+
+// StopServer stops a region's store server at once, as a crash would stop
+// it (no lame-duck hand-over of leadership). The region's stamp keeps
+// running and reconnects when the server returns.
+func (d *Deployment) StopServer(name string) error {
+	d.mu.Lock()
+	r, ok := d.regions[name]
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("stop server: unknown region %q", name)
+	}
+	r.node.Shutdown(false)
+	return nil
+}
+
+// StartServer restarts a stopped region's store server on its old ports and
+// data, so it rejoins the cluster and catches up.
+func (d *Deployment) StartServer(name string) error {
+	d.mu.Lock()
+	r, ok := d.regions[name]
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("start server: unknown region %q", name)
+	}
+	node, err := store.StartNode(r.node.Config())
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	r.node = node
+	d.mu.Unlock()
+	return nil
+}
+
+// Close shuts everything down gracefully: each stamp stops taking requests
+// and finishes in-flight work, then the store connections close, then the
+// servers (lame duck) and the links stop.
+func (d *Deployment) Close() error {
+	d.mu.Lock()
+	regions := make([]*region, 0, len(d.regions))
+	for _, r := range d.regions {
+		regions = append(regions, r)
+	}
+	d.mu.Unlock()
+	errs := make([]error, len(regions)+1)
+	var wg sync.WaitGroup
+	for i, r := range regions {
+		if r.cancel == nil {
+			continue
+		}
+		wg.Go(func() {
+			r.cancel()
+			errs[i] = <-r.done
+		})
+	}
+	wg.Wait()
+	for _, r := range regions {
+		if r.nc != nil {
+			r.nc.Close()
+		}
+	}
+	for _, r := range regions {
+		if r.node != nil && r.node.Server().Running() {
+			r.node.Shutdown(false)
+		}
+	}
+	errs[len(regions)] = d.net.Close()
+	return errors.Join(errs...)
+}
+
+// ClientURL is the NATS client URL of a region's store server, for
+// operators' tools and tests.
+func (d *Deployment) ClientURL(name string) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.regions[name]
+	if !ok {
+		return "", false
+	}
+	return r.node.ClientURL(), true
+}

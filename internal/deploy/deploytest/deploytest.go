@@ -1,0 +1,156 @@
+// Package deploytest starts real deployments for tests: embedded JetStream
+// servers clustered over simulated links, and real stamps on loopback.
+package deploytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/netsim"
+)
+
+// Options adjusts a test deployment.
+type Options struct {
+	DataDir string        // empty: a fresh t.TempDir()
+	Latency bool          // simulate inter-region latency (off by default for speed)
+	Probe   time.Duration // zero: 200 ms
+}
+
+// MustStart starts a deployment of regions and stops it when the test ends.
+// Logs go to the test log when CONTOSO_TEST_LOG is set.
+func MustStart(tb testing.TB, opts Options, regions ...string) *deploy.Deployment {
+	tb.Helper()
+	d, err := Start(tb, opts, regions...)
+	if err != nil {
+		tb.Fatalf("start deployment: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			tb.Errorf("close deployment: %v", err)
+		}
+	})
+	return d
+}
+
+// Start starts a deployment without registering its cleanup, for tests
+// that stop and restart it themselves.
+func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, error) {
+	tb.Helper()
+	if opts.DataDir == "" {
+		opts.DataDir = tb.TempDir()
+	}
+	if opts.Probe == 0 {
+		opts.Probe = 200 * time.Millisecond
+	}
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("CONTOSO_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	return deploy.Start(ctx, deploy.Config{
+		Regions:       regions,
+		DataDir:       opts.DataDir,
+		Network:       netsim.Config{Off: !opts.Latency},
+		ProbeInterval: opts.Probe,
+		Logger:        log,
+	})
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.tb.Log(string(p))
+	return len(p), nil
+}
+
+// Eventually polls cond every 20 ms until it returns nil or the deadline
+// passes, then fails the test with cond's last error.
+func Eventually(tb testing.TB, within time.Duration, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("not true within %s: %v", within, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Response is an HTTP answer read whole.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into v, failing the test when it does not decode.
+func (r Response) JSON(tb testing.TB, v any) {
+	tb.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		tb.Fatalf("decode %q: %v", r.Body, err)
+	}
+}
+
+// Do sends one request with an optional bearer token and JSON body (a
+// string is sent as is, anything else is marshalled) and reads the answer.
+func Do(tb testing.TB, method, url, token string, body any) Response {
+	tb.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		enc, err := json.Marshal(b)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rd = bytes.NewReader(enc)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// Token mints a development token of d's issuer.
+func Token(tb testing.TB, d *deploy.Deployment, sub string, admin bool) string {
+	tb.Helper()
+	tok, err := d.Issuer().Mint(sub, admin, time.Hour, time.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}

@@ -1,0 +1,272 @@
+// Package health runs a stamp's dependency checks in the background and
+// serves their cached verdict in O(1): the health check API that the edge,
+// orchestrators and deployment gates read. A check never runs inline with a
+// request, and a cached verdict older than three probe intervals is reported
+// unhealthy (stale), never silently healthy.
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Status is a health verdict.
+type Status string
+
+const (
+	Healthy   Status = "healthy"
+	Degraded  Status = "degraded"
+	Unhealthy Status = "unhealthy"
+)
+
+func (s Status) rank() int {
+	switch s {
+	case Healthy:
+		return 0
+	case Degraded:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// Worse returns the worse of a and b.
+func Worse(a, b Status) Status {
+	if b.rank() > a.rank() {
+		return b
+	}
+	return a
+}
+
+// ErrDegraded marks a check error that degrades rather than fails: wrap it
+// (fmt.Errorf("...: %w", health.ErrDegraded)) to report a slow but working
+// dependency.
+var ErrDegraded = errors.New("degraded")
+
+// Check is one dependency check.
+type Check struct {
+	Name string
+	// Run probes the dependency. A nil error is healthy; an error wrapping
+	// ErrDegraded is degraded; any other error is unhealthy. The detail is
+	// shown to operators either way.
+	Run func(ctx context.Context) (detail string, err error)
+	// Impact caps what this check can do to the stamp's verdict: Unhealthy
+	// (the zero value means Unhealthy) or Degraded for dependencies the
+	// stamp can serve without.
+	Impact Status
+}
+
+// CheckResult is the outcome of one run of one check.
+type CheckResult struct {
+	Name      string    `json:"name"`
+	Status    Status    `json:"status"`
+	LatencyMs float64   `json:"latencyMs"`
+	Detail    string    `json:"detail,omitempty"`
+	CheckedAt time.Time `json:"checkedAt"`
+	impact    Status
+}
+
+// Report is the stamp's health as /health/stamp answers it.
+type Report struct {
+	Status    Status        `json:"status"`
+	Region    string        `json:"region"`
+	CheckedAt time.Time     `json:"checkedAt"`
+	Reason    string        `json:"reason,omitempty"`
+	Checks    []CheckResult `json:"checks"`
+}
+
+// Config configures a Prober.
+type Config struct {
+	Region   string
+	Checks   []Check
+	Interval time.Duration // time between runs; zero: 1 s
+	// Timeout bounds one run of one check; zero: the interval, at least 500 ms.
+	Timeout time.Duration
+	Logger  *slog.Logger // nil: discard
+}
+
+// Prober runs the checks every interval and caches the last report.
+type Prober struct {
+	cfg     Config
+	log     *slog.Logger
+	last    atomic.Pointer[Report] // nil until the first run completes
+	drained atomic.Bool
+	started time.Time
+
+	mu      sync.Mutex // guards running
+	running map[string]bool
+}
+
+// NewProber returns a prober; call Run to start it.
+func NewProber(cfg Config) *Prober {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = max(cfg.Interval, 500*time.Millisecond)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Prober{cfg: cfg, log: cfg.Logger, started: time.Now(), running: map[string]bool{}}
+}
+
+// Interval is the time between probe runs.
+func (p *Prober) Interval() time.Duration { return p.cfg.Interval }
+
+// Run probes until ctx is done: at once, then every interval.
+func (p *Prober) Run(ctx context.Context) {
+	t := time.NewTicker(p.cfg.Interval)
+	defer t.Stop()
+	for {
+		p.RunOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RunOnce runs every check once, in parallel, each within the timeout, and
+// caches the report. A check whose previous run has not returned yet (it
+// ignores its context) is reported as hung rather than started again.
+func (p *Prober) RunOnce(ctx context.Context) {
+	results := make([]CheckResult, len(p.cfg.Checks))
+	var wg sync.WaitGroup
+	for i, c := range p.cfg.Checks {
+		wg.Go(func() { results[i] = p.run(ctx, c) })
+	}
+	wg.Wait()
+	rep := &Report{Region: p.cfg.Region, CheckedAt: time.Now(), Checks: results, Status: Healthy}
+	for _, r := range results {
+		rep.Status = Worse(rep.Status, capAt(r.Status, r.impact))
+		if r.Status != Healthy && rep.Reason == "" {
+			rep.Reason = r.Name + " " + string(r.Status)
+		}
+	}
+	if prev := p.last.Load(); prev != nil && prev.Status != rep.Status {
+		p.log.Info("stamp health changed", "from", prev.Status, "to", rep.Status, "reason", rep.Reason)
+	}
+	p.last.Store(rep)
+}
+
+func (p *Prober) run(ctx context.Context, c Check) CheckResult {
+	res := CheckResult{Name: c.Name, impact: c.Impact}
+	if res.impact == "" {
+		res.impact = Unhealthy
+	}
+	p.mu.Lock()
+	if p.running[c.Name] {
+		p.mu.Unlock()
+		res.Status, res.Detail, res.CheckedAt = Unhealthy, "previous run has not returned", time.Now()
+		return res
+	}
+	p.running[c.Name] = true
+	p.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	type outcome struct {
+		detail string
+		err    error
+	}
+	done := make(chan outcome, 1)
+	start := time.Now()
+	go func() {
+		defer func() {
+			p.mu.Lock()
+			delete(p.running, c.Name)
+			p.mu.Unlock()
+		}()
+		d, err := c.Run(ctx)
+		done <- outcome{d, err}
+	}()
+	select {
+	case o := <-done:
+		res.Detail = o.detail
+		switch {
+		case o.err == nil:
+			res.Status = Healthy
+		case errors.Is(o.err, ErrDegraded):
+			res.Status = Degraded
+			res.Detail = joinDetail(o.detail, o.err.Error())
+		default:
+			res.Status = Unhealthy
+			res.Detail = joinDetail(o.detail, o.err.Error())
+		}
+	case <-ctx.Done():
+		res.Status = Unhealthy
+		res.Detail = fmt.Sprintf("timed out after %s", p.cfg.Timeout)
+	}
+	res.CheckedAt = time.Now()
+	res.LatencyMs = float64(res.CheckedAt.Sub(start).Microseconds()) / 1000
+	return res
+}
+
+func joinDetail(detail, err string) string {
+	if detail == "" {
+		return err
+	}
+	return detail + ": " + err
+}
+
+func capAt(s, impact Status) Status {
+	if s.rank() > impact.rank() {
+		return impact
+	}
+	return s
+}
+
+// SetDrained drains (true) or restores (false) the stamp. A drained stamp
+// reports unhealthy with reason "drained" from the next Report on, so the
+// edge takes it out of rotation while it keeps serving in-flight work.
+func (p *Prober) SetDrained(drained bool) {
+	if p.drained.Swap(drained) != drained {
+		p.log.Info("stamp drain changed", "drained", drained)
+	}
+}
+
+// Drained reports whether the stamp is drained.
+func (p *Prober) Drained() bool { return p.drained.Load() }
+
+// Report returns the cached report as of now: unhealthy with reason
+// "starting" before the first run, "stale" when the last run is older than
+// three intervals, "drained" when drained.
+func (p *Prober) Report() Report {
+	now := time.Now()
+	last := p.last.Load()
+	if last == nil {
+		return Report{Status: Unhealthy, Region: p.cfg.Region, Reason: "starting", Checks: []CheckResult{}}
+	}
+	rep := *last
+	if age := now.Sub(last.CheckedAt); age > 3*p.cfg.Interval {
+		rep.Status = Unhealthy
+		rep.Reason = fmt.Sprintf("stale: last probe run finished %s ago", age.Round(time.Millisecond))
+	}
+	if p.drained.Load() {
+		rep.Status = Unhealthy
+		rep.Reason = "drained"
+	}
+	return rep
+}
+
+// Result returns the cached result of the named check, and false when
+// there is none or it is older than three intervals.
+func (p *Prober) Result(name string) (CheckResult, bool) {
+	last := p.last.Load()
+	if last == nil || time.Since(last.CheckedAt) > 3*p.cfg.Interval {
+		return CheckResult{}, false
+	}
+	for _, r := range last.Checks {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return CheckResult{}, false
+}

@@ -1,0 +1,169 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func TestReportBeforeFirstRunIsUnhealthy(t *testing.T) {
+	p := NewProber(Config{Region: "r1", Checks: []Check{{Name: "ok", Run: okCheck}}})
+	rep := p.Report()
+	if rep.Status != Unhealthy || rep.Reason != "starting" {
+		t.Fatalf("report before any run = %s %q, want unhealthy starting", rep.Status, rep.Reason)
+	}
+}
+
+func okCheck(context.Context) (string, error) { return "fine", nil }
+
+func TestVerdicts(t *testing.T) {
+	failing := func(context.Context) (string, error) { return "", errors.New("boom") }
+	slow := func(context.Context) (string, error) { return "", fmt.Errorf("slow: %w", ErrDegraded) }
+	for _, tc := range []struct {
+		name   string
+		checks []Check
+		want   Status
+	}{
+		{"all healthy", []Check{{Name: "a", Run: okCheck}, {Name: "b", Run: okCheck}}, Healthy},
+		{"one degraded", []Check{{Name: "a", Run: okCheck}, {Name: "b", Run: slow}}, Degraded},
+		{"one failing", []Check{{Name: "a", Run: failing}, {Name: "b", Run: slow}}, Unhealthy},
+		{"failing with degraded impact", []Check{{Name: "a", Run: okCheck}, {Name: "b", Run: failing, Impact: Degraded}}, Degraded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewProber(Config{Region: "r1", Checks: tc.checks})
+			p.RunOnce(t.Context())
+			if got := p.Report().Status; got != tc.want {
+				t.Fatalf("status = %s, want %s (%+v)", got, tc.want, p.Report())
+			}
+		})
+	}
+}
+
+// A check that hangs and ignores its context must not freeze the verdict
+// at its last (healthy) value: the run times out, and if the prober itself
+// stops running, the cached report goes stale and unhealthy.
+func TestHungCheckTimesOutAndStaleReportIsUnhealthy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		hang := false
+		check := func(ctx context.Context) (string, error) {
+			if hang {
+				<-release // ignores ctx, like a stuck driver call
+			}
+			return "", nil
+		}
+		p := NewProber(Config{Region: "r1", Interval: time.Second, Checks: []Check{{Name: "store", Run: check}}})
+		p.RunOnce(t.Context())
+		if got := p.Report().Status; got != Healthy {
+			t.Fatalf("first run = %s, want healthy", got)
+		}
+		hang = true
+		p.RunOnce(t.Context()) // returns after the timeout
+		rep := p.Report()
+		if rep.Status != Unhealthy || !strings.Contains(rep.Checks[0].Detail, "timed out") {
+			t.Fatalf("after a hung run = %s %q, want unhealthy, timed out", rep.Status, rep.Checks[0].Detail)
+		}
+		// While the hung call has not returned, the next run reports it
+		// instead of piling up another call.
+		p.RunOnce(t.Context())
+		if d := p.Report().Checks[0].Detail; !strings.Contains(d, "has not returned") {
+			t.Fatalf("detail = %q, want the previous run reported as hung", d)
+		}
+		// No more runs (the prober is stuck): after three intervals the
+		// cached report is stale.
+		time.Sleep(3*time.Second + time.Millisecond)
+		rep = p.Report()
+		if rep.Status != Unhealthy || !strings.HasPrefix(rep.Reason, "stale") {
+			t.Fatalf("old report = %s %q, want unhealthy stale", rep.Status, rep.Reason)
+		}
+		if _, ok := p.Result("store"); ok {
+			t.Fatal("Result returned a stale check result")
+		}
+	})
+}
+
+func TestStaleHealthyReportBecomesUnhealthy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := NewProber(Config{Region: "r1", Interval: time.Second, Checks: []Check{{Name: "a", Run: okCheck}}})
+		p.RunOnce(t.Context())
+		time.Sleep(3 * time.Second)
+		if got := p.Report().Status; got != Healthy {
+			t.Fatalf("report exactly three intervals old = %s, want still healthy", got)
+		}
+		time.Sleep(time.Millisecond)
+		if got := p.Report(); got.Status != Unhealthy || !strings.HasPrefix(got.Reason, "stale") {
+			t.Fatalf("report older than three intervals = %s %q, want unhealthy stale", got.Status, got.Reason)
+		}
+	})
+}
+
+func TestRunKeepsReportFreshAndStopsWithContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		runs := 0
+		p := NewProber(Config{Region: "r1", Interval: time.Second, Checks: []Check{{Name: "a", Run: func(context.Context) (string, error) {
+			runs++
+			return "", nil
+		}}}})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { p.Run(ctx); close(done) }()
+		time.Sleep(10*time.Second + time.Millisecond)
+		synctest.Wait()
+		if got := p.Report().Status; got != Healthy {
+			t.Fatalf("status with a running prober = %s, want healthy", got)
+		}
+		if runs != 11 {
+			t.Fatalf("runs in 10 s at 1 s interval = %d, want 11", runs)
+		}
+		cancel()
+		<-done
+	})
+}
+
+func TestDrainTakesEffectAtOnceAndServes503(t *testing.T) {
+	p := NewProber(Config{Region: "r1", Checks: []Check{{Name: "a", Run: okCheck}}})
+	p.RunOnce(t.Context())
+	srv := httptest.NewServer(p.StampHandler())
+	defer srv.Close()
+	get := func() int {
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("healthy stamp answered %d", code)
+	}
+	p.SetDrained(true)
+	if rep := p.Report(); rep.Reason != "drained" || rep.Status != Unhealthy {
+		t.Fatalf("drained report = %s %q", rep.Status, rep.Reason)
+	}
+	if code := get(); code != http.StatusServiceUnavailable {
+		t.Fatalf("drained stamp answered %d, want 503", code)
+	}
+	p.SetDrained(false)
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("undrained stamp answered %d, want 200", code)
+	}
+}
+
+func TestDegradedAnswers200(t *testing.T) {
+	p := NewProber(Config{Region: "r1", Checks: []Check{{Name: "a", Run: func(context.Context) (string, error) {
+		return "", fmt.Errorf("lagging: %w", ErrDegraded)
+	}}}})
+	p.RunOnce(t.Context())
+	rec := httptest.NewRecorder()
+	p.StampHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/health/stamp", nil))
+	if rec.Code != http.StatusOK || rec.Header().Get("X-Health-Status") != "degraded" || rec.Body.Len() != 0 {
+		t.Fatalf("HEAD degraded = %d %q body %d bytes", rec.Code, rec.Header().Get("X-Health-Status"), rec.Body.Len())
+	}
+}

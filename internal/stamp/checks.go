@@ -1,0 +1,66 @@
+package stamp
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/store"
+)
+
+// Names of the stamp's health checks.
+const (
+	checkStoreRead     = "store-read"
+	checkStoreWrite    = "store-write"
+	checkStreamPublish = "stream-publish"
+	checkAsyncPath     = "async-path"
+	checkReadModel     = "read-model"
+)
+
+func (s *Stamp) checks() []health.Check {
+	return []health.Check{
+		{Name: checkStoreRead, Run: func(ctx context.Context) (string, error) {
+			return "direct get of the region's probe key", s.cfg.Store.ProbeRead(ctx, s.cfg.Region)
+		}},
+		{Name: checkStoreWrite, Run: func(ctx context.Context) (string, error) {
+			return "replicated put with a one-minute TTL, read back from the leader",
+				s.cfg.Store.ProbeWrite(ctx, s.cfg.Region, shop.NewID(s.cfg.Now()))
+		}},
+		{Name: checkStreamPublish, Run: func(ctx context.Context) (string, error) {
+			err := s.cfg.Store.SubmitCanary(ctx, store.Canary{Region: s.cfg.Region, ID: shop.NewID(time.Now())})
+			return "canary published to the async write stream", err
+		}},
+		// The async path can lag while writes stay durable, and other
+		// regions' processors share the work: it degrades, never fails, the stamp.
+		{Name: checkAsyncPath, Impact: health.Degraded, Run: s.checkAsyncPath},
+		{Name: checkReadModel, Run: func(context.Context) (string, error) {
+			for i := range s.loaded {
+				if !s.loaded[i].Load() {
+					return "", fmt.Errorf("%s is loading", watched[i])
+				}
+			}
+			return fmt.Sprintf("%d products", s.model.Len()), nil
+		}},
+	}
+}
+
+// checkAsyncPath passes when a canary sent within the last three probe
+// intervals has come out of this stamp's background processor.
+func (s *Stamp) checkAsyncPath(context.Context) (string, error) {
+	sent, done := s.worker.LastCanary()
+	bound := 3 * s.cfg.ProbeInterval
+	if sent.IsZero() {
+		if time.Since(s.start) < 2*bound {
+			return "", fmt.Errorf("waiting for the first canary: %w", health.ErrDegraded)
+		}
+		return "", fmt.Errorf("no canary has come through the processor since start")
+	}
+	latency := done.Sub(sent)
+	detail := fmt.Sprintf("last canary processed in %s", latency.Round(time.Millisecond))
+	if age := time.Since(sent); age > bound {
+		return detail, fmt.Errorf("newest processed canary was sent %s ago", age.Round(time.Millisecond))
+	}
+	return detail, nil
+}

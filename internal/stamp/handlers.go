@@ -1,0 +1,269 @@
+package stamp
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/readmodel"
+	"github.com/contoso/shoes/internal/shop"
+)
+
+// listPage is the body of a paged list.
+type listPage[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"nextCursor,omitempty"`
+}
+
+func page[T any](items []T, next string) listPage[T] {
+	p := listPage[T]{Items: items}
+	if next != "" {
+		p.NextCursor = httpapi.EncodeCursor(next)
+	}
+	return p
+}
+
+func (s *Stamp) listProducts(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	pg, err := httpapi.ParsePage(q)
+	if err != nil {
+		return err
+	}
+	f := readmodel.Filter{Category: q.Get("category"), Brand: strings.TrimSpace(q.Get("brand"))}
+	if f.Category != "" && !slices.Contains(shop.Categories, f.Category) {
+		return shop.Invalid("category", "must be one of %s", strings.Join(shop.Categories, ", "))
+	}
+	if len(f.Brand) > 200 {
+		return shop.Invalid("brand", "must be at most 200 characters")
+	}
+	items, next := s.model.Products(f, pg.After, pg.Limit)
+	httpapi.WriteJSON(w, http.StatusOK, page(items, next))
+	return nil
+}
+
+// product returns the product named by the {id} path value, from the read
+// model.
+func (s *Stamp) product(r *http.Request) (readmodel.Product, error) {
+	id := r.PathValue("id")
+	if err := shop.ValidateID("id", id); err != nil {
+		return readmodel.Product{}, err
+	}
+	p, ok := s.model.Product(id)
+	if !ok {
+		return readmodel.Product{}, shop.NotFound("product", id)
+	}
+	return p, nil
+}
+
+func (s *Stamp) getProduct(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.product(r)
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// productInput is the body of PUT /api/products/{id}. The id comes from the
+// path; ratings and timestamps are the system's.
+type productInput struct {
+	Brand       string     `json:"brand"`
+	Model       string     `json:"model"`
+	Category    string     `json:"category"`
+	Price       shop.Money `json:"price"`
+	Sizes       []string   `json:"sizes"`
+	Colour      string     `json:"colour"`
+	Description string     `json:"description"`
+	Launch      bool       `json:"launch"`
+}
+
+func (s *Stamp) putProduct(w http.ResponseWriter, r *http.Request) error {
+	if err := s.requireAdmin(r); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := shop.ValidateID("id", id); err != nil {
+		return err
+	}
+	var in productInput
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	p := shop.Product{
+		ID: id, Brand: in.Brand, Model: in.Model, Category: in.Category, Price: in.Price,
+		Sizes: in.Sizes, Colour: in.Colour, Description: in.Description, Launch: in.Launch,
+		UpdatedAt: s.cfg.Now().UTC(),
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	_, existed := s.model.Product(id)
+	if err := s.cfg.Store.PutProduct(r.Context(), p); err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if !existed {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/api/products/"+id)
+	}
+	httpapi.WriteJSON(w, status, s.model.View(p))
+	return nil
+}
+
+func (s *Stamp) listComments(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.product(r)
+	if err != nil {
+		return err
+	}
+	pg, err := httpapi.ParsePage(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	if pg.After != "" {
+		if err := shop.ValidateWriteID("cursor", pg.After); err != nil {
+			return err
+		}
+	}
+	items, next := s.model.Comments(p.ID, pg.After, pg.Limit)
+	httpapi.WriteJSON(w, http.StatusOK, page(items, next))
+	return nil
+}
+
+// accepted is the body of a 202 answer to an async write.
+type accepted struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+func writeAccepted(w http.ResponseWriter, location, id string) {
+	w.Header().Set("Location", location)
+	httpapi.WriteJSON(w, http.StatusAccepted, accepted{ID: id, Status: "accepted"})
+}
+
+func (s *Stamp) postComment(w http.ResponseWriter, r *http.Request) error {
+	claims, err := s.cfg.Verifier.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	p, err := s.product(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Text string `json:"text"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	if err := shop.ValidateCommentText(in.Text); err != nil {
+		return err
+	}
+	now := s.cfg.Now().UTC()
+	c := shop.Comment{ID: shop.NewID(now), ProductID: p.ID, User: claims.Subject, Text: in.Text, CreatedAt: now}
+	if err := s.cfg.Store.SubmitComment(r.Context(), c); err != nil {
+		return err
+	}
+	writeAccepted(w, "/api/products/"+p.ID+"/comments/"+c.ID, c.ID)
+	return nil
+}
+
+func (s *Stamp) getComment(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.product(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("commentId")
+	if err := shop.ValidateWriteID("commentId", id); err != nil {
+		return err
+	}
+	c, ok := s.model.Comment(p.ID, id)
+	if !ok {
+		return shop.NotFound("comment (unknown, or not processed yet)", id)
+	}
+	httpapi.WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Stamp) postRating(w http.ResponseWriter, r *http.Request) error {
+	claims, err := s.cfg.Verifier.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	p, err := s.product(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Stars *int `json:"stars"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Stars == nil {
+		return shop.Invalid("stars", "is required")
+	}
+	if err := shop.ValidateStars(*in.Stars); err != nil {
+		return err
+	}
+	now := s.cfg.Now().UTC()
+	rt := shop.Rating{ID: shop.NewID(now), ProductID: p.ID, User: claims.Subject, Stars: *in.Stars, CreatedAt: now}
+	if err := s.cfg.Store.SubmitRating(r.Context(), rt); err != nil {
+		return err
+	}
+	writeAccepted(w, "/api/products/"+p.ID+"/ratings/"+rt.ID, rt.ID)
+	return nil
+}
+
+func (s *Stamp) getRating(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.product(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("ratingId")
+	if err := shop.ValidateWriteID("ratingId", id); err != nil {
+		return err
+	}
+	rt, ok := s.model.Rating(p.ID, id)
+	if !ok {
+		return shop.NotFound("rating (unknown, or not processed yet)", id)
+	}
+	httpapi.WriteJSON(w, http.StatusOK, rt)
+	return nil
+}
+
+// drainStatus is the body of the drain endpoints.
+type drainStatus struct {
+	Region  string    `json:"region"`
+	Drained bool      `json:"drained"`
+	At      time.Time `json:"at"`
+}
+
+func (s *Stamp) drain(on bool) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := s.requireAdmin(r); err != nil {
+			return err
+		}
+		s.prober.SetDrained(on)
+		httpapi.WriteJSON(w, http.StatusOK, drainStatus{Region: s.cfg.Region, Drained: on, At: time.Now().UTC()})
+		return nil
+	}
+}
+
+func (s *Stamp) drainState(w http.ResponseWriter, r *http.Request) error {
+	if err := s.requireAdmin(r); err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, drainStatus{Region: s.cfg.Region, Drained: s.prober.Drained(), At: time.Now().UTC()})
+	return nil
+}
+
+func (s *Stamp) requireAdmin(r *http.Request) error {
+	claims, err := s.cfg.Verifier.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	return auth.RequireAdmin(claims)
+}

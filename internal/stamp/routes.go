@@ -1,0 +1,73 @@
+package stamp
+
+import (
+	"net/http"
+
+	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/shop"
+)
+
+// Handler returns the stamp's HTTP handler: every route, wrapped in the
+// middleware every response passes through.
+func (s *Stamp) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.routes(mux)
+	return httpapi.Chain(problemFallback(mux, s),
+		httpapi.RequestIDs,
+		httpapi.ServedRegion(s.cfg.Region),
+		httpapi.AccessLog(s.log),
+		httpapi.Recover(s.log),
+	)
+}
+
+// routes registers every route of the stamp. GET patterns also match HEAD.
+func (s *Stamp) routes(mux *http.ServeMux) {
+	h := func(f httpapi.HandlerFunc) http.Handler { return httpapi.Handle(s.log, f) }
+
+	mux.Handle("GET /health/live", health.LiveHandler())
+	mux.Handle("GET /health/ready", health.ReadyHandler(s.Ready))
+	mux.Handle("GET /health/stamp", s.prober.StampHandler())
+
+	mux.Handle("GET /api/products", h(s.listProducts))
+	mux.Handle("GET /api/products/{id}", h(s.getProduct))
+	mux.Handle("PUT /api/products/{id}", h(s.putProduct))
+	mux.Handle("GET /api/products/{id}/comments", h(s.listComments))
+	mux.Handle("POST /api/products/{id}/comments", h(s.postComment))
+	mux.Handle("GET /api/products/{id}/comments/{commentId}", h(s.getComment))
+	mux.Handle("POST /api/products/{id}/ratings", h(s.postRating))
+	mux.Handle("GET /api/products/{id}/ratings/{ratingId}", h(s.getRating))
+
+	mux.Handle("POST /ops/drain", h(s.drain(true)))
+	mux.Handle("DELETE /ops/drain", h(s.drain(false)))
+	mux.Handle("GET /ops/drain", h(s.drainState))
+}
+
+// problemFallback answers requests that match no route (404) or no method
+// of a route (405) with problem+json instead of the mux's plain text.
+func problemFallback(mux *http.ServeMux, s *Stamp) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &headerRecorder{header: http.Header{}}
+		mux.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			httpapi.WriteError(w, r, s.log, &shop.Error{Kind: shop.KindMethodNotAllowed, Detail: "method " + r.Method + " is not allowed here"})
+			return
+		}
+		httpapi.WriteError(w, r, s.log, &shop.Error{Kind: shop.KindNotFound, Detail: "no such resource"})
+	})
+}
+
+// headerRecorder captures what the mux would answer, writing nothing.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header         { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (h *headerRecorder) WriteHeader(code int)        { h.status = code }

@@ -1,0 +1,197 @@
+// Package stamp is the deployment unit of one region: the API that serves
+// the catalog and comment flows from an in-memory read model, the background
+// processor that drains async writes, and the health service that probes the
+// stamp's dependencies. A stamp keeps no state of its own: everything lives
+// in the replicated store, so losing a stamp loses nothing.
+package stamp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/readmodel"
+	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/worker"
+)
+
+// Config configures a Stamp.
+type Config struct {
+	Region   string         // required
+	Store    *store.Store   // required
+	Verifier *auth.Verifier // required: verifies user and admin tokens
+	Logger   *slog.Logger   // nil: discard
+	// ProbeInterval is the time between health probe runs; zero: 1 s.
+	ProbeInterval time.Duration
+	// Seed stores the seed catalog on the first start of a deployment.
+	Seed bool
+	// ShutdownTimeout bounds the drain of in-flight requests; zero: 10 s.
+	ShutdownTimeout time.Duration
+	// Now is the clock for timestamps and ids; nil: time.Now.
+	Now func() time.Time
+}
+
+// Stamp is one region's stamp.
+type Stamp struct {
+	cfg    Config
+	log    *slog.Logger
+	model  *readmodel.Model
+	worker *worker.Worker
+	prober *health.Prober
+	loaded [3]atomic.Bool // catalog, comments, ratings watches have delivered their initial keys
+	start  time.Time
+}
+
+var watched = [3]string{store.BucketCatalog, store.BucketComments, store.BucketRatings}
+
+// New validates cfg and returns a stamp; call Serve or Run to start it.
+func New(cfg Config) (*Stamp, error) {
+	if cfg.Region == "" || cfg.Store == nil || cfg.Verifier == nil {
+		return nil, errors.New("new stamp: region, store and verifier are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger.With("region", cfg.Region)
+	s := &Stamp{cfg: cfg, log: log, model: readmodel.New(), start: time.Now()}
+	s.worker = worker.New(worker.Config{Region: cfg.Region, Store: cfg.Store, Logger: log.With("component", "worker")})
+	s.prober = health.NewProber(health.Config{
+		Region:   cfg.Region,
+		Interval: cfg.ProbeInterval,
+		Checks:   s.checks(),
+		Logger:   log.With("component", "health"),
+	})
+	return s, nil
+}
+
+// Region is the stamp's region.
+func (s *Stamp) Region() string { return s.cfg.Region }
+
+// Prober is the stamp's health prober.
+func (s *Stamp) Prober() *health.Prober { return s.prober }
+
+// Ready reports nil when the stamp may take traffic: its read models hold
+// the store's current data and the store answered the last read probe.
+func (s *Stamp) Ready() error {
+	for i := range s.loaded {
+		if !s.loaded[i].Load() {
+			return fmt.Errorf("read model %s is loading", watched[i])
+		}
+	}
+	r, ok := s.prober.Result(checkStoreRead)
+	if !ok || r.Status != health.Healthy {
+		return errors.New("store read probe has not passed")
+	}
+	return nil
+}
+
+// Serve runs the stamp and serves its HTTP API on ln until ctx is done, then
+// shuts down gracefully: it stops taking requests, finishes in-flight ones,
+// then stops the background processor (finishing in-flight messages) and
+// the watches.
+func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	bgDone := make(chan error, 1)
+	go func() { bgDone <- s.Run(bgCtx) }()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	s.log.Info("stamp serving", "addr", ln.Addr().String())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve stamp %s: %w", s.cfg.Region, err)
+	case err = <-bgDone:
+		bgDone <- err
+		err = fmt.Errorf("stamp %s background: %w", s.cfg.Region, err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		err = errors.Join(err, fmt.Errorf("shutdown stamp %s: %w", s.cfg.Region, serr))
+	}
+	stopBg()
+	if berr := <-bgDone; berr != nil && !errors.Is(berr, context.Canceled) && err == nil {
+		err = berr
+	}
+	s.log.Info("stamp stopped")
+	return err
+}
+
+// Run runs the stamp's background parts until ctx is done: seeding, the
+// read model watches, the processor and the prober.
+func (s *Stamp) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.cfg.Seed {
+		n, err := s.cfg.Store.SeedCatalog(ctx, shop.SeedCatalog())
+		if err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		if n > 0 {
+			s.log.Info("seeded the catalog", "products", n)
+		}
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, len(watched)+1)
+	for i, bucket := range watched {
+		wg.Go(func() { errc <- s.watch(ctx, i, bucket) })
+	}
+	wg.Go(func() { errc <- s.worker.Run(ctx) })
+	wg.Go(func() { s.prober.Run(ctx) })
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		cancel()
+	}
+	wg.Wait()
+	return err
+}
+
+// watch keeps one part of the read model current, re-establishing the
+// watch when it breaks (a lost server, a leader change).
+func (s *Stamp) watch(ctx context.Context, i int, bucket string) error {
+	apply := s.applier(bucket)
+	for ctx.Err() == nil {
+		err := s.cfg.Store.Watch(ctx, bucket, apply, func() { s.loaded[i].Store(true) })
+		if ctx.Err() != nil {
+			break
+		}
+		s.log.Warn("read model watch ended; restarting", "bucket", bucket, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}

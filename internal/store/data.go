@@ -1,0 +1,196 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso/shoes/internal/shop"
+)
+
+const seedMarker = "seed.catalog.v1"
+
+// PutProduct creates or replaces a product. Acknowledged means a quorum of
+// regions has it.
+func (s *Store) PutProduct(ctx context.Context, p shop.Product) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("put product %s: %w", p.ID, err)
+	}
+	if _, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) {
+		return s.catalog.Put(ctx, p.ID, b)
+	}); err != nil {
+		return shop.Unavailable("the catalog store did not accept the write", fmt.Errorf("put product %s: %w", p.ID, err))
+	}
+	return nil
+}
+
+// SeedCatalog stores products the first time a deployment starts and
+// never again, even if an operator later deletes some of them: a marker in
+// the meta bucket records that seeding finished. Concurrent seeders are
+// safe: each product is created at most once. It reports how many products
+// it created.
+func (s *Store) SeedCatalog(ctx context.Context, products []shop.Product) (int, error) {
+	if _, err := s.meta.Get(ctx, seedMarker); err == nil {
+		return 0, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, fmt.Errorf("seed catalog: %w", err)
+	}
+	created := 0
+	for _, p := range products {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return created, fmt.Errorf("seed product %s: %w", p.ID, err)
+		}
+		_, err = retrying(ctx, s, func(ctx context.Context) (uint64, error) { return s.catalog.Create(ctx, p.ID, b) })
+		switch {
+		case err == nil:
+			created++
+		case isExists(err):
+		default:
+			return created, fmt.Errorf("seed product %s: %w", p.ID, err)
+		}
+	}
+	if _, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) {
+		return s.meta.Create(ctx, seedMarker, []byte(fmt.Sprint(len(products))))
+	}); err != nil && !isExists(err) {
+		return created, fmt.Errorf("seed catalog marker: %w", err)
+	}
+	return created, nil
+}
+
+func isExists(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+// SubmitComment puts a comment on the async write stream. The comment's ID
+// is the message id, so a retried submission is stored once. Acknowledged
+// means the stream has it on a quorum of regions; the processor stores it
+// later.
+func (s *Store) SubmitComment(ctx context.Context, c shop.Comment) error {
+	return s.submit(ctx, subjectComment+c.ProductID, c.ID, c)
+}
+
+// SubmitRating puts a rating on the async write stream; see SubmitComment.
+func (s *Store) SubmitRating(ctx context.Context, r shop.Rating) error {
+	return s.submit(ctx, subjectRating+r.ProductID, r.ID, r)
+}
+
+// SubmitCanary puts a canary for region's processor on the async write
+// stream: the end-to-end probe of the async path.
+func (s *Store) SubmitCanary(ctx context.Context, c Canary) error {
+	return s.submit(ctx, subjectCanary+c.Region, c.ID, c)
+}
+
+func (s *Store) submit(ctx context.Context, subject, id string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", subject, err)
+	}
+	_, err = retrying(ctx, s, func(ctx context.Context) (*jetstream.PubAck, error) {
+		return s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b}, jetstream.WithMsgID(id))
+	})
+	if err != nil {
+		return shop.Unavailable("the write could not be queued; retry later", fmt.Errorf("submit %s: %w", subject, err))
+	}
+	return nil
+}
+
+// SaveComment stores a processed comment. Storing the same comment twice is
+// a no-op, so redelivered messages take effect once.
+func (s *Store) SaveComment(ctx context.Context, c shop.Comment) error {
+	return s.create(ctx, s.comment, c.ProductID+"."+c.ID, c)
+}
+
+// SaveRating stores a processed rating; see SaveComment.
+func (s *Store) SaveRating(ctx context.Context, r shop.Rating) error {
+	return s.create(ctx, s.rating, r.ProductID+"."+r.ID, r)
+}
+
+func (s *Store) create(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("save %s/%s: %w", kv.Bucket(), key, err)
+	}
+	_, err = retrying(ctx, s, func(ctx context.Context) (uint64, error) { return kv.Create(ctx, key, b) })
+	if err != nil && !isExists(err) {
+		return fmt.Errorf("save %s/%s: %w", kv.Bucket(), key, err)
+	}
+	return nil
+}
+
+// Canary is the message of the end-to-end probe of the async write path.
+type Canary struct {
+	Region string `json:"region"`
+	ID     string `json:"id"`
+}
+
+// RecordCanary stores that region's processor handled canary c.
+func (s *Store) RecordCanary(ctx context.Context, c Canary) error {
+	if _, err := s.health.Put(ctx, "canary."+c.Region, []byte(c.ID)); err != nil {
+		return fmt.Errorf("record canary %s: %w", c.Region, err)
+	}
+	return nil
+}
+
+// WatchFunc receives every key of a bucket, then every change. value is nil
+// for a deleted or purged key. It must not block for long.
+type WatchFunc func(key string, value []byte)
+
+// Watch streams bucket's current keys and then its changes to fn until ctx
+// is done. loaded is called once, after the current keys.
+func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded func()) error {
+	kv, err := s.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", bucket, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("watch %s: closed", bucket)
+			}
+			if e == nil {
+				if loaded != nil {
+					loaded()
+					loaded = nil
+				}
+				continue
+			}
+			if e.Operation() == jetstream.KeyValuePut {
+				fn(e.Key(), e.Value())
+			} else {
+				fn(e.Key(), nil)
+			}
+		}
+	}
+}
+
+func (s *Store) bucket(name string) (jetstream.KeyValue, error) {
+	switch name {
+	case BucketCatalog:
+		return s.catalog, nil
+	case BucketComments:
+		return s.comment, nil
+	case BucketRatings:
+		return s.rating, nil
+	}
+	return nil, fmt.Errorf("watch: unknown bucket %q", name)
+}
+
+// SplitKey splits a "<product>.<id>" key of the comments and ratings buckets.
+func SplitKey(key string) (productID, id string, ok bool) {
+	return strings.Cut(key, ".")
+}

@@ -1,0 +1,185 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ClusterName is the name of the JetStream cluster that spans the regions.
+const ClusterName = "contoso"
+
+// NodeConfig configures one embedded JetStream server: the data region of
+// one region.
+type NodeConfig struct {
+	Region      string     // required; becomes the server name and its "region:<name>" tag
+	StoreDir    string     // required; JetStream data directory
+	ClientPort  int        // zero: a free port on 127.0.0.1
+	ClusterPort int        // zero: a free port; required for a cluster whose links point at it
+	Routes      []*url.URL // routes this node solicits (through the inter-region links)
+	SyncAlways  bool       // fsync every write (the system of record); false only in benchmarks
+	Logger      *slog.Logger
+}
+
+// Node is an embedded nats-server with JetStream.
+type Node struct {
+	cfg NodeConfig
+	srv *server.Server
+}
+
+// StartNode starts an embedded server and waits until it accepts clients.
+// Signals are left to the host process (NoSigs), so a SIGINT never calls
+// os.Exit from inside the server.
+func StartNode(cfg NodeConfig) (*Node, error) {
+	if cfg.Region == "" || cfg.StoreDir == "" {
+		return nil, errors.New("start node: region and store directory are required")
+	}
+	clientPort := cfg.ClientPort
+	if clientPort == 0 {
+		clientPort = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName:          cfg.Region,
+		Host:                "127.0.0.1",
+		Port:                clientPort,
+		NoSigs:              true,
+		NoLog:               cfg.Logger == nil,
+		JetStream:           true,
+		StoreDir:            cfg.StoreDir,
+		SyncAlways:          cfg.SyncAlways,
+		Tags:                []string{"region:" + cfg.Region},
+		JetStreamUniqueTag:  "region:",
+		LameDuckDuration:    5 * time.Second,
+		LameDuckGracePeriod: time.Second,
+		PingInterval:        2 * time.Second,
+		MaxPingsOut:         3,
+	}
+	if len(cfg.Routes) > 0 || cfg.ClusterPort != 0 {
+		opts.Cluster = server.ClusterOpts{
+			Name: ClusterName,
+			Host: "127.0.0.1",
+			Port: cfg.ClusterPort,
+			// Never tell clients about other regions' servers: a client
+			// stays on its region's server.
+			NoAdvertise: true,
+			// Servers learn about each other by gossip and would dial the
+			// gossiped address directly, bypassing the inter-region links.
+			// Advertise an address that refuses, so only configured routes
+			// (through the links) carry cluster traffic.
+			Advertise:    "127.0.0.1:1",
+			PingInterval: 2 * time.Second,
+			MaxPingsOut:  3,
+		}
+		opts.Routes = cfg.Routes
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("start node %s: %w", cfg.Region, err)
+	}
+	if cfg.Logger != nil {
+		srv.SetLoggerV2(&natsLogger{log: cfg.Logger.With("component", "nats", "region", cfg.Region)}, false, false, false)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("start node %s: not ready for connections", cfg.Region)
+	}
+	return &Node{cfg: cfg, srv: srv}, nil
+}
+
+// Region is the node's region.
+func (n *Node) Region() string { return n.cfg.Region }
+
+// ClientURL is the node's client URL.
+func (n *Node) ClientURL() string { return n.srv.ClientURL() }
+
+// Server exposes the embedded server, for in-process connections.
+func (n *Node) Server() *server.Server { return n.srv }
+
+// Config returns the configuration the node was started with, so a
+// restarted node can take the same ports.
+func (n *Node) Config() NodeConfig { return n.cfg }
+
+// Peers reports how many JetStream peers this node sees in its cluster,
+// itself included.
+func (n *Node) Peers() int {
+	if !n.srv.JetStreamIsClustered() {
+		return 1
+	}
+	return len(n.srv.JetStreamClusterPeers())
+}
+
+// Shutdown stops the node. With lameDuck, it first moves its stream and
+// consumer leaderships elsewhere and lets clients go (a clean, planned stop);
+// without, it stops at once.
+func (n *Node) Shutdown(lameDuck bool) {
+	if lameDuck && n.srv.JetStreamIsClustered() {
+		n.srv.LameDuckShutdown()
+	} else {
+		n.srv.Shutdown()
+	}
+	n.srv.WaitForShutdown()
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// RouteURL is the nats-route URL for a host:port address.
+func RouteURL(addr string) *url.URL {
+	return &url.URL{Scheme: "nats-route", Host: addr}
+}
+
+// ClusterAddr is the loopback address of the node's cluster listener.
+func (n *Node) ClusterAddr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.srv.ClusterAddr().Port))
+}
+
+type natsLogger struct{ log *slog.Logger }
+
+func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+
+// WaitForCluster waits until the nodes' JetStream meta group has a leader
+// that counts every node as a peer and every node is current. Replicated
+// assets created before that may never be answered.
+func WaitForCluster(ctx context.Context, nodes []*Node) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		leader, current := false, true
+		for _, n := range nodes {
+			if !n.srv.JetStreamIsCurrent() {
+				current = false
+			}
+			if n.srv.JetStreamIsLeader() && n.Peers() == len(nodes) {
+				leader = true
+			}
+		}
+		if len(nodes) == 1 || (leader && current) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the store cluster (leader with all peers: %v, all current: %v): %w", leader, current, ctx.Err())
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,207 @@
+// Package store keeps the system's replicated state on NATS JetStream: the
+// catalog, comments and ratings as key-value buckets, the async write stream
+// that the background processor drains, and the probes that prove the store
+// answers. It also starts the embedded servers that form the cluster on one
+// machine. Every system-of-record asset has Replicas replicas, one per
+// region, and a write is acknowledged only once a quorum of regions has it.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of the replicated assets.
+const (
+	BucketCatalog  = "catalog"
+	BucketComments = "comments"
+	BucketRatings  = "ratings"
+	BucketMeta     = "meta"
+	BucketHealth   = "health"
+	StreamWrites   = "WRITES"
+	ConsumerWrites = "processor"
+)
+
+// Subjects of the async write stream.
+const (
+	subjectComment = "writes.comment."
+	subjectRating  = "writes.rating."
+	subjectCanary  = "writes.canary."
+)
+
+// Config configures a Store.
+type Config struct {
+	Conn     *nats.Conn   // required; a connection to the region's server
+	Replicas int          // replicas of every asset; zero: 3
+	Logger   *slog.Logger // nil: discard
+	// WriteBudget bounds how long a write retries through a leader
+	// election or a lost region; zero: 20 s.
+	WriteBudget time.Duration
+	// OpTimeout bounds one attempt of one store call; zero: 5 s.
+	OpTimeout time.Duration
+}
+
+// Store is the client side of the replicated state. It is safe for
+// concurrent use.
+type Store struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	log     *slog.Logger
+	cfg     Config
+	catalog jetstream.KeyValue
+	comment jetstream.KeyValue
+	rating  jetstream.KeyValue
+	meta    jetstream.KeyValue
+	health  jetstream.KeyValue
+	writes  jetstream.Stream
+}
+
+// Open connects to the assets, creating or updating them when needed. It
+// retries until ctx is done, because a new cluster refuses replicated assets
+// until every peer has joined.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("open store: a NATS connection is required")
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 3
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.WriteBudget == 0 {
+		cfg.WriteBudget = 20 * time.Second
+	}
+	if cfg.OpTimeout == 0 {
+		cfg.OpTimeout = 5 * time.Second
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Store{nc: cfg.Conn, js: js, log: cfg.Logger, cfg: cfg}
+	delay := 100 * time.Millisecond
+	for {
+		err := s.ensureAssets(ctx)
+		if err == nil {
+			return s, nil
+		}
+		s.log.Info("store assets not ready; retrying", "error", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open store: %w (last error: %w)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+func (s *Store) ensureAssets(ctx context.Context) error {
+	// A request sent while the cluster elects its meta leader can go
+	// unanswered: keep attempts short and let Open retry.
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
+		b, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   name,
+			History:  1,
+			TTL:      ttl,
+			Storage:  jetstream.FileStorage,
+			Replicas: s.cfg.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", name, err)
+		}
+		return b, nil
+	}
+	var err error
+	if s.catalog, err = kv(BucketCatalog, 0); err != nil {
+		return err
+	}
+	if s.comment, err = kv(BucketComments, 0); err != nil {
+		return err
+	}
+	if s.rating, err = kv(BucketRatings, 0); err != nil {
+		return err
+	}
+	if s.meta, err = kv(BucketMeta, 0); err != nil {
+		return err
+	}
+	if s.health, err = kv(BucketHealth, time.Minute); err != nil {
+		return err
+	}
+	s.writes, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamWrites,
+		Description: "async writes waiting for the background processor",
+		Subjects:    []string{"writes.>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.cfg.Replicas,
+		MaxBytes:    1 << 30,
+		MaxAge:      7 * 24 * time.Hour,
+		Discard:     jetstream.DiscardNew,
+		Duplicates:  10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", StreamWrites, err)
+	}
+	_, err = s.writes.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:        ConsumerWrites,
+		Description:    "the background processors of every stamp share this consumer",
+		FilterSubjects: []string{subjectComment + ">", subjectRating + ">"},
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        30 * time.Second,
+		MaxDeliver:     -1,
+		MaxAckPending:  10_000,
+		Replicas:       s.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", ConsumerWrites, err)
+	}
+	return nil
+}
+
+// retrying runs op until it succeeds, fails permanently, or the write
+// budget is spent. Each attempt gets its own timeout. It is how writes ride
+// out a leader election or a lost region.
+func retrying[R any](ctx context.Context, s *Store, op func(ctx context.Context) (R, error)) (R, error) {
+	policy := retrypolicy.NewBuilder[R]().
+		AbortIf(func(_ R, err error) bool { return permanent(err) }).
+		WithBackoff(50*time.Millisecond, time.Second).
+		WithJitterFactor(0.2).
+		WithMaxRetries(-1).
+		WithMaxDuration(s.cfg.WriteBudget).
+		ReturnLastFailure().
+		Build()
+	return failsafe.With(policy).WithContext(ctx).Get(func() (R, error) {
+		actx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+		defer cancel()
+		return op(actx)
+	})
+}
+
+// permanent reports errors that no retry can fix.
+func permanent(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.Canceled),
+		errors.Is(err, jetstream.ErrKeyExists),
+		errors.Is(err, jetstream.ErrKeyNotFound),
+		errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return true
+	case errors.As(err, &apiErr):
+		// Limits reached, bad requests: the store said no, it is not
+		// unreachable. Leaderless clusters answer 503/10008-like codes
+		// that are worth retrying.
+		return apiErr.Code == 400 || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	}
+	return false
+}
