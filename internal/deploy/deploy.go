@@ -163,9 +163,13 @@ func (d *Deployment) start(ctx context.Context) error {
 	if err := store.WaitForCluster(ctx, nodes); err != nil {
 		return err
 	}
+	// The first stamp declares the replicated assets; the others find them.
+	if err := d.startStamp(ctx, d.regions[names[0]]); err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(names))
-	for i, name := range names {
+	for i, name := range names[1:] {
 		wg.Go(func() { errs[i] = d.startStamp(ctx, d.regions[name]) })
 	}
 	wg.Wait()

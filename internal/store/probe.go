@@ -143,12 +143,36 @@ func (s *Store) ProcessWrites(ctx context.Context, region string, h WriteHandler
 	if err != nil {
 		return fmt.Errorf("process writes: consume: %w", err)
 	}
-	defer func() { sharedCtx.Drain(); <-sharedCtx.Closed() }()
 	canaryCtx, err := canary.Consume(handle, jetstream.PullMaxMessages(4), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
+		sharedCtx.Stop()
 		return fmt.Errorf("process writes: consume canaries: %w", err)
 	}
-	defer func() { canaryCtx.Drain(); <-canaryCtx.Closed() }()
 	<-ctx.Done()
+	s.drain(sharedCtx, canaryCtx)
 	return nil
+}
+
+// drain stops the consumers and waits, for a bounded time, for the messages
+// they already handed out to be handled. Messages not finished are not
+// acknowledged and come back to another processor after the ack wait. With
+// the connection down there is nothing to drain through: stop at once.
+func (s *Store) drain(ccs ...jetstream.ConsumeContext) {
+	if !s.nc.IsConnected() {
+		for _, cc := range ccs {
+			cc.Stop()
+		}
+		return
+	}
+	for _, cc := range ccs {
+		cc.Drain()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, cc := range ccs {
+		select {
+		case <-cc.Closed():
+		case <-time.After(time.Until(deadline)):
+			cc.Stop()
+		}
+	}
 }

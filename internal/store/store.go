@@ -109,8 +109,17 @@ func (s *Store) ensureAssets(ctx context.Context) error {
 	// unanswered: keep attempts short and let Open retry.
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
+	// Existing assets are looked up, not re-declared: concurrent creates of
+	// one asset from several stamps can go unanswered by the meta leader.
 	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		b, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		b, err := s.js.KeyValue(ctx, name)
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("bucket %s: %w", name, err)
+		}
+		b, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:   name,
 			History:  1,
 			TTL:      ttl,
@@ -137,6 +146,11 @@ func (s *Store) ensureAssets(ctx context.Context) error {
 	}
 	if s.health, err = kv(BucketHealth, time.Minute); err != nil {
 		return err
+	}
+	if s.writes, err = s.js.Stream(ctx, StreamWrites); err == nil {
+		if _, err = s.writes.Consumer(ctx, ConsumerWrites); err == nil {
+			return nil
+		}
 	}
 	s.writes, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamWrites,
