@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso/shoes/internal/auth"
+)
+
+// readyLine is the contract `contoso up` prints on stdout.
+type readyLine struct {
+	Event   string            `json:"event"`
+	Regions map[string]string `json:"regions"`
+	Data    string            `json:"data"`
+}
+
+// startUp runs `contoso up` in-process and returns its ready line and a
+// function that stops it and returns run's error.
+func startUp(t *testing.T, args ...string) (readyLine, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, append([]string{"up"}, args...), func(string) string { return "" }, pw, io.Discard)
+		pw.Close()
+	}()
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	var ready readyLine
+	select {
+	case line := <-lines:
+		if err := json.Unmarshal([]byte(line), &ready); err != nil {
+			t.Fatalf("ready line %q: %v", line, err)
+		}
+	case err := <-errc:
+		cancel()
+		t.Fatalf("up exited before ready: %v", err)
+	case <-time.After(90 * time.Second):
+		cancel()
+		t.Fatal("no ready line within 90 s")
+	}
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(60 * time.Second):
+			t.Fatal("up did not stop within 60 s of the signal")
+			return nil
+		}
+	}
+	t.Cleanup(func() { _ = stop() })
+	return ready, stop
+}
+
+func TestUpPrintsReadyLineServesAndStopsCleanly(t *testing.T) {
+	dir := t.TempDir()
+	ready, stop := startUp(t, "--data", dir, "--latency", "off", "--log-format", "json")
+	if ready.Event != "ready" || ready.Data != dir || len(ready.Regions) != 3 {
+		t.Fatalf("ready line = %+v", ready)
+	}
+	for _, region := range []string{"westeurope", "northeurope", "eastus"} {
+		url := ready.Regions[region]
+		if !strings.HasPrefix(url, "http://127.0.0.1:") {
+			t.Fatalf("region %s url %q", region, url)
+		}
+		resp, err := http.Get(url + "/health/ready")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Served-Region") != region {
+			t.Fatalf("%s ready = %d from %q", region, resp.StatusCode, resp.Header.Get("X-Served-Region"))
+		}
+	}
+	// A token from `contoso token` on the same data directory is accepted.
+	var out strings.Builder
+	if err := run(t.Context(), []string{"token", "--data", dir, "--sub", "ops", "--admin"}, nil, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, ready.Regions["eastus"]+"/ops/drain", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(out.String()))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("drain with a `contoso token` admin token = %d", resp.StatusCode)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("up returned %v after SIGINT-equivalent, want nil", err)
+	}
+	if _, err := http.Get(ready.Regions["westeurope"] + "/health/live"); err == nil {
+		t.Fatal("stamp still serving after up stopped")
+	}
+}
+
+func TestTokenVerifiesAgainstTheDataDirectoryIssuer(t *testing.T) {
+	dir := t.TempDir()
+	var out strings.Builder
+	if err := run(t.Context(), []string{"token", "--data", dir, "--sub", "alice", "--ttl", "5m"}, nil, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	iss, err := auth.LoadOrCreateIssuer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier(iss.VerifierConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(t.Context(), strings.TrimSpace(out.String()))
+	if err != nil || c.Subject != "alice" || c.Admin {
+		t.Fatalf("Verify = %+v, %v", c, err)
+	}
+	if d := time.Until(c.ExpiresAt); d > 5*time.Minute || d < 4*time.Minute {
+		t.Fatalf("expires in %s, want about 5m", d)
+	}
+}
+
+func TestBadArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"nonsense"},
+		{"token"},
+		{"token", "--sub", "a", "--ttl", "-1h"},
+		{"up", "--latency", "sometimes"},
+		{"up", "--log-format", "xml"},
+		{"up", "--regions", "a,b"},
+		{"up", "--regions", "a,a,b"},
+		{"up", "--latency-table", "westeurope=10ms"},
+		{"stamp"},
+		{"up", "--no-such-flag"},
+	} {
+		err := run(t.Context(), args, func(string) string { return "" }, io.Discard, io.Discard)
+		if err == nil {
+			t.Errorf("run(%q) = nil, want an error", args)
+		}
+	}
+}
