@@ -48,6 +48,7 @@ type Stamp struct {
 	worker *worker.Worker
 	prober *health.Prober
 	loaded [3]atomic.Bool // catalog, comments, ratings watches have delivered their initial keys
+	seeded atomic.Bool    // the seed catalog is stored (set at once when Seed is off)
 	start  time.Time
 }
 
@@ -72,6 +73,7 @@ func New(cfg Config) (*Stamp, error) {
 	}
 	log := cfg.Logger.With("region", cfg.Region)
 	s := &Stamp{cfg: cfg, log: log, model: readmodel.New(), start: time.Now()}
+	s.seeded.Store(!cfg.Seed)
 	s.worker = worker.New(worker.Config{Region: cfg.Region, Store: cfg.Store, Logger: log.With("component", "worker")})
 	s.prober = health.NewProber(health.Config{
 		Region:   cfg.Region,
@@ -88,9 +90,13 @@ func (s *Stamp) Region() string { return s.cfg.Region }
 // Prober is the stamp's health prober.
 func (s *Stamp) Prober() *health.Prober { return s.prober }
 
-// Ready reports nil when the stamp may take traffic: its read models hold
-// the store's current data and the store answered the last read probe.
+// Ready reports nil when the stamp may take traffic: the catalog is seeded,
+// its read models hold the store's current data, and the store answered the
+// last read probe.
 func (s *Stamp) Ready() error {
+	if !s.seeded.Load() {
+		return errors.New("seeding the catalog")
+	}
 	for i := range s.loaded {
 		if !s.loaded[i].Load() {
 			return fmt.Errorf("read model %s is loading", watched[i])
@@ -118,8 +124,8 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
-	bgDone := make(chan error, 1)
-	go func() { bgDone <- s.Run(bgCtx) }()
+	bgDone := make(chan struct{})
+	go func() { s.Run(bgCtx); close(bgDone) }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -130,9 +136,6 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case err = <-serveErr:
 		err = fmt.Errorf("serve stamp %s: %w", s.cfg.Region, err)
-	case err = <-bgDone:
-		bgDone <- err
-		err = fmt.Errorf("stamp %s background: %w", s.cfg.Region, err)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -140,47 +143,59 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 		err = errors.Join(err, fmt.Errorf("shutdown stamp %s: %w", s.cfg.Region, serr))
 	}
 	stopBg()
-	if berr := <-bgDone; berr != nil && !errors.Is(berr, context.Canceled) && err == nil {
-		err = berr
-	}
+	<-bgDone
 	s.log.Info("stamp stopped")
 	return err
 }
 
-// Run runs the stamp's background parts until ctx is done: seeding, the
-// read model watches, the processor and the prober.
-func (s *Stamp) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if s.cfg.Seed {
-		n, err := s.cfg.Store.SeedCatalog(ctx, shop.SeedCatalog())
-		if err != nil {
-			return fmt.Errorf("seed: %w", err)
-		}
-		if n > 0 {
-			s.log.Info("seeded the catalog", "products", n)
-		}
-	}
+// Run runs the stamp's background parts until ctx is done: the read model
+// watches, the processor, the prober and seeding. None of them gives up
+// while ctx lasts: each retries its dependency with back-off and the health
+// checks report the trouble meanwhile.
+func (s *Stamp) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	errc := make(chan error, len(watched)+1)
 	for i, bucket := range watched {
-		wg.Go(func() { errc <- s.watch(ctx, i, bucket) })
+		wg.Go(func() { s.watch(ctx, i, bucket) })
 	}
-	wg.Go(func() { errc <- s.worker.Run(ctx) })
+	wg.Go(func() {
+		if err := s.worker.Run(ctx); err != nil {
+			s.log.Error("background processor stopped", "error", err)
+		}
+	})
 	wg.Go(func() { s.prober.Run(ctx) })
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		cancel()
+	if s.cfg.Seed {
+		wg.Go(func() { s.seed(ctx) })
 	}
 	wg.Wait()
-	return err
+}
+
+// seed stores the seed catalog if the deployment has never been seeded,
+// retrying until it succeeds: a store that is slow at start-up delays the
+// seed, it does not stop the stamp.
+func (s *Stamp) seed(ctx context.Context) {
+	delay := 250 * time.Millisecond
+	for {
+		n, err := s.cfg.Store.SeedCatalog(ctx, shop.SeedCatalog())
+		if err == nil {
+			if n > 0 {
+				s.log.Info("seeded the catalog", "products", n)
+			}
+			s.seeded.Store(true)
+			return
+		}
+		s.log.Warn("seeding the catalog failed; retrying", "error", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
 }
 
 // watch keeps one part of the read model current, re-establishing the
 // watch when it breaks (a lost server, a leader change).
-func (s *Stamp) watch(ctx context.Context, i int, bucket string) error {
+func (s *Stamp) watch(ctx context.Context, i int, bucket string) {
 	apply := s.applier(bucket)
 	for ctx.Err() == nil {
 		err := s.cfg.Store.Watch(ctx, bucket, apply, func() { s.loaded[i].Store(true) })
@@ -193,5 +208,4 @@ func (s *Stamp) watch(ctx context.Context, i int, bucket string) error {
 		case <-time.After(time.Second):
 		}
 	}
-	return nil
 }

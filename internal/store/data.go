@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -143,37 +144,93 @@ func (s *Store) RecordCanary(ctx context.Context, c Canary) error {
 type WatchFunc func(key string, value []byte)
 
 // Watch streams bucket's current keys and then its changes to fn until ctx
-// is done. loaded is called once, after the current keys.
+// is done. loaded is called once, when fn has seen every key the bucket
+// held when the watch began: the watcher's own end-of-initial-values marker
+// is not enough after a restart, when a replica may still be replaying its
+// log, so Watch also waits to see the stream leader's last sequence.
 func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded func()) error {
 	kv, err := s.bucket(bucket)
 	if err != nil {
 		return err
 	}
+	lastSeq := s.settledLastSeq(ctx, "KV_"+bucket)
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", bucket, err)
 	}
 	defer w.Stop()
+	var (
+		maxRev   uint64
+		marker   bool
+		fallback <-chan time.Time
+	)
+	check := func() {
+		if loaded != nil && marker && maxRev >= lastSeq {
+			loaded()
+			loaded = nil
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-fallback:
+			if loaded != nil {
+				s.log.Warn("watch: the leader's last sequence never arrived; serving what arrived", "bucket", bucket, "last_seq", lastSeq, "seen", maxRev)
+				loaded()
+				loaded = nil
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
 				return fmt.Errorf("watch %s: closed", bucket)
 			}
 			if e == nil {
-				if loaded != nil {
-					loaded()
-					loaded = nil
-				}
+				marker = true
+				fallback = time.After(10 * time.Second)
+				check()
 				continue
 			}
+			maxRev = max(maxRev, e.Revision())
 			if e.Operation() == jetstream.KeyValuePut {
 				fn(e.Key(), e.Value())
 			} else {
 				fn(e.Key(), nil)
 			}
+			check()
+		}
+	}
+}
+
+// settledLastSeq waits, for at most ten seconds, until stream has a leader
+// and every replica is current, and returns the leader's last sequence.
+// Zero means unknown: the watch then trusts its own marker.
+func (s *Store) settledLastSeq(ctx context.Context, stream string) uint64 {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ictx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+		st, err := s.js.Stream(ictx, stream)
+		cancel()
+		if err == nil {
+			info := st.CachedInfo()
+			settled := info.Cluster == nil || info.Cluster.Leader != ""
+			if info.Cluster != nil {
+				for _, r := range info.Cluster.Replicas {
+					if !r.Current || r.Offline {
+						settled = false
+					}
+				}
+			}
+			if settled {
+				return info.State.LastSeq
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

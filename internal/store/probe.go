@@ -104,7 +104,9 @@ func (s *Store) ProcessWrites(ctx context.Context, region string, h WriteHandler
 	if err != nil {
 		return fmt.Errorf("process writes: canary consumer: %w", err)
 	}
-	shared, err := s.writes.Consumer(ctx, ConsumerWrites)
+	shared, err := retrying(ctx, s, func(ctx context.Context) (jetstream.Consumer, error) {
+		return s.writes.Consumer(ctx, ConsumerWrites)
+	})
 	if err != nil {
 		return fmt.Errorf("process writes: %w", err)
 	}

@@ -44,11 +44,26 @@ func New(cfg Config) *Worker {
 	return &Worker{cfg: cfg, log: cfg.Logger}
 }
 
-// Run processes until ctx is done, then finishes in-flight messages.
+// Run processes until ctx is done, then finishes in-flight messages. When
+// the store cannot be reached to start processing, it keeps trying with
+// back-off: a slow store delays the processor, it never stops the stamp
+// (the async-path health check reports it meanwhile).
 func (w *Worker) Run(ctx context.Context) error {
-	return w.cfg.Store.ProcessWrites(ctx, w.cfg.Region, w, func(err error) bool {
-		return shop.KindOf(err) == shop.KindInvalid
-	})
+	poisoned := func(err error) bool { return shop.KindOf(err) == shop.KindInvalid }
+	delay := 250 * time.Millisecond
+	for {
+		err := w.cfg.Store.ProcessWrites(ctx, w.cfg.Region, w, poisoned)
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.Warn("background processing stopped; restarting", "error", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
 }
 
 // Comment validates and stores one comment.

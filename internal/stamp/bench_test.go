@@ -1,0 +1,138 @@
+package stamp_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso/shoes/internal/deploy/deploytest"
+	"github.com/contoso/shoes/internal/shop"
+)
+
+// benchClient keeps enough idle connections for parallel benchmarks.
+var benchClient = &http.Client{Transport: &http.Transport{
+	MaxIdleConns: 256, MaxIdleConnsPerHost: 256,
+	DialContext: (&net.Dialer{}).DialContext,
+}}
+
+func get(b *testing.B, url string) {
+	resp, err := benchClient.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET %s = %d", url, resp.StatusCode)
+	}
+}
+
+// BenchmarkGetProduct measures GET /api/products/{id} against one stamp,
+// side by side with a bare net/http server answering the same bytes: the
+// ratio is the cost of the stamp's middleware, routing and read model.
+func BenchmarkGetProduct(b *testing.B) {
+	d := deploytest.MustStart(b, deploytest.Options{}, "westeurope")
+	id := shop.SeedCatalog()[7].ID
+	url := d.Regions()["westeurope"] + "/api/products/" + id
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	b.Cleanup(bare.Close)
+
+	for _, tc := range []struct{ name, url string }{{"stamp", url}, {"bare-net-http", bare.URL + "/api/products/" + id}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					get(b, tc.url)
+				}
+			})
+		})
+	}
+	// In-process, without the network, to count the handler's own allocations.
+	st, _ := d.Stamp("westeurope")
+	h := st.Handler()
+	b.Run("stamp-handler-in-process", func(b *testing.B) {
+		b.ReportAllocs()
+		req := httptest.NewRequest(http.MethodGet, "/api/products/"+id, nil)
+		for b.Loop() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				b.Fatal(rec.Code)
+			}
+		}
+	})
+}
+
+// BenchmarkPostComment measures the comment write path (202s per second)
+// on a three-region deployment, side by side with raw JetStream publishes
+// of the same payload to the same R3 stream: the ratio is the cost of the
+// API around the durable publish.
+func BenchmarkPostComment(b *testing.B) {
+	for _, latency := range []bool{false, true} {
+		b.Run(fmt.Sprintf("latency=%v", latency), func(b *testing.B) {
+			d := deploytest.MustStart(b, deploytest.Options{Latency: latency}, "westeurope", "northeurope", "eastus")
+			id := shop.SeedCatalog()[5].ID
+			url := d.Regions()["westeurope"] + "/api/products/" + id + "/comments"
+			token := deploytest.Token(b, d, "bench", false)
+			payload := []byte(`{"text":"` + strings.Repeat("fast shoes ", 10) + `"}`)
+			b.Run("stamp-202", func(b *testing.B) {
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
+						req.Header.Set("Content-Type", "application/json")
+						req.Header.Set("Authorization", "Bearer "+token)
+						resp, err := benchClient.Do(req)
+						if err != nil {
+							b.Fatal(err)
+						}
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusAccepted {
+							b.Fatalf("POST = %d", resp.StatusCode)
+						}
+					}
+				})
+			})
+			cu, _ := d.ClientURL("westeurope")
+			nc, err := nats.Connect(cu)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(nc.Close)
+			js, _ := jetstream.New(nc)
+			c := shop.Comment{ProductID: id, User: "bench", Text: strings.Repeat("fast shoes ", 10)}
+			b.Run("raw-jetstream-publish", func(b *testing.B) {
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						c := c
+						c.ID = shop.NewID(c.CreatedAt)
+						msg, _ := json.Marshal(c)
+						if _, err := js.Publish(b.Context(), "writes.comment."+id, msg, jetstream.WithMsgID(c.ID)); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			})
+		})
+	}
+}
