@@ -202,7 +202,8 @@ func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded f
 }
 
 // settledLastSeq waits, for at most ten seconds, until stream has a leader
-// and every replica is current, and returns the leader's last sequence.
+// and every reachable replica is current, and returns the leader's last
+// sequence.
 // Zero means unknown: the watch then trusts its own marker.
 func (s *Store) settledLastSeq(ctx context.Context, stream string) uint64 {
 	deadline := time.Now().Add(10 * time.Second)
@@ -215,8 +216,8 @@ func (s *Store) settledLastSeq(ctx context.Context, stream string) uint64 {
 			settled := info.Cluster == nil || info.Cluster.Leader != ""
 			if info.Cluster != nil {
 				for _, r := range info.Cluster.Replicas {
-					if !r.Current || r.Offline {
-						settled = false
+					if !r.Current && !r.Offline {
+						settled = false // catching up; an offline replica serves nobody
 					}
 				}
 			}

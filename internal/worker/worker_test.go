@@ -1,0 +1,71 @@
+package worker_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/store/storetest"
+	"github.com/contoso/shoes/internal/worker"
+)
+
+func TestMessagesThatCanNeverSucceedArePoisoned(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	st, _ := c.MustOpen(t, 0)
+	w := worker.New(worker.Config{Region: "westeurope", Store: st})
+	good := shop.Comment{ID: shop.NewID(time.Now()), ProductID: "p1", User: "u", Text: "ok"}
+	mustJSON := func(v any) []byte {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	bad := good
+	bad.Text = ""
+	badID := good
+	badID.ID = "../x"
+	for name, data := range map[string][]byte{
+		"undecodable": []byte("{"), "empty text": mustJSON(bad), "bad id": mustJSON(badID),
+	} {
+		if err := w.Comment(t.Context(), data); shop.KindOf(err) != shop.KindInvalid {
+			t.Errorf("%s: Comment = %v, want an invalid error", name, err)
+		}
+	}
+	if err := w.Rating(t.Context(), mustJSON(shop.Rating{ID: good.ID, ProductID: "p1", User: "u", Stars: 9})); shop.KindOf(err) != shop.KindInvalid {
+		t.Errorf("9 stars: %v", err)
+	}
+	if err := w.Comment(t.Context(), mustJSON(good)); err != nil {
+		t.Fatalf("valid comment: %v", err)
+	}
+	if err := w.Comment(t.Context(), mustJSON(good)); err != nil {
+		t.Fatalf("redelivered comment: %v", err)
+	}
+	if w.Processed() != 2 {
+		t.Fatalf("processed = %d", w.Processed())
+	}
+}
+
+func TestCanaryOfAnotherRegionIsRejectedAndOwnIsRecorded(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	st, _ := c.MustOpen(t, 0)
+	w := worker.New(worker.Config{Region: "westeurope", Store: st})
+	sentAt := time.Now().Add(-50 * time.Millisecond).Truncate(time.Millisecond)
+	other, _ := json.Marshal(store.Canary{Region: "eastus", ID: shop.NewID(sentAt)})
+	if err := w.Canary(t.Context(), other); shop.KindOf(err) != shop.KindInvalid {
+		t.Fatalf("foreign canary: %v", err)
+	}
+	if sent, _ := w.LastCanary(); !sent.IsZero() {
+		t.Fatal("foreign canary recorded")
+	}
+	own, _ := json.Marshal(store.Canary{Region: "westeurope", ID: shop.NewID(sentAt)})
+	if err := w.Canary(t.Context(), own); err != nil {
+		t.Fatal(err)
+	}
+	sent, done := w.LastCanary()
+	if !sent.Equal(sentAt) || done.Before(sent) {
+		t.Fatalf("LastCanary = %v, %v; want sent %v", sent, done, sentAt)
+	}
+}
