@@ -1,0 +1,81 @@
+package arch
+
+import (
+	"encoding/json"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/contoso/shoes"
+
+// imports lists, per package of the module, the packages of the module it
+// imports directly (tests excluded).
+func imports(t *testing.T) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	graph := map[string][]string{}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range p.Imports {
+			if strings.HasPrefix(imp, module+"/") {
+				graph[strings.TrimPrefix(p.ImportPath, module+"/")] = append(graph[strings.TrimPrefix(p.ImportPath, module+"/")], strings.TrimPrefix(imp, module+"/"))
+			}
+		}
+		if _, ok := graph[strings.TrimPrefix(p.ImportPath, module+"/")]; !ok {
+			graph[strings.TrimPrefix(p.ImportPath, module+"/")] = nil
+		}
+	}
+	return graph
+}
+
+func TestDependencyDirection(t *testing.T) {
+	g := imports(t)
+	if len(g) < 10 {
+		t.Fatalf("go list found only %d packages: %v", len(g), g)
+	}
+	rules := []struct {
+		pkg    string
+		banned []string // packages pkg must not import directly
+		only   []string // when set, the only packages of ours pkg may import
+	}{
+		{pkg: "internal/shop", only: []string{}},
+		{pkg: "internal/readmodel", only: []string{"internal/shop"}},
+		{pkg: "internal/httpapi", only: []string{"internal/shop"}},
+		{pkg: "internal/health", only: []string{}},
+		{pkg: "internal/netsim", only: []string{}},
+		{pkg: "internal/auth", only: []string{"internal/shop"}},
+		{pkg: "internal/store", only: []string{"internal/shop"}},
+		{pkg: "internal/worker", only: []string{"internal/shop", "internal/store"}},
+		{pkg: "internal/stamp", banned: []string{"internal/deploy", "internal/netsim"}},
+	}
+	for _, r := range rules {
+		deps, ok := g[r.pkg]
+		if !ok {
+			t.Errorf("package %s not found", r.pkg)
+			continue
+		}
+		for _, d := range deps {
+			if slices.Contains(r.banned, d) || (r.only != nil && !slices.Contains(r.only, d)) {
+				t.Errorf("%s imports %s, which the dependency rules forbid", r.pkg, d)
+			}
+		}
+	}
+	// Only the command and the test helpers compose a whole deployment.
+	for pkg, deps := range g {
+		if slices.Contains(deps, "internal/deploy") && !strings.HasPrefix(pkg, "cmd/") && pkg != "internal/deploy/deploytest" {
+			t.Errorf("%s imports internal/deploy; only commands compose deployments", pkg)
+		}
+	}
+}
