@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/store/storetest"
 )
 
 // readyLine is the contract `contoso up` prints on stdout.
@@ -157,5 +158,57 @@ func TestBadArguments(t *testing.T) {
 		if err == nil {
 			t.Errorf("run(%q) = nil, want an error", args)
 		}
+	}
+}
+
+func TestStampRunsAloneAgainstAnExternalCluster(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope", "northeurope", "eastus")
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"stamp", "--region", "northeurope", "--nats", c.Nodes[1].ClientURL(),
+			"--listen", "127.0.0.1:0", "--data", dir, "--probe-interval", "200ms"}, func(string) string { return "" }, pw, io.Discard)
+		pw.Close()
+	}()
+	var listening struct {
+		Event, Region, URL string
+	}
+	if err := json.NewDecoder(pr).Decode(&listening); err != nil {
+		cancel()
+		t.Fatalf("listening line: %v (run: %v)", err, <-errc)
+	}
+	go io.Copy(io.Discard, pr)
+	if listening.Event != "listening" || listening.Region != "northeurope" {
+		t.Fatalf("listening line = %+v", listening)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(listening.URL + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stamp not ready within 60 s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get(listening.URL + "/api/products?limit=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct{ Items []json.RawMessage }
+	_ = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if len(page.Items) != 50 || resp.Header.Get("X-Served-Region") != "northeurope" {
+		t.Fatalf("standalone stamp serves %d products from %q", len(page.Items), resp.Header.Get("X-Served-Region"))
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("stamp returned %v on shutdown, want nil", err)
 	}
 }

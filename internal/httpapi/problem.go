@@ -70,7 +70,8 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if log != nil {
 		log.LogAttrs(r.Context(), level, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", p.Status), slog.String("error", err.Error()))
+			slog.Int("status", p.Status), slog.String("error", err.Error()),
+			slog.String("request_id", p.RequestID))
 	}
 	if p.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="contoso"`)
