@@ -171,19 +171,25 @@ func (s *Stamp) postComment(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Stamp) getComment(w http.ResponseWriter, r *http.Request) error {
+	return getProcessed(s, w, r, "commentId", "comment", s.model.Comment)
+}
+
+// getProcessed answers GET on the Location of an async write: 404 until the
+// background processor has stored it and the read model has it, then 200.
+func getProcessed[T any](s *Stamp, w http.ResponseWriter, r *http.Request, param, what string, lookup func(productID, id string) (T, bool)) error {
 	p, err := s.product(r)
 	if err != nil {
 		return err
 	}
-	id := r.PathValue("commentId")
-	if err := shop.ValidateWriteID("commentId", id); err != nil {
+	id := r.PathValue(param)
+	if err := shop.ValidateWriteID(param, id); err != nil {
 		return err
 	}
-	c, ok := s.model.Comment(p.ID, id)
+	v, ok := lookup(p.ID, id)
 	if !ok {
-		return shop.NotFound("comment (unknown, or not processed yet)", id)
+		return shop.NotFound(what+" (unknown, or not processed yet)", id)
 	}
-	httpapi.WriteJSON(w, http.StatusOK, c)
+	httpapi.WriteJSON(w, http.StatusOK, v)
 	return nil
 }
 
@@ -218,20 +224,7 @@ func (s *Stamp) postRating(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Stamp) getRating(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.product(r)
-	if err != nil {
-		return err
-	}
-	id := r.PathValue("ratingId")
-	if err := shop.ValidateWriteID("ratingId", id); err != nil {
-		return err
-	}
-	rt, ok := s.model.Rating(p.ID, id)
-	if !ok {
-		return shop.NotFound("rating (unknown, or not processed yet)", id)
-	}
-	httpapi.WriteJSON(w, http.StatusOK, rt)
-	return nil
+	return getProcessed(s, w, r, "ratingId", "rating", s.model.Rating)
 }
 
 // drainStatus is the body of the drain endpoints.
