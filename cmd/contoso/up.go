@@ -66,11 +66,14 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	services := d.ServiceURLs()
 	ready := struct {
 		Event   string            `json:"event"`
 		Regions map[string]string `json:"regions"`
 		Data    string            `json:"data"`
-	}{"ready", d.Regions(), dir}
+		Partner string            `json:"partner"`
+		Secrets string            `json:"secrets"`
+	}{"ready", d.Regions(), dir, services["partner"], services["secrets"]}
 	line, _ := json.Marshal(ready)
 	fmt.Fprintf(stdout, "%s\n", line)
 	log.Info("all stamps ready", "elapsed", time.Since(start).Round(time.Millisecond))

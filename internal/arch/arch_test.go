@@ -57,7 +57,10 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "internal/netsim", only: []string{}},
 		{pkg: "internal/auth", only: []string{"internal/shop"}},
 		{pkg: "internal/store", only: []string{"internal/shop"}},
-		{pkg: "internal/worker", only: []string{"internal/shop", "internal/store"}},
+		{pkg: "internal/worker", only: []string{"internal/shop", "internal/store", "internal/partner"}},
+		{pkg: "internal/partner", only: []string{"internal/shop", "internal/httpapi"}},
+		{pkg: "internal/secrets", only: []string{"internal/shop", "internal/health"}},
+		{pkg: "internal/secrets/secretstore", only: []string{"internal/shop", "internal/httpapi"}},
 		{pkg: "internal/stamp", banned: []string{"internal/deploy", "internal/netsim"}},
 	}
 	for _, r := range rules {

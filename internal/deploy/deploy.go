@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,7 +21,11 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/partner"
+	"github.com/contoso/shoes/internal/secrets"
+	"github.com/contoso/shoes/internal/secrets/secretstore"
 	"github.com/contoso/shoes/internal/stamp"
 	"github.com/contoso/shoes/internal/store"
 )
@@ -35,6 +40,8 @@ type Config struct {
 	Network netsim.Config
 	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
 	ProbeInterval time.Duration
+	// SecretRefresh is how often stamps refresh their secrets; zero: 30 s.
+	SecretRefresh time.Duration
 	// NoSync turns off fsync on every write. Only for benchmarks that
 	// measure the rest of the system; never for a system of record.
 	NoSync bool
@@ -43,24 +50,40 @@ type Config struct {
 
 // Deployment is a running multi-region system.
 type Deployment struct {
-	cfg    Config
-	log    *slog.Logger
-	net    *netsim.Network
-	issuer *auth.Issuer
+	cfg      Config
+	log      *slog.Logger
+	net      *netsim.Network
+	issuer   *auth.Issuer
+	services *services
+	lkgKey   []byte
 
 	mu      sync.Mutex // guards regions
 	regions map[string]*region
 }
 
-// region is what runs in one region.
+// region is what runs in one region: its store server and its stamp's
+// instances (the first serves the region's URL; more can be added).
 type region struct {
-	name   string
-	node   *store.Node
-	nc     *nats.Conn
-	stamp  *stamp.Stamp
-	url    string
-	cancel context.CancelFunc
-	done   chan error
+	name      string
+	node      *store.Node
+	instances []*instance
+}
+
+// instance is one running instance of a region's stamp.
+type instance struct {
+	nc      *nats.Conn
+	stamp   *stamp.Stamp
+	secrets *secrets.Cache
+	url     string
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func (r *region) primary() *instance {
+	if len(r.instances) == 0 {
+		return &instance{}
+	}
+	return r.instances[0]
 }
 
 // Start starts every region and returns once every stamp is ready, or ctx
@@ -91,7 +114,15 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
-	d := &Deployment{cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, regions: map[string]*region{}}
+	key, err := lkgKey(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("start deployment: %w", err)
+	}
+	sv, err := startServices(cfg.DataDir, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("start deployment: %w", err)
+	}
+	d := &Deployment{cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, regions: map[string]*region{}}
 	if err := d.start(ctx); err != nil {
 		d.Close()
 		return nil, err
@@ -164,13 +195,13 @@ func (d *Deployment) start(ctx context.Context) error {
 		return err
 	}
 	// The first stamp declares the replicated assets; the others find them.
-	if err := d.startStamp(ctx, d.regions[names[0]]); err != nil {
+	if _, err := d.startInstance(ctx, d.regions[names[0]]); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(names))
 	for i, name := range names[1:] {
-		wg.Go(func() { errs[i] = d.startStamp(ctx, d.regions[name]) })
+		wg.Go(func() { _, errs[i] = d.startInstance(ctx, d.regions[name]) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -179,8 +210,10 @@ func (d *Deployment) start(ctx context.Context) error {
 	return d.waitReady(ctx)
 }
 
-// startStamp connects region r's stamp to its region's server and serves it.
-func (d *Deployment) startStamp(ctx context.Context, r *region) error {
+// startInstance starts an instance of region r's stamp: its own store
+// connection, secret cache (which starts from the region's last-known-good
+// copy when the secret store is down), partner client and listener.
+func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, error) {
 	log := d.log.With("region", r.name)
 	nc, err := nats.Connect(r.node.ClientURL(),
 		nats.Name("stamp-"+r.name),
@@ -190,35 +223,112 @@ func (d *Deployment) startStamp(ctx context.Context, r *region) error {
 		nats.NoCallbacksAfterClientClose(),
 	)
 	if err != nil {
-		return fmt.Errorf("connect stamp %s: %w", r.name, err)
+		return nil, fmt.Errorf("connect stamp %s: %w", r.name, err)
 	}
-	r.nc = nc
+	in := &instance{nc: nc}
+	fail := func(err error) (*instance, error) { nc.Close(); return nil, err }
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	st, err := store.Open(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Logger: log.With("component", "store")})
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	verifier, err := auth.NewVerifier(d.issuer.VerifierConfig())
 	if err != nil {
-		return err
+		return fail(err)
+	}
+	in.secrets, err = secrets.NewCache(secrets.CacheConfig{
+		Provider: &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"]},
+		Names:    secretNames,
+		Refresh:  d.cfg.SecretRefresh,
+		LKGPath:  filepath.Join(d.cfg.DataDir, "stamps", r.name, "secrets.lkg"),
+		LKGKey:   d.lkgKey,
+		Logger:   log.With("component", "secrets"),
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if err := in.secrets.Load(openCtx); err != nil {
+		return fail(fmt.Errorf("stamp %s secrets: %w", r.name, err))
+	}
+	client, err := partner.NewClient(partner.ClientConfig{
+		URL:     d.services.urls["partner"] + "/v1/orders",
+		Secrets: partnerSecrets{in.secrets},
+		Logger:  log.With("component", "partner-client"),
+	})
+	if err != nil {
+		return fail(err)
 	}
 	s, err := stamp.New(stamp.Config{
 		Region: r.name, Store: st, Verifier: verifier, Logger: log,
-		ProbeInterval: d.cfg.ProbeInterval, Seed: true,
+		ProbeInterval: d.cfg.ProbeInterval, Seed: true, Partner: client,
+		Checks: []health.Check{
+			{Name: "secret-store", Impact: health.Degraded, Run: in.secrets.Check},
+			{Name: "partner", Impact: health.Degraded, Run: func(context.Context) (string, error) {
+				if state := client.BreakerState(); state != "closed" {
+					return "circuit breaker " + state, fmt.Errorf("partner calls are failing: %w", health.ErrDegraded)
+				}
+				return "circuit breaker closed", nil
+			}},
+		},
 	})
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("listen stamp %s: %w", r.name, err)
+		return fail(fmt.Errorf("listen stamp %s: %w", r.name, err))
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	r.stamp, r.url, r.cancel, r.done = s, "http://"+ln.Addr().String(), stop, make(chan error, 1)
-	go func() { r.done <- s.Serve(runCtx, ln) }()
-	return nil
+	in.stamp, in.url, in.cancel, in.done = s, "http://"+ln.Addr().String(), stop, make(chan error, 1)
+	go func() { in.done <- s.Serve(runCtx, ln) }()
+	go in.secrets.Run(runCtx)
+	d.mu.Lock()
+	r.instances = append(r.instances, in)
+	d.mu.Unlock()
+	return in, nil
 }
+
+// AddInstance starts one more instance of a region's stamp (a scale-out)
+// and returns its URL once it is ready.
+func (d *Deployment) AddInstance(ctx context.Context, name string) (string, error) {
+	d.mu.Lock()
+	r, ok := d.regions[name]
+	d.mu.Unlock()
+	if !ok {
+		return "", fmt.Errorf("add instance: unknown region %q", name)
+	}
+	in, err := d.startInstance(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := in.stamp.Ready()
+		if err == nil {
+			return in.url, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("add instance to %s: %w (%w)", name, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// Partner is the stand-in for the fulfilment partner.
+func (d *Deployment) Partner() *partner.StandIn { return d.services.partner }
+
+// SecretStore is the deployment's secret-store service.
+func (d *Deployment) SecretStore() *secretstore.Server { return d.services.store }
+
+// RotateSecret gives a secret a new value; stamps use it within one
+// refresh interval.
+func (d *Deployment) RotateSecret(name string) error { return d.services.rotate(name) }
+
+// ServiceURLs maps "secrets" and "partner" to their URLs.
+func (d *Deployment) ServiceURLs() map[string]string { return maps.Clone(d.services.urls) }
 
 func (d *Deployment) waitReady(ctx context.Context) error {
 	t := time.NewTicker(50 * time.Millisecond)
@@ -226,7 +336,7 @@ func (d *Deployment) waitReady(ctx context.Context) error {
 	for {
 		var notReady error
 		for _, r := range d.regions {
-			if err := r.stamp.Ready(); err != nil {
+			if err := r.primary().stamp.Ready(); err != nil {
 				notReady = fmt.Errorf("stamp %s: %w", r.name, err)
 				break
 			}
@@ -248,7 +358,7 @@ func (d *Deployment) Regions() map[string]string {
 	defer d.mu.Unlock()
 	out := make(map[string]string, len(d.regions))
 	for name, r := range d.regions {
-		out[name] = r.url
+		out[name] = r.primary().url
 	}
 	return out
 }
@@ -267,7 +377,7 @@ func (d *Deployment) Stamp(name string) (*stamp.Stamp, bool) {
 	if !ok {
 		return nil, false
 	}
-	return r.stamp, true
+	return r.primary().stamp, true
 }
 
 // StopServer stops a region's store server at once, as a crash would stop
@@ -303,39 +413,39 @@ func (d *Deployment) StartServer(name string) error {
 	return nil
 }
 
-// Close shuts everything down gracefully: each stamp stops taking requests
-// and finishes in-flight work, then the store connections close, then the
-// servers (lame duck) and the links stop.
+// Close shuts everything down gracefully: each stamp instance stops taking
+// requests and finishes in-flight work, then the store connections close,
+// then the servers, the links and the services stop.
 func (d *Deployment) Close() error {
 	d.mu.Lock()
-	regions := make([]*region, 0, len(d.regions))
+	var instances []*instance
+	var regions []*region
 	for _, r := range d.regions {
 		regions = append(regions, r)
+		instances = append(instances, r.instances...)
 	}
 	d.mu.Unlock()
-	errs := make([]error, len(regions)+1)
+	errs := make([]error, len(instances)+1)
 	var wg sync.WaitGroup
-	for i, r := range regions {
-		if r.cancel == nil {
-			continue
-		}
+	for i, in := range instances {
 		wg.Go(func() {
-			r.cancel()
-			errs[i] = <-r.done
+			in.cancel()
+			errs[i] = <-in.done
 		})
 	}
 	wg.Wait()
-	for _, r := range regions {
-		if r.nc != nil {
-			r.nc.Close()
-		}
+	for _, in := range instances {
+		in.nc.Close()
 	}
 	for _, r := range regions {
 		if r.node != nil && r.node.Server().Running() {
 			r.node.Shutdown(false)
 		}
 	}
-	errs[len(regions)] = d.net.Close()
+	errs[len(instances)] = d.net.Close()
+	if d.services != nil {
+		d.services.close()
+	}
 	return errors.Join(errs...)
 }
 
@@ -350,3 +460,7 @@ func (d *Deployment) ClientURL(name string) (string, bool) {
 	}
 	return r.node.ClientURL(), true
 }
+
+// SecretValue is the current value of a deployment secret, for tests that
+// check it never leaks.
+func (d *Deployment) SecretValue(name string) string { return d.services.value(name) }

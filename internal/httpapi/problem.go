@@ -41,6 +41,8 @@ var kinds = map[shop.Kind]struct {
 	shop.KindTooLarge:         {http.StatusRequestEntityTooLarge, "Request body too large"},
 	shop.KindUnsupported:      {http.StatusUnsupportedMediaType, "Unsupported media type"},
 	shop.KindMethodNotAllowed: {http.StatusMethodNotAllowed, "Method not allowed"},
+	shop.KindUnprocessable:    {http.StatusUnprocessableEntity, "Unprocessable request"},
+	shop.KindTooMany:          {http.StatusTooManyRequests, "Too many requests"},
 	shop.KindInternal:         {http.StatusInternalServerError, "Internal error"},
 }
 
@@ -72,6 +74,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", p.Status), slog.String("error", err.Error()),
 			slog.String("request_id", p.RequestID))
+	}
+	if p.Status == http.StatusTooManyRequests || p.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
 	}
 	if p.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="contoso"`)

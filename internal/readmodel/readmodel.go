@@ -14,10 +14,12 @@ import (
 	"github.com/contoso/shoes/internal/shop"
 )
 
-// Size is one size of a product as the API shows it.
+// Size is one size of a product as the API shows it, with the units still
+// available (as of the read model: it may lag the store by about a second).
 type Size struct {
-	Size string `json:"size"`
-	SKU  string `json:"sku"`
+	Size  string `json:"size"`
+	SKU   string `json:"sku"`
+	Stock int    `json:"stock"`
 }
 
 // Product is a product as the API shows it: the stored product with its
@@ -55,7 +57,13 @@ type Model struct {
 	ratingByKey map[string]shop.Rating
 	userRatings map[string]map[string]shop.Rating // product -> user -> latest rating
 	ratingSums  map[string]ratingSum              // product -> sum over userRatings
+	// stock per SKU, and which product and size each catalog SKU is.
+	stock map[string]int
+	skus  map[string]SKURef
 }
+
+// SKURef names the product and size of a SKU.
+type SKURef struct{ ProductID, Size string }
 
 type ratingSum struct{ stars, count int }
 
@@ -68,6 +76,8 @@ func New() *Model {
 		ratingByKey:  map[string]shop.Rating{},
 		userRatings:  map[string]map[string]shop.Rating{},
 		ratingSums:   map[string]ratingSum{},
+		stock:        map[string]int{},
+		skus:         map[string]SKURef{},
 	}
 }
 
@@ -75,11 +85,45 @@ func New() *Model {
 func (m *Model) PutProduct(p shop.Product) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.products[p.ID]; !ok {
+	if old, ok := m.products[p.ID]; !ok {
 		i, _ := slices.BinarySearch(m.ids, p.ID)
 		m.ids = slices.Insert(m.ids, i, p.ID)
+	} else {
+		m.forgetSKUs(old)
 	}
 	m.products[p.ID] = p
+	for _, size := range p.Sizes {
+		m.skus[shop.SKU(p.ID, size)] = SKURef{ProductID: p.ID, Size: size}
+	}
+}
+
+// forgetSKUs must be called with m.mu held.
+func (m *Model) forgetSKUs(p shop.Product) {
+	for _, size := range p.Sizes {
+		delete(m.skus, shop.SKU(p.ID, size))
+	}
+}
+
+// PutStock records the units of sku still available.
+func (m *Model) PutStock(sku string, available int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stock[sku] = available
+}
+
+// DeleteStock forgets the stock of sku.
+func (m *Model) DeleteStock(sku string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.stock, sku)
+}
+
+// SKU reports which product and size sku is, if it is in the catalog.
+func (m *Model) SKU(sku string) (SKURef, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ref, ok := m.skus[sku]
+	return ref, ok
 }
 
 // DeleteProduct removes a product; its comments and ratings stay, so they
@@ -87,9 +131,11 @@ func (m *Model) PutProduct(p shop.Product) {
 func (m *Model) DeleteProduct(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.products[id]; !ok {
+	p, ok := m.products[id]
+	if !ok {
 		return
 	}
+	m.forgetSKUs(p)
 	delete(m.products, id)
 	if i, found := slices.BinarySearch(m.ids, id); found {
 		m.ids = slices.Delete(m.ids, i, i+1)
@@ -189,7 +235,8 @@ func (m *Model) View(p shop.Product) Product {
 func (m *Model) view(p shop.Product) Product {
 	sizes := make([]Size, len(p.Sizes))
 	for i, s := range p.Sizes {
-		sizes[i] = Size{Size: s, SKU: shop.SKU(p.ID, s)}
+		sku := shop.SKU(p.ID, s)
+		sizes[i] = Size{Size: s, SKU: sku, Stock: m.stock[sku]}
 	}
 	var sum shop.RatingSummary
 	if rs := m.ratingSums[p.ID]; rs.count > 0 {

@@ -21,6 +21,8 @@ const (
 	KindTooLarge                     // the request body is larger than allowed
 	KindUnsupported                  // the request's media type is not accepted
 	KindMethodNotAllowed             // the resource exists but not with this method
+	KindUnprocessable                // well-formed, but contradicts an earlier request (an Idempotency-Key reused with another body)
+	KindTooMany                      // the caller or the stamp is over its admission limit; retry after a while
 )
 
 var kindNames = [...]string{
@@ -34,6 +36,8 @@ var kindNames = [...]string{
 	KindTooLarge:         "too-large",
 	KindUnsupported:      "unsupported-media-type",
 	KindMethodNotAllowed: "method-not-allowed",
+	KindUnprocessable:    "unprocessable",
+	KindTooMany:          "too-many-requests",
 }
 
 // String returns the kind's stable slug, used in problem type URIs.

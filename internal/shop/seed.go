@@ -174,3 +174,19 @@ func SeedCatalog() []Product {
 	slices.SortFunc(products, func(a, b Product) int { return strings.Compare(a.ID, b.ID) })
 	return products
 }
+
+// SeedStock returns the stock a new deployment starts with for every SKU of
+// the seed catalog: 5 units per size of a launch shoe, 25 of any other.
+func SeedStock() map[string]int {
+	out := map[string]int{}
+	for _, p := range SeedCatalog() {
+		n := 25
+		if p.Launch {
+			n = 5
+		}
+		for _, size := range p.Sizes {
+			out[SKU(p.ID, size)] = n
+		}
+	}
+	return out
+}

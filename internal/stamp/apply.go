@@ -37,6 +37,19 @@ func (s *Stamp) applier(bucket string) store.WatchFunc {
 			}
 			s.model.PutComment(c)
 		}
+	case store.BucketInventory:
+		return func(key string, value []byte) {
+			if value == nil {
+				s.model.DeleteStock(key)
+				return
+			}
+			var st shop.Stock
+			if err := json.Unmarshal(value, &st); err != nil {
+				s.log.Error("skipping undecodable stock", "key", key, "error", err)
+				return
+			}
+			s.model.PutStock(key, st.Available)
+		}
 	default:
 		return func(key string, value []byte) {
 			var r shop.Rating

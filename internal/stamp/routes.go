@@ -38,6 +38,15 @@ func (s *Stamp) routes(mux *http.ServeMux) {
 	mux.Handle("POST /api/products/{id}/ratings", h(s.postRating))
 	mux.Handle("GET /api/products/{id}/ratings/{ratingId}", h(s.getRating))
 
+	mux.Handle("GET /api/inventory/{sku}", h(s.getInventory))
+	mux.Handle("PUT /api/inventory/{sku}", h(s.putInventory))
+	mux.Handle("GET /api/cart", h(s.getCart))
+	mux.Handle("PUT /api/cart/items/{sku}", h(s.putCartItem))
+	mux.Handle("DELETE /api/cart", h(s.deleteCart))
+	mux.Handle("POST /api/orders", h(s.postOrder))
+	mux.Handle("GET /api/orders", h(s.listOrders))
+	mux.Handle("GET /api/orders/{id}", h(s.getOrder))
+
 	mux.Handle("POST /ops/drain", h(s.drain(true)))
 	mux.Handle("DELETE /ops/drain", h(s.drain(false)))
 	mux.Handle("GET /ops/drain", h(s.drainState))

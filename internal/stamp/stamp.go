@@ -38,21 +38,34 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Now is the clock for timestamps and ids; nil: time.Now.
 	Now func() time.Time
+	// Partner is told about reserved orders; nil: this stamp's processor
+	// does not process orders (orders still are accepted and queued).
+	Partner worker.Notifier
+	// Checks are more dependency checks for the health report (the secret
+	// store, the partner), beside the stamp's own.
+	Checks []health.Check
+	// OrderRate and OrderBurst are each user's order admission rate per
+	// second and burst; zero: 5 and 10. OrderConcurrency bounds the orders
+	// the stamp handles at once; zero: 256.
+	OrderRate        float64
+	OrderBurst       int
+	OrderConcurrency int
 }
 
 // Stamp is one region's stamp.
 type Stamp struct {
-	cfg    Config
-	log    *slog.Logger
-	model  *readmodel.Model
-	worker *worker.Worker
-	prober *health.Prober
-	loaded [3]atomic.Bool // catalog, comments, ratings watches have delivered their initial keys
-	seeded atomic.Bool    // the seed catalog is stored (set at once when Seed is off)
-	start  time.Time
+	cfg       Config
+	log       *slog.Logger
+	model     *readmodel.Model
+	worker    *worker.Worker
+	prober    *health.Prober
+	loaded    [4]atomic.Bool // catalog, comments, ratings, inventory watches have delivered their initial keys
+	seeded    atomic.Bool    // the seed catalog is stored (set at once when Seed is off)
+	admission *admission
+	start     time.Time
 }
 
-var watched = [3]string{store.BucketCatalog, store.BucketComments, store.BucketRatings}
+var watched = [4]string{store.BucketCatalog, store.BucketComments, store.BucketRatings, store.BucketInventory}
 
 // New validates cfg and returns a stamp; call Serve or Run to start it.
 func New(cfg Config) (*Stamp, error) {
@@ -71,14 +84,25 @@ func New(cfg Config) (*Stamp, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.OrderRate <= 0 {
+		cfg.OrderRate = 5
+	}
+	if cfg.OrderBurst <= 0 {
+		cfg.OrderBurst = 10
+	}
+	if cfg.OrderConcurrency <= 0 {
+		cfg.OrderConcurrency = 256
+	}
 	log := cfg.Logger.With("region", cfg.Region)
 	s := &Stamp{cfg: cfg, log: log, model: readmodel.New(), start: time.Now()}
 	s.seeded.Store(!cfg.Seed)
-	s.worker = worker.New(worker.Config{Region: cfg.Region, Store: cfg.Store, Logger: log.With("component", "worker")})
+	s.admission = newAdmission(cfg.OrderRate, cfg.OrderBurst, cfg.OrderConcurrency)
+	s.worker = worker.New(worker.Config{Region: cfg.Region, Store: cfg.Store, Partner: cfg.Partner, Now: cfg.Now,
+		Logger: log.With("component", "worker")})
 	s.prober = health.NewProber(health.Config{
 		Region:   cfg.Region,
 		Interval: cfg.ProbeInterval,
-		Checks:   s.checks(),
+		Checks:   append(s.checks(), cfg.Checks...),
 		Logger:   log.With("component", "health"),
 	})
 	return s, nil
@@ -176,6 +200,9 @@ func (s *Stamp) seed(ctx context.Context) {
 	delay := 250 * time.Millisecond
 	for {
 		n, err := s.cfg.Store.SeedCatalog(ctx, shop.SeedCatalog())
+		if err == nil {
+			_, err = s.cfg.Store.SeedInventory(ctx, shop.SeedStock())
+		}
 		if err == nil {
 			if n > 0 {
 				s.log.Info("seeded the catalog", "products", n)

@@ -105,6 +105,12 @@ func TestBadInputsGetProblemJSON(t *testing.T) {
 		return m
 	}
 	huge := `{"text":"` + strings.Repeat("x", httpapi.MaxBodyBytes) + `"}`
+	sku := shop.SKU(shop.SeedCatalog()[0].ID, shop.SeedCatalog()[0].Sizes[0])
+	order := func(sku string, q int) map[string]any {
+		return map[string]any{"items": []map[string]any{{"sku": sku, "quantity": q}}}
+	}
+	// keyed marks a case that sends an Idempotency-Key.
+	const keyed = "|keyed"
 	validID := shop.NewID(time.Now())
 
 	cases := []badCase{
@@ -160,6 +166,43 @@ func TestBadInputsGetProblemJSON(t *testing.T) {
 		{"rating huge", "POST", prod + "/ratings", user, `{"stars":99999999999999999999}`, "", 400, "stars"},
 		{"rating unknown product", "POST", "/api/products/no-such-shoe/ratings", user, map[string]int{"stars": 3}, "", 404, ""},
 		{"rating bad id", "GET", prod + "/ratings/x", "", nil, "", 400, "ratingId"},
+		// inventory
+		{"inventory no token", "PUT", "/api/inventory/" + sku, "", map[string]int{"stock": 1}, "", 401, ""},
+		{"inventory user", "PUT", "/api/inventory/" + sku, user, map[string]int{"stock": 1}, "", 403, ""},
+		{"inventory negative", "PUT", "/api/inventory/" + sku, admin, map[string]int{"stock": -1}, "", 400, "stock"},
+		{"inventory huge", "PUT", "/api/inventory/" + sku, admin, map[string]int{"stock": 1 << 40}, "", 400, "stock"},
+		{"inventory missing", "PUT", "/api/inventory/" + sku, admin, `{}`, "", 400, "stock"},
+		{"inventory string", "PUT", "/api/inventory/" + sku, admin, `{"stock":"ten"}`, "", 400, "stock"},
+		{"inventory unknown sku", "PUT", "/api/inventory/no-such-sku", admin, map[string]int{"stock": 1}, "", 404, ""},
+		{"inventory bad sku", "PUT", "/api/inventory/BAD%20SKU", admin, map[string]int{"stock": 1}, "", 400, "sku"},
+		{"inventory read user", "GET", "/api/inventory/" + sku, user, nil, "", 403, ""},
+		// cart
+		{"cart no token", "GET", "/api/cart", "", nil, "", 401, ""},
+		{"cart item unknown sku", "PUT", "/api/cart/items/no-such-sku", user, map[string]int{"quantity": 1}, "", 400, "sku"},
+		{"cart item negative", "PUT", "/api/cart/items/" + sku, user, map[string]int{"quantity": -1}, "", 400, "quantity"},
+		{"cart item too many", "PUT", "/api/cart/items/" + sku, user, map[string]int{"quantity": 11}, "", 400, "quantity"},
+		{"cart item missing quantity", "PUT", "/api/cart/items/" + sku, user, `{}`, "", 400, "quantity"},
+		{"cart item no token", "PUT", "/api/cart/items/" + sku, "", map[string]int{"quantity": 1}, "", 401, ""},
+		{"cart delete no token", "DELETE", "/api/cart", "", nil, "", 401, ""},
+		// orders
+		{"order no token", "POST", "/api/orders", "", order(sku, 1), "", 401, ""},
+		{"order no idempotency key", "POST", "/api/orders", user, order(sku, 1), "", 400, "Idempotency-Key"},
+		{"order zero quantity", "POST", "/api/orders", user + keyed, order(sku, 0), "", 400, "items[0].quantity"},
+		{"order quantity too big", "POST", "/api/orders", user + keyed, order(sku, 11), "", 400, "items[0].quantity"},
+		{"order unknown sku", "POST", "/api/orders", user + keyed, order("no-such-sku", 1), "", 400, "items[0].sku"},
+		{"order malformed sku", "POST", "/api/orders", user + keyed, order("../etc", 1), "", 400, "items[0].sku"},
+		{"order no lines", "POST", "/api/orders", user + keyed, map[string]any{"items": []any{}}, "", 400, "items"},
+		{"order both items and cart", "POST", "/api/orders", user + keyed, map[string]any{"items": []map[string]any{{"sku": sku, "quantity": 1}}, "fromCart": true}, "", 400, "items"},
+		{"order empty cart", "POST", "/api/orders", user + keyed, map[string]any{"fromCart": true}, "", 400, "fromCart"},
+		{"order repeated sku", "POST", "/api/orders", user + keyed, map[string]any{"items": []map[string]any{{"sku": sku, "quantity": 1}, {"sku": sku, "quantity": 2}}}, "", 400, "items[1].sku"},
+		{"order wrong type", "POST", "/api/orders", user + keyed, `{"items":[{"sku":"x","quantity":"1"}]}`, "", 400, "items.quantity"},
+		{"order malformed", "POST", "/api/orders", user + keyed, `{"items":[`, "", 400, ""},
+		{"order oversized", "POST", "/api/orders", user + keyed, huge, "", 413, ""},
+		{"order get no token", "GET", "/api/orders/" + validID, "", nil, "", 401, ""},
+		{"order get bad id", "GET", "/api/orders/x", user, nil, "", 400, "id"},
+		{"order get unknown", "GET", "/api/orders/" + validID, user, nil, "", 404, ""},
+		{"order list bad cursor", "GET", "/api/orders?cursor=" + httpapi.EncodeCursor("x"), user, nil, "", 400, "cursor"},
+		{"order list no token", "GET", "/api/orders", "", nil, "", 401, ""},
 		// operations
 		{"drain no token", "POST", "/ops/drain", "", nil, "", 401, ""},
 		{"drain user", "POST", "/ops/drain", user, nil, "", 403, ""},
@@ -167,6 +210,12 @@ func TestBadInputsGetProblemJSON(t *testing.T) {
 		// routing
 		{"unknown route", "GET", "/api/nothing", "", nil, "", 404, ""},
 		{"wrong method", "DELETE", prod, admin, nil, "", 405, ""},
+	}
+	for name, tok := range badTokens(t, d.Issuer()) {
+		cases = append(cases,
+			badCase{"order token " + name, "POST", "/api/orders", tok + keyed, order(sku, 1), "", 401, ""},
+			badCase{"cart token " + name, "GET", "/api/cart", tok, nil, "", 401, ""},
+		)
 	}
 	for name, tok := range badTokens(t, d.Issuer()) {
 		cases = append(cases,
@@ -186,6 +235,10 @@ func TestBadInputsGetProblemJSON(t *testing.T) {
 			}
 			if tc.contentType != "" {
 				req.Header.Set("Content-Type", tc.contentType)
+			}
+			if tok, ok := strings.CutSuffix(tc.token, keyed); ok {
+				req.Header.Set("Idempotency-Key", "key-"+strings.ReplaceAll(tc.name, " ", "-"))
+				tc.token = tok
 			}
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)

@@ -244,6 +244,8 @@ func (s *Store) bucket(name string) (jetstream.KeyValue, error) {
 		return s.comment, nil
 	case BucketRatings:
 		return s.rating, nil
+	case BucketInventory:
+		return s.inventory, nil
 	}
 	return nil, fmt.Errorf("watch: unknown bucket %q", name)
 }

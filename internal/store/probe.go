@@ -1,10 +1,14 @@
 package store
 
 import (
+	"strings"
+	"sync"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/contoso/shoes/internal/shop"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,33 +46,43 @@ func (s *Store) ProbeWrite(ctx context.Context, region, nonce string) error {
 }
 
 // leaderGetLast asks the stream leader (not any replica) for the last
-// message on subject.
+// message on subject. It returns jetstream.ErrMsgNotFound when there is none.
 func (s *Store) leaderGetLast(ctx context.Context, stream, subject string) (uint64, []byte, error) {
+	seq, data, _, err := s.leaderGet(ctx, stream, subject)
+	return seq, data, err
+}
+
+func (s *Store) leaderGet(ctx context.Context, stream, subject string) (seq uint64, data, hdrs []byte, err error) {
 	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
 	msg, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	var resp struct {
 		Message *struct {
 			Seq  uint64 `json:"seq"`
 			Data []byte `json:"data"`
+			Hdrs []byte `json:"hdrs"`
 		} `json:"message"`
 		Error *struct {
 			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
 			Description string `json:"description"`
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, nil, fmt.Errorf("decode message get: %w", err)
+		return 0, nil, nil, fmt.Errorf("decode message get: %w", err)
 	}
 	if resp.Error != nil {
-		return 0, nil, fmt.Errorf("message get: %d %s", resp.Error.Code, resp.Error.Description)
+		if resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
+			return 0, nil, nil, jetstream.ErrMsgNotFound
+		}
+		return 0, nil, nil, fmt.Errorf("message get: %d %s", resp.Error.Code, resp.Error.Description)
 	}
 	if resp.Message == nil {
-		return 0, nil, errors.New("message get: empty answer")
+		return 0, nil, nil, errors.New("message get: empty answer")
 	}
-	return resp.Message.Seq, resp.Message.Data, nil
+	return resp.Message.Seq, resp.Message.Data, resp.Message.Hdrs, nil
 }
 
 // WriteHandler handles the messages of the async write stream. A nil error
@@ -110,48 +124,113 @@ func (s *Store) ProcessWrites(ctx context.Context, region string, h WriteHandler
 	if err != nil {
 		return fmt.Errorf("process writes: %w", err)
 	}
-	// Handlers finish with their own deadline even after ctx is cancelled,
-	// so a shutdown drains in-flight work instead of failing it.
-	hctx := context.WithoutCancel(ctx)
-	handle := func(msg jetstream.Msg) {
-		ctx, cancel := context.WithTimeout(hctx, 30*time.Second)
-		defer cancel()
-		var err error
+	dispatch := func(ctx context.Context, msg jetstream.Msg) error {
 		subj := msg.Subject()
 		switch {
-		case len(subj) > len(subjectComment) && subj[:len(subjectComment)] == subjectComment:
-			err = h.Comment(ctx, msg.Data())
-		case len(subj) > len(subjectRating) && subj[:len(subjectRating)] == subjectRating:
-			err = h.Rating(ctx, msg.Data())
-		case len(subj) > len(subjectCanary) && subj[:len(subjectCanary)] == subjectCanary:
-			err = h.Canary(ctx, msg.Data())
-		default:
-			err = fmt.Errorf("unknown subject %q", subj)
+		case strings.HasPrefix(subj, subjectComment):
+			return h.Comment(ctx, msg.Data())
+		case strings.HasPrefix(subj, subjectRating):
+			return h.Rating(ctx, msg.Data())
+		case strings.HasPrefix(subj, subjectCanary):
+			return h.Canary(ctx, msg.Data())
 		}
-		switch {
-		case err == nil:
-			if aerr := msg.DoubleAck(ctx); aerr != nil {
-				s.log.Warn("ack failed; the message will be redelivered", "subject", subj, "error", aerr)
+		return fmt.Errorf("unknown subject %q: %w", subj, errUnknownSubject)
+	}
+	return s.consume(ctx, poisoned, 8, dispatch, shared, canary)
+}
+
+var errUnknownSubject = errors.New("no handler")
+
+// ackWait is how long a processor may hold a message without word before
+// the server gives it to another processor; progressEvery is how often a
+// busy processor says it is still working.
+const (
+	ackWait       = 10 * time.Second
+	progressEvery = 3 * time.Second
+)
+
+// ProcessOrders runs order processing until ctx is done: it pulls from the
+// order consumer that all regions share and hands each order to h, with at
+// most concurrency orders in flight. Acknowledgement works as in
+// ProcessWrites.
+func (s *Store) ProcessOrders(ctx context.Context, h func(ctx context.Context, o shop.Order) error, poisoned func(error) bool, concurrency int) error {
+	c, err := retrying(ctx, s, func(ctx context.Context) (jetstream.Consumer, error) {
+		return s.orderQ.Consumer(ctx, ConsumerOrders)
+	})
+	if err != nil {
+		return fmt.Errorf("process orders: %w", err)
+	}
+	return s.consume(ctx, poisoned, concurrency, func(ctx context.Context, msg jetstream.Msg) error {
+		var o shop.Order
+		if err := json.Unmarshal(msg.Data(), &o); err != nil {
+			return shop.Invalid("", "undecodable order: %v", err)
+		}
+		return h(ctx, o)
+	}, c)
+}
+
+// consume pulls from consumers until ctx is done, running handle for each
+// message with at most concurrency in flight per consumer: a nil error
+// acknowledges it, a poisoned error drops it, any other error redelivers it
+// after a back-off. Handlers finish with their own deadline after ctx is
+// cancelled, so a shutdown drains in-flight work instead of failing it.
+func (s *Store) consume(ctx context.Context, poisoned func(error) bool, concurrency int, handle func(context.Context, jetstream.Msg) error, consumers ...jetstream.Consumer) error {
+	hctx := context.WithoutCancel(ctx)
+	slots := make(chan struct{}, concurrency*len(consumers))
+	var inflight sync.WaitGroup
+	run := func(msg jetstream.Msg) {
+		slots <- struct{}{} // blocks the delivery loop: bounded, never queued without limit
+		inflight.Go(func() {
+			defer func() { <-slots }()
+			ctx, cancel := context.WithTimeout(hctx, 30*time.Second)
+			defer cancel()
+			// Tell the server the message is still being worked on, so a
+			// short ack wait can hand the work of a lost processor to
+			// another region quickly without redelivering slow work.
+			working := make(chan struct{})
+			go func() {
+				t := time.NewTicker(progressEvery)
+				defer t.Stop()
+				for {
+					select {
+					case <-working:
+						return
+					case <-t.C:
+						_ = msg.InProgress()
+					}
+				}
+			}()
+			err := handle(ctx, msg)
+			close(working)
+			subj := msg.Subject()
+			switch {
+			case err == nil:
+				if aerr := msg.DoubleAck(ctx); aerr != nil {
+					s.log.Warn("ack failed; the message will be redelivered", "subject", subj, "error", aerr)
+				}
+			case poisoned(err) || errors.Is(err, errUnknownSubject):
+				s.log.Error("dropping a message that can never be processed", "subject", subj, "error", err)
+				_ = msg.Term()
+			default:
+				s.log.Warn("processing failed; redelivering", "subject", subj, "error", err)
+				_ = msg.NakWithDelay(time.Second)
 			}
-		case poisoned(err):
-			s.log.Error("dropping a message that can never be processed", "subject", subj, "error", err)
-			_ = msg.Term()
-		default:
-			s.log.Warn("processing failed; redelivering", "subject", subj, "error", err)
-			_ = msg.NakWithDelay(time.Second)
+		})
+	}
+	var ccs []jetstream.ConsumeContext
+	for _, c := range consumers {
+		cc, err := c.Consume(run, jetstream.PullMaxMessages(2*concurrency), jetstream.PullExpiry(5*time.Second))
+		if err != nil {
+			for _, cc := range ccs {
+				cc.Stop()
+			}
+			return fmt.Errorf("consume: %w", err)
 		}
-	}
-	sharedCtx, err := shared.Consume(handle, jetstream.PullMaxMessages(64), jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		return fmt.Errorf("process writes: consume: %w", err)
-	}
-	canaryCtx, err := canary.Consume(handle, jetstream.PullMaxMessages(4), jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		sharedCtx.Stop()
-		return fmt.Errorf("process writes: consume canaries: %w", err)
+		ccs = append(ccs, cc)
 	}
 	<-ctx.Done()
-	s.drain(sharedCtx, canaryCtx)
+	s.drain(ccs...)
+	inflight.Wait()
 	return nil
 }
 

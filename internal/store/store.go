@@ -17,6 +17,8 @@ import (
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso/shoes/internal/shop"
 )
 
 // Names of the replicated assets.
@@ -62,6 +64,12 @@ type Store struct {
 	meta    jetstream.KeyValue
 	health  jetstream.KeyValue
 	writes  jetstream.Stream
+
+	inventory jetstream.KeyValue
+	orders    jetstream.KeyValue
+	idem      jetstream.KeyValue
+	carts     jetstream.KeyValue
+	orderQ    jetstream.Stream
 }
 
 // Open connects to the assets, creating or updating them when needed. It
@@ -147,15 +155,39 @@ func (s *Store) ensureAssets(ctx context.Context) error {
 	if s.health, err = kv(BucketHealth, time.Minute); err != nil {
 		return err
 	}
-	if s.writes, err = s.js.Stream(ctx, StreamWrites); err == nil {
-		if _, err = s.writes.Consumer(ctx, ConsumerWrites); err == nil {
-			return nil
+	if s.inventory, err = kv(BucketInventory, 0); err != nil {
+		return err
+	}
+	if s.orders, err = kv(BucketOrders, 0); err != nil {
+		return err
+	}
+	if s.idem, err = kv(BucketIdempotency, shop.IdempotencyTTL); err != nil {
+		return err
+	}
+	if s.carts, err = kv(BucketCarts, shop.CartTTL); err != nil {
+		return err
+	}
+	if s.orderQ, err = s.queue(ctx, StreamOrders, "orders waiting for the order processor", []string{"orders.>"},
+		ConsumerOrders, "the order processors of every stamp share this consumer", []string{subjectOrder}, ackWait); err != nil {
+		return err
+	}
+	s.writes, err = s.queue(ctx, StreamWrites, "async writes waiting for the background processor", []string{"writes.>"},
+		ConsumerWrites, "the background processors of every stamp share this consumer", []string{subjectComment + ">", subjectRating + ">"}, ackWait)
+	return err
+}
+
+// queue finds or declares a work-queue stream and the durable consumer
+// that every stamp's processor shares.
+func (s *Store) queue(ctx context.Context, name, desc string, subjects []string, consumer, consumerDesc string, filters []string, ackWait time.Duration) (jetstream.Stream, error) {
+	if st, err := s.js.Stream(ctx, name); err == nil {
+		if _, err = st.Consumer(ctx, consumer); err == nil {
+			return st, nil
 		}
 	}
-	s.writes, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamWrites,
-		Description: "async writes waiting for the background processor",
-		Subjects:    []string{"writes.>"},
+	st, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        name,
+		Description: desc,
+		Subjects:    subjects,
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.cfg.Replicas,
@@ -165,22 +197,22 @@ func (s *Store) ensureAssets(ctx context.Context) error {
 		Duplicates:  10 * time.Minute,
 	})
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", StreamWrites, err)
+		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
-	_, err = s.writes.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:        ConsumerWrites,
-		Description:    "the background processors of every stamp share this consumer",
-		FilterSubjects: []string{subjectComment + ">", subjectRating + ">"},
+	_, err = st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:        consumer,
+		Description:    consumerDesc,
+		FilterSubjects: filters,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        30 * time.Second,
+		AckWait:        ackWait,
 		MaxDeliver:     -1,
 		MaxAckPending:  10_000,
 		Replicas:       s.cfg.Replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", ConsumerWrites, err)
+		return nil, fmt.Errorf("consumer %s: %w", consumer, err)
 	}
-	return nil
+	return st, nil
 }
 
 // retrying runs op until it succeeds, fails permanently, or the write

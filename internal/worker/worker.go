@@ -7,20 +7,33 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
 )
 
+// Notifier tells the fulfilment partner about a reserved order. It must be
+// idempotent by order id: the worker may call it more than once per order.
+type Notifier interface {
+	Notify(ctx context.Context, n partner.Notification) error
+}
+
 // Config configures a Worker.
 type Config struct {
-	Region string       // required
-	Store  *store.Store // required
-	Logger *slog.Logger // nil: discard
+	Region  string       // required
+	Store   *store.Store // required
+	Partner Notifier     // nil: orders are not processed (comment-only deployments and tests)
+	Logger  *slog.Logger // nil: discard
+	// OrderConcurrency bounds the orders one worker processes at once;
+	// zero: 16.
+	OrderConcurrency int
+	Now              func() time.Time // nil: time.Now
 }
 
 // Worker processes async writes. It is safe for concurrent use.
@@ -32,6 +45,7 @@ type Worker struct {
 	canarySent time.Time  // send time of the newest canary processed
 	canaryDone time.Time  // when it was processed
 	processed  uint64
+	confirmed  uint64
 }
 
 var _ store.WriteHandler = (*Worker)(nil)
@@ -41,29 +55,108 @@ func New(cfg Config) *Worker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.OrderConcurrency <= 0 {
+		cfg.OrderConcurrency = 16
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Worker{cfg: cfg, log: cfg.Logger}
 }
 
-// Run processes until ctx is done, then finishes in-flight messages. When
-// the store cannot be reached to start processing, it keeps trying with
-// back-off: a slow store delays the processor, it never stops the stamp
-// (the async-path health check reports it meanwhile).
+// Run processes comments, ratings, canaries and (with a partner) orders
+// until ctx is done, then finishes in-flight messages. When the store
+// cannot be reached to start processing, it keeps trying with back-off: a
+// slow store delays the processor, it never stops the stamp (the
+// async-path health check reports it meanwhile).
 func (w *Worker) Run(ctx context.Context) error {
 	poisoned := func(err error) bool { return shop.KindOf(err) == shop.KindInvalid }
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		w.forever(ctx, "writes", func() error { return w.cfg.Store.ProcessWrites(ctx, w.cfg.Region, w, poisoned) })
+	})
+	if w.cfg.Partner != nil {
+		wg.Go(func() {
+			w.forever(ctx, "orders", func() error {
+				return w.cfg.Store.ProcessOrders(ctx, w.Order, poisoned, w.cfg.OrderConcurrency)
+			})
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+func (w *Worker) forever(ctx context.Context, what string, process func() error) {
 	delay := 250 * time.Millisecond
 	for {
-		err := w.cfg.Store.ProcessWrites(ctx, w.cfg.Region, w, poisoned)
+		err := process()
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
-		w.log.Warn("background processing stopped; restarting", "error", err, "retry_in", delay)
+		w.log.Warn("background processing stopped; restarting", "queue", what, "error", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 10*time.Second)
 	}
+}
+
+// Order takes one order one step further, from whatever state it is in,
+// so a redelivered order continues where a crashed processor stopped:
+// accepted -> reserve every line (all or none) -> reserved -> notify the
+// partner -> confirmed; an order that cannot be filled is rejected and
+// holds no stock. A partner outage leaves the order reserved: the error
+// redelivers it later.
+func (w *Worker) Order(ctx context.Context, o shop.Order) error {
+	lines, err := shop.ValidateLines(o.Lines)
+	if err != nil || shop.ValidateWriteID("id", o.ID) != nil || o.User == "" {
+		return shop.Invalid("", "malformed order %q: %v", o.ID, err)
+	}
+	cur, err := w.cfg.Store.Order(ctx, shop.UserKey(o.User), o.ID)
+	switch {
+	case err == nil:
+	case shop.KindOf(err) == shop.KindNotFound:
+		cur = o // the stream has it, so it was acknowledged: it is owed
+	default:
+		return err
+	}
+	switch cur.Status {
+	case shop.OrderConfirmed:
+		return w.cfg.Store.ReleaseHolds(ctx, o.ID, lines, false)
+	case shop.OrderRejected:
+		return w.cfg.Store.ReleaseHolds(ctx, o.ID, lines, true)
+	case shop.OrderAccepted, "":
+		err := w.cfg.Store.Reserve(ctx, o.ID, lines)
+		if errors.Is(err, store.ErrOutOfStock) {
+			if _, err := w.cfg.Store.SetOrderStatus(ctx, o, shop.OrderRejected, shop.ReasonOutOfStock, w.cfg.Now().UTC()); err != nil {
+				return fmt.Errorf("reject order %s: %w", o.ID, err)
+			}
+			w.log.Info("order rejected", "order", o.ID, "reason", shop.ReasonOutOfStock)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := w.cfg.Store.SetOrderStatus(ctx, o, shop.OrderReserved, "", w.cfg.Now().UTC()); err != nil {
+			return fmt.Errorf("mark order %s reserved: %w", o.ID, err)
+		}
+	}
+	n := partner.Notification{OrderID: o.ID, User: o.User, Region: w.cfg.Region, At: o.CreatedAt}
+	for _, l := range lines {
+		n.Lines = append(n.Lines, partner.Line{SKU: l.SKU, Quantity: l.Quantity})
+	}
+	if err := w.cfg.Partner.Notify(ctx, n); err != nil {
+		// Whatever the partner said, the order is reserved and owed: retry
+		// later rather than dropping it.
+		return shop.Unavailable("fulfilment partner", fmt.Errorf("notify partner of order %s: %w", o.ID, err))
+	}
+	if _, err := w.cfg.Store.SetOrderStatus(ctx, o, shop.OrderConfirmed, "", w.cfg.Now().UTC()); err != nil {
+		return fmt.Errorf("confirm order %s: %w", o.ID, err)
+	}
+	w.countOrder()
+	return w.cfg.Store.ReleaseHolds(ctx, o.ID, lines, false)
 }
 
 // Comment validates and stores one comment.
@@ -133,6 +226,19 @@ func (w *Worker) Processed() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.processed
+}
+
+// Confirmed reports how many orders this worker confirmed.
+func (w *Worker) Confirmed() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.confirmed
+}
+
+func (w *Worker) countOrder() {
+	w.mu.Lock()
+	w.confirmed++
+	w.mu.Unlock()
 }
 
 func (w *Worker) count() {

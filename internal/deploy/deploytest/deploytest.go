@@ -23,6 +23,8 @@ type Options struct {
 	DataDir string        // empty: a fresh t.TempDir()
 	Latency bool          // simulate inter-region latency (off by default for speed)
 	Probe   time.Duration // zero: 200 ms
+	// SecretRefresh is the stamps' secret refresh interval; zero: 200 ms.
+	SecretRefresh time.Duration
 }
 
 // MustStart starts a deployment of regions and stops it when the test ends.
@@ -51,6 +53,9 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 	if opts.Probe == 0 {
 		opts.Probe = 200 * time.Millisecond
 	}
+	if opts.SecretRefresh == 0 {
+		opts.SecretRefresh = 200 * time.Millisecond
+	}
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("CONTOSO_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -62,6 +67,7 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 		DataDir:       opts.DataDir,
 		Network:       netsim.Config{Off: !opts.Latency},
 		ProbeInterval: opts.Probe,
+		SecretRefresh: opts.SecretRefresh,
 		Logger:        log,
 	})
 }
@@ -105,24 +111,31 @@ func (r Response) JSON(tb testing.TB, v any) {
 	}
 }
 
-// Do sends one request with an optional bearer token and JSON body (a
-// string is sent as is, anything else is marshalled) and reads the answer.
-func Do(tb testing.TB, method, url, token string, body any) Response {
+// Body turns a test body into a reader: nil is no body, a string or
+// []byte is sent as is, anything else is marshalled as JSON.
+func Body(tb testing.TB, body any) io.Reader {
 	tb.Helper()
-	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
+		return nil
 	case string:
-		rd = strings.NewReader(b)
+		return strings.NewReader(b)
 	case []byte:
-		rd = bytes.NewReader(b)
+		return bytes.NewReader(b)
 	default:
 		enc, err := json.Marshal(b)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		rd = bytes.NewReader(enc)
+		return bytes.NewReader(enc)
 	}
+}
+
+// Do sends one request with an optional bearer token and body (see Body)
+// and reads the answer.
+func Do(tb testing.TB, method, url, token string, body any) Response {
+	tb.Helper()
+	rd := Body(tb, body)
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		tb.Fatal(err)
@@ -133,14 +146,20 @@ func Do(tb testing.TB, method, url, token string, body any) Response {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return Send(tb, req)
+}
+
+// Send sends req and reads the answer whole.
+func Send(tb testing.TB, req *http.Request) Response {
+	tb.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		tb.Fatalf("%s %s: %v", method, url, err)
+		tb.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("%s %s: read body: %v", method, url, err)
+		tb.Fatalf("%s %s: read body: %v", req.Method, req.URL, err)
 	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }

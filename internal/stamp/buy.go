@@ -1,0 +1,309 @@
+package stamp
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/store"
+)
+
+// knownSKU checks that sku is a size of a product in the catalog.
+func (s *Stamp) knownSKU(field, sku string) error {
+	if err := shop.ValidateSKU(field, sku); err != nil {
+		return err
+	}
+	if _, ok := s.model.SKU(sku); !ok {
+		return shop.Invalid(field, "unknown SKU %q", sku)
+	}
+	return nil
+}
+
+// stockView is how GET /api/inventory/{sku} shows one SKU's stock.
+type stockView struct {
+	SKU       string `json:"sku"`
+	Available int    `json:"available"`
+	Held      int    `json:"held"`
+}
+
+func (s *Stamp) getInventory(w http.ResponseWriter, r *http.Request) error {
+	if err := s.requireAdmin(r); err != nil {
+		return err
+	}
+	sku := r.PathValue("sku")
+	if err := s.knownSKU("sku", sku); err != nil {
+		if shop.KindOf(err) == shop.KindInvalid && shop.ValidateSKU("sku", sku) == nil {
+			return shop.NotFound("SKU", sku)
+		}
+		return err
+	}
+	st, err := s.cfg.Store.Stock(r.Context(), sku)
+	if err != nil {
+		return shop.Unavailable("stock cannot be read right now", err)
+	}
+	v := stockView{SKU: sku, Available: st.Available}
+	for _, q := range st.Holds {
+		v.Held += q
+	}
+	httpapi.WriteJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Stamp) putInventory(w http.ResponseWriter, r *http.Request) error {
+	if err := s.requireAdmin(r); err != nil {
+		return err
+	}
+	sku := r.PathValue("sku")
+	if err := shop.ValidateSKU("sku", sku); err != nil {
+		return err
+	}
+	if _, ok := s.model.SKU(sku); !ok {
+		return shop.NotFound("SKU", sku)
+	}
+	var in struct {
+		Stock *int `json:"stock"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Stock == nil {
+		return shop.Invalid("stock", "is required")
+	}
+	if err := shop.ValidateStock(*in.Stock); err != nil {
+		return err
+	}
+	if err := s.cfg.Store.SetStock(r.Context(), sku, *in.Stock); err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, stockView{SKU: sku, Available: *in.Stock})
+	return nil
+}
+
+func (s *Stamp) getCart(w http.ResponseWriter, r *http.Request) error {
+	claims, err := s.cfg.Verifier.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	c, _, err := s.cfg.Store.Cart(r.Context(), shop.UserKey(claims.Subject))
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Stamp) putCartItem(w http.ResponseWriter, r *http.Request) error {
+	claims, err := s.cfg.Verifier.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	sku := r.PathValue("sku")
+	if err := s.knownSKU("sku", sku); err != nil {
+		return err
+	}
+	var in struct {
+		Quantity *int `json:"quantity"`
+	}
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Quantity == nil {
+		return shop.Invalid("quantity", "is required")
+	}
+	if err := shop.ValidateQuantity("quantity", *in.Quantity, 0); err != nil {
+		return err
+	}
+	now := s.cfg.Now().UTC()
+	c, err := s.cfg.Store.UpdateCart(r.Context(), shop.UserKey(claims.Subject), func(c *shop.Cart) error {
+		c.UpdatedAt = now
+		if c.Items == nil {
+			c.Items = []shop.Line{}
+		}
+		return c.SetItem(sku, *in.Quantity)
+	})
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Stamp) deleteCart(w http.ResponseWriter, r *http.Request) error {
+	claims, err := s.cfg.Verifier.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.DeleteCart(r.Context(), shop.UserKey(claims.Subject), 0); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// orderRequest is the body of POST /api/orders: items, or the cart.
+type orderRequest struct {
+	Items    []shop.Line `json:"items"`
+	FromCart bool        `json:"fromCart"`
+}
+
+// postOrder accepts an order: once the order is durably on the replicated
+// order stream it answers 202 with its Location. The same user and
+// Idempotency-Key again, in any region within 24 hours, gets the same
+// order back; with another body, 422.
+func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
+	claims, err := s.cfg.Verifier.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if err := shop.ValidateIdempotencyKey(key); err != nil {
+		return err
+	}
+	var in orderRequest
+	if err := httpapi.DecodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.FromCart == (len(in.Items) > 0) {
+		return shop.Invalid("items", "give either items or \"fromCart\": true")
+	}
+	release, err := s.admission.admit(claims.Subject)
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	ctx := r.Context()
+	userKey := shop.UserKey(claims.Subject)
+	lines, cartRev := in.Items, uint64(0)
+	if in.FromCart {
+		cart, rev, err := s.cfg.Store.Cart(ctx, userKey)
+		if err != nil {
+			return err
+		}
+		if len(cart.Items) == 0 {
+			return shop.Invalid("fromCart", "the cart is empty")
+		}
+		lines, cartRev = cart.Items, rev
+	}
+	lines, err = shop.ValidateLines(lines)
+	if err != nil {
+		return err
+	}
+	for i, l := range lines {
+		if err := s.knownSKU(fmt.Sprintf("items[%d].sku", i), l.SKU); err != nil {
+			return err
+		}
+	}
+	hash := shop.RequestHash(in.FromCart, in.Items)
+	if in.FromCart {
+		hash = shop.RequestHash(true, nil)
+	}
+	now := s.cfg.Now().UTC()
+	rec, won, err := s.cfg.Store.Remember(ctx, shop.IdempotencyID(claims.Subject, key),
+		store.IdempotencyRecord{OrderID: shop.NewID(now), UserKey: userKey, RequestHash: hash})
+	if err != nil {
+		return err
+	}
+	if !won && rec.RequestHash != hash {
+		return shop.Errorf(shop.KindUnprocessable, "Idempotency-Key", "was used before with a different request body")
+	}
+	if !won {
+		prev, err := s.cfg.Store.Order(ctx, userKey, rec.OrderID)
+		switch {
+		case err == nil:
+			if prev.Status == shop.OrderAccepted {
+				// The first attempt may have stopped before queueing it.
+				if err := s.cfg.Store.SubmitOrder(ctx, prev); err != nil {
+					return err
+				}
+			}
+			return writeOrder(w, prev, false)
+		case shop.KindOf(err) != shop.KindNotFound:
+			return err
+		}
+		// The first attempt stopped before recording the order: finish it.
+	}
+	o := shop.Order{ID: rec.OrderID, User: claims.Subject, Lines: lines, Status: shop.OrderAccepted,
+		Region: s.cfg.Region, CreatedAt: now, UpdatedAt: now}
+	if err := s.cfg.Store.CreateOrder(ctx, o); err != nil {
+		return err
+	}
+	if err := s.cfg.Store.SubmitOrder(ctx, o); err != nil {
+		return err
+	}
+	if in.FromCart {
+		// Best effort: the order is accepted either way, and a cart changed
+		// in the meantime is left alone.
+		if err := s.cfg.Store.DeleteCart(ctx, userKey, cartRev); err != nil {
+			s.log.Warn("cart not emptied after order", "order", o.ID, "error", err)
+		}
+	}
+	return writeOrder(w, o, true)
+}
+
+// writeOrder answers with an order and its Location: 202 while it is
+// being processed, 200 once final (or on a replay of a processed order).
+func writeOrder(w http.ResponseWriter, o shop.Order, fresh bool) error {
+	w.Header().Set("Location", "/api/orders/"+o.ID)
+	status := http.StatusOK
+	if fresh || !o.Status.Final() {
+		status = http.StatusAccepted
+	}
+	httpapi.WriteJSON(w, status, o)
+	return nil
+}
+
+func (s *Stamp) getOrder(w http.ResponseWriter, r *http.Request) error {
+	claims, err := s.cfg.Verifier.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := shop.ValidateWriteID("id", id); err != nil {
+		return err
+	}
+	o, err := s.cfg.Store.Order(r.Context(), shop.UserKey(claims.Subject), id)
+	if shop.KindOf(err) == shop.KindNotFound && claims.Admin {
+		o, err = s.cfg.Store.FindOrder(r.Context(), id)
+	}
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (s *Stamp) listOrders(w http.ResponseWriter, r *http.Request) error {
+	claims, err := s.cfg.Verifier.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	pg, err := httpapi.ParsePage(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	if pg.After != "" {
+		if err := shop.ValidateWriteID("cursor", pg.After); err != nil {
+			return err
+		}
+	}
+	all, err := s.cfg.Store.Orders(r.Context(), shop.UserKey(claims.Subject))
+	if err != nil {
+		return err
+	}
+	start := 0
+	if pg.After != "" {
+		for start < len(all) && strings.Compare(all[start].ID, pg.After) >= 0 {
+			start++
+		}
+	}
+	end := min(start+pg.Limit, len(all))
+	next := ""
+	if end < len(all) {
+		next = all[end-1].ID
+	}
+	httpapi.WriteJSON(w, http.StatusOK, page(all[start:end], next))
+	return nil
+}

@@ -1,0 +1,388 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso/shoes/internal/shop"
+)
+
+// Names of the buying path's assets.
+const (
+	BucketInventory   = "inventory"
+	BucketOrders      = "orders"
+	BucketIdempotency = "idempotency"
+	BucketCarts       = "carts"
+	StreamOrders      = "ORDERS"
+	ConsumerOrders    = "order-processor"
+	subjectOrder      = "orders.new"
+	inventorySeedKey  = "seed.inventory.v1"
+)
+
+// errNotFound is what leaderValue returns for a missing or deleted key.
+var errNotFound = jetstream.ErrKeyNotFound
+
+// leaderValue reads key from bucket on the stream leader, which, unlike a
+// direct get, sees every write acknowledged before. It returns the value and
+// its revision; for a deleted key, errNotFound and the delete marker's
+// revision (which an update must name).
+func (s *Store) leaderValue(ctx context.Context, bucket, key string) ([]byte, uint64, error) {
+	seq, data, hdrs, err := s.leaderGet(ctx, "KV_"+bucket, "$KV."+bucket+"."+key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, 0, errNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	if bytes.Contains(hdrs, []byte("KV-Operation: DEL")) || bytes.Contains(hdrs, []byte("KV-Operation: PURGE")) {
+		return nil, seq, errNotFound
+	}
+	return data, seq, nil
+}
+
+// update applies change to the JSON value of key with compare-and-set,
+// retrying on conflicts until the write budget runs out. change sees the
+// zero value when the key is missing; returning errSkip leaves it as is.
+func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key string, change func(v *T, exists bool) error) (T, error) {
+	deadline := time.Now().Add(s.cfg.WriteBudget)
+	for attempt := 0; ; attempt++ {
+		var v T
+		data, rev, err := s.leaderValue(ctx, kv.Bucket(), key)
+		exists := err == nil
+		switch {
+		case exists:
+			if err := json.Unmarshal(data, &v); err != nil {
+				return v, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
+			}
+		case errors.Is(err, errNotFound):
+		default:
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return v, fmt.Errorf("read %s/%s: %w", kv.Bucket(), key, err)
+			}
+			backoff(ctx, attempt)
+			continue
+		}
+		if err := change(&v, exists); err != nil {
+			return v, err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return v, fmt.Errorf("encode %s/%s: %w", kv.Bucket(), key, err)
+		}
+		actx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+		if rev == 0 {
+			_, err = kv.Create(actx, key, b)
+		} else {
+			_, err = kv.Update(actx, key, b, rev)
+		}
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return v, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
+		}
+		if !isExists(err) {
+			backoff(ctx, attempt) // the store is struggling, not contended
+		}
+	}
+}
+
+func backoff(ctx context.Context, attempt int) {
+	d := min(time.Duration(1<<min(attempt, 6))*10*time.Millisecond, time.Second)
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// errSkip tells update that nothing needs writing.
+var errSkip = errors.New("no change")
+
+// SetStock sets how many units of sku are available, keeping the holds of
+// orders in flight.
+func (s *Store) SetStock(ctx context.Context, sku string, available int) error {
+	_, err := update(ctx, s, s.inventory, sku, func(st *shop.Stock, _ bool) error {
+		st.Available = available
+		return nil
+	})
+	if err != nil {
+		return shop.Unavailable("the inventory store did not accept the write", fmt.Errorf("set stock %s: %w", sku, err))
+	}
+	return nil
+}
+
+// SeedInventory stores the initial stock of the seed catalog once per
+// deployment, like SeedCatalog.
+func (s *Store) SeedInventory(ctx context.Context, stock map[string]int) (int, error) {
+	if _, err := s.meta.Get(ctx, inventorySeedKey); err == nil {
+		return 0, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, fmt.Errorf("seed inventory: %w", err)
+	}
+	created := 0
+	for sku, n := range stock {
+		b, _ := json.Marshal(shop.Stock{Available: n})
+		_, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) { return s.inventory.Create(ctx, sku, b) })
+		switch {
+		case err == nil:
+			created++
+		case isExists(err):
+		default:
+			return created, fmt.Errorf("seed stock %s: %w", sku, err)
+		}
+	}
+	if _, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) {
+		return s.meta.Create(ctx, inventorySeedKey, []byte(fmt.Sprint(len(stock))))
+	}); err != nil && !isExists(err) {
+		return created, fmt.Errorf("seed inventory marker: %w", err)
+	}
+	return created, nil
+}
+
+// Stock reads the current stock of sku from the stream leader.
+func (s *Store) Stock(ctx context.Context, sku string) (shop.Stock, error) {
+	var st shop.Stock
+	data, _, err := s.leaderValue(ctx, BucketInventory, sku)
+	if err != nil {
+		return st, fmt.Errorf("stock %s: %w", sku, err)
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return st, fmt.Errorf("stock %s: %w", sku, err)
+	}
+	return st, nil
+}
+
+// ErrOutOfStock is returned by Reserve when a line cannot be filled.
+var ErrOutOfStock = errors.New("out of stock")
+
+// Reserve holds stock for every line of order id, all lines or none. Each
+// line is one compare-and-set that both decrements the available stock and
+// records the order's hold, so a crash between lines leaves holds that a
+// redelivery finds and continues from, never a decrement without an owner.
+// When a line cannot be filled, every hold of the order is released (the
+// stock restored) and ErrOutOfStock returned. Reserving again is a no-op.
+func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) error {
+	for _, l := range lines {
+		_, err := update(ctx, s, s.inventory, l.SKU, func(st *shop.Stock, exists bool) error {
+			if _, held := st.Holds[id]; held {
+				return errSkip
+			}
+			if !exists || st.Available < l.Quantity {
+				return ErrOutOfStock
+			}
+			st.Available -= l.Quantity
+			if st.Holds == nil {
+				st.Holds = map[string]int{}
+			}
+			st.Holds[id] = l.Quantity
+			return nil
+		})
+		switch {
+		case err == nil, errors.Is(err, errSkip):
+		case errors.Is(err, ErrOutOfStock):
+			if rerr := s.ReleaseHolds(ctx, id, lines, true); rerr != nil {
+				return fmt.Errorf("reserve %s: release after shortage: %w", id, rerr)
+			}
+			return fmt.Errorf("reserve %s: %s: %w", id, l.SKU, ErrOutOfStock)
+		default:
+			return fmt.Errorf("reserve %s: %s: %w", id, l.SKU, err)
+		}
+	}
+	return nil
+}
+
+// ReleaseHolds removes order id's holds. With restore, the held units go
+// back to the available stock (a rejected order); without, they stay sold
+// (a confirmed order's holds are only bookkeeping). Releasing twice is a
+// no-op.
+func (s *Store) ReleaseHolds(ctx context.Context, id string, lines []shop.Line, restore bool) error {
+	for _, l := range lines {
+		_, err := update(ctx, s, s.inventory, l.SKU, func(st *shop.Stock, _ bool) error {
+			q, held := st.Holds[id]
+			if !held {
+				return errSkip
+			}
+			delete(st.Holds, id)
+			if restore {
+				st.Available += q
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errSkip) {
+			return fmt.Errorf("release %s: %s: %w", id, l.SKU, err)
+		}
+	}
+	return nil
+}
+
+// IdempotencyRecord remembers which order a user's Idempotency-Key made.
+type IdempotencyRecord struct {
+	OrderID     string `json:"orderId"`
+	UserKey     string `json:"userKey"`
+	RequestHash string `json:"requestHash"`
+}
+
+// Remember stores rec under id unless something is there already, and
+// returns what is stored: rec itself when it won, the earlier record when
+// the key was used before (in any region, within 24 hours).
+func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) (IdempotencyRecord, bool, error) {
+	b, _ := json.Marshal(rec)
+	_, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) { return s.idem.Create(ctx, id, b) })
+	if err == nil {
+		return rec, true, nil
+	}
+	if !isExists(err) {
+		return rec, false, shop.Unavailable("the order could not be recorded; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
+	}
+	data, _, err := s.leaderValue(ctx, BucketIdempotency, id)
+	if err != nil {
+		return rec, false, shop.Unavailable("the order could not be read back; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
+	}
+	var prev IdempotencyRecord
+	if err := json.Unmarshal(data, &prev); err != nil {
+		return rec, false, fmt.Errorf("remember %s: %w", id, err)
+	}
+	return prev, false, nil
+}
+
+func orderKey(userKey, id string) string { return userKey + "." + id }
+
+// CreateOrder stores a new order record; storing it again is a no-op.
+func (s *Store) CreateOrder(ctx context.Context, o shop.Order) error {
+	err := s.create(ctx, s.orders, orderKey(shop.UserKey(o.User), o.ID), o)
+	if err != nil {
+		return shop.Unavailable("the order could not be recorded; retry with the same Idempotency-Key", err)
+	}
+	return nil
+}
+
+// SubmitOrder puts the order on the order stream, deduplicated by its id.
+// Acknowledged means the stream has it on a quorum of regions.
+func (s *Store) SubmitOrder(ctx context.Context, o shop.Order) error {
+	b, _ := json.Marshal(o)
+	_, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.PubAck, error) {
+		return s.js.PublishMsg(ctx, &nats.Msg{Subject: subjectOrder, Data: b}, jetstream.WithMsgID(o.ID))
+	})
+	if err != nil {
+		return shop.Unavailable("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("submit order %s: %w", o.ID, err))
+	}
+	return nil
+}
+
+// Order reads a user's order from the stream leader.
+func (s *Store) Order(ctx context.Context, userKey, id string) (shop.Order, error) {
+	var o shop.Order
+	data, _, err := s.leaderValue(ctx, BucketOrders, orderKey(userKey, id))
+	if errors.Is(err, errNotFound) {
+		return o, shop.NotFound("order", id)
+	}
+	if err != nil {
+		return o, shop.Unavailable("orders cannot be read right now", fmt.Errorf("order %s: %w", id, err))
+	}
+	if err := json.Unmarshal(data, &o); err != nil {
+		return o, fmt.Errorf("order %s: %w", id, err)
+	}
+	return o, nil
+}
+
+// FindOrder finds any user's order by id (for admins): a scan of the keys.
+func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
+	keys, err := s.orders.ListKeysFiltered(ctx, "*."+id)
+	if err != nil {
+		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("find order %s: %w", id, err))
+	}
+	for k := range keys.Keys() {
+		userKey, _, _ := strings.Cut(k, ".")
+		return s.Order(ctx, userKey, id)
+	}
+	return shop.Order{}, shop.NotFound("order", id)
+}
+
+// Orders lists a user's orders, newest first.
+func (s *Store) Orders(ctx context.Context, userKey string) ([]shop.Order, error) {
+	keys, err := s.orders.ListKeysFiltered(ctx, userKey+".*")
+	if err != nil {
+		return nil, shop.Unavailable("orders cannot be read right now", fmt.Errorf("list orders: %w", err))
+	}
+	var out []shop.Order
+	for k := range keys.Keys() {
+		e, err := s.orders.Get(ctx, k)
+		if err != nil {
+			continue // deleted between list and get
+		}
+		var o shop.Order
+		if json.Unmarshal(e.Value(), &o) == nil {
+			out = append(out, o)
+		}
+	}
+	// ids are time-ordered: newest first is descending id order.
+	slices.SortFunc(out, func(a, b shop.Order) int { return strings.Compare(b.ID, a.ID) })
+	return out, nil
+}
+
+// SetOrderStatus moves an order to status (with reason), unless it is
+// already final. It returns the order as stored.
+func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, status shop.OrderStatus, reason string, now time.Time) (shop.Order, error) {
+	got, err := update(ctx, s, s.orders, orderKey(shop.UserKey(o.User), o.ID), func(cur *shop.Order, exists bool) error {
+		if !exists {
+			*cur = o
+		}
+		if cur.Status.Final() || cur.Status == status {
+			return errSkip
+		}
+		cur.Status, cur.Reason, cur.UpdatedAt = status, reason, now
+		return nil
+	})
+	if errors.Is(err, errSkip) {
+		return got, nil
+	}
+	return got, err
+}
+
+// Cart reads a user's cart; a missing cart is empty.
+func (s *Store) Cart(ctx context.Context, userKey string) (shop.Cart, uint64, error) {
+	var c shop.Cart
+	data, rev, err := s.leaderValue(ctx, BucketCarts, userKey)
+	if errors.Is(err, errNotFound) {
+		return shop.Cart{Items: []shop.Line{}}, rev, nil
+	}
+	if err != nil {
+		return c, 0, shop.Unavailable("carts cannot be read right now", fmt.Errorf("cart: %w", err))
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, 0, fmt.Errorf("cart: %w", err)
+	}
+	return c, rev, nil
+}
+
+// UpdateCart applies change to a user's cart with compare-and-set. Every
+// write restarts the cart's seven-day expiry.
+func (s *Store) UpdateCart(ctx context.Context, userKey string, change func(*shop.Cart) error) (shop.Cart, error) {
+	c, err := update(ctx, s, s.carts, userKey, func(c *shop.Cart, _ bool) error { return change(c) })
+	if err != nil && shop.KindOf(err) == shop.KindInternal {
+		return c, shop.Unavailable("the cart could not be saved", err)
+	}
+	return c, err
+}
+
+// DeleteCart empties a user's cart. With rev, only if it is unchanged since.
+func (s *Store) DeleteCart(ctx context.Context, userKey string, rev uint64) error {
+	var opts []jetstream.KVDeleteOpt
+	if rev > 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	if err := s.carts.Delete(ctx, userKey, opts...); err != nil && !isExists(err) {
+		return shop.Unavailable("the cart could not be emptied", fmt.Errorf("delete cart: %w", err))
+	}
+	return nil
+}
