@@ -176,6 +176,22 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 
 	ctx := r.Context()
 	userKey := shop.UserKey(claims.Subject)
+	idemID := shop.IdempotencyID(claims.Subject, key)
+	hash := shop.RequestHash(in.FromCart, in.Items)
+	if in.FromCart {
+		hash = shop.RequestHash(true, nil) // a replay must match whatever the cart holds now
+	}
+	// A replay is answered from what the first request did, before the
+	// body is resolved again: the cart it ordered is empty by now.
+	rec, seen, err := s.cfg.Store.Recall(ctx, idemID)
+	if err != nil {
+		return err
+	}
+	if seen {
+		if done, err := s.replayOrder(w, r, rec, hash); done || err != nil {
+			return err
+		}
+	}
 	lines, cartRev := in.Items, uint64(0)
 	if in.FromCart {
 		cart, rev, err := s.cfg.Store.Cart(ctx, userKey)
@@ -196,34 +212,19 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	hash := shop.RequestHash(in.FromCart, in.Items)
-	if in.FromCart {
-		hash = shop.RequestHash(true, nil)
-	}
 	now := s.cfg.Now().UTC()
-	rec, won, err := s.cfg.Store.Remember(ctx, shop.IdempotencyID(claims.Subject, key),
-		store.IdempotencyRecord{OrderID: shop.NewID(now), UserKey: userKey, RequestHash: hash})
-	if err != nil {
-		return err
-	}
-	if !won && rec.RequestHash != hash {
-		return shop.Errorf(shop.KindUnprocessable, "Idempotency-Key", "was used before with a different request body")
-	}
-	if !won {
-		prev, err := s.cfg.Store.Order(ctx, userKey, rec.OrderID)
-		switch {
-		case err == nil:
-			if prev.Status == shop.OrderAccepted {
-				// The first attempt may have stopped before queueing it.
-				if err := s.cfg.Store.SubmitOrder(ctx, prev); err != nil {
-					return err
-				}
-			}
-			return writeOrder(w, prev, false)
-		case shop.KindOf(err) != shop.KindNotFound:
+	if !seen {
+		var won bool
+		rec, won, err = s.cfg.Store.Remember(ctx, idemID, store.IdempotencyRecord{OrderID: shop.NewID(now), UserKey: userKey, RequestHash: hash})
+		if err != nil {
 			return err
 		}
-		// The first attempt stopped before recording the order: finish it.
+		if !won {
+			// A concurrent request with the same key won the race.
+			if done, err := s.replayOrder(w, r, rec, hash); done || err != nil {
+				return err
+			}
+		}
 	}
 	o := shop.Order{ID: rec.OrderID, User: claims.Subject, Lines: lines, Status: shop.OrderAccepted,
 		Region: s.cfg.Region, CreatedAt: now, UpdatedAt: now}
@@ -241,6 +242,31 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return writeOrder(w, o, true)
+}
+
+// replayOrder answers a request whose Idempotency-Key was used before:
+// 422 for another body, else the order the first request made (queued
+// again if it may not have been). done is false when the first request
+// stopped before recording its order, which the caller then finishes.
+func (s *Stamp) replayOrder(w http.ResponseWriter, r *http.Request, rec store.IdempotencyRecord, hash string) (done bool, err error) {
+	if rec.RequestHash != hash {
+		return true, shop.Errorf(shop.KindUnprocessable, "Idempotency-Key", "was used before with a different request body")
+	}
+	prev, err := s.cfg.Store.Order(r.Context(), rec.UserKey, rec.OrderID)
+	switch {
+	case err == nil:
+	case shop.KindOf(err) == shop.KindNotFound:
+		return false, nil
+	default:
+		return true, err
+	}
+	if prev.Status == shop.OrderAccepted {
+		// The first attempt may have stopped before queueing it.
+		if err := s.cfg.Store.SubmitOrder(r.Context(), prev); err != nil {
+			return true, err
+		}
+	}
+	return true, writeOrder(w, prev, false)
 }
 
 // writeOrder answers with an order and its Location: 202 while it is

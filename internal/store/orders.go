@@ -255,6 +255,23 @@ func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) 
 	return prev, false, nil
 }
 
+// Recall returns the record stored under id, if any, read from the stream
+// leader.
+func (s *Store) Recall(ctx context.Context, id string) (IdempotencyRecord, bool, error) {
+	var rec IdempotencyRecord
+	data, _, err := s.leaderValue(ctx, BucketIdempotency, id)
+	if errors.Is(err, errNotFound) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, shop.Unavailable("orders cannot be checked right now; retry with the same Idempotency-Key", fmt.Errorf("recall %s: %w", id, err))
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return rec, false, fmt.Errorf("recall %s: %w", id, err)
+	}
+	return rec, true, nil
+}
+
 func orderKey(userKey, id string) string { return userKey + "." + id }
 
 // CreateOrder stores a new order record; storing it again is a no-op.

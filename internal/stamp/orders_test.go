@@ -1,0 +1,101 @@
+package stamp_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/contoso/shoes/internal/deploy/deploytest"
+	"github.com/contoso/shoes/internal/shop"
+)
+
+func orderRequest(t *testing.T, url, token, key string, body any) deploytest.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/api/orders", deploytest.Body(t, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Idempotency-Key", key)
+	return deploytest.Send(t, req)
+}
+
+func TestAdmissionAnswers429WithRetryAfter(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	url := d.Regions()["westeurope"]
+	tok := deploytest.Token(t, d, "hasty", false)
+	p := shop.SeedCatalog()[9]
+	body := map[string]any{"items": []shop.Line{{SKU: shop.SKU(p.ID, p.Sizes[0]), Quantity: 1}}}
+	limited := 0
+	for i := range 30 {
+		res := orderRequest(t, url, tok, fmt.Sprint("burst-", i), body)
+		switch res.Status {
+		case http.StatusAccepted:
+		case http.StatusTooManyRequests:
+			limited++
+			if res.Header.Get("Retry-After") == "" || res.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("429 without Retry-After or problem+json: %v", res.Header)
+			}
+		default:
+			t.Fatalf("order %d = %d %s", i, res.Status, res.Body)
+		}
+	}
+	// A burst of 10, refilled at 5/s: of 30 back-to-back orders most are refused.
+	if limited < 10 {
+		t.Fatalf("%d of 30 back-to-back orders from one user were limited, want at least 10", limited)
+	}
+	// Another user is not affected by the first one's limit.
+	if res := orderRequest(t, url, deploytest.Token(t, d, "patient", false), "k", body); res.Status != http.StatusAccepted {
+		t.Fatalf("another user's order = %d %s", res.Status, res.Body)
+	}
+}
+
+func TestCartAndOrderFromCart(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	url := d.Regions()["westeurope"]
+	tok := deploytest.Token(t, d, "henry", false)
+	p := shop.SeedCatalog()[10]
+	a, b := shop.SKU(p.ID, p.Sizes[0]), shop.SKU(p.ID, p.Sizes[1])
+	for _, step := range []struct {
+		sku string
+		q   int
+	}{{a, 2}, {b, 1}, {b, 3}, {a, 0}} {
+		if res := deploytest.Do(t, http.MethodPut, url+"/api/cart/items/"+step.sku, tok, map[string]int{"quantity": step.q}); res.Status != http.StatusOK {
+			t.Fatalf("PUT cart item = %d %s", res.Status, res.Body)
+		}
+	}
+	var cart shop.Cart
+	deploytest.Do(t, http.MethodGet, url+"/api/cart", tok, nil).JSON(t, &cart)
+	if len(cart.Items) != 1 || cart.Items[0] != (shop.Line{SKU: b, Quantity: 3}) {
+		t.Fatalf("cart = %+v, want only %s x3", cart.Items, b)
+	}
+	// Someone else's cart is their own.
+	var other shop.Cart
+	deploytest.Do(t, http.MethodGet, url+"/api/cart", deploytest.Token(t, d, "ivy", false), nil).JSON(t, &other)
+	if len(other.Items) != 0 {
+		t.Fatalf("another user's cart = %+v", other.Items)
+	}
+	res := orderRequest(t, url, tok, "from-cart-1", map[string]bool{"fromCart": true})
+	if res.Status != http.StatusAccepted {
+		t.Fatalf("order from cart = %d %s", res.Status, res.Body)
+	}
+	var o shop.Order
+	if err := json.Unmarshal(res.Body, &o); err != nil || len(o.Lines) != 1 || o.Lines[0].Quantity != 3 {
+		t.Fatalf("order from cart = %+v, %v", o, err)
+	}
+	deploytest.Do(t, http.MethodGet, url+"/api/cart", tok, nil).JSON(t, &cart)
+	if len(cart.Items) != 0 {
+		t.Fatalf("cart after ordering = %+v, want empty", cart.Items)
+	}
+	// Replaying the same key returns the same order even though the cart is now empty.
+	res = orderRequest(t, url, tok, "from-cart-1", map[string]bool{"fromCart": true})
+	var again shop.Order
+	if res.Status >= 300 || json.Unmarshal(res.Body, &again) != nil || again.ID != o.ID {
+		t.Fatalf("replay = %d %s, want order %s", res.Status, res.Body, o.ID)
+	}
+	if res := deploytest.Do(t, http.MethodDelete, url+"/api/cart", tok, nil); res.Status != http.StatusNoContent {
+		t.Fatalf("DELETE cart = %d", res.Status)
+	}
+}
