@@ -181,11 +181,17 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 	if in.FromCart {
 		hash = shop.RequestHash(true, nil) // a replay must match whatever the cart holds now
 	}
-	// A replay is answered from what the first request did, before the
-	// body is resolved again: the cart it ordered is empty by now.
-	rec, seen, err := s.cfg.Store.Recall(ctx, idemID)
-	if err != nil {
-		return err
+	// A replay of an order from the cart is answered from what the first
+	// request did, before the cart (empty by now) is read again. Other
+	// replays are caught by Remember below, without the extra read.
+	var (
+		rec  store.IdempotencyRecord
+		seen bool
+	)
+	if in.FromCart {
+		if rec, seen, err = s.cfg.Store.Recall(ctx, idemID); err != nil {
+			return err
+		}
 	}
 	if seen {
 		if done, err := s.replayOrder(w, r, rec, hash); done || err != nil {
