@@ -592,3 +592,47 @@ func TestNoGoroutineLeak(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A link delays bytes; it must not also hold them back behind earlier
+// ones. Each byte written while earlier bytes are in flight must come back
+// one round trip after it was written, not a latency period later per
+// chunk ahead of it.
+func TestLatencyPipelinesChunks(t *testing.T) {
+	echo := echoServer(t)
+	const latency = 100 * time.Millisecond
+	n := newNet(t, Config{Latency: LatencyTable{NewPair("a", "b"): latency}})
+	c := dial(t, route(t, n, "a", "b", echo))
+	const writes = 30
+	sent := make([]time.Time, writes)
+	var mu sync.Mutex
+	go func() {
+		for i := range writes {
+			mu.Lock()
+			sent[i] = time.Now()
+			mu.Unlock()
+			if _, err := c.Write([]byte{byte(i)}); err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // separate writes while earlier bytes are in flight
+		}
+	}()
+	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var worst time.Duration
+	buf := make([]byte, 1)
+	for i := range writes {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatalf("read echo %d: %v", i, err)
+		}
+		mu.Lock()
+		lag := time.Since(sent[buf[0]])
+		mu.Unlock()
+		worst = max(worst, lag)
+	}
+	// Pipelined, every byte takes one round trip (200 ms). Chunks queued
+	// behind each other would add up to another latency period each way.
+	if worst > 2*latency+latency/2 {
+		t.Fatalf("worst echo took %v over a %v link (round trip %v): bytes wait behind earlier chunks", worst, latency, 2*latency)
+	}
+}

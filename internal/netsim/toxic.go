@@ -188,3 +188,9 @@ func delay(latency, jitter time.Duration) time.Duration {
 	}
 	return max(d, 0)
 }
+
+// GetBufferSize makes the toxic buffered, as toxiproxy's own latency toxic
+// is: chunks queue (and are timestamped) as they arrive while earlier ones
+// wait out their latency. Unbuffered, a link would carry one chunk per
+// latency period per direction, a bandwidth limit no real link has.
+func (t *linkToxic) GetBufferSize() int { return 1024 }
