@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,32 +39,61 @@ func (s *Store) PutProduct(ctx context.Context, p shop.Product) error {
 // safe: each product is created at most once. It reports how many products
 // it created.
 func (s *Store) SeedCatalog(ctx context.Context, products []shop.Product) (int, error) {
-	if _, err := s.meta.Get(ctx, seedMarker); err == nil {
-		return 0, nil
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, fmt.Errorf("seed catalog: %w", err)
-	}
-	created := 0
+	entries := make(map[string][]byte, len(products))
 	for _, p := range products {
 		b, err := json.Marshal(p)
 		if err != nil {
-			return created, fmt.Errorf("seed product %s: %w", p.ID, err)
+			return 0, fmt.Errorf("seed product %s: %w", p.ID, err)
 		}
-		_, err = retrying(ctx, s, func(ctx context.Context) (uint64, error) { return s.catalog.Create(ctx, p.ID, b) })
-		switch {
-		case err == nil:
-			created++
-		case isExists(err):
-		default:
-			return created, fmt.Errorf("seed product %s: %w", p.ID, err)
-		}
+		entries[p.ID] = b
+	}
+	return s.seedOnce(ctx, seedMarker, s.catalog, entries)
+}
+
+// seedOnce creates entries in kv unless marker says it was done before,
+// then sets marker. Creates run in parallel: one quorum round trip each
+// would make a first start take minutes over slow inter-region links.
+func (s *Store) seedOnce(ctx context.Context, marker string, kv jetstream.KeyValue, entries map[string][]byte) (int, error) {
+	if _, err := s.meta.Get(ctx, marker); err == nil {
+		return 0, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, fmt.Errorf("seed %s: %w", kv.Bucket(), err)
+	}
+	var (
+		created atomic.Int64
+		wg      sync.WaitGroup
+		errs    = make(chan error, 1)
+		slots   = make(chan struct{}, 32)
+	)
+	for key, b := range entries {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			_, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) { return kv.Create(ctx, key, b) })
+			switch {
+			case err == nil:
+				created.Add(1)
+			case isExists(err):
+			default:
+				select {
+				case errs <- fmt.Errorf("seed %s/%s: %w", kv.Bucket(), key, err):
+				default:
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return int(created.Load()), err
+	default:
 	}
 	if _, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) {
-		return s.meta.Create(ctx, seedMarker, []byte(fmt.Sprint(len(products))))
+		return s.meta.Create(ctx, marker, []byte(fmt.Sprint(len(entries))))
 	}); err != nil && !isExists(err) {
-		return created, fmt.Errorf("seed catalog marker: %w", err)
+		return int(created.Load()), fmt.Errorf("seed %s marker: %w", kv.Bucket(), err)
 	}
-	return created, nil
+	return int(created.Load()), nil
 }
 
 func isExists(err error) bool {

@@ -124,29 +124,11 @@ func (s *Store) SetStock(ctx context.Context, sku string, available int) error {
 // SeedInventory stores the initial stock of the seed catalog once per
 // deployment, like SeedCatalog.
 func (s *Store) SeedInventory(ctx context.Context, stock map[string]int) (int, error) {
-	if _, err := s.meta.Get(ctx, inventorySeedKey); err == nil {
-		return 0, nil
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, fmt.Errorf("seed inventory: %w", err)
-	}
-	created := 0
+	entries := make(map[string][]byte, len(stock))
 	for sku, n := range stock {
-		b, _ := json.Marshal(shop.Stock{Available: n})
-		_, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) { return s.inventory.Create(ctx, sku, b) })
-		switch {
-		case err == nil:
-			created++
-		case isExists(err):
-		default:
-			return created, fmt.Errorf("seed stock %s: %w", sku, err)
-		}
+		entries[sku], _ = json.Marshal(shop.Stock{Available: n})
 	}
-	if _, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) {
-		return s.meta.Create(ctx, inventorySeedKey, []byte(fmt.Sprint(len(stock))))
-	}); err != nil && !isExists(err) {
-		return created, fmt.Errorf("seed inventory marker: %w", err)
-	}
-	return created, nil
+	return s.seedOnce(ctx, inventorySeedKey, s.inventory, entries)
 }
 
 // Stock reads the current stock of sku from the stream leader.
