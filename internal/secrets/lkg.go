@@ -119,7 +119,7 @@ func decodeLKG(aead cipher.AEAD, data []byte) (lkgContents, error) {
 		return lkgContents{}, errors.New("last-known-good file decrypts to malformed contents")
 	}
 	for name := range c.Secrets {
-		if !validName(name) {
+		if !ValidName(name) {
 			return lkgContents{}, errors.New("last-known-good file holds an invalid secret name")
 		}
 	}

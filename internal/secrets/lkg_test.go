@@ -75,7 +75,7 @@ func FuzzDecodeLKG(f *testing.F) {
 			return
 		}
 		for name := range c.Secrets {
-			if !validName(name) {
+			if !ValidName(name) {
 				t.Fatalf("decoded an invalid name %q", name)
 			}
 		}

@@ -84,7 +84,7 @@ const maxNameLen = 63
 // validName reports whether name matches ^[a-z0-9][a-z0-9-]{0,62}$, the
 // names the secret store accepts. Names are safe to log and to use as file
 // names; values are neither.
-func validName(name string) bool {
+func ValidName(name string) bool {
 	if len(name) == 0 || len(name) > maxNameLen || name[0] == '-' {
 		return false
 	}
@@ -100,7 +100,7 @@ func validName(name string) bool {
 // checkNames returns an error naming the first invalid name, if any.
 func checkNames(names []string) error {
 	for _, n := range names {
-		if !validName(n) {
+		if !ValidName(n) {
 			return fmt.Errorf("secrets: invalid secret name %q: want ^[a-z0-9][a-z0-9-]{0,62}$", n)
 		}
 	}

@@ -28,15 +28,25 @@ type stockView struct {
 	Held      int    `json:"held"`
 }
 
+// inventorySKU returns the {sku} of an inventory route: 400 when it cannot
+// be a SKU, 404 when the catalog has no such size.
+func (s *Stamp) inventorySKU(r *http.Request) (string, error) {
+	sku := r.PathValue("sku")
+	if err := shop.ValidateSKU("sku", sku); err != nil {
+		return "", err
+	}
+	if _, ok := s.model.SKU(sku); !ok {
+		return "", shop.NotFound("SKU", sku)
+	}
+	return sku, nil
+}
+
 func (s *Stamp) getInventory(w http.ResponseWriter, r *http.Request) error {
 	if err := s.requireAdmin(r); err != nil {
 		return err
 	}
-	sku := r.PathValue("sku")
-	if err := s.knownSKU("sku", sku); err != nil {
-		if shop.KindOf(err) == shop.KindInvalid && shop.ValidateSKU("sku", sku) == nil {
-			return shop.NotFound("SKU", sku)
-		}
+	sku, err := s.inventorySKU(r)
+	if err != nil {
 		return err
 	}
 	st, err := s.cfg.Store.Stock(r.Context(), sku)
@@ -55,12 +65,9 @@ func (s *Stamp) putInventory(w http.ResponseWriter, r *http.Request) error {
 	if err := s.requireAdmin(r); err != nil {
 		return err
 	}
-	sku := r.PathValue("sku")
-	if err := shop.ValidateSKU("sku", sku); err != nil {
+	sku, err := s.inventorySKU(r)
+	if err != nil {
 		return err
-	}
-	if _, ok := s.model.SKU(sku); !ok {
-		return shop.NotFound("SKU", sku)
 	}
 	var in struct {
 		Stock *int `json:"stock"`

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/secrets"
 	"github.com/contoso/shoes/internal/shop"
 )
 
@@ -228,7 +229,7 @@ type statusJSON struct {
 
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	if !validName(name) {
+	if !secrets.ValidName(name) {
 		return invalidName("name")
 	}
 	s.mu.Lock()
@@ -247,7 +248,7 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	if !validName(name) {
+	if !secrets.ValidName(name) {
 		return invalidName("name")
 	}
 	var body struct {
@@ -272,7 +273,7 @@ func (s *Server) getSecrets(w http.ResponseWriter, r *http.Request) error {
 			if n = strings.TrimSpace(n); n == "" || seen[n] {
 				continue
 			}
-			if !validName(n) {
+			if !secrets.ValidName(n) {
 				return shop.Invalid("names", "entry %d is not a valid secret name (want ^[a-z0-9][a-z0-9-]{0,62}$)", len(names)+1)
 			}
 			seen[n] = true
@@ -347,25 +348,11 @@ func checkValue(v *string) error {
 	return nil
 }
 
-// validName reports whether name matches ^[a-z0-9][a-z0-9-]{0,62}$.
-func validName(name string) bool {
-	if len(name) == 0 || len(name) > maxNameLen || name[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // Set creates the named secret at version 1 or rotates it to the next
 // version. It panics on a name the HTTP API would reject or an empty or
 // oversized value, as on any programming error.
 func (s *Server) Set(name, value string) {
-	if !validName(name) {
+	if !secrets.ValidName(name) {
 		panic(fmt.Sprintf("secretstore: Set: invalid secret name %q", name))
 	}
 	if err := checkValue(&value); err != nil {
