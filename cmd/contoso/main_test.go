@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/store/storetest"
 )
 
@@ -167,9 +169,23 @@ func TestStampRunsAloneAgainstAnExternalCluster(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
+	// The partner stand-in checks the same credentials the stamp reads
+	// from its environment.
+	standIn := partner.NewStandIn(partner.StandInConfig{
+		APIKey: func() string { return "api-key-1" }, SigningKey: func() string { return "signing-key-1" },
+	})
+	partnerSrv := httptest.NewServer(standIn.Handler())
+	defer partnerSrv.Close()
+	env := map[string]string{
+		"CONTOSO_SECRET_PARTNER_API_KEY":     "api-key-1",
+		"CONTOSO_SECRET_PARTNER_SIGNING_KEY": "signing-key-1",
+		"CONTOSO_LKG_KEY":                    strings.Repeat("ab", 32),
+	}
 	go func() {
 		errc <- run(ctx, []string{"stamp", "--region", "northeurope", "--nats", c.Nodes[1].ClientURL(),
-			"--listen", "127.0.0.1:0", "--data", dir, "--probe-interval", "200ms"}, func(string) string { return "" }, pw, io.Discard)
+			"--listen", "127.0.0.1:0", "--data", dir, "--probe-interval", "200ms",
+			"--partner", partnerSrv.URL + "/v1/orders", "--lkg", dir + "/secrets.lkg"},
+			func(k string) string { return env[k] }, pw, io.Discard)
 		pw.Close()
 	}()
 	var listening struct {
@@ -206,6 +222,52 @@ func TestStampRunsAloneAgainstAnExternalCluster(t *testing.T) {
 	resp.Body.Close()
 	if len(page.Items) != 50 || resp.Header.Get("X-Served-Region") != "northeurope" {
 		t.Fatalf("standalone stamp serves %d products from %q", len(page.Items), resp.Header.Get("X-Served-Region"))
+	}
+	// It sells: an order is reserved, signed to the partner and confirmed.
+	iss, err := auth.LoadOrCreateIssuer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := iss.Mint("standalone-buyer", false, time.Hour, time.Now())
+	var first struct{ Sizes []struct{ SKU string } }
+	resp, err = http.Get(listening.URL + "/api/products/contoso-skyline-1-launch-edition")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&first)
+	resp.Body.Close()
+	req, _ := http.NewRequest(http.MethodPost, listening.URL+"/api/orders",
+		strings.NewReader(`{"items":[{"sku":"`+first.Sizes[0].SKU+`","quantity":1}]}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Idempotency-Key", "standalone-1")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o struct{ ID, Status string }
+	_ = json.NewDecoder(resp.Body).Decode(&o)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("order = %d", resp.StatusCode)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for o.Status != "confirmed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("order still %q after 30 s", o.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+		req, _ := http.NewRequest(http.MethodGet, listening.URL+"/api/orders/"+o.ID, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&o)
+		resp.Body.Close()
+	}
+	if standIn.Deliveries(o.ID) != 1 || standIn.Rejected() != 0 {
+		t.Fatalf("partner deliveries %d, rejected %d", standIn.Deliveries(o.ID), standIn.Rejected())
 	}
 	cancel()
 	if err := <-errc; err != nil {

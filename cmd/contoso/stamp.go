@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,28 +13,35 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/contoso/shoes/internal/auth"
-	"github.com/contoso/shoes/internal/stamp"
-	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/secrets"
 )
+
+// envLKGKey names the environment variable holding the hex AES-256 key of
+// the stamp's last-known-good secrets copy.
+const envLKGKey = "CONTOSO_LKG_KEY"
 
 func runStamp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stamp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		logs     logFlags
-		region   = fs.String("region", "", "the stamp's region; required")
-		natsURL  = fs.String("nats", "nats://127.0.0.1:4222", "comma-separated URLs of the region's NATS servers")
-		listen   = fs.String("listen", "127.0.0.1:8081", "HTTP listen address")
-		replicas = fs.Int("replicas", 3, "replicas of every store asset (3 in production, 1 for a single-server development cluster)")
-		seed     = fs.Bool("seed", true, "store the seed catalog if this deployment has never been seeded")
-		interval = fs.Duration("probe-interval", time.Second, "health probe interval")
-		jwks     = fs.String("jwks", "", "JWKS of the token issuer: an https:// URL or a file; empty: the development issuer in -data")
-		issuer   = fs.String("issuer", auth.DevIssuer, "expected token issuer (iss) with -jwks")
-		audience = fs.String("audience", auth.DevAudience, "expected token audience (aud) with -jwks")
-		data     = fs.String("data", ".contoso", "data directory holding the development issuer key (without -jwks)")
+		logs       logFlags
+		region     = fs.String("region", "", "the stamp's region; required")
+		natsURL    = fs.String("nats", "nats://127.0.0.1:4222", "comma-separated URLs of the region's NATS servers")
+		listen     = fs.String("listen", "127.0.0.1:8081", "HTTP listen address")
+		replicas   = fs.Int("replicas", 3, "replicas of every store asset (3 in production, 1 for a single-server development cluster)")
+		seed       = fs.Bool("seed", true, "store the seed catalog if this deployment has never been seeded")
+		interval   = fs.Duration("probe-interval", time.Second, "health probe interval")
+		jwks       = fs.String("jwks", "", "JWKS of the token issuer: an https:// URL or a file; empty: the development issuer in -data")
+		issuer     = fs.String("issuer", auth.DevIssuer, "expected token issuer (iss) with -jwks")
+		audience   = fs.String("audience", auth.DevAudience, "expected token audience (aud) with -jwks")
+		data       = fs.String("data", ".contoso", "data directory holding the development issuer key (without -jwks)")
+		secretsURL = fs.String("secrets", "", "URL of the secret-store service")
+		secretsDir = fs.String("secrets-dir", "", "directory of mounted secret files (one file per secret name); without -secrets, secrets also come from CONTOSO_SECRET_* variables")
+		refresh    = fs.Duration("secret-refresh", 30*time.Second, "how often secrets are refreshed")
+		lkg        = fs.String("lkg", "", "file for the encrypted last-known-good copy of the secrets; its key comes from "+envLKGKey+" (64 hex characters)")
+		partnerURL = fs.String("partner", "", "the fulfilment partner's notification URL; empty: this stamp does not process orders")
 	)
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -46,32 +54,30 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	log = log.With("region", *region)
 	vcfg, err := verifierConfig(*jwks, *issuer, *audience, *data)
 	if err != nil {
 		return err
 	}
-	verifier, err := auth.NewVerifier(vcfg)
-	if err != nil {
-		return err
+	cfg := deploy.InstanceConfig{
+		Region: *region, NATSURL: *natsURL, Replicas: *replicas, Verifier: vcfg,
+		SecretRefresh: *refresh, PartnerURL: *partnerURL, ProbeInterval: *interval, Seed: *seed, Logger: log,
 	}
-	nc, err := nats.Connect(*natsURL,
-		nats.Name("stamp-"+*region),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.RetryOnFailedConnect(true),
-	)
-	if err != nil {
-		return fmt.Errorf("connect to %s: %w", *natsURL, err)
+	switch {
+	case *secretsURL != "":
+		cfg.Secrets = &secrets.HTTPProvider{BaseURL: *secretsURL}
+	case *secretsDir != "" || *partnerURL != "":
+		cfg.Secrets = secrets.EnvProvider{Getenv: getenv, Dir: *secretsDir}
 	}
-	defer nc.Close()
+	if *lkg != "" {
+		key, err := hex.DecodeString(getenv(envLKGKey))
+		if err != nil || len(key) != 32 {
+			return fmt.Errorf("-lkg needs %s: 64 hex characters (a 32-byte key)", envLKGKey)
+		}
+		cfg.LKGPath, cfg.LKGKey = *lkg, key
+	}
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	st, err := store.Open(openCtx, store.Config{Conn: nc, Replicas: *replicas, Logger: log.With("component", "store")})
-	if err != nil {
-		return err
-	}
-	s, err := stamp.New(stamp.Config{Region: *region, Store: st, Verifier: verifier, Logger: log, ProbeInterval: *interval, Seed: *seed})
+	in, err := deploy.NewInstance(openCtx, cfg)
 	if err != nil {
 		return err
 	}
@@ -81,7 +87,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": "http://" + ln.Addr().String()})
 	fmt.Fprintf(stdout, "%s\n", line)
-	return s.Serve(ctx, ln)
+	return in.Serve(ctx, ln)
 }
 
 // verifierConfig builds the token verifier's configuration from the flags:

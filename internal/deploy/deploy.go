@@ -18,10 +18,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 
 	"github.com/contoso/shoes/internal/auth"
-	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/secrets"
@@ -71,12 +69,10 @@ type region struct {
 
 // instance is one running instance of a region's stamp.
 type instance struct {
-	nc      *nats.Conn
-	stamp   *stamp.Stamp
-	secrets *secrets.Cache
-	url     string
-	cancel  context.CancelFunc
-	done    chan error
+	stamp  *stamp.Stamp
+	url    string
+	cancel context.CancelFunc
+	done   chan error
 }
 
 func (r *region) primary() *instance {
@@ -214,75 +210,33 @@ func (d *Deployment) start(ctx context.Context) error {
 // connection, secret cache (which starts from the region's last-known-good
 // copy when the secret store is down), partner client and listener.
 func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, error) {
-	log := d.log.With("region", r.name)
-	nc, err := nats.Connect(r.node.ClientURL(),
-		nats.Name("stamp-"+r.name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.RetryOnFailedConnect(true),
-		nats.NoCallbacksAfterClientClose(),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("connect stamp %s: %w", r.name, err)
-	}
-	in := &instance{nc: nc}
-	fail := func(err error) (*instance, error) { nc.Close(); return nil, err }
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	st, err := store.Open(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Logger: log.With("component", "store")})
-	if err != nil {
-		return fail(err)
-	}
-	verifier, err := auth.NewVerifier(d.issuer.VerifierConfig())
-	if err != nil {
-		return fail(err)
-	}
-	in.secrets, err = secrets.NewCache(secrets.CacheConfig{
-		Provider: &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"]},
-		Names:    secretNames,
-		Refresh:  d.cfg.SecretRefresh,
-		LKGPath:  filepath.Join(d.cfg.DataDir, "stamps", r.name, "secrets.lkg"),
-		LKGKey:   d.lkgKey,
-		Logger:   log.With("component", "secrets"),
+	built, err := NewInstance(openCtx, InstanceConfig{
+		Region:        r.name,
+		NATSURL:       r.node.ClientURL(),
+		Replicas:      d.replicas(),
+		Verifier:      d.issuer.VerifierConfig(),
+		Secrets:       &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"]},
+		SecretRefresh: d.cfg.SecretRefresh,
+		LKGPath:       filepath.Join(d.cfg.DataDir, "stamps", r.name, "secrets.lkg"),
+		LKGKey:        d.lkgKey,
+		PartnerURL:    d.services.urls["partner"] + "/v1/orders",
+		ProbeInterval: d.cfg.ProbeInterval,
+		Seed:          true,
+		Logger:        d.log,
 	})
 	if err != nil {
-		return fail(err)
-	}
-	if err := in.secrets.Load(openCtx); err != nil {
-		return fail(fmt.Errorf("stamp %s secrets: %w", r.name, err))
-	}
-	client, err := partner.NewClient(partner.ClientConfig{
-		URL:     d.services.urls["partner"] + "/v1/orders",
-		Secrets: partnerSecrets{in.secrets},
-		Logger:  log.With("component", "partner-client"),
-	})
-	if err != nil {
-		return fail(err)
-	}
-	s, err := stamp.New(stamp.Config{
-		Region: r.name, Store: st, Verifier: verifier, Logger: log,
-		ProbeInterval: d.cfg.ProbeInterval, Seed: true, Partner: client,
-		Checks: []health.Check{
-			{Name: "secret-store", Impact: health.Degraded, Run: in.secrets.Check},
-			{Name: "partner", Impact: health.Degraded, Run: func(context.Context) (string, error) {
-				if state := client.BreakerState(); state != "closed" {
-					return "circuit breaker " + state, fmt.Errorf("partner calls are failing: %w", health.ErrDegraded)
-				}
-				return "circuit breaker closed", nil
-			}},
-		},
-	})
-	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fail(fmt.Errorf("listen stamp %s: %w", r.name, err))
+		built.nc.Close()
+		return nil, fmt.Errorf("listen stamp %s: %w", r.name, err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	in.stamp, in.url, in.cancel, in.done = s, "http://"+ln.Addr().String(), stop, make(chan error, 1)
-	go func() { in.done <- s.Serve(runCtx, ln) }()
-	go in.secrets.Run(runCtx)
+	in := &instance{stamp: built.Stamp, url: "http://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
+	go func() { in.done <- built.Serve(runCtx, ln) }()
 	d.mu.Lock()
 	r.instances = append(r.instances, in)
 	d.mu.Unlock()
@@ -414,8 +368,8 @@ func (d *Deployment) StartServer(name string) error {
 }
 
 // Close shuts everything down gracefully: each stamp instance stops taking
-// requests and finishes in-flight work, then the store connections close,
-// then the servers, the links and the services stop.
+// requests, finishes in-flight work and closes its store connection, then
+// the servers, the links and the services stop.
 func (d *Deployment) Close() error {
 	d.mu.Lock()
 	var instances []*instance
@@ -434,9 +388,6 @@ func (d *Deployment) Close() error {
 		})
 	}
 	wg.Wait()
-	for _, in := range instances {
-		in.nc.Close()
-	}
 	for _, r := range regions {
 		if r.node != nil && r.node.Server().Running() {
 			r.node.Shutdown(false)

@@ -1,0 +1,133 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/partner"
+	"github.com/contoso/shoes/internal/secrets"
+	"github.com/contoso/shoes/internal/stamp"
+	"github.com/contoso/shoes/internal/store"
+)
+
+// InstanceConfig is everything one instance of a region's stamp needs, the
+// same whether `up` runs it beside the others or `contoso stamp` runs it
+// alone on its own host.
+type InstanceConfig struct {
+	Region   string // required
+	NATSURL  string // required: the region's NATS server(s), comma-separated
+	Replicas int    // replicas of every store asset; zero: 3
+	Verifier auth.VerifierConfig
+	// Secrets is where the partner credentials come from; nil: no secrets
+	// and no partner, so this instance does not process orders.
+	Secrets       secrets.Provider
+	SecretRefresh time.Duration // zero: 30 s
+	// LKGPath and LKGKey keep the last-known-good copy of the secrets
+	// (AES-256-GCM); empty path: no copy, so the instance cannot start
+	// while the secret store is down.
+	LKGPath string
+	LKGKey  []byte
+	// PartnerURL is the partner's notification endpoint; empty: no orders
+	// are processed by this instance.
+	PartnerURL    string
+	ProbeInterval time.Duration // zero: 1 s
+	Seed          bool          // seed an empty deployment
+	Logger        *slog.Logger  // nil: discard
+}
+
+// Instance is a stamp instance, built and connected, not yet serving.
+type Instance struct {
+	Stamp   *stamp.Stamp
+	Secrets *secrets.Cache // nil without InstanceConfig.Secrets
+	nc      *nats.Conn
+}
+
+// NewInstance connects to the store, loads the secrets (from the secret
+// store, or from the last-known-good copy when the store is down) and
+// builds the stamp.
+func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
+	if cfg.Region == "" || cfg.NATSURL == "" {
+		return nil, errors.New("new instance: region and NATS URL are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 3
+	}
+	log := cfg.Logger.With("region", cfg.Region)
+	nc, err := nats.Connect(cfg.NATSURL,
+		nats.Name("stamp-"+cfg.Region),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.NoCallbacksAfterClientClose(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect stamp %s: %w", cfg.Region, err)
+	}
+	in := &Instance{nc: nc}
+	fail := func(err error) (*Instance, error) { nc.Close(); return nil, err }
+	st, err := store.Open(ctx, store.Config{Conn: nc, Replicas: cfg.Replicas, Logger: log.With("component", "store")})
+	if err != nil {
+		return fail(err)
+	}
+	verifier, err := auth.NewVerifier(cfg.Verifier)
+	if err != nil {
+		return fail(err)
+	}
+	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: log, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed}
+	if cfg.Secrets != nil {
+		in.Secrets, err = secrets.NewCache(secrets.CacheConfig{
+			Provider: cfg.Secrets, Names: secretNames, Refresh: cfg.SecretRefresh,
+			LKGPath: cfg.LKGPath, LKGKey: cfg.LKGKey, Logger: log.With("component", "secrets"),
+		})
+		if err != nil {
+			return fail(err)
+		}
+		if err := in.Secrets.Load(ctx); err != nil {
+			return fail(fmt.Errorf("stamp %s secrets: %w", cfg.Region, err))
+		}
+		scfg.Checks = append(scfg.Checks, health.Check{Name: "secret-store", Impact: health.Degraded, Run: in.Secrets.Check})
+	}
+	if cfg.PartnerURL != "" && in.Secrets != nil {
+		client, err := partner.NewClient(partner.ClientConfig{
+			URL: cfg.PartnerURL, Secrets: partnerSecrets{in.Secrets}, Logger: log.With("component", "partner-client"),
+		})
+		if err != nil {
+			return fail(err)
+		}
+		scfg.Partner = client
+		scfg.Checks = append(scfg.Checks, health.Check{Name: "partner", Impact: health.Degraded, Run: func(context.Context) (string, error) {
+			if state := client.BreakerState(); state != "closed" {
+				return "circuit breaker " + state, fmt.Errorf("partner calls are failing: %w", health.ErrDegraded)
+			}
+			return "circuit breaker closed", nil
+		}})
+	}
+	if in.Stamp, err = stamp.New(scfg); err != nil {
+		return fail(err)
+	}
+	return in, nil
+}
+
+// Serve serves the instance on ln until ctx is done, refreshing its
+// secrets meanwhile, then shuts down gracefully and closes its store
+// connection.
+func (in *Instance) Serve(ctx context.Context, ln net.Listener) error {
+	defer in.nc.Close()
+	if in.Secrets != nil {
+		refreshCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		go in.Secrets.Run(refreshCtx)
+	}
+	return in.Stamp.Serve(ctx, ln)
+}
