@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/partner"
