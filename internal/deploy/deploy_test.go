@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -385,4 +386,62 @@ func TestRegionServerLossLosesNoAcknowledgedComment(t *testing.T) {
 func deadlineOf(ctx context.Context) time.Time {
 	dl, _ := ctx.Deadline()
 	return dl
+}
+
+func TestStampsAnnounceThemselvesInTheRegistry(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
+	url, _ := d.ClientURL("northeurope")
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	st, err := store.Open(t.Context(), store.Config{Conn: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]store.StampEntry{}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go st.WatchRegistry(ctx, func(id string, e *store.StampEntry) {
+		mu.Lock()
+		defer mu.Unlock()
+		if e == nil {
+			delete(seen, id)
+			return
+		}
+		seen[id] = *e
+	}, nil)
+	byRegion := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := map[string]int{}
+		for _, e := range seen {
+			n[e.Region]++
+		}
+		return n
+	}
+	deploytest.Eventually(t, 5*time.Second, func() error {
+		if n := byRegion(); n["westeurope"] != 1 || n["northeurope"] != 1 || n["eastus"] != 1 {
+			return fmt.Errorf("registry by region = %v", n)
+		}
+		return nil
+	})
+	mu.Lock()
+	for _, e := range seen {
+		if e.URL != d.Regions()[e.Region] {
+			t.Errorf("%s announced %s, serves %s", e.ID, e.URL, d.Regions()[e.Region])
+		}
+	}
+	mu.Unlock()
+	if _, err := d.AddInstance(ctx, "eastus"); err != nil {
+		t.Fatal(err)
+	}
+	deploytest.Eventually(t, 5*time.Second, func() error {
+		if n := byRegion(); n["eastus"] != 2 {
+			return fmt.Errorf("registry by region = %v after adding an eastus instance", n)
+		}
+		return nil
+	})
 }

@@ -50,6 +50,11 @@ type Config struct {
 	OrderRate        float64
 	OrderBurst       int
 	OrderConcurrency int
+	// Release names the release this stamp runs; zero: "dev".
+	Release string
+	// AdvertiseURL is where the edge reaches this instance; zero: the
+	// listener's address.
+	AdvertiseURL string
 }
 
 // Stamp is one region's stamp.
@@ -92,6 +97,9 @@ func New(cfg Config) (*Stamp, error) {
 	}
 	if cfg.OrderConcurrency <= 0 {
 		cfg.OrderConcurrency = 256
+	}
+	if cfg.Release == "" {
+		cfg.Release = "dev"
 	}
 	log := cfg.Logger.With("region", cfg.Region)
 	s := &Stamp{cfg: cfg, log: log, model: readmodel.New(), start: time.Now()}
@@ -150,6 +158,14 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	bgDone := make(chan struct{})
 	go func() { s.Run(bgCtx); close(bgDone) }()
+	url := s.cfg.AdvertiseURL
+	if url == "" {
+		url = "http://" + ln.Addr().String()
+	}
+	entry := store.StampEntry{ID: store.RegistryID(s.cfg.Region, shop.NewID(s.start)[20:]), Region: s.cfg.Region,
+		URL: url, Release: s.cfg.Release, StartedAt: s.start.UTC()}
+	hbDone := make(chan struct{})
+	go func() { s.heartbeat(bgCtx, entry); close(hbDone) }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -168,6 +184,7 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopBg()
 	<-bgDone
+	<-hbDone
 	s.log.Info("stamp stopped")
 	return err
 }
@@ -191,6 +208,32 @@ func (s *Stamp) Run(ctx context.Context) {
 		wg.Go(func() { s.seed(ctx) })
 	}
 	wg.Wait()
+}
+
+// heartbeat keeps this instance in the stamps registry every second until
+// ctx is done, then deregisters it. A crashed instance simply stops
+// heartbeating and expires from the registry on its own.
+func (s *Stamp) heartbeat(ctx context.Context, e store.StampEntry) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		e.HeartbeatAt = time.Now().UTC()
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		if err := s.cfg.Store.Heartbeat(hctx, e); err != nil && ctx.Err() == nil {
+			s.log.Warn("registry heartbeat failed", "id", e.ID, "error", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := s.cfg.Store.Deregister(dctx, e.ID); err != nil {
+				s.log.Warn("registry deregistration failed; the entry will expire", "id", e.ID, "error", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // seed stores the seed catalog if the deployment has never been seeded,

@@ -70,6 +70,7 @@ type Store struct {
 	idem      jetstream.KeyValue
 	carts     jetstream.KeyValue
 	orderQ    jetstream.Stream
+	reg       jetstream.KeyValue
 }
 
 // Open connects to the assets, creating or updating them when needed. It
@@ -166,6 +167,22 @@ func (s *Store) ensureAssets(ctx context.Context) error {
 	}
 	if s.carts, err = kv(BucketCarts, shop.CartTTL); err != nil {
 		return err
+	}
+	if s.reg, err = s.js.KeyValue(ctx, BucketRegistry); err != nil {
+		// Expired heartbeats leave delete markers (LimitMarkerTTL), so
+		// watchers learn that a stamp died without anyone deleting it.
+		s.reg, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:         BucketRegistry,
+			Description:    "running stamp instances, kept alive by heartbeats",
+			History:        1,
+			TTL:            RegistryTTL,
+			LimitMarkerTTL: time.Minute,
+			Storage:        jetstream.FileStorage,
+			Replicas:       s.cfg.Replicas,
+		})
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", BucketRegistry, err)
+		}
 	}
 	if s.orderQ, err = s.queue(ctx, StreamOrders, "orders waiting for the order processor", []string{"orders.>"},
 		ConsumerOrders, "the order processors of every stamp share this consumer", []string{subjectOrder}, ackWait); err != nil {

@@ -114,3 +114,53 @@ func TestWriteRidesOutALostServer(t *testing.T) {
 		t.Fatal("acknowledged product not in the catalog")
 	}
 }
+
+func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
+	c := storetest.NewCluster(t, "a", "b", "c")
+	st, _ := c.MustOpen(t, 0)
+	watcher, _ := c.MustOpen(t, 2)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	type event struct {
+		id    string
+		alive bool
+	}
+	events := make(chan event, 16)
+	go func() {
+		_ = watcher.WatchRegistry(ctx, func(id string, e *store.StampEntry) {
+			events <- event{id, e != nil}
+		}, nil)
+	}()
+	now := time.Now()
+	for _, region := range []string{"a", "b"} {
+		id := store.RegistryID(region, "1")
+		if err := st.Heartbeat(ctx, store.StampEntry{ID: id, Region: region, URL: "http://127.0.0.1:1", StartedAt: now, HeartbeatAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(e event, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		deadline := time.After(within)
+		for {
+			select {
+			case got := <-events:
+				if got == e {
+					return time.Since(start)
+				}
+			case <-deadline:
+				t.Fatalf("no %+v within %s", e, within)
+			}
+		}
+	}
+	want(event{"a.1", true}, 5*time.Second)
+	want(event{"b.1", true}, 5*time.Second)
+	// A clean stop deregisters at once.
+	if err := st.Deregister(ctx, "b.1"); err != nil {
+		t.Fatal(err)
+	}
+	want(event{"b.1", false}, 5*time.Second)
+	// A crashed stamp just stops heartbeating: it expires on its own.
+	took := want(event{"a.1", false}, store.RegistryTTL+10*time.Second)
+	t.Logf("an unrefreshed entry disappeared %s after the watcher saw it", took)
+}

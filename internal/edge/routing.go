@@ -1,0 +1,404 @@
+package edge
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Health is a stamp's state as the POP sees it. The zero value "", and any
+// value not listed below, is treated as Unknown.
+type Health string
+
+const (
+	// Healthy stamps are in rotation.
+	Healthy Health = "healthy"
+	// Degraded stamps are slow or partly failing but serving: they stay in
+	// rotation, with no penalty beyond their measured RTT.
+	Degraded Health = "degraded"
+	// Unhealthy stamps fail their probes: out of rotation.
+	Unhealthy Health = "unhealthy"
+	// Drained stamps were taken out of rotation by an operator.
+	Drained Health = "drained"
+	// Unknown stamps have never been probed yet.
+	Unknown Health = "unknown"
+)
+
+// Default policy values, used where a Policy field is zero.
+const (
+	DefaultSensitivity = 10 * time.Millisecond
+	DefaultHysteresis  = 5 * time.Millisecond
+)
+
+// DefaultWeight is the weight of a candidate whose Weight is zero or
+// negative.
+const DefaultWeight = 100
+
+// Candidate is what a POP knows about one stamp when it routes. The zero
+// value is a stamp with an empty ID, Unknown health, unknown RTT, weight
+// 100 and no ejection.
+type Candidate struct {
+	// ID is the stamp id (e.g. "eastus/1"), unique among the candidates
+	// passed to one call. If an ID repeats anyway, Decide considers only
+	// its most routable entry and Pick uses the smallest weight given.
+	ID string
+	// Region is the stamp's region; informational, routing ignores it.
+	Region string
+	// Health is the stamp's state as the POP's probes see it.
+	Health Health
+	// RTT is the smoothed round trip from this POP (probe EWMA); zero or
+	// negative means unknown.
+	RTT time.Duration
+	// Weight is the stamp's share of traffic among equally near stamps;
+	// zero or negative means DefaultWeight (100). Releases shift weights.
+	Weight int
+	// EjectedUntil is passive outlier ejection: the stamp is not routable
+	// before this time. The zero time never ejects.
+	EjectedUntil time.Time
+}
+
+// Policy is how a POP chooses. Zero fields take the defaults shown; the
+// zero value is the default policy.
+type Policy struct {
+	// Sensitivity: stamps within this RTT of the nearest count as equally
+	// near. Zero: DefaultSensitivity (10 ms); negative: none, only stamps
+	// exactly as near as the nearest share.
+	Sensitivity time.Duration
+	// Hysteresis: a stamp in the previous near set stays in it until it is
+	// more than Sensitivity+Hysteresis slower than the nearest. Zero:
+	// DefaultHysteresis (5 ms); negative: none.
+	Hysteresis time.Duration
+}
+
+func (p Policy) sensitivity() time.Duration {
+	switch {
+	case p.Sensitivity == 0:
+		return DefaultSensitivity
+	case p.Sensitivity < 0:
+		return 0
+	}
+	return p.Sensitivity
+}
+
+func (p Policy) hysteresis() time.Duration {
+	switch {
+	case p.Hysteresis == 0:
+		return DefaultHysteresis
+	case p.Hysteresis < 0:
+		return 0
+	}
+	return p.Hysteresis
+}
+
+// Decision is a POP's routing table at one moment. Decide never returns
+// nil slices or a nil map, so a Decision serializes as [] and {} when
+// empty; the zero value is a table with no stamps.
+type Decision struct {
+	// Near holds the ids of the stamps that share traffic now (by weight),
+	// sorted.
+	Near []string
+	// Fallback holds every other routable stamp, nearest first: where a
+	// retry goes.
+	Fallback []string
+	// FailOpen is set when no stamp was routable: Near then holds the
+	// least-bad stamps (see Decide).
+	FailOpen bool
+	// Reasons maps every candidate id to why it is or is not in Near.
+	Reasons map[string]string
+}
+
+// class ranks a candidate from routable (best) to drained and ejected
+// (worst). Decide routes to the best class present.
+type class int
+
+const (
+	routable         class = iota // healthy or degraded, not ejected
+	ejected                       // healthy or degraded, ejected
+	unknown                       // never probed
+	unknownEjected                // never probed, ejected
+	unhealthy                     // probes fail
+	unhealthyEjected              // probes fail, ejected
+	drained                       // operator drained
+	drainedEjected                // operator drained, ejected
+)
+
+func classOf(c Candidate, now time.Time) class {
+	ej := now.Before(c.EjectedUntil)
+	var base class
+	switch c.Health {
+	case Healthy, Degraded:
+		base = routable
+	case Unhealthy:
+		base = unhealthy
+	case Drained:
+		base = drained
+	default:
+		base = unknown
+	}
+	if ej {
+		base++
+	}
+	return base
+}
+
+// rttKey orders unknown RTTs after every known one.
+func rttKey(c Candidate) time.Duration {
+	if c.RTT <= 0 {
+		return math.MaxInt64
+	}
+	return c.RTT
+}
+
+func byNearness(a, b Candidate) int {
+	return cmp.Or(cmp.Compare(rttKey(a), rttKey(b)), strings.Compare(a.ID, b.ID))
+}
+
+// dedupe returns the candidates sorted by ID, one per ID: the most
+// routable entry, ties broken by every other field so that the result
+// does not depend on input order.
+func dedupe(cands []Candidate, now time.Time) []Candidate {
+	cs := slices.Clone(cands)
+	slices.SortFunc(cs, func(a, b Candidate) int {
+		return cmp.Or(
+			strings.Compare(a.ID, b.ID),
+			cmp.Compare(classOf(a, now), classOf(b, now)),
+			cmp.Compare(rttKey(a), rttKey(b)),
+			strings.Compare(string(a.Health), string(b.Health)),
+			cmp.Compare(a.Weight, b.Weight),
+			strings.Compare(a.Region, b.Region),
+			a.EjectedUntil.Compare(b.EjectedUntil),
+		)
+	})
+	return slices.CompactFunc(cs, func(a, b Candidate) bool { return a.ID == b.ID })
+}
+
+// Decide computes the decision. prev is the previous decision's Near set
+// (nil at start), for hysteresis. It is a pure function: it reads nothing
+// but its arguments and keeps no state, so the caller carries prev from
+// one decision to the next.
+//
+// The rules, exactly as implemented:
+//
+//  1. Routable: Health is Healthy or Degraded (degraded stays in rotation,
+//     ranked only by its RTT) and now >= EjectedUntil (an ejection expires
+//     at its instant). Unknown (never probed, and any unlisted Health
+//     value) is not routable; it is used only through fail open (rule 4)
+//     when nothing is routable and no healthy or degraded stamp is merely
+//     ejected. Unhealthy and Drained are not routable.
+//  2. Near: among routable stamps with a known RTT (RTT > 0), nearest is
+//     the minimum RTT. Near is every routable stamp with
+//     RTT <= nearest+Sensitivity, plus every stamp of prev that is still
+//     routable and has RTT <= nearest+Sensitivity+Hysteresis ("kept by
+//     hysteresis"), so a noisy link does not flap routing: a stamp joins
+//     as soon as it is within Sensitivity, and leaves only once it is
+//     beyond Sensitivity+Hysteresis. A routable stamp with an unknown RTT
+//     counts as farther than every known one (it is never near, not even
+//     through prev, while some RTT is known); if no routable stamp has a
+//     known RTT, every routable stamp is Near. prev ids that are not
+//     candidates are ignored.
+//  3. Fallback: the other routable stamps, ordered by RTT (unknown last),
+//     ties by ID.
+//  4. Fail open: if nothing is routable, the POP fails open to the
+//     least-bad stamps rather than failing every request, and sets
+//     FailOpen. The classes, best first: healthy or degraded but ejected;
+//     Unknown; Unknown and ejected; Unhealthy; Unhealthy and ejected;
+//     Drained; Drained and ejected. The best class present plays the role
+//     of the routable set in rules 2 and 3 (same Sensitivity window and
+//     hysteresis), so Near holds its nearest stamps and Fallback the rest
+//     of that class; the worse classes are in neither. Drained is
+//     therefore chosen only when every stamp is drained: an operator
+//     drained everything, which is not an outage, so the POP still routes.
+//     The reasons of the chosen class start with "fail open: " and name
+//     the class. This mirrors, and improves on, the reference router,
+//     which routes to all origins when all are unhealthy: we route to the
+//     least bad and say why.
+//  5. Deterministic: the same inputs give the same Decision whatever the
+//     order of cands and prev. Candidates are sorted, and no map iteration
+//     order reaches the output. If an ID repeats, only its most routable
+//     entry counts (lowest class, then lowest RTT, then the other fields).
+//
+// Reasons has an entry for every candidate id. Near: "nearest",
+// "within sensitivity: +4ms", "kept by hysteresis: +13ms", or "rtt
+// unknown for every stamp: all share". Fallback: "too far: +23ms (window
+// +10ms)", "too far: +23ms (was near; hysteresis window +15ms)" or "rtt
+// unknown: after every measured stamp". Routable degraded stamps get
+// "; degraded" appended. Excluded stamps: "unhealthy", "drained",
+// "unknown: never probed", "ejected until <RFC 3339 time> (<left> more)",
+// joined by "; " when several apply. Under fail open the chosen class
+// reads "fail open: least bad: <excluded reason>; <near or fallback
+// reason>", or "fail open: every stamp is drained; ..." when all are.
+//
+// An empty cands gives an empty Decision (empty Near and Fallback, empty
+// Reasons, FailOpen false).
+func Decide(p Policy, cands []Candidate, prev []string, now time.Time) Decision {
+	d := Decision{Near: []string{}, Fallback: []string{}, Reasons: map[string]string{}}
+	cs := dedupe(cands, now)
+	if len(cs) == 0 {
+		return d
+	}
+	best := drainedEjected
+	for _, c := range cs {
+		best = min(best, classOf(c, now))
+	}
+	d.FailOpen = best != routable
+
+	wasNear := make(map[string]bool, len(prev))
+	for _, id := range prev {
+		wasNear[id] = true
+	}
+	var pool []Candidate
+	for _, c := range cs {
+		if classOf(c, now) == best {
+			pool = append(pool, c)
+		} else {
+			d.Reasons[c.ID] = statusReason(c, now)
+		}
+	}
+	slices.SortFunc(pool, byNearness)
+
+	nearest := pool[0].RTT // pool is sorted: the minimum known RTT, or unknown
+	sens := p.sensitivity()
+	keep := sens + p.hysteresis()
+	if keep < sens { // overflow
+		keep = math.MaxInt64
+	}
+	for _, c := range pool {
+		var in bool
+		var why string
+		switch {
+		case nearest <= 0:
+			in, why = true, "rtt unknown for every stamp: all share"
+		case c.RTT <= 0:
+			why = "rtt unknown: after every measured stamp"
+		default:
+			gap := c.RTT - nearest // both positive: no overflow
+			switch {
+			case gap == 0:
+				in, why = true, "nearest"
+			case gap <= sens:
+				in, why = true, "within sensitivity: +"+ms(gap)
+			case wasNear[c.ID] && gap <= keep:
+				in, why = true, "kept by hysteresis: +"+ms(gap)
+			case wasNear[c.ID]:
+				why = fmt.Sprintf("too far: +%s (was near; hysteresis window +%s)", ms(gap), ms(keep))
+			default:
+				why = fmt.Sprintf("too far: +%s (window +%s)", ms(gap), ms(sens))
+			}
+		}
+		switch {
+		case d.FailOpen:
+			why = "fail open: " + failOpenClass(c, best, now) + "; " + why
+		case c.Health == Degraded:
+			why += "; degraded"
+		}
+		d.Reasons[c.ID] = why
+		if in {
+			d.Near = append(d.Near, c.ID)
+		} else {
+			d.Fallback = append(d.Fallback, c.ID)
+		}
+	}
+	slices.Sort(d.Near)
+	return d
+}
+
+// ms formats a duration for a reason, to the microsecond.
+func ms(d time.Duration) string { return d.Round(time.Microsecond).String() }
+
+// statusReason says why c is not routable (or, for a routable stamp, its
+// health).
+func statusReason(c Candidate, now time.Time) string {
+	var parts []string
+	switch c.Health {
+	case Healthy:
+	case Degraded, Unhealthy, Drained:
+		parts = append(parts, string(c.Health))
+	case Unknown, "":
+		parts = append(parts, "unknown: never probed")
+	default:
+		parts = append(parts, fmt.Sprintf("unknown: health %q", string(c.Health)))
+	}
+	if now.Before(c.EjectedUntil) {
+		parts = append(parts, fmt.Sprintf("ejected until %s (%s more)",
+			c.EjectedUntil.UTC().Format(time.RFC3339Nano), ms(c.EjectedUntil.Sub(now))))
+	}
+	if len(parts) == 0 {
+		return string(Healthy)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// failOpenClass names the class chosen by fail open, as seen on c.
+func failOpenClass(c Candidate, best class, now time.Time) string {
+	if best >= drained {
+		return "every stamp is " + statusReason(c, now)
+	}
+	return "least bad: " + statusReason(c, now)
+}
+
+// Pick chooses one stamp of d.Near for a request, by weight, given a number
+// r in [0,1) (the caller passes rand.Float64(); tests pass fixed values),
+// and returns the stamp for a retry.
+//
+// Weights come from cands by id (zero or negative: DefaultWeight; a Near id
+// missing from cands: DefaultWeight). The members of d.Near, in order, own
+// consecutive slices of [0, total weight); primary is the one whose slice
+// holds r*total. An r below 0 (or NaN) counts as 0, and an r of 1 or more
+// picks the last member.
+//
+// retry is the first entry of d.Fallback other than primary; when there is
+// none, the next member of d.Near after primary (wrapping) other than
+// primary; otherwise "". Both are "" when d.Near is empty.
+func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
+	if len(d.Near) == 0 {
+		return "", ""
+	}
+	weight := make(map[string]int, len(cands))
+	for _, c := range cands {
+		w := c.Weight
+		if w <= 0 {
+			w = DefaultWeight
+		}
+		if old, ok := weight[c.ID]; !ok || w < old {
+			weight[c.ID] = w
+		}
+	}
+	ws := make([]float64, len(d.Near))
+	var total float64
+	for i, id := range d.Near {
+		w, ok := weight[id]
+		if !ok {
+			w = DefaultWeight
+		}
+		ws[i] = float64(w)
+		total += ws[i]
+	}
+	if !(r >= 0) { // negative or NaN
+		r = 0
+	}
+	target := r * total
+	idx := len(d.Near) - 1
+	var cum float64
+	for i, w := range ws {
+		cum += w
+		if target < cum {
+			idx = i
+			break
+		}
+	}
+	primary = d.Near[idx]
+	for _, id := range d.Fallback {
+		if id != primary {
+			return primary, id
+		}
+	}
+	for k := 1; k < len(d.Near); k++ {
+		if id := d.Near[(idx+k)%len(d.Near)]; id != primary {
+			return primary, id
+		}
+	}
+	return primary, ""
+}

@@ -1,0 +1,90 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketRegistry holds the stamps registry: one key per running stamp
+// instance, refreshed by its heartbeat. A key not refreshed for
+// RegistryTTL expires, and watchers are told, so a dead stamp disappears
+// from the registry within seconds without anyone deleting it.
+const (
+	BucketRegistry = "registry"
+	RegistryTTL    = 5 * time.Second
+)
+
+// StampEntry is what a stamp instance announces about itself.
+type StampEntry struct {
+	ID          string    `json:"id"` // "<region>.<instance>", unique per running instance
+	Region      string    `json:"region"`
+	URL         string    `json:"url"`     // where the edge reaches it
+	Release     string    `json:"release"` // the release it runs
+	StartedAt   time.Time `json:"startedAt"`
+	HeartbeatAt time.Time `json:"heartbeatAt"`
+}
+
+// Heartbeat announces (or re-announces) a stamp instance.
+func (s *Store) Heartbeat(ctx context.Context, e StampEntry) error {
+	b, _ := json.Marshal(e)
+	if _, err := s.reg.Put(ctx, e.ID, b); err != nil {
+		return fmt.Errorf("heartbeat %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// Deregister removes a stamp instance at once (a clean shutdown).
+func (s *Store) Deregister(ctx context.Context, id string) error {
+	if err := s.reg.Delete(ctx, id); err != nil {
+		return fmt.Errorf("deregister %s: %w", id, err)
+	}
+	return nil
+}
+
+// WatchRegistry streams the registry to fn until ctx is done: every
+// current entry, then every change; e is nil when an instance deregistered
+// or its heartbeat expired. loaded is called once after the current entries.
+func (s *Store) WatchRegistry(ctx context.Context, fn func(id string, e *StampEntry), loaded func()) error {
+	w, err := s.reg.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch registry: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("watch registry: closed")
+			}
+			if u == nil {
+				if loaded != nil {
+					loaded()
+					loaded = nil
+				}
+				continue
+			}
+			if u.Operation() != jetstream.KeyValuePut {
+				fn(u.Key(), nil)
+				continue
+			}
+			var e StampEntry
+			if err := json.Unmarshal(u.Value(), &e); err != nil || e.ID != u.Key() {
+				s.log.Warn("skipping undecodable registry entry", "key", u.Key(), "error", err)
+				continue
+			}
+			fn(u.Key(), &e)
+		}
+	}
+}
+
+// RegistryID makes the registry id of an instance of region.
+func RegistryID(region, instance string) string {
+	return region + "." + strings.ReplaceAll(instance, ".", "-")
+}
