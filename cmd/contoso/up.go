@@ -24,7 +24,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		latency  = fs.String("latency", "on", "simulated inter-region latency: on or off")
 		table    = fs.String("latency-table", "", "one-way latencies that override the defaults, e.g. westeurope-northeurope=10ms,eastus-westeurope=40ms")
 		interval = fs.Duration("probe-interval", time.Second, "health probe interval of every stamp")
-		_        = fs.String("addr", "127.0.0.1:8080", "address of the global entry point (reserved)")
+		addr     = fs.String("addr", "127.0.0.1:8080", "address of the global entry point (the edge)")
 	)
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -61,6 +61,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		DataDir:       dir,
 		Network:       netCfg,
 		ProbeInterval: *interval,
+		EdgeAddr:      *addr,
 		Logger:        log,
 	})
 	if err != nil {
@@ -73,7 +74,9 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		Data    string            `json:"data"`
 		Partner string            `json:"partner"`
 		Secrets string            `json:"secrets"`
-	}{"ready", d.Regions(), dir, services["partner"], services["secrets"]}
+		Edge    string            `json:"edge"`
+		Ops     string            `json:"ops"`
+	}{"ready", d.Regions(), dir, services["partner"], services["secrets"], d.EdgeURL(), d.OpsURL()}
 	line, _ := json.Marshal(ready)
 	fmt.Fprintf(stdout, "%s\n", line)
 	log.Info("all stamps ready", "elapsed", time.Since(start).Round(time.Millisecond))

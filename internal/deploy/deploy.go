@@ -34,7 +34,10 @@ var DefaultRegions = []string{"westeurope", "northeurope", "eastus"}
 type Config struct {
 	Regions []string // nil: DefaultRegions; one region (R1, development) or three or more (R3)
 	DataDir string   // required; holds the store and the development issuer key
-	Network netsim.Config
+	// EdgeAddr is where the global entry point listens; zero: a free
+	// loopback port.
+	EdgeAddr string
+	Network  netsim.Config
 	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
 	ProbeInterval time.Duration
 	// SecretRefresh is how often stamps refresh their secrets; zero: 30 s.
@@ -53,6 +56,7 @@ type Deployment struct {
 	issuer   *auth.Issuer
 	services *services
 	lkgKey   []byte
+	front    *frontDoor // the edge and the ops address; nil until started
 
 	mu      sync.Mutex // guards regions
 	regions map[string]*region
@@ -202,7 +206,42 @@ func (d *Deployment) start(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return d.waitReady(ctx)
+	if err := d.waitReady(ctx); err != nil {
+		return err
+	}
+	addr := d.cfg.EdgeAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if err := d.startEdge(ctx, addr); err != nil {
+		return err
+	}
+	return d.waitEdge(ctx)
+}
+
+// waitEdge waits until every POP routes to a stamp of its own region.
+func (d *Deployment) waitEdge(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ready := 0
+		for _, p := range d.front.edge.Status() {
+			for _, s := range p.Stamps {
+				if s.Region == p.Region && slices.Contains(p.Near, s.ID) {
+					ready++
+					break
+				}
+			}
+		}
+		if ready == len(d.cfg.Regions) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the edge: %d of %d POPs route to their region: %w", ready, len(d.cfg.Regions), ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // startInstance starts an instance of region r's stamp: its own store
@@ -366,9 +405,9 @@ func (d *Deployment) StartServer(name string) error {
 	return nil
 }
 
-// Close shuts everything down gracefully: each stamp instance stops taking
-// requests, finishes in-flight work and closes its store connection, then
-// the servers, the links and the services stop.
+// Close shuts everything down gracefully: the edge stops taking requests
+// and finishes in-flight ones, each stamp instance does the same and closes
+// its store connection, then the servers, the links and the services stop.
 func (d *Deployment) Close() error {
 	d.mu.Lock()
 	var instances []*instance
@@ -378,6 +417,9 @@ func (d *Deployment) Close() error {
 		instances = append(instances, r.instances...)
 	}
 	d.mu.Unlock()
+	if d.front != nil {
+		d.front.close() // stop taking traffic first
+	}
 	errs := make([]error, len(instances)+1)
 	var wg sync.WaitGroup
 	for i, in := range instances {
@@ -414,3 +456,27 @@ func (d *Deployment) ClientURL(name string) (string, bool) {
 // SecretValue is the current value of a deployment secret, for tests that
 // check it never leaks.
 func (d *Deployment) SecretValue(name string) string { return d.services.value(name) }
+
+// KillRegion takes a whole region out at once: its stamp instances stop
+// (their listeners close; requests already inside finish) and its store
+// server stops without handing over leadership. The edge's POP for the
+// region stays, and sends its clients to the nearest other region.
+func (d *Deployment) KillRegion(name string) error {
+	d.mu.Lock()
+	r, ok := d.regions[name]
+	var instances []*instance
+	if ok {
+		instances = r.instances
+	}
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("kill region: unknown region %q", name)
+	}
+	var wg sync.WaitGroup
+	for _, in := range instances {
+		wg.Go(func() { in.cancel() })
+	}
+	wg.Wait()
+	r.node.Shutdown(false)
+	return nil
+}

@@ -279,13 +279,13 @@ func Decide(p Policy, cands []Candidate, prev []string, now time.Time) Decision 
 			case gap == 0:
 				in, why = true, "nearest"
 			case gap <= sens:
-				in, why = true, "within sensitivity: +"+ms(gap)
+				in, why = true, "within sensitivity: +"+fmtGap(gap)
 			case wasNear[c.ID] && gap <= keep:
-				in, why = true, "kept by hysteresis: +"+ms(gap)
+				in, why = true, "kept by hysteresis: +"+fmtGap(gap)
 			case wasNear[c.ID]:
-				why = fmt.Sprintf("too far: +%s (was near; hysteresis window +%s)", ms(gap), ms(keep))
+				why = fmt.Sprintf("too far: +%s (was near; hysteresis window +%s)", fmtGap(gap), fmtGap(keep))
 			default:
-				why = fmt.Sprintf("too far: +%s (window +%s)", ms(gap), ms(sens))
+				why = fmt.Sprintf("too far: +%s (window +%s)", fmtGap(gap), fmtGap(sens))
 			}
 		}
 		switch {
@@ -305,8 +305,8 @@ func Decide(p Policy, cands []Candidate, prev []string, now time.Time) Decision 
 	return d
 }
 
-// ms formats a duration for a reason, to the microsecond.
-func ms(d time.Duration) string { return d.Round(time.Microsecond).String() }
+// fmtGap formats a duration for a reason, to the microsecond.
+func fmtGap(d time.Duration) string { return d.Round(time.Microsecond).String() }
 
 // statusReason says why c is not routable (or, for a routable stamp, its
 // health).
@@ -323,7 +323,7 @@ func statusReason(c Candidate, now time.Time) string {
 	}
 	if now.Before(c.EjectedUntil) {
 		parts = append(parts, fmt.Sprintf("ejected until %s (%s more)",
-			c.EjectedUntil.UTC().Format(time.RFC3339Nano), ms(c.EjectedUntil.Sub(now))))
+			c.EjectedUntil.UTC().Format(time.RFC3339Nano), fmtGap(c.EjectedUntil.Sub(now))))
 	}
 	if len(parts) == 0 {
 		return string(Healthy)

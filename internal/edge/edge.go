@@ -1,0 +1,443 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/shop"
+)
+
+// Headers the edge reads or sets.
+const (
+	HeaderClientRegion = "X-Client-Region"
+	HeaderEdgePop      = "X-Edge-Pop"
+)
+
+// StampInfo is a stamp instance as the registry announces it.
+type StampInfo struct {
+	ID     string
+	Region string
+	URL    string // the stamp's own address, e.g. http://127.0.0.1:35191
+}
+
+// Registry streams the stamps registry: every current stamp, then every
+// change (nil when a stamp left), until ctx is done.
+type Registry func(ctx context.Context, fn func(id string, s *StampInfo)) error
+
+// Dialer maps a stamp's address to the address a POP in region pop uses to
+// reach it: across the simulated inter-region link on one machine, the
+// address itself on real networks. nil: the address itself.
+type Dialer func(pop, stampRegion, hostport string) (string, error)
+
+// Config configures an Edge.
+type Config struct {
+	POPs     []string // regions with a point of presence; required; the first serves clients without X-Client-Region
+	Registry Registry // required
+	Dial     Dialer
+	Policy   Policy
+	// ProbeInterval is how often each POP probes every stamp; zero: 1 s.
+	// ProbeTimeout bounds one probe; zero: 500 ms.
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	// EjectAfter consecutive connection failures or 5xx answers from real
+	// traffic eject a stamp from a POP for EjectFor; zero: 3 and 5 s.
+	EjectAfter int
+	EjectFor   time.Duration
+	// Timeout bounds one proxied attempt; zero: 10 s.
+	Timeout time.Duration
+	Logger  *slog.Logger // nil: discard
+}
+
+// Edge is the global entry point.
+type Edge struct {
+	cfg    Config
+	log    *slog.Logger
+	client *http.Client
+
+	mu     sync.Mutex // guards stamps and pops' maps
+	stamps map[string]StampInfo
+	pops   map[string]*pop
+}
+
+// pop is one point of presence: what it knows about every stamp.
+type pop struct {
+	region string
+	mu     sync.Mutex // guards everything below
+	state  map[string]*stampState
+	prev   []string
+	dec    Decision
+}
+
+// stampState is a POP's view of one stamp.
+type stampState struct {
+	addr        string // as reached from this POP
+	health      Health
+	rtt         time.Duration // EWMA of probe round trips
+	verdict     string        // the last probe's outcome, for operators
+	probedAt    time.Time
+	failures    int // consecutive passive failures
+	ejectedTill time.Time
+	weight      int
+}
+
+// New validates cfg and returns an edge; call Run to start its probes.
+func New(cfg Config) (*Edge, error) {
+	if len(cfg.POPs) == 0 || cfg.Registry == nil {
+		return nil, errors.New("new edge: POPs and a registry are required")
+	}
+	if cfg.Dial == nil {
+		cfg.Dial = func(_, _, hostport string) (string, error) { return hostport, nil }
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = time.Second
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = 500 * time.Millisecond
+	}
+	if cfg.EjectAfter <= 0 {
+		cfg.EjectAfter = 3
+	}
+	if cfg.EjectFor <= 0 {
+		cfg.EjectFor = 5 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Edge{
+		cfg: cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, pops: map[string]*pop{},
+		client: &http.Client{
+			Transport:     &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	for _, r := range cfg.POPs {
+		e.pops[r] = &pop{region: r, state: map[string]*stampState{}}
+	}
+	return e, nil
+}
+
+// Run follows the registry and probes every stamp from every POP until ctx
+// is done.
+func (e *Edge) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			err := e.cfg.Registry(ctx, e.apply)
+			if ctx.Err() != nil {
+				return
+			}
+			e.log.Warn("registry watch ended; restarting", "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	})
+	for _, p := range e.popList() {
+		wg.Go(func() { e.probeLoop(ctx, p) })
+	}
+	wg.Wait()
+}
+
+func (e *Edge) popList() []*pop {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*pop, 0, len(e.pops))
+	for _, p := range e.pops {
+		out = append(out, p)
+	}
+	return out
+}
+
+// apply takes one registry change.
+func (e *Edge) apply(id string, s *StampInfo) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s == nil {
+		delete(e.stamps, id)
+		for _, p := range e.pops {
+			p.mu.Lock()
+			delete(p.state, id)
+			p.mu.Unlock()
+		}
+		e.log.Info("stamp left the registry", "id", id)
+		return
+	}
+	if old, ok := e.stamps[id]; ok && old == *s {
+		return
+	}
+	e.stamps[id] = *s
+	e.log.Info("stamp joined the registry", "id", id, "region", s.Region, "url", s.URL)
+}
+
+func (e *Edge) probeLoop(ctx context.Context, p *pop) {
+	t := time.NewTicker(e.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		e.probeAll(ctx, p)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probeAll probes every known stamp from p in parallel and recomputes p's
+// decision.
+func (e *Edge) probeAll(ctx context.Context, p *pop) {
+	e.mu.Lock()
+	stamps := make([]StampInfo, 0, len(e.stamps))
+	for _, s := range e.stamps {
+		stamps = append(stamps, s)
+	}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range stamps {
+		wg.Go(func() { e.probe(ctx, p, s) })
+	}
+	wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id := range p.state {
+		if !slices.ContainsFunc(stamps, func(s StampInfo) bool { return s.ID == id }) {
+			delete(p.state, id)
+		}
+	}
+	p.decideLocked(e.cfg.Policy, time.Now())
+}
+
+func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
+	p.mu.Lock()
+	st := p.state[s.ID]
+	p.mu.Unlock()
+	if st == nil {
+		hostport := strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://")
+		addr, err := e.cfg.Dial(p.region, s.Region, hostport)
+		if err != nil {
+			e.log.Warn("no route from POP to stamp", "pop", p.region, "stamp", s.ID, "error", err)
+			return
+		}
+		st = &stampState{addr: addr, health: Unknown, weight: 100}
+		p.mu.Lock()
+		p.state[s.ID] = st
+		p.mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
+	defer cancel()
+	start := time.Now()
+	h, verdict := e.fetchHealth(ctx, st.addr)
+	rtt := time.Since(start)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st.health, st.verdict, st.probedAt = h, verdict, time.Now()
+	if h != Unhealthy || !strings.HasPrefix(verdict, "probe failed") {
+		// Only answered probes measure the path; a smoothed RTT (EWMA,
+		// alpha 0.3) keeps one slow answer from moving traffic.
+		if st.rtt == 0 {
+			st.rtt = rtt
+		} else {
+			st.rtt = time.Duration(0.7*float64(st.rtt) + 0.3*float64(rtt))
+		}
+	}
+}
+
+// fetchHealth reads a stamp's /health/stamp: its verdict and why.
+func (e *Edge) fetchHealth(ctx context.Context, addr string) (Health, string) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/health/stamp", nil)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return Unhealthy, "probe failed: " + err.Error()
+	}
+	defer resp.Body.Close()
+	var rep struct {
+		Status string `json:"status"`
+		Reason string `json:"reason"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rep)
+	switch {
+	case rep.Reason == "drained":
+		return Drained, "drained by an operator"
+	case resp.StatusCode == http.StatusOK && rep.Status == "degraded":
+		return Degraded, "degraded: " + rep.Reason
+	case resp.StatusCode == http.StatusOK:
+		return Healthy, "healthy"
+	}
+	return Unhealthy, fmt.Sprintf("unhealthy (%d): %s", resp.StatusCode, rep.Reason)
+}
+
+// decideLocked recomputes the POP's routing decision; p.mu must be held.
+func (p *pop) decideLocked(pol Policy, now time.Time) {
+	p.dec = Decide(pol, p.candidatesLocked(), p.prev, now)
+	p.prev = p.dec.Near
+}
+
+func (p *pop) candidatesLocked() []Candidate {
+	cands := make([]Candidate, 0, len(p.state))
+	for id, st := range p.state {
+		cands = append(cands, Candidate{ID: id, Health: st.health, RTT: st.rtt, Weight: st.weight, EjectedUntil: st.ejectedTill})
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].ID < cands[j].ID })
+	return cands
+}
+
+// route picks the stamp for one request from POP p and the one to retry.
+func (p *pop) route() (primary, retry string, addrs map[string]string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	primary, retry = Pick(p.dec, p.candidatesLocked(), rand.Float64())
+	addrs = map[string]string{}
+	for _, id := range []string{primary, retry} {
+		if st, ok := p.state[id]; ok {
+			addrs[id] = st.addr
+		}
+	}
+	return primary, retry, addrs
+}
+
+// report records the outcome of real traffic to a stamp: consecutive
+// failures eject it from the POP for a while (passive outlier detection).
+func (e *Edge) report(p *pop, id string, failed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, ok := p.state[id]
+	if !ok {
+		return
+	}
+	if !failed {
+		st.failures = 0
+		return
+	}
+	st.failures++
+	if st.failures >= e.cfg.EjectAfter && time.Now().After(st.ejectedTill) {
+		st.ejectedTill = time.Now().Add(e.cfg.EjectFor)
+		st.failures = 0
+		e.log.Warn("stamp ejected after consecutive failures", "pop", p.region, "stamp", id, "until", st.ejectedTill)
+		p.decideLocked(e.cfg.Policy, time.Now())
+	}
+}
+
+// popFor returns the POP that serves a client: its region's, or the first.
+func (e *Edge) popFor(r *http.Request) (*pop, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	region := r.Header.Get(HeaderClientRegion)
+	if region == "" {
+		region = e.cfg.POPs[0]
+	}
+	p, ok := e.pops[region]
+	if !ok {
+		return nil, shop.Invalid(HeaderClientRegion, "no point of presence in region %q", region)
+	}
+	return p, nil
+}
+
+// Handler serves API traffic: each request through its client's POP to
+// the chosen stamp, retried once elsewhere when it is idempotent.
+func (e *Edge) Handler() http.Handler {
+	return httpapi.Chain(httpapi.Handle(e.log, e.serve), httpapi.RequestIDs, httpapi.Recover(e.log))
+}
+
+// hopHeaders are connection-level headers a proxy must not forward.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
+	p, err := e.popFor(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set(HeaderEdgePop, p.region)
+	retryable := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Header.Get("Idempotency-Key") != ""
+	var body []byte
+	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		body, err = io.ReadAll(io.LimitReader(r.Body, httpapi.MaxBodyBytes+1))
+		if err != nil {
+			return shop.Invalid("", "could not read the request body")
+		}
+		if len(body) > httpapi.MaxBodyBytes {
+			return shop.Errorf(shop.KindTooLarge, "", "request body exceeds %d bytes", httpapi.MaxBodyBytes)
+		}
+	}
+	primary, retry, addrs := p.route()
+	if primary == "" {
+		return shop.Unavailable("no stamp can serve this request right now", errors.New("no routable stamp"))
+	}
+	resp, err := e.forward(r, addrs[primary], body)
+	failed := err != nil || resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGatewayTimeout
+	e.report(p, primary, failed)
+	if failed && retryable && retry != "" && r.Context().Err() == nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		resp, err = e.forward(r, addrs[retry], body)
+		e.report(p, retry, err != nil || resp.StatusCode >= 502)
+	}
+	if err != nil {
+		return shop.Unavailable("the stamp did not answer", err)
+	}
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		if !slices.Contains(hopHeaders, http.CanonicalHeaderKey(k)) {
+			w.Header()[k] = vs
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+	return nil
+}
+
+// forward sends one attempt of r to a stamp at addr.
+func (e *Edge) forward(r *http.Request, addr string, body []byte) (*http.Response, error) {
+	if addr == "" {
+		return nil, errors.New("no address")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.Timeout)
+	var rd io.Reader
+	if body != nil {
+		rd = strings.NewReader(string(body))
+	}
+	out, err := http.NewRequestWithContext(ctx, r.Method, "http://"+addr+r.URL.RequestURI(), rd)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	for k, vs := range r.Header {
+		if !slices.Contains(hopHeaders, http.CanonicalHeaderKey(k)) {
+			out.Header[k] = vs
+		}
+	}
+	out.Header.Set(httpapi.HeaderRequestID, httpapi.RequestID(r.Context()))
+	resp, err := e.client.Do(out)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}

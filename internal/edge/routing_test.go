@@ -1,0 +1,645 @@
+package edge
+
+import (
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const ms = time.Millisecond
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func stamp(id string, h Health, rtt time.Duration) Candidate {
+	return Candidate{ID: id, Region: strings.Split(id, "/")[0], Health: h, RTT: rtt}
+}
+
+func ejectedUntil(c Candidate, until time.Time) Candidate {
+	c.EjectedUntil = until
+	return c
+}
+
+func weighted(c Candidate, w int) Candidate {
+	c.Weight = w
+	return c
+}
+
+func TestDecide(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		policy   Policy
+		cands    []Candidate
+		prev     []string
+		near     []string
+		fallback []string
+		failOpen bool
+		reasons  map[string]string // id -> required prefix of its reason
+	}{
+		{
+			name:     "single nearest",
+			cands:    []Candidate{stamp("c", Healthy, 80*ms), stamp("a", Healthy, 20*ms), stamp("b", Healthy, 50*ms)},
+			near:     []string{"a"},
+			fallback: []string{"b", "c"},
+			reasons:  map[string]string{"a": "nearest", "b": "too far: +30ms (window +10ms)", "c": "too far: +60ms"},
+		},
+		{
+			name:     "two within sensitivity share",
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 28*ms), stamp("c", Healthy, 60*ms)},
+			near:     []string{"a", "b"},
+			fallback: []string{"c"},
+			reasons:  map[string]string{"a": "nearest", "b": "within sensitivity: +8ms"},
+		},
+		{
+			name:     "exactly at the sensitivity edge is near",
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 30*ms)},
+			near:     []string{"a", "b"},
+			fallback: []string{},
+			reasons:  map[string]string{"b": "within sensitivity: +10ms"},
+		},
+		{
+			name:     "one just outside",
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 30*ms+time.Microsecond)},
+			near:     []string{"a"},
+			fallback: []string{"b"},
+			reasons:  map[string]string{"b": "too far: +10.001ms (window +10ms)"},
+		},
+		{
+			name:     "equal RTTs are both nearest",
+			cands:    []Candidate{stamp("b", Healthy, 20*ms), stamp("a", Healthy, 20*ms)},
+			near:     []string{"a", "b"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": "nearest", "b": "nearest"},
+		},
+		{
+			name:     "hysteresis keeps a previous stamp that drifted slightly",
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 34*ms)},
+			prev:     []string{"a", "b"},
+			near:     []string{"a", "b"},
+			fallback: []string{},
+			reasons:  map[string]string{"b": "kept by hysteresis: +14ms"},
+		},
+		{
+			name:     "hysteresis keeps up to its edge",
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 35*ms)},
+			prev:     []string{"a", "b"},
+			near:     []string{"a", "b"},
+			fallback: []string{},
+			reasons:  map[string]string{"b": "kept by hysteresis: +15ms"},
+		},
+		{
+			name:     "hysteresis drops a stamp that drifted beyond it",
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 35*ms+time.Microsecond)},
+			prev:     []string{"a", "b"},
+			near:     []string{"a"},
+			fallback: []string{"b"},
+			reasons:  map[string]string{"b": "too far: +15.001ms (was near; hysteresis window +15ms)"},
+		},
+		{
+			name:     "hysteresis does not admit a stamp that was not near",
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 34*ms)},
+			prev:     []string{"a"},
+			near:     []string{"a"},
+			fallback: []string{"b"},
+			reasons:  map[string]string{"b": "too far: +14ms (window +10ms)"},
+		},
+		{
+			name:     "a stamp entering the window joins at once",
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 29*ms)},
+			prev:     []string{"a"},
+			near:     []string{"a", "b"},
+			fallback: []string{},
+			reasons:  map[string]string{"b": "within sensitivity: +9ms"},
+		},
+		{
+			name:     "hysteresis keeps the old nearest when a new nearest appears",
+			cands:    []Candidate{stamp("a", Healthy, 40*ms), stamp("b", Healthy, 28*ms)},
+			prev:     []string{"a"},
+			near:     []string{"a", "b"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": "kept by hysteresis: +12ms", "b": "nearest"},
+		},
+		{
+			name:     "negative hysteresis disables it",
+			policy:   Policy{Hysteresis: -1},
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 31*ms)},
+			prev:     []string{"a", "b"},
+			near:     []string{"a"},
+			fallback: []string{"b"},
+			reasons:  map[string]string{"b": "too far: +11ms (was near; hysteresis window +10ms)"},
+		},
+		{
+			name:     "negative sensitivity shares exact ties only",
+			policy:   Policy{Sensitivity: -1, Hysteresis: -1},
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 20*ms), stamp("c", Healthy, 20*ms+time.Microsecond)},
+			near:     []string{"a", "b"},
+			fallback: []string{"c"},
+		},
+		{
+			name:     "custom sensitivity and hysteresis",
+			policy:   Policy{Sensitivity: 30 * ms, Hysteresis: 20 * ms},
+			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 50*ms), stamp("c", Healthy, 70*ms), stamp("d", Healthy, 71*ms)},
+			prev:     []string{"c", "d"},
+			near:     []string{"a", "b", "c"},
+			fallback: []string{"d"},
+			reasons:  map[string]string{"b": "within sensitivity: +30ms", "c": "kept by hysteresis: +50ms", "d": "too far: +51ms (was near; hysteresis window +50ms)"},
+		},
+		{
+			name:     "degraded stays routable",
+			cands:    []Candidate{stamp("a", Degraded, 20*ms), stamp("b", Healthy, 25*ms), stamp("c", Degraded, 90*ms)},
+			near:     []string{"a", "b"},
+			fallback: []string{"c"},
+			reasons:  map[string]string{"a": "nearest; degraded", "b": "within sensitivity: +5ms", "c": "too far: +70ms (window +10ms); degraded"},
+		},
+		{
+			name:     "unhealthy and drained excluded",
+			cands:    []Candidate{stamp("a", Unhealthy, 10*ms), stamp("b", Drained, 12*ms), stamp("c", Healthy, 40*ms), stamp("d", Healthy, 45*ms)},
+			near:     []string{"c", "d"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": "unhealthy", "b": "drained", "c": "nearest"},
+		},
+		{
+			name:     "ejected excluded",
+			cands:    []Candidate{ejectedUntil(stamp("a", Healthy, 10*ms), t0.Add(30*time.Second)), stamp("b", Healthy, 40*ms)},
+			near:     []string{"b"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": "ejected until 2026-03-01T12:00:30Z (30s more)", "b": "nearest"},
+		},
+		{
+			name:     "ejection expiring at now is routable",
+			cands:    []Candidate{ejectedUntil(stamp("a", Healthy, 10*ms), t0), ejectedUntil(stamp("b", Healthy, 40*ms), t0.Add(-time.Second))},
+			near:     []string{"a"},
+			fallback: []string{"b"},
+			reasons:  map[string]string{"a": "nearest"},
+		},
+		{
+			name:     "ejected one nanosecond longer is excluded",
+			cands:    []Candidate{ejectedUntil(stamp("a", Healthy, 10*ms), t0.Add(1)), stamp("b", Healthy, 40*ms)},
+			near:     []string{"b"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": "ejected until"},
+		},
+		{
+			name:     "unknown health is not routable while something is",
+			cands:    []Candidate{stamp("a", Unknown, 0), stamp("b", Healthy, 40*ms), stamp("c", "", 5*ms), stamp("d", "bogus", 5*ms)},
+			near:     []string{"b"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": "unknown: never probed", "c": "unknown: never probed", "d": `unknown: health "bogus"`},
+		},
+		{
+			name:     "unknown RTT is farther than every known one",
+			cands:    []Candidate{stamp("a", Healthy, 0), stamp("b", Healthy, 40*ms), stamp("c", Healthy, 60*ms), stamp("d", Healthy, -5*ms)},
+			near:     []string{"b"},
+			fallback: []string{"c", "a", "d"},
+			reasons:  map[string]string{"a": "rtt unknown: after every measured stamp", "b": "nearest"},
+		},
+		{
+			name:     "unknown RTT is not kept by hysteresis",
+			cands:    []Candidate{stamp("a", Healthy, 0), stamp("b", Healthy, 40*ms)},
+			prev:     []string{"a", "b"},
+			near:     []string{"b"},
+			fallback: []string{"a"},
+		},
+		{
+			name:     "no known RTT: every routable stamp is near",
+			cands:    []Candidate{stamp("b", Healthy, 0), stamp("a", Degraded, 0), stamp("c", Unhealthy, 10*ms)},
+			near:     []string{"a", "b"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": "rtt unknown for every stamp: all share; degraded", "b": "rtt unknown for every stamp: all share", "c": "unhealthy"},
+		},
+		{
+			name:     "fallback ordered by RTT then id",
+			cands:    []Candidate{stamp("x", Healthy, 10*ms), stamp("c", Healthy, 40*ms), stamp("b", Healthy, 40*ms), stamp("a", Healthy, 50*ms), stamp("z", Healthy, 0), stamp("y", Healthy, 0)},
+			near:     []string{"x"},
+			fallback: []string{"b", "c", "a", "y", "z"},
+		},
+		{
+			name:     "prev ids that are not candidates are ignored",
+			cands:    []Candidate{stamp("a", Healthy, 10*ms)},
+			prev:     []string{"gone", "a", "gone"},
+			near:     []string{"a"},
+			fallback: []string{},
+		},
+		{
+			name:     "a repeated id counts once, by its most routable entry",
+			cands:    []Candidate{stamp("a", Unhealthy, 10*ms), stamp("b", Healthy, 15*ms), stamp("a", Healthy, 20*ms), stamp("a", Healthy, 90*ms)},
+			near:     []string{"a", "b"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": "within sensitivity: +5ms"},
+		},
+		{
+			name:     "all unhealthy: fail open to the nearest unhealthy",
+			cands:    []Candidate{stamp("a", Unhealthy, 20*ms), stamp("b", Unhealthy, 25*ms), stamp("c", Unhealthy, 60*ms), stamp("d", Drained, 5*ms)},
+			near:     []string{"a", "b"},
+			fallback: []string{"c"},
+			failOpen: true,
+			reasons: map[string]string{
+				"a": "fail open: least bad: unhealthy; nearest",
+				"b": "fail open: least bad: unhealthy; within sensitivity: +5ms",
+				"c": "fail open: least bad: unhealthy; too far: +40ms",
+				"d": "drained",
+			},
+		},
+		{
+			name:     "fail open prefers ejected healthy or degraded",
+			cands:    []Candidate{stamp("a", Unhealthy, 5*ms), stamp("b", Unknown, 0), ejectedUntil(stamp("c", Degraded, 50*ms), t0.Add(time.Minute)), stamp("d", Drained, 1*ms)},
+			near:     []string{"c"},
+			fallback: []string{},
+			failOpen: true,
+			reasons:  map[string]string{"a": "unhealthy", "b": "unknown", "c": "fail open: least bad: degraded; ejected until 2026-03-01T12:01:00Z (1m0s more); nearest"},
+		},
+		{
+			name:     "fail open prefers unknown over unhealthy",
+			cands:    []Candidate{stamp("a", Unhealthy, 5*ms), stamp("b", Unknown, 0), stamp("c", Unknown, 0), ejectedUntil(stamp("e", Unknown, 0), t0.Add(time.Minute))},
+			near:     []string{"b", "c"},
+			fallback: []string{},
+			failOpen: true,
+			reasons:  map[string]string{"b": "fail open: least bad: unknown: never probed; rtt unknown for every stamp: all share", "e": "unknown: never probed; ejected until"},
+		},
+		{
+			name:     "fail open prefers unhealthy over ejected unhealthy",
+			cands:    []Candidate{stamp("a", Unhealthy, 50*ms), ejectedUntil(stamp("b", Unhealthy, 5*ms), t0.Add(time.Minute))},
+			near:     []string{"a"},
+			fallback: []string{},
+			failOpen: true,
+			reasons:  map[string]string{"a": "fail open: least bad: unhealthy; nearest", "b": "unhealthy; ejected until"},
+		},
+		{
+			name:     "fail open never picks drained while another stamp exists",
+			cands:    []Candidate{stamp("a", Drained, 5*ms), ejectedUntil(stamp("b", Unhealthy, 90*ms), t0.Add(time.Minute))},
+			near:     []string{"b"},
+			fallback: []string{},
+			failOpen: true,
+			reasons:  map[string]string{"a": "drained"},
+		},
+		{
+			name:     "fail open keeps hysteresis",
+			cands:    []Candidate{stamp("a", Unhealthy, 20*ms), stamp("b", Unhealthy, 33*ms)},
+			prev:     []string{"b"},
+			near:     []string{"a", "b"},
+			fallback: []string{},
+			failOpen: true,
+			reasons:  map[string]string{"b": "fail open: least bad: unhealthy; kept by hysteresis: +13ms"},
+		},
+		{
+			name:     "all drained: still fail open",
+			cands:    []Candidate{stamp("a", Drained, 30*ms), stamp("b", Drained, 20*ms), stamp("c", Drained, 80*ms)},
+			near:     []string{"a", "b"},
+			fallback: []string{"c"},
+			failOpen: true,
+			reasons:  map[string]string{"b": "fail open: every stamp is drained; nearest", "c": "fail open: every stamp is drained; too far: +60ms"},
+		},
+		{
+			name:     "one candidate",
+			cands:    []Candidate{stamp("a", Healthy, 0)},
+			near:     []string{"a"},
+			fallback: []string{},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(tc.policy, tc.cands, tc.prev, t0)
+			if !slices.Equal(d.Near, tc.near) || !slices.Equal(d.Fallback, tc.fallback) || d.FailOpen != tc.failOpen {
+				t.Fatalf("Decide = near %q fallback %q failOpen %v, want near %q fallback %q failOpen %v\nreasons %q",
+					d.Near, d.Fallback, d.FailOpen, tc.near, tc.fallback, tc.failOpen, d.Reasons)
+			}
+			for _, c := range tc.cands {
+				if d.Reasons[c.ID] == "" {
+					t.Errorf("no reason for %q", c.ID)
+				}
+			}
+			for id, want := range tc.reasons {
+				if got := d.Reasons[id]; !strings.HasPrefix(got, want) {
+					t.Errorf("reason[%q] = %q, want prefix %q", id, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestDecideEmpty(t *testing.T) {
+	want := Decision{Near: []string{}, Fallback: []string{}, Reasons: map[string]string{}}
+	for _, cands := range [][]Candidate{nil, {}} {
+		d := Decide(Policy{}, cands, []string{"a"}, t0)
+		if !reflect.DeepEqual(d, want) {
+			t.Fatalf("Decide(%#v) = %#v, want %#v", cands, d, want)
+		}
+		if p, r := Pick(d, cands, 0.5); p != "" || r != "" {
+			t.Fatalf("Pick on empty decision = %q, %q", p, r)
+		}
+	}
+}
+
+func TestPolicyZeroValueIsDefaults(t *testing.T) {
+	cands := []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 30*ms), stamp("c", Healthy, 35*ms), stamp("d", Healthy, 36*ms)}
+	prev := []string{"c", "d"}
+	zero := Decide(Policy{}, cands, prev, t0)
+	explicit := Decide(Policy{Sensitivity: DefaultSensitivity, Hysteresis: DefaultHysteresis}, cands, prev, t0)
+	if !reflect.DeepEqual(zero, explicit) {
+		t.Fatalf("zero policy %+v != explicit defaults %+v", zero, explicit)
+	}
+	if want := []string{"a", "b", "c"}; !slices.Equal(zero.Near, want) {
+		t.Fatalf("near = %q, want %q", zero.Near, want)
+	}
+}
+
+func TestDecideIsDeterministic(t *testing.T) {
+	cands := []Candidate{
+		stamp("eastus/1", Healthy, 20*ms),
+		stamp("eastus/2", Degraded, 24*ms),
+		stamp("westus/1", Healthy, 33*ms),
+		stamp("westus/2", Healthy, 33*ms),
+		stamp("centralus/1", Healthy, 0),
+		stamp("northeurope/1", Unhealthy, 5*ms),
+		stamp("westeurope/1", Drained, 7*ms),
+		stamp("japaneast/1", Unknown, 0),
+		ejectedUntil(stamp("uksouth/1", Healthy, 8*ms), t0.Add(time.Second)),
+		weighted(stamp("brazilsouth/1", Healthy, 90*ms), 7),
+		stamp("eastus/1", Unhealthy, 1*ms), // repeated id
+	}
+	prev := []string{"westus/2", "eastus/1", "gone"}
+	for _, p := range []Policy{{}, {Sensitivity: 15 * ms}, {Sensitivity: -1, Hysteresis: -1}} {
+		want := Decide(p, cands, prev, t0)
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := range 200 {
+			c, pr := slices.Clone(cands), slices.Clone(prev)
+			rng.Shuffle(len(c), func(i, j int) { c[i], c[j] = c[j], c[i] })
+			rng.Shuffle(len(pr), func(i, j int) { pr[i], pr[j] = pr[j], pr[i] })
+			if got := Decide(p, c, pr, t0); !reflect.DeepEqual(got, want) {
+				t.Fatalf("policy %+v shuffle %d: got %+v, want %+v", p, i, got, want)
+			}
+		}
+	}
+	// All unhealthy exercises the fail-open path with the same guarantee.
+	var down []Candidate
+	for _, c := range cands {
+		c.Health, c.EjectedUntil = Unhealthy, time.Time{}
+		down = append(down, c)
+	}
+	want := Decide(Policy{}, down, prev, t0)
+	slices.Reverse(down)
+	if got := Decide(Policy{}, down, prev, t0); !reflect.DeepEqual(got, want) || !got.FailOpen {
+		t.Fatalf("fail open reversed: got %+v, want %+v", got, want)
+	}
+}
+
+func TestDecideDoesNotModifyInput(t *testing.T) {
+	cands := []Candidate{stamp("b", Healthy, 30*ms), stamp("a", Healthy, 20*ms), stamp("a", Unhealthy, 10*ms)}
+	prev := []string{"b", "a"}
+	c0, p0 := slices.Clone(cands), slices.Clone(prev)
+	Decide(Policy{}, cands, prev, t0)
+	if !slices.Equal(cands, c0) || !slices.Equal(prev, p0) {
+		t.Fatalf("Decide modified its input: %+v %q", cands, prev)
+	}
+}
+
+// countNearChanges runs Decide over a sequence of RTT samples for a and b,
+// carrying prev through, and returns the Near sets and how often Near
+// changed from one decision to the next.
+func countNearChanges(p Policy, aRTTs []time.Duration, bRTT time.Duration) (changes int, nears [][]string) {
+	var prev []string
+	for i, rtt := range aRTTs {
+		d := Decide(p, []Candidate{stamp("a", Healthy, rtt), stamp("b", Healthy, bRTT)}, prev, t0.Add(time.Duration(i)*time.Second))
+		if i > 0 && !slices.Equal(d.Near, prev) {
+			changes++
+		}
+		nears = append(nears, d.Near)
+		prev = d.Near
+	}
+	return changes, nears
+}
+
+func alternating(n int, x, y time.Duration) []time.Duration {
+	s := make([]time.Duration, n)
+	for i := range s {
+		s[i] = x
+		if i%2 == 1 {
+			s[i] = y
+		}
+	}
+	return s
+}
+
+func TestNoisyLinkDoesNotFlap(t *testing.T) {
+	p := Policy{Sensitivity: 10 * ms, Hysteresis: 5 * ms}
+	for _, tc := range []struct {
+		name string
+		a    []time.Duration
+	}{
+		{"30/42 against a steady 35", alternating(40, 30*ms, 42*ms)},
+		// 47 ms is 12 ms behind b: outside Sensitivity, inside
+		// Sensitivity+Hysteresis. Only hysteresis keeps a in Near.
+		{"30/47 against a steady 35", alternating(40, 30*ms, 47*ms)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			changes, nears := countNearChanges(p, tc.a, 35*ms)
+			if changes > 1 {
+				t.Fatalf("Near changed %d times: %q", changes, nears)
+			}
+			if !slices.Equal(nears[len(nears)-1], []string{"a", "b"}) {
+				t.Fatalf("final Near = %q, want both", nears[len(nears)-1])
+			}
+		})
+	}
+	// The control: without hysteresis the 30/47 link flaps at every sample,
+	// so the test above is measuring hysteresis, not a lucky input.
+	changes, nears := countNearChanges(Policy{Sensitivity: 10 * ms, Hysteresis: -1}, alternating(40, 30*ms, 47*ms), 35*ms)
+	if changes != 39 {
+		t.Fatalf("without hysteresis Near changed %d times, want 39: %q", changes, nears)
+	}
+}
+
+func TestPickWeights(t *testing.T) {
+	oneThree := []Candidate{weighted(stamp("a", Healthy, 20*ms), 1), weighted(stamp("b", Healthy, 22*ms), 3)}
+	zeroHundred := []Candidate{weighted(stamp("a", Healthy, 20*ms), 0), weighted(stamp("b", Healthy, 22*ms), 100)}
+	d := Decision{Near: []string{"a", "b"}}
+	for _, tc := range []struct {
+		name  string
+		cands []Candidate
+		r     float64
+		want  string
+	}{
+		{"1:3 r=0", oneThree, 0, "a"},
+		{"1:3 just below a's share", oneThree, 0.2499, "a"},
+		{"1:3 at a's share boundary", oneThree, 0.25, "b"},
+		{"1:3 r=0.99", oneThree, 0.99, "b"},
+		{"1:3 r just below 1", oneThree, math.Nextafter(1, 0), "b"},
+		{"0 means 100: below half", zeroHundred, 0.4999, "a"},
+		{"0 means 100: at half", zeroHundred, 0.5, "b"},
+		{"negative means 100", []Candidate{weighted(stamp("a", Healthy, 0), -5), weighted(stamp("b", Healthy, 0), 300)}, 0.2499, "a"},
+		{"missing candidate means 100", []Candidate{weighted(stamp("b", Healthy, 0), 300)}, 0.25, "b"},
+		{"r below 0 counts as 0", oneThree, -3, "a"},
+		{"NaN counts as 0", oneThree, math.NaN(), "a"},
+		{"r of 1 picks the last", oneThree, 1, "b"},
+		{"r above 1 picks the last", oneThree, 7, "b"},
+		{"repeated id uses its smallest weight", append(slices.Clone(oneThree), weighted(stamp("b", Healthy, 0), 1)), 0.4999, "a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, _ := Pick(d, tc.cands, tc.r); got != tc.want {
+				t.Fatalf("Pick(r=%v) = %q, want %q", tc.r, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPickDistribution(t *testing.T) {
+	d := Decision{Near: []string{"a", "b", "c"}}
+	cands := []Candidate{weighted(stamp("a", Healthy, 0), 1), weighted(stamp("b", Healthy, 0), 3), weighted(stamp("c", Healthy, 0), 0)}
+	counts := map[string]int{}
+	const n = 1040 // total weight 104: a owns 1/104, b 3/104, c 100/104
+	for i := range n {
+		p, _ := Pick(d, cands, float64(i)/n)
+		counts[p]++
+	}
+	if want := map[string]int{"a": 10, "b": 30, "c": 1000}; !reflect.DeepEqual(counts, want) {
+		t.Fatalf("counts = %v, want %v", counts, want)
+	}
+	// Weight 0 is exactly weight 100 for every r.
+	hundred := slices.Clone(cands)
+	hundred[2].Weight = 100
+	for i := range n {
+		r := float64(i) / n
+		p0, _ := Pick(d, cands, r)
+		p100, _ := Pick(d, hundred, r)
+		if p0 != p100 {
+			t.Fatalf("r=%v: weight 0 picks %q, weight 100 picks %q", r, p0, p100)
+		}
+	}
+}
+
+func TestPickRetry(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		d             Decision
+		r             float64
+		primary, want string
+	}{
+		{"first fallback", Decision{Near: []string{"a", "b"}, Fallback: []string{"c", "d"}}, 0.9, "b", "c"},
+		{"no fallback: next near", Decision{Near: []string{"a", "b", "c"}}, 0.5, "b", "c"},
+		{"no fallback: next near wraps", Decision{Near: []string{"a", "b", "c"}}, 0.9, "c", "a"},
+		{"alone: none", Decision{Near: []string{"a"}, Fallback: []string{}}, 0, "a", ""},
+		{"empty near: nothing", Decision{Fallback: []string{"c"}}, 0, "", ""},
+		{"fallback equal to primary is skipped", Decision{Near: []string{"a"}, Fallback: []string{"a", "c"}}, 0, "a", "c"},
+		{"repeated near id is skipped", Decision{Near: []string{"a", "a"}}, 0, "a", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, r := Pick(tc.d, nil, tc.r)
+			if p != tc.primary || r != tc.want {
+				t.Fatalf("Pick = %q, %q; want %q, %q", p, r, tc.primary, tc.want)
+			}
+		})
+	}
+}
+
+func TestPickAfterDecide(t *testing.T) {
+	// Normal: retry goes to the nearest stamp outside Near.
+	cands := []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 25*ms), stamp("c", Healthy, 70*ms), stamp("d", Unhealthy, 1*ms)}
+	if p, r := Pick(Decide(Policy{}, cands, nil, t0), cands, 0.7); p != "b" || r != "c" {
+		t.Fatalf("Pick = %q, %q; want b, c", p, r)
+	}
+	// Fail open with two equally bad stamps: retry goes to the other one.
+	down := []Candidate{stamp("a", Unhealthy, 20*ms), stamp("b", Unhealthy, 25*ms)}
+	if p, r := Pick(Decide(Policy{}, down, nil, t0), down, 0.7); p != "b" || r != "a" {
+		t.Fatalf("fail open Pick = %q, %q; want b, a", p, r)
+	}
+}
+
+// FuzzDecide builds small candidate sets from the fuzz input: two policy
+// bytes, one prev bitmask byte, then five bytes per candidate (id, health,
+// RTT, ejection, weight). Ids repeat on purpose.
+func FuzzDecide(f *testing.F) {
+	f.Add([]byte{10, 5, 0b11, 0, 0, 20, 0, 0, 1, 0, 28, 0, 3})
+	f.Add([]byte{0, 0, 0xff, 0, 2, 20, 0, 0, 1, 2, 25, 0, 0, 2, 4, 5, 0, 0})
+	f.Add([]byte{0x80, 0x80, 0, 0, 3, 0, 0, 0, 0, 3, 0, 0, 0})
+	f.Add([]byte{255, 255, 1, 0, 0, 0, 2, 0, 1, 1, 0, 3, 9})
+	f.Add([]byte{})
+	healths := []Health{Healthy, Degraded, Unhealthy, Drained, Unknown, "", "bogus"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var policy Policy
+		var prevMask byte
+		if len(data) >= 3 {
+			policy = Policy{
+				Sensitivity: time.Duration(int8(data[0])) * ms,
+				Hysteresis:  time.Duration(int8(data[1])) * ms,
+			}
+			prevMask = data[2]
+			data = data[3:]
+		}
+		var cands []Candidate
+		for len(data) >= 5 && len(cands) < 12 {
+			c := Candidate{
+				ID:     string(rune('a' + data[0]%8)),
+				Health: healths[int(data[1])%len(healths)],
+				RTT:    time.Duration(int8(data[2])) * ms / 2,
+				Weight: int(int8(data[4])),
+			}
+			switch data[3] % 4 {
+			case 1:
+				c.EjectedUntil = t0.Add(-time.Second)
+			case 2:
+				c.EjectedUntil = t0
+			case 3:
+				c.EjectedUntil = t0.Add(time.Duration(data[3]) * time.Second)
+			}
+			cands = append(cands, c)
+			data = data[5:]
+		}
+		var prev []string
+		for i := range 8 {
+			if prevMask&(1<<i) != 0 {
+				prev = append(prev, string(rune('a'+i)))
+			}
+		}
+
+		d := Decide(policy, cands, prev, t0)
+
+		ids := map[string]bool{}
+		for _, c := range cands {
+			ids[c.ID] = true
+		}
+		seen := map[string]bool{}
+		for _, id := range slices.Concat(d.Near, d.Fallback) {
+			if !ids[id] {
+				t.Fatalf("id %q is not a candidate: %+v", id, d)
+			}
+			if seen[id] {
+				t.Fatalf("id %q appears twice in Near+Fallback: %+v", id, d)
+			}
+			seen[id] = true
+		}
+		if (len(cands) > 0) != (len(d.Near) > 0) {
+			t.Fatalf("%d candidates but Near = %q", len(cands), d.Near)
+		}
+		if !slices.IsSorted(d.Near) {
+			t.Fatalf("Near not sorted: %q", d.Near)
+		}
+		if len(d.Reasons) != len(ids) {
+			t.Fatalf("reasons for %d ids, want %d: %q", len(d.Reasons), len(ids), d.Reasons)
+		}
+		anyRoutable := false
+		for _, c := range cands {
+			if (c.Health == Healthy || c.Health == Degraded) && !t0.Before(c.EjectedUntil) {
+				anyRoutable = true
+			}
+		}
+		if len(cands) > 0 && d.FailOpen == anyRoutable {
+			t.Fatalf("FailOpen = %v with routable = %v: %+v", d.FailOpen, anyRoutable, d)
+		}
+		reversed := slices.Clone(cands)
+		slices.Reverse(reversed)
+		if again := Decide(policy, reversed, prev, t0); !reflect.DeepEqual(again, d) {
+			t.Fatalf("reversed input changed the decision:\n%+v\n%+v", d, again)
+		}
+		for _, r := range []float64{0, 0.5, math.Nextafter(1, 0)} {
+			p, retry := Pick(d, cands, r)
+			if len(cands) > 0 && !slices.Contains(d.Near, p) {
+				t.Fatalf("Pick primary %q not in Near %q", p, d.Near)
+			}
+			if retry != "" && (retry == p || !seen[retry]) {
+				t.Fatalf("Pick retry %q (primary %q) invalid for %+v", retry, p, d)
+			}
+		}
+	})
+}

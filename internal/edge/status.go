@@ -1,0 +1,67 @@
+package edge
+
+import (
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/contoso/shoes/internal/httpapi"
+)
+
+// StampStatus is one stamp as a POP sees it, for operators.
+type StampStatus struct {
+	ID           string    `json:"id"`
+	Region       string    `json:"region"`
+	State        Health    `json:"state"`
+	RTTMs        float64   `json:"rttMs"`
+	LastProbe    string    `json:"lastProbe"`
+	ProbedAt     time.Time `json:"probedAt"`
+	Ejected      bool      `json:"ejected"`
+	EjectedUntil time.Time `json:"ejectedUntil,omitzero"`
+	Weight       int       `json:"weight"`
+	Routing      string    `json:"routing"` // why it is or is not taking this POP's traffic
+}
+
+// POPStatus is one POP's routing table and its reasons.
+type POPStatus struct {
+	Region   string        `json:"region"`
+	Near     []string      `json:"near"`     // where this POP's clients go now
+	Fallback []string      `json:"fallback"` // where a retry goes, nearest first
+	FailOpen bool          `json:"failOpen"`
+	Stamps   []StampStatus `json:"stamps"`
+}
+
+// Status explains every POP's decisions.
+func (e *Edge) Status() []POPStatus {
+	e.mu.Lock()
+	regions := make(map[string]string, len(e.stamps))
+	for id, s := range e.stamps {
+		regions[id] = s.Region
+	}
+	e.mu.Unlock()
+	now := time.Now()
+	var out []POPStatus
+	for _, p := range e.popList() {
+		p.mu.Lock()
+		ps := POPStatus{Region: p.region, Near: p.dec.Near, Fallback: p.dec.Fallback, FailOpen: p.dec.FailOpen, Stamps: []StampStatus{}}
+		for id, st := range p.state {
+			ps.Stamps = append(ps.Stamps, StampStatus{
+				ID: id, Region: regions[id], State: st.health, RTTMs: float64(st.rtt.Microseconds()) / 1000,
+				LastProbe: st.verdict, ProbedAt: st.probedAt, Ejected: now.Before(st.ejectedTill),
+				EjectedUntil: st.ejectedTill, Weight: st.weight, Routing: p.dec.Reasons[id],
+			})
+		}
+		p.mu.Unlock()
+		sort.Slice(ps.Stamps, func(i, j int) bool { return ps.Stamps[i].ID < ps.Stamps[j].ID })
+		out = append(out, ps)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Region < out[j].Region })
+	return out
+}
+
+// StatusHandler serves GET /ops/edge.
+func (e *Edge) StatusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"pops": e.Status()})
+	})
+}
