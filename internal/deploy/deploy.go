@@ -152,14 +152,9 @@ func (d *Deployment) start(ctx context.Context) error {
 	}
 	nodeCfgs := make([]store.NodeConfig, len(names))
 	for i, name := range names {
-		clientPort, err := store.FreePort()
-		if err != nil {
-			return err
-		}
 		nc := store.NodeConfig{
 			Region:      name,
 			StoreDir:    filepath.Join(d.cfg.DataDir, "store", name),
-			ClientPort:  clientPort,
 			ClusterPort: ports[i],
 			SyncAlways:  !d.cfg.NoSync,
 			Logger:      d.log,
@@ -180,7 +175,16 @@ func (d *Deployment) start(ctx context.Context) error {
 		nodeCfgs[i] = nc
 	}
 	for i, nc := range nodeCfgs {
-		node, err := store.StartNode(nc)
+		// A cluster port chosen a moment ago can be taken meanwhile, if
+		// only briefly (an outgoing connection's local port): try again.
+		var node *store.Node
+		var err error
+		for attempt := 0; attempt < 3; attempt++ {
+			if node, err = store.StartNode(nc); err == nil {
+				break
+			}
+			d.log.Warn("store server did not start; retrying", "region", nc.Region, "error", err)
+		}
 		if err != nil {
 			return err
 		}

@@ -87,9 +87,17 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		srv.SetLoggerV2(&natsLogger{log: cfg.Logger.With("component", "nats", "region", cfg.Region)}, false, false, false)
 	}
 	srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
+	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
-		return nil, fmt.Errorf("start node %s: not ready for connections", cfg.Region)
+		return nil, fmt.Errorf("start node %s: not ready for connections (is port %d or %d taken?)", cfg.Region, cfg.ClientPort, cfg.ClusterPort)
+	}
+	// Keep the ports the server took, so a restart takes them again and
+	// its clients and links find it.
+	if addr, ok := srv.Addr().(*net.TCPAddr); ok {
+		cfg.ClientPort = addr.Port
+	}
+	if cfg.ClusterPort == 0 && srv.ClusterAddr() != nil {
+		cfg.ClusterPort = srv.ClusterAddr().Port
 	}
 	return &Node{cfg: cfg, srv: srv}, nil
 }
