@@ -2,9 +2,7 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -17,11 +15,11 @@ import (
 
 // frontDoor is the edge and the operations address of a deployment.
 type frontDoor struct {
-	edge    *edge.Edge
-	nc      *nats.Conn
-	cancel  context.CancelFunc
-	done    chan struct{}
-	servers []*http.Server
+	edge   *edge.Edge
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan struct{}
+	listeners
 	edgeURL string
 	opsURL  string
 }
@@ -67,42 +65,25 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		nc.Close()
 		return err
 	}
-	fd := &frontDoor{edge: e, nc: nc, done: make(chan struct{})}
+	fd := &frontDoor{edge: e, nc: nc, done: make(chan struct{}), listeners: listeners{log: d.log}}
 	runCtx, stop := context.WithCancel(context.Background())
 	fd.cancel = stop
 	go func() { e.Run(runCtx); close(fd.done) }()
 	ops := http.NewServeMux()
 	ops.Handle("GET /ops/edge", e.StatusHandler())
-	for _, l := range []struct {
-		addr string
-		h    http.Handler
-		url  *string
-	}{{addr, e.Handler(), &fd.edgeURL}, {"127.0.0.1:0", ops, &fd.opsURL}} {
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			fd.close()
-			return fmt.Errorf("edge: listen %s: %w", l.addr, err)
-		}
-		srv := &http.Server{Handler: l.h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-			WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
-		fd.servers = append(fd.servers, srv)
-		*l.url = "http://" + ln.Addr().String()
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.log.Error("edge listener stopped", "error", err)
-			}
-		}()
+	if fd.edgeURL, err = fd.serve("edge", addr, e.Handler()); err == nil {
+		fd.opsURL, err = fd.serve("ops", "127.0.0.1:0", ops)
+	}
+	if err != nil {
+		fd.close()
+		return err
 	}
 	d.front = fd
 	return nil
 }
 
 func (fd *frontDoor) close() {
-	for _, srv := range fd.servers {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(ctx)
-		cancel()
-	}
+	fd.shutdown()
 	fd.cancel()
 	<-fd.done
 	fd.nc.Close()

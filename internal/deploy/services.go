@@ -1,19 +1,16 @@
 package deploy
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/secrets"
@@ -39,12 +36,12 @@ type services struct {
 	mu     sync.Mutex // guards values
 	values map[string]string
 
-	servers []*http.Server
-	urls    map[string]string // "secrets", "partner"
+	listeners
+	urls map[string]string // "secrets", "partner"
 }
 
 func startServices(dataDir string, log *slog.Logger) (*services, error) {
-	sv := &services{log: log, path: filepath.Join(dataDir, "secretstore", "secrets.json"), urls: map[string]string{}}
+	sv := &services{log: log, listeners: listeners{log: log}, path: filepath.Join(dataDir, "secretstore", "secrets.json"), urls: map[string]string{}}
 	if err := sv.loadOrCreate(); err != nil {
 		return nil, err
 	}
@@ -58,19 +55,12 @@ func startServices(dataDir string, log *slog.Logger) (*services, error) {
 		Logger:     log.With("component", "partner"),
 	})
 	for name, h := range map[string]http.Handler{"secrets": sv.store.Handler(), "partner": sv.partner.Handler()} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		url, err := sv.serve(name, "127.0.0.1:0", h)
 		if err != nil {
 			sv.close()
-			return nil, fmt.Errorf("listen %s: %w", name, err)
+			return nil, err
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-		sv.servers = append(sv.servers, srv)
-		sv.urls[name] = "http://" + ln.Addr().String()
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("service stopped", "service", name, "error", err)
-			}
-		}()
+		sv.urls[name] = url
 	}
 	return sv, nil
 }
@@ -131,13 +121,7 @@ func (sv *services) rotate(name string) error {
 	return err
 }
 
-func (sv *services) close() {
-	for _, srv := range sv.servers {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(ctx)
-		cancel()
-	}
-}
+func (sv *services) close() { sv.shutdown() }
 
 func randomHex(n int) string {
 	b := make([]byte, n)

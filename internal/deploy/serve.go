@@ -1,0 +1,45 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// listeners are the HTTP servers a deployment part runs beside its stamps.
+type listeners struct {
+	log     *slog.Logger
+	servers []*http.Server
+}
+
+// serve serves h on addr and returns its URL. Slow clients cannot hold a
+// connection: headers, bodies, writes and idle keep-alives are bounded.
+func (l *listeners) serve(name, addr string, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s: listen %s: %w", name, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	l.servers = append(l.servers, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.log.Error("listener stopped", "listener", name, "error", err)
+		}
+	}()
+	return "http://" + ln.Addr().String(), nil
+}
+
+// shutdown stops taking connections and finishes in-flight requests, for
+// at most five seconds per server.
+func (l *listeners) shutdown() {
+	for _, srv := range l.servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(ctx)
+		cancel()
+	}
+}
