@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,9 +278,4 @@ func (s *Store) bucket(name string) (jetstream.KeyValue, error) {
 		return s.inventory, nil
 	}
 	return nil, fmt.Errorf("watch: unknown bucket %q", name)
-}
-
-// SplitKey splits a "<product>.<id>" key of the comments and ratings buckets.
-func SplitKey(key string) (productID, id string, ok bool) {
-	return strings.Cut(key, ".")
 }

@@ -45,7 +45,6 @@ type Worker struct {
 	canarySent time.Time  // send time of the newest canary processed
 	canaryDone time.Time  // when it was processed
 	processed  uint64
-	confirmed  uint64
 }
 
 var _ store.WriteHandler = (*Worker)(nil)
@@ -155,7 +154,6 @@ func (w *Worker) Order(ctx context.Context, o shop.Order) error {
 	if _, err := w.cfg.Store.SetOrderStatus(ctx, o, shop.OrderConfirmed, "", w.cfg.Now().UTC()); err != nil {
 		return fmt.Errorf("confirm order %s: %w", o.ID, err)
 	}
-	w.countOrder()
 	return w.cfg.Store.ReleaseHolds(ctx, o.ID, lines, false)
 }
 
@@ -226,19 +224,6 @@ func (w *Worker) Processed() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.processed
-}
-
-// Confirmed reports how many orders this worker confirmed.
-func (w *Worker) Confirmed() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.confirmed
-}
-
-func (w *Worker) countOrder() {
-	w.mu.Lock()
-	w.confirmed++
-	w.mu.Unlock()
 }
 
 func (w *Worker) count() {
