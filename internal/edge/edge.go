@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -409,7 +410,7 @@ func (e *Edge) forward(r *http.Request, addr string, body []byte) (*http.Respons
 	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.Timeout)
 	var rd io.Reader
 	if body != nil {
-		rd = strings.NewReader(string(body))
+		rd = bytes.NewReader(body)
 	}
 	out, err := http.NewRequestWithContext(ctx, r.Method, "http://"+addr+r.URL.RequestURI(), rd)
 	if err != nil {

@@ -184,10 +184,10 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	userKey := shop.UserKey(claims.Subject)
 	idemID := shop.IdempotencyID(claims.Subject, key)
-	hash := shop.RequestHash(in.FromCart, in.Items)
-	if in.FromCart {
-		hash = shop.RequestHash(true, nil) // a replay must match whatever the cart holds now
-	}
+	// What the request asked for: the cart (whatever it holds by a replay)
+	// or its lines, in a canonical order, so a replay listing the same lines
+	// in another order is the same request.
+	hash := shop.RequestHash(true, nil)
 	// A replay of an order from the cart is answered from what the first
 	// request did, before the cart (empty by now) is read again. Other
 	// replays are caught by Remember below, without the extra read.
@@ -216,14 +216,18 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 		}
 		lines, cartRev = cart.Items, rev
 	}
+	asked := lines
 	lines, err = shop.ValidateLines(lines)
 	if err != nil {
 		return err
 	}
-	for i, l := range lines {
+	for i, l := range asked { // the client's order, so the index names its line
 		if err := s.knownSKU(fmt.Sprintf("items[%d].sku", i), l.SKU); err != nil {
 			return err
 		}
+	}
+	if !in.FromCart {
+		hash = shop.RequestHash(false, lines)
 	}
 	now := s.cfg.Now().UTC()
 	if !seen {

@@ -99,3 +99,20 @@ func TestCartAndOrderFromCart(t *testing.T) {
 		t.Fatalf("DELETE cart = %d", res.Status)
 	}
 }
+
+func TestReplayWithLinesInAnotherOrderIsTheSameOrder(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	url := d.Regions()["westeurope"]
+	tok := deploytest.Token(t, d, "jane", false)
+	p := shop.SeedCatalog()[11]
+	a, b := shop.Line{SKU: shop.SKU(p.ID, p.Sizes[0]), Quantity: 1}, shop.Line{SKU: shop.SKU(p.ID, p.Sizes[1]), Quantity: 2}
+	var first, again shop.Order
+	res := orderRequest(t, url, tok, "two-lines", map[string]any{"items": []shop.Line{b, a}})
+	if res.Status != http.StatusAccepted || json.Unmarshal(res.Body, &first) != nil {
+		t.Fatalf("first = %d %s", res.Status, res.Body)
+	}
+	res = orderRequest(t, url, tok, "two-lines", map[string]any{"items": []shop.Line{a, b}})
+	if res.Status >= 300 || json.Unmarshal(res.Body, &again) != nil || again.ID != first.ID {
+		t.Fatalf("replay in another line order = %d %s, want order %s", res.Status, res.Body, first.ID)
+	}
+}

@@ -106,6 +106,8 @@ func TestBadInputsGetProblemJSON(t *testing.T) {
 	}
 	huge := `{"text":"` + strings.Repeat("x", httpapi.MaxBodyBytes) + `"}`
 	sku := shop.SKU(shop.SeedCatalog()[0].ID, shop.SeedCatalog()[0].Sizes[0])
+	last := shop.SeedCatalog()[len(shop.SeedCatalog())-1]
+	lastSKU := shop.SKU(last.ID, last.Sizes[0])
 	order := func(sku string, q int) map[string]any {
 		return map[string]any{"items": []map[string]any{{"sku": sku, "quantity": q}}}
 	}
@@ -190,6 +192,7 @@ func TestBadInputsGetProblemJSON(t *testing.T) {
 		{"order zero quantity", "POST", "/api/orders", user + keyed, order(sku, 0), "", 400, "items[0].quantity"},
 		{"order quantity too big", "POST", "/api/orders", user + keyed, order(sku, 11), "", 400, "items[0].quantity"},
 		{"order unknown sku", "POST", "/api/orders", user + keyed, order("no-such-sku", 1), "", 400, "items[0].sku"},
+		{"order second line unknown", "POST", "/api/orders", user + keyed, map[string]any{"items": []map[string]any{{"sku": lastSKU, "quantity": 1}, {"sku": "no-such-sku", "quantity": 1}}}, "", 400, "items[1].sku"},
 		{"order malformed sku", "POST", "/api/orders", user + keyed, order("../etc", 1), "", 400, "items[0].sku"},
 		{"order no lines", "POST", "/api/orders", user + keyed, map[string]any{"items": []any{}}, "", 400, "items"},
 		{"order both items and cart", "POST", "/api/orders", user + keyed, map[string]any{"items": []map[string]any{{"sku": sku, "quantity": 1}}, "fromCart": true}, "", 400, "items"},
