@@ -37,7 +37,11 @@ type Config struct {
 	// EdgeAddr is where the global entry point listens; zero: a free
 	// loopback port.
 	EdgeAddr string
-	Network  netsim.Config
+	// EdgeClientRate and EdgeClientBurst are the edge's per-client limit;
+	// zero: the edge's defaults (200/s, burst 400).
+	EdgeClientRate  float64
+	EdgeClientBurst int
+	Network         netsim.Config
 	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
 	ProbeInterval time.Duration
 	// SecretRefresh is how often stamps refresh their secrets; zero: 30 s.

@@ -58,8 +58,10 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		},
 		// POP-to-stamp traffic crosses the simulated links, so a far stamp
 		// really is slower.
-		Dial:   func(pop, region, hostport string) (string, error) { return d.net.Route(pop, region, hostport) },
-		Logger: d.log.With("component", "edge"),
+		Dial:        func(pop, region, hostport string) (string, error) { return d.net.Route(pop, region, hostport) },
+		ClientRate:  d.cfg.EdgeClientRate,
+		ClientBurst: d.cfg.EdgeClientBurst,
+		Logger:      d.log.With("component", "edge"),
 	})
 	if err != nil {
 		nc.Close()

@@ -2,7 +2,10 @@ package deploy_test
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,4 +108,63 @@ func TestEdgeRetriesIdempotentRequestsWhenAStampDies(t *testing.T) {
 	if !last.IsZero() && last.Sub(killed) > 2*time.Second {
 		t.Fatalf("requests still reached the dead region %s after it died", last.Sub(killed))
 	}
+}
+
+// The edge protects the stamps: a client over its rate gets 429 with
+// Retry-After, an oversized body gets 413 without reaching a stamp, and a
+// client that never finishes its headers is disconnected.
+func TestEdgeProtections(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{EdgeRate: 5, EdgeBurst: 5}, "westeurope")
+	edge := d.EdgeURL()
+	limited := 0
+	for range 20 {
+		res := deploytest.Do(t, http.MethodGet, edge+"/api/products?limit=1", "", nil)
+		switch res.Status {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			limited++
+			if res.Header.Get("Retry-After") == "" || res.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("429 without Retry-After or problem+json: %v", res.Header)
+			}
+		default:
+			t.Fatalf("GET = %d %s", res.Status, res.Body)
+		}
+	}
+	if limited < 10 {
+		t.Fatalf("%d of 20 back-to-back requests limited at 5/s burst 5, want at least 10", limited)
+	}
+	deploytest.Eventually(t, 3*time.Second, func() error { // the bucket refills
+		if res := deploytest.Do(t, http.MethodGet, edge+"/api/products?limit=1", "", nil); res.Status != http.StatusOK {
+			return fmt.Errorf("after a pause: %d", res.Status)
+		}
+		return nil
+	})
+
+	huge := `{"text":"` + strings.Repeat("x", 70<<10) + `"}`
+	deploytest.Eventually(t, 3*time.Second, func() error {
+		res := deploytest.Do(t, http.MethodPost, edge+"/api/products/"+shop.SeedCatalog()[0].ID+"/comments", "", huge)
+		if res.Status != http.StatusRequestEntityTooLarge {
+			return fmt.Errorf("oversized body = %d", res.Status)
+		}
+		return nil
+	})
+
+	host := strings.TrimPrefix(edge, "http://")
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /api/products HTTP/1.1\r\nHost: x\r\n")); err != nil { // never finished
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := conn.SetReadDeadline(time.Now().Add(15 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("a client that never finished its headers was still connected after %s", time.Since(start))
+	}
+	t.Logf("slow client disconnected after %s", time.Since(start))
 }

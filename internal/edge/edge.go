@@ -58,7 +58,13 @@ type Config struct {
 	EjectFor   time.Duration
 	// Timeout bounds one proxied attempt; zero: 10 s.
 	Timeout time.Duration
-	Logger  *slog.Logger // nil: discard
+	// ClientRate and ClientBurst limit each client (by remote address) to
+	// a token bucket: requests per second and burst; zero: 200 and 400.
+	// Over it, the edge answers 429 with Retry-After and never reaches a
+	// stamp.
+	ClientRate  float64
+	ClientBurst int
+	Logger      *slog.Logger // nil: discard
 }
 
 // Edge is the global entry point.
@@ -66,6 +72,7 @@ type Edge struct {
 	cfg    Config
 	log    *slog.Logger
 	client *http.Client
+	limits *limiter
 
 	mu     sync.Mutex // guards stamps and pops' maps
 	stamps map[string]StampInfo
@@ -119,8 +126,15 @@ func New(cfg Config) (*Edge, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.ClientRate <= 0 {
+		cfg.ClientRate = 200
+	}
+	if cfg.ClientBurst <= 0 {
+		cfg.ClientBurst = 400
+	}
 	e := &Edge{
-		cfg: cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, pops: map[string]*pop{},
+		limits: newLimiter(cfg.ClientRate, cfg.ClientBurst),
+		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, pops: map[string]*pop{},
 		client: &http.Client{
 			Transport:     &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -358,6 +372,9 @@ func (e *Edge) Handler() http.Handler {
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
+	if !e.limits.allow(clientKey(r)) {
+		return shop.Errorf(shop.KindTooMany, "", "too many requests from this client; retry in a second")
+	}
 	p, err := e.popFor(r)
 	if err != nil {
 		return err

@@ -25,6 +25,9 @@ type Options struct {
 	Probe   time.Duration // zero: 200 ms
 	// SecretRefresh is the stamps' secret refresh interval; zero: 200 ms.
 	SecretRefresh time.Duration
+	// EdgeRate and EdgeBurst set the edge's per-client limit; zero: its defaults.
+	EdgeRate  float64
+	EdgeBurst int
 }
 
 // MustStart starts a deployment of regions and stops it when the test ends.
@@ -63,12 +66,14 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	return deploy.Start(ctx, deploy.Config{
-		Regions:       regions,
-		DataDir:       opts.DataDir,
-		Network:       netsim.Config{Off: !opts.Latency},
-		ProbeInterval: opts.Probe,
-		SecretRefresh: opts.SecretRefresh,
-		Logger:        log,
+		Regions:         regions,
+		DataDir:         opts.DataDir,
+		Network:         netsim.Config{Off: !opts.Latency},
+		ProbeInterval:   opts.Probe,
+		SecretRefresh:   opts.SecretRefresh,
+		EdgeClientRate:  opts.EdgeRate,
+		EdgeClientBurst: opts.EdgeBurst,
+		Logger:          log,
 	})
 }
 
