@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -96,6 +97,39 @@ func BenchmarkOrders(b *testing.B) {
 			if tc.contended && confirmed > b.N/2 {
 				b.Fatalf("oversold: %d confirmed of %d units", confirmed, b.N/2)
 			}
+		})
+	}
+}
+
+// BenchmarkEdgeGetProduct compares GET /api/products/{id} straight at a
+// stamp with the same request through the edge (its POP in the same
+// region, no simulated latency), in one run.
+//
+//	go test -run='^$' -bench=EdgeGetProduct -benchtime=3s ./internal/deploy
+func BenchmarkEdgeGetProduct(b *testing.B) {
+	d := deploytest.MustStart(b, deploytest.Options{EdgeRate: 1e6, EdgeBurst: 1e6}, "westeurope")
+	path := "/api/products/" + shop.SeedCatalog()[7].ID
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	for _, tc := range []struct{ name, url string }{
+		{"stamp", d.Regions()["westeurope"] + path},
+		{"edge", d.EdgeURL() + path},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest(http.MethodGet, tc.url, nil)
+					req.Header.Set("X-Client-Region", "westeurope")
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Fatalf("GET = %d", resp.StatusCode)
+					}
+				}
+			})
 		})
 	}
 }
