@@ -232,7 +232,7 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 	now := s.cfg.Now().UTC()
 	if !seen {
 		var won bool
-		rec, won, err = s.cfg.Store.Remember(ctx, idemID, store.IdempotencyRecord{OrderID: shop.NewID(now), UserKey: userKey, RequestHash: hash})
+		rec, won, err = s.cfg.Store.Remember(ctx, idemID, store.IdempotencyRecord{ID: shop.NewID(now), UserKey: userKey, RequestHash: hash})
 		if err != nil {
 			return err
 		}
@@ -243,7 +243,7 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	o := shop.Order{ID: rec.OrderID, User: claims.Subject, Lines: lines, Status: shop.OrderAccepted,
+	o := shop.Order{ID: rec.ID, User: claims.Subject, Lines: lines, Status: shop.OrderAccepted,
 		Region: s.cfg.Region, CreatedAt: now, UpdatedAt: now}
 	if err := s.cfg.Store.CreateOrder(ctx, o); err != nil {
 		return err
@@ -269,7 +269,7 @@ func (s *Stamp) replayOrder(w http.ResponseWriter, r *http.Request, rec store.Id
 	if rec.RequestHash != hash {
 		return true, shop.Errorf(shop.KindUnprocessable, "Idempotency-Key", "was used before with a different request body")
 	}
-	prev, err := s.cfg.Store.Order(r.Context(), rec.UserKey, rec.OrderID)
+	prev, err := s.cfg.Store.Order(r.Context(), rec.UserKey, rec.ID)
 	switch {
 	case err == nil:
 	case shop.KindOf(err) == shop.KindNotFound:

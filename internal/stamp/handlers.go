@@ -1,8 +1,11 @@
 package stamp
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/readmodel"
 	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/store"
 )
 
 // listPage is the body of a paged list.
@@ -138,6 +142,33 @@ type accepted struct {
 	Status string `json:"status"`
 }
 
+// asyncWriteID returns the id for a new comment or rating. With an
+// Idempotency-Key the client used before (in any region, within 24 hours)
+// for the same write, it is the id the first request got, so a retried POST
+// (by the client, or by the edge) stores one comment, not two; the same key
+// with another body is 422.
+func (s *Stamp) asyncWriteID(r *http.Request, user, kind, productID, body string, now time.Time) (string, error) {
+	id := shop.NewID(now)
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return id, nil
+	}
+	if err := shop.ValidateIdempotencyKey(key); err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(kind + "\x00" + productID + "\x00" + body))
+	fingerprint := hex.EncodeToString(sum[:16])
+	rec, won, err := s.cfg.Store.Remember(r.Context(), shop.IdempotencyID(user, kind+"\x00"+key),
+		store.IdempotencyRecord{ID: id, UserKey: shop.UserKey(user), RequestHash: fingerprint})
+	if err != nil {
+		return "", err
+	}
+	if !won && rec.RequestHash != fingerprint {
+		return "", shop.Errorf(shop.KindUnprocessable, "Idempotency-Key", "was used before with a different request")
+	}
+	return rec.ID, nil
+}
+
 func writeAccepted(w http.ResponseWriter, location, id string) {
 	w.Header().Set("Location", location)
 	httpapi.WriteJSON(w, http.StatusAccepted, accepted{ID: id, Status: "accepted"})
@@ -162,7 +193,11 @@ func (s *Stamp) postComment(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := s.cfg.Now().UTC()
-	c := shop.Comment{ID: shop.NewID(now), ProductID: p.ID, User: claims.Subject, Text: in.Text, CreatedAt: now}
+	id, err := s.asyncWriteID(r, claims.Subject, "comment", p.ID, in.Text, now)
+	if err != nil {
+		return err
+	}
+	c := shop.Comment{ID: id, ProductID: p.ID, User: claims.Subject, Text: in.Text, CreatedAt: now}
 	if err := s.cfg.Store.SubmitComment(r.Context(), c); err != nil {
 		return err
 	}
@@ -215,7 +250,11 @@ func (s *Stamp) postRating(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := s.cfg.Now().UTC()
-	rt := shop.Rating{ID: shop.NewID(now), ProductID: p.ID, User: claims.Subject, Stars: *in.Stars, CreatedAt: now}
+	id, err := s.asyncWriteID(r, claims.Subject, "rating", p.ID, strconv.Itoa(*in.Stars), now)
+	if err != nil {
+		return err
+	}
+	rt := shop.Rating{ID: id, ProductID: p.ID, User: claims.Subject, Stars: *in.Stars, CreatedAt: now}
 	if err := s.cfg.Store.SubmitRating(r.Context(), rt); err != nil {
 		return err
 	}

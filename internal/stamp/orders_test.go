@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/contoso/shoes/internal/deploy/deploytest"
 	"github.com/contoso/shoes/internal/shop"
@@ -114,5 +115,38 @@ func TestReplayWithLinesInAnotherOrderIsTheSameOrder(t *testing.T) {
 	res = orderRequest(t, url, tok, "two-lines", map[string]any{"items": []shop.Line{a, b}})
 	if res.Status >= 300 || json.Unmarshal(res.Body, &again) != nil || again.ID != first.ID {
 		t.Fatalf("replay in another line order = %d %s, want order %s", res.Status, res.Body, first.ID)
+	}
+}
+
+func TestCommentWithIdempotencyKeyIsStoredOnce(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	url := d.Regions()["westeurope"]
+	tok := deploytest.Token(t, d, "kim", false)
+	id := shop.SeedCatalog()[12].ID
+	post := func(key, text string) deploytest.Response {
+		req, _ := http.NewRequest(http.MethodPost, url+"/api/products/"+id+"/comments", deploytest.Body(t, map[string]string{"text": text}))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Idempotency-Key", key)
+		return deploytest.Send(t, req)
+	}
+	first := post("c-1", "Comfortable from day one.")
+	again := post("c-1", "Comfortable from day one.")
+	if first.Status != http.StatusAccepted || again.Status != http.StatusAccepted || first.Header.Get("Location") != again.Header.Get("Location") {
+		t.Fatalf("retried comment: %d %q then %d %q, want the same Location", first.Status, first.Header.Get("Location"), again.Status, again.Header.Get("Location"))
+	}
+	if res := post("c-1", "Something else."); res.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("same key, other text = %d, want 422", res.Status)
+	}
+	deploytest.Eventually(t, 10*time.Second, func() error {
+		if res := deploytest.Do(t, http.MethodGet, url+first.Header.Get("Location"), "", nil); res.Status != http.StatusOK {
+			return fmt.Errorf("comment not processed: %d", res.Status)
+		}
+		return nil
+	})
+	var page struct{ Items []shop.Comment }
+	deploytest.Do(t, http.MethodGet, url+"/api/products/"+id+"/comments", "", nil).JSON(t, &page)
+	if len(page.Items) != 1 {
+		t.Fatalf("%d comments after one comment posted twice with one key", len(page.Items))
 	}
 }

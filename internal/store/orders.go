@@ -207,9 +207,10 @@ func (s *Store) ReleaseHolds(ctx context.Context, id string, lines []shop.Line, 
 	return nil
 }
 
-// IdempotencyRecord remembers which order a user's Idempotency-Key made.
+// IdempotencyRecord remembers what a user's Idempotency-Key made: the id
+// of the order (or comment, or rating) the first request got.
 type IdempotencyRecord struct {
-	OrderID     string `json:"orderId"`
+	ID          string `json:"id"`
 	UserKey     string `json:"userKey"`
 	RequestHash string `json:"requestHash"`
 }
