@@ -168,3 +168,38 @@ func TestEdgeProtections(t *testing.T) {
 	}
 	t.Logf("slow client disconnected after %s", time.Since(start))
 }
+
+// With every stamp drained or unhealthy, the edge does not fail every
+// request: it serves from the least-bad stamp and says so.
+func TestEdgeFailsOpenWhenNothingIsHealthy(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	admin := deploytest.Token(t, d, "ops", true)
+	if res := deploytest.Do(t, http.MethodPost, d.Regions()["westeurope"]+"/ops/drain", admin, nil); res.Status != http.StatusOK {
+		t.Fatalf("drain = %d", res.Status)
+	}
+	deploytest.Eventually(t, 3*time.Second, func() error {
+		res := deploytest.Do(t, http.MethodGet, d.EdgeURL()+"/api/products?limit=1", "", nil)
+		if res.Status != http.StatusOK || res.Header.Get("X-Edge-Fail-Open") != "true" {
+			return fmt.Errorf("all drained: %d, X-Edge-Fail-Open %q", res.Status, res.Header.Get("X-Edge-Fail-Open"))
+		}
+		return nil
+	})
+	var status struct {
+		POPs []struct {
+			FailOpen bool `json:"failOpen"`
+		} `json:"pops"`
+	}
+	deploytest.Do(t, http.MethodGet, d.OpsURL()+"/ops/edge", "", nil).JSON(t, &status)
+	if len(status.POPs) != 1 || !status.POPs[0].FailOpen {
+		t.Fatalf("/ops/edge = %+v, want the POP failing open", status.POPs)
+	}
+	if res := deploytest.Do(t, http.MethodDelete, d.Regions()["westeurope"]+"/ops/drain", admin, nil); res.Status != http.StatusOK {
+		t.Fatalf("undrain = %d", res.Status)
+	}
+	deploytest.Eventually(t, 3*time.Second, func() error {
+		if res := deploytest.Do(t, http.MethodGet, d.EdgeURL()+"/api/products?limit=1", "", nil); res.Header.Get("X-Edge-Fail-Open") != "" {
+			return fmt.Errorf("still failing open after undrain")
+		}
+		return nil
+	})
+}

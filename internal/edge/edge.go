@@ -24,6 +24,7 @@ import (
 const (
 	HeaderClientRegion = "X-Client-Region"
 	HeaderEdgePop      = "X-Edge-Pop"
+	HeaderFailOpen     = "X-Edge-Fail-Open" // "true" when no stamp was healthy and the POP failed open
 )
 
 // StampInfo is a stamp instance as the registry announces it.
@@ -312,9 +313,10 @@ func (p *pop) candidatesLocked() []Candidate {
 }
 
 // route picks the stamp for one request from POP p and the one to retry.
-func (p *pop) route() (primary, retry string, addrs map[string]string) {
+func (p *pop) route() (primary, retry string, addrs map[string]string, failOpen bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	failOpen = p.dec.FailOpen
 	primary, retry = Pick(p.dec, p.candidatesLocked(), rand.Float64())
 	addrs = map[string]string{}
 	for _, id := range []string{primary, retry} {
@@ -322,7 +324,7 @@ func (p *pop) route() (primary, retry string, addrs map[string]string) {
 			addrs[id] = st.addr
 		}
 	}
-	return primary, retry, addrs
+	return primary, retry, addrs, failOpen
 }
 
 // report records the outcome of real traffic to a stamp: consecutive
@@ -391,7 +393,12 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 			return shop.Errorf(shop.KindTooLarge, "", "request body exceeds %d bytes", httpapi.MaxBodyBytes)
 		}
 	}
-	primary, retry, addrs := p.route()
+	primary, retry, addrs, failOpen := p.route()
+	if failOpen {
+		// Nothing is healthy: serve from the least-bad stamp rather than
+		// fail every request, and say so.
+		w.Header().Set(HeaderFailOpen, "true")
+	}
 	if primary == "" {
 		return shop.Unavailable("no stamp can serve this request right now", errors.New("no routable stamp"))
 	}
