@@ -64,12 +64,8 @@ func BenchmarkOrders(b *testing.B) {
 				for pb.Next() {
 					i := int(next.Add(1))
 					tok := tokens[i%users]
-					req, _ := http.NewRequest(http.MethodPost, d.Regions()[regions3[i%3]]+"/api/orders",
-						deploytest.Body(b, map[string]any{"items": []shop.Line{{SKU: skus[i%len(skus)], Quantity: 1}}}))
-					req.Header.Set("Content-Type", "application/json")
-					req.Header.Set("Authorization", "Bearer "+tok)
-					req.Header.Set("Idempotency-Key", fmt.Sprintf("bench-%d", i))
-					res := deploytest.Send(b, req)
+					res := deploytest.DoKeyed(b, http.MethodPost, d.Regions()[regions3[i%3]]+"/api/orders", tok, fmt.Sprintf("bench-%d", i),
+						map[string]any{"items": []shop.Line{{SKU: skus[i%len(skus)], Quantity: 1}}})
 					if res.Status != http.StatusAccepted {
 						b.Errorf("POST = %d %s", res.Status, res.Body)
 						continue

@@ -366,9 +366,6 @@ func (d *Deployment) Regions() map[string]string {
 // Issuer is the deployment's development token issuer.
 func (d *Deployment) Issuer() *auth.Issuer { return d.issuer }
 
-// Network is the simulated network between the regions.
-func (d *Deployment) Network() *netsim.Network { return d.net }
-
 // Stamp returns the stamp of a region.
 func (d *Deployment) Stamp(name string) (*stamp.Stamp, bool) {
 	d.mu.Lock()

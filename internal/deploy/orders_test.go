@@ -47,16 +47,7 @@ func getStock(t *testing.T, d *deploy.Deployment, region, sku string) stock {
 // placeOrder posts an order and returns the answer.
 func placeOrder(t *testing.T, url, token, key string, body any) (deploytest.Response, order) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"/api/orders", deploytest.Body(t, body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
-	res := deploytest.Send(t, req)
+	res := deploytest.DoKeyed(t, http.MethodPost, url+"/api/orders", token, key, body)
 	var o order
 	if res.Status < 300 {
 		res.JSON(t, &o)

@@ -116,9 +116,6 @@ func NewProber(cfg Config) *Prober {
 	return &Prober{cfg: cfg, log: cfg.Logger, started: time.Now(), running: map[string]bool{}}
 }
 
-// Interval is the time between probe runs.
-func (p *Prober) Interval() time.Duration { return p.cfg.Interval }
-
 // Run probes until ctx is done: at once, then every interval.
 func (p *Prober) Run(ctx context.Context) {
 	t := time.NewTicker(p.cfg.Interval)

@@ -11,18 +11,6 @@ import (
 	"github.com/contoso/shoes/internal/shop"
 )
 
-func orderRequest(t *testing.T, url, token, key string, body any) deploytest.Response {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"/api/orders", deploytest.Body(t, body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Idempotency-Key", key)
-	return deploytest.Send(t, req)
-}
-
 func TestAdmissionAnswers429WithRetryAfter(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
 	url := d.Regions()["westeurope"]
@@ -31,7 +19,7 @@ func TestAdmissionAnswers429WithRetryAfter(t *testing.T) {
 	body := map[string]any{"items": []shop.Line{{SKU: shop.SKU(p.ID, p.Sizes[0]), Quantity: 1}}}
 	limited := 0
 	for i := range 30 {
-		res := orderRequest(t, url, tok, fmt.Sprint("burst-", i), body)
+		res := deploytest.DoKeyed(t, http.MethodPost, url+"/api/orders", tok, fmt.Sprint("burst-", i), body)
 		switch res.Status {
 		case http.StatusAccepted:
 		case http.StatusTooManyRequests:
@@ -48,7 +36,7 @@ func TestAdmissionAnswers429WithRetryAfter(t *testing.T) {
 		t.Fatalf("%d of 30 back-to-back orders from one user were limited, want at least 10", limited)
 	}
 	// Another user is not affected by the first one's limit.
-	if res := orderRequest(t, url, deploytest.Token(t, d, "patient", false), "k", body); res.Status != http.StatusAccepted {
+	if res := deploytest.DoKeyed(t, http.MethodPost, url+"/api/orders", deploytest.Token(t, d, "patient", false), "k", body); res.Status != http.StatusAccepted {
 		t.Fatalf("another user's order = %d %s", res.Status, res.Body)
 	}
 }
@@ -78,7 +66,7 @@ func TestCartAndOrderFromCart(t *testing.T) {
 	if len(other.Items) != 0 {
 		t.Fatalf("another user's cart = %+v", other.Items)
 	}
-	res := orderRequest(t, url, tok, "from-cart-1", map[string]bool{"fromCart": true})
+	res := deploytest.DoKeyed(t, http.MethodPost, url+"/api/orders", tok, "from-cart-1", map[string]bool{"fromCart": true})
 	if res.Status != http.StatusAccepted {
 		t.Fatalf("order from cart = %d %s", res.Status, res.Body)
 	}
@@ -91,7 +79,7 @@ func TestCartAndOrderFromCart(t *testing.T) {
 		t.Fatalf("cart after ordering = %+v, want empty", cart.Items)
 	}
 	// Replaying the same key returns the same order even though the cart is now empty.
-	res = orderRequest(t, url, tok, "from-cart-1", map[string]bool{"fromCart": true})
+	res = deploytest.DoKeyed(t, http.MethodPost, url+"/api/orders", tok, "from-cart-1", map[string]bool{"fromCart": true})
 	var again shop.Order
 	if res.Status >= 300 || json.Unmarshal(res.Body, &again) != nil || again.ID != o.ID {
 		t.Fatalf("replay = %d %s, want order %s", res.Status, res.Body, o.ID)
@@ -108,11 +96,11 @@ func TestReplayWithLinesInAnotherOrderIsTheSameOrder(t *testing.T) {
 	p := shop.SeedCatalog()[11]
 	a, b := shop.Line{SKU: shop.SKU(p.ID, p.Sizes[0]), Quantity: 1}, shop.Line{SKU: shop.SKU(p.ID, p.Sizes[1]), Quantity: 2}
 	var first, again shop.Order
-	res := orderRequest(t, url, tok, "two-lines", map[string]any{"items": []shop.Line{b, a}})
+	res := deploytest.DoKeyed(t, http.MethodPost, url+"/api/orders", tok, "two-lines", map[string]any{"items": []shop.Line{b, a}})
 	if res.Status != http.StatusAccepted || json.Unmarshal(res.Body, &first) != nil {
 		t.Fatalf("first = %d %s", res.Status, res.Body)
 	}
-	res = orderRequest(t, url, tok, "two-lines", map[string]any{"items": []shop.Line{a, b}})
+	res = deploytest.DoKeyed(t, http.MethodPost, url+"/api/orders", tok, "two-lines", map[string]any{"items": []shop.Line{a, b}})
 	if res.Status >= 300 || json.Unmarshal(res.Body, &again) != nil || again.ID != first.ID {
 		t.Fatalf("replay in another line order = %d %s, want order %s", res.Status, res.Body, first.ID)
 	}
@@ -124,11 +112,7 @@ func TestCommentWithIdempotencyKeyIsStoredOnce(t *testing.T) {
 	tok := deploytest.Token(t, d, "kim", false)
 	id := shop.SeedCatalog()[12].ID
 	post := func(key, text string) deploytest.Response {
-		req, _ := http.NewRequest(http.MethodPost, url+"/api/products/"+id+"/comments", deploytest.Body(t, map[string]string{"text": text}))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Idempotency-Key", key)
-		return deploytest.Send(t, req)
+		return deploytest.DoKeyed(t, http.MethodPost, url+"/api/products/"+id+"/comments", tok, key, map[string]string{"text": text})
 	}
 	first := post("c-1", "Comfortable from day one.")
 	again := post("c-1", "Comfortable from day one.")

@@ -116,9 +116,6 @@ func New(cfg Config) (*Stamp, error) {
 	return s, nil
 }
 
-// Region is the stamp's region.
-func (s *Stamp) Region() string { return s.cfg.Region }
-
 // Prober is the stamp's health prober.
 func (s *Stamp) Prober() *health.Prober { return s.prober }
 

@@ -102,9 +102,6 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	return &Node{cfg: cfg, srv: srv}, nil
 }
 
-// Region is the node's region.
-func (n *Node) Region() string { return n.cfg.Region }
-
 // ClientURL is the node's client URL.
 func (n *Node) ClientURL() string { return n.srv.ClientURL() }
 

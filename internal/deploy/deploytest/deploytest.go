@@ -140,6 +140,12 @@ func Body(tb testing.TB, body any) io.Reader {
 // and reads the answer.
 func Do(tb testing.TB, method, url, token string, body any) Response {
 	tb.Helper()
+	return DoKeyed(tb, method, url, token, "", body)
+}
+
+// DoKeyed is Do with an Idempotency-Key header (none when key is empty).
+func DoKeyed(tb testing.TB, method, url, token, key string, body any) Response {
+	tb.Helper()
 	rd := Body(tb, body)
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
@@ -150,6 +156,9 @@ func Do(tb testing.TB, method, url, token string, body any) Response {
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
 	}
 	return Send(tb, req)
 }
