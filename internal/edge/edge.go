@@ -403,14 +403,14 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 		return shop.Unavailable("no stamp can serve this request right now", errors.New("no routable stamp"))
 	}
 	resp, err := e.forward(r, addrs[primary], body)
-	failed := err != nil || resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGatewayTimeout
+	failed := attemptFailed(resp, err)
 	e.report(p, primary, failed)
 	if failed && retryable && retry != "" && r.Context().Err() == nil {
 		if resp != nil {
 			resp.Body.Close()
 		}
 		resp, err = e.forward(r, addrs[retry], body)
-		e.report(p, retry, err != nil || resp.StatusCode >= 502)
+		e.report(p, retry, attemptFailed(resp, err))
 	}
 	if err != nil {
 		return shop.Unavailable("the stamp did not answer", err)
@@ -424,6 +424,19 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
 	return nil
+}
+
+// attemptFailed reports an attempt that a retry elsewhere may mend and
+// that counts towards ejecting the stamp: no answer, or 502, 503 or 504.
+func attemptFailed(resp *http.Response, err error) bool {
+	if err != nil {
+		return true
+	}
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 // forward sends one attempt of r to a stamp at addr.
