@@ -78,7 +78,7 @@ func startUp(t *testing.T, args ...string) (readyLine, func() error) {
 
 func TestUpPrintsReadyLineServesAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
-	ready, stop := startUp(t, "--data", dir, "--latency", "off", "--log-format", "json", "--addr", "127.0.0.1:0")
+	ready, stop := startUp(t, "--data", dir, "--latency", "off", "--log-format", "json", "--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
 	if ready.Event != "ready" || ready.Data != dir || len(ready.Regions) != 3 {
 		t.Fatalf("ready line = %+v", ready)
 	}

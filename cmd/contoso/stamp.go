@@ -22,6 +22,11 @@ import (
 // the stamp's last-known-good secrets copy.
 const envLKGKey = "CONTOSO_LKG_KEY"
 
+// envEdgeCredential names the environment variable holding the credential
+// the edge adds to every request; a stamp with it refuses API traffic that
+// does not come through the edge.
+const envEdgeCredential = "CONTOSO_EDGE_CREDENTIAL"
+
 func runStamp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stamp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -61,6 +66,10 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	cfg := deploy.InstanceConfig{
 		Region: *region, NATSURL: *natsURL, Replicas: *replicas, Verifier: vcfg,
 		SecretRefresh: *refresh, PartnerURL: *partnerURL, ProbeInterval: *interval, Seed: *seed, Logger: log,
+		EdgeCredential: getenv(envEdgeCredential),
+	}
+	if cfg.EdgeCredential == "" {
+		log.Warn("no edge credential (" + envEdgeCredential + "): the API answers anyone who can reach this stamp")
 	}
 	switch {
 	case *secretsURL != "":

@@ -25,6 +25,8 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		table    = fs.String("latency-table", "", "one-way latencies that override the defaults, e.g. westeurope-northeurope=10ms,eastus-westeurope=40ms")
 		interval = fs.Duration("probe-interval", time.Second, "health probe interval of every stamp")
 		addr     = fs.String("addr", "127.0.0.1:8080", "address of the global entry point (the edge)")
+		opsAddr  = fs.String("ops-addr", "127.0.0.1:8090", "address of the operations endpoints (/ops/...) and the dashboard")
+		dev      = fs.Bool("dev", true, "development mode: loopback clients use the operations endpoints without an admin token")
 	)
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -57,12 +59,14 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	start := time.Now()
 	d, err := deploy.Start(ctx, deploy.Config{
-		Regions:       splitList(*regions),
-		DataDir:       dir,
-		Network:       netCfg,
-		ProbeInterval: *interval,
-		EdgeAddr:      *addr,
-		Logger:        log,
+		Regions:          splitList(*regions),
+		DataDir:          dir,
+		Network:          netCfg,
+		ProbeInterval:    *interval,
+		EdgeAddr:         *addr,
+		OpsAddr:          *opsAddr,
+		OpsTrustLoopback: *dev,
+		Logger:           log,
 	})
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,13 @@ type Config struct {
 	// EdgeAddr is where the global entry point listens; zero: a free
 	// loopback port.
 	EdgeAddr string
+	// OpsAddr is where the operations endpoints (/ops/...) listen; zero: a
+	// free loopback port.
+	OpsAddr string
+	// OpsTrustLoopback lets clients on the loopback interface use the
+	// operations endpoints without an admin token (development mode);
+	// everyone else needs one.
+	OpsTrustLoopback bool
 	// EdgeClientRate and EdgeClientBurst are the edge's per-client limit;
 	// zero: the edge's defaults (200/s, burst 400).
 	EdgeClientRate  float64
@@ -60,17 +68,22 @@ type Deployment struct {
 	issuer   *auth.Issuer
 	services *services
 	lkgKey   []byte
+	edgeCred string
 	front    *frontDoor // the edge and the ops address; nil until started
 
-	mu      sync.Mutex // guards regions
+	mu      sync.Mutex // guards regions and their fields
 	regions map[string]*region
+	// regionOps serialises adding and removing regions (each takes
+	// seconds; mu is not held meanwhile).
+	regionOps sync.Mutex
 }
 
 // region is what runs in one region: its store server and its stamp's
 // instances (the first serves the region's URL; more can be added).
 type region struct {
 	name      string
-	node      *store.Node
+	node      *store.Node // nil in a stamp-only region added at run time
+	data      []string    // for a stamp-only region: the data regions its stamp uses, nearest first
 	instances []*instance
 }
 
@@ -121,11 +134,15 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
+	cred, err := edgeCredential(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("start deployment: %w", err)
+	}
 	sv, err := startServices(cfg.DataDir, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
-	d := &Deployment{cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, regions: map[string]*region{}}
+	d := &Deployment{cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, regions: map[string]*region{}}
 	if err := d.start(ctx); err != nil {
 		d.Close()
 		return nil, err
@@ -258,19 +275,24 @@ func (d *Deployment) waitEdge(ctx context.Context) error {
 func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, error) {
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	natsURL, err := d.natsURL(r)
+	if err != nil {
+		return nil, err
+	}
 	built, err := NewInstance(openCtx, InstanceConfig{
-		Region:        r.name,
-		NATSURL:       r.node.ClientURL(),
-		Replicas:      d.replicas(),
-		Verifier:      d.issuer.VerifierConfig(),
-		Secrets:       &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"]},
-		SecretRefresh: d.cfg.SecretRefresh,
-		LKGPath:       filepath.Join(d.cfg.DataDir, "stamps", r.name, "secrets.lkg"),
-		LKGKey:        d.lkgKey,
-		PartnerURL:    d.services.urls["partner"] + "/v1/orders",
-		ProbeInterval: d.cfg.ProbeInterval,
-		Seed:          true,
-		Logger:        d.log,
+		Region:         r.name,
+		NATSURL:        natsURL,
+		Replicas:       d.replicas(),
+		Verifier:       d.issuer.VerifierConfig(),
+		Secrets:        &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"]},
+		SecretRefresh:  d.cfg.SecretRefresh,
+		LKGPath:        filepath.Join(d.cfg.DataDir, "stamps", r.name, "secrets.lkg"),
+		LKGKey:         d.lkgKey,
+		PartnerURL:     d.services.urls["partner"] + "/v1/orders",
+		ProbeInterval:  d.cfg.ProbeInterval,
+		Seed:           true,
+		EdgeCredential: d.edgeCred,
+		Logger:         d.log,
 	})
 	if err != nil {
 		return nil, err
@@ -363,6 +385,19 @@ func (d *Deployment) Regions() map[string]string {
 	return out
 }
 
+// StampHosts lists the host:port of every running stamp instance.
+func (d *Deployment) StampHosts() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, r := range d.regions {
+		for _, in := range r.instances {
+			out = append(out, strings.TrimPrefix(in.url, "http://"))
+		}
+	}
+	return out
+}
+
 // Issuer is the deployment's development token issuer.
 func (d *Deployment) Issuer() *auth.Issuer { return d.issuer }
 
@@ -384,8 +419,8 @@ func (d *Deployment) StopServer(name string) error {
 	d.mu.Lock()
 	r, ok := d.regions[name]
 	d.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("stop server: unknown region %q", name)
+	if !ok || r.node == nil {
+		return fmt.Errorf("stop server: region %q has no store server", name)
 	}
 	r.node.Shutdown(false)
 	return nil
@@ -397,8 +432,8 @@ func (d *Deployment) StartServer(name string) error {
 	d.mu.Lock()
 	r, ok := d.regions[name]
 	d.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("start server: unknown region %q", name)
+	if !ok || r.node == nil {
+		return fmt.Errorf("start server: region %q has no store server", name)
 	}
 	node, err := store.StartNode(r.node.Config())
 	if err != nil {
@@ -463,9 +498,9 @@ func (d *Deployment) ClientURL(name string) (string, bool) {
 func (d *Deployment) SecretValue(name string) string { return d.services.value(name) }
 
 // KillRegion takes a whole region out at once: its stamp instances stop
-// (their listeners close; requests already inside finish) and its store
-// server stops without handing over leadership. The edge's POP for the
-// region stays, and sends its clients to the nearest other region.
+// (their listeners close; requests already inside finish), its store
+// server stops without handing over leadership, and its POP goes, so its
+// clients reach the nearest other POP.
 func (d *Deployment) KillRegion(name string) error {
 	d.mu.Lock()
 	r, ok := d.regions[name]
@@ -477,11 +512,18 @@ func (d *Deployment) KillRegion(name string) error {
 	if !ok {
 		return fmt.Errorf("kill region: unknown region %q", name)
 	}
+	if d.front != nil {
+		if err := d.front.edge.RemovePOP(name, d.nearest(name, func(o *region) bool { return len(o.instances) > 0 })); err != nil {
+			d.log.Warn("kill region: POP", "region", name, "error", err)
+		}
+	}
 	var wg sync.WaitGroup
 	for _, in := range instances {
 		wg.Go(func() { in.cancel() })
 	}
 	wg.Wait()
-	r.node.Shutdown(false)
+	if r.node != nil {
+		r.node.Shutdown(false)
+	}
 	return nil
 }

@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -61,6 +60,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		Dial:        func(pop, region, hostport string) (string, error) { return d.net.Route(pop, region, hostport) },
 		ClientRate:  d.cfg.EdgeClientRate,
 		ClientBurst: d.cfg.EdgeClientBurst,
+		Credential:  d.edgeCred,
 		Logger:      d.log.With("component", "edge"),
 	})
 	if err != nil {
@@ -71,16 +71,23 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	runCtx, stop := context.WithCancel(context.Background())
 	fd.cancel = stop
 	go func() { e.Run(runCtx); close(fd.done) }()
-	ops := http.NewServeMux()
-	ops.Handle("GET /ops/edge", e.StatusHandler())
+	d.front = fd
+	opsHandler, err := d.opsHandler()
+	if err != nil {
+		fd.close()
+		return err
+	}
+	opsAddr := d.cfg.OpsAddr
+	if opsAddr == "" {
+		opsAddr = "127.0.0.1:0"
+	}
 	if fd.edgeURL, err = fd.serve("edge", addr, e.Handler()); err == nil {
-		fd.opsURL, err = fd.serve("ops", "127.0.0.1:0", ops)
+		fd.opsURL, err = fd.serve("ops", opsAddr, opsHandler)
 	}
 	if err != nil {
 		fd.close()
 		return err
 	}
-	d.front = fd
 	return nil
 }
 
@@ -96,6 +103,10 @@ func (d *Deployment) EdgeURL() string { return d.front.edgeURL }
 
 // OpsURL is the address of the operations endpoints (/ops/...).
 func (d *Deployment) OpsURL() string { return d.front.opsURL }
+
+// EdgeCredential is the credential the edge adds to every request it
+// forwards; stamps refuse API traffic without it.
+func (d *Deployment) EdgeCredential() string { return d.edgeCred }
 
 // Edge is the deployment's global entry point.
 func (d *Deployment) Edge() *edge.Edge { return d.front.edge }

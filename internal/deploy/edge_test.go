@@ -1,11 +1,14 @@
 package deploy_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,28 +88,99 @@ func TestEdgeServesFromTheNearestHealthyRegion(t *testing.T) {
 	}
 }
 
-// A region's server and stamp die while clients read through the edge:
-// idempotent requests are retried elsewhere, so no client sees an error.
-func TestEdgeRetriesIdempotentRequestsWhenAStampDies(t *testing.T) {
+// A whole region dies (stamp, store server and POP) while clients in every
+// region read and place idempotent orders through the edge: no client sees
+// an error, and nothing is routed to the dead region 2 s after the kill.
+func TestRegionKilledUnderReadsAndOrdersFailsNoRequest(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{Latency: true, Probe: 200 * time.Millisecond}, regions3...)
-	edge := d.EdgeURL()
-	if served, _ := viaEdge(t, edge, "eastus"); served != "eastus" {
+	if served, _ := viaEdge(t, d.EdgeURL(), "eastus"); served != "eastus" {
 		t.Fatalf("eastus served by %s", served)
 	}
+	product := "/api/products/" + shop.SeedCatalog()[1].ID
+	var p struct{ Sizes []struct{ SKU string } }
+	deploytest.Do(t, http.MethodGet, d.EdgeURL()+product, "", nil).JSON(t, &p)
+	tokens := make([]string, 30) // orders are limited per user: spread them
+	for i := range tokens {
+		tokens[i] = deploytest.Token(t, d, fmt.Sprintf("buyer-%d", i), false)
+	}
+	var (
+		mu       sync.Mutex
+		lastDead time.Time // the last answer served by eastus
+		killed   time.Time
+		counts   = map[string]int{}
+		failed   atomic.Int64
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for ri, region := range regions3 {
+		for kind := range 2 { // a reader and a buyer per region
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					var res deploytest.Response
+					if kind == 0 {
+						res = sendAs(t, d, region, http.MethodGet, product, "", "", nil)
+					} else {
+						body := map[string]any{"items": []map[string]any{{"sku": p.Sizes[i%len(p.Sizes)].SKU, "quantity": 1}}}
+						res = sendAs(t, d, region, http.MethodPost, "/api/orders", tokens[(ri*10+i)%len(tokens)], fmt.Sprintf("kill-%s-%d", region, i), body)
+					}
+					now := time.Now()
+					mu.Lock()
+					counts[fmt.Sprintf("%s %d", res.Header.Get("X-Served-Region"), res.Status)]++
+					if res.Header.Get("X-Served-Region") == "eastus" && !killed.IsZero() {
+						lastDead = now
+					}
+					mu.Unlock()
+					if res.Status != http.StatusOK && res.Status != http.StatusAccepted {
+						failed.Add(1)
+						t.Errorf("client in %s: %d %s", region, res.Status, res.Body)
+					}
+				}
+			})
+		}
+	}
+	seen := func(key string, atLeast int) func() error {
+		return func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if counts[key] < atLeast {
+				return fmt.Errorf("%d answers %q so far (%v)", counts[key], key, counts)
+			}
+			return nil
+		}
+	}
+	deploytest.Eventually(t, 15*time.Second, seen("eastus 202", 5)) // eastus takes orders before the kill
+	mu.Lock()
+	killed = time.Now()
+	mu.Unlock()
 	if err := d.KillRegion("eastus"); err != nil {
 		t.Fatal(err)
 	}
-	killed := time.Now()
-	var last time.Time
-	for time.Since(killed) < 3*time.Second {
-		served, _ := viaEdge(t, edge, "eastus") // fails the test on any error
-		if served == "eastus" {
-			last = time.Now()
+	mu.Lock()
+	before := counts["northeurope 202"]
+	mu.Unlock()
+	deploytest.Eventually(t, 20*time.Second, seen("northeurope 202", before+30)) // orders go on elsewhere
+	deploytest.Eventually(t, 20*time.Second, func() error {                      // for 3 s after the kill
+		if time.Since(killed) < 3*time.Second {
+			return errors.New("keep going")
 		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("answers by region and status: %v", counts)
+	t.Logf("last request served by the killed region %s after the kill (zero: none)", max(0, lastDead.Sub(killed)))
+	if failed.Load() != 0 {
+		t.Fatalf("%d requests failed", failed.Load())
 	}
-	t.Logf("last request served by the killed region %s after the kill (zero: none)", max(0, last.Sub(killed)))
-	if !last.IsZero() && last.Sub(killed) > 2*time.Second {
-		t.Fatalf("requests still reached the dead region %s after it died", last.Sub(killed))
+	if !lastDead.IsZero() && lastDead.Sub(killed) > 2*time.Second {
+		t.Fatalf("requests still reached the dead region %s after it died", lastDead.Sub(killed))
 	}
 }
 
@@ -202,4 +276,83 @@ func TestEdgeFailsOpenWhenNothingIsHealthy(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Only the edge is public: a request straight to a stamp's API without the
+// deployment's edge credential gets 403, whatever it claims; the stamp's
+// health endpoints stay open for probes, and its operations endpoints keep
+// requiring an admin token. Through the edge the same request succeeds,
+// and a client cannot forge its way past by sending a credential of its own.
+func TestStampsAcceptAPITrafficOnlyFromTheEdge(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	stampURL := d.Regions()["westeurope"]
+	product := "/api/products/" + shop.SeedCatalog()[0].ID
+	plain := &http.Client{}
+	get := func(url string, header map[string]string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	for _, c := range []struct {
+		name   string
+		path   string
+		header map[string]string
+		want   int
+	}{
+		{"api without credential", product, nil, http.StatusForbidden},
+		{"api with a wrong credential", product, map[string]string{"X-Edge-Credential": "guess"}, http.StatusForbidden},
+		{"api with an empty credential", product, map[string]string{"X-Edge-Credential": ""}, http.StatusForbidden},
+		{"api with the credential as a bearer token", product, map[string]string{"Authorization": "Bearer " + d.EdgeCredential()}, http.StatusForbidden},
+		{"order list without credential", "/api/orders", nil, http.StatusForbidden},
+		{"unknown api path without credential", "/api/nope", nil, http.StatusForbidden},
+		{"api with the credential", product, map[string]string{"X-Edge-Credential": d.EdgeCredential()}, http.StatusOK},
+		{"health stays open", "/health/stamp", nil, http.StatusOK},
+		{"liveness stays open", "/health/live", nil, http.StatusOK},
+		{"ops still needs an admin token", "/ops/drain", nil, http.StatusUnauthorized},
+	} {
+		status, h, body := get(stampURL+c.path, c.header)
+		if status != c.want {
+			t.Errorf("%s: %d %s, want %d", c.name, status, body, c.want)
+		}
+		if c.want == http.StatusForbidden && h.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: 403 as %q, want problem+json", c.name, h.Get("Content-Type"))
+		}
+	}
+	if status, _, body := get(d.EdgeURL()+product, map[string]string{"X-Edge-Credential": "forged"}); status != http.StatusOK {
+		t.Fatalf("through the edge with a forged credential: %d %s", status, body)
+	}
+}
+
+// Outside development mode the operations address wants an admin token
+// from everyone, loopback included.
+func TestOpsAddressRequiresAnAdminToken(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{OpsNeedToken: true}, "westeurope")
+	user := deploytest.Token(t, d, "shopper", false)
+	admin := deploytest.Token(t, d, "ops", true)
+	for _, c := range []struct {
+		name, method, path, token string
+		body                      any
+		want                      int
+	}{
+		{"no token", http.MethodGet, "/ops/edge", "", nil, http.StatusUnauthorized},
+		{"garbage token", http.MethodGet, "/ops/edge", "not-a-jwt", nil, http.StatusUnauthorized},
+		{"user token", http.MethodGet, "/ops/edge", user, nil, http.StatusForbidden},
+		{"user token adding a region", http.MethodPost, "/ops/regions", user, map[string]string{"name": "uksouth"}, http.StatusForbidden},
+		{"admin token", http.MethodGet, "/ops/edge", admin, nil, http.StatusOK},
+		{"admin token, regions", http.MethodGet, "/ops/regions", admin, nil, http.StatusOK},
+	} {
+		res := deploytest.Do(t, c.method, d.OpsURL()+c.path, c.token, c.body)
+		if res.Status != c.want {
+			t.Errorf("%s: %d %s, want %d", c.name, res.Status, res.Body, c.want)
+		}
+	}
 }

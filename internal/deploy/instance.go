@@ -23,7 +23,7 @@ import (
 // alone on its own host.
 type InstanceConfig struct {
 	Region   string // required
-	NATSURL  string // required: the region's NATS server(s), comma-separated
+	NATSURL  string // required: the region's NATS server(s), comma-separated, nearest first
 	Replicas int    // replicas of every store asset; zero: 3
 	Verifier auth.VerifierConfig
 	// Secrets is where the partner credentials come from; nil: no secrets
@@ -40,7 +40,10 @@ type InstanceConfig struct {
 	PartnerURL    string
 	ProbeInterval time.Duration // zero: 1 s
 	Seed          bool          // seed an empty deployment
-	Logger        *slog.Logger  // nil: discard
+	// EdgeCredential is what the edge adds to every request; the stamp
+	// refuses /api/... requests without it. Empty: the API is open.
+	EdgeCredential string
+	Logger         *slog.Logger // nil: discard
 }
 
 // Instance is a stamp instance, built and connected, not yet serving.
@@ -69,6 +72,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		nats.DontRandomize(), // the servers are listed nearest first
 		nats.NoCallbacksAfterClientClose(),
 	)
 	if err != nil {
@@ -84,7 +88,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	if err != nil {
 		return fail(err)
 	}
-	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: log, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed}
+	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: log, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential}
 	if cfg.Secrets != nil {
 		in.Secrets, err = secrets.NewCache(secrets.CacheConfig{
 			Provider: cfg.Secrets, Names: secretNames, Refresh: cfg.SecretRefresh,

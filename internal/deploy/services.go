@@ -133,7 +133,18 @@ func randomHex(n int) string {
 // their secrets. A production stamp takes it from its own configuration;
 // `up` keeps one per deployment under config/, apart from the stamps' data.
 func lkgKey(dataDir string) ([]byte, error) {
-	path := filepath.Join(dataDir, "config", "lkg.key")
+	return loadOrCreateKey(filepath.Join(dataDir, "config", "lkg.key"))
+}
+
+// edgeCredential is the deployment's edge credential, made on the first
+// start and kept in the data directory like the other development keys.
+func edgeCredential(dataDir string) (string, error) {
+	key, err := loadOrCreateKey(filepath.Join(dataDir, "config", "edge.key"))
+	return hex.EncodeToString(key), err
+}
+
+// loadOrCreateKey reads a 32-byte hex key from path, or makes one there.
+func loadOrCreateKey(path string) ([]byte, error) {
 	if b, err := os.ReadFile(path); err == nil {
 		key, err := hex.DecodeString(string(b))
 		if err != nil || len(key) != 32 {
@@ -142,12 +153,12 @@ func lkgKey(dataDir string) ([]byte, error) {
 		return key, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("lkg key: %w", err)
+		return nil, fmt.Errorf("key %s: %w", path, err)
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
 	if err := os.WriteFile(path, []byte(hex.EncodeToString(key)), 0o600); err != nil {
-		return nil, fmt.Errorf("lkg key: %w", err)
+		return nil, fmt.Errorf("key %s: %w", path, err)
 	}
 	return key, nil
 }

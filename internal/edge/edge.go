@@ -65,7 +65,12 @@ type Config struct {
 	// stamp.
 	ClientRate  float64
 	ClientBurst int
-	Logger      *slog.Logger // nil: discard
+	// Credential is added to every forwarded request as
+	// httpapi.HeaderEdgeCredential, replacing whatever a client sent;
+	// stamps refuse API traffic without it. Empty: none is sent (and a
+	// client's is still removed).
+	Credential string
+	Logger     *slog.Logger // nil: discard
 }
 
 // Edge is the global entry point.
@@ -75,15 +80,20 @@ type Edge struct {
 	client *http.Client
 	limits *limiter
 
-	mu     sync.Mutex // guards stamps and pops' maps
-	stamps map[string]StampInfo
-	pops   map[string]*pop
+	mu        sync.Mutex // guards the fields below and pops' maps
+	stamps    map[string]StampInfo
+	pops      map[string]*pop
+	order     []string            // POP regions in the order they were added; the first serves clients without X-Client-Region
+	redirects map[string][]string // a removed POP's region -> the POPs its clients use instead, nearest first
+	run       context.Context     // Run's context, for the probe loops of POPs added later; nil before Run
+	loops     sync.WaitGroup      // the probe loops
 }
 
 // pop is one point of presence: what it knows about every stamp.
 type pop struct {
 	region string
-	mu     sync.Mutex // guards everything below
+	stop   context.CancelFunc // ends its probe loop; nil until Run starts it
+	mu     sync.Mutex         // guards everything below
 	state  map[string]*stampState
 	prev   []string
 	dec    Decision
@@ -135,7 +145,7 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e := &Edge{
 		limits: newLimiter(cfg.ClientRate, cfg.ClientBurst),
-		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, pops: map[string]*pop{},
+		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, pops: map[string]*pop{}, redirects: map[string][]string{},
 		client: &http.Client{
 			Transport:     &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -143,8 +153,58 @@ func New(cfg Config) (*Edge, error) {
 	}
 	for _, r := range cfg.POPs {
 		e.pops[r] = &pop{region: r, state: map[string]*stampState{}}
+		e.order = append(e.order, r)
 	}
 	return e, nil
+}
+
+// AddPOP opens a point of presence in region (a region added at run time);
+// it starts probing at once when the edge runs. Adding a POP that exists
+// does nothing.
+func (e *Edge) AddPOP(region string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.redirects, region)
+	if _, ok := e.pops[region]; ok {
+		return
+	}
+	p := &pop{region: region, state: map[string]*stampState{}}
+	e.pops[region] = p
+	e.order = append(e.order, region)
+	if e.run != nil {
+		e.startLoopLocked(p)
+	}
+	e.log.Info("POP opened", "pop", region)
+}
+
+// RemovePOP closes region's point of presence; its clients are served by
+// the first of instead that still has a POP (nearest first), as geo-DNS
+// would send them to the next POP. Removing the last POP is refused.
+func (e *Edge) RemovePOP(region string, instead []string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.pops[region]
+	if !ok {
+		return fmt.Errorf("remove POP %s: no such POP", region)
+	}
+	if len(e.pops) == 1 {
+		return fmt.Errorf("remove POP %s: it is the last one", region)
+	}
+	delete(e.pops, region)
+	e.order = slices.DeleteFunc(e.order, func(r string) bool { return r == region })
+	e.redirects[region] = slices.Clone(instead)
+	if p.stop != nil {
+		p.stop()
+	}
+	e.log.Info("POP closed", "pop", region, "clientsGoTo", instead)
+	return nil
+}
+
+// startLoopLocked starts p's probe loop under e.run; e.mu must be held.
+func (e *Edge) startLoopLocked(p *pop) {
+	ctx, stop := context.WithCancel(e.run)
+	p.stop = stop
+	e.loops.Go(func() { e.probeLoop(ctx, p) })
 }
 
 // Run follows the registry and probes every stamp from every POP until ctx
@@ -164,10 +224,14 @@ func (e *Edge) Run(ctx context.Context) {
 			}
 		}
 	})
-	for _, p := range e.popList() {
-		wg.Go(func() { e.probeLoop(ctx, p) })
+	e.mu.Lock()
+	e.run = ctx
+	for _, p := range e.pops {
+		e.startLoopLocked(p)
 	}
+	e.mu.Unlock()
 	wg.Wait()
+	e.loops.Wait()
 }
 
 func (e *Edge) popList() []*pop {
@@ -349,19 +413,27 @@ func (e *Edge) report(p *pop, id string, failed bool) {
 	}
 }
 
-// popFor returns the POP that serves a client: its region's, or the first.
+// popFor returns the POP that serves a client: its region's; the nearest
+// open one when its region's POP was removed; the first without a region.
 func (e *Edge) popFor(r *http.Request) (*pop, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	region := r.Header.Get(HeaderClientRegion)
-	if region == "" {
-		region = e.cfg.POPs[0]
+	if region == "" && len(e.order) > 0 {
+		region = e.order[0]
 	}
-	p, ok := e.pops[region]
-	if !ok {
-		return nil, shop.Invalid(HeaderClientRegion, "no point of presence in region %q", region)
+	if p, ok := e.pops[region]; ok {
+		return p, nil
 	}
-	return p, nil
+	for _, alt := range e.redirects[region] {
+		if p, ok := e.pops[alt]; ok {
+			return p, nil
+		}
+	}
+	if _, known := e.redirects[region]; known && len(e.order) > 0 {
+		return e.pops[e.order[0]], nil
+	}
+	return nil, shop.Invalid(HeaderClientRegion, "no point of presence in region %q", region)
 }
 
 // Handler serves API traffic: each request through its client's POP to
@@ -460,6 +532,10 @@ func (e *Edge) forward(r *http.Request, addr string, body []byte) (*http.Respons
 		}
 	}
 	out.Header.Set(httpapi.HeaderRequestID, httpapi.RequestID(r.Context()))
+	out.Header.Del(httpapi.HeaderEdgeCredential)
+	if e.cfg.Credential != "" {
+		out.Header.Set(httpapi.HeaderEdgeCredential, e.cfg.Credential)
+	}
 	resp, err := e.client.Do(out)
 	if err != nil {
 		cancel()

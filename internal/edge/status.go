@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"maps"
 	"net/http"
 	"sort"
 	"time"
@@ -59,9 +60,17 @@ func (e *Edge) Status() []POPStatus {
 	return out
 }
 
+// Redirects maps the region of every removed POP to the POPs its clients
+// use instead, nearest first.
+func (e *Edge) Redirects() map[string][]string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.redirects)
+}
+
 // StatusHandler serves GET /ops/edge.
 func (e *Edge) StatusHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"pops": e.Status()})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"pops": e.Status(), "redirects": e.Redirects()})
 	})
 }

@@ -62,13 +62,24 @@ func validRegion(name string) error {
 	return nil
 }
 
-// DefaultLatencies returns the store's default one-way latencies:
-// westeurope–northeurope 10ms, westeurope–eastus 40ms, northeurope–eastus 38ms.
+// DefaultLatencies returns the default one-way latencies:
+// westeurope–northeurope 10ms, westeurope–eastus 40ms, northeurope–eastus
+// 38ms, and for regions an operator may add at run time: uksouth (8 ms from
+// westeurope, 12 ms from northeurope, 38 ms from eastus) and westus (30 ms
+// from eastus, 70 ms from the European regions).
 func DefaultLatencies() LatencyTable {
+	ms := time.Millisecond
 	return LatencyTable{
-		NewPair("westeurope", "northeurope"): 10 * time.Millisecond,
-		NewPair("westeurope", "eastus"):      40 * time.Millisecond,
-		NewPair("northeurope", "eastus"):     38 * time.Millisecond,
+		NewPair("westeurope", "northeurope"): 10 * ms,
+		NewPair("westeurope", "eastus"):      40 * ms,
+		NewPair("northeurope", "eastus"):     38 * ms,
+		NewPair("uksouth", "westeurope"):     8 * ms,
+		NewPair("uksouth", "northeurope"):    12 * ms,
+		NewPair("uksouth", "eastus"):         38 * ms,
+		NewPair("westus", "eastus"):          30 * ms,
+		NewPair("westus", "westeurope"):      70 * ms,
+		NewPair("westus", "northeurope"):     70 * ms,
+		NewPair("westus", "uksouth"):         70 * ms,
 	}
 }
 

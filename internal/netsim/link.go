@@ -16,12 +16,12 @@ import (
 // them, existing and future. A Link is safe for concurrent use.
 type Link struct {
 	pair Pair
-	base time.Duration // latency from the table (0 when Off); immutable
 	log  *slog.Logger  // immutable
 	gone chan struct{} // closed by stop; the channel itself is immutable
 
 	mu sync.Mutex
 	// Guarded by mu:
+	base    time.Duration      // latency from the table (0 when Off)
 	latency time.Duration      // current one-way base latency
 	jitter  time.Duration      // current jitter: each chunk gets latency ± jitter
 	cut     bool               // black hole: every byte is dropped
@@ -94,6 +94,14 @@ func (l *Link) SetLatency(latency, jitter time.Duration) error {
 	l.notifyLocked()
 	l.log.Info("netsim: link latency set", "link", l.pair.String(), "latency", latency, "jitter", jitter)
 	return nil
+}
+
+// setBase changes the table's latency for this link and applies it.
+func (l *Link) setBase(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.base, l.latency = d, d
+	l.notifyLocked()
 }
 
 // ResetLatency sets the link's latency back to the table's value (or 0 when

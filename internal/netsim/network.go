@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/rs/zerolog"
@@ -24,16 +26,16 @@ type Config struct {
 // on demand by Route and live until RemoveRegion or Close. A Network is safe
 // for concurrent use.
 type Network struct {
-	latency LatencyTable // immutable after New
-	off     bool         // immutable after New
-	log     *slog.Logger // immutable after New
-	server  *toxiproxy.ApiServer
+	off    bool         // immutable after New
+	log    *slog.Logger // immutable after New
+	server *toxiproxy.ApiServer
 
 	mu sync.Mutex
 	// Guarded by mu:
-	links  map[Pair]*Link // live links by pair
-	seq    uint64         // channel counter, for unique proxy names
-	closed bool           // Close was called
+	latency LatencyTable   // a copy of the configured table, extended by SetBaseLatency
+	links   map[Pair]*Link // live links by pair
+	seq     uint64         // channel counter, for unique proxy names
+	closed  bool           // Close was called
 }
 
 // errClosed is returned by Route after Close.
@@ -49,7 +51,7 @@ func New(cfg Config) *Network {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Network{
-		latency: cfg.Latency,
+		latency: maps.Clone(cfg.Latency),
 		off:     cfg.Off,
 		log:     cfg.Logger,
 		server:  toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop()),
@@ -102,6 +104,29 @@ func (n *Network) Route(from, to, upstream string) (string, error) {
 	}
 	n.log.Debug("netsim: channel added", "link", pair.String(), "channel", name, "listen", addr, "upstream", upstream)
 	return addr, nil
+}
+
+// SetBaseLatency sets the table's latency between regions a and b (a
+// region added at run time): the link of that pair uses it from now on,
+// unless the network is Off.
+func (n *Network) SetBaseLatency(a, b string, d time.Duration) error {
+	if a == b || d < 0 {
+		return fmt.Errorf("netsim: latency %s-%s %s: want two regions and a latency >= 0", a, b, d)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.latency[NewPair(a, b)] = d
+	if l := n.links[NewPair(a, b)]; l != nil && !n.off {
+		l.setBase(d)
+	}
+	return nil
+}
+
+// BaseLatency is the table's latency between regions a and b.
+func (n *Network) BaseLatency(a, b string) time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.latency.Between(a, b)
 }
 
 // Link returns the live link between regions a and b (either order), if

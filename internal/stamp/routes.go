@@ -18,6 +18,7 @@ func (s *Stamp) Handler() http.Handler {
 		httpapi.ServedRegion(s.cfg.Region),
 		httpapi.AccessLog(s.log),
 		httpapi.Recover(s.log),
+		httpapi.RequireCredential(httpapi.HeaderEdgeCredential, s.cfg.EdgeCredential, "/api/", s.log),
 	)
 }
 

@@ -55,6 +55,11 @@ type Config struct {
 	// AdvertiseURL is where the edge reaches this instance; zero: the
 	// listener's address.
 	AdvertiseURL string
+	// EdgeCredential is the per-deployment credential the edge adds to
+	// every request (httpapi.HeaderEdgeCredential); /api/... requests
+	// without it get 403. Empty: the API is open to anyone who can reach
+	// the stamp (a stamp run alone for development).
+	EdgeCredential string
 }
 
 // Stamp is one region's stamp.
@@ -68,6 +73,7 @@ type Stamp struct {
 	seeded    atomic.Bool    // the seed catalog is stored (set at once when Seed is off)
 	admission *admission
 	start     time.Time
+	id        string // this instance's id in the stamps registry
 }
 
 var watched = [4]string{store.BucketCatalog, store.BucketComments, store.BucketRatings, store.BucketInventory}
@@ -103,6 +109,7 @@ func New(cfg Config) (*Stamp, error) {
 	}
 	log := cfg.Logger.With("region", cfg.Region)
 	s := &Stamp{cfg: cfg, log: log, model: readmodel.New(), start: time.Now()}
+	s.id = store.RegistryID(cfg.Region, shop.NewID(s.start)[20:])
 	s.seeded.Store(!cfg.Seed)
 	s.admission = newAdmission(cfg.OrderRate, cfg.OrderBurst, cfg.OrderConcurrency)
 	s.worker = worker.New(worker.Config{Region: cfg.Region, Store: cfg.Store, Partner: cfg.Partner, Now: cfg.Now,
@@ -115,6 +122,9 @@ func New(cfg Config) (*Stamp, error) {
 	})
 	return s, nil
 }
+
+// ID is this instance's id in the stamps registry (and at the edge).
+func (s *Stamp) ID() string { return s.id }
 
 // Prober is the stamp's health prober.
 func (s *Stamp) Prober() *health.Prober { return s.prober }
@@ -159,7 +169,7 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 	if url == "" {
 		url = "http://" + ln.Addr().String()
 	}
-	entry := store.StampEntry{ID: store.RegistryID(s.cfg.Region, shop.NewID(s.start)[20:]), Region: s.cfg.Region,
+	entry := store.StampEntry{ID: s.id, Region: s.cfg.Region,
 		URL: url, Release: s.cfg.Release, StartedAt: s.start.UTC()}
 	hbDone := make(chan struct{})
 	go func() { s.heartbeat(bgCtx, entry); close(hbDone) }()

@@ -10,11 +10,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/netsim"
 )
 
@@ -28,6 +31,9 @@ type Options struct {
 	// EdgeRate and EdgeBurst set the edge's per-client limit; zero: its defaults.
 	EdgeRate  float64
 	EdgeBurst int
+	// OpsNeedToken makes the operations endpoints require an admin token
+	// from loopback clients too (production mode).
+	OpsNeedToken bool
 }
 
 // MustStart starts a deployment of regions and stops it when the test ends.
@@ -65,16 +71,47 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	return deploy.Start(ctx, deploy.Config{
-		Regions:         regions,
-		DataDir:         opts.DataDir,
-		Network:         netsim.Config{Off: !opts.Latency},
-		ProbeInterval:   opts.Probe,
-		SecretRefresh:   opts.SecretRefresh,
-		EdgeClientRate:  opts.EdgeRate,
-		EdgeClientBurst: opts.EdgeBurst,
-		Logger:          log,
+	d, err := deploy.Start(ctx, deploy.Config{
+		Regions:          regions,
+		DataDir:          opts.DataDir,
+		Network:          netsim.Config{Off: !opts.Latency},
+		ProbeInterval:    opts.Probe,
+		SecretRefresh:    opts.SecretRefresh,
+		EdgeClientRate:   opts.EdgeRate,
+		EdgeClientBurst:  opts.EdgeBurst,
+		OpsTrustLoopback: !opts.OpsNeedToken,
+		Logger:           log,
 	})
+	if err == nil {
+		deployments.Store(d, true)
+		tb.Cleanup(func() { deployments.Delete(d) })
+	}
+	return d, err
+}
+
+// deployments are the running test deployments, whose stamps Send reaches
+// with the edge credential.
+var deployments sync.Map // *deploy.Deployment -> true
+
+// Client is the HTTP client Send uses. Requests to a test deployment's
+// stamp carry that deployment's edge credential, as if the edge had
+// forwarded them, so tests can address one region's stamp directly; a test
+// of the credential itself uses a plain client.
+var Client = &http.Client{Transport: credentialTransport{}}
+
+type credentialTransport struct{}
+
+func (credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	deployments.Range(func(k, _ any) bool {
+		d := k.(*deploy.Deployment)
+		if slices.Contains(d.StampHosts(), req.URL.Host) {
+			req = req.Clone(req.Context())
+			req.Header.Set(httpapi.HeaderEdgeCredential, d.EdgeCredential())
+			return false
+		}
+		return true
+	})
+	return http.DefaultTransport.RoundTrip(req)
 }
 
 type tbWriter struct{ tb testing.TB }
@@ -166,7 +203,7 @@ func DoKeyed(tb testing.TB, method, url, token, key string, body any) Response {
 // Send sends req and reads the answer whole.
 func Send(tb testing.TB, req *http.Request) Response {
 	tb.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := Client.Do(req)
 	if err != nil {
 		tb.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}

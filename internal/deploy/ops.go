@@ -1,0 +1,89 @@
+package deploy
+
+import (
+	"net"
+	"net/http"
+
+	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/httpapi"
+)
+
+// opsHandler is the operations address: every /ops/... route, behind the
+// admin check.
+func (d *Deployment) opsHandler() (http.Handler, error) {
+	verifier, err := auth.NewVerifier(d.issuer.VerifierConfig())
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	d.opsRoutes(mux)
+	return httpapi.Chain(mux, httpapi.RequestIDs, httpapi.Recover(d.log), d.requireAdmin(verifier)), nil
+}
+
+// opsRoutes registers every operations route.
+func (d *Deployment) opsRoutes(mux *http.ServeMux) {
+	h := func(f httpapi.HandlerFunc) http.Handler { return httpapi.Handle(d.log, f) }
+	mux.Handle("GET /ops/edge", d.front.edge.StatusHandler())
+	mux.Handle("GET /ops/regions", h(d.listRegions))
+	mux.Handle("POST /ops/regions", h(d.postRegion))
+	mux.Handle("DELETE /ops/regions/{name}", h(d.deleteRegion))
+}
+
+// requireAdmin lets through requests with an admin token and, in
+// development mode (Config.OpsTrustLoopback), any request from loopback.
+func (d *Deployment) requireAdmin(v *auth.Verifier) httpapi.Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if d.cfg.OpsTrustLoopback && isLoopback(r.RemoteAddr) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			claims, err := v.Authenticate(r)
+			if err == nil {
+				err = auth.RequireAdmin(claims)
+			}
+			if err != nil {
+				httpapi.WriteError(w, r, d.log, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (d *Deployment) listRegions(w http.ResponseWriter, r *http.Request) error {
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"regions": d.RegionsInfo()})
+	return nil
+}
+
+func (d *Deployment) postRegion(w http.ResponseWriter, r *http.Request) error {
+	var spec RegionSpec
+	if err := httpapi.DecodeJSON(r, &spec); err != nil {
+		return err
+	}
+	info, err := d.AddRegion(r.Context(), spec)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/ops/regions/"+info.Name)
+	httpapi.WriteJSON(w, http.StatusCreated, info)
+	return nil
+}
+
+func (d *Deployment) deleteRegion(w http.ResponseWriter, r *http.Request) error {
+	info, err := d.RemoveRegion(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, info)
+	return nil
+}
