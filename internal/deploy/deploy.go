@@ -497,8 +497,8 @@ func (d *Deployment) ClientURL(name string) (string, bool) {
 // check it never leaks.
 func (d *Deployment) SecretValue(name string) string { return d.services.value(name) }
 
-// KillRegion takes a whole region out at once: its stamp instances stop
-// (their listeners close; requests already inside finish), its store
+// KillRegion takes a whole region out at once, as a crash would: its stamp
+// instances drop every connection (requests in flight get no answer), its store
 // server stops without handing over leadership, and its POP goes, so its
 // clients reach the nearest other POP.
 func (d *Deployment) KillRegion(name string) error {
@@ -517,11 +517,9 @@ func (d *Deployment) KillRegion(name string) error {
 			d.log.Warn("kill region: POP", "region", name, "error", err)
 		}
 	}
-	var wg sync.WaitGroup
 	for _, in := range instances {
-		wg.Go(func() { in.cancel() })
+		in.stamp.Crash()
 	}
-	wg.Wait()
 	if r.node != nil {
 		r.node.Shutdown(false)
 	}

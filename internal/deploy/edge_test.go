@@ -92,7 +92,7 @@ func TestEdgeServesFromTheNearestHealthyRegion(t *testing.T) {
 // region read and place idempotent orders through the edge: no client sees
 // an error, and nothing is routed to the dead region 2 s after the kill.
 func TestRegionKilledUnderReadsAndOrdersFailsNoRequest(t *testing.T) {
-	d := deploytest.MustStart(t, deploytest.Options{Latency: true, Probe: 200 * time.Millisecond}, regions3...)
+	d := deploytest.MustStart(t, deploytest.Options{Latency: true, Probe: 200 * time.Millisecond, EdgeRate: 1e6, EdgeBurst: 1e6}, regions3...)
 	if served, _ := viaEdge(t, d.EdgeURL(), "eastus"); served != "eastus" {
 		t.Fatalf("eastus served by %s", served)
 	}

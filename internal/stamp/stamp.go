@@ -74,6 +74,8 @@ type Stamp struct {
 	admission *admission
 	start     time.Time
 	id        string // this instance's id in the stamps registry
+	crash     chan struct{}
+	crashOnce sync.Once
 }
 
 var watched = [4]string{store.BucketCatalog, store.BucketComments, store.BucketRatings, store.BucketInventory}
@@ -110,6 +112,7 @@ func New(cfg Config) (*Stamp, error) {
 	log := cfg.Logger.With("region", cfg.Region)
 	s := &Stamp{cfg: cfg, log: log, model: readmodel.New(), start: time.Now()}
 	s.id = store.RegistryID(cfg.Region, shop.NewID(s.start)[20:])
+	s.crash = make(chan struct{})
 	s.seeded.Store(!cfg.Seed)
 	s.admission = newAdmission(cfg.OrderRate, cfg.OrderBurst, cfg.OrderConcurrency)
 	s.worker = worker.New(worker.Config{Region: cfg.Region, Store: cfg.Store, Partner: cfg.Partner, Now: cfg.Now,
@@ -122,6 +125,13 @@ func New(cfg Config) (*Stamp, error) {
 	})
 	return s, nil
 }
+
+// Crash stops a serving stamp the way a crash would: its listener and
+// every connection close at once, requests in flight get no answer, its
+// background work stops where it is (unacknowledged messages are
+// redelivered elsewhere) and its registry entry is left to expire. For
+// fault injection; Serve returns nil.
+func (s *Stamp) Crash() { s.crashOnce.Do(func() { close(s.crash) }) }
 
 // ID is this instance's id in the stamps registry (and at the edge).
 func (s *Stamp) ID() string { return s.id }
@@ -183,6 +193,13 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case err = <-serveErr:
 		err = fmt.Errorf("serve stamp %s: %w", s.cfg.Region, err)
+	case <-s.crash:
+		// As a crashed process would: every connection drops at once,
+		// nothing is finished, nothing says goodbye to the registry.
+		srv.Close()
+		stopBg()
+		s.log.Warn("stamp crashed on purpose")
+		return nil
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()

@@ -227,7 +227,12 @@ func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) 
 	if !isExists(err) {
 		return rec, false, shop.Unavailable("the order could not be recorded; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
 	}
-	data, _, err := s.leaderValue(ctx, BucketIdempotency, id)
+	// The record exists; reading it may meet the leader election that made
+	// the create fail over, so it retries within the write budget too.
+	data, err := retrying(ctx, s, func(ctx context.Context) ([]byte, error) {
+		data, _, err := s.leaderValue(ctx, BucketIdempotency, id)
+		return data, err
+	})
 	if err != nil {
 		return rec, false, shop.Unavailable("the order could not be read back; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
 	}

@@ -45,7 +45,8 @@ type Config struct {
 	Replicas int          // replicas of every asset; zero: 3
 	Logger   *slog.Logger // nil: discard
 	// WriteBudget bounds how long a write retries through a leader
-	// election or a lost region; zero: 20 s.
+	// election or a lost region; zero: 8 s, below the edge's 10 s per
+	// attempt, so the edge hears 503 in time to retry elsewhere.
 	WriteBudget time.Duration
 	// OpTimeout bounds one attempt of one store call; zero: 5 s.
 	OpTimeout time.Duration
@@ -87,7 +88,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.WriteBudget == 0 {
-		cfg.WriteBudget = 20 * time.Second
+		cfg.WriteBudget = 8 * time.Second
 	}
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = 5 * time.Second
@@ -256,6 +257,7 @@ func permanent(err error) bool {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.Is(err, context.Canceled),
+		errors.Is(err, errNotFound),
 		errors.Is(err, jetstream.ErrKeyExists),
 		errors.Is(err, jetstream.ErrKeyNotFound),
 		errors.Is(err, jetstream.ErrKeyRevisionMismatch):
