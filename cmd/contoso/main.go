@@ -1,6 +1,7 @@
 // Command contoso runs the Contoso Shoes store: the whole multi-region
 // system on one machine (up), one region's stamp against an external NATS
-// cluster (stamp), and development tokens (token).
+// cluster (stamp), the global entry point alone (edge), and development
+// tokens (token).
 package main
 
 import (
@@ -30,6 +31,7 @@ const usage = `usage: contoso <command> [flags]
 commands:
   up      run the whole multi-region system on this machine
   stamp   run one region's stamp against an external NATS cluster
+  edge    run the global entry point alone, following the stamps registry
   token   print a development bearer token
 
 Run 'contoso <command> -h' for a command's flags.
@@ -47,6 +49,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runUp(ctx, rest, getenv, stdout, stderr)
 	case "stamp":
 		return runStamp(ctx, rest, getenv, stdout, stderr)
+	case "edge":
+		return runEdge(ctx, rest, getenv, stdout, stderr)
 	case "token":
 		return runToken(rest, stdout, stderr)
 	case "help", "-h", "--help":

@@ -3,49 +3,61 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/store"
 )
 
-// frontDoor is the edge and the operations address of a deployment.
-type frontDoor struct {
-	edge   *edge.Edge
-	nc     *nats.Conn
-	cancel context.CancelFunc
-	done   chan struct{}
-	listeners
-	edgeURL string
-	opsURL  string
+// EdgeConfig is everything the global entry point needs, the same whether
+// `up` runs it beside the stamps or `contoso edge` runs it alone.
+type EdgeConfig struct {
+	NATSURL  string   // required: NATS servers of every region, comma-separated, so the registry survives a lost region
+	Replicas int      // replicas of the store assets; zero: 3
+	POPs     []string // required: regions with a point of presence
+	Dial     edge.Dialer
+	// Credential is added to every forwarded request; stamps refuse API
+	// traffic without it.
+	Credential  string
+	ClientRate  float64
+	ClientBurst int
+	Logger      *slog.Logger // nil: discard
 }
 
-// startEdge starts the edge (one POP per region, following the stamps
-// registry) on addr, and the operations endpoints on a loopback address.
-// The edge reaches the registry through every region's server, so it
-// survives the loss of any one region.
-func (d *Deployment) startEdge(ctx context.Context, addr string) error {
-	var urls []string
-	for _, name := range d.cfg.Regions {
-		urls = append(urls, d.regions[name].node.ClientURL())
+// EdgeService is a global entry point connected to the stamps registry.
+type EdgeService struct {
+	Edge *edge.Edge
+	nc   *nats.Conn
+}
+
+// NewEdge connects to the store and builds an edge that follows the
+// stamps registry; call Run to start its probes.
+func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.Name("edge"), nats.MaxReconnects(-1),
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 3
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("edge"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(250*time.Millisecond), nats.NoCallbacksAfterClientClose())
 	if err != nil {
-		return fmt.Errorf("edge: connect: %w", err)
+		return nil, fmt.Errorf("edge: connect: %w", err)
 	}
-	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	st, err := store.Open(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Logger: d.log.With("component", "edge-store")})
+	st, err := store.Open(ctx, store.Config{Conn: nc, Replicas: cfg.Replicas, Logger: cfg.Logger.With("component", "edge-store")})
 	if err != nil {
 		nc.Close()
-		return err
+		return nil, err
 	}
 	e, err := edge.New(edge.Config{
-		POPs: d.cfg.Regions,
+		POPs: cfg.POPs,
 		Registry: func(ctx context.Context, fn func(string, *edge.StampInfo)) error {
 			return st.WatchRegistry(ctx, func(id string, s *store.StampEntry) {
 				if s == nil {
@@ -55,22 +67,88 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 				fn(id, &edge.StampInfo{ID: s.ID, Region: s.Region, URL: s.URL})
 			}, nil)
 		},
-		// POP-to-stamp traffic crosses the simulated links, so a far stamp
-		// really is slower.
-		Dial:        func(pop, region, hostport string) (string, error) { return d.net.Route(pop, region, hostport) },
-		ClientRate:  d.cfg.EdgeClientRate,
-		ClientBurst: d.cfg.EdgeClientBurst,
-		Credential:  d.edgeCred,
-		Logger:      d.log.With("component", "edge"),
+		Dial:        cfg.Dial,
+		ClientRate:  cfg.ClientRate,
+		ClientBurst: cfg.ClientBurst,
+		Credential:  cfg.Credential,
+		Logger:      cfg.Logger.With("component", "edge"),
 	})
 	if err != nil {
 		nc.Close()
+		return nil, err
+	}
+	return &EdgeService{Edge: e, nc: nc}, nil
+}
+
+// Run probes and follows the registry until ctx is done, then closes the
+// store connection.
+func (s *EdgeService) Run(ctx context.Context) {
+	defer s.nc.Close()
+	s.Edge.Run(ctx)
+}
+
+// AdminOnly lets through requests with an admin token and, when
+// trustLoopback is set (development), any request from loopback.
+func AdminOnly(v *auth.Verifier, trustLoopback bool, log *slog.Logger) httpapi.Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if trustLoopback && isLoopback(r.RemoteAddr) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			claims, err := v.Authenticate(r)
+			if err == nil {
+				err = auth.RequireAdmin(claims)
+			}
+			if err != nil {
+				httpapi.WriteError(w, r, log, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// frontDoor is the edge and the operations address of a deployment.
+type frontDoor struct {
+	edge   *edge.Edge
+	cancel context.CancelFunc
+	done   chan struct{}
+	listeners
+	edgeURL string
+	opsURL  string
+}
+
+// startEdge starts the edge (one POP per region, following the stamps
+// registry) on addr, and the operations endpoints. The edge reaches the
+// registry through every region's server, so it survives the loss of any
+// one region.
+func (d *Deployment) startEdge(ctx context.Context, addr string) error {
+	var urls []string
+	for _, name := range d.cfg.Regions {
+		urls = append(urls, d.regions[name].node.ClientURL())
+	}
+	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	svc, err := NewEdge(openCtx, EdgeConfig{
+		NATSURL:  strings.Join(urls, ","),
+		Replicas: d.replicas(),
+		POPs:     d.cfg.Regions,
+		// POP-to-stamp traffic crosses the simulated links, so a far stamp
+		// really is slower.
+		Dial:        func(pop, region, hostport string) (string, error) { return d.net.Route(pop, region, hostport) },
+		Credential:  d.edgeCred,
+		ClientRate:  d.cfg.EdgeClientRate,
+		ClientBurst: d.cfg.EdgeClientBurst,
+		Logger:      d.log,
+	})
+	if err != nil {
 		return err
 	}
-	fd := &frontDoor{edge: e, nc: nc, done: make(chan struct{}), listeners: listeners{log: d.log}}
+	fd := &frontDoor{edge: svc.Edge, done: make(chan struct{}), listeners: listeners{log: d.log}}
 	runCtx, stop := context.WithCancel(context.Background())
 	fd.cancel = stop
-	go func() { e.Run(runCtx); close(fd.done) }()
+	go func() { svc.Run(runCtx); close(fd.done) }()
 	d.front = fd
 	opsHandler, err := d.opsHandler()
 	if err != nil {
@@ -81,7 +159,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	if opsAddr == "" {
 		opsAddr = "127.0.0.1:0"
 	}
-	if fd.edgeURL, err = fd.serve("edge", addr, e.Handler()); err == nil {
+	if fd.edgeURL, err = fd.serve("edge", addr, svc.Edge.Handler()); err == nil {
 		fd.opsURL, err = fd.serve("ops", opsAddr, opsHandler)
 	}
 	if err != nil {
@@ -95,7 +173,6 @@ func (fd *frontDoor) close() {
 	fd.shutdown()
 	fd.cancel()
 	<-fd.done
-	fd.nc.Close()
 }
 
 // EdgeURL is the global entry point's URL; OpsURL the operations address.

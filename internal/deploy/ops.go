@@ -17,7 +17,7 @@ func (d *Deployment) opsHandler() (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	d.opsRoutes(mux)
-	return httpapi.Chain(mux, httpapi.RequestIDs, httpapi.Recover(d.log), d.requireAdmin(verifier)), nil
+	return httpapi.Chain(mux, httpapi.RequestIDs, httpapi.Recover(d.log), AdminOnly(verifier, d.cfg.OpsTrustLoopback, d.log)), nil
 }
 
 // opsRoutes registers every operations route.
@@ -27,28 +27,6 @@ func (d *Deployment) opsRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /ops/regions", h(d.listRegions))
 	mux.Handle("POST /ops/regions", h(d.postRegion))
 	mux.Handle("DELETE /ops/regions/{name}", h(d.deleteRegion))
-}
-
-// requireAdmin lets through requests with an admin token and, in
-// development mode (Config.OpsTrustLoopback), any request from loopback.
-func (d *Deployment) requireAdmin(v *auth.Verifier) httpapi.Middleware {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if d.cfg.OpsTrustLoopback && isLoopback(r.RemoteAddr) {
-				next.ServeHTTP(w, r)
-				return
-			}
-			claims, err := v.Authenticate(r)
-			if err == nil {
-				err = auth.RequireAdmin(claims)
-			}
-			if err != nil {
-				httpapi.WriteError(w, r, d.log, err)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
 }
 
 func isLoopback(remote string) bool {

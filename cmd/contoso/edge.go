@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/httpapi"
+)
+
+// runEdge runs the global entry point alone (a multi-host deployment): it
+// follows the stamps registry in the store and serves every region's
+// clients through its POPs.
+func runEdge(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		logs     logFlags
+		natsURL  = fs.String("nats", "nats://127.0.0.1:4222", "comma-separated URLs of NATS servers in every region")
+		pops     = fs.String("pops", "", "comma-separated regions with a point of presence; the first serves clients without X-Client-Region; required")
+		listen   = fs.String("listen", "127.0.0.1:8080", "address of the entry point")
+		opsAddr  = fs.String("ops-listen", "127.0.0.1:8090", "address of the operations endpoints (/ops/edge), admin token required")
+		replicas = fs.Int("replicas", 3, "replicas of the store assets")
+		rate     = fs.Float64("client-rate", 200, "requests per second each client may send")
+		burst    = fs.Int("client-burst", 400, "burst of each client's rate")
+		jwks     = fs.String("jwks", "", "JWKS of the token issuer for admin tokens: an https:// URL or a file; empty: the development issuer in -data")
+		issuer   = fs.String("issuer", auth.DevIssuer, "expected token issuer (iss) with -jwks")
+		audience = fs.String("audience", auth.DevAudience, "expected token audience (aud) with -jwks")
+		data     = fs.String("data", ".contoso", "data directory holding the development issuer key (without -jwks)")
+	)
+	logs.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	regions := splitList(*pops)
+	if len(regions) == 0 {
+		return errors.New("-pops is required")
+	}
+	credential := getenv(envEdgeCredential)
+	if credential == "" {
+		return fmt.Errorf("%s is required: the credential stamps expect from the edge", envEdgeCredential)
+	}
+	log, err := logs.logger(stderr)
+	if err != nil {
+		return err
+	}
+	vcfg, err := verifierConfig(*jwks, *issuer, *audience, *data)
+	if err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifier(vcfg)
+	if err != nil {
+		return err
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	svc, err := deploy.NewEdge(openCtx, deploy.EdgeConfig{
+		NATSURL: *natsURL, Replicas: *replicas, POPs: regions, Credential: credential,
+		ClientRate: *rate, ClientBurst: *burst, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	done := make(chan struct{})
+	go func() { svc.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	ops := http.NewServeMux()
+	ops.Handle("GET /ops/edge", svc.Edge.StatusHandler())
+	servers := []*http.Server{
+		{Handler: svc.Edge.Handler()},
+		{Handler: httpapi.Chain(ops, httpapi.RequestIDs, deploy.AdminOnly(verifier, false, log))},
+	}
+	var urls []string
+	errc := make(chan error, len(servers))
+	for i, addr := range []string{*listen, *opsAddr} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		srv := servers[i]
+		srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 5*time.Second, 30*time.Second, 60*time.Second, 2*time.Minute
+		srv.MaxHeaderBytes = 64 << 10
+		urls = append(urls, "http://"+ln.Addr().String())
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	line, _ := json.Marshal(map[string]string{"event": "listening", "edge": urls[0], "ops": urls[1]})
+	fmt.Fprintf(stdout, "%s\n", line)
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelShutdown()
+	for _, srv := range servers {
+		err = errors.Join(err, srv.Shutdown(shutdownCtx))
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/store/storetest"
+)
+
+// startCommand runs one contoso command in process, decodes the JSON line
+// it prints first into line, and stops it when the test ends, failing the
+// test when the command does not return nil.
+func startCommand(t *testing.T, env map[string]string, line any, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, args, func(k string) string { return env[k] }, pw, io.Discard)
+		pw.Close()
+	}()
+	if err := json.NewDecoder(pr).Decode(line); err != nil {
+		cancel()
+		t.Fatalf("%s: first line: %v (run: %v)", args[0], err, <-errc)
+	}
+	go io.Copy(io.Discard, pr)
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("%s returned %v on shutdown, want nil", args[0], err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("%s did not stop within 30 s", args[0])
+		}
+	})
+}
+
+// `contoso edge` alone finds a `contoso stamp` through the registry in the
+// store and routes every POP's clients to it; the stamp, given the same
+// credential, refuses API requests that bypass the edge.
+func TestEdgeRunsAloneAndFindsStampsInTheRegistry(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope", "northeurope", "eastus")
+	dir := t.TempDir()
+	env := map[string]string{envEdgeCredential: "a-long-random-credential"}
+	var stamp struct{ Event, Region, URL string }
+	startCommand(t, env, &stamp, "stamp", "--region", "westeurope", "--nats", c.Nodes[0].ClientURL(),
+		"--listen", "127.0.0.1:0", "--data", dir, "--probe-interval", "200ms")
+	urls := []string{}
+	for _, n := range c.Nodes {
+		urls = append(urls, n.ClientURL())
+	}
+	var edge struct{ Event, Edge, Ops string }
+	startCommand(t, env, &edge, "edge", "--nats", strings.Join(urls, ","), "--pops", "westeurope,eastus",
+		"--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--data", dir)
+	if edge.Event != "listening" || !strings.HasPrefix(edge.Edge, "http://127.0.0.1:") || !strings.HasPrefix(edge.Ops, "http://127.0.0.1:") {
+		t.Fatalf("edge listening line = %+v", edge)
+	}
+	get := func(url string, header ...string) (int, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, h := get(edge.Edge+"/api/products?limit=1", "X-Client-Region", "eastus")
+		if status == http.StatusOK && h.Get("X-Served-Region") == "westeurope" && h.Get("X-Edge-Pop") == "eastus" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the edge never routed eastus clients to the westeurope stamp: last %d %v", status, h)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if status, _ := get(stamp.URL + "/api/products?limit=1"); status != http.StatusForbidden {
+		t.Fatalf("straight to the stamp without the credential = %d, want 403", status)
+	}
+	if status, _ := get(stamp.URL + "/health/stamp"); status != http.StatusOK {
+		t.Fatalf("stamp health = %d", status)
+	}
+	// The edge's operations endpoint wants an admin token, even on loopback.
+	iss, err := auth.LoadOrCreateIssuer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := iss.Mint("ops", true, time.Hour, time.Now())
+	user, _ := iss.Mint("shopper", false, time.Hour, time.Now())
+	for _, c := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {user, http.StatusForbidden}, {admin, http.StatusOK}} {
+		var h []string
+		if c.token != "" {
+			h = []string{"Authorization", "Bearer " + c.token}
+		}
+		if status, _ := get(edge.Ops+"/ops/edge", h...); status != c.want {
+			t.Errorf("/ops/edge with token %.10q = %d, want %d", c.token, status, c.want)
+		}
+	}
+}
+
+func TestEdgeRefusesToStartWithoutWhatItNeeds(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+	}{
+		{map[string]string{envEdgeCredential: "x"}, []string{"edge"}},
+		{map[string]string{}, []string{"edge", "--pops", "westeurope"}},
+		{map[string]string{envEdgeCredential: "x"}, []string{"edge", "--pops", "westeurope", "--log-format", "xml"}},
+	} {
+		err := run(t.Context(), c.args, func(k string) string { return c.env[k] }, io.Discard, io.Discard)
+		if err == nil || errors.Is(err, context.Canceled) {
+			t.Errorf("run(%q) = %v, want a configuration error", c.args, err)
+		}
+		_ = fmt.Sprint(err)
+	}
+}
