@@ -57,6 +57,12 @@ type Config struct {
 	// traffic eject a stamp from a POP for EjectFor; zero: 3 and 5 s.
 	EjectAfter int
 	EjectFor   time.Duration
+	// Rise is how many consecutive good probes bring a stamp that failed
+	// back into rotation; zero: 3. Each further failure within FlapWindow
+	// doubles it (up to 16 times), so a flapping link keeps its stamp out
+	// instead of flapping the routing; zero FlapWindow: 1 min.
+	Rise       int
+	FlapWindow time.Duration
 	// Timeout bounds one proxied attempt; zero: 10 s.
 	Timeout time.Duration
 	// ClientRate and ClientBurst limit each client (by remote address) to
@@ -91,12 +97,13 @@ type Edge struct {
 
 // pop is one point of presence: what it knows about every stamp.
 type pop struct {
-	region string
-	stop   context.CancelFunc // ends its probe loop; nil until Run starts it
-	mu     sync.Mutex         // guards everything below
-	state  map[string]*stampState
-	prev   []string
-	dec    Decision
+	region  string
+	stop    context.CancelFunc // ends its probe loop; nil until Run starts it
+	mu      sync.Mutex         // guards everything below
+	state   map[string]*stampState
+	prev    []string
+	dec     Decision
+	changes int // how often the near set changed
 }
 
 // stampState is a POP's view of one stamp.
@@ -109,6 +116,41 @@ type stampState struct {
 	failures    int // consecutive passive failures
 	ejectedTill time.Time
 	weight      int
+	downs       []time.Time // when probes started failing, within the flap window
+	recovering  int         // good probes still needed before rotation; 0: not recovering
+}
+
+// riseNeeded is how many consecutive good probes a stamp needs after its
+// n-th failure within the flap window: rise, doubled for every earlier
+// failure, at most 16 times rise.
+func riseNeeded(rise, n int) int {
+	return rise << min(max(n-1, 0), 4)
+}
+
+// observe folds one probe verdict into the flap damping: a failure starts
+// (or restarts) recovery; good probes count it down.
+func (st *stampState) observe(h Health, now time.Time, rise int, window time.Duration) {
+	st.downs = slices.DeleteFunc(st.downs, func(t time.Time) bool { return now.Sub(t) > window })
+	switch h {
+	case Unhealthy:
+		if st.recovering == 0 || st.health != Unhealthy {
+			st.downs = append(st.downs, now)
+		}
+		st.recovering = riseNeeded(rise, len(st.downs))
+	case Healthy, Degraded:
+		if st.recovering > 0 {
+			st.recovering--
+		}
+	}
+}
+
+// routedHealth is the health routing sees: a stamp still recovering from a
+// failure counts as unhealthy.
+func (st *stampState) routedHealth() Health {
+	if st.recovering > 0 && (st.health == Healthy || st.health == Degraded) {
+		return Unhealthy
+	}
+	return st.health
 }
 
 // New validates cfg and returns an edge; call Run to start its probes.
@@ -133,6 +175,12 @@ func New(cfg Config) (*Edge, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Rise <= 0 {
+		cfg.Rise = 3
+	}
+	if cfg.FlapWindow <= 0 {
+		cfg.FlapWindow = time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -325,7 +373,14 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 	rtt := time.Since(start)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st.health, st.verdict, st.probedAt = h, verdict, time.Now()
+	now := time.Now()
+	if st.health != Unknown || h == Unhealthy { // the first verdict of a new stamp needs no recovery
+		st.observe(h, now, e.cfg.Rise, e.cfg.FlapWindow)
+	}
+	st.health, st.verdict, st.probedAt = h, verdict, now
+	if st.recovering > 0 && h != Unhealthy {
+		st.verdict = fmt.Sprintf("%s; recovering: %d more good probes before rotation", verdict, st.recovering)
+	}
 	if h != Unhealthy || !strings.HasPrefix(verdict, "probe failed") {
 		// Only answered probes measure the path; a smoothed RTT (EWMA,
 		// alpha 0.3) keeps one slow answer from moving traffic.
@@ -364,13 +419,16 @@ func (e *Edge) fetchHealth(ctx context.Context, addr string) (Health, string) {
 // decideLocked recomputes the POP's routing decision; p.mu must be held.
 func (p *pop) decideLocked(pol Policy, now time.Time) {
 	p.dec = Decide(pol, p.candidatesLocked(), p.prev, now)
+	if !slices.Equal(p.prev, p.dec.Near) {
+		p.changes++
+	}
 	p.prev = p.dec.Near
 }
 
 func (p *pop) candidatesLocked() []Candidate {
 	cands := make([]Candidate, 0, len(p.state))
 	for id, st := range p.state {
-		cands = append(cands, Candidate{ID: id, Health: st.health, RTT: st.rtt, Weight: st.weight, EjectedUntil: st.ejectedTill})
+		cands = append(cands, Candidate{ID: id, Health: st.routedHealth(), RTT: st.rtt, Weight: st.weight, EjectedUntil: st.ejectedTill})
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].ID < cands[j].ID })
 	return cands

@@ -29,6 +29,7 @@ type POPStatus struct {
 	Near     []string      `json:"near"`     // where this POP's clients go now
 	Fallback []string      `json:"fallback"` // where a retry goes, nearest first
 	FailOpen bool          `json:"failOpen"`
+	Changes  int           `json:"changes"` // how often the near set changed since the POP opened
 	Stamps   []StampStatus `json:"stamps"`
 }
 
@@ -44,10 +45,10 @@ func (e *Edge) Status() []POPStatus {
 	var out []POPStatus
 	for _, p := range e.popList() {
 		p.mu.Lock()
-		ps := POPStatus{Region: p.region, Near: p.dec.Near, Fallback: p.dec.Fallback, FailOpen: p.dec.FailOpen, Stamps: []StampStatus{}}
+		ps := POPStatus{Region: p.region, Near: p.dec.Near, Fallback: p.dec.Fallback, FailOpen: p.dec.FailOpen, Changes: p.changes, Stamps: []StampStatus{}}
 		for id, st := range p.state {
 			ps.Stamps = append(ps.Stamps, StampStatus{
-				ID: id, Region: regions[id], State: st.health, RTTMs: float64(st.rtt.Microseconds()) / 1000,
+				ID: id, Region: regions[id], State: st.routedHealth(), RTTMs: float64(st.rtt.Microseconds()) / 1000,
 				LastProbe: st.verdict, ProbedAt: st.probedAt, Ejected: now.Before(st.ejectedTill),
 				EjectedUntil: st.ejectedTill, Weight: st.weight, Routing: p.dec.Reasons[id],
 			})
