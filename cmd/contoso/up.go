@@ -27,6 +27,8 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		addr     = fs.String("addr", "127.0.0.1:8080", "address of the global entry point (the edge)")
 		opsAddr  = fs.String("ops-addr", "127.0.0.1:8090", "address of the operations endpoints (/ops/...) and the dashboard")
 		dev      = fs.Bool("dev", true, "development mode: loopback clients use the operations endpoints without an admin token")
+		rate     = fs.Float64("client-rate", 200, "requests per second each client (by address) may send through the edge")
+		burst    = fs.Int("client-burst", 400, "burst of each client's rate at the edge")
 	)
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -66,6 +68,8 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		EdgeAddr:         *addr,
 		OpsAddr:          *opsAddr,
 		OpsTrustLoopback: *dev,
+		EdgeClientRate:   *rate,
+		EdgeClientBurst:  *burst,
 		Logger:           log,
 	})
 	if err != nil {

@@ -65,6 +65,10 @@ func TestDependencyDirection(t *testing.T) {
 		// reads the store directly (deploy hands it the registry).
 		{pkg: "internal/edge", only: []string{"internal/shop", "internal/httpapi"}},
 		{pkg: "internal/stamp", banned: []string{"internal/deploy", "internal/netsim"}},
+		// Telemetry, SLOs and the dashboard know nothing of the shop's parts:
+		// the composition root feeds them.
+		{pkg: "internal/telemetry", only: []string{"internal/shop", "internal/httpapi"}},
+		{pkg: "internal/slo", only: []string{}},
 	}
 	for _, r := range rules {
 		deps, ok := g[r.pkg]

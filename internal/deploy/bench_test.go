@@ -115,6 +115,7 @@ func BenchmarkEdgeGetProduct(b *testing.B) {
 				for pb.Next() {
 					req, _ := http.NewRequest(http.MethodGet, tc.url, nil)
 					req.Header.Set("X-Client-Region", "westeurope")
+					req.Header.Set("X-Edge-Credential", d.EdgeCredential()) // as the edge sends it; the edge replaces it
 					resp, err := client.Do(req)
 					if err != nil {
 						b.Fatal(err)

@@ -3,6 +3,11 @@
 // orchestrators and deployment gates read. A check never runs inline with a
 // request, and a cached verdict older than three probe intervals is reported
 // unhealthy (stale), never silently healthy.
+//
+// The package also evaluates the deployment's layered health model (model.go,
+// evaluate.go): user flows, components and dependencies declared in YAML,
+// judged from signals every few seconds with hysteresis and roll-ups, so an
+// operator can follow the reasons from the root to the broken dependency.
 package health
 
 import (

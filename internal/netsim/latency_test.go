@@ -39,8 +39,10 @@ func TestBetween(t *testing.T) {
 		{"northeurope", "eastus", 38 * time.Millisecond},
 		{"eastus", "northeurope", 38 * time.Millisecond},
 		{"eastus", "eastus", 0},
-		{"eastus", "westus", DefaultUnknownLatency},
-		{"westus", "eastus", DefaultUnknownLatency},
+		{"eastus", "southafricanorth", DefaultUnknownLatency},
+		{"southafricanorth", "eastus", DefaultUnknownLatency},
+		{"uksouth", "westeurope", 8 * time.Millisecond},
+		{"westus", "eastus", 30 * time.Millisecond},
 	} {
 		if got := d.Between(tc.a, tc.b); got != tc.want {
 			t.Errorf("Between(%s, %s) = %v; want %v", tc.a, tc.b, got, tc.want)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso/shoes/internal/deploy/deploytest"
+	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
 )
 
@@ -24,8 +25,11 @@ var benchClient = &http.Client{Transport: &http.Transport{
 	DialContext: (&net.Dialer{}).DialContext,
 }}
 
-func get(b *testing.B, url string) {
-	resp, err := benchClient.Get(url)
+// get sends one GET with the edge credential (cred), as the edge would.
+func get(b *testing.B, url, cred string) {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set(httpapi.HeaderEdgeCredential, cred)
+	resp, err := benchClient.Do(req)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -43,7 +47,7 @@ func BenchmarkGetProduct(b *testing.B) {
 	d := deploytest.MustStart(b, deploytest.Options{}, "westeurope")
 	id := shop.SeedCatalog()[7].ID
 	url := d.Regions()["westeurope"] + "/api/products/" + id
-	resp, err := http.Get(url)
+	resp, err := deploytest.Client.Get(url)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,7 +64,7 @@ func BenchmarkGetProduct(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					get(b, tc.url)
+					get(b, tc.url, d.EdgeCredential())
 				}
 			})
 		})
@@ -71,6 +75,7 @@ func BenchmarkGetProduct(b *testing.B) {
 	b.Run("stamp-handler-in-process", func(b *testing.B) {
 		b.ReportAllocs()
 		req := httptest.NewRequest(http.MethodGet, "/api/products/"+id, nil)
+		req.Header.Set(httpapi.HeaderEdgeCredential, d.EdgeCredential())
 		for b.Loop() {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
@@ -100,6 +105,7 @@ func BenchmarkPostComment(b *testing.B) {
 						req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
 						req.Header.Set("Content-Type", "application/json")
 						req.Header.Set("Authorization", "Bearer "+token)
+						req.Header.Set(httpapi.HeaderEdgeCredential, d.EdgeCredential())
 						resp, err := benchClient.Do(req)
 						if err != nil {
 							b.Fatal(err)

@@ -53,7 +53,7 @@ func FuzzWriteBodies(f *testing.F) {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+tgt.token)
 		req.Header.Set("Idempotency-Key", fmt.Sprint("fuzz-", orders.Add(1)))
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := deploytest.Client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -246,7 +246,7 @@ func TestBadInputsGetProblemJSON(t *testing.T) {
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := deploytest.Client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -294,7 +294,7 @@ func TestRequestIDEchoed(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
 	req, _ := http.NewRequest("GET", d.Regions()["westeurope"]+"/api/products?limit=1", nil)
 	req.Header.Set("X-Request-Id", "trace-me-123")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := deploytest.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

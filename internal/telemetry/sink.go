@@ -1,0 +1,362 @@
+package telemetry
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/shop"
+)
+
+// MaxSpansPerTrace bounds the spans the sink keeps of one trace; later spans
+// of that trace are counted (TraceSummary.Dropped) but not kept. With
+// Config.TraceCapacity it bounds the sink's trace memory.
+const MaxSpansPerTrace = 256
+
+// Sink is the in-process, bounded store of recent telemetry that the
+// dashboard and the health model query: the last TraceCapacity traces, the
+// last LogCapacity log records at Warn and above, and a tiered history of
+// metric snapshots. A nil *Sink holds nothing: queries answer empty or
+// not-ok, and Collect does nothing.
+//
+// Memory is bounded by configuration:
+//   - traces: TraceCapacity traces of at most MaxSpansPerTrace spans each;
+//   - logs: LogCapacity records, attribute values cut at 1 KiB;
+//   - metrics: the latest snapshot plus, per tier,
+//     ceil(Retention/Resolution)+2 snapshots (302+362 with the default tiers), each at most 8 bytes times the width of
+//     all tracked series (1 value per sum or gauge series, 2+buckets+1 per
+//     histogram series), with at most MaxSeries series; tiers share
+//     snapshots they both keep.
+type Sink struct {
+	now    func() time.Time
+	reader *sdkmetric.ManualReader
+
+	traceMu  sync.Mutex // guards traces, order, seq
+	traceCap int
+	traces   map[trace.TraceID]*traceEntry
+	order    ring[trace.TraceID] // trace ids, oldest first
+	seq      uint64              // insertion counter, orders traces
+
+	logMu sync.Mutex // guards logs
+	logs  ring[LogRecord]
+
+	hist *history // metric snapshots; has its own locks
+}
+
+func newSink(cfg Config) (*Sink, error) {
+	h, err := newHistory(cfg.Tiers, cfg.MaxSeries)
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{
+		now:      cfg.Now,
+		reader:   sdkmetric.NewManualReader(),
+		traceCap: cfg.TraceCapacity,
+		traces:   make(map[trace.TraceID]*traceEntry, cfg.TraceCapacity),
+		order:    newRing[trace.TraceID](cfg.TraceCapacity),
+		logs:     newRing[LogRecord](cfg.LogCapacity),
+		hist:     h,
+	}, nil
+}
+
+// Span is one ended span as the sink keeps it.
+type Span struct {
+	TraceID       string            `json:"traceId"`
+	SpanID        string            `json:"spanId"`
+	ParentID      string            `json:"parentId,omitempty"`
+	Name          string            `json:"name"`
+	Kind          string            `json:"kind"` // "server", "client", "internal", "producer", "consumer"
+	Start         time.Time         `json:"start"`
+	End           time.Time         `json:"end"`
+	DurationMs    float64           `json:"durationMs"`
+	Status        string            `json:"status"` // "ok", "error" or "" (unset)
+	StatusMessage string            `json:"statusMessage,omitempty"`
+	Attributes    map[string]string `json:"attributes,omitempty"`
+}
+
+// TraceSummary describes one kept trace.
+type TraceSummary struct {
+	TraceID string `json:"traceId"`
+	// Root is the name of the root span: the span without a parent in the
+	// trace, or whose parent is not kept (a remote caller's span).
+	Root       string    `json:"root"`
+	Start      time.Time `json:"start"`      // earliest span start
+	DurationMs float64   `json:"durationMs"` // earliest start to latest end
+	Spans      int       `json:"spans"`      // spans kept
+	Dropped    int       `json:"dropped,omitempty"`
+	Error      bool      `json:"error"` // some span has status error
+	// Region is the region attribute of the root span, or else of the
+	// first kept span that has one.
+	Region string `json:"region,omitempty"`
+}
+
+// LogRecord is one log record as the sink keeps it.
+type LogRecord struct {
+	Time    time.Time         `json:"time"`
+	Level   string            `json:"level"` // slog level name: "WARN", "ERROR", "ERROR+2"
+	Message string            `json:"message"`
+	TraceID string            `json:"traceId,omitempty"`
+	SpanID  string            `json:"spanId,omitempty"`
+	Attrs   map[string]string `json:"attrs,omitempty"`
+	level   slog.Level
+}
+
+type traceEntry struct {
+	id      trace.TraceID
+	seq     uint64
+	spans   []Span
+	dropped int
+	start   time.Time
+	end     time.Time
+	errored bool
+}
+
+// spanRecorder is the sink's span processor: it keeps ended spans.
+type spanRecorder struct{ s *Sink }
+
+var _ sdktrace.SpanProcessor = spanRecorder{}
+
+func (spanRecorder) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (p spanRecorder) OnEnd(s sdktrace.ReadOnlySpan)                 { p.s.addSpan(spanOf(s)) }
+func (spanRecorder) Shutdown(context.Context) error                  { return nil }
+func (spanRecorder) ForceFlush(context.Context) error                { return nil }
+
+func spanOf(s sdktrace.ReadOnlySpan) Span {
+	sc := s.SpanContext()
+	sp := Span{
+		TraceID:    sc.TraceID().String(),
+		SpanID:     sc.SpanID().String(),
+		Name:       s.Name(),
+		Kind:       s.SpanKind().String(),
+		Start:      s.StartTime(),
+		End:        s.EndTime(),
+		DurationMs: float64(s.EndTime().Sub(s.StartTime()).Microseconds()) / 1000,
+	}
+	if p := s.Parent(); p.IsValid() {
+		sp.ParentID = p.SpanID().String()
+	}
+	switch st := s.Status(); st.Code {
+	case codes.Error:
+		sp.Status, sp.StatusMessage = "error", st.Description
+	case codes.Ok:
+		sp.Status = "ok"
+	}
+	if attrs := s.Attributes(); len(attrs) > 0 {
+		sp.Attributes = make(map[string]string, len(attrs))
+		for _, kv := range attrs {
+			sp.Attributes[string(kv.Key)] = kv.Value.Emit()
+		}
+	}
+	return sp
+}
+
+func (s *Sink) addSpan(sp Span) {
+	id, err := trace.TraceIDFromHex(sp.TraceID)
+	if err != nil {
+		return
+	}
+	s.traceMu.Lock()
+	defer s.traceMu.Unlock()
+	e, ok := s.traces[id]
+	if !ok {
+		if evicted, full := s.order.push(id); full {
+			delete(s.traces, evicted)
+		}
+		s.seq++
+		e = &traceEntry{id: id, seq: s.seq, start: sp.Start, end: sp.End}
+		s.traces[id] = e
+	}
+	if len(e.spans) >= MaxSpansPerTrace {
+		e.dropped++
+		return
+	}
+	e.spans = append(e.spans, sp)
+	if sp.Start.Before(e.start) {
+		e.start = sp.Start
+	}
+	if sp.End.After(e.end) {
+		e.end = sp.End
+	}
+	if sp.Status == "error" {
+		e.errored = true
+	}
+}
+
+// Trace returns the kept spans of the trace with the given hex id, sorted by
+// start time, and false when the trace is unknown (never seen or evicted).
+func (s *Sink) Trace(id string) ([]Span, bool) {
+	if s == nil {
+		return nil, false
+	}
+	tid, err := trace.TraceIDFromHex(id)
+	if err != nil {
+		return nil, false
+	}
+	s.traceMu.Lock()
+	e, ok := s.traces[tid]
+	var spans []Span
+	if ok {
+		spans = slices.Clone(e.spans)
+	}
+	s.traceMu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	slices.SortStableFunc(spans, func(a, b Span) int { return a.Start.Compare(b.Start) })
+	return spans, true
+}
+
+// RecentTraces summarises the kept traces, latest start first, at most n
+// (n <= 0: all of them). With onlyErrors, only traces with an error span.
+func (s *Sink) RecentTraces(n int, onlyErrors bool) []TraceSummary {
+	if s == nil {
+		return nil
+	}
+	type item struct {
+		sum TraceSummary
+		seq uint64
+	}
+	s.traceMu.Lock()
+	items := make([]item, 0, len(s.traces))
+	for _, e := range s.traces {
+		if onlyErrors && !e.errored {
+			continue
+		}
+		items = append(items, item{e.summary(), e.seq})
+	}
+	s.traceMu.Unlock()
+	slices.SortFunc(items, func(a, b item) int {
+		if c := b.sum.Start.Compare(a.sum.Start); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.seq, a.seq)
+	})
+	if n > 0 && len(items) > n {
+		items = items[:n]
+	}
+	out := make([]TraceSummary, len(items))
+	for i, it := range items {
+		out[i] = it.sum
+	}
+	return out
+}
+
+// summary describes e; the caller holds traceMu.
+func (e *traceEntry) summary() TraceSummary {
+	sum := TraceSummary{
+		TraceID:    e.id.String(),
+		Start:      e.start,
+		DurationMs: float64(e.end.Sub(e.start).Microseconds()) / 1000,
+		Spans:      len(e.spans),
+		Dropped:    e.dropped,
+		Error:      e.errored,
+	}
+	ids := make(map[string]bool, len(e.spans))
+	for _, sp := range e.spans {
+		ids[sp.SpanID] = true
+	}
+	var root *Span
+	for i := range e.spans {
+		sp := &e.spans[i]
+		if (sp.ParentID == "" || !ids[sp.ParentID]) && (root == nil || sp.Start.Before(root.Start)) {
+			root = sp
+		}
+	}
+	if root != nil {
+		sum.Root = root.Name
+		sum.Region = root.Attributes[AttrRegion]
+	}
+	for i := 0; sum.Region == "" && i < len(e.spans); i++ {
+		sum.Region = e.spans[i].Attributes[AttrRegion]
+	}
+	return sum
+}
+
+func (s *Sink) addLog(r LogRecord) {
+	s.logMu.Lock()
+	s.logs.push(r)
+	s.logMu.Unlock()
+}
+
+// RecentLogs returns the kept log records at minLevel and above, newest
+// first, at most n (n <= 0: all of them). The sink keeps only records at
+// Warn and above.
+func (s *Sink) RecentLogs(n int, minLevel slog.Level) []LogRecord {
+	if s == nil {
+		return nil
+	}
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	var out []LogRecord
+	for i := s.logs.len() - 1; i >= 0 && (n <= 0 || len(out) < n); i-- {
+		if r := s.logs.at(i); r.level >= minLevel {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TraceHandler serves one kept trace as JSON {"traceId": ..., "spans":
+// [...]} (spans sorted by start). The caller registers it with a pattern
+// that has an {id} wildcard ("GET /ops/traces/{id}"). A malformed id is a
+// 400 problem, an unknown (or evicted) trace a 404 problem.
+func (s *Sink) TraceHandler() http.Handler {
+	return httpapi.Handle(nil, func(w http.ResponseWriter, r *http.Request) error {
+		id := r.PathValue("id")
+		if _, err := trace.TraceIDFromHex(id); err != nil {
+			return shop.Invalid("id", "trace id must be 32 lower-case hex digits, not all zero")
+		}
+		spans, ok := s.Trace(id)
+		if !ok {
+			return shop.NotFound("trace", id)
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		httpapi.WriteJSON(w, http.StatusOK, struct {
+			TraceID string `json:"traceId"`
+			Spans   []Span `json:"spans"`
+		}{id, spans})
+		return nil
+	})
+}
+
+// ring is a fixed-capacity FIFO that overwrites its oldest element.
+type ring[T any] struct {
+	buf   []T
+	start int // index of the oldest element
+	n     int
+}
+
+func newRing[T any](capacity int) ring[T] { return ring[T]{buf: make([]T, capacity)} }
+
+// push appends v; when the ring was full it returns the evicted oldest
+// element and true.
+func (r *ring[T]) push(v T) (evicted T, full bool) {
+	if len(r.buf) == 0 {
+		return v, true
+	}
+	if r.n < len(r.buf) {
+		r.buf[(r.start+r.n)%len(r.buf)] = v
+		r.n++
+		return evicted, false
+	}
+	evicted = r.buf[r.start]
+	r.buf[r.start] = v
+	r.start = (r.start + 1) % len(r.buf)
+	return evicted, true
+}
+
+func (r *ring[T]) len() int { return r.n }
+func (r *ring[T]) cap() int { return len(r.buf) }
+
+// at returns the i-th element, 0 being the oldest.
+func (r *ring[T]) at(i int) T { return r.buf[(r.start+i)%len(r.buf)] }

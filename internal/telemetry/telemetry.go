@@ -1,0 +1,396 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+)
+
+// scopeName is the instrumentation scope of what this package records itself
+// (the HTTP server and client spans and histograms).
+const scopeName = "github.com/contoso/shoes/internal/telemetry"
+
+// Metric names this package records.
+const (
+	// MetricHTTPServerDuration is the server request duration histogram
+	// (seconds) that Middleware records.
+	MetricHTTPServerDuration = "http.server.request.duration"
+	// MetricDependencyDuration is the outbound call duration histogram
+	// (seconds) that Transport records.
+	MetricDependencyDuration = "contoso.dependency.duration"
+)
+
+// durationBuckets are the explicit bucket boundaries (seconds) of both
+// duration histograms. The SLO thresholds at 0.25 s and 1 s need those two
+// boundaries to exist.
+var durationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// DurationBuckets returns the bucket boundaries, in seconds, of the duration
+// histograms this package records. Components recording their own latency
+// histograms pass them to metric.WithExplicitBucketBoundaries so that the
+// same SLO thresholds can be queried.
+func DurationBuckets() []float64 {
+	return append([]float64(nil), durationBuckets...)
+}
+
+// Tier is one resolution of the sink's metric history.
+type Tier struct {
+	// Resolution is the spacing of kept snapshots: the tier keeps the first
+	// snapshot collected in each Resolution-aligned interval.
+	Resolution time.Duration
+	// Retention is how far back the tier reaches. It holds
+	// ceil(Retention/Resolution)+2 snapshots, so that its oldest snapshot is
+	// at least Retention older than its newest even when collections do not
+	// fall on interval boundaries.
+	Retention time.Duration
+}
+
+// DefaultTiers are the metric history tiers used when Config.Tiers is nil:
+// every second for five minutes, every minute for six hours.
+func DefaultTiers() []Tier {
+	return []Tier{
+		{Resolution: time.Second, Retention: 5 * time.Minute},
+		{Resolution: time.Minute, Retention: 6 * time.Hour},
+	}
+}
+
+// Config configures a Telemetry.
+type Config struct {
+	// Service is the service.name resource attribute. Required.
+	Service string
+	// Getenv reads the standard OTLP variables. OTLP export of traces is on
+	// when it returns a non-empty OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used
+	// as is) or OTEL_EXPORTER_OTLP_ENDPOINT (with /v1/traces appended), and
+	// OTEL_TRACES_EXPORTER is not "none". The headers, timeout and
+	// compression variables (general and _TRACES_ forms) are read through
+	// Getenv too; the certificate variables are left to the exporter's own
+	// environment handling. Nil: no OTLP.
+	Getenv func(string) string
+	// TraceCapacity is how many traces the sink keeps; the oldest trace is
+	// evicted whole. Zero: 500.
+	TraceCapacity int
+	// LogCapacity is how many log records the sink keeps; zero: 500.
+	LogCapacity int
+	// Now is the sink's clock: it stamps metric snapshots and is "now" for
+	// metric window queries. Nil: time.Now.
+	Now func() time.Time
+	// Tiers are the resolutions and retentions of the sink's metric history,
+	// finest first. Nil: DefaultTiers (1 s kept 5 min, 1 min kept 6 h).
+	Tiers []Tier
+	// MaxSeries bounds the metric series the sink's history tracks; series
+	// first seen beyond it are left out of the history (they still reach
+	// Prometheus and OTLP). Zero: 5000.
+	MaxSeries int
+	// Logger receives errors of the background collection in Run. Nil:
+	// discard.
+	Logger *slog.Logger
+}
+
+// cardinalityLimit caps the attribute sets one instrument aggregates; the
+// SDK folds further sets into one overflow series. Together with
+// Config.MaxSeries it bounds the sink's metric memory.
+const cardinalityLimit = 2000
+
+// Telemetry holds the trace and meter providers of one process, their
+// exporters and the in-process sink. A nil *Telemetry is telemetry off (see
+// the package documentation).
+type Telemetry struct {
+	cfg     Config
+	tp      *sdktrace.TracerProvider
+	mp      *sdkmetric.MeterProvider
+	prop    propagation.TextMapPropagator
+	metrics http.Handler
+	sink    *Sink
+	otlp    bool // whether an OTLP trace exporter was created
+
+	tracer      trace.Tracer
+	serverHist  metric.Float64Histogram
+	clientHist  metric.Float64Histogram
+	shutdownOne sync.Once
+	shutdownErr error // set once by Shutdown
+}
+
+// New builds the providers and exporters. It starts nothing in the
+// background: call Run to feed the sink's metric history, and Shutdown to
+// flush.
+func New(ctx context.Context, cfg Config) (*Telemetry, error) {
+	if strings.TrimSpace(cfg.Service) == "" {
+		return nil, errors.New("telemetry: Service is required")
+	}
+	if cfg.TraceCapacity < 0 || cfg.LogCapacity < 0 || cfg.MaxSeries < 0 {
+		return nil, errors.New("telemetry: capacities must not be negative")
+	}
+	if cfg.TraceCapacity == 0 {
+		cfg.TraceCapacity = 500
+	}
+	if cfg.LogCapacity == 0 {
+		cfg.LogCapacity = 500
+	}
+	if cfg.MaxSeries == 0 {
+		cfg.MaxSeries = 5000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Tiers == nil {
+		cfg.Tiers = DefaultTiers()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	sink, err := newSink(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	res := resource.NewSchemaless(attribute.String("service.name", cfg.Service))
+	tpOpts := []sdktrace.TracerProviderOption{
+		sdktrace.WithResource(res),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		sdktrace.WithSpanProcessor(spanRecorder{sink}),
+	}
+	exp, err := newOTLPExporter(ctx, cfg.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if exp != nil {
+		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
+	}
+
+	reg := prometheus.NewRegistry()
+	promExp, err := otelprom.New(
+		otelprom.WithRegisterer(reg),
+		otelprom.WithoutScopeInfo(),
+		otelprom.WithoutTargetInfo(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
+
+	t := &Telemetry{
+		cfg: cfg,
+		tp:  sdktrace.NewTracerProvider(tpOpts...),
+		mp: sdkmetric.NewMeterProvider(
+			sdkmetric.WithResource(res),
+			sdkmetric.WithReader(promExp),
+			sdkmetric.WithReader(sink.reader),
+			sdkmetric.WithCardinalityLimit(cardinalityLimit),
+			sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter),
+		),
+		prop:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		sink:    sink,
+		otlp:    exp != nil,
+	}
+	t.tracer = t.tp.Tracer(scopeName)
+	meter := t.mp.Meter(scopeName)
+	t.serverHist, err = meter.Float64Histogram(MetricHTTPServerDuration,
+		metric.WithUnit("s"),
+		metric.WithDescription("Duration of HTTP server requests."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %s: %w", MetricHTTPServerDuration, err)
+	}
+	t.clientHist, err = meter.Float64Histogram(MetricDependencyDuration,
+		metric.WithUnit("s"),
+		metric.WithDescription("Duration of outbound calls to a dependency."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %s: %w", MetricDependencyDuration, err)
+	}
+	return t, nil
+}
+
+// newOTLPExporter returns an OTLP/HTTP trace exporter when getenv names an
+// endpoint, and nil otherwise.
+func newOTLPExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
+	if getenv == nil {
+		return nil, nil
+	}
+	env := func(signalKey, key string) string {
+		if v := strings.TrimSpace(getenv(signalKey)); v != "" {
+			return v
+		}
+		return strings.TrimSpace(getenv(key))
+	}
+	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")), "none") {
+		return nil, nil
+	}
+	endpoint := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+	if endpoint == "" {
+		base := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+		if base == "" {
+			return nil, nil
+		}
+		endpoint = strings.TrimSuffix(base, "/") + "/v1/traces"
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("telemetry: OTLP traces endpoint %q is not an http(s) URL", endpoint)
+	}
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(endpoint)}
+	if h := env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"); h != "" {
+		headers, err := parseOTLPHeaders(h)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTLP headers: %w", err)
+		}
+		opts = append(opts, otlptracehttp.WithHeaders(headers))
+	}
+	if v := env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"); v != "" {
+		ms, err := strconv.Atoi(v)
+		if err != nil || ms <= 0 {
+			return nil, fmt.Errorf("telemetry: OTLP timeout %q is not a positive number of milliseconds", v)
+		}
+		opts = append(opts, otlptracehttp.WithTimeout(time.Duration(ms)*time.Millisecond))
+	}
+	switch v := env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"); strings.ToLower(v) {
+	case "":
+	case "gzip":
+		opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.GzipCompression))
+	case "none":
+		opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.NoCompression))
+	default:
+		return nil, fmt.Errorf("telemetry: OTLP compression %q is not gzip or none", v)
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: OTLP trace exporter: %w", err)
+	}
+	return exp, nil
+}
+
+// parseOTLPHeaders parses the W3C-baggage-like "k1=v1,k2=v2" form of
+// OTEL_EXPORTER_OTLP_HEADERS; values are URL-decoded.
+func parseOTLPHeaders(s string) (map[string]string, error) {
+	headers := map[string]string{}
+	for pair := range strings.SplitSeq(s, ",") {
+		if strings.TrimSpace(pair) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(pair, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value", pair)
+		}
+		dv, err := url.PathUnescape(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("header %s: %w", k, err)
+		}
+		headers[k] = dv
+	}
+	return headers, nil
+}
+
+// Tracer returns a tracer of the given instrumentation scope; on a nil
+// *Telemetry, a no-op tracer.
+func (t *Telemetry) Tracer(name string) trace.Tracer {
+	if t == nil {
+		return tracenoop.NewTracerProvider().Tracer(name)
+	}
+	return t.tp.Tracer(name)
+}
+
+// Meter returns a meter of the given instrumentation scope; on a nil
+// *Telemetry, a no-op meter.
+func (t *Telemetry) Meter(name string) metric.Meter {
+	if t == nil {
+		return metricnoop.NewMeterProvider().Meter(name)
+	}
+	return t.mp.Meter(name)
+}
+
+// Propagator returns the W3C trace context and baggage propagator (also on a
+// nil *Telemetry).
+func (t *Telemetry) Propagator() propagation.TextMapPropagator {
+	if t == nil {
+		return defaultPropagator
+	}
+	return t.prop
+}
+
+var defaultPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// MetricsHandler serves this Telemetry's metrics in the Prometheus text
+// format, from its own registry. Names are the instrument names with dots
+// as underscores, the unit as a suffix and _total on counters
+// (http.server.request.duration in seconds becomes
+// http_server_request_duration_seconds_bucket, _sum and _count); attribute
+// keys become labels the same way (http.route: http_route). There are no
+// otel_scope_* labels and no target_info. On a nil *Telemetry it answers
+// 404.
+func (t *Telemetry) MetricsHandler() http.Handler {
+	if t == nil {
+		return http.NotFoundHandler()
+	}
+	return t.metrics
+}
+
+// Sink returns the in-process sink; nil on a nil *Telemetry.
+func (t *Telemetry) Sink() *Sink {
+	if t == nil {
+		return nil
+	}
+	return t.sink
+}
+
+// Run collects a metric snapshot into the sink at once and then every second
+// until ctx is done. On a nil *Telemetry it returns at once.
+func (t *Telemetry) Run(ctx context.Context) {
+	if t == nil {
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if err := t.sink.Collect(ctx); err != nil && ctx.Err() == nil {
+			t.cfg.Logger.WarnContext(ctx, "telemetry: collect metrics", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Shutdown flushes the exporters (pending spans reach OTLP) and stops the
+// providers; later recordings are dropped. It is safe to call more than
+// once; later calls return the first call's result.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	t.shutdownOne.Do(func() {
+		var errs []error
+		if err := t.tp.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: shut down traces: %w", err))
+		}
+		if err := t.mp.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: shut down metrics: %w", err))
+		}
+		t.shutdownErr = errors.Join(errs...)
+	})
+	return t.shutdownErr
+}
