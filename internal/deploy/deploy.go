@@ -26,6 +26,7 @@ import (
 	"github.com/contoso/shoes/internal/secrets/secretstore"
 	"github.com/contoso/shoes/internal/stamp"
 	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // DefaultRegions are the regions `contoso up` starts without --regions.
@@ -57,6 +58,9 @@ type Config struct {
 	// NoSync turns off fsync on every write. Only for benchmarks that
 	// measure the rest of the system; never for a system of record.
 	NoSync bool
+	// Getenv reads the standard OTEL_EXPORTER_OTLP_* variables: with them
+	// set, traces also go to an OTLP collector. Nil: none.
+	Getenv func(string) string
 	Logger *slog.Logger // nil: discard
 }
 
@@ -70,6 +74,9 @@ type Deployment struct {
 	lkgKey   []byte
 	edgeCred string
 	front    *frontDoor // the edge and the ops address; nil until started
+	tel      *telemetry.Telemetry
+	stopTel  context.CancelFunc
+	telDone  chan struct{}
 
 	mu      sync.Mutex // guards regions and their fields
 	regions map[string]*region
@@ -138,17 +145,30 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
-	sv, err := startServices(cfg.DataDir, cfg.Logger)
+	tel, err := telemetry.New(ctx, telemetry.Config{Service: "contoso", Getenv: cfg.Getenv, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
-	d := &Deployment{cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, regions: map[string]*region{}}
+	// Warnings and errors of every part also land in the in-process sink,
+	// with the trace they happened in.
+	cfg.Logger = slog.New(telemetry.LogHandler(cfg.Logger.Handler(), tel.Sink()))
+	sv, err := startServices(cfg.DataDir, cfg.Logger)
+	if err != nil {
+		_ = tel.Shutdown(context.Background())
+		return nil, fmt.Errorf("start deployment: %w", err)
+	}
+	telCtx, stopTel := context.WithCancel(context.Background())
+	d := &Deployment{tel: tel, stopTel: stopTel, telDone: make(chan struct{}), cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, regions: map[string]*region{}}
+	go func() { tel.Run(telCtx); close(d.telDone) }()
 	if err := d.start(ctx); err != nil {
 		d.Close()
 		return nil, err
 	}
 	return d, nil
 }
+
+// Telemetry is the deployment's telemetry: one sink for every part.
+func (d *Deployment) Telemetry() *telemetry.Telemetry { return d.tel }
 
 func (d *Deployment) replicas() int {
 	if len(d.cfg.Regions) == 1 {
@@ -292,6 +312,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 		ProbeInterval:  d.cfg.ProbeInterval,
 		Seed:           true,
 		EdgeCredential: d.edgeCred,
+		Telemetry:      d.tel,
 		Logger:         d.log,
 	})
 	if err != nil {
@@ -478,6 +499,11 @@ func (d *Deployment) Close() error {
 	if d.services != nil {
 		d.services.close()
 	}
+	d.stopTel()
+	<-d.telDone
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	errs = append(errs, d.tel.Shutdown(shutdownCtx))
 	return errors.Join(errs...)
 }
 

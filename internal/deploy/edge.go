@@ -14,6 +14,7 @@ import (
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // EdgeConfig is everything the global entry point needs, the same whether
@@ -28,7 +29,8 @@ type EdgeConfig struct {
 	Credential  string
 	ClientRate  float64
 	ClientBurst int
-	Logger      *slog.Logger // nil: discard
+	Telemetry   *telemetry.Telemetry // nil: none
+	Logger      *slog.Logger         // nil: discard
 }
 
 // EdgeService is a global entry point connected to the stamps registry.
@@ -71,6 +73,7 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 		ClientRate:  cfg.ClientRate,
 		ClientBurst: cfg.ClientBurst,
 		Credential:  cfg.Credential,
+		Telemetry:   cfg.Telemetry,
 		Logger:      cfg.Logger.With("component", "edge"),
 	})
 	if err != nil {
@@ -140,6 +143,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		Credential:  d.edgeCred,
 		ClientRate:  d.cfg.EdgeClientRate,
 		ClientBurst: d.cfg.EdgeClientBurst,
+		Telemetry:   d.tel,
 		Logger:      d.log,
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +17,7 @@ import (
 	"github.com/contoso/shoes/internal/secrets"
 	"github.com/contoso/shoes/internal/stamp"
 	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // InstanceConfig is everything one instance of a region's stamp needs, the
@@ -43,7 +45,9 @@ type InstanceConfig struct {
 	// EdgeCredential is what the edge adds to every request; the stamp
 	// refuses /api/... requests without it. Empty: the API is open.
 	EdgeCredential string
-	Logger         *slog.Logger // nil: discard
+	// Telemetry records traces and metrics; nil: none.
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger // nil: discard
 }
 
 // Instance is a stamp instance, built and connected, not yet serving.
@@ -80,7 +84,9 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	}
 	in := &Instance{nc: nc}
 	fail := func(err error) (*Instance, error) { nc.Close(); return nil, err }
-	st, err := store.Open(ctx, store.Config{Conn: nc, Replicas: cfg.Replicas, Logger: log.With("component", "store")})
+	inject, process := cfg.Telemetry.StreamHooks("processor", cfg.Region)
+	st, err := store.Open(ctx, store.Config{Conn: nc, Replicas: cfg.Replicas, Logger: log.With("component", "store"),
+		Inject: inject, Process: process})
 	if err != nil {
 		return fail(err)
 	}
@@ -88,7 +94,8 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	if err != nil {
 		return fail(err)
 	}
-	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: log, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential}
+	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: log, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential,
+		Telemetry: cfg.Telemetry}
 	if cfg.Secrets != nil {
 		in.Secrets, err = secrets.NewCache(secrets.CacheConfig{
 			Provider: cfg.Secrets, Names: secretNames, Refresh: cfg.SecretRefresh,
@@ -105,6 +112,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	if cfg.PartnerURL != "" && in.Secrets != nil {
 		client, err := partner.NewClient(partner.ClientConfig{
 			URL: cfg.PartnerURL, Secrets: partnerSecrets{in.Secrets}, Logger: log.With("component", "partner-client"),
+			HTTPClient: &http.Client{Transport: cfg.Telemetry.Transport(partnerTransport(), "partner", cfg.Region)},
 		})
 		if err != nil {
 			return fail(err)
@@ -134,4 +142,11 @@ func (in *Instance) Serve(ctx context.Context, ln net.Listener) error {
 		go in.Secrets.Run(refreshCtx)
 	}
 	return in.Stamp.Serve(ctx, ln)
+}
+
+// partnerTransport is the connection pool of an instance's partner client.
+func partnerTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	return tr
 }

@@ -27,6 +27,8 @@ func (d *Deployment) opsRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /ops/regions", h(d.listRegions))
 	mux.Handle("POST /ops/regions", h(d.postRegion))
 	mux.Handle("DELETE /ops/regions/{name}", h(d.deleteRegion))
+	mux.Handle("GET /ops/traces/{id}", d.tel.Sink().TraceHandler())
+	mux.Handle("GET /metrics", d.tel.MetricsHandler())
 }
 
 func isLoopback(remote string) bool {

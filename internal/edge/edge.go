@@ -18,6 +18,7 @@ import (
 
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // Headers the edge reads or sets.
@@ -76,14 +77,18 @@ type Config struct {
 	// stamps refuse API traffic without it. Empty: none is sent (and a
 	// client's is still removed).
 	Credential string
-	Logger     *slog.Logger // nil: discard
+	// Telemetry records the edge's traces and metrics and carries the
+	// trace context to the stamps; nil: none.
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger // nil: discard
 }
 
 // Edge is the global entry point.
 type Edge struct {
 	cfg    Config
 	log    *slog.Logger
-	client *http.Client
+	client *http.Client // proxied requests, traced
+	probes *http.Client // health probes, untraced
 	limits *limiter
 
 	mu        sync.Mutex // guards the fields below and pops' maps
@@ -195,9 +200,11 @@ func New(cfg Config) (*Edge, error) {
 		limits: newLimiter(cfg.ClientRate, cfg.ClientBurst),
 		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, pops: map[string]*pop{}, redirects: map[string][]string{},
 		client: &http.Client{
-			Transport:     &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout},
+			Transport: cfg.Telemetry.Transport(&http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout},
+				"stamp", "global"),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+		probes: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}},
 	}
 	for _, r := range cfg.POPs {
 		e.pops[r] = &pop{region: r, state: map[string]*stampState{}}
@@ -395,7 +402,7 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 // fetchHealth reads a stamp's /health/stamp: its verdict and why.
 func (e *Edge) fetchHealth(ctx context.Context, addr string) (Health, string) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/health/stamp", nil)
-	resp, err := e.client.Do(req)
+	resp, err := e.probes.Do(req)
 	if err != nil {
 		return Unhealthy, "probe failed: " + err.Error()
 	}
@@ -497,7 +504,8 @@ func (e *Edge) popFor(r *http.Request) (*pop, error) {
 // Handler serves API traffic: each request through its client's POP to
 // the chosen stamp, retried once elsewhere when it is idempotent.
 func (e *Edge) Handler() http.Handler {
-	return httpapi.Chain(httpapi.Handle(e.log, e.serve), httpapi.RequestIDs, httpapi.Recover(e.log))
+	traced := e.cfg.Telemetry.Middleware("edge", "global", httpapi.Flow)(httpapi.Handle(e.log, e.serve))
+	return httpapi.Chain(traced, httpapi.RequestIDs, httpapi.Recover(e.log))
 }
 
 // hopHeaders are connection-level headers a proxy must not forward.

@@ -13,7 +13,10 @@ import (
 func (s *Stamp) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.routes(mux)
-	return httpapi.Chain(problemFallback(mux, s),
+	// Telemetry wraps the mux (through problemFallback, which passes the
+	// same request on) so that it sees the matched route pattern.
+	traced := s.cfg.Telemetry.Middleware("stamp", s.cfg.Region, httpapi.Flow)(problemFallback(mux, s))
+	return httpapi.Chain(traced,
 		httpapi.RequestIDs,
 		httpapi.ServedRegion(s.cfg.Region),
 		httpapi.AccessLog(s.log),
@@ -29,6 +32,7 @@ func (s *Stamp) routes(mux *http.ServeMux) {
 	mux.Handle("GET /health/live", health.LiveHandler())
 	mux.Handle("GET /health/ready", health.ReadyHandler(s.Ready))
 	mux.Handle("GET /health/stamp", s.prober.StampHandler())
+	mux.Handle("GET /metrics", s.cfg.Telemetry.MetricsHandler())
 
 	mux.Handle("GET /api/products", h(s.listProducts))
 	mux.Handle("GET /api/products/{id}", h(s.getProduct))

@@ -21,6 +21,7 @@ import (
 	"github.com/contoso/shoes/internal/readmodel"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/telemetry"
 	"github.com/contoso/shoes/internal/worker"
 )
 
@@ -55,6 +56,8 @@ type Config struct {
 	// AdvertiseURL is where the edge reaches this instance; zero: the
 	// listener's address.
 	AdvertiseURL string
+	// Telemetry records the stamp's traces and metrics; nil: none.
+	Telemetry *telemetry.Telemetry
 	// EdgeCredential is the per-deployment credential the edge adds to
 	// every request (httpapi.HeaderEdgeCredential); /api/... requests
 	// without it get 403. Empty: the API is open to anyone who can reach

@@ -118,13 +118,23 @@ func (s *Store) SubmitCanary(ctx context.Context, c Canary) error {
 	return s.submit(ctx, subjectCanary+c.Region, c.ID, c)
 }
 
+// message is a stream message carrying the trace context of ctx.
+func (s *Store) message(ctx context.Context, subject string, data []byte) *nats.Msg {
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	if s.cfg.Inject != nil {
+		s.cfg.Inject(ctx, msg.Header)
+	}
+	return msg
+}
+
 func (s *Store) submit(ctx context.Context, subject, id string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", subject, err)
 	}
+	msg := s.message(ctx, subject, b)
 	_, err = retrying(ctx, s, func(ctx context.Context) (*jetstream.PubAck, error) {
-		return s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b}, jetstream.WithMsgID(id))
+		return s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
 	})
 	if err != nil {
 		return shop.Unavailable("the write could not be queued; retry later", fmt.Errorf("submit %s: %w", subject, err))

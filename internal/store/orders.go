@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso/shoes/internal/shop"
@@ -275,8 +274,9 @@ func (s *Store) CreateOrder(ctx context.Context, o shop.Order) error {
 // Acknowledged means the stream has it on a quorum of regions.
 func (s *Store) SubmitOrder(ctx context.Context, o shop.Order) error {
 	b, _ := json.Marshal(o)
+	msg := s.message(ctx, subjectOrder, b)
 	_, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.PubAck, error) {
-		return s.js.PublishMsg(ctx, &nats.Msg{Subject: subjectOrder, Data: b}, jetstream.WithMsgID(o.ID))
+		return s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(o.ID))
 	})
 	if err != nil {
 		return shop.Unavailable("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("submit order %s: %w", o.ID, err))

@@ -200,9 +200,14 @@ func (s *Store) consume(ctx context.Context, poisoned func(error) bool, concurre
 					}
 				}
 			}()
-			err := handle(ctx, msg)
-			close(working)
 			subj := msg.Subject()
+			end := func(error) {}
+			if s.cfg.Process != nil {
+				ctx, end = s.cfg.Process(ctx, subj, msg.Headers())
+			}
+			err := handle(ctx, msg)
+			end(err)
+			close(working)
 			switch {
 			case err == nil:
 				if aerr := msg.DoubleAck(ctx); aerr != nil {
@@ -256,4 +261,23 @@ func (s *Store) drain(ccs ...jetstream.ConsumeContext) {
 			cc.Stop()
 		}
 	}
+}
+
+// QueueAge reports a work-queue stream's backlog: how many messages wait
+// and how long the oldest has waited (acknowledged messages leave the
+// stream, so its first message is the oldest unprocessed one). stream is
+// StreamWrites or StreamOrders.
+func (s *Store) QueueAge(ctx context.Context, stream string) (age time.Duration, pending uint64, err error) {
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue age %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue age %s: %w", stream, err)
+	}
+	if info.State.Msgs == 0 {
+		return 0, 0, nil
+	}
+	return time.Since(info.State.FirstTime), info.State.Msgs, nil
 }

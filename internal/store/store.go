@@ -48,6 +48,13 @@ type Config struct {
 	// election or a lost region; zero: 8 s, below the edge's 10 s per
 	// attempt, so the edge hears 503 in time to retry elsewhere.
 	WriteBudget time.Duration
+	// Inject writes the trace context of ctx into the headers of a message
+	// put on a stream; Process wraps the handling of a delivered message
+	// (a consumer span continuing the producer's trace) and returns the
+	// context to handle it in and a function that ends it with the
+	// outcome. Nil: no tracing through the streams.
+	Inject  func(ctx context.Context, h nats.Header)
+	Process func(ctx context.Context, subject string, h nats.Header) (context.Context, func(error))
 	// OpTimeout bounds one attempt of one store call; zero: 5 s.
 	OpTimeout time.Duration
 }

@@ -28,6 +28,10 @@ const (
 // RouteUnmatched is the http.route of a request that no pattern matched.
 const RouteUnmatched = "unmatched"
 
+// HeaderTraceID carries the trace id of a request back to its client, so a
+// support request can name the trace (GET /ops/traces/{id}).
+const HeaderTraceID = "X-Trace-Id"
+
 // Middleware returns server middleware for one component in one region.
 //
 // For each request it extracts W3C trace context from the headers, starts a
@@ -66,6 +70,7 @@ func (t *Telemetry) Middleware(component, region string, flowOf func(pattern str
 					attribute.String(AttrRegion, region),
 					attribute.String(AttrComponent, component),
 				))
+			w.Header().Set(HeaderTraceID, span.SpanContext().TraceID().String())
 			sw := &statusWriter{ResponseWriter: w}
 			inner := r.WithContext(ctx)
 			finished := false

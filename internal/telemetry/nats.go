@@ -2,9 +2,13 @@ package telemetry
 
 import (
 	"context"
+	"strings"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // NATSCarrier adapts NATS message headers to a propagation.TextMapCarrier.
@@ -51,4 +55,42 @@ func ExtractNATS(ctx context.Context, p propagation.TextMapPropagator, h nats.He
 		p = defaultPropagator
 	}
 	return p.Extract(ctx, NATSCarrier(h))
+}
+
+// StreamHooks are the functions a store takes to trace work through its
+// streams: Inject puts the trace context into a published message's
+// headers; Process starts a consumer span for a delivered message,
+// continuing the publisher's trace, and returns the context to handle the
+// message in and a function that ends the span with the outcome. On a nil
+// *Telemetry both are nil (no tracing).
+func (t *Telemetry) StreamHooks(component, region string) (
+	inject func(context.Context, nats.Header),
+	process func(context.Context, string, nats.Header) (context.Context, func(error)),
+) {
+	if t == nil {
+		return nil, nil
+	}
+	tracer := t.Tracer("github.com/contoso/shoes/internal/store")
+	inject = func(ctx context.Context, h nats.Header) { InjectNATS(ctx, t.Propagator(), h) }
+	process = func(ctx context.Context, subject string, h nats.Header) (context.Context, func(error)) {
+		ctx = ExtractNATS(ctx, t.Propagator(), h)
+		ctx, span := tracer.Start(ctx, "process "+subjectKind(subject), trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject),
+				attribute.String(AttrRegion, region), attribute.String(AttrComponent, component)))
+		return ctx, func(err error) {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}
+	}
+	return inject, process
+}
+
+// subjectKind names a subject without its ids ("writes.comment.x" ->
+// "writes.comment"), so span names stay few.
+func subjectKind(subject string) string {
+	parts := strings.SplitN(subject, ".", 3)
+	return strings.Join(parts[:min(len(parts), 2)], ".")
 }
