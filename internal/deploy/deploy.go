@@ -96,10 +96,11 @@ type region struct {
 
 // instance is one running instance of a region's stamp.
 type instance struct {
-	stamp  *stamp.Stamp
-	url    string
-	cancel context.CancelFunc
-	done   chan error
+	stamp   *stamp.Stamp
+	partner *partner.Client // nil when it processes no orders
+	url     string
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 func (r *region) primary() *instance {
@@ -324,7 +325,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 		return nil, fmt.Errorf("listen stamp %s: %w", r.name, err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	in := &instance{stamp: built.Stamp, url: "http://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
+	in := &instance{stamp: built.Stamp, partner: built.Partner, url: "http://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
 	go func() { in.done <- built.Serve(runCtx, ln) }()
 	d.mu.Lock()
 	r.instances = append(r.instances, in)
@@ -551,3 +552,7 @@ func (d *Deployment) KillRegion(name string) error {
 	}
 	return nil
 }
+
+// Network is the simulated network between the regions, for fault
+// injection: cut, slow or heal a link.
+func (d *Deployment) Network() *netsim.Network { return d.net }

@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/telemetry"
@@ -35,8 +37,9 @@ type EdgeConfig struct {
 
 // EdgeService is a global entry point connected to the stamps registry.
 type EdgeService struct {
-	Edge *edge.Edge
-	nc   *nats.Conn
+	Edge  *edge.Edge
+	Store *store.Store // the edge's own store connection: the registry, and the queues operators watch
+	nc    *nats.Conn
 }
 
 // NewEdge connects to the store and builds an edge that follows the
@@ -80,7 +83,7 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &EdgeService{Edge: e, nc: nc}, nil
+	return &EdgeService{Edge: e, Store: st, nc: nc}, nil
 }
 
 // Run probes and follows the registry until ctx is done, then closes the
@@ -114,7 +117,9 @@ func AdminOnly(v *auth.Verifier, trustLoopback bool, log *slog.Logger) httpapi.M
 
 // frontDoor is the edge and the operations address of a deployment.
 type frontDoor struct {
+	model  *health.Evaluator
 	edge   *edge.Edge
+	store  *store.Store
 	cancel context.CancelFunc
 	done   chan struct{}
 	listeners
@@ -149,11 +154,23 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	fd := &frontDoor{edge: svc.Edge, done: make(chan struct{}), listeners: listeners{log: d.log}}
+	fd := &frontDoor{edge: svc.Edge, store: svc.Store, done: make(chan struct{}), listeners: listeners{log: d.log}}
 	runCtx, stop := context.WithCancel(context.Background())
 	fd.cancel = stop
-	go func() { svc.Run(runCtx); close(fd.done) }()
 	d.front = fd
+	model, err := d.startHealthModel()
+	if err != nil {
+		stop()
+		return err
+	}
+	fd.model = model
+	go func() {
+		var wg sync.WaitGroup
+		wg.Go(func() { svc.Run(runCtx) })
+		wg.Go(func() { model.Run(runCtx) })
+		wg.Wait()
+		close(fd.done)
+	}()
 	opsHandler, err := d.opsHandler()
 	if err != nil {
 		fd.close()

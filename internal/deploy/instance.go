@@ -53,7 +53,8 @@ type InstanceConfig struct {
 // Instance is a stamp instance, built and connected, not yet serving.
 type Instance struct {
 	Stamp   *stamp.Stamp
-	Secrets *secrets.Cache // nil without InstanceConfig.Secrets
+	Secrets *secrets.Cache  // nil without InstanceConfig.Secrets
+	Partner *partner.Client // nil when this instance processes no orders
 	nc      *nats.Conn
 }
 
@@ -118,11 +119,15 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 			return fail(err)
 		}
 		scfg.Partner = client
-		scfg.Checks = append(scfg.Checks, health.Check{Name: "partner", Impact: health.Degraded, Run: func(context.Context) (string, error) {
+		in.Partner = client
+		scfg.Checks = append(scfg.Checks, health.Check{Name: "partner", Impact: health.Degraded, Run: func(ctx context.Context) (string, error) {
 			if state := client.BreakerState(); state != "closed" {
 				return "circuit breaker " + state, fmt.Errorf("partner calls are failing: %w", health.ErrDegraded)
 			}
-			return "circuit breaker closed", nil
+			if err := client.Ping(ctx); err != nil {
+				return "circuit breaker closed; ping failed", fmt.Errorf("%w: %w", err, health.ErrDegraded)
+			}
+			return "circuit breaker closed; ping ok", nil
 		}})
 	}
 	if in.Stamp, err = stamp.New(scfg); err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/slo"
 )
 
 // opsHandler is the operations address: every /ops/... route, behind the
@@ -29,6 +30,8 @@ func (d *Deployment) opsRoutes(mux *http.ServeMux) {
 	mux.Handle("DELETE /ops/regions/{name}", h(d.deleteRegion))
 	mux.Handle("GET /ops/traces/{id}", d.tel.Sink().TraceHandler())
 	mux.Handle("GET /metrics", d.tel.MetricsHandler())
+	mux.Handle("GET /ops/health", d.front.model.Handler())
+	mux.Handle("GET /ops/slo", h(d.sloStatus))
 }
 
 func isLoopback(remote string) bool {
@@ -65,5 +68,10 @@ func (d *Deployment) deleteRegion(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	httpapi.WriteJSON(w, http.StatusOK, info)
+	return nil
+}
+
+func (d *Deployment) sloStatus(w http.ResponseWriter, r *http.Request) error {
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"slos": slo.Evaluate(d.tel.Sink(), slo.Default())})
 	return nil
 }

@@ -941,7 +941,9 @@ func TestDefaultModelFaults(t *testing.T) {
 			set: map[string]float64{region("stamp.drained", "eastus"): 1, region("stamp.routable_pops", "eastus"): 0,
 				region("stamp.drained", "westeurope"): 1, region("stamp.routable_pops", "westeurope"): 0},
 			want: map[string]Status{
-				"regions": U, "regions.browse": U, "flow.browse": U, "flow.comment": U, "flow.checkout": U, "system": U,
+				// The redundancy is gone (the system is unhealthy); the flows
+				// are still served by the one region left.
+				"regions": U, "regions.browse": D, "flow.browse": D, "flow.comment": D, "flow.checkout": D, "system": U,
 			},
 			reasons: map[string]string{"regions": "1 of 3 regions healthy, 2 needed; caused by region.eastus, region.westeurope"},
 			healthy: []string{"region.northeurope", "links", "component.edge"},

@@ -353,6 +353,30 @@ func partnerDetail(body io.Reader, redact *strings.Replacer) string {
 	return s
 }
 
+// Ping asks the partner whether it is up (GET /v1/health beside the
+// notification endpoint), outside the retry and breaker policies, so that
+// a health check sees an outage before an order meets it. ctx bounds it.
+func (c *Client) Ping(ctx context.Context) error {
+	u := c.url
+	if i := strings.LastIndex(u, "/"); i >= 0 {
+		u = u[:i] + "/health"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("ping partner: %w", err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("ping partner: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ping partner: %s", resp.Status)
+	}
+	return nil
+}
+
 // BreakerState returns "closed", "open" or "half-open", for health checks
 // and metrics. An open breaker whose delay has passed reports "half-open":
 // the next call is let through as the trial.

@@ -114,6 +114,9 @@ func (s *StandIn) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/orders", s.faults(httpapi.Handle(s.log, s.postOrder)))
 	mux.Handle("GET /v1/orders", s.faults(httpapi.Handle(s.log, s.listOrders)))
+	mux.Handle("GET /v1/health", s.faults(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})))
 	mux.Handle("GET /v1/mode", httpapi.Handle(s.log, s.getMode))
 	mux.Handle("PUT /v1/mode", httpapi.Handle(s.log, s.putMode))
 	return httpapi.Chain(mux, httpapi.RequestIDs, httpapi.Recover(s.log))
