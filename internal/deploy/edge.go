@@ -15,6 +15,7 @@ import (
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/telemetry"
 )
@@ -117,11 +118,12 @@ func AdminOnly(v *auth.Verifier, trustLoopback bool, log *slog.Logger) httpapi.M
 
 // frontDoor is the edge and the operations address of a deployment.
 type frontDoor struct {
-	model  *health.Evaluator
-	edge   *edge.Edge
-	store  *store.Store
-	cancel context.CancelFunc
-	done   chan struct{}
+	dashboard *ops.Dashboard // its event streams end before the ops listener shuts down
+	model     *health.Evaluator
+	edge      *edge.Edge
+	store     *store.Store
+	cancel    context.CancelFunc
+	done      chan struct{}
 	listeners
 	edgeURL string
 	opsURL  string
@@ -191,6 +193,9 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 }
 
 func (fd *frontDoor) close() {
+	if fd.dashboard != nil {
+		fd.dashboard.Close()
+	}
 	fd.shutdown()
 	fd.cancel()
 	<-fd.done

@@ -6,6 +6,7 @@ import (
 
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/slo"
 )
 
@@ -17,6 +18,12 @@ func (d *Deployment) opsHandler() (http.Handler, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
+	dash, err := ops.NewDashboard(ops.Config{Snapshot: d.snapshot, Logger: d.log.With("component", "dashboard")})
+	if err != nil {
+		return nil, err
+	}
+	d.front.dashboard = dash
+	dash.Routes(mux)
 	d.opsRoutes(mux)
 	return httpapi.Chain(mux, httpapi.RequestIDs, httpapi.Recover(d.log), AdminOnly(verifier, d.cfg.OpsTrustLoopback, d.log)), nil
 }

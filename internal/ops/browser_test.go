@@ -1,0 +1,290 @@
+package ops
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/contoso/shoes/internal/ops/opstest"
+	"github.com/contoso/shoes/internal/shop"
+)
+
+// envScreenshotDir, when set, is a folder the browser tests also save
+// their screenshots to.
+const envScreenshotDir = "CONTOSO_SCREENSHOT_DIR"
+
+// Computed colours of the states, as the style sheet defines them.
+const (
+	green = "rgb(22, 163, 74)"
+	amber = "rgb(217, 119, 6)"
+	red   = "rgb(220, 38, 38)"
+	grey  = "rgb(107, 114, 128)"
+)
+
+// openDashboard starts a server and a browser and loads the dashboard,
+// waiting for the first snapshot to be rendered.
+func openDashboard(t *testing.T, live *liveSnapshot) context.Context {
+	t.Helper()
+	ts := newTestServer(t, live, 100*time.Millisecond)
+	ctx := opstest.Browser(t) // after the server: its cleanup closes the browser first
+	// Without the slash: the browser follows the redirect.
+	if err := chromedp.Do(ctx, chromedp.Navigate(ts.URL+"/ops/dashboard")); err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+	waitFor(t, ctx, `document.querySelectorAll("[data-region]").length > 0 && document.getElementById("conn").dataset.conn === "live"`, 10*time.Second)
+	return ctx
+}
+
+func waitFor(t *testing.T, ctx context.Context, expr string, timeout time.Duration) {
+	t.Helper()
+	if err := opstest.WaitFor(ctx, expr, timeout); err != nil {
+		html, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("main").outerHTML`))
+		t.Fatalf("%v\npage:\n%.4000s", err, html)
+	}
+}
+
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+func assertNoConsoleErrors(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if errs := opstest.ConsoleErrors(ctx); len(errs) > 0 {
+		t.Errorf("the page reported %d errors:\n%s", len(errs), strings.Join(errs, "\n"))
+	}
+}
+
+// saveScreenshot saves a full-page screenshot to the test's temporary
+// folder, and to CONTOSO_SCREENSHOT_DIR when that is set.
+func saveScreenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := opstest.Screenshot(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := png.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("screenshot is not a PNG: %v", err)
+	}
+	height := eval[float64](t, ctx, `document.documentElement.scrollHeight`)
+	if cfg.Width < 1000 || float64(cfg.Height) < height-1 {
+		t.Errorf("screenshot is %dx%d, want the whole page (%v px high)", cfg.Width, cfg.Height, height)
+	}
+	if dir := os.Getenv(envScreenshotDir); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Errorf("save screenshot to %s: %v", envScreenshotDir, err)
+		}
+	}
+}
+
+func TestBrowserShowsSnapshot(t *testing.T) {
+	want := fixture()
+	ctx := openDashboard(t, newLiveSnapshot())
+
+	type card struct {
+		Region, State, Heading string
+		Stamps                 []string
+	}
+	cards := eval[[]card](t, ctx, `[...document.querySelectorAll("[data-region]")].map(e => ({
+		Region: e.dataset.region, State: e.dataset.state, Heading: e.querySelector("h3").textContent,
+		Stamps: [...e.querySelectorAll("[data-stamp]")].map(s => s.dataset.stamp)}))`)
+	var wantCards []card
+	for _, r := range want.Regions {
+		c := card{Region: r.Name, State: r.State, Heading: r.Name}
+		for _, s := range r.Stamps {
+			c.Stamps = append(c.Stamps, s.ID)
+		}
+		wantCards = append(wantCards, c)
+	}
+	if !reflect.DeepEqual(cards, wantCards) {
+		t.Errorf("region cards\n got %+v\nwant %+v", cards, wantCards)
+	}
+
+	for _, tc := range []struct{ stamp, state, colour string }{
+		{"we-1", StateHealthy, green},
+		{"ne-2", StateDegraded, amber},
+		{"eus-1", StateDrained, red},
+	} {
+		type stamp struct{ State, Colour, Class string }
+		got := eval[stamp](t, ctx, fmt.Sprintf(`(e => ({State: e.dataset.state, Colour: getComputedStyle(e).backgroundColor, Class: e.className}))(document.querySelector('[data-stamp=%q]'))`, tc.stamp))
+		if got.State != tc.state || got.Colour != tc.colour || !strings.Contains(got.Class, "state-"+tc.state) {
+			t.Errorf("stamp %s: %+v, want state %s in %s", tc.stamp, got, tc.state, tc.colour)
+		}
+	}
+
+	pops := eval[[]string](t, ctx, `[...document.querySelectorAll("[data-pop]")].map(e => e.textContent)`)
+	if len(pops) != 3 || !strings.Contains(pops[1], "POP northeurope → northeurope, westeurope") || !strings.Contains(pops[2], "fail-open") {
+		t.Errorf("POP lines %q", pops)
+	}
+
+	system := eval[[]string](t, ctx, `[document.getElementById("system").dataset.state, document.getElementById("system-reason").textContent]`)
+	if system[0] != want.Health.State || system[1] != want.Health.Reason {
+		t.Errorf("header shows %q, want %s: %s", system, want.Health.State, want.Health.Reason)
+	}
+
+	nodes := eval[map[string]string](t, ctx, `Object.fromEntries([...document.querySelectorAll("[data-entity]")].map(e => [e.dataset.entity, e.dataset.state]))`)
+	if wantNodes := healthIDs(want.Health); !reflect.DeepEqual(nodes, wantNodes) {
+		t.Errorf("health nodes\n got %v\nwant %v", nodes, wantNodes)
+	}
+	// A degraded component is open with its signals; a healthy one under a
+	// flow is closed until the operator opens it.
+	if n := eval[int](t, ctx, `document.querySelectorAll('[data-entity="component:orders"] > details[open] [data-signal]').length`); n != 2 {
+		t.Errorf("degraded component shows %d signals, want 2", n)
+	}
+	if eval[bool](t, ctx, `document.querySelector('[data-entity="component:catalog"] > details').open`) {
+		t.Error("healthy component is open")
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-entity="component:catalog"] > details > summary`))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, `document.querySelector('[data-entity="component:catalog"] [data-signal="p99 ms"]').checkVisibility()`, 5*time.Second)
+
+	if c := eval[string](t, ctx, `getComputedStyle(document.querySelector('[data-entity="dependency:payments"] .light')).backgroundColor`); c != grey {
+		t.Errorf("unknown dependency's light is %s, want %s", c, grey)
+	}
+
+	slo := eval[[]string](t, ctx, `[...document.querySelectorAll("tr.firing")].map(e => e.dataset.slo + ": " + e.querySelector(".alert").textContent)`)
+	if !reflect.DeepEqual(slo, []string{"checkout-availability: checkout-availability fast burn"}) {
+		t.Errorf("firing SLOs %q", slo)
+	}
+	if bad := eval[string](t, ctx, `getComputedStyle(document.querySelector('[data-slo="checkout-availability"] [data-window="5m"]')).backgroundColor`); bad != red {
+		t.Errorf("burning window is %s, want %s", bad, red)
+	}
+
+	// Data is text, never markup.
+	msg := eval[string](t, ctx, `document.querySelector("#errors tbody tr .message").textContent`)
+	if msg != hostileMessage {
+		t.Errorf("error message shown as %q, want %q", msg, hostileMessage)
+	}
+	if eval[bool](t, ctx, `document.querySelector("#errors img, #errors b") !== null || window.pwned !== undefined`) {
+		t.Error("an error message was inserted as markup")
+	}
+
+	assertNoConsoleErrors(t, ctx)
+	saveScreenshot(t, ctx, "dashboard.png")
+}
+
+func TestBrowserDrainedStampTurnsRed(t *testing.T) {
+	live := newLiveSnapshot()
+	ctx := openDashboard(t, live)
+	const stamp = `document.querySelector('[data-stamp="we-2"]')`
+	if c := eval[string](t, ctx, `getComputedStyle(`+stamp+`).backgroundColor`); c != green {
+		t.Fatalf("healthy stamp is %s, want %s", c, green)
+	}
+	// A reload would lose this mark: the change must come over the stream.
+	eval[chromedp.Void](t, ctx, `window.sameDocument = true`)
+
+	live.update(t, func(s *Snapshot) {
+		s.Regions[0].Stamps[1].State = StateDrained
+		s.Regions[0].Stamps[1].Reason = "drained by an operator"
+	})
+	waitFor(t, ctx, `(e => e && e.dataset.state === "drained" && e.classList.contains("state-drained") && getComputedStyle(e).backgroundColor === "`+red+`")(`+stamp+`)`, 5*time.Second)
+
+	if !eval[bool](t, ctx, `window.sameDocument === true`) {
+		t.Error("the page reloaded instead of updating live")
+	}
+	if c := eval[string](t, ctx, `getComputedStyle(document.querySelector('[data-stamp="we-1"]')).backgroundColor`); c != green {
+		t.Errorf("the other stamp turned %s", c)
+	}
+	assertNoConsoleErrors(t, ctx)
+	saveScreenshot(t, ctx, "dashboard-drained.png")
+}
+
+func TestBrowserTraceWaterfall(t *testing.T) {
+	ctx := openDashboard(t, newLiveSnapshot())
+	if n := eval[int](t, ctx, `document.querySelectorAll("#errors tbody tr:not([data-trace]) a").length`); n != 0 {
+		t.Errorf("%d links in rows without a trace", n)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#errors tr[data-trace="`+traceID+`"] td.time`))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, `document.querySelectorAll("#waterfall [data-span-id]").length === 4`, 5*time.Second)
+
+	type row struct {
+		ID, Label, Colour string
+		Left, Width       float64 // of the bar, as a share of the track
+	}
+	rows := eval[[]row](t, ctx, `[...document.querySelectorAll("#waterfall [data-span-id]")].map(e => {
+		const bar = e.querySelector(".span-bar").getBoundingClientRect();
+		const track = e.querySelector(".span-track").getBoundingClientRect();
+		return {ID: e.dataset.spanId, Label: e.querySelector(".span-label").textContent,
+			Colour: getComputedStyle(e.querySelector(".span-bar")).backgroundColor,
+			Left: (bar.left - track.left) / track.width, Width: bar.width / track.width};
+	})`)
+	want := []struct {
+		id, name, region string
+		left, width      float64
+		isError          bool
+	}{ // parents before children, siblings by start
+		{"s1", "POST /api/orders", "westeurope", 0, 1, true},
+		{"s2", "proxy to northeurope", "westeurope", 0.05, 0.9, false},
+		{"s3", "reserve inventory", "northeurope", 0.1, 0.2, false},
+		{"s4", "charge payment", "northeurope", 0.5, 0.4, true},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows, want %d", len(rows), len(want))
+	}
+	for i, w := range want {
+		r := rows[i]
+		if r.ID != w.id || !strings.Contains(r.Label, w.name) || !strings.Contains(r.Label, w.region) {
+			t.Errorf("row %d: %+v, want span %s labelled %q in %s", i, r, w.id, w.name, w.region)
+		}
+		if math.Abs(r.Left-w.left) > 0.01 || math.Abs(r.Width-w.width) > 0.01 {
+			t.Errorf("span %s: bar at %.3f wide %.3f, want %.3f wide %.3f", w.id, r.Left, r.Width, w.left, w.width)
+		}
+		if (r.Colour == red) != w.isError {
+			t.Errorf("span %s: colour %s, error %v", w.id, r.Colour, w.isError)
+		}
+	}
+	if h := eval[string](t, ctx, `location.hash`); h != "#trace/"+traceID {
+		t.Errorf("location.hash %q", h)
+	}
+	saveScreenshot(t, ctx, "dashboard-trace.png")
+
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("trace-close"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, `document.getElementById("trace-panel").hidden && location.hash === ""`, 5*time.Second)
+	assertNoConsoleErrors(t, ctx)
+}
+
+// TestBrowserSnapshotError: an "error" event shows the problem and keeps
+// the stream (and the last snapshot) up; the next snapshot clears it.
+func TestBrowserSnapshotError(t *testing.T) {
+	live := newLiveSnapshot()
+	ctx := openDashboard(t, live)
+
+	live.fail(shop.Unavailable("health model not evaluated yet", nil))
+	waitFor(t, ctx, `!document.getElementById("problem").hidden`, 5*time.Second)
+	type header struct{ Problem, Conn string }
+	got := eval[header](t, ctx, `({Problem: document.getElementById("problem").textContent, Conn: document.getElementById("conn").dataset.conn})`)
+	if got.Problem != "snapshot failed: health model not evaluated yet" || got.Conn != "live" {
+		t.Errorf("header during the failure: %+v", got)
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll("[data-region]").length`); n != 3 {
+		t.Errorf("%d region cards during the failure, want the last 3 kept", n)
+	}
+
+	live.fail(nil)
+	waitFor(t, ctx, `document.getElementById("problem").hidden`, 5*time.Second)
+	assertNoConsoleErrors(t, ctx)
+}
