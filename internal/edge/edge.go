@@ -93,6 +93,7 @@ type Edge struct {
 
 	mu        sync.Mutex // guards the fields below and pops' maps
 	stamps    map[string]StampInfo
+	seen      map[string]time.Time // when the registry last announced each stamp (every heartbeat)
 	pops      map[string]*pop
 	order     []string            // POP regions in the order they were added; the first serves clients without X-Client-Region
 	redirects map[string][]string // a removed POP's region -> the POPs its clients use instead, nearest first
@@ -198,7 +199,7 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e := &Edge{
 		limits: newLimiter(cfg.ClientRate, cfg.ClientBurst),
-		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, pops: map[string]*pop{}, redirects: map[string][]string{},
+		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, pops: map[string]*pop{}, redirects: map[string][]string{},
 		client: &http.Client{
 			Transport: cfg.Telemetry.Transport(&http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout},
 				"stamp", "global"),
@@ -305,6 +306,7 @@ func (e *Edge) apply(id string, s *StampInfo) {
 	defer e.mu.Unlock()
 	if s == nil {
 		delete(e.stamps, id)
+		delete(e.seen, id)
 		for _, p := range e.pops {
 			p.mu.Lock()
 			delete(p.state, id)
@@ -313,6 +315,7 @@ func (e *Edge) apply(id string, s *StampInfo) {
 		e.log.Info("stamp left the registry", "id", id)
 		return
 	}
+	e.seen[id] = time.Now()
 	if old, ok := e.stamps[id]; ok && old == *s {
 		return
 	}

@@ -61,6 +61,24 @@ func (e *Edge) Status() []POPStatus {
 	return out
 }
 
+// Heartbeats maps every stamp in the registry to its region and to when
+// the registry last announced it (each heartbeat does).
+func (e *Edge) Heartbeats() map[string]StampSeen {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]StampSeen, len(e.stamps))
+	for id, s := range e.stamps {
+		out[id] = StampSeen{Region: s.Region, At: e.seen[id]}
+	}
+	return out
+}
+
+// StampSeen is a stamp's last heartbeat as the edge saw it.
+type StampSeen struct {
+	Region string
+	At     time.Time
+}
+
 // Redirects maps the region of every removed POP to the POPs its clients
 // use instead, nearest first.
 func (e *Edge) Redirects() map[string][]string {
