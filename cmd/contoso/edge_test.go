@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +132,33 @@ func TestEdgeRefusesToStartWithoutWhatItNeeds(t *testing.T) {
 			t.Errorf("run(%q) = %v, want a configuration error", c.args, err)
 		}
 		_ = fmt.Sprint(err)
+	}
+}
+
+// `contoso health rules` writes rules Prometheus accepts: promtool checks
+// them when it is installed (CI installs Debian's prometheus package).
+func TestHealthRulesPassPromtool(t *testing.T) {
+	out := t.TempDir() + "/rules.yaml"
+	if err := run(t.Context(), []string{"health", "rules", "--out", out}, nil, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil || !strings.Contains(string(b), "ErrorBudgetFastBurn") || !strings.Contains(string(b), "RedundancyLost") {
+		t.Fatalf("rules file: %v\n%s", err, b)
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CONTOSO_REQUIRE_PROMTOOL") == "1" {
+			t.Fatal("promtool not installed (apt-get install prometheus)")
+		}
+		t.Skip("promtool not installed: apt-get install prometheus to check the rules")
+	}
+	if msg, err := exec.Command(promtool, "check", "rules", out).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, msg)
+	}
+	for _, args := range [][]string{{"health"}, {"health", "alerts"}, {"health", "rules", "--slos", "/nonexistent"}} {
+		if err := run(t.Context(), args, nil, io.Discard, io.Discard); err == nil {
+			t.Errorf("run(%q) = nil, want an error", args)
+		}
 	}
 }

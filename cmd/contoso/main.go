@@ -33,6 +33,7 @@ commands:
   stamp   run one region's stamp against an external NATS cluster
   edge    run the global entry point alone, following the stamps registry
   token   print a development bearer token
+  health  health tooling: 'health rules' writes the Prometheus SLO and alert rules
 
 Run 'contoso <command> -h' for a command's flags.
 `
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runEdge(ctx, rest, getenv, stdout, stderr)
 	case "token":
 		return runToken(rest, stdout, stderr)
+	case "health":
+		return runHealth(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
