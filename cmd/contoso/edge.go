@@ -31,12 +31,10 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 		replicas = fs.Int("replicas", 3, "replicas of the store assets")
 		rate     = fs.Float64("client-rate", 200, "requests per second each client may send")
 		burst    = fs.Int("client-burst", 400, "burst of each client's rate")
-		jwks     = fs.String("jwks", "", "JWKS of the token issuer for admin tokens: an https:// URL or a file; empty: the development issuer in -data")
-		issuer   = fs.String("issuer", auth.DevIssuer, "expected token issuer (iss) with -jwks")
-		audience = fs.String("audience", auth.DevAudience, "expected token audience (aud) with -jwks")
-		data     = fs.String("data", ".contoso", "data directory holding the development issuer key (without -jwks)")
+		tokens   issuerFlags // admin tokens for the operations endpoints
 	)
 	logs.register(fs)
+	tokens.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,7 +50,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	vcfg, err := verifierConfig(*jwks, *issuer, *audience, *data)
+	vcfg, err := tokens.config()
 	if err != nil {
 		return err
 	}

@@ -38,10 +38,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		replicas   = fs.Int("replicas", 3, "replicas of every store asset (3 in production, 1 for a single-server development cluster)")
 		seed       = fs.Bool("seed", true, "store the seed catalog if this deployment has never been seeded")
 		interval   = fs.Duration("probe-interval", time.Second, "health probe interval")
-		jwks       = fs.String("jwks", "", "JWKS of the token issuer: an https:// URL or a file; empty: the development issuer in -data")
-		issuer     = fs.String("issuer", auth.DevIssuer, "expected token issuer (iss) with -jwks")
-		audience   = fs.String("audience", auth.DevAudience, "expected token audience (aud) with -jwks")
-		data       = fs.String("data", ".contoso", "data directory holding the development issuer key (without -jwks)")
+		tokens     issuerFlags
 		secretsURL = fs.String("secrets", "", "URL of the secret-store service")
 		secretsDir = fs.String("secrets-dir", "", "directory of mounted secret files (one file per secret name); without -secrets, secrets also come from CONTOSO_SECRET_* variables")
 		refresh    = fs.Duration("secret-refresh", 30*time.Second, "how often secrets are refreshed")
@@ -49,6 +46,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		partnerURL = fs.String("partner", "", "the fulfilment partner's notification URL; empty: this stamp does not process orders")
 	)
 	logs.register(fs)
+	tokens.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,7 +57,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	vcfg, err := verifierConfig(*jwks, *issuer, *audience, *data)
+	vcfg, err := tokens.config()
 	if err != nil {
 		return err
 	}
@@ -97,6 +95,23 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": "http://" + ln.Addr().String()})
 	fmt.Fprintf(stdout, "%s\n", line)
 	return in.Serve(ctx, ln)
+}
+
+// issuerFlags say whose tokens a command accepts: an external issuer's
+// JWKS, or the development issuer in the data directory.
+type issuerFlags struct {
+	jwks, issuer, audience, data string
+}
+
+func (f *issuerFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.jwks, "jwks", "", "JWKS of the token issuer: an https:// URL or a file; empty: the development issuer in -data")
+	fs.StringVar(&f.issuer, "issuer", auth.DevIssuer, "expected token issuer (iss) with -jwks")
+	fs.StringVar(&f.audience, "audience", auth.DevAudience, "expected token audience (aud) with -jwks")
+	fs.StringVar(&f.data, "data", ".contoso", "data directory holding the development issuer key (without -jwks)")
+}
+
+func (f *issuerFlags) config() (auth.VerifierConfig, error) {
+	return verifierConfig(f.jwks, f.issuer, f.audience, f.data)
 }
 
 // verifierConfig builds the token verifier's configuration from the flags:
