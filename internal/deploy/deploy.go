@@ -546,9 +546,81 @@ func (d *Deployment) KillRegion(name string) error {
 	}
 	for _, in := range instances {
 		in.stamp.Crash()
+		<-in.done // Serve returns at once after a crash
 	}
+	d.mu.Lock()
+	r.instances = slices.DeleteFunc(r.instances, func(in *instance) bool { return slices.Contains(instances, in) })
+	d.mu.Unlock()
 	if r.node != nil {
 		r.node.Shutdown(false)
+	}
+	return nil
+}
+
+// ReviveRegion brings a killed region back: its store server on its old
+// ports and data (it rejoins and catches up), a new stamp instance, and its
+// POP once the stamp is ready.
+func (d *Deployment) ReviveRegion(ctx context.Context, name string) error {
+	d.mu.Lock()
+	r, ok := d.regions[name]
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("revive region: unknown region %q", name)
+	}
+	if r.node != nil && !r.node.Server().Running() {
+		if err := d.StartServer(name); err != nil {
+			return fmt.Errorf("revive region %s: %w", name, err)
+		}
+	}
+	d.mu.Lock()
+	serving := len(r.instances)
+	d.mu.Unlock()
+	if serving == 0 {
+		in, err := d.startInstance(ctx, r)
+		if err != nil {
+			return fmt.Errorf("revive region %s: %w", name, err)
+		}
+		if err := waitFor(ctx, "the revived stamp to be ready", in.stamp.Ready); err != nil {
+			return fmt.Errorf("revive region %s: %w", name, err)
+		}
+	}
+	d.front.edge.AddPOP(name)
+	return nil
+}
+
+// KillInstance crashes one stamp instance of a region (the newest), as a
+// lost process would; the region's other instances, if any, carry on.
+func (d *Deployment) KillInstance(name string) (string, error) {
+	d.mu.Lock()
+	r, ok := d.regions[name]
+	var in *instance
+	if ok && len(r.instances) > 0 {
+		in = r.instances[len(r.instances)-1]
+		r.instances = r.instances[:len(r.instances)-1]
+	}
+	d.mu.Unlock()
+	if in == nil {
+		return "", fmt.Errorf("kill instance: region %q has no running instance", name)
+	}
+	in.stamp.Crash()
+	<-in.done
+	return in.stamp.ID(), nil
+}
+
+// SetDrained drains (or restores) every stamp instance of a region.
+func (d *Deployment) SetDrained(name string, drained bool) error {
+	d.mu.Lock()
+	r, ok := d.regions[name]
+	var instances []*instance
+	if ok {
+		instances = slices.Clone(r.instances)
+	}
+	d.mu.Unlock()
+	if len(instances) == 0 {
+		return fmt.Errorf("drain: region %q has no running instance", name)
+	}
+	for _, in := range instances {
+		in.stamp.Prober().SetDrained(drained)
 	}
 	return nil
 }
