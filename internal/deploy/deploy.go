@@ -50,7 +50,10 @@ type Config struct {
 	// zero: the edge's defaults (200/s, burst 400).
 	EdgeClientRate  float64
 	EdgeClientBurst int
-	Network         netsim.Config
+	// EdgeNoRetry turns off the edge's retry of idempotent requests: a
+	// broken guarantee on purpose, for experiments that must catch it.
+	EdgeNoRetry bool
+	Network     netsim.Config
 	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
 	ProbeInterval time.Duration
 	// SecretRefresh is how often stamps refresh their secrets; zero: 30 s.

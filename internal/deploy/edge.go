@@ -32,6 +32,7 @@ type EdgeConfig struct {
 	Credential  string
 	ClientRate  float64
 	ClientBurst int
+	NoRetry     bool                 // see edge.Config.NoRetry
 	Telemetry   *telemetry.Telemetry // nil: none
 	Logger      *slog.Logger         // nil: discard
 }
@@ -77,6 +78,7 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 		ClientRate:  cfg.ClientRate,
 		ClientBurst: cfg.ClientBurst,
 		Credential:  cfg.Credential,
+		NoRetry:     cfg.NoRetry,
 		Telemetry:   cfg.Telemetry,
 		Logger:      cfg.Logger.With("component", "edge"),
 	})
@@ -150,6 +152,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		Credential:  d.edgeCred,
 		ClientRate:  d.cfg.EdgeClientRate,
 		ClientBurst: d.cfg.EdgeClientBurst,
+		NoRetry:     d.cfg.EdgeNoRetry,
 		Telemetry:   d.tel,
 		Logger:      d.log,
 	})

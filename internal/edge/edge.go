@@ -64,6 +64,9 @@ type Config struct {
 	// instead of flapping the routing; zero FlapWindow: 1 min.
 	Rise       int
 	FlapWindow time.Duration
+	// NoRetry turns the retry of idempotent requests off. Only to prove,
+	// in experiments, that the retry is what keeps failovers invisible.
+	NoRetry bool
 	// Timeout bounds one proxied attempt; zero: 10 s.
 	Timeout time.Duration
 	// ClientRate and ClientBurst limit each client (by remote address) to
@@ -546,7 +549,7 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 	resp, err := e.forward(r, addrs[primary], body)
 	failed := attemptFailed(resp, err)
 	e.report(p, primary, failed)
-	if failed && retryable && retry != "" && r.Context().Err() == nil {
+	if failed && retryable && !e.cfg.NoRetry && retry != "" && r.Context().Err() == nil {
 		if resp != nil {
 			resp.Body.Close()
 		}

@@ -1,0 +1,191 @@
+// Package verify runs experiments against a deployment and judges them:
+// each experiment puts a launch-day load on the edge, injects one fault
+// through the operations API at a set time, watches the health model and
+// the edge's routing meanwhile, and then checks expectations: SLO gates per
+// flow (percentiles and error ratios, never averages), which health entity
+// reaches which state within how long and which must never turn
+// unhealthy, how fast the faulted region leaves rotation, and what the data
+// must look like after the heal (no failed idempotent request, every
+// accepted order final, nothing oversold). The verdicts are rows of
+// experiment, expectation, measured value and pass or fail.
+package verify
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Experiment is one fault under load with its expectations.
+type Experiment struct {
+	Name     string   `yaml:"name" json:"name"`
+	Profiles []string `yaml:"profiles" json:"profiles"`
+	Load     Load     `yaml:"load" json:"load"`
+	Fault    Fault    `yaml:"fault" json:"fault"`
+	Expect   Expect   `yaml:"expect" json:"expect"`
+}
+
+// Load is the experiment's load profile: 0 to Rate requests/s over Ramp,
+// then Rate for Hold.
+type Load struct {
+	Rate float64  `yaml:"rate" json:"rate"`
+	Ramp Duration `yaml:"ramp" json:"ramp"`
+	Hold Duration `yaml:"hold" json:"hold"`
+}
+
+// Fault is the fault and its timing: injected After the load starts,
+// healed by itself after Duration.
+type Fault struct {
+	Fault    string            `yaml:"fault" json:"fault"`
+	Target   string            `yaml:"target" json:"target"`
+	Params   map[string]string `yaml:"params,omitempty" json:"params,omitempty"`
+	After    Duration          `yaml:"after" json:"after"`
+	Duration Duration          `yaml:"duration" json:"duration"`
+}
+
+// Expect lists what must hold.
+type Expect struct {
+	SLO     []SLOGate    `yaml:"slo,omitempty" json:"slo,omitempty"`
+	Health  []HealthGate `yaml:"health,omitempty" json:"health,omitempty"`
+	Routing *RoutingGate `yaml:"routing,omitempty" json:"routing,omitempty"`
+	Data    *DataGate    `yaml:"data,omitempty" json:"data,omitempty"`
+}
+
+// SLOGate bounds one flow's percentiles and error ratio over the whole run
+// (zero fields are not checked; Errors is checked when set, 0 included).
+type SLOGate struct {
+	Flow   string   `yaml:"flow" json:"flow"`
+	P95    Duration `yaml:"p95,omitempty" json:"p95,omitempty"`
+	P99    Duration `yaml:"p99,omitempty" json:"p99,omitempty"`
+	Errors *float64 `yaml:"errors,omitempty" json:"errors,omitempty"`
+}
+
+// HealthGate is a health model expectation: Entity reaches State (or
+// worse... exactly State, or with Reason containing the text) within
+// Within of the injection; or Entity is Never in the named state during
+// the experiment.
+type HealthGate struct {
+	Entity string   `yaml:"entity" json:"entity"`
+	State  string   `yaml:"state,omitempty" json:"state,omitempty"`
+	Within Duration `yaml:"within,omitempty" json:"within,omitempty"`
+	Reason string   `yaml:"reason,omitempty" json:"reason,omitempty"`
+	Never  string   `yaml:"never,omitempty" json:"never,omitempty"`
+}
+
+// RoutingGate: no POP routes to a stamp of OutOfRotation within Within of
+// the injection.
+type RoutingGate struct {
+	OutOfRotation string   `yaml:"out_of_rotation" json:"outOfRotation"`
+	Within        Duration `yaml:"within" json:"within"`
+}
+
+// DataGate: what the data must look like once the fault has healed.
+type DataGate struct {
+	IdempotentFailures *int  `yaml:"idempotent_failures,omitempty" json:"idempotentFailures,omitempty"`
+	OrdersFinal        bool  `yaml:"orders_final,omitempty" json:"ordersFinal,omitempty"`
+	Oversell           *bool `yaml:"oversell,omitempty" json:"oversell,omitempty"`
+}
+
+// Duration is a time.Duration written as "5s" in the file.
+type Duration time.Duration
+
+// UnmarshalYAML reads a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes a duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D is the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+//go:embed experiments.yaml
+var defaultFile []byte
+
+// Default returns the experiments shipped with the binary.
+func Default() []Experiment {
+	e, err := Parse(defaultFile)
+	if err != nil {
+		panic("verify: the embedded experiments.yaml is invalid: " + err.Error())
+	}
+	return e
+}
+
+var states = []string{"healthy", "degraded", "unhealthy", "unknown"}
+
+// Parse reads and validates an experiments file.
+func Parse(b []byte) ([]Experiment, error) {
+	var f struct {
+		Experiments []Experiment `yaml:"experiments"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("experiments: %w", err)
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for i, e := range f.Experiments {
+		where := fmt.Sprintf("experiment %d (%q)", i+1, e.Name)
+		switch {
+		case e.Name == "" || seen[e.Name]:
+			errs = append(errs, fmt.Errorf("%s: a unique name is required", where))
+		case e.Load.Rate <= 0 || e.Load.Rate > 100_000:
+			errs = append(errs, fmt.Errorf("%s: load rate must be in (0, 100000]", where))
+		case e.Load.Hold.D() <= 0:
+			errs = append(errs, fmt.Errorf("%s: load hold must be positive", where))
+		case e.Fault.Fault == "" || e.Fault.Duration.D() <= 0:
+			errs = append(errs, fmt.Errorf("%s: a fault with a positive duration is required", where))
+		case e.Fault.After.D()+e.Fault.Duration.D() > e.Load.Ramp.D()+e.Load.Hold.D():
+			errs = append(errs, fmt.Errorf("%s: the fault must heal before the load ends", where))
+		}
+		seen[e.Name] = true
+		for _, g := range e.Expect.Health {
+			ok := g.Entity != "" && ((g.State != "" && g.Within > 0 && slices.Contains(states, g.State) && g.Never == "") ||
+				(g.Never != "" && slices.Contains(states, g.Never) && g.State == ""))
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: health expectation %+v: want entity with state and within, or never", where, g))
+			}
+		}
+		for _, g := range e.Expect.SLO {
+			if g.Flow == "" {
+				errs = append(errs, fmt.Errorf("%s: an SLO gate needs a flow", where))
+			}
+		}
+		if r := e.Expect.Routing; r != nil && (r.OutOfRotation == "" || r.Within <= 0) {
+			errs = append(errs, fmt.Errorf("%s: routing wants out_of_rotation and within", where))
+		}
+	}
+	if len(f.Experiments) == 0 {
+		errs = append(errs, errors.New("experiments: none"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return f.Experiments, nil
+}
+
+// Select keeps the experiments of a profile ("" or "all": every one).
+func Select(exps []Experiment, profile string) []Experiment {
+	if profile == "" || profile == "all" {
+		return exps
+	}
+	var out []Experiment
+	for _, e := range exps {
+		if slices.Contains(e.Profiles, profile) {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,138 @@
+package verify
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Verdict is one expectation of one experiment, judged.
+type Verdict struct {
+	Experiment  string `json:"experiment"`
+	Expectation string `json:"expectation"`
+	Measured    string `json:"measured"`
+	Pass        bool   `json:"pass"`
+}
+
+// FlowOutcome is one user flow's results over a load run.
+type FlowOutcome struct {
+	Requests int64         `json:"requests"`
+	Errors   int64         `json:"errors"` // 5xx and transport errors
+	P95      time.Duration `json:"p95"`
+	P99      time.Duration `json:"p99"`
+}
+
+// ErrorRatio is Errors over Requests (0 without requests).
+func (f FlowOutcome) ErrorRatio() float64 {
+	if f.Requests == 0 {
+		return 0
+	}
+	return float64(f.Errors) / float64(f.Requests)
+}
+
+// LoadOutcome is what an experiment needs from its load run.
+type LoadOutcome struct {
+	Flows              map[string]FlowOutcome `json:"flows"`
+	IdempotentFailures int64                  `json:"idempotentFailures"` // GET, HEAD or keyed requests that failed
+	OrdersAccepted     int                    `json:"ordersAccepted"`
+	OrdersUnsettled    int                    `json:"ordersUnsettled"` // accepted but not confirmed or rejected by the deadline
+	Oversold           bool                   `json:"oversold"`
+}
+
+// run is what one experiment produced.
+type run struct {
+	exp      Experiment
+	injected time.Time
+	healed   time.Time
+	samples  []sample
+	load     LoadOutcome
+}
+
+// judge checks every expectation of one run.
+func judge(r run) []Verdict {
+	var out []Verdict
+	add := func(expect, measured string, pass bool) {
+		out = append(out, Verdict{Experiment: r.exp.Name, Expectation: expect, Measured: measured, Pass: pass})
+	}
+	for _, g := range r.exp.Expect.SLO {
+		f, ok := r.load.Flows[g.Flow]
+		if !ok || f.Requests == 0 {
+			add(fmt.Sprintf("%s has traffic", g.Flow), "no requests", false)
+			continue
+		}
+		if g.P95 > 0 {
+			add(fmt.Sprintf("%s p95 <= %s", g.Flow, g.P95.D()), f.P95.Round(time.Millisecond).String(), f.P95 <= g.P95.D())
+		}
+		if g.P99 > 0 {
+			add(fmt.Sprintf("%s p99 <= %s", g.Flow, g.P99.D()), f.P99.Round(time.Millisecond).String(), f.P99 <= g.P99.D())
+		}
+		if g.Errors != nil {
+			add(fmt.Sprintf("%s error ratio <= %g", g.Flow, *g.Errors),
+				fmt.Sprintf("%.4f (%d of %d)", f.ErrorRatio(), f.Errors, f.Requests), f.ErrorRatio() <= *g.Errors)
+		}
+	}
+	for _, g := range r.exp.Expect.Health {
+		if g.Never != "" {
+			var when []string
+			for _, s := range r.samples {
+				if st, ok := s.States[g.Entity]; ok && st.State == g.Never {
+					when = append(when, fmt.Sprintf("+%s (%s)", s.At.Sub(r.injected).Round(100*time.Millisecond), st.Reason))
+				}
+			}
+			measured := "never"
+			if len(when) > 0 {
+				measured = fmt.Sprintf("%d times, first at %s", len(when), when[0])
+			}
+			add(fmt.Sprintf("%s never %s", g.Entity, g.Never), measured, len(when) == 0)
+			continue
+		}
+		expect := fmt.Sprintf("%s %s within %s", g.Entity, g.State, g.Within.D())
+		if g.Reason != "" {
+			expect += fmt.Sprintf(" (%q)", g.Reason)
+		}
+		measured, pass := "not reached", false
+		for _, s := range r.samples {
+			st, ok := s.States[g.Entity]
+			if s.At.Before(r.injected) || !ok || st.State != g.State || !strings.Contains(st.Reason, g.Reason) {
+				continue
+			}
+			took := s.At.Sub(r.injected)
+			measured, pass = took.Round(100*time.Millisecond).String(), took <= g.Within.D()
+			break
+		}
+		add(expect, measured, pass)
+	}
+	if g := r.exp.Expect.Routing; g != nil {
+		measured, pass := "still routed", false
+		for _, s := range r.samples {
+			if s.At.Before(r.injected) || s.Err != "" || s.Routed[g.OutOfRotation] {
+				continue
+			}
+			took := s.At.Sub(r.injected)
+			measured, pass = took.Round(10*time.Millisecond).String(), took <= g.Within.D()
+			break
+		}
+		add(fmt.Sprintf("%s out of rotation within %s", g.OutOfRotation, g.Within.D()), measured, pass)
+	}
+	if g := r.exp.Expect.Data; g != nil {
+		if g.IdempotentFailures != nil {
+			add(fmt.Sprintf("failed idempotent requests <= %d", *g.IdempotentFailures),
+				fmt.Sprint(r.load.IdempotentFailures), r.load.IdempotentFailures <= int64(*g.IdempotentFailures))
+		}
+		if g.OrdersFinal {
+			add("every accepted order final after the heal",
+				fmt.Sprintf("%d accepted, %d not final", r.load.OrdersAccepted, r.load.OrdersUnsettled),
+				r.load.OrdersAccepted > 0 && r.load.OrdersUnsettled == 0)
+		}
+		if g.Oversell != nil {
+			add("no oversell", map[bool]string{true: "oversold", false: "none"}[r.load.Oversold], r.load.Oversold == *g.Oversell)
+		}
+	}
+	return out
+}
+
+// Failed reports whether any verdict failed.
+func Failed(vs []Verdict) bool {
+	return slices.ContainsFunc(vs, func(v Verdict) bool { return !v.Pass })
+}

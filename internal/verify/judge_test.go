@@ -1,0 +1,141 @@
+package verify
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultExperimentsLoad(t *testing.T) {
+	all := Default()
+	ci := Select(all, "ci")
+	if len(ci) == 0 || len(ci) >= len(all) {
+		t.Fatalf("ci profile has %d of %d experiments", len(ci), len(all))
+	}
+	faults := map[string]bool{}
+	for _, e := range Select(all, "full") {
+		faults[e.Fault.Fault] = true
+	}
+	for _, f := range []string{"region-outage", "store-node-loss", "link-latency", "partition", "secret-store-outage",
+		"partner-outage", "partner-slow", "stamp-drain", "instance-kill"} {
+		if !faults[f] {
+			t.Errorf("the full profile does not cover %s", f)
+		}
+	}
+}
+
+func TestParseRejectsBadExperiments(t *testing.T) {
+	good := `experiments:
+  - name: x
+    load: {rate: 10, hold: 10s}
+    fault: {fault: stamp-drain, target: eastus, after: 2s, duration: 3s}
+`
+	if _, err := Parse([]byte(good)); err != nil {
+		t.Fatalf("good file: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"empty":            `experiments: []`,
+		"unknown field":    strings.Replace(good, "rate: 10", "rate: 10, rps: 3", 1),
+		"no rate":          strings.Replace(good, "rate: 10", "rate: 0", 1),
+		"bad duration":     strings.Replace(good, "hold: 10s", "hold: ten", 1),
+		"fault outlasts":   strings.Replace(good, "duration: 3s", "duration: 30s", 1),
+		"no fault":         strings.Replace(good, "fault: stamp-drain", "fault: ''", 1),
+		"health no within": good + "    expect: {health: [{entity: system, state: degraded}]}\n",
+		"health bad state": good + "    expect: {health: [{entity: system, never: purple}]}\n",
+		"routing no when":  good + "    expect: {routing: {out_of_rotation: eastus}}\n",
+		"duplicate name":   good + strings.TrimPrefix(good, "experiments:\n"),
+		"not yaml":         "{{{",
+	} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// The judge passes what holds and fails what does not, with the measured
+// value in every row.
+func TestJudge(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration, states map[string]entityState, routed ...string) sample {
+		s := sample{At: t0.Add(d), States: states, Routed: map[string]bool{}}
+		for _, r := range routed {
+			s.Routed[r] = true
+		}
+		return s
+	}
+	zero, one := 0, 0.001
+	no := false
+	exp := Experiment{Name: "e", Expect: Expect{
+		SLO: []SLOGate{{Flow: "browse", P99: Duration(time.Second), Errors: &one}, {Flow: "checkout", Errors: new(float64)}},
+		Health: []HealthGate{
+			{Entity: "region.eastus", State: "unhealthy", Within: Duration(5 * time.Second)},
+			{Entity: "regions", State: "degraded", Within: Duration(5 * time.Second), Reason: "redundancy lost"},
+			{Entity: "system", Never: "unhealthy"},
+			{Entity: "flow.browse", Never: "unhealthy"},
+		},
+		Routing: &RoutingGate{OutOfRotation: "eastus", Within: Duration(2 * time.Second)},
+		Data:    &DataGate{IdempotentFailures: &zero, OrdersFinal: true, Oversell: &no},
+	}}
+	h := func(kv ...string) map[string]entityState {
+		m := map[string]entityState{}
+		for i := 0; i+2 < len(kv)+1; i += 3 {
+			m[kv[i]] = entityState{kv[i+1], kv[i+2]}
+		}
+		return m
+	}
+	r := run{exp: exp, injected: t0, samples: []sample{
+		at(-time.Second, h("region.eastus", "healthy", "", "regions", "healthy", "", "system", "healthy", ""), "eastus", "westeurope"),
+		at(500*time.Millisecond, h("region.eastus", "healthy", "", "regions", "healthy", "", "system", "healthy", ""), "westeurope"),
+		at(4*time.Second, h("region.eastus", "unhealthy", "x", "regions", "degraded", "redundancy lost: 2 of 3", "system", "degraded", "", "flow.browse", "unhealthy", "boom"), "westeurope"),
+	}, load: LoadOutcome{
+		Flows: map[string]FlowOutcome{
+			"browse":   {Requests: 1000, Errors: 0, P99: 800 * time.Millisecond},
+			"checkout": {Requests: 100, Errors: 1, P99: 2 * time.Second},
+		},
+		IdempotentFailures: 0, OrdersAccepted: 50, OrdersUnsettled: 0,
+	}}
+	got := map[string]Verdict{}
+	for _, v := range judge(r) {
+		got[v.Expectation] = v
+	}
+	for expect, pass := range map[string]bool{
+		"browse p99 <= 1s":                               true,
+		"browse error ratio <= 0.001":                    true,
+		"checkout error ratio <= 0":                      false,
+		"region.eastus unhealthy within 5s":              true,
+		`regions degraded within 5s ("redundancy lost")`: true,
+		"system never unhealthy":                         true,
+		"flow.browse never unhealthy":                    false,
+		"eastus out of rotation within 2s":               true,
+		"failed idempotent requests <= 0":                true,
+		"every accepted order final after the heal":      true,
+		"no oversell":                                    true,
+	} {
+		v, ok := got[expect]
+		if !ok {
+			t.Errorf("no verdict %q (have %v)", expect, got)
+			continue
+		}
+		if v.Pass != pass || v.Measured == "" {
+			t.Errorf("%q: pass %v (measured %q), want %v", expect, v.Pass, v.Measured, pass)
+		}
+	}
+	if got["eastus out of rotation within 2s"].Measured != "500ms" {
+		t.Errorf("routing measured %q", got["eastus out of rotation within 2s"].Measured)
+	}
+	// Broken guarantees fail.
+	r.load.IdempotentFailures, r.load.OrdersUnsettled, r.load.Oversold = 3, 2, true
+	r.samples = r.samples[:1]
+	for _, v := range judge(r) {
+		switch v.Expectation {
+		case "failed idempotent requests <= 0", "every accepted order final after the heal", "no oversell",
+			"eastus out of rotation within 2s", "region.eastus unhealthy within 5s":
+			if v.Pass {
+				t.Errorf("%q passed with broken data: %q", v.Expectation, v.Measured)
+			}
+		}
+	}
+	if !Failed(judge(r)) {
+		t.Fatal("Failed = false")
+	}
+}

@@ -1,0 +1,110 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// sample is one look at the deployment: every health entity's state and
+// reason, and the regions some POP routes its clients to.
+type sample struct {
+	At     time.Time
+	States map[string]entityState
+	Routed map[string]bool
+	Err    string // why this look failed, if it did
+}
+
+type entityState struct{ State, Reason string }
+
+// observer polls the operations API: the health model and the edge.
+type observer struct {
+	ops, token string
+	client     *http.Client
+	every      time.Duration
+}
+
+// run samples until ctx is done and returns the samples in time order.
+func (o *observer) run(ctx context.Context) []sample {
+	var out []sample
+	t := time.NewTicker(o.every)
+	defer t.Stop()
+	for {
+		out = append(out, o.look(ctx))
+		select {
+		case <-ctx.Done():
+			return out
+		case <-t.C:
+		}
+	}
+}
+
+func (o *observer) look(ctx context.Context) sample {
+	s := sample{At: time.Now(), States: map[string]entityState{}, Routed: map[string]bool{}}
+	var tree node
+	if err := o.get(ctx, "/ops/health", &tree); err != nil {
+		s.Err = err.Error()
+	} else {
+		tree.walk(func(n *node) { s.States[n.ID] = entityState{n.State, n.Reason} })
+	}
+	var edge struct {
+		POPs []struct {
+			Near   []string `json:"near"`
+			Stamps []struct {
+				ID     string `json:"id"`
+				Region string `json:"region"`
+			} `json:"stamps"`
+		} `json:"pops"`
+	}
+	if err := o.get(ctx, "/ops/edge", &edge); err != nil {
+		s.Err = err.Error()
+	}
+	for _, p := range edge.POPs {
+		region := map[string]string{}
+		for _, st := range p.Stamps {
+			region[st.ID] = st.Region
+		}
+		for _, id := range p.Near {
+			s.Routed[region[id]] = true
+		}
+	}
+	return s
+}
+
+type node struct {
+	ID       string  `json:"id"`
+	State    string  `json:"state"`
+	Reason   string  `json:"reason"`
+	Children []*node `json:"children"`
+}
+
+func (n *node) walk(fn func(*node)) {
+	fn(n)
+	for _, c := range n.Children {
+		c.walk(fn)
+	}
+}
+
+func (o *observer) get(ctx context.Context, path string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.ops+path, nil)
+	if err != nil {
+		return err
+	}
+	if o.token != "" {
+		req.Header.Set("Authorization", "Bearer "+o.token)
+	}
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(v)
+}
