@@ -222,6 +222,18 @@ func (d *Deployment) RemoveRegion(ctx context.Context, name string) (RegionInfo,
 	d.mu.Lock()
 	r.instances = nil
 	stampOnly := r.node == nil
+	d.mu.Unlock()
+	if stampOnly {
+		// The closed POP's last requests cross this region's links to
+		// other regions' stamps: let them finish before the links go.
+		_ = waitFor(ctx, "the closed POP's requests to finish", func() error {
+			if n := d.front.edge.InFlight(name); n > 0 {
+				return fmt.Errorf("%d requests in flight", n)
+			}
+			return nil
+		})
+	}
+	d.mu.Lock()
 	if stampOnly {
 		delete(d.regions, name)
 	}

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/contoso/shoes/internal/httpapi"
@@ -100,19 +101,21 @@ type Edge struct {
 	pops      map[string]*pop
 	order     []string            // POP regions in the order they were added; the first serves clients without X-Client-Region
 	redirects map[string][]string // a removed POP's region -> the POPs its clients use instead, nearest first
+	closed    map[string]*pop     // removed POPs, whose last requests may still be in flight
 	run       context.Context     // Run's context, for the probe loops of POPs added later; nil before Run
 	loops     sync.WaitGroup      // the probe loops
 }
 
 // pop is one point of presence: what it knows about every stamp.
 type pop struct {
-	region  string
-	stop    context.CancelFunc // ends its probe loop; nil until Run starts it
-	mu      sync.Mutex         // guards everything below
-	state   map[string]*stampState
-	prev    []string
-	dec     Decision
-	changes int // how often the near set changed
+	region   string
+	stop     context.CancelFunc // ends its probe loop; nil until Run starts it
+	inflight atomic.Int64       // requests this POP is serving now
+	mu       sync.Mutex         // guards everything below
+	state    map[string]*stampState
+	prev     []string
+	dec      Decision
+	changes  int // how often the near set changed
 }
 
 // stampState is a POP's view of one stamp.
@@ -202,7 +205,7 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e := &Edge{
 		limits: newLimiter(cfg.ClientRate, cfg.ClientBurst),
-		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, pops: map[string]*pop{}, redirects: map[string][]string{},
+		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, pops: map[string]*pop{}, redirects: map[string][]string{}, closed: map[string]*pop{},
 		client: &http.Client{
 			Transport: cfg.Telemetry.Transport(&http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout},
 				"stamp", "global"),
@@ -224,6 +227,7 @@ func (e *Edge) AddPOP(region string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.redirects, region)
+	delete(e.closed, region)
 	if _, ok := e.pops[region]; ok {
 		return
 	}
@@ -250,6 +254,7 @@ func (e *Edge) RemovePOP(region string, instead []string) error {
 		return fmt.Errorf("remove POP %s: it is the last one", region)
 	}
 	delete(e.pops, region)
+	e.closed[region] = p
 	e.order = slices.DeleteFunc(e.order, func(r string) bool { return r == region })
 	e.redirects[region] = slices.Clone(instead)
 	if p.stop != nil {
@@ -257,6 +262,20 @@ func (e *Edge) RemovePOP(region string, instead []string) error {
 	}
 	e.log.Info("POP closed", "pop", region, "clientsGoTo", instead)
 	return nil
+}
+
+// InFlight is how many requests the POP of region is serving now, open or
+// removed: a removed POP's links can go once it reaches zero.
+func (e *Edge) InFlight(region string) int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p, ok := e.pops[region]; ok {
+		return p.inflight.Load()
+	}
+	if p, ok := e.closed[region]; ok {
+		return p.inflight.Load()
+	}
+	return 0
 }
 
 // startLoopLocked starts p's probe loop under e.run; e.mu must be held.
@@ -525,6 +544,8 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	p.inflight.Add(1)
+	defer p.inflight.Add(-1)
 	w.Header().Set(HeaderEdgePop, p.region)
 	retryable := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Header.Get("Idempotency-Key") != ""
 	var body []byte
