@@ -587,7 +587,7 @@ func (d *Deployment) ReviveRegion(ctx context.Context, name string) error {
 			return fmt.Errorf("revive region %s: %w", name, err)
 		}
 	}
-	d.front.edge.AddPOP(name)
+	d.front.edge.AddPOP(ctx, name)
 	return nil
 }
 

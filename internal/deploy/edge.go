@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
@@ -120,6 +121,7 @@ func AdminOnly(v *auth.Verifier, trustLoopback bool, log *slog.Logger) httpapi.M
 
 // frontDoor is the edge and the operations address of a deployment.
 type frontDoor struct {
+	chaos     *chaos.Chaos
 	dashboard *ops.Dashboard // its event streams end before the ops listener shuts down
 	model     *health.Evaluator
 	edge      *edge.Edge
@@ -196,6 +198,11 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 }
 
 func (fd *frontDoor) close() {
+	if fd.chaos != nil { // heal what is still injected before the parts stop
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_ = fd.chaos.Close(ctx)
+		cancel()
+	}
 	if fd.dashboard != nil {
 		fd.dashboard.Close()
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/slo"
@@ -18,6 +19,11 @@ func (d *Deployment) opsHandler() (http.Handler, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
+	faults, err := chaos.New(chaos.Config{Target: chaosTarget{d}, Logger: d.log.With("component", "chaos")})
+	if err != nil {
+		return nil, err
+	}
+	d.front.chaos = faults
 	dash, err := ops.NewDashboard(ops.Config{Snapshot: d.snapshot, Logger: d.log.With("component", "dashboard")})
 	if err != nil {
 		return nil, err
@@ -39,6 +45,7 @@ func (d *Deployment) opsRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", d.tel.MetricsHandler())
 	mux.Handle("GET /ops/health", d.front.model.Handler())
 	mux.Handle("GET /ops/slo", h(d.sloStatus))
+	d.front.chaos.Routes(mux)
 }
 
 func isLoopback(remote string) bool {

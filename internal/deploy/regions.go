@@ -135,7 +135,7 @@ func (d *Deployment) AddRegion(ctx context.Context, spec RegionSpec) (RegionInfo
 	if err := waitFor(ctx, "the new stamp to be ready", in.stamp.Ready); err != nil {
 		return RegionInfo{}, fmt.Errorf("add region %s: %w", spec.Name, err)
 	}
-	d.front.edge.AddPOP(spec.Name)
+	d.front.edge.AddPOP(ctx, spec.Name)
 	err = waitFor(ctx, "the new POP to route to its stamp", func() error {
 		for _, p := range d.front.edge.Status() {
 			if p.Region != spec.Name {

@@ -220,18 +220,26 @@ func New(cfg Config) (*Edge, error) {
 	return e, nil
 }
 
-// AddPOP opens a point of presence in region (a region added at run time);
-// it starts probing at once when the edge runs. Adding a POP that exists
-// does nothing.
-func (e *Edge) AddPOP(region string) {
+// AddPOP opens a point of presence in region (a region added at run time
+// or back from an outage). It probes every stamp once before it takes
+// clients, so its first request already has a routing table. Adding a POP
+// that exists does nothing.
+func (e *Edge) AddPOP(ctx context.Context, region string) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	delete(e.redirects, region)
-	delete(e.closed, region)
-	if _, ok := e.pops[region]; ok {
+	_, exists := e.pops[region]
+	e.mu.Unlock()
+	if exists {
 		return
 	}
 	p := &pop{region: region, state: map[string]*stampState{}}
+	e.probeAll(ctx, p)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.pops[region]; ok {
+		return
+	}
+	delete(e.redirects, region)
+	delete(e.closed, region)
 	e.pops[region] = p
 	e.order = append(e.order, region)
 	if e.run != nil {

@@ -64,6 +64,11 @@ type Check struct {
 	// (the zero value means Unhealthy) or Degraded for dependencies the
 	// stamp can serve without.
 	Impact Status
+	// Grace reports a failing check as degraded until it has been failing
+	// for this long: for dependencies whose brief stalls the callers ride
+	// out (a store leader election stalls writes for seconds while the
+	// stamp's writes retry through it). Zero: unhealthy at once.
+	Grace time.Duration
 }
 
 // CheckResult is the outcome of one run of one check.
@@ -103,8 +108,9 @@ type Prober struct {
 	drained atomic.Bool
 	started time.Time
 
-	mu      sync.Mutex // guards running
+	mu      sync.Mutex // guards running and failing
 	running map[string]bool
+	failing map[string]time.Time // since when each check has failed, for Grace
 }
 
 // NewProber returns a prober; call Run to start it.
@@ -118,7 +124,7 @@ func NewProber(cfg Config) *Prober {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Prober{cfg: cfg, log: cfg.Logger, started: time.Now(), running: map[string]bool{}}
+	return &Prober{cfg: cfg, log: cfg.Logger, started: time.Now(), running: map[string]bool{}, failing: map[string]time.Time{}}
 }
 
 // Run probes until ctx is done: at once, then every interval.
@@ -208,7 +214,27 @@ func (p *Prober) run(ctx context.Context, c Check) CheckResult {
 	}
 	res.CheckedAt = time.Now()
 	res.LatencyMs = float64(res.CheckedAt.Sub(start).Microseconds()) / 1000
+	p.grace(c, &res)
 	return res
+}
+
+// grace applies c.Grace: a check failing for less than it is degraded.
+func (p *Prober) grace(c Check, res *CheckResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if res.Status != Unhealthy {
+		delete(p.failing, c.Name)
+		return
+	}
+	since, ok := p.failing[c.Name]
+	if !ok {
+		since = res.CheckedAt
+		p.failing[c.Name] = since
+	}
+	if failing := res.CheckedAt.Sub(since); failing < c.Grace {
+		res.Status = Degraded
+		res.Detail = fmt.Sprintf("%s (failing for %s; unhealthy after %s)", res.Detail, failing.Round(time.Millisecond), c.Grace)
+	}
 }
 
 func joinDetail(detail, err string) string {

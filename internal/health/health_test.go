@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -166,4 +167,41 @@ func TestDegradedAnswers200(t *testing.T) {
 	if rec.Code != http.StatusOK || rec.Header().Get("X-Health-Status") != "degraded" || rec.Body.Len() != 0 {
 		t.Fatalf("HEAD degraded = %d %q body %d bytes", rec.Code, rec.Header().Get("X-Health-Status"), rec.Body.Len())
 	}
+}
+
+// A check with a grace period reports a failure as degraded until it has
+// failed for the whole grace, then unhealthy; one success resets it.
+func TestCheckGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var fail atomic.Bool
+		fail.Store(true)
+		p := NewProber(Config{Region: "r", Interval: time.Second, Checks: []Check{{
+			Name: "writes", Grace: 3 * time.Second,
+			Run: func(context.Context) (string, error) {
+				if fail.Load() {
+					return "", errors.New("no leader")
+				}
+				return "", nil
+			},
+		}}})
+		status := func() Status {
+			p.RunOnce(t.Context())
+			r, _ := p.Result("writes")
+			return r.Status
+		}
+		for i, want := range []Status{Degraded, Degraded, Degraded, Unhealthy, Unhealthy} {
+			if got := status(); got != want {
+				t.Fatalf("after %d s failing: %s, want %s", i, got, want)
+			}
+			time.Sleep(time.Second)
+		}
+		fail.Store(false)
+		if got := status(); got != Healthy {
+			t.Fatalf("recovered: %s", got)
+		}
+		fail.Store(true)
+		if got := status(); got != Degraded {
+			t.Fatalf("failing again after a success: %s, want degraded (the grace starts over)", got)
+		}
+	})
 }

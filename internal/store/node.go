@@ -73,9 +73,11 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 			// gossiped address directly, bypassing the inter-region links.
 			// Advertise an address that refuses, so only configured routes
 			// (through the links) carry cluster traffic.
-			Advertise:    "127.0.0.1:1",
-			PingInterval: 2 * time.Second,
-			MaxPingsOut:  3,
+			Advertise: "127.0.0.1:1",
+			// A region that vanishes (its links black-holed, no reset)
+			// is noticed within about two seconds.
+			PingInterval: time.Second,
+			MaxPingsOut:  2,
 		}
 		opts.Routes = cfg.Routes
 	}
