@@ -69,6 +69,9 @@ func TestDependencyDirection(t *testing.T) {
 		// the composition root feeds them.
 		{pkg: "internal/telemetry", only: []string{"internal/shop", "internal/httpapi"}},
 		{pkg: "internal/slo", only: []string{}},
+		{pkg: "internal/ops", only: []string{"internal/shop", "internal/httpapi"}},
+		// Faults reach the deployment through the interface chaos declares.
+		{pkg: "internal/chaos", only: []string{"internal/shop", "internal/httpapi"}},
 	}
 	for _, r := range rules {
 		deps, ok := g[r.pkg]
