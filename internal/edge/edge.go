@@ -115,7 +115,9 @@ type pop struct {
 	state    map[string]*stampState
 	prev     []string
 	dec      Decision
-	changes  int // how often the near set changed
+	changes  int                                           // how often the near set changed
+	attempts map[string]map[uint64]context.CancelCauseFunc // attempts in flight per stamp, aborted when its probe fails
+	seq      uint64
 }
 
 // stampState is a POP's view of one stamp.
@@ -418,6 +420,9 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 		st.observe(h, now, e.cfg.Rise, e.cfg.FlapWindow)
 	}
 	st.health, st.verdict, st.probedAt = h, verdict, now
+	if h == Unhealthy && strings.HasPrefix(verdict, "probe failed") {
+		p.abortLocked(s.ID)
+	}
 	if st.recovering > 0 && h != Unhealthy {
 		st.verdict = fmt.Sprintf("%s; recovering: %d more good probes before rotation", verdict, st.recovering)
 	}
@@ -575,14 +580,14 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 	if primary == "" {
 		return shop.Unavailable("no stamp can serve this request right now", errors.New("no routable stamp"))
 	}
-	resp, err := e.forward(r, addrs[primary], body)
+	resp, err := e.attempt(r, p, primary, addrs[primary], body)
 	failed := attemptFailed(resp, err)
 	e.report(p, primary, failed)
 	if failed && retryable && !e.cfg.NoRetry && retry != "" && r.Context().Err() == nil {
 		if resp != nil {
 			resp.Body.Close()
 		}
-		resp, err = e.forward(r, addrs[retry], body)
+		resp, err = e.attempt(r, p, retry, addrs[retry], body)
 		e.report(p, retry, attemptFailed(resp, err))
 	}
 	if err != nil {
@@ -597,6 +602,69 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
 	return nil
+}
+
+// errStampDown aborts the attempts in flight to a stamp whose probe just
+// failed: a black-holed stamp never answers, and waiting for the attempt's
+// timeout would turn a failover into seconds of latency.
+var errStampDown = errors.New("the stamp failed its probe while the request was in flight")
+
+// attempt forwards r to stamp id at addr, registered with p so that a failed
+// probe of the stamp aborts it (and an idempotent request is retried).
+func (e *Edge) attempt(r *http.Request, p *pop, id, addr string, body []byte) (*http.Response, error) {
+	ctx, abort := context.WithCancelCause(r.Context())
+	key := p.track(id, abort)
+	resp, err := e.forward(r.WithContext(ctx), addr, body)
+	if err != nil {
+		p.untrack(id, key)
+		abort(nil)
+		if cause := context.Cause(ctx); errors.Is(cause, errStampDown) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
+		return nil, err
+	}
+	resp.Body = untrackOnClose{resp.Body, func() { p.untrack(id, key); abort(nil) }}
+	return resp, nil
+}
+
+type untrackOnClose struct {
+	io.ReadCloser
+	done func()
+}
+
+func (u untrackOnClose) Close() error {
+	err := u.ReadCloser.Close()
+	u.done()
+	return err
+}
+
+// track registers an attempt in flight to stamp id; untrack removes it.
+func (p *pop) track(id string, abort context.CancelCauseFunc) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seq++
+	if p.attempts == nil {
+		p.attempts = map[string]map[uint64]context.CancelCauseFunc{}
+	}
+	if p.attempts[id] == nil {
+		p.attempts[id] = map[uint64]context.CancelCauseFunc{}
+	}
+	p.attempts[id][p.seq] = abort
+	return p.seq
+}
+
+func (p *pop) untrack(id string, key uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.attempts[id], key)
+}
+
+// abortLocked aborts every attempt in flight to stamp id; p.mu held.
+func (p *pop) abortLocked(id string) {
+	for key, abort := range p.attempts[id] {
+		abort(errStampDown)
+		delete(p.attempts[id], key)
+	}
 }
 
 // attemptFailed reports an attempt that a retry elsewhere may mend and

@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -145,5 +146,72 @@ func TestNoisyLatencyDoesNotFlapRouting(t *testing.T) {
 	t.Logf("the near set changed %d times in 40 latency swings", after-before)
 	if after-before > 2 {
 		t.Fatalf("routing flapped %d times on a noisy link", after-before)
+	}
+}
+
+// A stamp that vanishes (its link black-holed: no reset, no answer) while
+// a GET is in flight: the POP's next failed probe aborts the attempt and
+// the GET is retried on the next stamp, long before the attempt's own
+// timeout.
+func TestInFlightRequestToAVanishedStampIsRetriedElsewhere(t *testing.T) {
+	net := netsim.New(netsim.Config{Latency: netsim.LatencyTable{
+		netsim.NewPair("westeurope", "northeurope"): 2 * time.Millisecond,
+		netsim.NewPair("westeurope", "eastus"):      20 * time.Millisecond,
+	}})
+	t.Cleanup(func() { net.Close() })
+	stamp := func(region string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/") {
+				time.Sleep(300 * time.Millisecond) // the request is in flight when the link goes
+			}
+			_, _ = w.Write([]byte(`{"status":"healthy","region":"` + region + `"}`))
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	stamps := []edge.StampInfo{
+		{ID: "northeurope.a", Region: "northeurope", URL: stamp("northeurope")},
+		{ID: "eastus.a", Region: "eastus", URL: stamp("eastus")},
+	}
+	e, err := edge.New(edge.Config{
+		POPs: []string{"westeurope"},
+		Registry: func(ctx context.Context, fn func(string, *edge.StampInfo)) error {
+			for _, s := range stamps {
+				fn(s.ID, &s)
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		},
+		Dial: net.Route, ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond, Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitNear(t, e, "northeurope.a", 5*time.Second)
+	front := httptest.NewServer(e.Handler())
+	t.Cleanup(front.Close)
+	link, _ := net.Link("westeurope", "northeurope")
+	go func() {
+		time.Sleep(100 * time.Millisecond) // while the GET waits for its answer
+		link.Cut()
+	}()
+	start := time.Now()
+	resp, err := http.Get(front.URL + "/api/products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	took := time.Since(start)
+	t.Logf("answered in %s: %d %s", took, resp.StatusCode, body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"eastus"`) {
+		t.Fatalf("GET = %d %s, want 200 from eastus", resp.StatusCode, body)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("the retry came after %s: the attempt waited for its timeout instead of the failed probe", took)
 	}
 }

@@ -65,10 +65,9 @@ type SLOGate struct {
 	Errors *float64 `yaml:"errors,omitempty" json:"errors,omitempty"`
 }
 
-// HealthGate is a health model expectation: Entity reaches State (or
-// worse... exactly State, or with Reason containing the text) within
-// Within of the injection; or Entity is Never in the named state during
-// the experiment.
+// HealthGate is a health model expectation: Entity reaches State (for
+// degraded, or unhealthy) with Reason in its reason, within Within of the
+// injection; or Entity is Never in the named state during the experiment.
 type HealthGate struct {
 	Entity string   `yaml:"entity" json:"entity"`
 	State  string   `yaml:"state,omitempty" json:"state,omitempty"`

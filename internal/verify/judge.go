@@ -77,7 +77,7 @@ func judge(r run) []Verdict {
 			var when []string
 			for _, s := range r.samples {
 				if st, ok := s.States[g.Entity]; ok && st.State == g.Never {
-					when = append(when, fmt.Sprintf("+%s (%s)", s.At.Sub(r.injected).Round(100*time.Millisecond), st.Reason))
+					when = append(when, fmt.Sprintf("+%s (%s)", s.At.Sub(r.injected).Round(100*time.Millisecond), rootCause(s.States, g.Entity)))
 				}
 			}
 			measured := "never"
@@ -94,7 +94,7 @@ func judge(r run) []Verdict {
 		measured, pass := "not reached", false
 		for _, s := range r.samples {
 			st, ok := s.States[g.Entity]
-			if s.At.Before(r.injected) || !ok || st.State != g.State || !strings.Contains(st.Reason, g.Reason) {
+			if s.At.Before(r.injected) || !ok || !atLeast(st.State, g.State) || !strings.Contains(st.Reason, g.Reason) {
 				continue
 			}
 			took := s.At.Sub(r.injected)
@@ -130,6 +130,35 @@ func judge(r run) []Verdict {
 		}
 	}
 	return out
+}
+
+// rootCause follows the "caused by" reasons from id down to the first
+// entity that names no cause: "a -> b -> c: c's reason".
+func rootCause(states map[string]entityState, id string) string {
+	path := []string{id}
+	for range 16 {
+		st := states[id]
+		_, causes, ok := strings.Cut(st.Reason, "caused by ")
+		if !ok {
+			return strings.Join(path, " -> ") + ": " + st.Reason
+		}
+		next, _, _ := strings.Cut(causes, ",")
+		next, _, _ = strings.Cut(strings.TrimSpace(next), " ")
+		if _, known := states[next]; !known || next == id {
+			return strings.Join(path, " -> ") + ": " + st.Reason
+		}
+		path, id = append(path, next), next
+	}
+	return strings.Join(path, " -> ")
+}
+
+// atLeast reports whether state is want or, for a degraded expectation,
+// worse: a dependency expected to degrade may also fail outright.
+func atLeast(state, want string) bool {
+	if want == "degraded" {
+		return state == "degraded" || state == "unhealthy"
+	}
+	return state == want
 }
 
 // Failed reports whether any verdict failed.
