@@ -1,7 +1,8 @@
 // Command contoso runs the Contoso Shoes store: the whole multi-region
 // system on one machine (up), one region's stamp against an external NATS
-// cluster (stamp), the global entry point alone (edge), and development
-// tokens (token).
+// cluster (stamp), the global entry point alone (edge), development tokens
+// (token), the SLO rules (health), load tests (load), faults (chaos) and
+// experiments with verdicts (verify).
 package main
 
 import (
@@ -34,6 +35,9 @@ commands:
   edge    run the global entry point alone, following the stamps registry
   token   print a development bearer token
   health  health tooling: 'health rules' writes the Prometheus SLO and alert rules
+  chaos   inject a fault into a running deployment, list faults, heal one early
+  load    launch-day load test through the edge; writes report.json and report.html
+  verify  run the experiments (load + one fault + expectations) and print the verdicts
 
 Run 'contoso <command> -h' for a command's flags.
 `
@@ -56,6 +60,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runToken(rest, stdout, stderr)
 	case "health":
 		return runHealth(rest, stdout, stderr)
+	case "chaos":
+		return runChaos(ctx, rest, getenv, stdout, stderr)
+	case "load":
+		return runLoad(ctx, rest, getenv, stdout, stderr)
+	case "verify":
+		return runVerify(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

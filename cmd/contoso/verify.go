@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/chaos"
+	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/loadtest"
+	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/verify"
+)
+
+// errVerifyFailed is returned when an expectation failed: the verdicts say
+// which.
+var errVerifyFailed = errors.New("verify: expectations failed")
+
+// runVerify runs experiments and judges them: against a deployment it
+// starts itself (the default), or against a running one (-edge, -ops).
+func runVerify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		logs    logFlags
+		profile = fs.String("profile", "ci", "experiments to run: ci (fits in 5 minutes), full (every fault) or all")
+		file    = fs.String("file", "", "experiments file (YAML, docs/verify.md); empty: the built-in experiments")
+		edge    = fs.String("edge", "", "the edge of a running deployment; empty: start one in this process")
+		ops     = fs.String("ops", "", "the operations address of that deployment (with -edge)")
+		data    = fs.String("data", ".contoso", "its data directory, whose development issuer signs the shoppers' tokens (with -edge)")
+		out     = fs.String("out", "", "file for the verdicts as JSON; empty: none")
+		noRetry = fs.Bool("break-edge-retry", false, "start the deployment with the edge's retry off: a broken guarantee, to see verify catch it")
+	)
+	logs.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if (*edge == "") != (*ops == "") {
+		return errors.New("verify: -edge and -ops go together")
+	}
+	exps := verify.Default()
+	if *file != "" {
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if exps, err = verify.Parse(b); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
+	if exps = verify.Select(exps, *profile); len(exps) == 0 {
+		return fmt.Errorf("verify: no experiment in profile %q", *profile)
+	}
+	log, err := logs.logger(stderr)
+	if err != nil {
+		return err
+	}
+	var issuer *auth.Issuer
+	if *edge == "" {
+		dir, err := os.MkdirTemp("", "contoso-verify-")
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		d, err := deploy.Start(startCtx, deploy.Config{
+			DataDir: dir, Network: netsim.Config{Latency: netsim.DefaultLatencies()}, OpsTrustLoopback: true,
+			EdgeClientRate: 1e9, EdgeClientBurst: 1e9, EdgeNoRetry: *noRetry, Getenv: getenv,
+			Logger: log.With("component", "deployment"),
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("verify: start a deployment: %w", err)
+		}
+		defer d.Close()
+		*edge, *ops, issuer = d.EdgeURL(), d.OpsURL(), d.Issuer()
+		fmt.Fprintf(stderr, "verify: started a deployment: edge %s, ops %s\n", *edge, *ops)
+	} else if issuer, err = auth.LoadOrCreateIssuer(*data); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	admin, err := issuer.Mint("verify", true, 2*time.Hour, time.Now())
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	cfg := verify.Config{
+		Ops: *ops, AdminToken: admin, Log: stderr,
+		Chaos: verify.ChaosInjector{Client: &chaos.Client{BaseURL: *ops, Token: admin}},
+		Load: verify.LoadWith(loadtest.Config{
+			Edge: *edge,
+			Tokens: func(sub string, isAdmin bool) (string, error) {
+				return issuer.Mint(sub, isAdmin, 2*time.Hour, time.Now())
+			},
+		}),
+	}
+	verdicts, runErr := verify.Run(ctx, cfg, exps)
+	verify.PrintTable(stdout, verdicts)
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		err = verify.WriteJSON(f, verdicts)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if verify.Failed(verdicts) {
+		return errVerifyFailed
+	}
+	return nil
+}

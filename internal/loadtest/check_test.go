@@ -1,0 +1,184 @@
+package loadtest
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCheckStock(t *testing.T) {
+	readErr := errors.New("GET /api/inventory/x: 503 Service Unavailable")
+	tests := []struct {
+		name        string
+		initial     stockView
+		confirmed   int
+		final       stockView
+		err         error
+		oversold    bool
+		unaccounted int
+	}{
+		{"sold out exactly", stockView{Available: 5}, 5, stockView{}, nil, false, 0},
+		{"some left", stockView{Available: 5}, 2, stockView{Available: 3}, nil, false, 0},
+		{"holds still out", stockView{Available: 5}, 2, stockView{Available: 1, Held: 2}, nil, false, 0},
+		{"confirmed more than the stock", stockView{Available: 5}, 6, stockView{Available: 0}, nil, true, -1},
+		{"negative stock afterwards", stockView{Available: 5}, 5, stockView{Available: -1}, nil, true, 1},
+		{"a unit went missing", stockView{Available: 5}, 2, stockView{Available: 2}, nil, false, 1},
+		{"not read back, within stock", stockView{Available: 5}, 5, stockView{}, readErr, false, 0},
+		{"not read back, oversold", stockView{Available: 1}, 2, stockView{}, readErr, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := checkStock("sku-1", tt.initial, tt.confirmed, tt.final, tt.err)
+			if c.Oversold != tt.oversold {
+				t.Errorf("Oversold = %v, want %v (%+v)", c.Oversold, tt.oversold, c)
+			}
+			if c.Unaccounted != tt.unaccounted {
+				t.Errorf("Unaccounted = %d, want %d", c.Unaccounted, tt.unaccounted)
+			}
+			if (c.ReadError != "") != (tt.err != nil) {
+				t.Errorf("ReadError = %q with read error %v", c.ReadError, tt.err)
+			}
+		})
+	}
+}
+
+// TestOversellReported feeds the check a synthetic oversell: confirmed
+// orders for more units than the stock, and follows it into the report.
+func TestOversellReported(t *testing.T) {
+	col := newCollector([]string{"westeurope"}, Profile{Hold: time.Second, HoldRate: 1}, time.Second)
+	for i, status := range []string{"confirmed", "confirmed", "rejected", "confirmed"} {
+		id := string(rune('a' + i))
+		col.orders[id] = &order{id: id, status: status, lines: []orderLine{{SKU: "x-launch-edition-42", Quantity: 1}}}
+		col.orderOrder = append(col.orderOrder, id)
+	}
+	units := confirmedUnits(col)
+	if units["x-launch-edition-42"] != 3 {
+		t.Fatalf("confirmed units = %v, want 3 of x-launch-edition-42", units)
+	}
+	c := checkStock("x-launch-edition-42", stockView{Available: 2}, units["x-launch-edition-42"], stockView{Available: 0}, nil)
+	if !c.Oversold {
+		t.Fatalf("3 units confirmed of 2 in stock is not reported oversold: %+v", c)
+	}
+	rep := &Report{Edge: "http://edge.test", LaunchStock: []StockCheck{c}, Oversold: c.Oversold}
+	if v := rep.Verdict(); !strings.Contains(v, "OVERSOLD") {
+		t.Errorf("Verdict = %q, want OVERSOLD", v)
+	}
+	var out bytes.Buffer
+	if err := rep.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "OVERSOLD x-launch-edition-42") {
+		t.Errorf("Print does not name the oversold SKU:\n%s", out.String())
+	}
+	out.Reset()
+	if err := rep.WriteHTML(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "OVERSOLD") {
+		t.Error("the HTML report does not show the oversell")
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	tokens := func(string, bool) (string, error) { return "t", nil }
+	ok := Config{Edge: "http://127.0.0.1:8080", Rate: 10, Hold: time.Second, Tokens: tokens}
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string // in the error; empty: valid
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"no edge", func(c *Config) { c.Edge = "" }, "edge"},
+		{"edge without scheme", func(c *Config) { c.Edge = "127.0.0.1:8080" }, "edge"},
+		{"edge with fragment", func(c *Config) { c.Edge = "http://127.0.0.1:8080/#x" }, "edge"},
+		{"zero rate", func(c *Config) { c.Rate = 0 }, "rate"},
+		{"negative hold", func(c *Config) { c.Hold = -time.Second }, "negative"},
+		{"empty profile", func(c *Config) { c.Hold = 0 }, "nothing to run"},
+		{"spike only", func(c *Config) { c.Hold, c.Spike = 0, time.Second }, ""},
+		{"negative spike rate", func(c *Config) { c.SpikeRate = -1 }, "spike rate"},
+		{"no tokens", func(c *Config) { c.Tokens = nil }, "tokens"},
+		{"negative weight", func(c *Config) { c.Mix = Mix{Browse: 1, Cart: -1} }, "mix"},
+		{"duplicate region", func(c *Config) { c.Regions = []string{"eastus", "eastus"} }, "twice"},
+		{"region with comma", func(c *Config) { c.Regions = []string{"east,us"} }, "region"},
+		{"too many users", func(c *Config) { c.Users = 2_000_000 }, "users"},
+		{"negative spike stock", func(c *Config) { c.SpikeStock = -1 }, "spike stock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := ok
+			tt.change(&cfg)
+			r, err := New(cfg)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("New: %v", err)
+			case tt.want != "" && err == nil:
+				t.Fatalf("New accepted %+v", cfg)
+			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("New error %q does not mention %q", err, tt.want)
+			case err == nil:
+				if len(r.cfg.Regions) == 0 || r.cfg.Users != 500 || r.cfg.Timeout != 10*time.Second || r.cfg.SpikeRate != 2*r.cfg.Rate {
+					t.Errorf("defaults not applied: %+v", r.cfg)
+				}
+			}
+		})
+	}
+}
+
+func TestTagRoundTrip(t *testing.T) {
+	for _, f := range Flows() {
+		for _, region := range []string{"westeurope", "eu-west-1", "a&b=c"} {
+			u := "http://127.0.0.1:1/api/products?limit=20&category=running#" + tag(f, region)
+			gf, gr := untag(u)
+			if gf != f || gr != region {
+				t.Errorf("untag(%q) = %q, %q; want %q, %q", u, gf, gr, f, region)
+			}
+		}
+	}
+	if f, r := untag("http://127.0.0.1/api/products"); f != "" || r != "" {
+		t.Errorf("untagged URL gave %q, %q", f, r)
+	}
+}
+
+func TestTransportKind(t *testing.T) {
+	tests := map[string]string{
+		`Get "http://127.0.0.1:1/api/products": dial tcp 127.0.0.1:1: connect: connection refused`:               "refused",
+		`Post "http://x/api/orders": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`: "timeout",
+		`Get "http://x/": read tcp 127.0.0.1:5->127.0.0.1:6: read: connection reset by peer`:                     "reset",
+		`Get "http://x/": EOF`: "eof",
+		`Get "http://nowhere.invalid/": dial tcp: lookup nowhere.invalid: no such host`: "dns",
+		`something else`: "other",
+	}
+	for in, want := range tests {
+		if got := transportKind(in); got != want {
+			t.Errorf("transportKind(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestYScale(t *testing.T) {
+	tests := []struct {
+		maxY      float64
+		n         int
+		top, step float64
+	}{
+		{252, 5, 300, 100},
+		{240, 5, 250, 50},
+		{0.9, 5, 1, 0.2},
+		{457, 4, 600, 200},
+		{380, 4, 400, 100},
+		{1000, 5, 1000, 200},
+		{0, 5, 1, 0.2},
+	}
+	for _, tt := range tests {
+		top, step := yScale(tt.maxY, tt.n)
+		if math.Abs(top-tt.top) > 1e-9 || math.Abs(step-tt.step) > 1e-9 {
+			t.Errorf("yScale(%v, %d) = %v, %v; want %v, %v", tt.maxY, tt.n, top, step, tt.top, tt.step)
+		}
+		if top < tt.maxY {
+			t.Errorf("yScale(%v, %d): top %v below the largest value", tt.maxY, tt.n, top)
+		}
+	}
+}
