@@ -31,7 +31,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		spikeRate  = fs.Float64("spike-rate", 0, "rate during the spike; 0: twice --rate")
 		spikeStock = fs.Int("spike-stock", 0, "set every launch SKU's stock to this before the run; 0: keep the stock")
 		users      = fs.Int("users", 500, "distinct shoppers")
-		timeout    = fs.Duration("timeout", 10*time.Second, "timeout of each request")
+		timeout    = fs.Duration("timeout", 30*time.Second, "timeout of each request")
 		settle     = fs.Duration("settle", 30*time.Second, "how long to follow accepted orders after the load")
 		data       = fs.String("data", ".contoso", "data directory of the deployment whose development issuer signs the shoppers' tokens")
 		out        = fs.String("out", "load-report", "directory to write report.json and report.html to")

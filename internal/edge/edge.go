@@ -68,7 +68,9 @@ type Config struct {
 	// NoRetry turns the retry of idempotent requests off. Only to prove,
 	// in experiments, that the retry is what keeps failovers invisible.
 	NoRetry bool
-	// Timeout bounds one proxied attempt; zero: 10 s.
+	// Timeout bounds one proxied attempt; zero: 20 s, above the stamps'
+	// 15 s write budget (a write rides out a leader election; a dead stamp
+	// is caught sooner by its failed probe, which aborts the attempt).
 	Timeout time.Duration
 	// ClientRate and ClientBurst limit each client (by remote address) to
 	// a token bucket: requests per second and burst; zero: 200 and 400.
@@ -188,7 +190,7 @@ func New(cfg Config) (*Edge, error) {
 		cfg.EjectFor = 5 * time.Second
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
+		cfg.Timeout = 20 * time.Second
 	}
 	if cfg.Rise <= 0 {
 		cfg.Rise = 3

@@ -119,7 +119,7 @@ func TestConfigValidation(t *testing.T) {
 			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
 				t.Fatalf("New error %q does not mention %q", err, tt.want)
 			case err == nil:
-				if len(r.cfg.Regions) == 0 || r.cfg.Users != 500 || r.cfg.Timeout != 10*time.Second || r.cfg.SpikeRate != 2*r.cfg.Rate {
+				if len(r.cfg.Regions) == 0 || r.cfg.Users != 500 || r.cfg.Timeout != 30*time.Second || r.cfg.SpikeRate != 2*r.cfg.Rate {
 					t.Errorf("defaults not applied: %+v", r.cfg)
 				}
 			}

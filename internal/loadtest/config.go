@@ -121,7 +121,8 @@ type Config struct {
 	// ProgressEvery is the time between progress lines; zero: 1 s.
 	ProgressEvery time.Duration
 
-	// Timeout bounds each request; zero: 10 s.
+	// Timeout bounds each request; zero: 30 s, as patient as a shopper
+	// (the system may take seconds through a leader election).
 	Timeout time.Duration
 	// SettleTimeout bounds how long accepted orders are followed after
 	// the load until they are confirmed or rejected; zero: 30 s.
@@ -203,7 +204,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.ProgressEvery = time.Second
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 10 * time.Second
+		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.SettleTimeout == 0 {
 		cfg.SettleTimeout = 30 * time.Second

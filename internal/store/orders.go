@@ -55,7 +55,11 @@ func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key str
 	deadline := time.Now().Add(s.cfg.WriteBudget)
 	for attempt := 0; ; attempt++ {
 		var v T
-		data, rev, err := s.leaderValue(ctx, kv.Bucket(), key)
+		// A leaderless asset (an election after a lost region) drops the
+		// request: each attempt gets its own deadline and the loop retries.
+		rctx, cancelRead := context.WithTimeout(ctx, s.cfg.OpTimeout)
+		data, rev, err := s.leaderValue(rctx, kv.Bucket(), key)
+		cancelRead()
 		exists := err == nil
 		switch {
 		case exists:

@@ -45,8 +45,10 @@ type Config struct {
 	Replicas int          // replicas of every asset; zero: 3
 	Logger   *slog.Logger // nil: discard
 	// WriteBudget bounds how long a write retries through a leader
-	// election or a lost region; zero: 8 s, below the edge's 10 s per
-	// attempt, so the edge hears 503 in time to retry elsewhere.
+	// election or a lost region; zero: 15 s (a crash-like region loss
+	// takes up to about 8 s to elect new leaders, plus noticing it), below
+	// the edge's 20 s per attempt, so the edge hears 503 in time to retry
+	// elsewhere.
 	WriteBudget time.Duration
 	// Inject writes the trace context of ctx into the headers of a message
 	// put on a stream; Process wraps the handling of a delivered message
@@ -55,7 +57,9 @@ type Config struct {
 	// outcome. Nil: no tracing through the streams.
 	Inject  func(ctx context.Context, h nats.Header)
 	Process func(ctx context.Context, subject string, h nats.Header) (context.Context, func(error))
-	// OpTimeout bounds one attempt of one store call; zero: 5 s.
+	// OpTimeout bounds one attempt of one store call; zero: 2 s (an
+	// answered call takes milliseconds; a leaderless one is dropped, and
+	// the retry finds the new leader sooner).
 	OpTimeout time.Duration
 }
 
@@ -95,10 +99,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.WriteBudget == 0 {
-		cfg.WriteBudget = 8 * time.Second
+		cfg.WriteBudget = 15 * time.Second
 	}
 	if cfg.OpTimeout == 0 {
-		cfg.OpTimeout = 5 * time.Second
+		cfg.OpTimeout = 2 * time.Second
 	}
 	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
