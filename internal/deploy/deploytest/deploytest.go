@@ -31,6 +31,9 @@ type Options struct {
 	// EdgeRate and EdgeBurst set the edge's per-client limit; zero: its defaults.
 	EdgeRate  float64
 	EdgeBurst int
+	// EdgeNoRetry turns the edge's retry of idempotent requests off (a
+	// guarantee broken on purpose).
+	EdgeNoRetry bool
 	// OpsNeedToken makes the operations endpoints require an admin token
 	// from loopback clients too (production mode).
 	OpsNeedToken bool
@@ -80,6 +83,7 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 		EdgeClientRate:   opts.EdgeRate,
 		EdgeClientBurst:  opts.EdgeBurst,
 		OpsTrustLoopback: !opts.OpsNeedToken,
+		EdgeNoRetry:      opts.EdgeNoRetry,
 		Logger:           log,
 	})
 	if err == nil {

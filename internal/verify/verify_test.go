@@ -1,0 +1,60 @@
+package verify_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso/shoes/internal/chaos"
+	"github.com/contoso/shoes/internal/deploy/deploytest"
+	"github.com/contoso/shoes/internal/loadtest"
+	"github.com/contoso/shoes/internal/verify"
+)
+
+// The verdicts are real: with the edge's retry of idempotent requests
+// turned off, a crashed stamp's in-flight and next requests fail before its
+// POP stops routing to it, and verify fails the experiment on exactly that
+// expectation. (With the retry on, the same experiment passes: `contoso
+// verify --profile ci` runs it in CI.)
+func TestVerifyCatchesADisabledRetry(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{Latency: true, Probe: time.Second, EdgeRate: 1e9, EdgeBurst: 1e9, EdgeNoRetry: true},
+		"westeurope", "northeurope", "eastus")
+	exps, err := verify.Parse([]byte(`experiments:
+  - name: instance-kill-without-retry
+    load: {rate: 60, ramp: 1s, hold: 12s}
+    fault: {fault: instance-kill, target: westeurope, after: 4s, duration: 5s}
+    expect:
+      data: {idempotent_failures: 0}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := deploytest.Token(t, d, "verify", true)
+	var log bytes.Buffer
+	verdicts, err := verify.Run(context.Background(), verify.Config{
+		Ops: d.OpsURL(), AdminToken: admin, Log: &log,
+		Chaos: verify.ChaosInjector{Client: &chaos.Client{BaseURL: d.OpsURL(), Token: admin}},
+		Load: verify.LoadWith(loadtest.Config{Edge: d.EdgeURL(), Tokens: func(sub string, isAdmin bool) (string, error) {
+			return d.Issuer().Mint(sub, isAdmin, time.Hour, time.Now())
+		}}),
+	}, exps)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, log.String())
+	}
+	var table bytes.Buffer
+	verify.PrintTable(&table, verdicts)
+	t.Log("\n" + table.String())
+	if !verify.Failed(verdicts) {
+		t.Fatal("verify passed an edge that does not retry idempotent requests")
+	}
+	for _, v := range verdicts {
+		if strings.HasPrefix(v.Expectation, "failed idempotent requests") && v.Pass {
+			t.Fatalf("the idempotent-failure expectation passed: %+v", v)
+		}
+		if strings.HasPrefix(v.Expectation, "steady state") && !v.Pass {
+			t.Fatalf("the experiment did not run: %+v", v)
+		}
+	}
+}
