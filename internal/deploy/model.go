@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -16,7 +17,8 @@ import (
 // (contoso_health_state per entity; contoso_regions_total and
 // contoso_regions_healthy for the redundancy alerts).
 func (d *Deployment) startHealthModel() (*health.Evaluator, error) {
-	ev, err := health.NewEvaluator(health.EvaluatorConfig{Model: health.DefaultModel(), Source: newSignals(d), Regions: d.regionNames})
+	sig := newSignals(d)
+	ev, err := health.NewEvaluator(health.EvaluatorConfig{Model: health.DefaultModel(), Source: sig, Regions: d.regionNames})
 	if err != nil {
 		return nil, fmt.Errorf("health model: %w", err)
 	}
@@ -25,8 +27,49 @@ func (d *Deployment) startHealthModel() (*health.Evaluator, error) {
 		metric.WithDescription("health model state per entity: 0 healthy, 1 degraded, 2 unhealthy, 3 unknown"))
 	total, err2 := meter.Int64ObservableGauge("contoso.regions.total", metric.WithDescription("regions in the health model"))
 	healthy, err3 := meter.Int64ObservableGauge("contoso.regions.healthy", metric.WithDescription("regions the health model finds healthy"))
-	if err := errors.Join(err1, err2, err3); err != nil {
+	// The signals behind the model, as metrics: queue age and depth,
+	// every stamp check's verdict, the partner breakers, where each POP
+	// routes.
+	queueAge, err4 := meter.Float64ObservableGauge("contoso.queue.age", metric.WithUnit("s"),
+		metric.WithDescription("age of the oldest unprocessed message of a work-queue stream"))
+	queueDepth, err5 := meter.Int64ObservableGauge("contoso.queue.depth", metric.WithDescription("unprocessed messages of a work-queue stream"))
+	probe, err6 := meter.Int64ObservableGauge("contoso.probe.status",
+		metric.WithDescription("a stamp dependency check's verdict: 0 healthy, 1 degraded, 2 unhealthy"))
+	breaker, err7 := meter.Int64ObservableGauge("contoso.partner.breaker",
+		metric.WithDescription("the partner client's circuit breaker: 0 closed, 1 half-open, 2 open"))
+	routes, err8 := meter.Int64ObservableGauge("contoso.edge.routes",
+		metric.WithDescription("1 when a POP sends its clients to a region's stamps now"))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8); err != nil {
 		return nil, fmt.Errorf("health model gauges: %w", err)
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		readings := sig.all()
+		for key, r := range readings {
+			name, scope := parseSignalKey(key)
+			switch {
+			case name == "queue.age":
+				o.ObserveFloat64(queueAge, r.Value, metric.WithAttributes(attribute.String("stream", scope["stream"])))
+				o.ObserveInt64(queueDepth, int64(r.Traffic), metric.WithAttributes(attribute.String("stream", scope["stream"])))
+			case strings.HasPrefix(name, "probe.") && name != "probe.age":
+				o.ObserveInt64(probe, int64(r.Value), metric.WithAttributes(attribute.String("region", scope["region"]),
+					attribute.String("check", strings.TrimPrefix(name, "probe."))))
+			case name == "partner.breaker":
+				o.ObserveInt64(breaker, int64(r.Value), metric.WithAttributes(attribute.String("region", scope["region"])))
+			}
+		}
+		regionOf := map[string]string{}
+		for id, b := range d.front.edge.Heartbeats() {
+			regionOf[id] = b.Region
+		}
+		for _, p := range d.front.edge.Status() {
+			for _, id := range p.Near {
+				o.ObserveInt64(routes, 1, metric.WithAttributes(attribute.String("pop", p.Region), attribute.String("region", regionOf[id])))
+			}
+		}
+		return nil
+	}, queueAge, queueDepth, probe, breaker, routes)
+	if err != nil {
+		return nil, fmt.Errorf("signal gauges: %w", err)
 	}
 	codes := map[health.Status]int64{health.Healthy: 0, health.Degraded: 1, health.Unhealthy: 2, health.Unknown: 3}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {

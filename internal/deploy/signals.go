@@ -45,14 +45,32 @@ func signalKey(name string, scope health.Scope) string {
 
 // Signal implements health.Source.
 func (s *signals) Signal(name string, scope health.Scope) (health.Reading, bool) {
+	r, ok := s.all()[signalKey(name, scope)]
+	return r, ok
+}
+
+// all returns every current reading by key (name|k=v...), refreshed as
+// Signal refreshes them.
+func (s *signals) all() map[string]health.Reading {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if time.Since(s.at) > 500*time.Millisecond {
 		s.readings = s.collect()
 		s.at = time.Now()
 	}
-	r, ok := s.readings[signalKey(name, scope)]
-	return r, ok
+	return s.readings
+}
+
+// parseSignalKey splits a reading's key into its name and scope.
+func parseSignalKey(key string) (string, health.Scope) {
+	parts := strings.Split(key, "|")
+	scope := health.Scope{}
+	for _, p := range parts[1:] {
+		if k, v, ok := strings.Cut(p, "="); ok {
+			scope[k] = v
+		}
+	}
+	return parts[0], scope
 }
 
 // regionNames lists the regions with a running stamp, for the model.

@@ -76,7 +76,10 @@ func TestAnOrderIsOneTraceFromEdgeToPartner(t *testing.T) {
 		t.Fatalf("trace has %d root spans, want one (the edge's)", roots)
 	}
 	metrics := string(deploytest.Do(t, http.MethodGet, d.OpsURL()+"/metrics", "", nil).Body)
-	for _, want := range []string{`component="edge"`, `component="stamp"`, `flow="checkout"`, `http_route="/api/orders"`} {
+	for _, want := range []string{`component="edge"`, `component="stamp"`, `flow="checkout"`, `http_route="/api/orders"`,
+		`contoso_queue_age_seconds{stream="orders"}`, `contoso_probe_status{check="store-write",region="westeurope"}`,
+		`contoso_partner_breaker{region="eastus"}`, `contoso_edge_routes{pop="northeurope",region="northeurope"}`,
+		`contoso_health_state{entity="system"}`, `contoso_regions_healthy`} {
 		if !strings.Contains(metrics, want) {
 			t.Fatalf("/metrics lacks %s", want)
 		}
