@@ -259,7 +259,18 @@ func TestBrokenStoreWriteFailsWriteCheckOnly(t *testing.T) {
 		}
 		return ""
 	}
+	// Failing replicated writes are degraded first (a leader election
+	// looks the same for a while), unhealthy once they outlast the grace.
 	deploytest.Eventually(t, 5*time.Second, func() error {
+		if got := status("store-write"); got != health.Degraded {
+			return fmt.Errorf("store-write is %s", got)
+		}
+		return nil
+	})
+	if rep := st.Prober().Report(); rep.Status == health.Unhealthy {
+		t.Fatalf("a stamp whose writes just started failing is already unhealthy: %s", rep.Reason)
+	}
+	deploytest.Eventually(t, 25*time.Second, func() error {
 		if got := status("store-write"); got != health.Unhealthy {
 			return fmt.Errorf("store-write is %s", got)
 		}

@@ -40,7 +40,10 @@ func sendAs(t *testing.T, d interface{ EdgeURL() string }, region, method, path,
 func TestRegionAddedAtRunTimeTakesTrafficAndRemovedLosesNothing(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{Latency: true}, regions3...)
 	ops := d.OpsURL()
-	res := deploytest.Do(t, http.MethodPost, ops+"/ops/regions", "", map[string]string{"name": "uksouth"})
+	// uksouth's latencies put it outside every other region's 10 ms window,
+	// and nearest to westeurope.
+	res := deploytest.Do(t, http.MethodPost, ops+"/ops/regions", "", map[string]any{"name": "uksouth",
+		"latencyMs": map[string]float64{"westeurope": 20, "northeurope": 25, "eastus": 45}})
 	if res.Status != http.StatusCreated {
 		t.Fatalf("add uksouth = %d %s", res.Status, res.Body)
 	}
@@ -53,7 +56,7 @@ func TestRegionAddedAtRunTimeTakesTrafficAndRemovedLosesNothing(t *testing.T) {
 	}
 	res.JSON(t, &info)
 	if info.Name != "uksouth" || info.Data || len(info.Stamps) != 1 || !info.POP || len(info.DataRegions) == 0 || info.DataRegions[0] != "westeurope" {
-		t.Fatalf("added region = %+v, want a stamp-only region on westeurope's store (8 ms away) with a POP", info)
+		t.Fatalf("added region = %+v, want a stamp-only region on westeurope's store (20 ms away) with a POP", info)
 	}
 	product := "/api/products/" + shop.SeedCatalog()[0].ID
 	got := sendAs(t, d, "uksouth", http.MethodGet, product, "", "", nil)

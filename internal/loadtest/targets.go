@@ -121,6 +121,28 @@ func (r *Runner) readCatalog(ctx context.Context) (*catalog, error) {
 // call sends one request of the runner's own (not part of the load) and
 // decodes a 2xx JSON answer into out, when out is not nil.
 func (r *Runner) call(ctx context.Context, method, path, token, region string, body, out any) error {
+	// The tool's own reads and its idempotent stock settings are retried
+	// when the system fails them (5xx, no answer): a bookkeeping call
+	// caught in the middle of a fault must not void the whole run.
+	var err error
+	for attempt := range 4 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+			}
+		}
+		err = r.callOnce(ctx, method, path, token, region, body, out)
+		var se *statusError
+		if err == nil || (errors.As(err, &se) && se.code < 500) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (r *Runner) callOnce(ctx context.Context, method, path, token, region string, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	var rd io.Reader

@@ -89,7 +89,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		srv.SetLoggerV2(&natsLogger{log: cfg.Logger.With("component", "nats", "region", cfg.Region)}, false, false, false)
 	}
 	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("start node %s: not ready for connections (is port %d or %d taken?)", cfg.Region, cfg.ClientPort, cfg.ClusterPort)
 	}
