@@ -156,29 +156,13 @@ func (s *Sink) Collect(ctx context.Context) error {
 			scope := sm.Scope.Name
 			switch d := m.Data.(type) {
 			case metricdata.Sum[int64]:
-				for _, dp := range d.DataPoints {
-					if se := h.lookup(scope, m.Name, dp.Attributes, kindSum, nil); se != nil {
-						set(se, float64(dp.Value))
-					}
-				}
+				setPoints(h, set, scope, m.Name, kindSum, d.DataPoints)
 			case metricdata.Sum[float64]:
-				for _, dp := range d.DataPoints {
-					if se := h.lookup(scope, m.Name, dp.Attributes, kindSum, nil); se != nil {
-						set(se, dp.Value)
-					}
-				}
+				setPoints(h, set, scope, m.Name, kindSum, d.DataPoints)
 			case metricdata.Gauge[int64]:
-				for _, dp := range d.DataPoints {
-					if se := h.lookup(scope, m.Name, dp.Attributes, kindGauge, nil); se != nil {
-						set(se, float64(dp.Value))
-					}
-				}
+				setPoints(h, set, scope, m.Name, kindGauge, d.DataPoints)
 			case metricdata.Gauge[float64]:
-				for _, dp := range d.DataPoints {
-					if se := h.lookup(scope, m.Name, dp.Attributes, kindGauge, nil); se != nil {
-						set(se, dp.Value)
-					}
-				}
+				setPoints(h, set, scope, m.Name, kindGauge, d.DataPoints)
 			case metricdata.Histogram[int64]:
 				for _, dp := range d.DataPoints {
 					setHistogram(h, set, scope, m.Name, dp.Attributes, dp.Bounds, dp.Count, float64(dp.Sum), dp.BucketCounts)
@@ -201,6 +185,15 @@ func (s *Sink) Collect(ctx context.Context) error {
 		t.snaps.push(snap)
 	}
 	return nil
+}
+
+// setPoints stores the value of every data point of a sum or a gauge.
+func setPoints[N int64 | float64](h *history, set func(*series, ...float64), scope, name string, kind seriesKind, dps []metricdata.DataPoint[N]) {
+	for _, dp := range dps {
+		if se := h.lookup(scope, name, dp.Attributes, kind, nil); se != nil {
+			set(se, float64(dp.Value))
+		}
+	}
 }
 
 func setHistogram(h *history, set func(*series, ...float64), scope, name string, attrs attribute.Set, bounds []float64, count uint64, sum float64, buckets []uint64) {
