@@ -211,7 +211,7 @@ func (d *Deployment) RemoveRegion(ctx context.Context, name string) (RegionInfo,
 		}
 		return RegionInfo{}, fmt.Errorf("remove region %s: %w", name, err)
 	}
-	if err := d.front.edge.RemovePOP(name, d.nearest(name, func(r *region) bool { return len(r.instances) > 0 })); err != nil {
+	if err := d.front.edge.RemovePOP(name, d.nearest(name, func(r *region) bool { return len(r.instances) > 0 }), false); err != nil {
 		d.log.Warn("remove region: POP", "region", name, "error", err)
 	}
 	var errs []error

@@ -255,7 +255,10 @@ func (e *Edge) AddPOP(ctx context.Context, region string) {
 // RemovePOP closes region's point of presence; its clients are served by
 // the first of instead that still has a POP (nearest first), as geo-DNS
 // would send them to the next POP. Removing the last POP is refused.
-func (e *Edge) RemovePOP(region string, instead []string) error {
+// With abort (the region crashed: its links lead nowhere), the attempts
+// the POP has in flight are aborted, and idempotent ones are retried
+// through the POP that takes its clients over.
+func (e *Edge) RemovePOP(region string, instead []string, abort bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p, ok := e.pops[region]
@@ -272,8 +275,33 @@ func (e *Edge) RemovePOP(region string, instead []string) error {
 	if p.stop != nil {
 		p.stop()
 	}
+	if abort {
+		p.mu.Lock()
+		for id := range p.attempts {
+			p.abortLocked(id)
+		}
+		p.mu.Unlock()
+	}
 	e.log.Info("POP closed", "pop", region, "clientsGoTo", instead)
 	return nil
+}
+
+// retryVia is where a retry goes: the stamp chosen with the first attempt,
+// from the same POP, unless that POP closed meanwhile: then the POP that
+// took its clients over picks.
+func (e *Edge) retryVia(r *http.Request, p *pop, retry string, addrs map[string]string) (*pop, string, string) {
+	e.mu.Lock()
+	_, open := e.pops[p.region]
+	e.mu.Unlock()
+	if open {
+		return p, retry, addrs[retry]
+	}
+	np, err := e.popFor(r)
+	if err != nil || np == p {
+		return p, retry, addrs[retry]
+	}
+	primary, _, naddrs, _ := np.route()
+	return np, primary, naddrs[primary]
 }
 
 // InFlight is how many requests the POP of region is serving now, open or
@@ -589,8 +617,9 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 		if resp != nil {
 			resp.Body.Close()
 		}
-		resp, err = e.attempt(r, p, retry, addrs[retry], body)
-		e.report(p, retry, attemptFailed(resp, err))
+		rp, id, addr := e.retryVia(r, p, retry, addrs)
+		resp, err = e.attempt(r, rp, id, addr, body)
+		e.report(rp, id, attemptFailed(resp, err))
 	}
 	if err != nil {
 		return shop.Unavailable("the stamp did not answer", err)
