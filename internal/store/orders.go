@@ -223,27 +223,36 @@ type IdempotencyRecord struct {
 // the key was used before (in any region, within 24 hours).
 func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) (IdempotencyRecord, bool, error) {
 	b, _ := json.Marshal(rec)
-	_, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) { return s.idem.Create(ctx, id, b) })
-	if err == nil {
-		return rec, true, nil
+	deadline := time.Now().Add(s.cfg.WriteBudget)
+	for attempt := 0; ; attempt++ {
+		_, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) { return s.idem.Create(ctx, id, b) })
+		if err == nil {
+			return rec, true, nil
+		}
+		if !isExists(err) {
+			return rec, false, shop.Unavailable("the order could not be recorded; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
+		}
+		// The record exists; reading it may meet the leader election that
+		// made the create fail over, so it retries within the write budget.
+		data, err := retrying(ctx, s, func(ctx context.Context) ([]byte, error) {
+			data, _, err := s.leaderValue(ctx, BucketIdempotency, id)
+			return data, err
+		})
+		if err == nil {
+			var prev IdempotencyRecord
+			if err := json.Unmarshal(data, &prev); err != nil {
+				return rec, false, fmt.Errorf("remember %s: %w", id, err)
+			}
+			return prev, false, nil
+		}
+		// "Exists" from a create whose first attempt's answer was lost in
+		// a leader change, then "not found" from the new leader: the first
+		// attempt never committed. Create again.
+		if !errors.Is(err, errNotFound) || time.Now().After(deadline) || ctx.Err() != nil {
+			return rec, false, shop.Unavailable("the order could not be read back; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
+		}
+		backoff(ctx, attempt)
 	}
-	if !isExists(err) {
-		return rec, false, shop.Unavailable("the order could not be recorded; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
-	}
-	// The record exists; reading it may meet the leader election that made
-	// the create fail over, so it retries within the write budget too.
-	data, err := retrying(ctx, s, func(ctx context.Context) ([]byte, error) {
-		data, _, err := s.leaderValue(ctx, BucketIdempotency, id)
-		return data, err
-	})
-	if err != nil {
-		return rec, false, shop.Unavailable("the order could not be read back; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
-	}
-	var prev IdempotencyRecord
-	if err := json.Unmarshal(data, &prev); err != nil {
-		return rec, false, fmt.Errorf("remember %s: %w", id, err)
-	}
-	return prev, false, nil
 }
 
 // Recall returns the record stored under id, if any, read from the stream
