@@ -175,7 +175,7 @@ func (s *signals) collect() map[string]health.Reading {
 	for _, p := range status {
 		for _, st := range p.Stamps {
 			key := [2]string{p.Region, st.Region}
-			if !strings.HasPrefix(st.LastProbe, "probe failed") && !st.ProbedAt.IsZero() {
+			if st.Reached {
 				probeOK[key] = true
 				if r, ok := rtt[key]; !ok || st.RTTMs < r {
 					rtt[key] = st.RTTMs

@@ -128,6 +128,7 @@ type stampState struct {
 	health      Health
 	rtt         time.Duration // EWMA of probe round trips
 	verdict     string        // the last probe's outcome, for operators
+	answered    bool          // the last probe got an answer (of any status)
 	probedAt    time.Time
 	failures    int // consecutive passive failures
 	ejectedTill time.Time
@@ -441,7 +442,7 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
 	defer cancel()
 	start := time.Now()
-	h, verdict := e.fetchHealth(ctx, st.addr)
+	h, verdict, answered := e.fetchHealth(ctx, st.addr)
 	rtt := time.Since(start)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -449,14 +450,14 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 	if st.health != Unknown || h == Unhealthy { // the first verdict of a new stamp needs no recovery
 		st.observe(h, now, e.cfg.Rise, e.cfg.FlapWindow)
 	}
-	st.health, st.verdict, st.probedAt = h, verdict, now
-	if h == Unhealthy && strings.HasPrefix(verdict, "probe failed") {
+	st.health, st.verdict, st.probedAt, st.answered = h, verdict, now, answered
+	if !answered {
 		p.abortLocked(s.ID)
 	}
 	if st.recovering > 0 && h != Unhealthy {
 		st.verdict = fmt.Sprintf("%s; recovering: %d more good probes before rotation", verdict, st.recovering)
 	}
-	if h != Unhealthy || !strings.HasPrefix(verdict, "probe failed") {
+	if answered {
 		// Only answered probes measure the path; a smoothed RTT (EWMA,
 		// alpha 0.3) keeps one slow answer from moving traffic.
 		if st.rtt == 0 {
@@ -467,12 +468,13 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 	}
 }
 
-// fetchHealth reads a stamp's /health/stamp: its verdict and why.
-func (e *Edge) fetchHealth(ctx context.Context, addr string) (Health, string) {
+// fetchHealth reads a stamp's /health/stamp: its verdict, why, and whether
+// the stamp answered at all.
+func (e *Edge) fetchHealth(ctx context.Context, addr string) (Health, string, bool) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/health/stamp", nil)
 	resp, err := e.probes.Do(req)
 	if err != nil {
-		return Unhealthy, "probe failed: " + err.Error()
+		return Unhealthy, "probe failed: " + err.Error(), false
 	}
 	defer resp.Body.Close()
 	var rep struct {
@@ -482,13 +484,13 @@ func (e *Edge) fetchHealth(ctx context.Context, addr string) (Health, string) {
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rep)
 	switch {
 	case rep.Reason == "drained":
-		return Drained, "drained by an operator"
+		return Drained, "drained by an operator", true
 	case resp.StatusCode == http.StatusOK && rep.Status == "degraded":
-		return Degraded, "degraded: " + rep.Reason
+		return Degraded, "degraded: " + rep.Reason, true
 	case resp.StatusCode == http.StatusOK:
-		return Healthy, "healthy"
+		return Healthy, "healthy", true
 	}
-	return Unhealthy, fmt.Sprintf("unhealthy (%d): %s", resp.StatusCode, rep.Reason)
+	return Unhealthy, fmt.Sprintf("unhealthy (%d): %s", resp.StatusCode, rep.Reason), true
 }
 
 // decideLocked recomputes the POP's routing decision; p.mu must be held.
@@ -654,19 +656,8 @@ func (e *Edge) attempt(r *http.Request, p *pop, id, addr string, body []byte) (*
 		}
 		return nil, err
 	}
-	resp.Body = untrackOnClose{resp.Body, func() { p.untrack(id, key); abort(nil) }}
+	resp.Body = onClose{resp.Body, func() { p.untrack(id, key); abort(nil) }}
 	return resp, nil
-}
-
-type untrackOnClose struct {
-	io.ReadCloser
-	done func()
-}
-
-func (u untrackOnClose) Close() error {
-	err := u.ReadCloser.Close()
-	u.done()
-	return err
 }
 
 // track registers an attempt in flight to stamp id; untrack removes it.
@@ -741,17 +732,19 @@ func (e *Edge) forward(r *http.Request, addr string, body []byte) (*http.Respons
 		cancel()
 		return nil, err
 	}
-	resp.Body = cancelOnClose{resp.Body, cancel}
+	resp.Body = onClose{resp.Body, cancel}
 	return resp, nil
 }
 
-type cancelOnClose struct {
+// onClose is a response body that runs done once closed: the attempt's
+// context and bookkeeping end with the body, not before.
+type onClose struct {
 	io.ReadCloser
-	cancel context.CancelFunc
+	done func()
 }
 
-func (c cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
+func (o onClose) Close() error {
+	err := o.ReadCloser.Close()
+	o.done()
 	return err
 }

@@ -16,6 +16,7 @@ type StampStatus struct {
 	State        Health    `json:"state"`
 	RTTMs        float64   `json:"rttMs"`
 	LastProbe    string    `json:"lastProbe"`
+	Reached      bool      `json:"reached"` // the last probe got an answer from the stamp
 	ProbedAt     time.Time `json:"probedAt"`
 	Ejected      bool      `json:"ejected"`
 	EjectedUntil time.Time `json:"ejectedUntil,omitzero"`
@@ -49,7 +50,7 @@ func (e *Edge) Status() []POPStatus {
 		for id, st := range p.state {
 			ps.Stamps = append(ps.Stamps, StampStatus{
 				ID: id, Region: regions[id], State: st.routedHealth(), RTTMs: float64(st.rtt.Microseconds()) / 1000,
-				LastProbe: st.verdict, ProbedAt: st.probedAt, Ejected: now.Before(st.ejectedTill),
+				LastProbe: st.verdict, Reached: st.answered, ProbedAt: st.probedAt, Ejected: now.Before(st.ejectedTill),
 				EjectedUntil: st.ejectedTill, Weight: st.weight, Routing: p.dec.Reasons[id],
 			})
 		}
