@@ -10,7 +10,6 @@ import (
 
 	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/slo"
-	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // snapshot is what the operations dashboard shows now: regions and their
@@ -30,18 +29,9 @@ func (d *Deployment) snapshot(context.Context) (*ops.Snapshot, error) {
 		return nil, err
 	}
 	status := d.front.edge.Status()
-	regionOf := map[string]string{}
-	for id, b := range d.front.edge.Heartbeats() {
-		regionOf[id] = b.Region
-	}
+	routes := popRoutes(status)
 	for _, p := range status {
-		pop := ops.POP{Region: p.Region, Routes: []string{}, FailOpen: p.FailOpen}
-		for _, id := range p.Near {
-			if r := regionOf[id]; r != "" && !slices.Contains(pop.Routes, r) {
-				pop.Routes = append(pop.Routes, r)
-			}
-		}
-		snap.POPs = append(snap.POPs, pop)
+		snap.POPs = append(snap.POPs, ops.POP{Region: p.Region, Routes: routes[p.Region], FailOpen: p.FailOpen})
 	}
 	sink := d.tel.Sink()
 	for _, name := range d.regionNames() {
@@ -60,18 +50,9 @@ func (d *Deployment) snapshot(context.Context) (*ops.Snapshot, error) {
 			}
 			reg.Stamps = append(reg.Stamps, st)
 		}
-		api := telemetry.Labels{"component": "stamp", "region": name, "http.route": "/api/*"}
-		if n, ok := sink.Increase(telemetry.MetricHTTPServerDuration, api, 10*time.Second); ok {
-			reg.RPS = n / 10
-		}
-		total, _ := sink.Increase(telemetry.MetricHTTPServerDuration, api, signalWindow)
-		bad := telemetry.Labels{"component": "stamp", "region": name, "http.route": "/api/*", "http.response.status_code": "5*"}
-		if errs, ok := sink.Increase(telemetry.MetricHTTPServerDuration, bad, signalWindow); ok && total > 0 {
-			reg.ErrorRatio = errs / total
-		}
-		if p99, ok := sink.Quantile(telemetry.MetricHTTPServerDuration, api, 0.99, signalWindow); ok && total > 0 {
-			reg.P99Ms = p99 * 1000
-		}
+		reg.RPS = trafficOf(sink, apiRequests(name), 10*time.Second).requests / 10
+		t := trafficOf(sink, apiRequests(name), signalWindow)
+		reg.ErrorRatio, reg.P99Ms = t.errorRatio, t.p99*1000
 		snap.Regions = append(snap.Regions, reg)
 	}
 	for _, l := range sink.RecentLogs(30, slog.LevelError) {

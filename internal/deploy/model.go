@@ -43,27 +43,21 @@ func (d *Deployment) startHealthModel() (*health.Evaluator, error) {
 		return nil, fmt.Errorf("health model gauges: %w", err)
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		readings := sig.all()
-		for key, r := range readings {
-			name, scope := parseSignalKey(key)
+		for key, r := range sig.all() {
 			switch {
-			case name == "queue.age":
-				o.ObserveFloat64(queueAge, r.Value, metric.WithAttributes(attribute.String("stream", scope["stream"])))
-				o.ObserveInt64(queueDepth, int64(r.Traffic), metric.WithAttributes(attribute.String("stream", scope["stream"])))
-			case strings.HasPrefix(name, "probe.") && name != "probe.age":
-				o.ObserveInt64(probe, int64(r.Value), metric.WithAttributes(attribute.String("region", scope["region"]),
-					attribute.String("check", strings.TrimPrefix(name, "probe."))))
-			case name == "partner.breaker":
-				o.ObserveInt64(breaker, int64(r.Value), metric.WithAttributes(attribute.String("region", scope["region"])))
+			case key.name == "queue.age":
+				o.ObserveFloat64(queueAge, r.Value, metric.WithAttributes(attribute.String("stream", key.stream)))
+				o.ObserveInt64(queueDepth, int64(r.Traffic), metric.WithAttributes(attribute.String("stream", key.stream)))
+			case strings.HasPrefix(key.name, "probe.") && key.name != "probe.age":
+				o.ObserveInt64(probe, int64(r.Value), metric.WithAttributes(attribute.String("region", key.region),
+					attribute.String("check", strings.TrimPrefix(key.name, "probe."))))
+			case key.name == "partner.breaker":
+				o.ObserveInt64(breaker, int64(r.Value), metric.WithAttributes(attribute.String("region", key.region)))
 			}
 		}
-		regionOf := map[string]string{}
-		for id, b := range d.front.edge.Heartbeats() {
-			regionOf[id] = b.Region
-		}
-		for _, p := range d.front.edge.Status() {
-			for _, id := range p.Near {
-				o.ObserveInt64(routes, 1, metric.WithAttributes(attribute.String("pop", p.Region), attribute.String("region", regionOf[id])))
+		for pop, regions := range popRoutes(d.front.edge.Status()) {
+			for _, region := range regions {
+				o.ObserveInt64(routes, 1, metric.WithAttributes(attribute.String("pop", pop), attribute.String("region", region)))
 			}
 		}
 		return nil

@@ -2,9 +2,9 @@ package deploy
 
 import (
 	"context"
+	"maps"
 	"math"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,31 +27,28 @@ type signals struct {
 
 	mu       sync.Mutex // guards the fields below
 	at       time.Time
-	readings map[string]health.Reading
+	readings map[signalKey]health.Reading
 }
 
 func newSignals(d *Deployment) *signals { return &signals{d: d} }
 
-func signalKey(name string, scope health.Scope) string {
-	var b strings.Builder
-	b.WriteString(name)
-	for _, k := range []string{"region", "a", "b", "stream"} {
-		if v, ok := scope[k]; ok {
-			b.WriteString("|" + k + "=" + v)
-		}
-	}
-	return b.String()
+// signalKey names one reading: the signal and the scope it is asked for.
+type signalKey struct {
+	name, region, a, b, stream string
+}
+
+func keyOf(name string, scope health.Scope) signalKey {
+	return signalKey{name: name, region: scope["region"], a: scope["a"], b: scope["b"], stream: scope["stream"]}
 }
 
 // Signal implements health.Source.
 func (s *signals) Signal(name string, scope health.Scope) (health.Reading, bool) {
-	r, ok := s.all()[signalKey(name, scope)]
+	r, ok := s.all()[keyOf(name, scope)]
 	return r, ok
 }
 
-// all returns every current reading by key (name|k=v...), refreshed as
-// Signal refreshes them.
-func (s *signals) all() map[string]health.Reading {
+// all returns every current reading, computed at most every half second.
+func (s *signals) all() map[signalKey]health.Reading {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if time.Since(s.at) > 500*time.Millisecond {
@@ -59,18 +56,6 @@ func (s *signals) all() map[string]health.Reading {
 		s.at = time.Now()
 	}
 	return s.readings
-}
-
-// parseSignalKey splits a reading's key into its name and scope.
-func parseSignalKey(key string) (string, health.Scope) {
-	parts := strings.Split(key, "|")
-	scope := health.Scope{}
-	for _, p := range parts[1:] {
-		if k, v, ok := strings.Cut(p, "="); ok {
-			scope[k] = v
-		}
-	}
-	return parts[0], scope
 }
 
 // regionNames lists the regions with a running stamp, for the model.
@@ -97,15 +82,16 @@ func verdictValue(st health.Status) float64 {
 	return 2
 }
 
-func (s *signals) collect() map[string]health.Reading {
+func (s *signals) collect() map[signalKey]health.Reading {
 	d := s.d
 	now := time.Now()
-	out := map[string]health.Reading{}
+	out := map[signalKey]health.Reading{}
 	put := func(name string, scope health.Scope, v float64, at time.Time, traffic float64) {
-		out[signalKey(name, scope)] = health.Reading{Value: v, At: at, Traffic: traffic}
+		out[keyOf(name, scope)] = health.Reading{Value: v, At: at, Traffic: traffic}
 	}
 	regions := d.regionNames()
 	status := d.front.edge.Status()
+	routes := popRoutes(status)
 	beats := d.front.edge.Heartbeats()
 
 	d.mu.Lock()
@@ -115,10 +101,6 @@ func (s *signals) collect() map[string]health.Reading {
 	}
 	d.mu.Unlock()
 
-	regionOf := map[string]string{} // stamp id -> region
-	for id, b := range beats {
-		regionOf[id] = b.Region
-	}
 	for _, region := range regions {
 		scope := health.Scope{"region": region}
 		// The stamp's own dependency checks: the freshest report of its
@@ -149,7 +131,7 @@ func (s *signals) collect() map[string]health.Reading {
 		put("stamp.drained", scope, map[bool]float64{true: 1}[drained], now, 0)
 		routing := 0
 		for _, p := range status {
-			if slices.ContainsFunc(p.Near, func(id string) bool { return regionOf[id] == region }) && !p.FailOpen {
+			if slices.Contains(routes[p.Region], region) && !p.FailOpen {
 				routing++
 			}
 		}
@@ -164,10 +146,13 @@ func (s *signals) collect() map[string]health.Reading {
 			put("registry.age", scope, now.Sub(lastBeat).Seconds(), now, 0)
 		}
 		// Real traffic: the stamp's API requests over the last 30 s.
-		api := telemetry.Labels{"component": "stamp", "region": region, "http.route": "/api/*"}
-		s.rates(put, "http", scope, api)
+		t := trafficOf(d.tel.Sink(), apiRequests(region), signalWindow)
+		put("http.error_ratio", scope, t.errorRatio, now, t.requests)
+		put("http.p99", scope, t.p99, now, t.requests)
 	}
-	s.rates(put, "edge", health.Scope{}, telemetry.Labels{"component": "edge"})
+	t := trafficOf(d.tel.Sink(), telemetry.Labels{"component": "edge"}, signalWindow)
+	put("edge.error_ratio", health.Scope{}, t.errorRatio, now, t.requests)
+	put("edge.p99", health.Scope{}, t.p99, now, t.requests)
 
 	// Links: what each POP sees of the other regions' stamps.
 	probeOK := map[[2]string]bool{} // [pop, region] -> some stamp of region answers that POP
@@ -220,30 +205,51 @@ func (s *signals) collect() map[string]health.Reading {
 	return out
 }
 
-// rates puts <prefix>.error_ratio and <prefix>.p99 for the requests that
-// match, over the signal window; Traffic is the number of requests.
-func (s *signals) rates(put func(string, health.Scope, float64, time.Time, float64), prefix string, scope health.Scope, match telemetry.Labels) {
-	sink := s.d.tel.Sink()
-	now := time.Now()
-	total, ok := sink.Increase(telemetry.MetricHTTPServerDuration, match, signalWindow)
-	if !ok {
-		total = 0
+// traffic is what a set of requests looked like over a window.
+type traffic struct {
+	requests   float64 // how many
+	errorRatio float64 // 5xx over requests; 0 without requests
+	p99        float64 // seconds; 0 without requests
+}
+
+// trafficOf reads the requests that match from the metric history.
+func trafficOf(sink *telemetry.Sink, match telemetry.Labels, window time.Duration) traffic {
+	var t traffic
+	t.requests, _ = sink.Increase(telemetry.MetricHTTPServerDuration, match, window)
+	if t.requests == 0 {
+		return t
 	}
-	bad := telemetry.Labels{"http.response.status_code": "5*"}
-	for k, v := range match {
-		bad[k] = v
+	bad := maps.Clone(match)
+	bad["http.response.status_code"] = "5*"
+	if errs, ok := sink.Increase(telemetry.MetricHTTPServerDuration, bad, window); ok {
+		t.errorRatio = errs / t.requests
 	}
-	errs, _ := sink.Increase(telemetry.MetricHTTPServerDuration, bad, signalWindow)
-	ratio := 0.0
-	if total > 0 {
-		ratio = errs / total
+	t.p99, _ = sink.Quantile(telemetry.MetricHTTPServerDuration, match, 0.99, window)
+	return t
+}
+
+// apiRequests selects a region's stamp API requests (not its probes).
+func apiRequests(region string) telemetry.Labels {
+	return telemetry.Labels{"component": "stamp", "region": region, "http.route": "/api/*"}
+}
+
+// popRoutes maps every POP to the regions it sends its clients to now.
+func popRoutes(status []edge.POPStatus) map[string][]string {
+	out := make(map[string][]string, len(status))
+	for _, p := range status {
+		regionOf := make(map[string]string, len(p.Stamps))
+		for _, st := range p.Stamps {
+			regionOf[st.ID] = st.Region
+		}
+		routes := []string{}
+		for _, id := range p.Near {
+			if r := regionOf[id]; r != "" && !slices.Contains(routes, r) {
+				routes = append(routes, r)
+			}
+		}
+		out[p.Region] = routes
 	}
-	put(prefix+".error_ratio", scope, ratio, now, total)
-	p99, ok := sink.Quantile(telemetry.MetricHTTPServerDuration, match, 0.99, signalWindow)
-	if !ok || total == 0 {
-		p99 = 0
-	}
-	put(prefix+".p99", scope, p99, now, total)
+	return out
 }
 
 func popOpen(status []edge.POPStatus, region string) bool {
