@@ -71,25 +71,29 @@ func (d *Deployment) startHealthModel() (*health.Evaluator, error) {
 		if root == nil {
 			return nil
 		}
-		var n, ok int64
 		var walk func(*health.Node)
 		seen := map[string]bool{}
 		walk = func(node *health.Node) {
 			if !seen[node.ID] {
 				seen[node.ID] = true
 				o.ObserveInt64(state, codes[node.State], metric.WithAttributes(attribute.String("entity", node.ID)))
-				if node.Kind == "region" {
-					n++
-					if node.State == health.Healthy {
-						ok++
-					}
-				}
 			}
 			for _, c := range node.Children {
 				walk(c)
 			}
 		}
 		walk(root)
+		// The regions are the children of the model's redundancy group
+		// (other entities of kind region are a region's part of a flow).
+		var n, ok int64
+		if group := root.Find("regions"); group != nil {
+			for _, r := range group.Children {
+				n++
+				if r.State == health.Healthy {
+					ok++
+				}
+			}
+		}
 		o.ObserveInt64(total, n)
 		o.ObserveInt64(healthy, ok)
 		return nil

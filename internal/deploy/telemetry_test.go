@@ -84,4 +84,19 @@ func TestAnOrderIsOneTraceFromEdgeToPartner(t *testing.T) {
 			t.Fatalf("/metrics lacks %s", want)
 		}
 	}
+	// The redundancy alerts compare these: one per region, not one per
+	// region-kind entity of the model.
+	if !strings.Contains(metrics, "\ncontoso_regions_total 3\n") {
+		t.Fatalf("contoso_regions_total is not 3 for three regions:\n%s", grepLines(metrics, "contoso_regions"))
+	}
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
