@@ -76,8 +76,8 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	ops := http.NewServeMux()
 	ops.Handle("GET /ops/edge", svc.Edge.StatusHandler())
 	servers := []*http.Server{
-		{Handler: svc.Edge.Handler()},
-		{Handler: httpapi.Chain(ops, httpapi.RequestIDs, deploy.AdminOnly(verifier, false, log))},
+		deploy.NewServer(svc.Edge.Handler()),
+		deploy.NewServer(httpapi.Chain(ops, httpapi.RequestIDs, deploy.AdminOnly(verifier, false, log))),
 	}
 	var urls []string
 	errc := make(chan error, len(servers))
@@ -87,8 +87,6 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}
 		srv := servers[i]
-		srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = 5*time.Second, 30*time.Second, 60*time.Second, 2*time.Minute
-		srv.MaxHeaderBytes = 64 << 10
 		urls = append(urls, "http://"+ln.Addr().String())
 		go func() { errc <- srv.Serve(ln) }()
 	}

@@ -543,7 +543,7 @@ func (d *Deployment) KillRegion(name string) error {
 		return fmt.Errorf("kill region: unknown region %q", name)
 	}
 	if d.front != nil {
-		if err := d.front.edge.RemovePOP(name, d.nearest(name, func(o *region) bool { return len(o.instances) > 0 }), true); err != nil {
+		if err := d.front.edge.RemovePOP(name, d.nearestServing(name), true); err != nil {
 			d.log.Warn("kill region: POP", "region", name, "error", err)
 		}
 	}

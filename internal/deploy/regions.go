@@ -85,6 +85,12 @@ func (d *Deployment) nearest(name string, keep func(*region) bool) []string {
 	return out
 }
 
+// nearestServing lists the other regions with a running stamp, nearest to
+// name first: where a closed POP's clients go.
+func (d *Deployment) nearestServing(name string) []string {
+	return d.nearest(name, func(r *region) bool { return len(r.instances) > 0 })
+}
+
 // AddRegion adds a stamp region at run time: its links to every region, a
 // stamp whose store is the nearest data region's server (reached across
 // the link), and a POP. It returns once the new POP routes its clients to
@@ -211,7 +217,7 @@ func (d *Deployment) RemoveRegion(ctx context.Context, name string) (RegionInfo,
 		}
 		return RegionInfo{}, fmt.Errorf("remove region %s: %w", name, err)
 	}
-	if err := d.front.edge.RemovePOP(name, d.nearest(name, func(r *region) bool { return len(r.instances) > 0 }), false); err != nil {
+	if err := d.front.edge.RemovePOP(name, d.nearestServing(name), false); err != nil {
 		d.log.Warn("remove region: POP", "region", name, "error", err)
 	}
 	var errs []error

@@ -16,15 +16,21 @@ type listeners struct {
 	servers []*http.Server
 }
 
-// serve serves h on addr and returns its URL. Slow clients cannot hold a
-// connection: headers, bodies, writes and idle keep-alives are bounded.
+// NewServer is an HTTP server for a public-facing part (the edge, the
+// operations address): slow clients cannot hold a connection, since
+// headers, bodies, writes and idle keep-alives are bounded.
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+}
+
+// serve serves h on addr (a NewServer) and returns its URL.
 func (l *listeners) serve(name, addr string, h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("%s: listen %s: %w", name, addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	srv := NewServer(h)
 	l.servers = append(l.servers, srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
