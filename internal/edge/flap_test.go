@@ -25,26 +25,28 @@ func healthyStamp(t *testing.T) string {
 }
 
 // startEdge runs an edge with one POP in westeurope over real links to two
-// stamps: northeurope (10 ms) and eastus (40 ms).
+// healthy stamps: northeurope and eastus.
 func startEdge(t *testing.T, net *netsim.Network, probe, timeout time.Duration) *edge.Edge {
 	t.Helper()
-	stamps := []edge.StampInfo{
-		{ID: "northeurope.a", Region: "northeurope", URL: healthyStamp(t)},
-		{ID: "eastus.a", Region: "eastus", URL: healthyStamp(t)},
+	return runEdge(t, net, edge.Config{ProbeInterval: probe, ProbeTimeout: timeout},
+		edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: healthyStamp(t)},
+		edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: healthyStamp(t)})
+}
+
+// runEdge runs an edge with cfg, one POP in westeurope, reaching the given
+// stamps (a fixed registry) across net's links, until the test ends.
+func runEdge(t *testing.T, net *netsim.Network, cfg edge.Config, stamps ...edge.StampInfo) *edge.Edge {
+	t.Helper()
+	cfg.POPs = []string{"westeurope"}
+	cfg.Dial = net.Route
+	cfg.Registry = func(ctx context.Context, fn func(string, *edge.StampInfo)) error {
+		for _, s := range stamps {
+			fn(s.ID, &s)
+		}
+		<-ctx.Done()
+		return ctx.Err()
 	}
-	e, err := edge.New(edge.Config{
-		POPs: []string{"westeurope"},
-		Registry: func(ctx context.Context, fn func(string, *edge.StampInfo)) error {
-			for _, s := range stamps {
-				fn(s.ID, &s)
-			}
-			<-ctx.Done()
-			return ctx.Err()
-		},
-		Dial:          net.Route,
-		ProbeInterval: probe,
-		ProbeTimeout:  timeout,
-	})
+	e, err := edge.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,28 +171,9 @@ func TestInFlightRequestToAVanishedStampIsRetriedElsewhere(t *testing.T) {
 		t.Cleanup(srv.Close)
 		return srv.URL
 	}
-	stamps := []edge.StampInfo{
-		{ID: "northeurope.a", Region: "northeurope", URL: stamp("northeurope")},
-		{ID: "eastus.a", Region: "eastus", URL: stamp("eastus")},
-	}
-	e, err := edge.New(edge.Config{
-		POPs: []string{"westeurope"},
-		Registry: func(ctx context.Context, fn func(string, *edge.StampInfo)) error {
-			for _, s := range stamps {
-				fn(s.ID, &s)
-			}
-			<-ctx.Done()
-			return ctx.Err()
-		},
-		Dial: net.Route, ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond, Timeout: 30 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	e := runEdge(t, net, edge.Config{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond, Timeout: 30 * time.Second},
+		edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: stamp("northeurope")},
+		edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: stamp("eastus")})
 	waitNear(t, e, "northeurope.a", 5*time.Second)
 	front := httptest.NewServer(e.Handler())
 	t.Cleanup(front.Close)
