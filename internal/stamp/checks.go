@@ -21,7 +21,7 @@ const (
 
 // writeGrace is how long failing replicated writes count as degraded: the
 // store's default write budget, what a write retries through.
-const writeGrace = 15 * time.Second
+const writeGrace = store.DefaultWriteBudget
 
 func (s *Stamp) checks() []health.Check {
 	return []health.Check{

@@ -99,7 +99,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.WriteBudget == 0 {
-		cfg.WriteBudget = 15 * time.Second
+		cfg.WriteBudget = DefaultWriteBudget
 	}
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = 2 * time.Second
@@ -243,6 +243,10 @@ func (s *Store) queue(ctx context.Context, name, desc string, subjects []string,
 	}
 	return st, nil
 }
+
+// DefaultWriteBudget is how long a write retries by default: long enough
+// to ride out the leader elections that follow a crash-like region loss.
+const DefaultWriteBudget = 15 * time.Second
 
 // retrying runs op until it succeeds, fails permanently, or the write
 // budget is spent. Each attempt gets its own timeout. It is how writes ride
