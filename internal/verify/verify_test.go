@@ -23,7 +23,7 @@ func TestVerifyCatchesADisabledRetry(t *testing.T) {
 		"westeurope", "northeurope", "eastus")
 	exps, err := verify.Parse([]byte(`experiments:
   - name: instance-kill-without-retry
-    load: {rate: 60, ramp: 1s, hold: 12s}
+    load: {rate: 150, ramp: 1s, hold: 12s}
     fault: {fault: instance-kill, target: westeurope, after: 4s, duration: 5s}
     expect:
       data: {idempotent_failures: 0}
