@@ -32,29 +32,39 @@ func TestVerifyCatchesADisabledRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := deploytest.Token(t, d, "verify", true)
-	var log bytes.Buffer
-	verdicts, err := verify.Run(context.Background(), verify.Config{
-		Ops: d.OpsURL(), AdminToken: admin, Log: &log,
+	cfg := verify.Config{
+		Ops: d.OpsURL(), AdminToken: admin,
 		Chaos: verify.ChaosInjector{Client: &chaos.Client{BaseURL: d.OpsURL(), Token: admin}},
 		Load: verify.LoadWith(loadtest.Config{Edge: d.EdgeURL(), Tokens: func(sub string, isAdmin bool) (string, error) {
 			return d.Issuer().Mint(sub, isAdmin, time.Hour, time.Now())
 		}}),
-	}, exps)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, log.String())
 	}
-	var table bytes.Buffer
-	verify.PrintTable(&table, verdicts)
-	t.Log("\n" + table.String())
-	if !verify.Failed(verdicts) {
-		t.Fatal("verify passed an edge that does not retry idempotent requests")
-	}
-	for _, v := range verdicts {
-		if strings.HasPrefix(v.Expectation, "failed idempotent requests") && v.Pass {
-			t.Fatalf("the idempotent-failure expectation passed: %+v", v)
+	// The crashed stamp stays in rotation only until the POP's next probe
+	// (under a second): on a saturated machine the load may send nothing
+	// into that window. Up to three runs; one must catch it.
+	for run := 1; run <= 3; run++ {
+		var log bytes.Buffer
+		cfg.Log = &log
+		verdicts, err := verify.Run(context.Background(), cfg, exps)
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, log.String())
 		}
-		if strings.HasPrefix(v.Expectation, "steady state") && !v.Pass {
-			t.Fatalf("the experiment did not run: %+v", v)
+		var table bytes.Buffer
+		verify.PrintTable(&table, verdicts)
+		t.Logf("run %d:\n%s", run, table.String())
+		for _, v := range verdicts {
+			if strings.HasPrefix(v.Expectation, "steady state") && !v.Pass {
+				t.Fatalf("the experiment did not run: %+v", v)
+			}
+		}
+		for _, v := range verdicts {
+			if strings.HasPrefix(v.Expectation, "failed idempotent requests") && !v.Pass {
+				if !verify.Failed(verdicts) {
+					t.Fatal("a failed verdict, yet Failed says no")
+				}
+				return // caught
+			}
 		}
 	}
+	t.Fatal("verify passed an edge that does not retry idempotent requests three times")
 }
