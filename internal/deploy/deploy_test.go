@@ -103,6 +103,23 @@ func pauseProcessors(t *testing.T, d *deploy.Deployment) func() {
 	if _, err := js.PauseConsumer(ctx, store.StreamWrites, store.ConsumerWrites, time.Now().Add(time.Hour)); err != nil {
 		t.Fatalf("pause: %v", err)
 	}
+	// The engine answers the pause once the meta group has it; the
+	// consumer's leader applies it a moment later. Until it reports
+	// itself paused, a message could still be delivered.
+	deploytest.Eventually(t, 10*time.Second, func() error {
+		c, err := js.Consumer(ctx, store.StreamWrites, store.ConsumerWrites)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if !info.Paused {
+			return fmt.Errorf("consumer %s not paused yet", store.ConsumerWrites)
+		}
+		return nil
+	})
 	return func() {
 		if _, err := js.ResumeConsumer(ctx, store.StreamWrites, store.ConsumerWrites); err != nil {
 			t.Fatalf("resume: %v", err)
