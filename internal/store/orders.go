@@ -48,6 +48,39 @@ func (s *Store) leaderValue(ctx context.Context, bucket, key string) ([]byte, ui
 	return data, seq, nil
 }
 
+// readLeader is leaderValue retried within the write budget, each try
+// bounded by the operation timeout: a read that meets a leader election
+// (a lost region) waits for the new leader instead of failing. Not found
+// is an answer, not a failure, and is never retried.
+func (s *Store) readLeader(ctx context.Context, bucket, key string) ([]byte, uint64, error) {
+	var rev uint64
+	data, err := retrying(ctx, s, func(ctx context.Context) ([]byte, error) {
+		data, r, err := s.leaderValue(ctx, bucket, key)
+		rev = r
+		return data, err
+	})
+	return data, rev, err
+}
+
+// listKeys lists the keys of kv matching filter, retried like readLeader.
+// A listing cut short by its deadline is a failure, never a shorter list.
+func (s *Store) listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	return retrying(ctx, s, func(ctx context.Context) ([]string, error) {
+		l, err := kv.ListKeysFiltered(ctx, filter)
+		if err != nil {
+			return nil, err
+		}
+		var keys []string
+		for k := range l.Keys() {
+			keys = append(keys, k)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("list %s %s: %w", kv.Bucket(), filter, err)
+		}
+		return keys, nil
+	})
+}
+
 // update applies change to the JSON value of key with compare-and-set,
 // retrying on conflicts until the write budget runs out. change sees the
 // zero value when the key is missing; returning errSkip leaves it as is.
@@ -137,7 +170,7 @@ func (s *Store) SeedInventory(ctx context.Context, stock map[string]int) (int, e
 // Stock reads the current stock of sku from the stream leader.
 func (s *Store) Stock(ctx context.Context, sku string) (shop.Stock, error) {
 	var st shop.Stock
-	data, _, err := s.leaderValue(ctx, BucketInventory, sku)
+	data, _, err := s.readLeader(ctx, BucketInventory, sku)
 	if err != nil {
 		return st, fmt.Errorf("stock %s: %w", sku, err)
 	}
@@ -234,10 +267,7 @@ func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) 
 		}
 		// The record exists; reading it may meet the leader election that
 		// made the create fail over, so it retries within the write budget.
-		data, err := retrying(ctx, s, func(ctx context.Context) ([]byte, error) {
-			data, _, err := s.leaderValue(ctx, BucketIdempotency, id)
-			return data, err
-		})
+		data, _, err := s.readLeader(ctx, BucketIdempotency, id)
 		if err == nil {
 			var prev IdempotencyRecord
 			if err := json.Unmarshal(data, &prev); err != nil {
@@ -259,7 +289,7 @@ func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) 
 // leader.
 func (s *Store) Recall(ctx context.Context, id string) (IdempotencyRecord, bool, error) {
 	var rec IdempotencyRecord
-	data, _, err := s.leaderValue(ctx, BucketIdempotency, id)
+	data, _, err := s.readLeader(ctx, BucketIdempotency, id)
 	if errors.Is(err, errNotFound) {
 		return rec, false, nil
 	}
@@ -300,7 +330,7 @@ func (s *Store) SubmitOrder(ctx context.Context, o shop.Order) error {
 // Order reads a user's order from the stream leader.
 func (s *Store) Order(ctx context.Context, userKey, id string) (shop.Order, error) {
 	var o shop.Order
-	data, _, err := s.leaderValue(ctx, BucketOrders, orderKey(userKey, id))
+	data, _, err := s.readLeader(ctx, BucketOrders, orderKey(userKey, id))
 	if errors.Is(err, errNotFound) {
 		return o, shop.NotFound("order", id)
 	}
@@ -315,11 +345,11 @@ func (s *Store) Order(ctx context.Context, userKey, id string) (shop.Order, erro
 
 // FindOrder finds any user's order by id (for admins): a scan of the keys.
 func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
-	keys, err := s.orders.ListKeysFiltered(ctx, "*."+id)
+	keys, err := s.listKeys(ctx, s.orders, "*."+id)
 	if err != nil {
 		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("find order %s: %w", id, err))
 	}
-	for k := range keys.Keys() {
+	for _, k := range keys {
 		userKey, _, _ := strings.Cut(k, ".")
 		return s.Order(ctx, userKey, id)
 	}
@@ -328,20 +358,24 @@ func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 
 // Orders lists a user's orders, newest first.
 func (s *Store) Orders(ctx context.Context, userKey string) ([]shop.Order, error) {
-	keys, err := s.orders.ListKeysFiltered(ctx, userKey+".*")
+	keys, err := s.listKeys(ctx, s.orders, userKey+".*")
 	if err != nil {
 		return nil, shop.Unavailable("orders cannot be read right now", fmt.Errorf("list orders: %w", err))
 	}
 	var out []shop.Order
-	for k := range keys.Keys() {
-		e, err := s.orders.Get(ctx, k)
+	for _, k := range keys {
+		data, _, err := s.readLeader(ctx, BucketOrders, k)
+		if errors.Is(err, errNotFound) {
+			continue // deleted between list and read
+		}
 		if err != nil {
-			continue // deleted between list and get
+			return nil, shop.Unavailable("orders cannot be read right now", fmt.Errorf("list orders: %w", err))
 		}
 		var o shop.Order
-		if json.Unmarshal(e.Value(), &o) == nil {
-			out = append(out, o)
+		if err := json.Unmarshal(data, &o); err != nil {
+			return nil, fmt.Errorf("list orders: order %s: %w", k, err)
 		}
+		out = append(out, o)
 	}
 	// ids are time-ordered: newest first is descending id order.
 	slices.SortFunc(out, func(a, b shop.Order) int { return strings.Compare(b.ID, a.ID) })
@@ -370,7 +404,7 @@ func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, status shop.Or
 // Cart reads a user's cart; a missing cart is empty.
 func (s *Store) Cart(ctx context.Context, userKey string) (shop.Cart, uint64, error) {
 	var c shop.Cart
-	data, rev, err := s.leaderValue(ctx, BucketCarts, userKey)
+	data, rev, err := s.readLeader(ctx, BucketCarts, userKey)
 	if errors.Is(err, errNotFound) {
 		return shop.Cart{Items: []shop.Line{}}, rev, nil
 	}

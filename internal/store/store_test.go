@@ -3,10 +3,12 @@ package store_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso/shoes/internal/shop"
@@ -163,4 +165,97 @@ func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
 	// A crashed stamp just stops heartbeating: it expires on its own.
 	took := want(event{"a.1", false}, store.RegistryTTL+10*time.Second)
 	t.Logf("an unrefreshed entry disappeared %s after the watcher saw it", took)
+}
+
+// Reads of orders, carts and idempotency records go to a stream's leader.
+// While a bucket has no leader (its leader's server lost, an election not
+// yet won), a read waits for one within the write budget: the caller sees
+// latency, never an error or a missing record. Here the store's own server
+// survives but loses its quorum for a few seconds: two of three servers
+// crash, one comes back.
+func TestReadsWaitForALeaderlessBucket(t *testing.T) {
+	c := storetest.NewCluster(t, "a", "b", "c")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	// A store on every server, with a budget that covers a restart and an
+	// election on a loaded machine.
+	stores := make([]*store.Store, len(c.Nodes))
+	conns := make([]*nats.Conn, len(c.Nodes))
+	for i, n := range c.Nodes {
+		nc, err := nats.Connect(n.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		conns[i] = nc
+		if stores[i], err = store.Open(ctx, store.Config{Conn: nc, Replicas: 3, WriteBudget: 30 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := stores[0]
+	now := time.Now()
+	p := shop.SeedCatalog()[0]
+	sku := shop.SKU(p.ID, p.Sizes[0])
+	o := shop.Order{ID: shop.NewID(now), User: "alice", Status: shop.OrderAccepted, CreatedAt: now,
+		Lines: []shop.Line{{SKU: sku, Quantity: 1}}}
+	if err := st.CreateOrder(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	rec := store.IdempotencyRecord{ID: o.ID, UserKey: shop.UserKey("alice"), RequestHash: "h"}
+	if _, won, err := st.Remember(ctx, "key-1", rec); err != nil || !won {
+		t.Fatalf("remember = %v, %v", won, err)
+	}
+	if _, err := st.UpdateCart(ctx, shop.UserKey("alice"), func(c *shop.Cart) error {
+		c.Items = []shop.Line{{SKU: sku, Quantity: 2}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Read through a server that does not lead the orders bucket, so that
+	// losing the other two leaves it without a leader.
+	js, _ := jetstream.New(conns[0])
+	info, err := js.Stream(ctx, "KV_"+store.BucketOrders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := slices.IndexFunc(c.Nodes, func(n *store.Node) bool { return n.Config().Region != info.CachedInfo().Cluster.Leader })
+	st = stores[reader]
+	var others []int
+	for i, n := range c.Nodes {
+		if i != reader {
+			others = append(others, i)
+			n.Shutdown(false) // a crash: no leadership handed over
+		}
+	}
+	back := make(chan error, 1)
+	go func() {
+		time.Sleep(3 * time.Second) // the outage the reads must ride out
+		n, err := store.StartNode(c.Nodes[others[0]].Config())
+		if err == nil {
+			t.Cleanup(func() { n.Shutdown(false) })
+		}
+		back <- err
+	}()
+	start := time.Now()
+	got, err := st.Order(ctx, shop.UserKey("alice"), o.ID)
+	if err != nil || got.ID != o.ID {
+		t.Fatalf("order without a leader = %+v, %v", got, err)
+	}
+	t.Logf("the first read answered after %s", time.Since(start))
+	if err := <-back; err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	list, err := st.Orders(ctx, shop.UserKey("alice"))
+	if err != nil || len(list) != 1 || list[0].ID != o.ID {
+		t.Fatalf("orders = %+v, %v", list, err)
+	}
+	again, seen, err := st.Recall(ctx, "key-1")
+	if err != nil || !seen || again != rec {
+		t.Fatalf("recall = %+v %v %v", again, seen, err)
+	}
+	cart, _, err := st.Cart(ctx, shop.UserKey("alice"))
+	if err != nil || len(cart.Items) != 1 || cart.Items[0].Quantity != 2 {
+		t.Fatalf("cart = %+v, %v", cart, err)
+	}
 }
