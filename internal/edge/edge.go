@@ -593,15 +593,9 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 	defer p.inflight.Add(-1)
 	w.Header().Set(HeaderEdgePop, p.region)
 	retryable := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Header.Get("Idempotency-Key") != ""
-	var body []byte
-	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
-		body, err = io.ReadAll(io.LimitReader(r.Body, httpapi.MaxBodyBytes+1))
-		if err != nil {
-			return shop.Invalid("", "could not read the request body")
-		}
-		if len(body) > httpapi.MaxBodyBytes {
-			return shop.Errorf(shop.KindTooLarge, "", "request body exceeds %d bytes", httpapi.MaxBodyBytes)
-		}
+	body, err := readPayload(w, r, retryable)
+	if err != nil {
+		return err
 	}
 	primary, retry, addrs, failOpen := p.route()
 	if failOpen {
@@ -624,6 +618,9 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 		e.report(rp, id, attemptFailed(resp, err))
 	}
 	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return errTooLarge
+		}
 		return shop.Unavailable("the stamp did not answer", err)
 	}
 	defer resp.Body.Close()
@@ -633,8 +630,60 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, resp.Body)
-	return nil
+	if resp.ContentLength >= 0 {
+		_, _ = io.Copy(w, resp.Body)
+		return nil
+	}
+	// A response of unknown length may be a stream (events, a long
+	// listing): each chunk goes to the client as it arrives.
+	flush := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil
+			}
+			_ = flush.Flush()
+		}
+		if rerr != nil {
+			return nil
+		}
+	}
+}
+
+var errTooLarge = shop.Errorf(shop.KindTooLarge, "", "request body exceeds %d bytes", httpapi.MaxBodyBytes)
+
+// payload is a request body as the attempts send it: kept whole (bounded
+// by httpapi.MaxBodyBytes) when the request may be retried, otherwise the
+// client's stream passed through once, never held in memory.
+type payload struct {
+	buf    []byte
+	stream io.Reader
+	length int64 // of stream; -1: unknown
+}
+
+// readPayload takes r's body for forwarding. A declared length over the
+// limit is refused before any stamp is reached; a stream that turns out
+// longer fails its attempt with *http.MaxBytesError.
+func readPayload(w http.ResponseWriter, r *http.Request, retryable bool) (payload, error) {
+	if r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return payload{}, nil
+	}
+	if r.ContentLength > httpapi.MaxBodyBytes {
+		return payload{}, errTooLarge
+	}
+	if !retryable {
+		return payload{stream: http.MaxBytesReader(w, r.Body, httpapi.MaxBodyBytes), length: r.ContentLength}, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, httpapi.MaxBodyBytes+1))
+	if err != nil {
+		return payload{}, shop.Invalid("", "could not read the request body")
+	}
+	if len(buf) > httpapi.MaxBodyBytes {
+		return payload{}, errTooLarge
+	}
+	return payload{buf: buf}, nil
 }
 
 // errStampDown aborts the attempts in flight to a stamp whose probe just
@@ -644,7 +693,7 @@ var errStampDown = errors.New("the stamp failed its probe while the request was 
 
 // attempt forwards r to stamp id at addr, registered with p so that a failed
 // probe of the stamp aborts it (and an idempotent request is retried).
-func (e *Edge) attempt(r *http.Request, p *pop, id, addr string, body []byte) (*http.Response, error) {
+func (e *Edge) attempt(r *http.Request, p *pop, id, addr string, body payload) (*http.Response, error) {
 	ctx, abort := context.WithCancelCause(r.Context())
 	key := p.track(id, abort)
 	resp, err := e.forward(r.WithContext(ctx), addr, body)
@@ -703,19 +752,25 @@ func attemptFailed(resp *http.Response, err error) bool {
 }
 
 // forward sends one attempt of r to a stamp at addr.
-func (e *Edge) forward(r *http.Request, addr string, body []byte) (*http.Response, error) {
+func (e *Edge) forward(r *http.Request, addr string, body payload) (*http.Response, error) {
 	if addr == "" {
 		return nil, errors.New("no address")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.Timeout)
 	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	switch {
+	case body.buf != nil:
+		rd = bytes.NewReader(body.buf)
+	case body.stream != nil:
+		rd = body.stream
 	}
 	out, err := http.NewRequestWithContext(ctx, r.Method, "http://"+addr+r.URL.RequestURI(), rd)
 	if err != nil {
 		cancel()
 		return nil, err
+	}
+	if body.stream != nil {
+		out.ContentLength = body.length
 	}
 	for k, vs := range r.Header {
 		if !slices.Contains(hopHeaders, http.CanonicalHeaderKey(k)) {
