@@ -63,11 +63,22 @@ func TestRegionAddedAtRunTimeTakesTrafficAndRemovedLosesNothing(t *testing.T) {
 	if got.Status != http.StatusOK || got.Header.Get("X-Served-Region") != "uksouth" || got.Header.Get("X-Edge-Pop") != "uksouth" {
 		t.Fatalf("uksouth client: %d served by %q through POP %q", got.Status, got.Header.Get("X-Served-Region"), got.Header.Get("X-Edge-Pop"))
 	}
-	// The other regions' clients stay with their own, nearer stamps.
+	// The other regions' clients stay with their own, nearer stamps. (On a
+	// saturated machine a stamp's probe may time out once and take it out
+	// of rotation for a few probes; then its clients go elsewhere, though
+	// never for good.)
 	for _, r := range regions3 {
-		if served := sendAs(t, d, r, http.MethodGet, product, "", "", nil).Header.Get("X-Served-Region"); served != r {
-			t.Fatalf("%s client served by %s after uksouth joined", r, served)
-		}
+		deploytest.Eventually(t, 10*time.Second, func() error {
+			if served := sendAs(t, d, r, http.MethodGet, product, "", "", nil).Header.Get("X-Served-Region"); served != r {
+				for _, p := range d.Edge().Status() {
+					if p.Region == r {
+						t.Logf("%s client served by %s; its POP: %+v", r, served, p)
+					}
+				}
+				return fmt.Errorf("%s client served by %s after uksouth joined", r, served)
+			}
+			return nil
+		})
 	}
 
 	// Clients in uksouth keep reading and writing (comments with keys)
