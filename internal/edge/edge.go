@@ -608,7 +608,20 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp, err := e.attempt(r, p, primary, addrs[primary], body)
 	failed := attemptFailed(resp, err)
-	e.report(p, primary, failed)
+	if clientErr := body.clientErr(); clientErr != nil {
+		// The client's body failed, not the stamp: nothing to eject or
+		// retry.
+		if resp != nil {
+			resp.Body.Close()
+		}
+		if _, ok := errors.AsType[*http.MaxBytesError](clientErr); ok {
+			return errTooLarge
+		}
+		return shop.Invalid("", "could not read the request body")
+	}
+	if r.Context().Err() == nil { // a client that went away says nothing of the stamp
+		e.report(p, primary, failed)
+	}
 	if failed && retryable && !e.cfg.NoRetry && retry != "" && r.Context().Err() == nil {
 		if resp != nil {
 			resp.Body.Close()
@@ -618,9 +631,6 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 		e.report(rp, id, attemptFailed(resp, err))
 	}
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return errTooLarge
-		}
 		return shop.Unavailable("the stamp did not answer", err)
 	}
 	defer resp.Body.Close()
@@ -659,8 +669,37 @@ var errTooLarge = shop.Errorf(shop.KindTooLarge, "", "request body exceeds %d by
 // client's stream passed through once, never held in memory.
 type payload struct {
 	buf    []byte
-	stream io.Reader
+	stream *clientBody
 	length int64 // of stream; -1: unknown
+}
+
+// clientErr is the error reading the client's stream gave, if any.
+func (p payload) clientErr() error {
+	if p.stream == nil {
+		return nil
+	}
+	p.stream.mu.Lock()
+	defer p.stream.mu.Unlock()
+	return p.stream.err
+}
+
+// clientBody is a client's request body passed through to a stamp,
+// remembering whether reading it failed (too long, or the client went
+// away) so that the failure is not blamed on the stamp.
+type clientBody struct {
+	r   io.Reader
+	mu  sync.Mutex // the transport may still be sending the body when the answer is in
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		b.err = err
+		b.mu.Unlock()
+	}
+	return n, err
 }
 
 // readPayload takes r's body for forwarding. A declared length over the
@@ -674,7 +713,7 @@ func readPayload(w http.ResponseWriter, r *http.Request, retryable bool) (payloa
 		return payload{}, errTooLarge
 	}
 	if !retryable {
-		return payload{stream: http.MaxBytesReader(w, r.Body, httpapi.MaxBodyBytes), length: r.ContentLength}, nil
+		return payload{stream: &clientBody{r: http.MaxBytesReader(w, r.Body, httpapi.MaxBodyBytes)}, length: r.ContentLength}, nil
 	}
 	buf, err := io.ReadAll(io.LimitReader(r.Body, httpapi.MaxBodyBytes+1))
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // streamEdge runs an edge in front of one stamp whose /api/ requests are
 // served by api (its health endpoint always healthy) and returns the edge's
 // public URL once the stamp is in rotation.
-func streamEdge(t *testing.T, api http.HandlerFunc) string {
+func streamEdge(t *testing.T, api http.HandlerFunc) (*edge.Edge, string) {
 	t.Helper()
 	net := netsim.New(netsim.Config{})
 	t.Cleanup(func() { net.Close() })
@@ -34,7 +34,7 @@ func streamEdge(t *testing.T, api http.HandlerFunc) string {
 	waitNear(t, e, "westeurope.a", 5*time.Second)
 	front := httptest.NewServer(e.Handler())
 	t.Cleanup(front.Close)
-	return front.URL
+	return e, front.URL
 }
 
 // within fails the test unless ch yields before the deadline.
@@ -56,7 +56,7 @@ func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 // stamp see the first part.
 func TestEdgeStreamsRequestBodies(t *testing.T) {
 	firstPart := make(chan string, 1)
-	front := streamEdge(t, func(w http.ResponseWriter, r *http.Request) {
+	_, front := streamEdge(t, func(w http.ResponseWriter, r *http.Request) {
 		rd := bufio.NewReader(r.Body)
 		line, _ := rd.ReadString('\n')
 		firstPart <- line
@@ -98,29 +98,36 @@ func TestEdgeStreamsRequestBodies(t *testing.T) {
 }
 
 // A streamed body that grows past the limit is cut off and answered 413,
-// like a declared one, and the stamp never receives a whole oversized body.
+// like a declared one; the stamp never receives a whole oversized body, and
+// the client's fault does not count against the stamp: however many such
+// requests come, it is not ejected.
 func TestEdgeCutsOffAnOversizedStream(t *testing.T) {
-	received := make(chan int, 1)
-	front := streamEdge(t, func(w http.ResponseWriter, r *http.Request) {
+	received := make(chan int, 10)
+	e, front := streamEdge(t, func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		received <- int(n)
 	})
-	body := io.MultiReader(strings.NewReader(strings.Repeat("x", 70<<10))) // no length: chunked
-	resp, err := http.Post(front+"/api/upload", "text/plain", body)
-	if err != nil {
-		t.Fatal(err)
+	for i := range 5 { // more than the failures that eject a stamp
+		body := io.MultiReader(strings.NewReader(strings.Repeat("x", 70<<10))) // no length: chunked
+		resp, err := http.Post(front+"/api/upload", "text/plain", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		problem, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("oversized stream %d = %d %s %s", i, resp.StatusCode, resp.Header.Get("Content-Type"), problem)
+		}
 	}
-	defer resp.Body.Close()
-	problem, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("Content-Type") != "application/problem+json" {
-		t.Fatalf("oversized stream = %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), problem)
-	}
-	select {
-	case n := <-received:
-		if n > 64<<10 {
+	for len(received) > 0 {
+		if n := <-received; n > 64<<10 {
 			t.Fatalf("the stamp received %d bytes, over the limit", n)
 		}
-	default:
+	}
+	for _, st := range e.Status()[0].Stamps {
+		if st.Ejected {
+			t.Fatalf("the stamp was ejected for the client's oversized bodies: %+v", st)
+		}
 	}
 }
 
@@ -129,7 +136,7 @@ func TestEdgeCutsOffAnOversizedStream(t *testing.T) {
 // the second.
 func TestEdgeStreamsResponses(t *testing.T) {
 	clientGotFirst := make(chan struct{})
-	front := streamEdge(t, func(w http.ResponseWriter, r *http.Request) {
+	_, front := streamEdge(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		_, _ = w.Write([]byte("data: one\n\n"))
 		http.NewResponseController(w).Flush()
@@ -159,5 +166,34 @@ func TestEdgeStreamsResponses(t *testing.T) {
 	rest, _ := io.ReadAll(rd)
 	if string(rest) != "\ndata: two\n\n" {
 		t.Fatalf("rest = %q", rest)
+	}
+}
+
+// Clients that give up on a slow answer say nothing about the stamp: their
+// cancelled requests do not count towards ejecting it.
+func TestClientsGivingUpDoNotEjectTheStamp(t *testing.T) {
+	e, front := streamEdge(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	impatient := &http.Client{Timeout: 100 * time.Millisecond}
+	for range 5 { // more than the failures that eject a stamp
+		if resp, err := impatient.Get(front + "/api/slow"); err == nil {
+			resp.Body.Close()
+			t.Fatal("the slow answer came in time")
+		}
+	}
+	// The edge notices each client leaving as it happens; give the last
+	// one a moment to be handled, then look.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		for _, st := range e.Status()[0].Stamps {
+			if st.Ejected {
+				t.Fatalf("the stamp was ejected for clients giving up: %+v", st)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
