@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,11 +28,17 @@ type readyLine struct {
 // function that stops it and returns run's error.
 func startUp(t *testing.T, args ...string) (readyLine, func() error) {
 	t.Helper()
+	return startUpWith(t, nil, args...)
+}
+
+// startUpWith is startUp with environment variables.
+func startUpWith(t *testing.T, env map[string]string, args ...string) (readyLine, func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, append([]string{"up"}, args...), func(string) string { return "" }, pw, io.Discard)
+		errc <- run(ctx, append([]string{"up"}, args...), func(k string) string { return env[k] }, pw, io.Discard)
 		pw.Close()
 	}()
 	lines := make(chan string, 1)
@@ -78,7 +85,19 @@ func startUp(t *testing.T, args ...string) (readyLine, func() error) {
 
 func TestUpPrintsReadyLineServesAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
-	ready, stop := startUp(t, "--data", dir, "--latency", "off", "--log-format", "json", "--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
+	// A stand-in OTLP collector: with the standard variable set, up's
+	// traces reach it (at the latest when up flushes on the way out).
+	var exported atomic.Int64
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" {
+			if body, _ := io.ReadAll(r.Body); len(body) > 0 {
+				exported.Add(1)
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	ready, stop := startUpWith(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL}, "--data", dir, "--latency", "off", "--log-format", "json", "--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
 	if ready.Event != "ready" || ready.Data != dir || len(ready.Regions) != 3 {
 		t.Fatalf("ready line = %+v", ready)
 	}
@@ -113,6 +132,9 @@ func TestUpPrintsReadyLineServesAndStopsCleanly(t *testing.T) {
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("up returned %v after SIGINT-equivalent, want nil", err)
+	}
+	if exported.Load() == 0 {
+		t.Fatal("OTEL_EXPORTER_OTLP_ENDPOINT was set, yet no trace reached the collector")
 	}
 	if _, err := http.Get(ready.Regions["westeurope"] + "/health/live"); err == nil {
 		t.Fatal("stamp still serving after up stopped")

@@ -70,6 +70,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		OpsTrustLoopback: *dev,
 		EdgeClientRate:   *rate,
 		EdgeClientBurst:  *burst,
+		Getenv:           getenv,
 		Logger:           log,
 	})
 	if err != nil {
