@@ -168,7 +168,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 	res := resource.NewSchemaless(attribute.String("service.name", cfg.Service))
 	tpOpts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		sdktrace.WithSampler(samplerFrom(cfg.Getenv, cfg.Logger)),
 		sdktrace.WithSpanProcessor(spanRecorder{sink}),
 	}
 	exp, err := newOTLPExporter(ctx, cfg.Getenv)
@@ -225,6 +225,49 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 
 // newOTLPExporter returns an OTLP/HTTP trace exporter when getenv names an
 // endpoint, and nil otherwise.
+// samplerFrom reads the standard OTEL_TRACES_SAMPLER and
+// OTEL_TRACES_SAMPLER_ARG: always_on, always_off, traceidratio and their
+// parentbased_ forms, the ratio in [0, 1] (default 1). Unset:
+// parentbased_always_on, every trace kept. As the specification asks, an
+// unknown sampler or a bad ratio is logged and the default used. A trace not
+// sampled still has its id (X-Trace-Id, trace_id in logs) but no spans, in
+// the sink or at a collector; metrics are not sampled.
+func samplerFrom(getenv func(string) string, log *slog.Logger) sdktrace.Sampler {
+	def := sdktrace.ParentBased(sdktrace.AlwaysSample())
+	if getenv == nil {
+		return def
+	}
+	name := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER")))
+	if name == "" {
+		return def
+	}
+	ratio := 1.0
+	if arg := strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG")); arg != "" && strings.HasSuffix(name, "traceidratio") {
+		r, err := strconv.ParseFloat(arg, 64)
+		if err != nil || r < 0 || r > 1 {
+			log.Warn("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1; keeping every trace", "value", arg)
+			return def
+		}
+		ratio = r
+	}
+	switch name {
+	case "always_on":
+		return sdktrace.AlwaysSample()
+	case "always_off":
+		return sdktrace.NeverSample()
+	case "traceidratio":
+		return sdktrace.TraceIDRatioBased(ratio)
+	case "parentbased_always_on":
+		return def
+	case "parentbased_always_off":
+		return sdktrace.ParentBased(sdktrace.NeverSample())
+	case "parentbased_traceidratio":
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))
+	}
+	log.Warn("unknown OTEL_TRACES_SAMPLER; keeping every trace", "value", name)
+	return def
+}
+
 func newOTLPExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
 	if getenv == nil {
 		return nil, nil
