@@ -58,11 +58,16 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	tel, log, stopTelemetry, err := startTelemetry("contoso-edge", getenv, log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	svc, err := deploy.NewEdge(openCtx, deploy.EdgeConfig{
 		NATSURL: *natsURL, Replicas: *replicas, POPs: regions, Credential: credential,
-		ClientRate: *rate, ClientBurst: *burst, Logger: log,
+		ClientRate: *rate, ClientBurst: *burst, Logger: log, Telemetry: tel,
 	})
 	if err != nil {
 		return err
@@ -75,6 +80,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 
 	ops := http.NewServeMux()
 	ops.Handle("GET /ops/edge", svc.Edge.StatusHandler())
+	ops.Handle("GET /metrics", tel.MetricsHandler())
 	servers := []*http.Server{
 		deploy.NewServer(svc.Edge.Handler()),
 		deploy.NewServer(httpapi.Chain(ops, httpapi.RequestIDs, deploy.AdminOnly(verifier, false, log))),

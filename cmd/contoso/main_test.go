@@ -87,17 +87,8 @@ func TestUpPrintsReadyLineServesAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
 	// A stand-in OTLP collector: with the standard variable set, up's
 	// traces reach it (at the latest when up flushes on the way out).
-	var exported atomic.Int64
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" {
-			if body, _ := io.ReadAll(r.Body); len(body) > 0 {
-				exported.Add(1)
-			}
-		}
-		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
-	defer collector.Close()
-	ready, stop := startUpWith(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL}, "--data", dir, "--latency", "off", "--log-format", "json", "--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
+	collector, exported := otlpCollector(t)
+	ready, stop := startUpWith(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector}, "--data", dir, "--latency", "off", "--log-format", "json", "--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
 	if ready.Event != "ready" || ready.Data != dir || len(ready.Regions) != 3 {
 		t.Fatalf("ready line = %+v", ready)
 	}
@@ -185,6 +176,23 @@ func TestBadArguments(t *testing.T) {
 	}
 }
 
+// otlpCollector is a stand-in OTLP/HTTP collector that counts the trace
+// exports it receives.
+func otlpCollector(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	var exported atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" {
+			if body, _ := io.ReadAll(r.Body); len(body) > 0 {
+				exported.Add(1)
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &exported
+}
+
 func TestStampRunsAloneAgainstAnExternalCluster(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope", "northeurope", "eastus")
 	dir := t.TempDir()
@@ -198,10 +206,12 @@ func TestStampRunsAloneAgainstAnExternalCluster(t *testing.T) {
 	})
 	partnerSrv := httptest.NewServer(standIn.Handler())
 	defer partnerSrv.Close()
+	collector, exported := otlpCollector(t)
 	env := map[string]string{
 		"CONTOSO_SECRET_PARTNER_API_KEY":     "api-key-1",
 		"CONTOSO_SECRET_PARTNER_SIGNING_KEY": "signing-key-1",
 		"CONTOSO_LKG_KEY":                    strings.Repeat("ab", 32),
+		"OTEL_EXPORTER_OTLP_ENDPOINT":        collector,
 	}
 	go func() {
 		errc <- run(ctx, []string{"stamp", "--region", "northeurope", "--nats", c.Nodes[1].ClientURL(),
@@ -291,8 +301,22 @@ func TestStampRunsAloneAgainstAnExternalCluster(t *testing.T) {
 	if standIn.Deliveries(o.ID) != 1 || standIn.Rejected() != 0 {
 		t.Fatalf("partner deliveries %d, rejected %d", standIn.Deliveries(o.ID), standIn.Rejected())
 	}
+	// Its telemetry: Prometheus text with the requests just served, and
+	// traces exported to the collector (flushed at the latest on shutdown).
+	resp, err = http.Get(listening.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(metrics), `http_server_request_duration_seconds_count{component="stamp"`) {
+		t.Fatalf("standalone stamp /metrics = %d without its request durations:\n%.2000s", resp.StatusCode, metrics)
+	}
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("stamp returned %v on shutdown, want nil", err)
+	}
+	if exported.Load() == 0 {
+		t.Fatal("OTEL_EXPORTER_OTLP_ENDPOINT was set, yet the standalone stamp exported no trace")
 	}
 }

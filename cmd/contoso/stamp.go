@@ -61,10 +61,15 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	tel, log, stopTelemetry, err := startTelemetry("contoso-stamp", getenv, log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	cfg := deploy.InstanceConfig{
 		Region: *region, NATSURL: *natsURL, Replicas: *replicas, Verifier: vcfg,
 		SecretRefresh: *refresh, PartnerURL: *partnerURL, ProbeInterval: *interval, Seed: *seed, Logger: log,
-		EdgeCredential: getenv(envEdgeCredential),
+		EdgeCredential: getenv(envEdgeCredential), Telemetry: tel,
 	}
 	if cfg.EdgeCredential == "" {
 		log.Warn("no edge credential (" + envEdgeCredential + "): the API answers anyone who can reach this stamp")
