@@ -614,10 +614,7 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 		if resp != nil {
 			resp.Body.Close()
 		}
-		if _, ok := errors.AsType[*http.MaxBytesError](clientErr); ok {
-			return errTooLarge
-		}
-		return shop.Invalid("", "could not read the request body")
+		return httpapi.BodyError(clientErr)
 	}
 	if r.Context().Err() == nil { // a client that went away says nothing of the stamp
 		e.report(p, primary, failed)
@@ -661,8 +658,6 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 }
-
-var errTooLarge = shop.Errorf(shop.KindTooLarge, "", "request body exceeds %d bytes", httpapi.MaxBodyBytes)
 
 // payload is a request body as the attempts send it: kept whole (bounded
 // by httpapi.MaxBodyBytes) when the request may be retried, otherwise the
@@ -710,19 +705,13 @@ func readPayload(w http.ResponseWriter, r *http.Request, retryable bool) (payloa
 		return payload{}, nil
 	}
 	if r.ContentLength > httpapi.MaxBodyBytes {
-		return payload{}, errTooLarge
+		return payload{}, httpapi.BodyTooLarge()
 	}
 	if !retryable {
 		return payload{stream: &clientBody{r: http.MaxBytesReader(w, r.Body, httpapi.MaxBodyBytes)}, length: r.ContentLength}, nil
 	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, httpapi.MaxBodyBytes+1))
-	if err != nil {
-		return payload{}, shop.Invalid("", "could not read the request body")
-	}
-	if len(buf) > httpapi.MaxBodyBytes {
-		return payload{}, errTooLarge
-	}
-	return payload{buf: buf}, nil
+	buf, err := httpapi.ReadBody(r)
+	return payload{buf: buf}, err
 }
 
 // errStampDown aborts the attempts in flight to a stamp whose probe just

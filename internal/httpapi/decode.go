@@ -26,14 +26,38 @@ func DecodeJSON(r *http.Request, dst any) error {
 			return shop.Errorf(shop.KindUnsupported, "", "Content-Type must be application/json")
 		}
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	body, err := ReadBody(r)
 	if err != nil {
-		return shop.Invalid("", "could not read the request body")
-	}
-	if len(body) > MaxBodyBytes {
-		return shop.Errorf(shop.KindTooLarge, "", "request body exceeds %d bytes", MaxBodyBytes)
+		return err
 	}
 	return Unmarshal(body, dst)
+}
+
+// ReadBody reads r's whole body, at most MaxBodyBytes: a longer one is
+// BodyTooLarge, a failed read BodyError's 400.
+func ReadBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return nil, BodyError(err)
+	}
+	if len(body) > MaxBodyBytes {
+		return nil, BodyTooLarge()
+	}
+	return body, nil
+}
+
+// BodyTooLarge is the answer to a request body over MaxBodyBytes: 413.
+func BodyTooLarge() error {
+	return shop.Errorf(shop.KindTooLarge, "", "request body exceeds %d bytes", MaxBodyBytes)
+}
+
+// BodyError is the answer to a failed read of a request body: 413 when
+// http.MaxBytesReader cut it off, 400 otherwise.
+func BodyError(err error) error {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return BodyTooLarge()
+	}
+	return shop.Invalid("", "could not read the request body")
 }
 
 // Unmarshal decodes body as exactly one JSON object into dst with the rules

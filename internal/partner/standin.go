@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -232,10 +231,7 @@ func (s *StandIn) postOrder(w http.ResponseWriter, r *http.Request) error {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, httpapi.MaxBodyBytes))
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return shop.Errorf(shop.KindTooLarge, "", "request body exceeds %d bytes", httpapi.MaxBodyBytes)
-		}
-		return shop.Invalid("", "could not read the request body")
+		return httpapi.BodyError(err)
 	}
 	key := current(s.signingKey)
 	if key == "" || !Verify([]byte(key), body, r.Header.Get(HeaderSignature)) {
