@@ -78,8 +78,7 @@ type Deployment struct {
 	edgeCred string
 	front    *frontDoor // the edge and the ops address; nil until started
 	tel      *telemetry.Telemetry
-	stopTel  context.CancelFunc
-	telDone  chan struct{}
+	stopTel  func() error // ends the telemetry's collection and flushes it
 
 	mu      sync.Mutex // guards regions and their fields
 	regions map[string]*region
@@ -149,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
-	tel, err := telemetry.New(ctx, telemetry.Config{Service: "contoso", Getenv: cfg.Getenv, Logger: cfg.Logger})
+	tel, stopTel, err := telemetry.Start(ctx, telemetry.Config{Service: "contoso", Getenv: cfg.Getenv, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
@@ -158,12 +157,10 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	cfg.Logger = slog.New(telemetry.LogHandler(cfg.Logger.Handler(), tel.Sink()))
 	sv, err := startServices(cfg.DataDir, cfg.Logger)
 	if err != nil {
-		_ = tel.Shutdown(context.Background())
+		_ = stopTel()
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
-	telCtx, stopTel := context.WithCancel(context.Background())
-	d := &Deployment{tel: tel, stopTel: stopTel, telDone: make(chan struct{}), cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, regions: map[string]*region{}}
-	go func() { tel.Run(telCtx); close(d.telDone) }()
+	d := &Deployment{tel: tel, stopTel: stopTel, cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, regions: map[string]*region{}}
 	if err := d.start(ctx); err != nil {
 		d.Close()
 		return nil, err
@@ -503,11 +500,7 @@ func (d *Deployment) Close() error {
 	if d.services != nil {
 		d.services.close()
 	}
-	d.stopTel()
-	<-d.telDone
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	errs = append(errs, d.tel.Shutdown(shutdownCtx))
+	errs = append(errs, d.stopTel())
 	return errors.Join(errs...)
 }
 

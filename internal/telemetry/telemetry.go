@@ -418,6 +418,25 @@ func (t *Telemetry) Run(ctx context.Context) {
 	}
 }
 
+// Start is New, then Run in the background. stop ends the collection and
+// flushes the exporters (Shutdown), waiting at most 5 s for the flush.
+func Start(ctx context.Context, cfg Config) (t *Telemetry, stop func() error, err error) {
+	t, err = New(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { t.Run(runCtx); close(done) }()
+	return t, func() error {
+		cancel()
+		<-done
+		flushCtx, cancelFlush := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancelFlush()
+		return t.Shutdown(flushCtx)
+	}, nil
+}
+
 // Shutdown flushes the exporters (pending spans reach OTLP) and stops the
 // providers; later recordings are dropped. It is safe to call more than
 // once; later calls return the first call's result.
