@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/slo"
 )
@@ -29,7 +30,7 @@ func (d *Deployment) snapshot(context.Context) (*ops.Snapshot, error) {
 		return nil, err
 	}
 	status := d.front.edge.Status()
-	routes := popRoutes(status)
+	routes := edge.Routes(status)
 	for _, p := range status {
 		snap.POPs = append(snap.POPs, ops.POP{Region: p.Region, Routes: routes[p.Region], FailOpen: p.FailOpen})
 	}

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/health"
 )
 
@@ -55,7 +56,7 @@ func (d *Deployment) startHealthModel() (*health.Evaluator, error) {
 				o.ObserveInt64(breaker, int64(r.Value), metric.WithAttributes(attribute.String("region", key.region)))
 			}
 		}
-		for pop, regions := range popRoutes(d.front.edge.Status()) {
+		for pop, regions := range edge.Routes(d.front.edge.Status()) {
 			for _, region := range regions {
 				o.ObserveInt64(routes, 1, metric.WithAttributes(attribute.String("pop", pop), attribute.String("region", region)))
 			}

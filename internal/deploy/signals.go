@@ -91,7 +91,7 @@ func (s *signals) collect() map[signalKey]health.Reading {
 	}
 	regions := d.regionNames()
 	status := d.front.edge.Status()
-	routes := popRoutes(status)
+	routes := edge.Routes(status)
 	beats := d.front.edge.Heartbeats()
 
 	d.mu.Lock()
@@ -231,25 +231,6 @@ func trafficOf(sink *telemetry.Sink, match telemetry.Labels, window time.Duratio
 // apiRequests selects a region's stamp API requests (not its probes).
 func apiRequests(region string) telemetry.Labels {
 	return telemetry.Labels{"component": "stamp", "region": region, "http.route": "/api/*"}
-}
-
-// popRoutes maps every POP to the regions it sends its clients to now.
-func popRoutes(status []edge.POPStatus) map[string][]string {
-	out := make(map[string][]string, len(status))
-	for _, p := range status {
-		regionOf := make(map[string]string, len(p.Stamps))
-		for _, st := range p.Stamps {
-			regionOf[st.ID] = st.Region
-		}
-		routes := []string{}
-		for _, id := range p.Near {
-			if r := regionOf[id]; r != "" && !slices.Contains(routes, r) {
-				routes = append(routes, r)
-			}
-		}
-		out[p.Region] = routes
-	}
-	return out
 }
 
 func popOpen(status []edge.POPStatus, region string) bool {

@@ -3,6 +3,7 @@ package edge
 import (
 	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
@@ -93,4 +94,24 @@ func (e *Edge) StatusHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"pops": e.Status(), "redirects": e.Redirects()})
 	})
+}
+
+// Routes maps every POP of status to the regions it sends its clients to
+// now (the regions of its near stamps, nearest first, each once).
+func Routes(status []POPStatus) map[string][]string {
+	out := make(map[string][]string, len(status))
+	for _, p := range status {
+		regionOf := make(map[string]string, len(p.Stamps))
+		for _, st := range p.Stamps {
+			regionOf[st.ID] = st.Region
+		}
+		routes := []string{}
+		for _, id := range p.Near {
+			if r := regionOf[id]; r != "" && !slices.Contains(routes, r) {
+				routes = append(routes, r)
+			}
+		}
+		out[p.Region] = routes
+	}
+	return out
 }
