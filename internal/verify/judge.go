@@ -44,7 +44,6 @@ type LoadOutcome struct {
 type run struct {
 	exp      Experiment
 	injected time.Time
-	healed   time.Time
 	samples  []sample
 	load     LoadOutcome
 }
@@ -106,7 +105,7 @@ func judge(r run) []Verdict {
 	if g := r.exp.Expect.Routing; g != nil {
 		measured, pass := "still routed", false
 		for _, s := range r.samples {
-			if s.At.Before(r.injected) || s.Err != "" || s.Routed[g.OutOfRotation] {
+			if s.At.Before(r.injected) || s.Err != nil || s.Routed[g.OutOfRotation] {
 				continue
 			}
 			took := s.At.Sub(r.injected)

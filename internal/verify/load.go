@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"io"
 	"strings"
 	"time"
 
@@ -17,9 +16,6 @@ func LoadWith(base loadtest.Config) func(ctx context.Context, l Load) (LoadOutco
 	return func(ctx context.Context, l Load) (LoadOutcome, error) {
 		cfg := base
 		cfg.Rate, cfg.Ramp, cfg.Hold = l.Rate, l.Ramp.D(), l.Hold.D()
-		if cfg.Progress == nil {
-			cfg.Progress = io.Discard
-		}
 		rep, err := loadtest.Run(ctx, cfg)
 		if err != nil {
 			return LoadOutcome{}, err

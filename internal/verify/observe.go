@@ -3,10 +3,13 @@ package verify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/contoso/shoes/internal/edge"
 )
 
 // sample is one look at the deployment: every health entity's state and
@@ -15,7 +18,7 @@ type sample struct {
 	At     time.Time
 	States map[string]entityState
 	Routed map[string]bool
-	Err    string // why this look failed, if it did
+	Err    error // why this look failed, if it did
 }
 
 type entityState struct{ State, Reason string }
@@ -46,29 +49,19 @@ func (o *observer) look(ctx context.Context) sample {
 	s := sample{At: time.Now(), States: map[string]entityState{}, Routed: map[string]bool{}}
 	var tree node
 	if err := o.get(ctx, "/ops/health", &tree); err != nil {
-		s.Err = err.Error()
+		s.Err = err
 	} else {
 		tree.walk(func(n *node) { s.States[n.ID] = entityState{n.State, n.Reason} })
 	}
-	var edge struct {
-		POPs []struct {
-			Near   []string `json:"near"`
-			Stamps []struct {
-				ID     string `json:"id"`
-				Region string `json:"region"`
-			} `json:"stamps"`
-		} `json:"pops"`
+	var front struct {
+		POPs []edge.POPStatus `json:"pops"`
 	}
-	if err := o.get(ctx, "/ops/edge", &edge); err != nil {
-		s.Err = err.Error()
+	if err := o.get(ctx, "/ops/edge", &front); err != nil {
+		s.Err = errors.Join(s.Err, err)
 	}
-	for _, p := range edge.POPs {
-		region := map[string]string{}
-		for _, st := range p.Stamps {
-			region[st.ID] = st.Region
-		}
-		for _, id := range p.Near {
-			s.Routed[region[id]] = true
+	for _, regions := range edge.Routes(front.POPs) {
+		for _, r := range regions {
+			s.Routed[r] = true
 		}
 	}
 	return s

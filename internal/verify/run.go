@@ -81,6 +81,9 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 			break
 		} else if time.Since(start) > cfg.Steady || ctx.Err() != nil {
 			steady.Measured = fmt.Sprintf("%s: %s", st.State, st.Reason)
+			if s.Err != nil {
+				steady.Measured = fmt.Sprintf("the operations API did not answer: %v", s.Err)
+			}
 			return []Verdict{steady}, nil
 		}
 		time.Sleep(cfg.Sample)
@@ -102,7 +105,6 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 		done <- loaded{out, err}
 	}()
 	r := run{exp: e}
-	var faultID string
 	select {
 	case <-time.After(time.Until(loadStart.Add(e.Fault.After.D()))):
 	case l := <-done:
@@ -114,15 +116,13 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 		<-done
 		return []Verdict{steady}, fmt.Errorf("inject %s: %w", e.Fault.Fault, err)
 	}
-	faultID = id
-	fmt.Fprintf(cfg.Log, "   injected %s (%s) at +%s\n", e.Fault.Fault, faultID, r.injected.Sub(loadStart).Round(10*time.Millisecond))
+	fmt.Fprintf(cfg.Log, "   injected %s (%s) at +%s\n", e.Fault.Fault, id, r.injected.Sub(loadStart).Round(10*time.Millisecond))
 	l := <-done
 	// The fault heals itself after its duration; make sure, then watch a
 	// moment more so that recovery is in the samples too.
 	healCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	herr := cfg.Chaos.Heal(healCtx, faultID)
+	herr := cfg.Chaos.Heal(healCtx, id)
 	cancel()
-	r.healed = time.Now()
 	stopObs()
 	wg.Wait()
 	r.samples = samples
