@@ -49,9 +49,7 @@ func (t chaosTarget) SetSecretStore(up bool) {
 
 func (t chaosTarget) SetPartner(mode string, delay time.Duration) error {
 	m := partner.Mode(mode)
-	switch m {
-	case partner.Up, partner.Down, partner.Slow, partner.Failing:
-	default:
+	if !m.Valid() {
 		return fmt.Errorf("partner mode %q", mode)
 	}
 	t.d.services.partner.SetMode(m, delay)

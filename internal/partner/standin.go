@@ -38,7 +38,8 @@ const (
 	Down    Mode = "down"    // closes the connection without an answer, like a reset peer
 )
 
-func (m Mode) valid() bool {
+// Valid reports whether m is one of Up, Failing, Slow and Down.
+func (m Mode) Valid() bool {
 	return m == Up || m == Failing || m == Slow || m == Down
 }
 
@@ -125,7 +126,7 @@ func (s *StandIn) routes() http.Handler {
 // (negative counts as zero). It panics on a mode that is not one of Up,
 // Failing, Slow and Down.
 func (s *StandIn) SetMode(m Mode, delay time.Duration) {
-	if !m.valid() {
+	if !m.Valid() {
 		panic(fmt.Sprintf("partner: unknown stand-in mode %q", m))
 	}
 	delay = max(delay, 0)
@@ -328,7 +329,7 @@ func (s *StandIn) putMode(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(r, &doc); err != nil {
 		return err
 	}
-	if !doc.Mode.valid() {
+	if !doc.Mode.Valid() {
 		return shop.Invalid("mode", "must be one of up, failing, slow and down")
 	}
 	if doc.DelayMs < 0 || doc.DelayMs > maxModeDelay.Milliseconds() {
