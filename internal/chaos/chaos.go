@@ -180,9 +180,6 @@ func (c *Chaos) Inject(ctx context.Context, s Spec) (Active, error) {
 	e := &entry{seq: c.seq, plan: p, Active: Active{
 		ID: fmt.Sprintf("%s-%d", p.fault, c.seq), Fault: p.fault, Target: p.target, Params: maps.Clone(p.params),
 	}}
-	if p.fault == FaultInstanceKill {
-		e.Params = map[string]string{} // for the killed instance's id
-	}
 	c.mu.Unlock()
 
 	if err := c.inject(e); err != nil {
@@ -307,9 +304,7 @@ func (c *Chaos) inject(e *entry) error {
 		if err != nil {
 			return err
 		}
-		c.mu.Lock()
-		e.Params["instance"] = id
-		c.mu.Unlock()
+		e.Params = map[string]string{"instance": id} // e is not shared until inject returns
 	default:
 		return fmt.Errorf("fault %q has no injection", p.fault)
 	}
@@ -386,7 +381,13 @@ func (c *Chaos) Heal(ctx context.Context, id string) (Active, error) {
 func (c *Chaos) expire(id string) {
 	ctx, cancel := context.WithTimeout(c.base, healTimeout)
 	defer cancel()
-	_, _ = c.heal(ctx, id, "expired")
+	if _, err := c.heal(ctx, id, "expired"); err != nil {
+		if _, settled, _ := c.settled(id); !settled {
+			// It never got its turn (a failed undo is logged by heal and
+			// leaves the fault healed): nothing will try again.
+			c.log.Error("fault still active after its duration; heal it with DELETE /ops/chaos/{id}", "id", id, "error", err)
+		}
+	}
 }
 
 func (c *Chaos) heal(ctx context.Context, id, reason string) (Active, error) {

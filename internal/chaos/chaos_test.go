@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"go/build"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -112,7 +113,7 @@ func TestEveryFaultInjectsAndHealsAtItsDuration(t *testing.T) {
 				dur := time.Duration(tc.spec.Duration)
 				a := mustInject(t, c, tc.spec)
 				wantCalls(t, "inject", target.Take(), tc.inject)
-				if a.Fault != tc.spec.Fault || a.Target != tc.target || !sameParams(a.Params, tc.params) ||
+				if a.Fault != tc.spec.Fault || a.Target != tc.target || !maps.Equal(a.Params, tc.params) ||
 					!a.InjectedAt.Equal(start) || !a.HealsAt.Equal(start.Add(dur)) || a.HealedAt != nil || a.Error != "" {
 					t.Fatalf("Inject = %+v", a)
 				}
@@ -142,18 +143,6 @@ func TestEveryFaultInjectsAndHealsAtItsDuration(t *testing.T) {
 			t.Errorf("fault %s has no case", f)
 		}
 	}
-}
-
-func sameParams(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestEarlyHealCancelsTheTimer(t *testing.T) {
