@@ -292,7 +292,7 @@ func pageTemplate() *template.Template {
 			if r.LoadSeconds <= 0 {
 				return "-"
 			}
-			return fmt.Sprintf("%.1f/s", float64(r.Total.Requests)/r.LoadSeconds)
+			return fmt.Sprintf("%.1f/s", r.achievedRate())
 		},
 	}).Parse(`<!doctype html>
 <html lang="en">
@@ -387,10 +387,10 @@ Started {{.R.Started.Format "2006-01-02 15:04:05 MST"}} · ended {{.R.Ended.Form
 
 <h2>Launch stock and oversell</h2>
 <p class="meta">A SKU is oversold when the run's confirmed units exceed its stock before the load, or its available stock is negative afterwards. Unaccounted = initial + initially held − confirmed − available − held.</p>
-{{with .Launch}}<table>
+{{with .Launch}}{{if .SKUs}}<table>
 <tr><th>launch SKUs</th><th>initial</th><th>confirmed</th><th>available</th><th>held</th><th>unaccounted</th><th>oversold</th></tr>
 <tr{{if .Oversold}} class="bad"{{end}}><td>{{.SKUs}}</td><td>{{.Initial}}</td><td>{{.Confirmed}}</td><td>{{.Available}}</td><td>{{.Held}}</td><td>{{.Unaccounted}}</td><td>{{.Oversold}}</td></tr>
-</table>{{end}}
+</table>{{end}}{{end}}
 {{if .R.Oversold}}<table>
 <tr><th>oversold SKU</th><th>initial</th><th>confirmed</th><th>available</th><th>held</th><th>unaccounted</th></tr>
 {{range .R.LaunchStock}}{{if .Oversold}}<tr class="bad"><td>{{.SKU}}</td><td>{{.Initial}}</td><td>{{.Confirmed}}</td><td>{{.Available}}</td><td>{{.Held}}</td><td>{{.Unaccounted}}</td></tr>
@@ -418,6 +418,36 @@ Started {{.R.Started.Format "2006-01-02 15:04:05 MST"}} · ended {{.R.Ended.Form
 // launchTotals sums the launch stock checks.
 type launchTotals struct {
 	SKUs, Initial, Confirmed, Available, Held, Unaccounted, Oversold int
+	Unread                                                           int // SKUs whose stock could not be read back
+}
+
+// launchTotals sums r's launch stock checks, for the text and the page.
+func (r *Report) launchTotals() launchTotals {
+	var t launchTotals
+	for _, c := range r.LaunchStock {
+		t.SKUs++
+		t.Initial += c.Initial
+		t.Confirmed += c.Confirmed
+		t.Available += c.Available
+		t.Held += c.Held
+		t.Unaccounted += c.Unaccounted
+		if c.Oversold {
+			t.Oversold++
+		}
+		if c.ReadError != "" {
+			t.Unread++
+		}
+	}
+	return t
+}
+
+// achievedRate is the requests per second of the run's wall time; 0
+// without one.
+func (r *Report) achievedRate() float64 {
+	if r.LoadSeconds <= 0 {
+		return 0
+	}
+	return float64(r.Total.Requests) / r.LoadSeconds
 }
 
 // cellRow is one flow's row of the flow by client region table.
@@ -439,18 +469,6 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		}
 		rows[len(rows)-1].Cells = append(rows[len(rows)-1].Cells, c)
 	}
-	var launch launchTotals
-	for _, c := range r.LaunchStock {
-		launch.SKUs++
-		launch.Initial += c.Initial
-		launch.Confirmed += c.Confirmed
-		launch.Available += c.Available
-		launch.Held += c.Held
-		launch.Unaccounted += c.Unaccounted
-		if c.Oversold {
-			launch.Oversold++
-		}
-	}
 	return pageTemplate().Execute(w, struct {
 		R          *Report
 		Profile    string
@@ -461,5 +479,5 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		P99        template.HTML
 		Hists      []template.HTML
 		Launch     launchTotals
-	}{r, r.profileLine(), r.Verdict(), rows, orderedKeys(r.ServedRegions, r.Regions), throughput, p99, hists, launch})
+	}{r, r.profileLine(), r.Verdict(), rows, orderedKeys(r.ServedRegions, r.Regions), throughput, p99, hists, r.launchTotals()})
 }

@@ -100,12 +100,8 @@ func (r *Report) Print(w io.Writer) error {
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
-	rate := 0.0
-	if r.LoadSeconds > 0 {
-		rate = float64(r.Total.Requests) / r.LoadSeconds
-	}
 	fmt.Fprintf(&b, "%d requests of %d planned in %.1fs (%.1f/s), %d ok, %d errors (%s)\n\n",
-		r.Total.Requests, r.Planned, r.LoadSeconds, rate, r.Total.Successes, r.Total.Errors, pct(r.Total.Errors, r.Total.Requests))
+		r.Total.Requests, r.Planned, r.LoadSeconds, r.achievedRate(), r.Total.Successes, r.Total.Errors, pct(r.Total.Errors, r.Total.Requests))
 
 	head := []string{"requests", "ok", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms", "error codes"}
 	row := func(name string, s Stats) []string {
@@ -150,28 +146,16 @@ func (r *Report) Print(w io.Writer) error {
 	fmt.Fprintf(&b, ", %d unsettled after %.1fs\n", o.Unsettled, o.SettleSeconds)
 
 	if len(r.LaunchStock) > 0 {
-		var initial, confirmed, available, held, unaccounted, unread int
-		var oversold []string
-		for _, c := range r.LaunchStock {
-			if c.ReadError != "" {
-				unread++
-			}
-			initial += c.Initial
-			confirmed += c.Confirmed
-			available += c.Available
-			held += c.Held
-			unaccounted += c.Unaccounted
-			if c.Oversold {
-				oversold = append(oversold, fmt.Sprintf("%s (initial %d, confirmed %d, available %d)", c.SKU, c.Initial, c.Confirmed, c.Available))
-			}
-		}
+		t := r.launchTotals()
 		fmt.Fprintf(&b, "launch stock (%d SKUs): initial %d, confirmed %d, now available %d, held %d, unaccounted %d\n",
-			len(r.LaunchStock), initial, confirmed, available, held, unaccounted)
-		if unread > 0 {
-			fmt.Fprintf(&b, "  %d SKUs could not be read back (first: %s); only confirmed > initial is checked for them\n", unread, firstReadError(r.LaunchStock))
+			t.SKUs, t.Initial, t.Confirmed, t.Available, t.Held, t.Unaccounted)
+		if t.Unread > 0 {
+			fmt.Fprintf(&b, "  %d SKUs could not be read back (first: %s); only confirmed > initial is checked for them\n", t.Unread, firstReadError(r.LaunchStock))
 		}
-		for _, s := range oversold {
-			fmt.Fprintf(&b, "  OVERSOLD %s\n", s)
+		for _, c := range r.LaunchStock {
+			if c.Oversold {
+				fmt.Fprintf(&b, "  OVERSOLD %s (initial %d, confirmed %d, available %d)\n", c.SKU, c.Initial, c.Confirmed, c.Available)
+			}
 		}
 	}
 	for _, w := range r.Warnings {
