@@ -24,9 +24,9 @@ const (
 )
 
 // Flows returns every flow, in the order reports list them.
-func Flows() []Flow {
-	return []Flow{FlowBrowse, FlowProduct, FlowComment, FlowCart, FlowCheckout}
-}
+func Flows() []Flow { return slices.Clone(flows[:]) }
+
+var flows = [...]Flow{FlowBrowse, FlowProduct, FlowComment, FlowCart, FlowCheckout}
 
 // idempotent reports whether the flow's requests are safe (GET) or carry
 // an Idempotency-Key, so that the edge may retry them and promises that they

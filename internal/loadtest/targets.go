@@ -284,10 +284,10 @@ func pick(cum []float64) Flow {
 	x := rand.Float64() * cum[len(cum)-1]
 	for i, c := range cum {
 		if x < c {
-			return Flows()[i]
+			return flows[i]
 		}
 	}
-	return Flows()[len(cum)-1]
+	return flows[len(cum)-1]
 }
 
 // oneOf returns an element of s chosen at random.
@@ -365,12 +365,15 @@ func (g *generator) next(t *vegeta.Target) error {
 		}
 		t.Body = b
 		h.Set("Content-Type", "application/json")
-		t.Method = map[Flow]string{FlowComment: http.MethodPost, FlowCart: http.MethodPut, FlowCheckout: http.MethodPost}[f]
+		t.Method = bodyMethod[f]
 	}
 	t.URL = g.edge + path + "#" + tag(f, region)
 	t.Header = h
 	return nil
 }
+
+// bodyMethod is the method of each flow that sends a body.
+var bodyMethod = map[Flow]string{FlowComment: http.MethodPost, FlowCart: http.MethodPut, FlowCheckout: http.MethodPost}
 
 func (g *generator) authorize(h http.Header, sub string) {
 	if tok := g.tokens.get(sub, false); tok != "" {
