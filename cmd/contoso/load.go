@@ -46,12 +46,9 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	if *out == "" {
 		return errors.New("load: -out must name a directory")
 	}
-	if info, err := os.Stat(*data); err != nil || !info.IsDir() {
-		return fmt.Errorf("load: -data %s is not the data directory of a deployment (start `contoso up` first, or point -data at its directory)", *data)
-	}
-	issuer, err := auth.LoadOrCreateIssuer(*data)
+	issuer, err := deploymentIssuer("load", *data)
 	if err != nil {
-		return fmt.Errorf("load: %w", err)
+		return err
 	}
 	ttl := *ramp + *hold + *spike + *settle + time.Hour
 	cfg := loadtest.Config{
@@ -122,4 +119,18 @@ func writeLoadReport(rep *loadtest.Report, dir string) ([]string, error) {
 		paths = append(paths, path)
 	}
 	return paths, nil
+}
+
+// deploymentIssuer is the development token issuer of the deployment whose
+// data directory is dir, for cmd. A directory that does not exist is an
+// error, not a new key that no deployment trusts.
+func deploymentIssuer(cmd, dir string) (*auth.Issuer, error) {
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		return nil, fmt.Errorf("%s: -data %s is not the data directory of a deployment (start `contoso up` first, or point -data at its directory)", cmd, dir)
+	}
+	issuer, err := auth.LoadOrCreateIssuer(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	return issuer, nil
 }

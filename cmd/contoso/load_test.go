@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,5 +118,27 @@ func TestLoadBadFlags(t *testing.T) {
 				t.Errorf("load %v wrote a report", tt.args)
 			}
 		})
+	}
+}
+
+// load and verify against a running deployment mint tokens with its
+// issuer: a -data that is no deployment's directory is refused, not
+// filled with a new key that the deployment would not trust.
+func TestClientsOfADeploymentNeedItsDataDirectory(t *testing.T) {
+	for _, cmd := range []string{"load", "verify"} {
+		missing := filepath.Join(t.TempDir(), "no-deployment")
+		args := []string{cmd, "--edge", "http://127.0.0.1:1", "--data", missing}
+		if cmd == "load" {
+			args = append(args, "--out", t.TempDir())
+		} else {
+			args = append(args, "--ops", "http://127.0.0.1:1")
+		}
+		err := run(t.Context(), args, noEnv, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "is not the data directory of a deployment") {
+			t.Errorf("%s with -data %s = %v, want a clear refusal", cmd, missing, err)
+		}
+		if _, statErr := os.Stat(missing); !os.IsNotExist(statErr) {
+			t.Errorf("%s created %s", cmd, missing)
+		}
 	}
 }

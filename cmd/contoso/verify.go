@@ -80,8 +80,8 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		defer d.Close()
 		*edge, *ops, issuer = d.EdgeURL(), d.OpsURL(), d.Issuer()
 		fmt.Fprintf(stderr, "verify: started a deployment: edge %s, ops %s\n", *edge, *ops)
-	} else if issuer, err = auth.LoadOrCreateIssuer(*data); err != nil {
-		return fmt.Errorf("verify: %w", err)
+	} else if issuer, err = deploymentIssuer("verify", *data); err != nil {
+		return err
 	}
 	admin, err := issuer.Mint("verify", true, 2*time.Hour, time.Now())
 	if err != nil {
