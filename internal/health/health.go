@@ -173,6 +173,7 @@ func (p *Prober) run(ctx context.Context, c Check) CheckResult {
 	if p.running[c.Name] {
 		p.mu.Unlock()
 		res.Status, res.Detail, res.CheckedAt = Unhealthy, "previous run has not returned", time.Now()
+		p.grace(c, &res)
 		return res
 	}
 	p.running[c.Name] = true

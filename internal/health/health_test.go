@@ -205,3 +205,27 @@ func TestCheckGrace(t *testing.T) {
 		}
 	})
 }
+
+// The grace holds for a check that hangs too: a run still stuck from the
+// round before counts as failing, not as unhealthy at once.
+func TestCheckGraceCoversAHungRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		p := NewProber(Config{Region: "r", Interval: time.Second, Timeout: 500 * time.Millisecond, Checks: []Check{{
+			Name: "writes", Grace: 10 * time.Second,
+			Run: func(context.Context) (string, error) {
+				<-release // ignores its context
+				return "", nil
+			},
+		}}})
+		for i := range 3 {
+			p.RunOnce(t.Context())
+			r, _ := p.Result("writes")
+			if r.Status != Degraded {
+				t.Fatalf("round %d of a hung check within its grace: %s (%s), want degraded", i, r.Status, r.Detail)
+			}
+			time.Sleep(time.Second)
+		}
+	})
+}
