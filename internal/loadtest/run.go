@@ -75,11 +75,6 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	if admin == "" {
 		return fail(toks.firstErr())
 	}
-	// Every shopper's token before the load: signing one while a request
-	// is being built would count towards that request's latency.
-	for _, u := range toks.users {
-		toks.get(u, false)
-	}
 	cat, err := r.readCatalog(ctx)
 	if err != nil {
 		return fail(fmt.Errorf("the edge at %s cannot serve the run: %w", cfg.Edge, err))
