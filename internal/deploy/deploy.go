@@ -217,8 +217,9 @@ func (d *Deployment) start(ctx context.Context) error {
 		nodeCfgs[i] = nc
 	}
 	for i, nc := range nodeCfgs {
-		// A cluster port chosen a moment ago can be taken meanwhile, if
-		// only briefly (an outgoing connection's local port): try again.
+		// Ports are chosen below the kernel's ephemeral range, so no
+		// outgoing connection holds one; another program can still bind
+		// one between the choice and the start, if only briefly: try again.
 		var node *store.Node
 		var err error
 		for attempt := 0; attempt < 3; attempt++ {

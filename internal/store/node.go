@@ -41,10 +41,17 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Region == "" || cfg.StoreDir == "" {
 		return nil, errors.New("start node: region and store directory are required")
 	}
-	clientPort := cfg.ClientPort
-	if clientPort == 0 {
-		clientPort = server.RANDOM_PORT
+	if cfg.ClientPort == 0 {
+		// Not a port the kernel picks: a restarted server takes its port
+		// again, and a kernel-picked port can meanwhile be the local end
+		// of one of this host's outgoing connections.
+		p, err := FreePort()
+		if err != nil {
+			return nil, fmt.Errorf("start node %s: %w", cfg.Region, err)
+		}
+		cfg.ClientPort = p
 	}
+	clientPort := cfg.ClientPort
 	opts := &server.Options{
 		ServerName:          cfg.Region,
 		Host:                "127.0.0.1",
@@ -133,16 +140,6 @@ func (n *Node) Shutdown(lameDuck bool) {
 		n.srv.Shutdown()
 	}
 	n.srv.WaitForShutdown()
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // RouteURL is the nats-route URL for a host:port address.
