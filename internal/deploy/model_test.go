@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,35 @@ func healthTree(t *testing.T, d *deploy.Deployment) *health.Node {
 	var root health.Node
 	deploytest.Do(t, http.MethodGet, d.OpsURL()+"/ops/health", "", nil).JSON(t, &root)
 	return &root
+}
+
+// sickLeaves names every entity that is not healthy while its children
+// are, with its reason and signals: where a state comes from.
+func sickLeaves(n *health.Node) string {
+	var out []string
+	var walk func(*health.Node) bool
+	walk = func(n *health.Node) bool {
+		if n.State == health.Healthy {
+			return false
+		}
+		below := false
+		for _, c := range n.Children {
+			below = walk(c) || below
+		}
+		if !below {
+			out = append(out, fmt.Sprintf("%s %s (%s) %+v", n.ID, n.State, n.Reason, n.Signals))
+		}
+		return true
+	}
+	walk(n)
+	return strings.Join(out, "; ")
+}
+
+func explain(n *health.Node) string {
+	if n == nil {
+		return "no such entity"
+	}
+	return sickLeaves(n)
 }
 
 // expectStates checks entity states in the tree: nil when all match.
@@ -42,7 +72,7 @@ func TestHealthModelPointsAtTheRootCause(t *testing.T) {
 	admin := deploytest.Token(t, d, "ops", true)
 	allHealthy := func() error {
 		if root := healthTree(t, d); root.State != health.Healthy {
-			return fmt.Errorf("system %s: %s", root.State, root.Reason)
+			return fmt.Errorf("system %s: %s", root.State, sickLeaves(root))
 		}
 		return nil
 	}
@@ -150,7 +180,7 @@ func TestHealthModelPointsAtTheRootCause(t *testing.T) {
 			root := healthTree(t, d)
 			for _, id := range f.healthy {
 				if n := root.Find(id); n == nil || n.State != health.Healthy {
-					t.Errorf("unrelated %s is not healthy: %+v", id, n)
+					t.Errorf("unrelated %s is not healthy: %s", id, explain(n))
 				}
 			}
 			if f.whole == nil {
@@ -158,7 +188,7 @@ func TestHealthModelPointsAtTheRootCause(t *testing.T) {
 			}
 			for _, id := range f.whole {
 				if n := root.Find(id); n == nil || n.State == health.Unhealthy {
-					t.Errorf("one fault took %s down: %+v", id, n)
+					t.Errorf("one fault took %s down: %s", id, explain(n))
 				}
 			}
 		})

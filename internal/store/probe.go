@@ -1,17 +1,17 @@
 package store
 
 import (
-	"strings"
-	"sync"
-
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/contoso/shoes/internal/shop"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso/shoes/internal/shop"
 )
 
 // ProbeRead proves the store answers a read in this region: a direct get
@@ -108,7 +108,7 @@ func (s *Store) ProcessWrites(ctx context.Context, region string, h WriteHandler
 			FilterSubject:     subjectCanary + region,
 			AckPolicy:         jetstream.AckExplicitPolicy,
 			AckWait:           10 * time.Second,
-			MaxDeliver:        5,
+			MaxDeliver:        -1, // a work queue keeps what is never acknowledged: retry until done (the processor drops stale canaries)
 			InactiveThreshold: time.Hour,
 			Replicas:          s.cfg.Replicas,
 		})
@@ -263,21 +263,47 @@ func (s *Store) drain(ccs ...jetstream.ConsumeContext) {
 	}
 }
 
-// QueueAge reports a work-queue stream's backlog: how many messages wait
-// and how long the oldest has waited (acknowledged messages leave the
-// stream, so its first message is the oldest unprocessed one). stream is
-// StreamWrites or StreamOrders.
+// QueueAge reports the backlog of a work queue that every stamp's
+// processors share (StreamWrites: comments and ratings; StreamOrders:
+// orders): how many messages they have yet to finish and how long the
+// oldest has waited. Finished messages leave a work-queue stream, so the
+// first message on the queue's subjects is the oldest unfinished one. The
+// regions' canaries share the writes stream but not its queue: a canary
+// that waits is its region's trouble, never a comment waiting.
 func (s *Store) QueueAge(ctx context.Context, stream string) (age time.Duration, pending uint64, err error) {
-	st, err := s.js.Stream(ctx, stream)
+	var st jetstream.Stream
+	var q queue
+	switch stream {
+	case StreamOrders:
+		st, q = s.orderQ, orderQueue
+	case StreamWrites:
+		st, q = s.writes, writeQueue
+	default:
+		return 0, 0, fmt.Errorf("queue age: %q is not a work queue", stream)
+	}
+	c, err := st.Consumer(ctx, q.consumer)
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue age %s: %w", stream, err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("queue age %s: %w", stream, err)
-	}
-	if info.State.Msgs == 0 {
+	info := c.CachedInfo()
+	if pending = info.NumPending + uint64(info.NumAckPending); pending == 0 {
 		return 0, 0, nil
 	}
-	return time.Since(info.State.FirstTime), info.State.Msgs, nil
+	var oldest time.Time
+	for _, subj := range q.subjects {
+		m, err := st.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("queue age %s: %w", stream, err)
+		}
+		if oldest.IsZero() || m.Time.Before(oldest) {
+			oldest = m.Time
+		}
+	}
+	if oldest.IsZero() { // finished between the two questions
+		return 0, pending, nil
+	}
+	return max(0, time.Since(oldest)), pending, nil
 }

@@ -197,19 +197,31 @@ func (s *Store) ensureAssets(ctx context.Context) error {
 		}
 	}
 	if s.orderQ, err = s.queue(ctx, StreamOrders, "orders waiting for the order processor", []string{"orders.>"},
-		ConsumerOrders, "the order processors of every stamp share this consumer", []string{subjectOrder}, ackWait); err != nil {
+		orderQueue, "the order processors of every stamp share this consumer"); err != nil {
 		return err
 	}
 	s.writes, err = s.queue(ctx, StreamWrites, "async writes waiting for the background processor", []string{"writes.>"},
-		ConsumerWrites, "the background processors of every stamp share this consumer", []string{subjectComment + ">", subjectRating + ">"}, ackWait)
+		writeQueue, "the background processors of every stamp share this consumer")
 	return err
 }
 
+// queue is a durable consumer of a work-queue stream that every stamp's
+// processors share, and the subjects it takes.
+type queue struct {
+	consumer string
+	subjects []string
+}
+
+var (
+	orderQueue = queue{ConsumerOrders, []string{subjectOrder}}
+	writeQueue = queue{ConsumerWrites, []string{subjectComment + ">", subjectRating + ">"}}
+)
+
 // queue finds or declares a work-queue stream and the durable consumer
 // that every stamp's processor shares.
-func (s *Store) queue(ctx context.Context, name, desc string, subjects []string, consumer, consumerDesc string, filters []string, ackWait time.Duration) (jetstream.Stream, error) {
+func (s *Store) queue(ctx context.Context, name, desc string, subjects []string, q queue, consumerDesc string) (jetstream.Stream, error) {
 	if st, err := s.js.Stream(ctx, name); err == nil {
-		if _, err = st.Consumer(ctx, consumer); err == nil {
+		if _, err = st.Consumer(ctx, q.consumer); err == nil {
 			return st, nil
 		}
 	}
@@ -229,9 +241,9 @@ func (s *Store) queue(ctx context.Context, name, desc string, subjects []string,
 		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
 	_, err = st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:        consumer,
+		Durable:        q.consumer,
 		Description:    consumerDesc,
-		FilterSubjects: filters,
+		FilterSubjects: q.subjects,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        ackWait,
 		MaxDeliver:     -1,
@@ -239,7 +251,7 @@ func (s *Store) queue(ctx context.Context, name, desc string, subjects []string,
 		Replicas:       s.cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", consumer, err)
+		return nil, fmt.Errorf("consumer %s: %w", q.consumer, err)
 	}
 	return st, nil
 }

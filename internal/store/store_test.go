@@ -259,3 +259,60 @@ func TestReadsWaitForALeaderlessBucket(t *testing.T) {
 		t.Fatalf("cart = %+v, %v", cart, err)
 	}
 }
+
+// The comment queue's age is its oldest unfinished comment's: a canary
+// that no processor takes (its region gone, or given up on) shares the
+// stream but never reads as a comment waiting.
+func TestQueueAgeIsTheOldestUnfinishedMessageOfTheQueue(t *testing.T) {
+	c := storetest.NewCluster(t, "a")
+	st, nc := c.MustOpen(t, 0)
+	ctx := t.Context()
+	if err := st.SubmitCanary(ctx, store.Canary{Region: "gone", ID: shop.NewID(time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	if age, pending, err := st.QueueAge(ctx, store.StreamWrites); err != nil || age != 0 || pending != 0 {
+		t.Fatalf("with only a canary waiting: age %s, pending %d, %v; want 0, 0", age, pending, err)
+	}
+	cm := shop.Comment{ID: shop.NewID(time.Now()), ProductID: "p1", User: "u", Text: "waits"}
+	if err := st.SubmitComment(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	submitted := time.Now()
+	var age time.Duration
+	deadline := time.Now().Add(10 * time.Second)
+	for age < 200*time.Millisecond && time.Now().Before(deadline) {
+		var pending uint64
+		var err error
+		if age, pending, err = st.QueueAge(ctx, store.StreamWrites); err != nil || pending != 1 {
+			t.Fatalf("with a comment waiting: pending %d, %v; want 1", pending, err)
+		}
+		if limit := time.Since(submitted) + time.Second; age > limit {
+			t.Fatalf("a comment submitted %s ago has waited %s", time.Since(submitted), age)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if age < 200*time.Millisecond {
+		t.Fatalf("the waiting comment's age stayed at %s", age)
+	}
+	// Processed (acknowledged), it leaves the queue; the canary stays.
+	js, _ := jetstream.New(nc)
+	cons, err := js.Consumer(ctx, store.StreamWrites, store.ConsumerWrites)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if age, pending, err := st.QueueAge(ctx, store.StreamWrites); err != nil || age != 0 || pending != 0 {
+		t.Fatalf("after the comment was processed: age %s, pending %d, %v; want 0, 0", age, pending, err)
+	}
+	if _, _, err := st.QueueAge(ctx, "CATALOG"); err == nil {
+		t.Fatal("the age of a stream that is not a work queue: no error")
+	}
+}

@@ -189,6 +189,11 @@ func (w *Worker) Rating(ctx context.Context, data []byte) error {
 	return nil
 }
 
+// StaleCanary is the age past which a canary proves nothing about the
+// async path any more: it is dropped, not recorded. Until then a canary is
+// retried like any write, so none waits in the stream for ever.
+const StaleCanary = time.Minute
+
 // Canary records that a canary of this region came through, in the store
 // (the processor's own write path) and in memory for the health check.
 func (w *Worker) Canary(ctx context.Context, data []byte) error {
@@ -200,13 +205,16 @@ func (w *Worker) Canary(ctx context.Context, data []byte) error {
 	if !ok || c.Region != w.cfg.Region {
 		return shop.Invalid("", "canary %q of region %q is not for %q", c.ID, c.Region, w.cfg.Region)
 	}
+	if w.cfg.Now().Sub(sent) > StaleCanary {
+		return nil
+	}
 	if err := w.cfg.Store.RecordCanary(ctx, c); err != nil {
 		return err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if sent.After(w.canarySent) {
-		w.canarySent, w.canaryDone = sent, time.Now()
+		w.canarySent, w.canaryDone = sent, w.cfg.Now()
 	}
 	return nil
 }

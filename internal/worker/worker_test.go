@@ -68,4 +68,20 @@ func TestCanaryOfAnotherRegionIsRejectedAndOwnIsRecorded(t *testing.T) {
 	if !sent.Equal(sentAt) || done.Before(sent) {
 		t.Fatalf("LastCanary = %v, %v; want sent %v", sent, done, sentAt)
 	}
+	// A canary older than StaleCanary is done without a word, even when
+	// the store cannot take it (it would otherwise come back for ever): a
+	// fresh one fails then and comes back.
+	cut, nc := c.MustOpen(t, 0)
+	nc.Close()
+	w = worker.New(worker.Config{Region: "westeurope", Store: cut})
+	stale, _ := json.Marshal(store.Canary{Region: "westeurope", ID: shop.NewID(time.Now().Add(-worker.StaleCanary - time.Second))})
+	if err := w.Canary(t.Context(), stale); err != nil {
+		t.Fatalf("stale canary: %v", err)
+	}
+	if s, _ := w.LastCanary(); !s.IsZero() {
+		t.Fatalf("a stale canary was recorded: sent %v", s)
+	}
+	if err := w.Canary(t.Context(), own); err == nil {
+		t.Fatal("a fresh canary with the store unreachable: no error")
+	}
 }
