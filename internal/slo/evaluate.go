@@ -63,21 +63,19 @@ type Status struct {
 	Flow      string  `json:"flow"`
 	Kind      string  `json:"kind"` // availability or latency
 	Objective float64 `json:"objective"`
-	// Windows are, in this order, 5m, 30m, 1h and 6h: always all four.
+	// Windows are, in this order, 5m, 30m, 1h, 6h and 3d: always all five.
 	Windows []WindowStatus `json:"windows"`
 	// BudgetRemaining is 1 - burn rate over the longest window with data:
 	// the share of the error budget that would be left at the end of the
 	// period if the whole period went like that window. In process it is an
-	// estimate from at most 6 h of history, not the budget actually left of
+	// estimate from at most 3 d of history, not the budget actually left of
 	// the 30 d period (read that from Prometheus). It is at most 1, negative
 	// once the window burns faster than the budget allows, and 1 when no
 	// window has data.
 	BudgetRemaining float64 `json:"budgetRemaining"`
 	// Alerts are the names of the burn-rate alerts that fire, by the rules
 	// of Rules applied to the windows above, in the order fast, medium,
-	// slow; never nil. The slow-burn alert needs 3d, which Evaluate does
-	// not ask for (the in-process history holds 6 h), so it never fires
-	// here.
+	// slow; never nil.
 	Alerts []string `json:"alerts"`
 	// Error says why the SLO was not evaluated (it does not validate);
 	// empty otherwise.
@@ -86,7 +84,7 @@ type Status struct {
 
 // WindowStatus is an SLO's error ratio over one window.
 type WindowStatus struct {
-	Window     string  `json:"window"` // "5m", "30m", "1h", "6h"
+	Window     string  `json:"window"` // "5m", "30m", "1h", "6h", "3d"
 	Total      float64 `json:"total"`  // requests in the window
 	Bad        float64 `json:"bad"`    // bad requests in the window
 	ErrorRatio float64 `json:"errorRatio"`
@@ -94,11 +92,6 @@ type WindowStatus struct {
 	// OK is false when the window has no data: the history cannot answer
 	// it, or it holds no request. Its numbers are zero then.
 	OK bool `json:"ok"`
-}
-
-// evalWindows are the windows Evaluate reports.
-func evalWindows() []time.Duration {
-	return []time.Duration{5 * time.Minute, 30 * time.Minute, time.Hour, 6 * time.Hour}
 }
 
 // Evaluate computes the status of every SLO from the in-process history, in
@@ -131,7 +124,7 @@ func evaluate(m Metrics, s SLO) Status {
 		}
 	}
 	byWindow := map[time.Duration]WindowStatus{}
-	for _, w := range evalWindows() {
+	for _, w := range ruleWindows() { // the windows of the Prometheus rules
 		ws := WindowStatus{Window: promDuration(w)}
 		if err == nil {
 			ws = window(m, s, w)

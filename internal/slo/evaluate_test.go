@@ -75,6 +75,7 @@ const (
 	m30 = 30 * time.Minute
 	h1  = time.Hour
 	h6  = 6 * time.Hour
+	d3  = 3 * 24 * time.Hour
 )
 
 func TestEvaluate(t *testing.T) {
@@ -141,6 +142,32 @@ func TestEvaluate(t *testing.T) {
 				ok("1h", 36000, 720, 0.02, 20), ok("6h", 216000, 4320, 0.02, 20)},
 			wantAlerts: []string{AlertFastBurn, AlertMediumBurn},
 			wantBudget: -19,
+		},
+		{
+			name: "0.2% over 3d and 6h: burn rate 2 opens a ticket, pages nobody",
+			slo:  browse,
+			history: history{}.requests("browse", m5, 3000, 6).requests("browse", m30, 18000, 36).
+				requests("browse", h1, 36000, 72).requests("browse", h6, 216000, 432).requests("browse", d3, 2592000, 5184),
+			wantWindows: []WindowStatus{ok("5m", 3000, 6, 0.002, 2), ok("30m", 18000, 36, 0.002, 2),
+				ok("1h", 36000, 72, 0.002, 2), ok("6h", 216000, 432, 0.002, 2), ok("3d", 2592000, 5184, 0.002, 2)},
+			wantAlerts: []string{AlertSlowBurn},
+			wantBudget: -1,
+		},
+		{
+			name:        "0.2% over 3d but 6h clean: no ticket",
+			slo:         browse,
+			history:     history{}.requests("browse", h6, 216000, 0).requests("browse", d3, 2592000, 5184),
+			wantWindows: []WindowStatus{ok("6h", 216000, 0, 0, 0), ok("3d", 2592000, 5184, 0.002, 2)},
+			wantAlerts:  []string{},
+			wantBudget:  -1,
+		},
+		{
+			name:        "0.2% over 3d at 0.09 requests/s: guarded",
+			slo:         browse,
+			history:     history{}.requests("browse", h6, 1944, 3.888).requests("browse", d3, 23328, 46.656),
+			wantWindows: []WindowStatus{ok("6h", 1944, 3.888, 0.002, 2), ok("3d", 23328, 46.656, 0.002, 2)},
+			wantAlerts:  []string{},
+			wantBudget:  -1,
 		},
 		{
 			name: "6h not answered: medium cannot fire",
@@ -254,8 +281,8 @@ func TestEvaluate(t *testing.T) {
 					t.Errorf("window %s:\n got %+v\nwant %+v", w.Window, w, wantW)
 				}
 			}
-			if !slices.Equal(names, []string{"5m", "30m", "1h", "6h"}) {
-				t.Errorf("windows %v, want 5m 30m 1h 6h", names)
+			if !slices.Equal(names, []string{"5m", "30m", "1h", "6h", "3d"}) {
+				t.Errorf("windows %v, want 5m 30m 1h 6h 3d", names)
 			}
 			if !slices.Equal(st.Alerts, tt.wantAlerts) || st.Alerts == nil {
 				t.Errorf("alerts %#v, want %#v", st.Alerts, tt.wantAlerts)
@@ -296,7 +323,7 @@ func TestEvaluateInvalidSLO(t *testing.T) {
 	if !strings.Contains(st.Error, "objective 1") {
 		t.Errorf("error %q, want it to name the objective", st.Error)
 	}
-	if len(st.Windows) != 4 || len(st.Alerts) != 0 || st.Alerts == nil || st.BudgetRemaining != 1 {
+	if len(st.Windows) != 5 || len(st.Alerts) != 0 || st.Alerts == nil || st.BudgetRemaining != 1 {
 		t.Errorf("invalid SLO evaluated: %+v", st)
 	}
 	for _, w := range st.Windows {

@@ -188,6 +188,42 @@ func TestSinkTiers(t *testing.T) {
 	}
 }
 
+// TestSinkTiersReachThreeDays collects every minute for three days and an
+// hour with the default tiers: the slow-burn alert's 3d window is answered
+// from the 1 h tier, its 6h window from the 1 min tier.
+func TestSinkTiersReachThreeDays(t *testing.T) {
+	clock := newFakeClock(t0) // hour-aligned
+	tel := mustNew(t, Config{Now: clock.Now})
+	sink := tel.Sink()
+	c, _ := tel.Meter("test").Int64Counter("contoso.minutes")
+	const minutes = 3*24*60 + 60
+	for i := 0; i <= minutes; i++ {
+		clock.Set(t0.Add(time.Duration(i) * time.Minute))
+		mustCollect(t, sink) // the counter reads i
+		c.Add(context.Background(), 1)
+	}
+	if hours := sink.hist.tiers[2]; hours.snaps.len() != 74 || hours.snaps.cap() != 74 {
+		t.Errorf("1 h tier holds %d of %d, want 74 of 74", hours.snaps.len(), hours.snaps.cap())
+	}
+	for _, tc := range []struct {
+		window time.Duration
+		want   float64
+	}{
+		{6 * time.Hour, 360},                    // 1 min tier
+		{6*time.Hour + time.Minute, 361},        // oldest of the 1 min tier
+		{24 * time.Hour, 1440},                  // 1 h tier
+		{3 * 24 * time.Hour, 4320},              // 1 h tier
+		{3*24*time.Hour + 20*time.Minute, 4320}, // nearest hour
+		{3*24*time.Hour + time.Hour, 4380},      // oldest of the 1 h tier
+		{4 * 24 * time.Hour, 4380},              // beyond: the oldest kept
+	} {
+		got, ok := sink.Increase("contoso.minutes", nil, tc.window)
+		if !ok || got != tc.want {
+			t.Errorf("Increase over %v = %v, %v; want %v", tc.window, got, ok, tc.want)
+		}
+	}
+}
+
 // TestSinkTierBounds runs small tiers well past their capacity.
 func TestSinkTierBounds(t *testing.T) {
 	clock := newFakeClock(t0)

@@ -33,7 +33,8 @@ const MaxSpansPerTrace = 256
 //   - traces: TraceCapacity traces of at most MaxSpansPerTrace spans each;
 //   - logs: LogCapacity records, attribute values cut at 1 KiB;
 //   - metrics: the latest snapshot plus, per tier,
-//     ceil(Retention/Resolution)+2 snapshots (302+362 with the default tiers), each at most 8 bytes times the width of
+//     ceil(Retention/Resolution)+2 snapshots (302+362+74 with the default
+//     tiers), each at most 8 bytes times the width of
 //     all tracked series (1 value per sum or gauge series, 2+buckets+1 per
 //     histogram series), with at most MaxSeries series; tiers share
 //     snapshots they both keep.

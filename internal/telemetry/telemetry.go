@@ -68,11 +68,13 @@ type Tier struct {
 }
 
 // DefaultTiers are the metric history tiers used when Config.Tiers is nil:
-// every second for five minutes, every minute for six hours.
+// every second for five minutes, every minute for six hours, every hour for
+// three days (the longest window an SLO alert reads).
 func DefaultTiers() []Tier {
 	return []Tier{
 		{Resolution: time.Second, Retention: 5 * time.Minute},
 		{Resolution: time.Minute, Retention: 6 * time.Hour},
+		{Resolution: time.Hour, Retention: 3 * 24 * time.Hour},
 	}
 }
 
@@ -97,7 +99,8 @@ type Config struct {
 	// metric window queries. Nil: time.Now.
 	Now func() time.Time
 	// Tiers are the resolutions and retentions of the sink's metric history,
-	// finest first. Nil: DefaultTiers (1 s kept 5 min, 1 min kept 6 h).
+	// finest first. Nil: DefaultTiers (1 s kept 5 min, 1 min kept 6 h, 1 h
+	// kept 3 d).
 	Tiers []Tier
 	// MaxSeries bounds the metric series the sink's history tracks; series
 	// first seen beyond it are left out of the history (they still reach
