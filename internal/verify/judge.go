@@ -2,6 +2,7 @@ package verify
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -38,6 +39,18 @@ type LoadOutcome struct {
 	OrdersAccepted     int                    `json:"ordersAccepted"`
 	OrdersUnsettled    int                    `json:"ordersUnsettled"` // accepted but not confirmed or rejected by the deadline
 	Oversold           bool                   `json:"oversold"`
+}
+
+// String sums the outcome up for the progress log: each flow's requests,
+// errors and p99, in flow order, then the idempotent failures and orders.
+func (o LoadOutcome) String() string {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(o.Flows)) {
+		f := o.Flows[name]
+		fmt.Fprintf(&b, "%s %d (%d errors, p99 %s); ", name, f.Requests, f.Errors, f.P99.Round(time.Millisecond))
+	}
+	fmt.Fprintf(&b, "%d idempotent failures, %d orders accepted, %d not final", o.IdempotentFailures, o.OrdersAccepted, o.OrdersUnsettled)
+	return b.String()
 }
 
 // run is what one experiment produced.

@@ -130,6 +130,7 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 		return []Verdict{steady}, fmt.Errorf("load: %w", l.err)
 	}
 	r.load = l.out
+	fmt.Fprintf(cfg.Log, "   load: %s\n", l.out)
 	vs := append([]Verdict{steady}, judge(r)...)
 	if herr != nil {
 		vs = append(vs, Verdict{Experiment: e.Name, Expectation: "the fault heals", Measured: herr.Error()})
