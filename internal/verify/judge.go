@@ -39,17 +39,22 @@ type LoadOutcome struct {
 	OrdersAccepted     int                    `json:"ordersAccepted"`
 	OrdersUnsettled    int                    `json:"ordersUnsettled"` // accepted but not confirmed or rejected by the deadline
 	Oversold           bool                   `json:"oversold"`
+	Served             map[string]int64       `json:"served"` // answers by the region that served them
 }
 
 // String sums the outcome up for the progress log: each flow's requests,
-// errors and p99, in flow order, then the idempotent failures and orders.
+// errors and p99, in flow order, then the idempotent failures, the orders
+// and which regions served the answers.
 func (o LoadOutcome) String() string {
 	var b strings.Builder
 	for _, name := range slices.Sorted(maps.Keys(o.Flows)) {
 		f := o.Flows[name]
 		fmt.Fprintf(&b, "%s %d (%d errors, p99 %s); ", name, f.Requests, f.Errors, f.P99.Round(time.Millisecond))
 	}
-	fmt.Fprintf(&b, "%d idempotent failures, %d orders accepted, %d not final", o.IdempotentFailures, o.OrdersAccepted, o.OrdersUnsettled)
+	fmt.Fprintf(&b, "%d idempotent failures, %d orders accepted, %d not final; served by", o.IdempotentFailures, o.OrdersAccepted, o.OrdersUnsettled)
+	for _, region := range slices.Sorted(maps.Keys(o.Served)) {
+		fmt.Fprintf(&b, " %s %d", region, o.Served[region])
+	}
 	return b.String()
 }
 

@@ -34,6 +34,7 @@ func outcome(rep *loadtest.Report) LoadOutcome {
 		OrdersAccepted:     int(rep.Orders.Accepted),
 		OrdersUnsettled:    int(rep.Orders.Unsettled),
 		Oversold:           rep.Oversold,
+		Served:             rep.ServedRegions,
 	}
 	for _, f := range rep.Flows {
 		var errs int64

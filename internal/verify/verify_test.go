@@ -3,12 +3,16 @@ package verify_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/deploy/deploytest"
+	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/loadtest"
 	"github.com/contoso/shoes/internal/verify"
 )
@@ -21,27 +25,53 @@ import (
 func TestVerifyCatchesADisabledRetry(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{Latency: true, Probe: time.Second, EdgeRate: 1e9, EdgeBurst: 1e9, EdgeNoRetry: true},
 		"westeurope", "northeurope", "eastus")
-	exps, err := verify.Parse([]byte(`experiments:
+	// Far replicas: every write of a westeurope stamp waits at least
+	// 300 ms for a quorum, so at 30 checkouts/s about ten are in flight
+	// there at any moment, and the crash cannot land in a lull. (The
+	// table's latency, not an injected fault: the model stays healthy.)
+	for _, far := range []string{"northeurope", "eastus"} {
+		if err := d.Network().SetBaseLatency("westeurope", far, 150*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The crash hits the region that serves the westeurope clients now:
+	// their own, unless the POP measured another stamp as nearer (on a
+	// saturated machine a stamp's probes can be slower than a link), or
+	// the previous run moved them.
+	experiment := func() []verify.Experiment {
+		var target string
+		deploytest.Eventually(t, 60*time.Second, func() error {
+			var root struct{ State string }
+			if deploytest.Do(t, http.MethodGet, d.OpsURL()+"/ops/health", "", nil).JSON(t, &root); root.State != "healthy" {
+				return fmt.Errorf("the system is %s", root.State)
+			}
+			if routes := edge.Routes(d.Edge().Status())["westeurope"]; len(routes) > 0 {
+				target = routes[0]
+				t.Logf("the westeurope POP routes to %v: crashing %s", routes, target)
+				return nil
+			}
+			return errors.New("the westeurope POP routes nowhere")
+		})
+		exps, err := verify.Parse([]byte(fmt.Sprintf(`experiments:
   - name: instance-kill-without-retry
     load: {rate: 50, ramp: 1s, hold: 12s}
-    fault: {fault: instance-kill, target: westeurope, after: 4s, duration: 5s}
+    fault: {fault: instance-kill, target: %s, after: 4s, duration: 5s}
     expect:
       data: {idempotent_failures: 0}
-`))
-	if err != nil {
-		t.Fatal(err)
+`, target)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return exps
 	}
 	admin := deploytest.Token(t, d, "verify", true)
 	cfg := verify.Config{
 		Ops: d.OpsURL(), AdminToken: admin,
 		Chaos: verify.ChaosInjector{Client: &chaos.Client{BaseURL: d.OpsURL(), Token: admin}},
-		// Every client in the crashed region, and only idempotent flows
-		// (product pages and keyed checkouts). A checkout takes a few
-		// hundred milliseconds (quorum writes across the links), so at
-		// 30 checkouts/s several are in flight at the stamp when it
-		// crashes, however loaded the machine; requests arriving after the
-		// crash are refused until three failures in a row eject it. Each of
-		// those fails without the retry.
+		// Every client in one region, and only idempotent flows (product
+		// pages and keyed checkouts): the checkouts in flight when their
+		// stamp crashes, and the requests that reach it before three
+		// failures in a row eject it, fail without the retry.
 		Load: verify.LoadWith(loadtest.Config{Edge: d.EdgeURL(), Regions: []string{"westeurope"}, Mix: loadtest.Mix{Product: 40, Checkout: 60},
 			Tokens: func(sub string, isAdmin bool) (string, error) {
 				return d.Issuer().Mint(sub, isAdmin, time.Hour, time.Now())
@@ -52,7 +82,7 @@ func TestVerifyCatchesADisabledRetry(t *testing.T) {
 	for run := 1; run <= 3; run++ {
 		var log bytes.Buffer
 		cfg.Log = &log
-		verdicts, err := verify.Run(context.Background(), cfg, exps)
+		verdicts, err := verify.Run(context.Background(), cfg, experiment())
 		if err != nil {
 			t.Fatalf("run: %v\n%s", err, log.String())
 		}
