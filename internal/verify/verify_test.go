@@ -35,9 +35,8 @@ func TestVerifyCatchesADisabledRetry(t *testing.T) {
 		}
 	}
 	// The crash hits the region that serves the westeurope clients now:
-	// their own, unless the POP measured another stamp as nearer (on a
-	// saturated machine a stamp's probes can be slower than a link), or
-	// the previous run moved them.
+	// their own, unless the POP measures another stamp as nearer or the
+	// previous run moved them.
 	experiment := func() []verify.Experiment {
 		var target string
 		deploytest.Eventually(t, 60*time.Second, func() error {
