@@ -226,8 +226,6 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 	return t, nil
 }
 
-// newOTLPExporter returns an OTLP/HTTP trace exporter when getenv names an
-// endpoint, and nil otherwise.
 // samplerFrom reads the standard OTEL_TRACES_SAMPLER and
 // OTEL_TRACES_SAMPLER_ARG: always_on, always_off, traceidratio and their
 // parentbased_ forms, the ratio in [0, 1] (default 1). Unset:
@@ -271,6 +269,8 @@ func samplerFrom(getenv func(string) string, log *slog.Logger) sdktrace.Sampler 
 	return def
 }
 
+// newOTLPExporter returns an OTLP/HTTP trace exporter when getenv names an
+// endpoint, and nil otherwise.
 func newOTLPExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
 	if getenv == nil {
 		return nil, nil
