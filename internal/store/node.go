@@ -51,11 +51,10 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		}
 		cfg.ClientPort = p
 	}
-	clientPort := cfg.ClientPort
 	opts := &server.Options{
 		ServerName:          cfg.Region,
 		Host:                "127.0.0.1",
-		Port:                clientPort,
+		Port:                cfg.ClientPort,
 		NoSigs:              true,
 		NoLog:               cfg.Logger == nil,
 		JetStream:           true,

@@ -272,7 +272,7 @@ func (s *Store) drain(ccs ...jetstream.ConsumeContext) {
 // that waits is its region's trouble, never a comment waiting.
 func (s *Store) QueueAge(ctx context.Context, stream string) (age time.Duration, pending uint64, err error) {
 	var st jetstream.Stream
-	var q queue
+	var q workQueue
 	switch stream {
 	case StreamOrders:
 		st, q = s.orderQ, orderQueue

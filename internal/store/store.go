@@ -205,21 +205,21 @@ func (s *Store) ensureAssets(ctx context.Context) error {
 	return err
 }
 
-// queue is a durable consumer of a work-queue stream that every stamp's
-// processors share, and the subjects it takes.
-type queue struct {
+// workQueue is a durable consumer of a work-queue stream that every
+// stamp's processors share, and the subjects it takes.
+type workQueue struct {
 	consumer string
 	subjects []string
 }
 
 var (
-	orderQueue = queue{ConsumerOrders, []string{subjectOrder}}
-	writeQueue = queue{ConsumerWrites, []string{subjectComment + ">", subjectRating + ">"}}
+	orderQueue = workQueue{ConsumerOrders, []string{subjectOrder}}
+	writeQueue = workQueue{ConsumerWrites, []string{subjectComment + ">", subjectRating + ">"}}
 )
 
 // queue finds or declares a work-queue stream and the durable consumer
 // that every stamp's processor shares.
-func (s *Store) queue(ctx context.Context, name, desc string, subjects []string, q queue, consumerDesc string) (jetstream.Stream, error) {
+func (s *Store) queue(ctx context.Context, name, desc string, subjects []string, q workQueue, consumerDesc string) (jetstream.Stream, error) {
 	if st, err := s.js.Stream(ctx, name); err == nil {
 		if _, err = st.Consumer(ctx, q.consumer); err == nil {
 			return st, nil

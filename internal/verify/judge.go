@@ -43,7 +43,7 @@ type LoadOutcome struct {
 }
 
 // String sums the outcome up for the progress log: each flow's requests,
-// errors and p99, in flow order, then the idempotent failures, the orders
+// errors and p99, by flow name, then the idempotent failures, the orders
 // and which regions served the answers.
 func (o LoadOutcome) String() string {
 	var b strings.Builder
