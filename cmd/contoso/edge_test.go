@@ -117,17 +117,7 @@ func TestEdgeRunsAloneAndFindsStampsInTheRegistry(t *testing.T) {
 		}
 	}
 	// Its metrics, behind the same token, count the requests it proxied.
-	req, _ := http.NewRequest(http.MethodGet, edge.Ops+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+admin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(metrics), `http_server_request_duration_seconds_count{component="edge"`) {
-		t.Fatalf("edge /metrics = %d without its request durations:\n%.2000s", resp.StatusCode, metrics)
-	}
+	wantRequestMetrics(t, edge.Ops+"/metrics", admin, "edge")
 }
 
 func TestEdgeRefusesToStartWithoutWhatItNeeds(t *testing.T) {

@@ -193,6 +193,25 @@ func otlpCollector(t *testing.T) (string, *atomic.Int64) {
 	return srv.URL, &exported
 }
 
+// wantRequestMetrics fails t unless url (with token, if any) serves
+// Prometheus text holding component's request durations.
+func wantRequestMetrics(t *testing.T, url, token, component string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(metrics), `http_server_request_duration_seconds_count{component="`+component+`"`) {
+		t.Fatalf("%s /metrics = %d without its request durations:\n%.2000s", component, resp.StatusCode, metrics)
+	}
+}
+
 func TestStampRunsAloneAgainstAnExternalCluster(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope", "northeurope", "eastus")
 	dir := t.TempDir()
@@ -303,15 +322,7 @@ func TestStampRunsAloneAgainstAnExternalCluster(t *testing.T) {
 	}
 	// Its telemetry: Prometheus text with the requests just served, and
 	// traces exported to the collector (flushed at the latest on shutdown).
-	resp, err = http.Get(listening.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(metrics), `http_server_request_duration_seconds_count{component="stamp"`) {
-		t.Fatalf("standalone stamp /metrics = %d without its request durations:\n%.2000s", resp.StatusCode, metrics)
-	}
+	wantRequestMetrics(t, listening.URL+"/metrics", "", "stamp")
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("stamp returned %v on shutdown, want nil", err)
