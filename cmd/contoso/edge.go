@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -24,18 +25,33 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	fs.SetOutput(stderr)
 	var (
 		logs     logFlags
-		natsURL  = fs.String("nats", "nats://127.0.0.1:4222", "comma-separated URLs of NATS servers in every region")
+		natsConn natsFlags
+		serveTLS tlsFlags
+		stampCA  = fs.String("stamp-ca", "", "PEM file of the CA that signed the stamps' certificates (for https:// stamps); empty: the system's roots")
 		pops     = fs.String("pops", "", "comma-separated regions with a point of presence; the first serves clients without X-Client-Region; required")
 		listen   = fs.String("listen", "127.0.0.1:8080", "address of the entry point")
 		opsAddr  = fs.String("ops-listen", "127.0.0.1:8090", "address of the operations endpoints (/ops/edge), admin token required")
-		replicas = fs.Int("replicas", 3, "replicas of the store assets")
 		rate     = fs.Float64("client-rate", 200, "requests per second each client may send")
 		burst    = fs.Int("client-burst", 400, "burst of each client's rate")
 		tokens   issuerFlags // admin tokens for the operations endpoints
 	)
 	logs.register(fs)
 	tokens.register(fs)
+	natsConn.register(fs, "nats://127.0.0.1:4222", "NATS servers in every region")
+	serveTLS.register(fs, "the entry point and the operations address")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	natsCreds, err := natsConn.credentials()
+	if err != nil {
+		return err
+	}
+	serverTLS, err := serveTLS.config()
+	if err != nil {
+		return err
+	}
+	stampTLS, err := clientTLS("stamp-ca", *stampCA)
+	if err != nil {
 		return err
 	}
 	regions := splitList(*pops)
@@ -66,7 +82,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	svc, err := deploy.NewEdge(openCtx, deploy.EdgeConfig{
-		NATSURL: *natsURL, Replicas: *replicas, POPs: regions, Credential: credential,
+		NATSURL: natsConn.url, NATS: natsCreds, StampTLS: stampTLS, POPs: regions, Credential: credential,
 		ClientRate: *rate, ClientBurst: *burst, Logger: log, Telemetry: tel,
 	})
 	if err != nil {
@@ -93,7 +109,12 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}
 		srv := servers[i]
-		urls = append(urls, "http://"+ln.Addr().String())
+		if serverTLS != nil {
+			ln = tls.NewListener(ln, serverTLS)
+			urls = append(urls, "https://"+ln.Addr().String())
+		} else {
+			urls = append(urls, "http://"+ln.Addr().String())
+		}
 		go func() { errc <- srv.Serve(ln) }()
 	}
 	line, _ := json.Marshal(map[string]string{"event": "listening", "edge": urls[0], "ops": urls[1]})

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -33,7 +34,9 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	var (
 		logs       logFlags
 		region     = fs.String("region", "", "the stamp's region; required")
-		natsURL    = fs.String("nats", "nats://127.0.0.1:4222", "comma-separated URLs of the region's NATS servers")
+		natsConn   natsFlags
+		serveTLS   tlsFlags
+		outboundCA = fs.String("ca", "", "PEM file of a CA to trust for the secret store and the partner (https); empty: the system's roots")
 		listen     = fs.String("listen", "127.0.0.1:8081", "HTTP listen address")
 		replicas   = fs.Int("replicas", 3, "replicas of every store asset (3 in production, 1 for a single-server development cluster)")
 		seed       = fs.Bool("seed", true, "store the seed catalog if this deployment has never been seeded")
@@ -47,11 +50,25 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	)
 	logs.register(fs)
 	tokens.register(fs)
+	natsConn.register(fs, "nats://127.0.0.1:4222", "the region's NATS servers, nearest first")
+	serveTLS.register(fs, "the stamp")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *region == "" {
 		return errors.New("-region is required")
+	}
+	natsCreds, err := natsConn.credentials()
+	if err != nil {
+		return err
+	}
+	serverTLS, err := serveTLS.config()
+	if err != nil {
+		return err
+	}
+	outTLS, err := clientTLS("ca", *outboundCA)
+	if err != nil {
+		return err
 	}
 	log, err := logs.logger(stderr)
 	if err != nil {
@@ -67,7 +84,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer stopTelemetry()
 	cfg := deploy.InstanceConfig{
-		Region: *region, NATSURL: *natsURL, Replicas: *replicas, Verifier: vcfg,
+		Region: *region, NATSURL: natsConn.url, NATS: natsCreds, TLS: serverTLS, ClientTLS: outTLS, Replicas: *replicas, Verifier: vcfg,
 		SecretRefresh: *refresh, PartnerURL: *partnerURL, ProbeInterval: *interval, Seed: *seed, Logger: log,
 		EdgeCredential: getenv(envEdgeCredential), Telemetry: tel,
 	}
@@ -76,7 +93,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	switch {
 	case *secretsURL != "":
-		cfg.Secrets = &secrets.HTTPProvider{BaseURL: *secretsURL}
+		cfg.Secrets = &secrets.HTTPProvider{BaseURL: *secretsURL, Client: &http.Client{Transport: deploy.ServiceTransport(outTLS)}}
 	case *secretsDir != "" || *partnerURL != "":
 		cfg.Secrets = secrets.EnvProvider{Getenv: getenv, Dir: *secretsDir}
 	}
@@ -97,7 +114,11 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
 	}
-	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": "http://" + ln.Addr().String()})
+	scheme := "http://"
+	if serverTLS != nil {
+		scheme = "https://"
+	}
+	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": scheme + ln.Addr().String()})
 	fmt.Fprintf(stdout, "%s\n", line)
 	return in.Serve(ctx, ln)
 }

@@ -29,6 +29,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		dev      = fs.Bool("dev", true, "development mode: loopback clients use the operations endpoints without an admin token")
 		rate     = fs.Float64("client-rate", 200, "requests per second each client (by address) may send through the edge")
 		burst    = fs.Int("client-burst", 400, "burst of each client's rate at the edge")
+		withTLS  = fs.Bool("tls", false, "encrypt every hop (client → edge, edge → stamp, stamps → services and store, store → store) with a deployment CA kept in <data>/config/tls")
 	)
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -70,6 +71,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		OpsTrustLoopback: *dev,
 		EdgeClientRate:   *rate,
 		EdgeClientBurst:  *burst,
+		TLS:              *withTLS,
 		Getenv:           getenv,
 		Logger:           log,
 	})
@@ -85,7 +87,8 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		Secrets string            `json:"secrets"`
 		Edge    string            `json:"edge"`
 		Ops     string            `json:"ops"`
-	}{"ready", d.Regions(), dir, services["partner"], services["secrets"], d.EdgeURL(), d.OpsURL()}
+		CA      string            `json:"ca,omitempty"` // with --tls: the CA certificate every URL above is signed by
+	}{"ready", d.Regions(), dir, services["partner"], services["secrets"], d.EdgeURL(), d.OpsURL(), d.CAPath()}
 	line, _ := json.Marshal(ready)
 	fmt.Fprintf(stdout, "%s\n", line)
 	log.Info("all stamps ready", "elapsed", time.Since(start).Round(time.Millisecond))

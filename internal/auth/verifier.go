@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -106,6 +107,11 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("auth: JWKS URL %q is not an absolute http(s) URL", cfg.JWKSURL)
+	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		// Keys fetched in the clear can be swapped by anyone on the path,
+		// and with them every token.
+		return nil, fmt.Errorf("auth: JWKS URL %q must be https:// (plain http is only accepted on loopback)", cfg.JWKSURL)
 	}
 	client := cfg.HTTPClient
 	if client == nil {
@@ -266,4 +272,14 @@ func classify(err error, tc *tokenClaims) error {
 // detail and its cause.
 func unauthorized(detail string, cause error) *shop.Error {
 	return &shop.Error{Kind: shop.KindUnauthorized, Detail: detail, Err: cause}
+}
+
+// loopbackHost reports whether host names this machine's loopback
+// interface: "localhost" or a loopback IP address.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

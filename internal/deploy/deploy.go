@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,6 +62,13 @@ type Config struct {
 	// NoSync turns off fsync on every write. Only for benchmarks that
 	// measure the rest of the system; never for a system of record.
 	NoSync bool
+	// TLS encrypts every hop with a deployment CA kept in the data
+	// directory (config/tls/ca.pem): client → edge and the operations
+	// address, edge → stamp, stamps → secret store and partner, every
+	// client → store server and store server → store server. False: plain
+	// HTTP and TCP on loopback. The store servers require their users'
+	// credentials either way.
+	TLS bool
 	// Getenv reads the standard OTEL_EXPORTER_OTLP_* variables: with them
 	// set, traces also go to an OTLP collector. Nil: none.
 	Getenv func(string) string
@@ -76,6 +84,7 @@ type Deployment struct {
 	services *services
 	lkgKey   []byte
 	edgeCred string
+	access   *access    // the store users, the routes' password, the CA
 	front    *frontDoor // the edge and the ops address; nil until started
 	tel      *telemetry.Telemetry
 	stopTel  func() error // ends the telemetry's collection and flushes it
@@ -148,6 +157,10 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
+	acc, err := loadAccess(cfg.DataDir, cfg.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("start deployment: %w", err)
+	}
 	tel, stopTel, err := telemetry.Start(ctx, telemetry.Config{Service: "contoso", Getenv: cfg.Getenv, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
@@ -155,12 +168,12 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	// Warnings and errors of every part also land in the in-process sink,
 	// with the trace they happened in.
 	cfg.Logger = slog.New(telemetry.LogHandler(cfg.Logger.Handler(), tel.Sink()))
-	sv, err := startServices(cfg.DataDir, cfg.Logger)
+	sv, err := startServices(cfg.DataDir, acc.serverTLS(), cfg.Logger)
 	if err != nil {
 		_ = stopTel()
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
-	d := &Deployment{tel: tel, stopTel: stopTel, cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, regions: map[string]*region{}}
+	d := &Deployment{tel: tel, stopTel: stopTel, cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, access: acc, regions: map[string]*region{}}
 	if err := d.start(ctx); err != nil {
 		d.Close()
 		return nil, err
@@ -199,7 +212,10 @@ func (d *Deployment) start(ctx context.Context) error {
 			StoreDir:    filepath.Join(d.cfg.DataDir, "store", name),
 			ClusterPort: ports[i],
 			SyncAlways:  !d.cfg.NoSync,
-			Logger:      d.log,
+			Users:       d.access.users(),
+			RouteUser:   routeUser, RoutePassword: d.access.routePassword,
+			TLS:    d.access.nodeTLS(),
+			Logger: d.log,
 		}
 		if len(names) == 1 {
 			nc.ClusterPort = 0
@@ -212,7 +228,7 @@ func (d *Deployment) start(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("link %s-%s: %w", name, names[j], err)
 			}
-			nc.Routes = append(nc.Routes, store.RouteURL(addr))
+			nc.Routes = append(nc.Routes, store.RouteURL(addr, routeUser, d.access.routePassword))
 		}
 		nodeCfgs[i] = nc
 	}
@@ -240,13 +256,14 @@ func (d *Deployment) start(ctx context.Context) error {
 	if err := store.WaitForCluster(ctx, nodes); err != nil {
 		return err
 	}
-	// The first stamp declares the replicated assets; the others find them.
-	if _, err := d.startInstance(ctx, d.regions[names[0]]); err != nil {
+	// The administrator declares the replicated assets; stamps, whose
+	// users may not create or change them, only find them.
+	if err := d.provision(ctx, nodes); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(names))
-	for i, name := range names[1:] {
+	for i, name := range names {
 		wg.Go(func() { _, errs[i] = d.startInstance(ctx, d.regions[name]) })
 	}
 	wg.Wait()
@@ -305,8 +322,11 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 		Region:         r.name,
 		NATSURL:        natsURL,
 		Replicas:       d.replicas(),
+		NATS:           d.access.store(store.RoleStamp),
 		Verifier:       d.issuer.VerifierConfig(),
-		Secrets:        &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"]},
+		Secrets:        &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"], Client: &http.Client{Transport: ServiceTransport(d.access.clientTLS())}},
+		TLS:            d.access.serverTLS(),
+		ClientTLS:      d.access.clientTLS(),
 		SecretRefresh:  d.cfg.SecretRefresh,
 		LKGPath:        filepath.Join(d.cfg.DataDir, "stamps", r.name, "secrets.lkg"),
 		LKGKey:         d.lkgKey,
@@ -326,7 +346,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 		return nil, fmt.Errorf("listen stamp %s: %w", r.name, err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	in := &instance{stamp: built.Stamp, partner: built.Partner, url: "http://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
+	in := &instance{stamp: built.Stamp, partner: built.Partner, url: d.access.scheme() + "://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
 	go func() { in.done <- built.Serve(runCtx, ln) }()
 	d.mu.Lock()
 	r.instances = append(r.instances, in)
@@ -415,7 +435,7 @@ func (d *Deployment) StampHosts() []string {
 	var out []string
 	for _, r := range d.regions {
 		for _, in := range r.instances {
-			out = append(out, strings.TrimPrefix(in.url, "http://"))
+			out = append(out, strings.TrimPrefix(strings.TrimPrefix(in.url, "http://"), "https://"))
 		}
 	}
 	return out

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso/shoes/internal/deploy"
@@ -92,11 +91,7 @@ func TestReadModelsConvergeInEveryRegionAndServeLocally(t *testing.T) {
 // the returned function resumes it, using the engine's consumer pause.
 func pauseProcessors(t *testing.T, d *deploy.Deployment) func() {
 	t.Helper()
-	url, _ := d.ClientURL("westeurope")
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := deploytest.StoreConn(t, d, "westeurope")
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
 	ctx := t.Context()
@@ -248,11 +243,7 @@ func TestDrainAndHealthAPI(t *testing.T) {
 func TestBrokenStoreWriteFailsWriteCheckOnly(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{Probe: 200 * time.Millisecond}, regions3...)
 	st, _ := d.Stamp("westeurope")
-	url, _ := d.ClientURL("westeurope")
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := deploytest.StoreConn(t, d, "westeurope")
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	// Break writes the way a full disk or a reached quota does: the
@@ -322,11 +313,7 @@ func TestRestartKeepsDataAndSeedsOnce(t *testing.T) {
 		return nil
 	})
 	// An operator removes a seeded product; a restart must not bring it back.
-	cu, _ := d.ClientURL("westeurope")
-	nc, err := nats.Connect(cu)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := deploytest.StoreConn(t, d, "westeurope")
 	js, _ := jetstream.New(nc)
 	kv, err := js.KeyValue(t.Context(), store.BucketCatalog)
 	if err != nil {
@@ -418,11 +405,7 @@ func deadlineOf(ctx context.Context) time.Time {
 
 func TestStampsAnnounceThemselvesInTheRegistry(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
-	url, _ := d.ClientURL("northeurope")
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := deploytest.StoreConn(t, d, "northeurope")
 	defer nc.Close()
 	st, err := store.Open(t.Context(), store.Config{Conn: nc})
 	if err != nil {

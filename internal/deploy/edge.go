@@ -2,7 +2,7 @@ package deploy
 
 import (
 	"context"
-	"fmt"
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -24,10 +24,15 @@ import (
 // EdgeConfig is everything the global entry point needs, the same whether
 // `up` runs it beside the stamps or `contoso edge` runs it alone.
 type EdgeConfig struct {
-	NATSURL  string   // required: NATS servers of every region, comma-separated, so the registry survives a lost region
-	Replicas int      // replicas of the store assets; zero: 3
-	POPs     []string // required: regions with a point of presence
-	Dial     edge.Dialer
+	NATSURL string // required: NATS servers of every region, comma-separated, so the registry survives a lost region
+	// NATS is how the edge authenticates to the store servers (a RoleEdge
+	// user: it reads the registry, nothing else); zero: no credentials.
+	NATS store.Credentials
+	POPs []string // required: regions with a point of presence
+	Dial edge.Dialer
+	// StampTLS verifies stamps whose URL is https://; nil: the system's
+	// roots.
+	StampTLS *tls.Config
 	// Credential is added to every forwarded request; stamps refuse API
 	// traffic without it.
 	Credential  string
@@ -40,9 +45,8 @@ type EdgeConfig struct {
 
 // EdgeService is a global entry point connected to the stamps registry.
 type EdgeService struct {
-	Edge  *edge.Edge
-	Store *store.Store // the edge's own store connection: the registry, and the queues operators watch
-	nc    *nats.Conn
+	Edge *edge.Edge
+	nc   *nats.Conn
 }
 
 // NewEdge connects to the store and builds an edge that follows the
@@ -51,15 +55,11 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 3
-	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("edge"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
-		nats.ReconnectWait(250*time.Millisecond), nats.NoCallbacksAfterClientClose())
+	nc, err := connectStore(cfg.NATSURL, "edge", cfg.NATS, cfg.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("edge: connect: %w", err)
+		return nil, err
 	}
-	st, err := store.Open(ctx, store.Config{Conn: nc, Replicas: cfg.Replicas, Logger: cfg.Logger.With("component", "edge-store")})
+	reg, err := store.OpenRegistry(ctx, store.Config{Conn: nc, Logger: cfg.Logger.With("component", "edge-registry")})
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -67,7 +67,7 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 	e, err := edge.New(edge.Config{
 		POPs: cfg.POPs,
 		Registry: func(ctx context.Context, fn func(string, *edge.StampInfo)) error {
-			return st.WatchRegistry(ctx, func(id string, s *store.StampEntry) {
+			return reg.Watch(ctx, func(id string, s *store.StampEntry) {
 				if s == nil {
 					fn(id, nil)
 					return
@@ -87,7 +87,7 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &EdgeService{Edge: e, Store: st, nc: nc}, nil
+	return &EdgeService{Edge: e, nc: nc}, nil
 }
 
 // Run probes and follows the registry until ctx is done, then closes the
@@ -125,7 +125,8 @@ type frontDoor struct {
 	dashboard *ops.Dashboard // its event streams end before the ops listener shuts down
 	model     *health.Evaluator
 	edge      *edge.Edge
-	store     *store.Store
+	store     *store.Store // the operations plane's store connection (RoleOps): queue ages
+	storeConn *nats.Conn
 	cancel    context.CancelFunc
 	done      chan struct{}
 	listeners
@@ -146,7 +147,8 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	defer cancel()
 	svc, err := NewEdge(openCtx, EdgeConfig{
 		NATSURL:  strings.Join(urls, ","),
-		Replicas: d.replicas(),
+		NATS:     d.access.store(store.RoleEdge),
+		StampTLS: d.access.clientTLS(),
 		POPs:     d.cfg.Regions,
 		// POP-to-stamp traffic crosses the simulated links, so a far stamp
 		// really is slower.
@@ -161,7 +163,16 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	fd := &frontDoor{edge: svc.Edge, store: svc.Store, done: make(chan struct{}), listeners: listeners{log: d.log}}
+	opsConn, err := connectStore(strings.Join(urls, ","), "ops", d.access.store(store.RoleOps), d.log)
+	if err != nil {
+		return err
+	}
+	opsStore, err := store.Open(openCtx, store.Config{Conn: opsConn, Replicas: d.replicas(), Logger: d.log.With("component", "ops-store")})
+	if err != nil {
+		opsConn.Close()
+		return err
+	}
+	fd := &frontDoor{edge: svc.Edge, store: opsStore, storeConn: opsConn, done: make(chan struct{}), listeners: listeners{log: d.log}}
 	runCtx, stop := context.WithCancel(context.Background())
 	fd.cancel = stop
 	d.front = fd
@@ -187,8 +198,8 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	if opsAddr == "" {
 		opsAddr = "127.0.0.1:0"
 	}
-	if fd.edgeURL, err = fd.serve("edge", addr, svc.Edge.Handler()); err == nil {
-		fd.opsURL, err = fd.serve("ops", opsAddr, opsHandler)
+	if fd.edgeURL, err = fd.serve("edge", addr, svc.Edge.Handler(), d.access.serverTLS()); err == nil {
+		fd.opsURL, err = fd.serve("ops", opsAddr, opsHandler, d.access.serverTLS())
 	}
 	if err != nil {
 		fd.close()
@@ -209,6 +220,7 @@ func (fd *frontDoor) close() {
 	fd.shutdown()
 	fd.cancel()
 	<-fd.done
+	fd.storeConn.Close()
 }
 
 // EdgeURL is the global entry point's URL; OpsURL the operations address.

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,9 +25,13 @@ import (
 // same whether `up` runs it beside the others or `contoso stamp` runs it
 // alone on its own host.
 type InstanceConfig struct {
-	Region   string // required
-	NATSURL  string // required: the region's NATS server(s), comma-separated, nearest first
-	Replicas int    // replicas of every store asset; zero: 3
+	Region  string // required
+	NATSURL string // required: the region's NATS server(s), comma-separated, nearest first
+	// NATS is how the instance authenticates to the store servers (a
+	// RoleStamp user) and the CA it trusts them with; zero: no credentials,
+	// plain TCP.
+	NATS     store.Credentials
+	Replicas int // replicas of every store asset; zero: 3
 	Verifier auth.VerifierConfig
 	// Secrets is where the partner credentials come from; nil: no secrets
 	// and no partner, so this instance does not process orders.
@@ -45,6 +50,12 @@ type InstanceConfig struct {
 	// EdgeCredential is what the edge adds to every request; the stamp
 	// refuses /api/... requests without it. Empty: the API is open.
 	EdgeCredential string
+	// TLS, when set, makes the instance serve HTTPS with it (and advertise
+	// an https:// URL); nil: plain HTTP.
+	TLS *tls.Config
+	// ClientTLS is used for the instance's calls to the partner; nil: the
+	// system's roots. (The secret store's client is in Secrets.)
+	ClientTLS *tls.Config
 	// Telemetry records traces and metrics; nil: none.
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger // nil: discard
@@ -72,16 +83,9 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 		cfg.Replicas = 3
 	}
 	log := cfg.Logger.With("region", cfg.Region)
-	nc, err := nats.Connect(cfg.NATSURL,
-		nats.Name("stamp-"+cfg.Region),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.RetryOnFailedConnect(true),
-		nats.DontRandomize(), // the servers are listed nearest first
-		nats.NoCallbacksAfterClientClose(),
-	)
+	nc, err := connectStore(cfg.NATSURL, "stamp-"+cfg.Region, cfg.NATS, log)
 	if err != nil {
-		return nil, fmt.Errorf("connect stamp %s: %w", cfg.Region, err)
+		return nil, err
 	}
 	in := &Instance{nc: nc}
 	fail := func(err error) (*Instance, error) { nc.Close(); return nil, err }
@@ -96,7 +100,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 		return fail(err)
 	}
 	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: log, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential,
-		Telemetry: cfg.Telemetry}
+		TLS: cfg.TLS, Telemetry: cfg.Telemetry}
 	if cfg.Secrets != nil {
 		in.Secrets, err = secrets.NewCache(secrets.CacheConfig{
 			Provider: cfg.Secrets, Names: secretNames, Refresh: cfg.SecretRefresh,
@@ -113,7 +117,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	if cfg.PartnerURL != "" && in.Secrets != nil {
 		client, err := partner.NewClient(partner.ClientConfig{
 			URL: cfg.PartnerURL, Secrets: partnerSecrets{in.Secrets}, Logger: log.With("component", "partner-client"),
-			HTTPClient: &http.Client{Transport: cfg.Telemetry.Transport(partnerTransport(), "partner", cfg.Region)},
+			HTTPClient: &http.Client{Transport: cfg.Telemetry.Transport(ServiceTransport(cfg.ClientTLS), "partner", cfg.Region)},
 		})
 		if err != nil {
 			return fail(err)
@@ -149,9 +153,11 @@ func (in *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	return in.Stamp.Serve(ctx, ln)
 }
 
-// partnerTransport is the connection pool of an instance's partner client.
-func partnerTransport() *http.Transport {
+// ServiceTransport is a connection pool for calls to a global service
+// (the partner, the secret store) that trusts roots (nil: the system's).
+func ServiceTransport(roots *tls.Config) *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
+	tr.TLSClientConfig = roots
 	return tr
 }

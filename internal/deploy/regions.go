@@ -51,12 +51,12 @@ func (d *Deployment) natsURL(r *region) (string, error) {
 		if dr == nil || dr.node == nil {
 			continue
 		}
-		host := strings.TrimPrefix(dr.node.ClientURL(), "nats://")
+		scheme, host, _ := strings.Cut(dr.node.ClientURL(), "://")
 		addr, err := d.net.Route(r.name, name, host)
 		if err != nil {
 			return "", fmt.Errorf("link %s-%s: %w", r.name, name, err)
 		}
-		urls = append(urls, "nats://"+addr)
+		urls = append(urls, scheme+"://"+addr)
 	}
 	if len(urls) == 0 {
 		return "", fmt.Errorf("region %s: no data region to use", r.name)

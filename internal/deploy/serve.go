@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,11 +25,17 @@ func NewServer(h http.Handler) *http.Server {
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 }
 
-// serve serves h on addr (a NewServer) and returns its URL.
-func (l *listeners) serve(name, addr string, h http.Handler) (string, error) {
+// serve serves h on addr (a NewServer), over TLS when tlsCfg is set, and
+// returns its URL.
+func (l *listeners) serve(name, addr string, h http.Handler, tlsCfg *tls.Config) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("%s: listen %s: %w", name, addr, err)
+	}
+	url := "http://" + ln.Addr().String()
+	if tlsCfg != nil {
+		url = "https://" + ln.Addr().String()
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 	srv := NewServer(h)
 	l.servers = append(l.servers, srv)
@@ -37,7 +44,7 @@ func (l *listeners) serve(name, addr string, h http.Handler) (string, error) {
 			l.log.Error("listener stopped", "listener", name, "error", err)
 		}
 	}()
-	return "http://" + ln.Addr().String(), nil
+	return url, nil
 }
 
 // shutdown stops taking connections and finishes in-flight requests, for

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -40,7 +41,9 @@ type services struct {
 	urls map[string]string // "secrets", "partner"
 }
 
-func startServices(dataDir string, log *slog.Logger) (*services, error) {
+// startServices starts the secret store and the partner stand-in, over
+// TLS when tlsCfg is set.
+func startServices(dataDir string, tlsCfg *tls.Config, log *slog.Logger) (*services, error) {
 	sv := &services{log: log, listeners: listeners{log: log}, path: filepath.Join(dataDir, "secretstore", "secrets.json"), urls: map[string]string{}}
 	if err := sv.loadOrCreate(); err != nil {
 		return nil, err
@@ -55,7 +58,7 @@ func startServices(dataDir string, log *slog.Logger) (*services, error) {
 		Logger:     log.With("component", "partner"),
 	})
 	for name, h := range map[string]http.Handler{"secrets": sv.store.Handler(), "partner": sv.partner.Handler()} {
-		url, err := sv.serve(name, "127.0.0.1:0", h)
+		url, err := sv.serve(name, "127.0.0.1:0", h, tlsCfg)
 		if err != nil {
 			sv.close()
 			return nil, err

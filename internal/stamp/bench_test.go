@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso/shoes/internal/deploy/deploytest"
@@ -118,12 +117,7 @@ func BenchmarkPostComment(b *testing.B) {
 					}
 				})
 			})
-			cu, _ := d.ClientURL("westeurope")
-			nc, err := nats.Connect(cu)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(nc.Close)
+			nc := deploytest.StoreConn(b, d, "westeurope")
 			js, _ := jetstream.New(nc)
 			c := shop.Comment{ProductID: id, User: "bench", Text: strings.Repeat("fast shoes ", 10)}
 			b.Run("raw-jetstream-publish", func(b *testing.B) {

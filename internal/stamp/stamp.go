@@ -7,6 +7,7 @@ package stamp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +59,10 @@ type Config struct {
 	AdvertiseURL string
 	// Telemetry records the stamp's traces and metrics; nil: none.
 	Telemetry *telemetry.Telemetry
+	// TLS, when set, makes Serve speak HTTPS on its listener with it and
+	// advertise an https:// URL; a plain HTTP request is refused. Nil:
+	// plain HTTP.
+	TLS *tls.Config
 	// EdgeCredential is the per-deployment credential the edge adds to
 	// every request (httpapi.HeaderEdgeCredential); /api/... requests
 	// without it get 403. Empty: the API is open to anyone who can reach
@@ -181,6 +186,12 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 	url := s.cfg.AdvertiseURL
 	if url == "" {
 		url = "http://" + ln.Addr().String()
+		if s.cfg.TLS != nil {
+			url = "https://" + ln.Addr().String()
+		}
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	entry := store.StampEntry{ID: s.id, Region: s.cfg.Region,
 		URL: url, Release: s.cfg.Release, StartedAt: s.start.UTC()}

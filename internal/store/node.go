@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,7 +27,26 @@ type NodeConfig struct {
 	ClusterPort int        // zero: a free port; required for a cluster whose links point at it
 	Routes      []*url.URL // routes this node solicits (through the inter-region links)
 	SyncAlways  bool       // fsync every write (the system of record); false only in benchmarks
-	Logger      *slog.Logger
+	// Users are the clients the server accepts, each with its role's
+	// permissions (see Role); empty: any client may connect (tests of the
+	// store alone).
+	Users []User
+	// RouteUser and RoutePassword authenticate the cluster's routes: the
+	// server accepts routes that present them, and Routes should carry
+	// them (RouteURL). Empty: routes are not authenticated.
+	RouteUser, RoutePassword string
+	// TLS, when set, is required of every client and every route: the
+	// server presents Cert, and routes verify each other (both ways)
+	// against Roots. Nil: plain TCP.
+	TLS    *NodeTLS
+	Logger *slog.Logger
+}
+
+// NodeTLS is a server's certificate and the CA its cluster peers'
+// certificates must chain to.
+type NodeTLS struct {
+	Cert  tls.Certificate
+	Roots *x509.CertPool
 }
 
 // Node is an embedded nats-server with JetStream.
@@ -67,6 +88,16 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		PingInterval:        2 * time.Second,
 		MaxPingsOut:         3,
 	}
+	if len(cfg.Users) > 0 {
+		opts.Nkeys = nkeyUsers(cfg.Users)
+	}
+	if cfg.TLS != nil {
+		// Clients present no certificate (they authenticate with their
+		// nkey); routes present one and verify the other side's.
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cfg.TLS.Cert}}
+		opts.TLS = true
+		opts.TLSTimeout = tlsTimeout
+	}
 	if len(cfg.Routes) > 0 || cfg.ClusterPort != 0 {
 		opts.Cluster = server.ClusterOpts{
 			Name: ClusterName,
@@ -86,6 +117,17 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 			MaxPingsOut:  2,
 		}
 		opts.Routes = cfg.Routes
+		opts.Cluster.Username, opts.Cluster.Password = cfg.RouteUser, cfg.RoutePassword
+		if cfg.TLS != nil {
+			opts.Cluster.TLSConfig = &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				Certificates: []tls.Certificate{cfg.TLS.Cert},
+				RootCAs:      cfg.TLS.Roots, // verifying the routes this server solicits
+				ClientCAs:    cfg.TLS.Roots, // and the ones it accepts
+				ClientAuth:   tls.RequireAndVerifyClientCert,
+			}
+			opts.Cluster.TLSTimeout = tlsTimeout
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -141,10 +183,20 @@ func (n *Node) Shutdown(lameDuck bool) {
 	n.srv.WaitForShutdown()
 }
 
-// RouteURL is the nats-route URL for a host:port address.
-func RouteURL(addr string) *url.URL {
-	return &url.URL{Scheme: "nats-route", Host: addr}
+// RouteURL is the nats-route URL for a host:port address, carrying the
+// routes' credentials when user is not empty.
+func RouteURL(addr, user, password string) *url.URL {
+	u := &url.URL{Scheme: "nats-route", Host: addr}
+	if user != "" {
+		u.User = url.UserPassword(user, password)
+	}
+	return u
 }
+
+// tlsTimeout bounds a TLS handshake with a client or a route, in seconds:
+// generous, since a handshake on a loaded machine under the race detector
+// takes far longer than the engine's default half second.
+const tlsTimeout = 5
 
 // ClusterAddr is the loopback address of the node's cluster listener.
 func (n *Node) ClusterAddr() string {

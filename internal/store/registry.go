@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -50,7 +52,52 @@ func (s *Store) Deregister(ctx context.Context, id string) error {
 // current entry, then every change; e is nil when an instance deregistered
 // or its heartbeat expired. loaded is called once after the current entries.
 func (s *Store) WatchRegistry(ctx context.Context, fn func(id string, e *StampEntry), loaded func()) error {
-	w, err := s.reg.WatchAll(ctx)
+	return (&Registry{kv: s.reg, log: s.log}).Watch(ctx, fn, loaded)
+}
+
+// Registry reads the stamps registry and nothing else: all an edge needs,
+// and all a user with RoleEdge may do.
+type Registry struct {
+	kv  jetstream.KeyValue
+	log *slog.Logger
+}
+
+// OpenRegistry finds the stamps registry (the deployment's set-up step or
+// its first stamp declares it), retrying until ctx is done. Only cfg's
+// Conn and Logger are used.
+func OpenRegistry(ctx context.Context, cfg Config) (*Registry, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("open registry: a NATS connection is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("open registry: %w", err)
+	}
+	delay := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		kv, err := js.KeyValue(actx, BucketRegistry)
+		cancel()
+		if err == nil {
+			return &Registry{kv: kv, log: cfg.Logger}, nil
+		}
+		cfg.Logger.Info("stamps registry not ready; retrying", "error", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open registry: %w (last error: %w)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+// Watch streams the registry to fn until ctx is done, as
+// Store.WatchRegistry does.
+func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry), loaded func()) error {
+	w, err := r.kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watch registry: %w", err)
 	}
@@ -76,7 +123,7 @@ func (s *Store) WatchRegistry(ctx context.Context, fn func(id string, e *StampEn
 			}
 			var e StampEntry
 			if err := json.Unmarshal(u.Value(), &e); err != nil || e.ID != u.Key() {
-				s.log.Warn("skipping undecodable registry entry", "key", u.Key(), "error", err)
+				r.log.Warn("skipping undecodable registry entry", "key", u.Key(), "error", err)
 				continue
 			}
 			fn(u.Key(), &e)

@@ -13,12 +13,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/store"
 )
 
 // Options adjusts a test deployment.
@@ -68,10 +72,19 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 	if opts.SecretRefresh == 0 {
 		opts.SecretRefresh = 200 * time.Millisecond
 	}
-	log := slog.New(slog.DiscardHandler)
+	var h slog.Handler = slog.DiscardHandler
 	if os.Getenv("CONTOSO_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		h = slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug})
 	}
+	// Every test deployment also checks that each part's store user may
+	// do everything the part does.
+	denied := &deniedCounter{Handler: h, n: new(atomic.Int64)}
+	tb.Cleanup(func() {
+		if n := denied.n.Load(); n > 0 {
+			tb.Errorf("the store refused %d operations of the deployment's parts (%s); run with CONTOSO_TEST_LOG=1 to see them", n, deploy.LogPermissionDenied)
+		}
+	})
+	log := slog.New(denied)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	d, err := deploy.Start(ctx, deploy.Config{
@@ -116,6 +129,34 @@ func (credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return true
 	})
 	return http.DefaultTransport.RoundTrip(req)
+}
+
+// deniedCounter counts deploy.LogPermissionDenied records.
+type deniedCounter struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+func (c *deniedCounter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelError || c.Handler.Enabled(ctx, l)
+}
+
+func (c *deniedCounter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == deploy.LogPermissionDenied {
+		c.n.Add(1)
+	}
+	if !c.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return c.Handler.Handle(ctx, r)
+}
+
+func (c *deniedCounter) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &deniedCounter{Handler: c.Handler.WithAttrs(attrs), n: c.n}
+}
+
+func (c *deniedCounter) WithGroup(name string) slog.Handler {
+	return &deniedCounter{Handler: c.Handler.WithGroup(name), n: c.n}
 }
 
 type tbWriter struct{ tb testing.TB }
@@ -217,6 +258,27 @@ func Send(tb testing.TB, req *http.Request) Response {
 		tb.Fatalf("%s %s: read body: %v", req.Method, req.URL, err)
 	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// StoreConn connects to region's store server as the store's
+// administrator, for tests that look at or change the store directly; the
+// connection closes when the test ends.
+func StoreConn(tb testing.TB, d *deploy.Deployment, region string) *nats.Conn {
+	tb.Helper()
+	url, ok := d.ClientURL(region)
+	if !ok {
+		tb.Fatalf("no store server in region %s", region)
+	}
+	opts, err := d.StoreCredentials(store.RoleAdmin).Options()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		tb.Fatalf("connect to the store in %s: %v", region, err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
 }
 
 // Token mints a development token of d's issuer.

@@ -37,7 +37,7 @@ func NewCluster(tb testing.TB, regions ...string) *Cluster {
 			cfg.ClusterPort = ports[i]
 			for j := range regions {
 				if j != i {
-					cfg.Routes = append(cfg.Routes, store.RouteURL(fmt.Sprintf("127.0.0.1:%d", ports[j])))
+					cfg.Routes = append(cfg.Routes, store.RouteURL(fmt.Sprintf("127.0.0.1:%d", ports[j]), "", ""))
 				}
 			}
 		}

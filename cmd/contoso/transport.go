@@ -1,0 +1,98 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/contoso/shoes/internal/pki"
+	"github.com/contoso/shoes/internal/store"
+)
+
+// natsFlags say where the store servers are and how a command proves who
+// it is to them: its user's nkey seed and the CA of their certificates.
+type natsFlags struct {
+	url, nkey, ca string
+}
+
+func (f *natsFlags) register(fs *flag.FlagSet, defaultURL, who string) {
+	fs.StringVar(&f.url, "nats", defaultURL, "comma-separated URLs of "+who+" (tls://host:4222 for TLS)")
+	fs.StringVar(&f.nkey, "nats-nkey", "", "file holding this part's store user nkey seed (mode 0600); empty: no credentials")
+	fs.StringVar(&f.ca, "nats-ca", "", "PEM file of the CA that signed the store servers' certificates; empty: the system's roots for tls:// URLs")
+}
+
+// credentials reads the nkey seed and the CA the flags name.
+func (f *natsFlags) credentials() (store.Credentials, error) {
+	var c store.Credentials
+	if f.nkey != "" {
+		seed, err := readPrivate(f.nkey)
+		if err != nil {
+			return c, fmt.Errorf("-nats-nkey: %w", err)
+		}
+		c.Seed = []byte(strings.TrimSpace(string(seed)))
+		if _, err := store.PublicKey(c.Seed); err != nil {
+			return c, fmt.Errorf("-nats-nkey %s: %w", f.nkey, err)
+		}
+	}
+	if f.ca != "" {
+		pool, err := pki.LoadPool(f.ca)
+		if err != nil {
+			return c, fmt.Errorf("-nats-ca: %w", err)
+		}
+		c.TLS = pki.ClientConfig(pool)
+	}
+	return c, nil
+}
+
+// tlsFlags are a server's certificate and key.
+type tlsFlags struct {
+	cert, key string
+}
+
+func (f *tlsFlags) register(fs *flag.FlagSet, what string) {
+	fs.StringVar(&f.cert, "tls-cert", "", "PEM certificate (chain) "+what+" presents; with -tls-key, it serves HTTPS")
+	fs.StringVar(&f.key, "tls-key", "", "PEM private key of -tls-cert (mode 0600)")
+}
+
+// config is the server TLS configuration the flags name; nil without them.
+func (f *tlsFlags) config() (*tls.Config, error) {
+	if f.cert == "" && f.key == "" {
+		return nil, nil
+	}
+	if f.cert == "" || f.key == "" {
+		return nil, errors.New("-tls-cert and -tls-key go together")
+	}
+	cert, err := pki.LoadKeyPair(f.cert, f.key)
+	if err != nil {
+		return nil, err
+	}
+	return pki.ServerConfig(cert), nil
+}
+
+// clientTLS trusts the CA in the PEM file at path; nil for an empty path
+// (the system's roots).
+func clientTLS(flagName, path string) (*tls.Config, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pool, err := pki.LoadPool(path)
+	if err != nil {
+		return nil, fmt.Errorf("-%s: %w", flagName, err)
+	}
+	return pki.ClientConfig(pool), nil
+}
+
+// readPrivate reads a file that must be private to its owner.
+func readPrivate(path string) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s has mode %#o, readable by others: run chmod 600 %s", path, info.Mode().Perm(), path)
+	}
+	return os.ReadFile(path)
+}

@@ -1,0 +1,208 @@
+package deploy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/contoso/shoes/internal/pki"
+	"github.com/contoso/shoes/internal/store"
+)
+
+// routeUser is the user the store servers' routes authenticate as.
+const routeUser = "route"
+
+// access is what the deployment's parts present to each other: every store
+// user's nkey seed (one per role), the routes' password, and with TLS the
+// deployment's CA and the certificate every listener presents. All of it
+// is made on the first start and kept under <data>/config.
+type access struct {
+	seeds         map[store.Role][]byte
+	routePassword string
+	ca            *pki.CA         // nil without TLS
+	cert          tls.Certificate // every listener's certificate, with TLS
+}
+
+// loadAccess reads the deployment's credentials from dataDir, making
+// whatever is missing; with withTLS, also its CA and a fresh certificate
+// for this machine's loopback names.
+func loadAccess(dataDir string, withTLS bool) (*access, error) {
+	dir := filepath.Join(dataDir, "config")
+	a := &access{seeds: map[store.Role][]byte{}}
+	for _, r := range store.Roles {
+		seed, err := loadOrCreateSecret(filepath.Join(dir, "nats", string(r)+".nk"), store.NewUserSeed)
+		if err != nil {
+			return nil, fmt.Errorf("store user %s: %w", r, err)
+		}
+		if _, err := store.PublicKey(seed); err != nil {
+			return nil, fmt.Errorf("store user %s: %w", r, err)
+		}
+		a.seeds[r] = seed
+	}
+	pass, err := loadOrCreateSecret(filepath.Join(dir, "nats", "route.password"), func() ([]byte, error) {
+		b := make([]byte, 24)
+		rand.Read(b)
+		return []byte(hex.EncodeToString(b)), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store routes: %w", err)
+	}
+	a.routePassword = string(pass)
+	if !withTLS {
+		return a, nil
+	}
+	if a.ca, err = pki.LoadOrCreateCA(filepath.Join(dir, "tls")); err != nil {
+		return nil, err
+	}
+	if a.cert, err = a.ca.Issue(pki.LoopbackHosts...); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// users are the store users the servers accept.
+func (a *access) users() []store.User {
+	out := make([]store.User, 0, len(a.seeds))
+	for _, r := range store.Roles {
+		pub, _ := store.PublicKey(a.seeds[r]) // checked by loadAccess
+		out = append(out, store.User{Role: r, PublicKey: pub})
+	}
+	return out
+}
+
+// store is how a part in role connects to the store servers.
+func (a *access) store(r store.Role) store.Credentials {
+	return store.Credentials{Seed: a.seeds[r], TLS: a.clientTLS()}
+}
+
+// nodeTLS is the store servers' TLS; nil without TLS.
+func (a *access) nodeTLS() *store.NodeTLS {
+	if a.ca == nil {
+		return nil
+	}
+	return &store.NodeTLS{Cert: a.cert, Roots: a.ca.Pool()}
+}
+
+// serverTLS is what every HTTP listener presents; nil without TLS.
+func (a *access) serverTLS() *tls.Config {
+	if a.ca == nil {
+		return nil
+	}
+	return pki.ServerConfig(a.cert)
+}
+
+// clientTLS trusts the deployment's CA only; nil without TLS.
+func (a *access) clientTLS() *tls.Config {
+	if a.ca == nil {
+		return nil
+	}
+	return pki.ClientConfig(a.ca.Pool())
+}
+
+// scheme is the scheme of the deployment's HTTP URLs.
+func (a *access) scheme() string {
+	if a.ca == nil {
+		return "http"
+	}
+	return "https"
+}
+
+// loadOrCreateSecret reads the private file at path, or makes one there
+// with make's bytes (mode 0600 in a 0700 directory).
+func loadOrCreateSecret(path string, make func() ([]byte, error)) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return b, nil
+	}
+	b, err := make()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	return b, os.WriteFile(path, b, 0o600)
+}
+
+// provision declares every replicated asset as the store's administrator,
+// before any stamp starts: stamps' users may not create or reconfigure
+// assets.
+func (d *Deployment) provision(ctx context.Context, nodes []*store.Node) error {
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
+		urls[i] = n.ClientURL()
+	}
+	nc, err := connectStore(strings.Join(urls, ","), "provision", d.access.store(store.RoleAdmin), d.log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := store.Open(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Logger: d.log.With("component", "provision")}); err != nil {
+		return fmt.Errorf("provision the store: %w", err)
+	}
+	return nil
+}
+
+// LogPermissionDenied is the message logged when a store server refuses
+// an operation because the part's user may not do it: a bug in the part or
+// in its role's permissions, never a condition to ride out.
+const LogPermissionDenied = "the store refused an operation this part's user may not do"
+
+// connectStore connects a part named name to the store servers at urls
+// (comma-separated, tried in order) with creds, reconnecting for ever. A
+// refused operation (the part's user may not do it) is logged as an error:
+// it is a bug in the part or in its role's permissions.
+func connectStore(urls, name string, creds store.Credentials, log *slog.Logger) (*nats.Conn, error) {
+	opts, err := creds.Options()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DontRandomize(), // the servers are listed nearest first
+		nats.NoCallbacksAfterClientClose(),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				log.Error(LogPermissionDenied, "connection", name, "error", err)
+				return
+			}
+			log.Warn("store connection error", "connection", name, "error", err)
+		}),
+	)
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s to the store: %w", name, err)
+	}
+	return nc, nil
+}
+
+// CAPath is the file of the deployment's CA certificate, which every
+// https:// URL of the deployment chains to; empty without TLS.
+func (d *Deployment) CAPath() string {
+	if d.access.ca == nil {
+		return ""
+	}
+	return d.access.ca.CertPath()
+}
+
+// ClientTLS is a TLS client configuration that trusts the deployment's CA;
+// nil without TLS.
+func (d *Deployment) ClientTLS() *tls.Config { return d.access.clientTLS() }
+
+// StoreCredentials are the credentials of the store user with role, for
+// operators' tools and tests that connect to a store server directly.
+func (d *Deployment) StoreCredentials(r store.Role) store.Credentials { return d.access.store(r) }
