@@ -34,6 +34,8 @@ commands:
   stamp   run one region's stamp against an external NATS cluster
   edge    run the global entry point alone, following the stamps registry
   token   print a development bearer token
+  store   store tooling: 'store users' (nkeys and the servers' authorization), 'store provision' (declare the assets)
+  certs   make a deployment CA and issue a certificate from it
   health  health tooling: 'health rules' writes the Prometheus SLO and alert rules
   chaos   inject a fault into a running deployment, list faults, heal one early
   load    launch-day load test through the edge; writes report.json and report.html
@@ -58,6 +60,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runEdge(ctx, rest, getenv, stdout, stderr)
 	case "token":
 		return runToken(rest, stdout, stderr)
+	case "store":
+		return runStore(ctx, rest, stdout, stderr)
+	case "certs":
+		return runCerts(rest, stdout, stderr)
 	case "health":
 		return runHealth(rest, stdout, stderr)
 	case "chaos":

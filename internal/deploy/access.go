@@ -206,3 +206,31 @@ func (d *Deployment) ClientTLS() *tls.Config { return d.access.clientTLS() }
 // StoreCredentials are the credentials of the store user with role, for
 // operators' tools and tests that connect to a store server directly.
 func (d *Deployment) StoreCredentials(r store.Role) store.Credentials { return d.access.store(r) }
+
+// Hosts lists the host:port of the deployment's edge, operations address
+// and global services.
+func (d *Deployment) Hosts() []string {
+	var out []string
+	urls := []string{d.services.urls["secrets"], d.services.urls["partner"]}
+	if d.front != nil {
+		urls = append(urls, d.front.edgeURL, d.front.opsURL)
+	}
+	for _, u := range urls {
+		if _, host, ok := strings.Cut(u, "://"); ok {
+			out = append(out, host)
+		}
+	}
+	return out
+}
+
+// ClusterAddr is the address of a region's store server's cluster port
+// (its routes), for tests that check what it demands.
+func (d *Deployment) ClusterAddr(name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.regions[name]
+	if !ok || r.node == nil {
+		return ""
+	}
+	return r.node.ClusterAddr()
+}

@@ -287,7 +287,7 @@ func TestStampsAcceptAPITrafficOnlyFromTheEdge(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
 	stampURL := d.Regions()["westeurope"]
 	product := "/api/products/" + shop.SeedCatalog()[0].ID
-	plain := &http.Client{}
+	plain := deploytest.PlainClient(d)
 	get := func(url string, header map[string]string) (int, http.Header, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, url, nil)

@@ -41,6 +41,10 @@ type Options struct {
 	// OpsNeedToken makes the operations endpoints require an admin token
 	// from loopback clients too (production mode).
 	OpsNeedToken bool
+	// TLS encrypts every hop with the deployment's own CA (deploy.Config.TLS).
+	// CONTOSO_TEST_TLS=1 in the environment turns it on for every test
+	// deployment, so the same tests prove the TLS path.
+	TLS bool
 }
 
 // MustStart starts a deployment of regions and stops it when the test ends.
@@ -97,38 +101,53 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 		EdgeClientBurst:  opts.EdgeBurst,
 		OpsTrustLoopback: !opts.OpsNeedToken,
 		EdgeNoRetry:      opts.EdgeNoRetry,
+		TLS:              opts.TLS || os.Getenv("CONTOSO_TEST_TLS") == "1",
 		Logger:           log,
 	})
 	if err == nil {
-		deployments.Store(d, true)
+		deployments.Store(d, PlainClient(d).Transport)
 		tb.Cleanup(func() { deployments.Delete(d) })
 	}
 	return d, err
 }
 
 // deployments are the running test deployments, whose stamps Send reaches
-// with the edge credential.
-var deployments sync.Map // *deploy.Deployment -> true
+// with the edge credential, each with a transport that trusts its CA.
+var deployments sync.Map // *deploy.Deployment -> http.RoundTripper
 
 // Client is the HTTP client Send uses. Requests to a test deployment's
 // stamp carry that deployment's edge credential, as if the edge had
 // forwarded them, so tests can address one region's stamp directly; a test
-// of the credential itself uses a plain client.
+// of the credential itself uses PlainClient. Requests to any part of a
+// deployment trust its CA when it runs with TLS.
 var Client = &http.Client{Transport: credentialTransport{}}
+
+// PlainClient is a client of d that adds nothing to a request, but trusts
+// d's CA.
+func PlainClient(d *deploy.Deployment) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = d.ClientTLS()
+	return &http.Client{Transport: tr}
+}
 
 type credentialTransport struct{}
 
 func (credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	deployments.Range(func(k, _ any) bool {
+	var rt http.RoundTripper = http.DefaultTransport
+	deployments.Range(func(k, v any) bool {
 		d := k.(*deploy.Deployment)
-		if slices.Contains(d.StampHosts(), req.URL.Host) {
+		stamp := slices.Contains(d.StampHosts(), req.URL.Host)
+		if !stamp && !slices.Contains(d.Hosts(), req.URL.Host) {
+			return true
+		}
+		rt = v.(http.RoundTripper)
+		if stamp {
 			req = req.Clone(req.Context())
 			req.Header.Set(httpapi.HeaderEdgeCredential, d.EdgeCredential())
-			return false
 		}
-		return true
+		return false
 	})
-	return http.DefaultTransport.RoundTrip(req)
+	return rt.RoundTrip(req)
 }
 
 // deniedCounter counts deploy.LogPermissionDenied records.

@@ -19,8 +19,23 @@ type Cluster struct {
 }
 
 // NewCluster starts one server per region (R3 needs three) and stops them
-// when the test ends.
+// when the test ends. Any client may connect, over plain TCP.
 func NewCluster(tb testing.TB, regions ...string) *Cluster {
+	tb.Helper()
+	return NewClusterWith(tb, Options{}, regions...)
+}
+
+// Options secure a test cluster as a deployment's is secured.
+type Options struct {
+	Users []store.User   // the only clients the servers accept; empty: anyone
+	TLS   *store.NodeTLS // required of clients and routes; nil: plain TCP
+}
+
+// routePassword authenticates a secured test cluster's routes.
+const routePassword = "test-route-password"
+
+// NewClusterWith is NewCluster with the servers secured by opts.
+func NewClusterWith(tb testing.TB, opts Options, regions ...string) *Cluster {
 	tb.Helper()
 	ports := make([]int, len(regions))
 	for i := range regions {
@@ -32,12 +47,16 @@ func NewCluster(tb testing.TB, regions ...string) *Cluster {
 	}
 	c := &Cluster{}
 	for i, r := range regions {
-		cfg := store.NodeConfig{Region: r, StoreDir: tb.TempDir(), SyncAlways: true}
+		cfg := store.NodeConfig{Region: r, StoreDir: tb.TempDir(), SyncAlways: true, Users: opts.Users, TLS: opts.TLS}
+		routeUser := ""
+		if len(opts.Users) > 0 {
+			routeUser, cfg.RouteUser, cfg.RoutePassword = "route", "route", routePassword
+		}
 		if len(regions) > 1 {
 			cfg.ClusterPort = ports[i]
 			for j := range regions {
 				if j != i {
-					cfg.Routes = append(cfg.Routes, store.RouteURL(fmt.Sprintf("127.0.0.1:%d", ports[j]), "", ""))
+					cfg.Routes = append(cfg.Routes, store.RouteURL(fmt.Sprintf("127.0.0.1:%d", ports[j]), routeUser, cfg.RoutePassword))
 				}
 			}
 		}
