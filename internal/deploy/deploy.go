@@ -306,7 +306,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 		NATSURL:        natsURL,
 		Replicas:       d.replicas(),
 		Verifier:       d.issuer.VerifierConfig(),
-		Secrets:        &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"]},
+		Secrets:        &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"], Token: d.services.token},
 		SecretRefresh:  d.cfg.SecretRefresh,
 		LKGPath:        filepath.Join(d.cfg.DataDir, "stamps", r.name, "secrets.lkg"),
 		LKGKey:         d.lkgKey,
