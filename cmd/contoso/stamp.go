@@ -119,7 +119,7 @@ const maxTokenFileBytes = 4 << 10
 // url: from the environment (envToken) or from file, read through keyfile
 // so that a file others can read is refused. With url set, a token is
 // required: the store answers 401 to anyone without it, so a stamp without
-// one could never load its secrets.
+// one could never fetch its secrets from it.
 func secretStoreToken(url, file, envToken string) (string, error) {
 	switch {
 	case url == "" && file != "":
