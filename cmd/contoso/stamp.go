@@ -16,12 +16,17 @@ import (
 
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/secrets"
 )
 
 // envLKGKey names the environment variable holding the hex AES-256 key of
 // the stamp's last-known-good secrets copy.
 const envLKGKey = "CONTOSO_LKG_KEY"
+
+// envSecretsToken names the environment variable holding the secret
+// store's bearer token (the alternative to -secrets-token-file).
+const envSecretsToken = "CONTOSO_SECRETS_TOKEN"
 
 // envEdgeCredential names the environment variable holding the credential
 // the edge adds to every request; a stamp with it refuses API traffic that
@@ -42,7 +47,8 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		seed       = fs.Bool("seed", true, "store the seed catalog if this deployment has never been seeded")
 		interval   = fs.Duration("probe-interval", time.Second, "health probe interval")
 		tokens     issuerFlags
-		secretsURL = fs.String("secrets", "", "URL of the secret-store service")
+		secretsURL = fs.String("secrets", "", "URL of the secret-store service; its bearer token comes from "+envSecretsToken+" or -secrets-token-file")
+		tokenFile  = fs.String("secrets-token-file", "", "file holding the secret store's bearer token (mode 0600; refused when group or others can read it); instead of "+envSecretsToken)
 		secretsDir = fs.String("secrets-dir", "", "directory of mounted secret files (one file per secret name); without -secrets, secrets also come from CONTOSO_SECRET_* variables")
 		refresh    = fs.Duration("secret-refresh", 30*time.Second, "how often secrets are refreshed")
 		lkg        = fs.String("lkg", "", "file for the encrypted last-known-good copy of the secrets; its key comes from "+envLKGKey+" (64 hex characters)")
@@ -70,6 +76,10 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	storeToken, err := secretStoreToken(*secretsURL, *tokenFile, getenv(envSecretsToken))
+	if err != nil {
+		return err
+	}
 	log, err := logs.logger(stderr)
 	if err != nil {
 		return err
@@ -93,7 +103,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	switch {
 	case *secretsURL != "":
-		cfg.Secrets = &secrets.HTTPProvider{BaseURL: *secretsURL, Client: &http.Client{Transport: deploy.ServiceTransport(outTLS)}}
+		cfg.Secrets = &secrets.HTTPProvider{BaseURL: *secretsURL, Token: storeToken, Client: &http.Client{Transport: deploy.ServiceTransport(outTLS)}}
 	case *secretsDir != "" || *partnerURL != "":
 		cfg.Secrets = secrets.EnvProvider{Getenv: getenv, Dir: *secretsDir}
 	}
@@ -121,6 +131,39 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": scheme + ln.Addr().String()})
 	fmt.Fprintf(stdout, "%s\n", line)
 	return in.Serve(ctx, ln)
+}
+
+// maxTokenFileBytes bounds -secrets-token-file.
+const maxTokenFileBytes = 4 << 10
+
+// secretStoreToken is the bearer token a stamp sends to the secret store at
+// url: from the environment (envToken) or from file, read through keyfile
+// so that a file others can read is refused. With url set, a token is
+// required: the store answers 401 to anyone without it, so a stamp without
+// one could never fetch its secrets from it.
+func secretStoreToken(url, file, envToken string) (string, error) {
+	switch {
+	case url == "" && file != "":
+		return "", errors.New("-secrets-token-file needs -secrets (the secret store's URL)")
+	case url == "":
+		return "", nil
+	case file != "" && envToken != "":
+		return "", fmt.Errorf("the secret store's token is given twice: use %s or -secrets-token-file, not both", envSecretsToken)
+	case file != "":
+		b, err := keyfile.Read(file, maxTokenFileBytes)
+		if err != nil {
+			return "", fmt.Errorf("-secrets-token-file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("-secrets-token-file: %s is empty", file)
+		}
+		return tok, nil
+	case strings.TrimSpace(envToken) != "":
+		return strings.TrimSpace(envToken), nil
+	}
+	return "", fmt.Errorf("-secrets needs the secret store's bearer token: set %s or -secrets-token-file PATH (a file of mode 0600); "+
+		"`contoso up` keeps its token in <data>/config/secretstore.token", envSecretsToken)
 }
 
 // issuerFlags say whose tokens a command accepts: an external issuer's

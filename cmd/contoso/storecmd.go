@@ -7,13 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/pki"
 	"github.com/contoso/shoes/internal/store"
 )
@@ -58,12 +58,7 @@ func runStoreUsers(args []string, stdout, stderr io.Writer) error {
 	var users []store.User
 	for _, r := range store.Roles {
 		path := filepath.Join(*dir, string(r)+".nk")
-		seed, err := readPrivate(path)
-		if errors.Is(err, os.ErrNotExist) {
-			if seed, err = store.NewUserSeed(); err == nil {
-				err = writePrivate(path, seed)
-			}
-		}
+		seed, err := keyfile.ReadOrCreate(path, 4<<10, store.NewUserSeed)
 		if err != nil {
 			return fmt.Errorf("user %s: %w", r, err)
 		}
@@ -149,13 +144,4 @@ func runCerts(args []string, stdout, stderr io.Writer) error {
 	line, _ := json.Marshal(map[string]string{"ca": ca.CertPath(), "cert": certPath, "key": keyPath})
 	fmt.Fprintf(stdout, "%s\n", line)
 	return nil
-}
-
-// writePrivate writes a file only its owner may read, in a directory only
-// its owner may enter.
-func writePrivate(path string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o600)
 }

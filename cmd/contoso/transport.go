@@ -5,9 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 
+	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/pki"
 	"github.com/contoso/shoes/internal/store"
 )
@@ -28,7 +28,7 @@ func (f *natsFlags) register(fs *flag.FlagSet, defaultURL, who string) {
 func (f *natsFlags) credentials() (store.Credentials, error) {
 	var c store.Credentials
 	if f.nkey != "" {
-		seed, err := readPrivate(f.nkey)
+		seed, err := keyfile.Read(f.nkey, 4<<10)
 		if err != nil {
 			return c, fmt.Errorf("-nats-nkey: %w", err)
 		}
@@ -83,16 +83,4 @@ func clientTLS(flagName, path string) (*tls.Config, error) {
 		return nil, fmt.Errorf("-%s: %w", flagName, err)
 	}
 	return pki.ClientConfig(pool), nil
-}
-
-// readPrivate reads a file that must be private to its owner.
-func readPrivate(path string) ([]byte, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s has mode %#o, readable by others: run chmod 600 %s", path, info.Mode().Perm(), path)
-	}
-	return os.ReadFile(path)
 }

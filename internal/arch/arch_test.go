@@ -55,11 +55,14 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "internal/httpapi", only: []string{"internal/shop"}},
 		{pkg: "internal/health", only: []string{}},
 		{pkg: "internal/netsim", only: []string{}},
-		{pkg: "internal/auth", only: []string{"internal/shop"}},
+		// Secret material on disk: the standard library only.
+		{pkg: "internal/keyfile", only: []string{}},
+		{pkg: "internal/auth", only: []string{"internal/shop", "internal/keyfile"}},
 		{pkg: "internal/store", only: []string{"internal/shop"}},
+		{pkg: "internal/pki", only: []string{"internal/keyfile"}},
 		{pkg: "internal/worker", only: []string{"internal/shop", "internal/store", "internal/partner"}},
 		{pkg: "internal/partner", only: []string{"internal/shop", "internal/httpapi"}},
-		{pkg: "internal/secrets", only: []string{"internal/shop", "internal/health"}},
+		{pkg: "internal/secrets", only: []string{"internal/shop", "internal/health", "internal/keyfile"}},
 		{pkg: "internal/secrets/secretstore", only: []string{"internal/shop", "internal/httpapi", "internal/secrets"}},
 		// The edge routes on what stamps say about themselves; it never
 		// reads the store directly (deploy hands it the registry).

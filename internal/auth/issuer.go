@@ -11,16 +11,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/shop"
 )
 
@@ -45,44 +42,45 @@ type Issuer struct {
 
 // LoadOrCreateIssuer returns the issuer whose P-256 key is stored in
 // dir/issuer-key.pem (PKCS#8 PEM), creating dir (mode 0700) and the key
-// (mode 0600) if they do not exist. Concurrent callers agree on one key.
-// A key file readable by group or others is refused.
+// (mode 0600) if they do not exist. Concurrent callers, in this process or
+// others, agree on one key. The file is handled by package keyfile like
+// every other key: a key file readable by group or others, or in a
+// directory writable by them, is refused.
 func LoadOrCreateIssuer(dir string) (*Issuer, error) {
 	if dir == "" {
 		return nil, errors.New("auth: issuer directory is required")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("auth: issuer directory: %w", err)
-	}
 	path := filepath.Join(dir, issuerKeyFile)
-	key, err := readIssuerKey(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		key, err = createIssuerKey(path)
+	data, err := keyfile.ReadOrCreate(path, maxIssuerKeyBytes, newIssuerKeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("auth: issuer key: %w", err)
 	}
+	key, err := parseIssuerKey(path, data)
 	if err != nil {
 		return nil, err
 	}
 	return newIssuer(key)
 }
 
-// readIssuerKey reads the PEM-encoded PKCS#8 P-256 key at path.
-func readIssuerKey(path string) (*ecdsa.PrivateKey, error) {
-	f, err := os.Open(path)
+// maxIssuerKeyBytes bounds the issuer key file: a P-256 PKCS#8 PEM is
+// about 240 bytes.
+const maxIssuerKeyBytes = 64 << 10
+
+// newIssuerKeyPEM generates a P-256 key, PKCS#8 PEM-encoded.
+func newIssuerKeyPEM() ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("auth: issuer key: %w", err)
+		return nil, fmt.Errorf("generate issuer key: %w", err)
 	}
-	defer f.Close()
-	info, err := f.Stat()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("auth: issuer key: %w", err)
+		return nil, fmt.Errorf("encode issuer key: %w", err)
 	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, fmt.Errorf("auth: issuer key %s has mode %#o; want 0600", path, perm)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return nil, fmt.Errorf("auth: issuer key: %w", err)
-	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// parseIssuerKey decodes the PEM-encoded PKCS#8 P-256 key read from path.
+func parseIssuerKey(path string, data []byte) (*ecdsa.PrivateKey, error) {
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "PRIVATE KEY" {
 		return nil, fmt.Errorf("auth: issuer key %s: no PRIVATE KEY PEM block", path)
@@ -94,43 +92,6 @@ func readIssuerKey(path string) (*ecdsa.PrivateKey, error) {
 	key, ok := parsed.(*ecdsa.PrivateKey)
 	if !ok || key.Curve != elliptic.P256() {
 		return nil, fmt.Errorf("auth: issuer key %s is not a P-256 ECDSA key", path)
-	}
-	return key, nil
-}
-
-// createIssuerKey generates a P-256 key and stores it at path without ever
-// exposing a partly written file. If another process stores a key first,
-// that key is returned instead.
-func createIssuerKey(path string) (*ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("auth: generate issuer key: %w", err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("auth: encode issuer key: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".issuer-key-*.tmp") // mode 0600
-	if err != nil {
-		return nil, fmt.Errorf("auth: store issuer key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	err = pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("auth: store issuer key: %w", err)
-	}
-	// A hard link, unlike a rename, fails if the key already exists.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return readIssuerKey(path)
-		}
-		return nil, fmt.Errorf("auth: store issuer key: %w", err)
 	}
 	return key, nil
 }

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/pki"
 	"github.com/contoso/shoes/internal/store"
 )
@@ -40,7 +40,7 @@ func loadAccess(dataDir string, withTLS bool) (*access, error) {
 	dir := filepath.Join(dataDir, "config")
 	a := &access{seeds: map[store.Role][]byte{}}
 	for _, r := range store.Roles {
-		seed, err := loadOrCreateSecret(filepath.Join(dir, "nats", string(r)+".nk"), store.NewUserSeed)
+		seed, err := keyfile.ReadOrCreate(filepath.Join(dir, "nats", string(r)+".nk"), 4<<10, store.NewUserSeed)
 		if err != nil {
 			return nil, fmt.Errorf("store user %s: %w", r, err)
 		}
@@ -49,7 +49,7 @@ func loadAccess(dataDir string, withTLS bool) (*access, error) {
 		}
 		a.seeds[r] = seed
 	}
-	pass, err := loadOrCreateSecret(filepath.Join(dir, "nats", "route.password"), func() ([]byte, error) {
+	pass, err := keyfile.ReadOrCreate(filepath.Join(dir, "nats", "route.password"), 4<<10, func() ([]byte, error) {
 		b := make([]byte, 24)
 		rand.Read(b)
 		return []byte(hex.EncodeToString(b)), nil
@@ -115,22 +115,6 @@ func (a *access) scheme() string {
 		return "http"
 	}
 	return "https"
-}
-
-// loadOrCreateSecret reads the private file at path, or makes one there
-// with make's bytes (mode 0600 in a 0700 directory).
-func loadOrCreateSecret(path string, make func() ([]byte, error)) ([]byte, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		return b, nil
-	}
-	b, err := make()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	return b, os.WriteFile(path, b, 0o600)
 }
 
 // provision declares every replicated asset as the store's administrator,

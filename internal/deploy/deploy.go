@@ -319,12 +319,13 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 		return nil, err
 	}
 	built, err := NewInstance(openCtx, InstanceConfig{
-		Region:         r.name,
-		NATSURL:        natsURL,
-		Replicas:       d.replicas(),
-		NATS:           d.access.store(store.RoleStamp),
-		Verifier:       d.issuer.VerifierConfig(),
-		Secrets:        &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"], Client: &http.Client{Transport: ServiceTransport(d.access.clientTLS())}},
+		Region:   r.name,
+		NATSURL:  natsURL,
+		Replicas: d.replicas(),
+		NATS:     d.access.store(store.RoleStamp),
+		Verifier: d.issuer.VerifierConfig(),
+		Secrets: &secrets.HTTPProvider{BaseURL: d.services.urls["secrets"], Token: d.services.token,
+			Client: &http.Client{Transport: ServiceTransport(d.access.clientTLS())}},
 		TLS:            d.access.serverTLS(),
 		ClientTLS:      d.access.clientTLS(),
 		SecretRefresh:  d.cfg.SecretRefresh,

@@ -104,7 +104,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	if cfg.Secrets != nil {
 		in.Secrets, err = secrets.NewCache(secrets.CacheConfig{
 			Provider: cfg.Secrets, Names: secretNames, Refresh: cfg.SecretRefresh,
-			LKGPath: cfg.LKGPath, LKGKey: cfg.LKGKey, Logger: log.With("component", "secrets"),
+			Region: cfg.Region, LKGPath: cfg.LKGPath, LKGKey: cfg.LKGKey, Logger: log.With("component", "secrets"),
 		})
 		if err != nil {
 			return fail(err)

@@ -5,14 +5,14 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
+	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/secrets"
 	"github.com/contoso/shoes/internal/secrets/secretstore"
@@ -31,6 +31,7 @@ var secretNames = []string{SecretPartnerAPIKey, SecretPartnerSigningKey}
 type services struct {
 	log     *slog.Logger
 	path    string // where the secret store keeps its values between runs
+	token   string // the secret store's bearer token
 	store   *secretstore.Server
 	partner *partner.StandIn
 
@@ -48,7 +49,12 @@ func startServices(dataDir string, tlsCfg *tls.Config, log *slog.Logger) (*servi
 	if err := sv.loadOrCreate(); err != nil {
 		return nil, err
 	}
-	sv.store = secretstore.New(secretstore.Config{Logger: log.With("component", "secretstore")})
+	token, err := secretStoreToken(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	sv.token = token
+	sv.store = secretstore.New(secretstore.Config{Token: token, Logger: log.With("component", "secretstore")})
 	for name, v := range sv.values {
 		sv.store.Set(name, v)
 	}
@@ -68,35 +74,34 @@ func startServices(dataDir string, tlsCfg *tls.Config, log *slog.Logger) (*servi
 	return sv, nil
 }
 
+// maxSecretsFileBytes bounds secrets.json: a few secrets of at most 8 KiB.
+const maxSecretsFileBytes = 1 << 20
+
 // loadOrCreate reads the secret values of an earlier run, or makes new ones.
 func (sv *services) loadOrCreate() error {
-	b, err := os.ReadFile(sv.path)
-	if err == nil {
-		if err := json.Unmarshal(b, &sv.values); err != nil {
-			return fmt.Errorf("read %s: %w", sv.path, err)
+	b, err := keyfile.ReadOrCreate(sv.path, maxSecretsFileBytes, func() ([]byte, error) {
+		values := map[string]string{}
+		for _, name := range secretNames {
+			values[name] = randomHex(32)
 		}
-		return nil
+		return json.Marshal(values)
+	})
+	if err != nil {
+		return fmt.Errorf("secret store values: %w", err)
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read secrets: %w", err)
+	if err := json.Unmarshal(b, &sv.values); err != nil {
+		return fmt.Errorf("read %s: %w", sv.path, err)
 	}
-	sv.values = map[string]string{}
-	for _, name := range secretNames {
-		sv.values[name] = randomHex(32)
-	}
-	return sv.save()
+	return nil
 }
 
+// save writes the secret values (sv.mu held).
 func (sv *services) save() error {
-	if err := os.MkdirAll(filepath.Dir(sv.path), 0o700); err != nil {
+	b, err := json.Marshal(sv.values)
+	if err != nil {
 		return fmt.Errorf("save secrets: %w", err)
 	}
-	b, _ := json.Marshal(sv.values)
-	tmp := sv.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("save secrets: %w", err)
-	}
-	if err := os.Rename(tmp, sv.path); err != nil {
+	if err := keyfile.Write(sv.path, b); err != nil {
 		return fmt.Errorf("save secrets: %w", err)
 	}
 	return nil
@@ -146,22 +151,29 @@ func edgeCredential(dataDir string) (string, error) {
 	return hex.EncodeToString(key), err
 }
 
-// loadOrCreateKey reads a 32-byte hex key from path, or makes one there.
+// secretStoreToken is the bearer token of the deployment's secret store,
+// made on the first start and kept beside the other keys: every stamp of
+// the deployment sends it, and so must an operator's curl.
+func secretStoreToken(dataDir string) (string, error) {
+	key, err := loadOrCreateKey(filepath.Join(dataDir, "config", "secretstore.token"))
+	return hex.EncodeToString(key), err
+}
+
+// loadOrCreateKey reads a 32-byte hex key from path (surrounding white
+// space ignored), or makes one there, through keyfile: mode 0600 in a
+// directory of mode 0700, refused when others can read it.
 func loadOrCreateKey(path string) ([]byte, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		key, err := hex.DecodeString(string(b))
-		if err != nil || len(key) != 32 {
-			return nil, fmt.Errorf("read %s: not a 32-byte hex key", path)
-		}
-		return key, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	b, err := keyfile.ReadOrCreate(path, 4<<10, func() ([]byte, error) {
+		key := make([]byte, 32)
+		rand.Read(key)
+		return []byte(hex.EncodeToString(key)), nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("key %s: %w", path, err)
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	if err := os.WriteFile(path, []byte(hex.EncodeToString(key)), 0o600); err != nil {
-		return nil, fmt.Errorf("key %s: %w", path, err)
+	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(key) != 32 {
+		return nil, fmt.Errorf("read %s: not a 32-byte hex key", path)
 	}
 	return key, nil
 }

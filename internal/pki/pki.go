@@ -22,6 +22,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/contoso/shoes/internal/keyfile"
 )
 
 // File names in a CA's directory.
@@ -29,6 +31,9 @@ const (
 	CertFile = "ca.pem"     // the CA certificate: give it to clients (curl --cacert, --stamp-ca, nats RootCAs)
 	KeyFile  = "ca-key.pem" // the CA's private key, mode 0600
 )
+
+// maxKeyBytes bounds a PEM private key file.
+const maxKeyBytes = 64 << 10
 
 // Validity of what the CA signs.
 const (
@@ -49,7 +54,7 @@ type CA struct {
 // package keyfile, so a key readable by group or others is refused.
 func LoadOrCreateCA(dir string) (*CA, error) {
 	keyPath := filepath.Join(dir, KeyFile)
-	keyPEM, err := loadOrCreateSecret(keyPath, newCAKey)
+	keyPEM, err := keyfile.ReadOrCreate(keyPath, maxKeyBytes, newCAKey)
 	if err != nil {
 		return nil, fmt.Errorf("pki: CA key: %w", err)
 	}
@@ -162,7 +167,7 @@ func LoadPool(path string) (*x509.CertPool, error) {
 // LoadKeyPair reads a certificate and its key (what --tls-cert and
 // --tls-key name); the key file must not be readable by group or others.
 func LoadKeyPair(certPath, keyPath string) (tls.Certificate, error) {
-	keyPEM, err := readSecret(keyPath)
+	keyPEM, err := keyfile.Read(keyPath, maxKeyBytes)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("pki: %w", err)
 	}
@@ -188,7 +193,7 @@ func WriteKeyPair(cert tls.Certificate, certPath, keyPath string) error {
 	if err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
-	if err := writeSecret(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+	if err := keyfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
 	var chain []byte

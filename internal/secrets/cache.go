@@ -31,8 +31,14 @@ type CacheConfig struct {
 	// a rotated secret takes to be used. Zero: 30 s.
 	Refresh time.Duration
 	// LKGPath is the file for the encrypted last-known-good copy. Empty: no
-	// copy is kept, and Load needs the provider.
+	// copy is kept, and Load needs the provider. The file is written with
+	// mode 0600 in a directory of mode 0700, and refused on read when group
+	// or others can read it (package keyfile).
 	LKGPath string
+	// Region is the region of the stamp the cache serves. Required with
+	// LKGPath: the LKG file is sealed for it, and a file sealed for another
+	// region (a copy) is never used.
+	Region string
 	// LKGKey is the 32-byte key for the LKG file (AES-256-GCM, through
 	// HKDF-SHA256). Required with LKGPath. It comes from the stamp's
 	// configuration and is never stored beside the file.
@@ -51,6 +57,7 @@ type Cache struct {
 	names    []string
 	refresh  time.Duration
 	lkgPath  string
+	region   string      // the LKG file is sealed for it
 	aead     cipher.AEAD // nil when there is no LKG file
 	log      *slog.Logger
 	now      func() time.Time
@@ -104,6 +111,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		names:    slices.Compact(slices.Sorted(slices.Values(cfg.Names))),
 		refresh:  cfg.Refresh,
 		lkgPath:  cfg.LKGPath,
+		region:   cfg.Region,
 		log:      cfg.Logger,
 		now:      cfg.Now,
 	}
@@ -120,6 +128,9 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		if len(cfg.LKGKey) == 0 {
 			return nil, errors.New("secrets: CacheConfig.LKGKey is required with LKGPath")
 		}
+		if cfg.Region == "" {
+			return nil, errors.New("secrets: CacheConfig.Region is required with LKGPath")
+		}
 		aead, err := newLKGAEAD(cfg.LKGKey)
 		if err != nil {
 			return nil, err
@@ -131,8 +142,11 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 
 // Load does the first fill: from the provider if it answers within ctx, else
 // from the LKG file. It returns an error only when neither has every name.
-// It writes the LKG file (atomically: temp file + rename, mode 0600) after
-// every successful fetch that changed something.
+// An LKG file sealed for another region or of another format version is
+// refused (and logged as such), never used. It writes the LKG file
+// (atomically: temp file + rename, mode 0600) after every successful fetch
+// that changed something, and after the first, so a refused file is
+// replaced as soon as the provider answers.
 func (c *Cache) Load(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -148,7 +162,12 @@ func (c *Cache) Load(ctx context.Context) error {
 		c.log.Error("secrets unavailable: the provider failed and no last-known-good file is configured", "error", perr.Error())
 		return fmt.Errorf("secrets: load: provider: %w; no last-known-good file configured", perr)
 	}
-	lkg, lerr := readLKG(c.aead, c.lkgPath)
+	lkg, lerr := readLKG(c.aead, c.region, c.lkgPath)
+	if errors.Is(lerr, errLKGForeign) {
+		c.log.Error("refusing the last-known-good file: it was not sealed for this region or is of another format version; "+
+			"this instance cannot start from it while the secret store is down, and the next successful fetch replaces it",
+			"file", c.lkgPath, "error", lerr.Error())
+	}
 	if lerr == nil {
 		if missing := c.missing(lkg.Secrets); len(missing) > 0 {
 			lerr = fmt.Errorf("last-known-good file lacks %q", missing)
@@ -259,7 +278,7 @@ func (c *Cache) fetchLocked(ctx context.Context) error {
 		for n, v := range values {
 			plain[n] = v.Reveal()
 		}
-		if werr := writeLKG(c.aead, c.lkgPath, lkgContents{FetchedAt: now, Secrets: plain}); werr != nil {
+		if werr := writeLKG(c.aead, c.region, c.lkgPath, lkgContents{FetchedAt: now, Secrets: plain}); werr != nil {
 			next.lkgErr = werr.Error()
 			c.log.Error("could not save the last-known-good secrets; a new instance could not start while the store is down",
 				"error", werr.Error())

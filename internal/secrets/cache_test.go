@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/secrets"
 	"github.com/contoso/shoes/internal/secrets/secretstore"
 )
@@ -104,7 +106,7 @@ func TestNewInstanceStartsFromLKGWhileStoreIsDown(t *testing.T) {
 	var logs bytes.Buffer
 	logger := testLogger(t, &logs)
 
-	first := newCache(t, secrets.CacheConfig{Provider: provider, LKGPath: lkgPath, LKGKey: lkgKey(7), Now: clock.Now, Logger: logger})
+	first := newCache(t, secrets.CacheConfig{Provider: provider, Region: "westeurope", LKGPath: lkgPath, LKGKey: lkgKey(7), Now: clock.Now, Logger: logger})
 	if err := first.Load(within(t, 5*time.Second)); err != nil {
 		t.Fatalf("Load from the store: %v", err)
 	}
@@ -135,7 +137,7 @@ func TestNewInstanceStartsFromLKGWhileStoreIsDown(t *testing.T) {
 		t.Errorf("LKG file shows secret names in the clear")
 	}
 	var env map[string]any
-	if err := json.Unmarshal(raw, &env); err != nil || env["version"] != float64(1) || env["nonce"] == nil || env["ciphertext"] == nil || len(env) != 3 {
+	if err := json.Unmarshal(raw, &env); err != nil || env["version"] != float64(2) || env["region"] != "westeurope" || env["nonce"] == nil || env["ciphertext"] == nil || len(env) != 4 {
 		t.Errorf("LKG file is not the documented envelope: %s (%v)", raw, err)
 	}
 	if entries, _ := os.ReadDir(filepath.Dir(lkgPath)); len(entries) != 1 {
@@ -145,7 +147,7 @@ func TestNewInstanceStartsFromLKGWhileStoreIsDown(t *testing.T) {
 	// The store goes down; a new process starts with the same path and key.
 	store.SetAvailable(false)
 	clock.Advance(5*time.Minute - 1200*time.Millisecond)
-	second := newCache(t, secrets.CacheConfig{Provider: provider, LKGPath: lkgPath, LKGKey: lkgKey(7), Now: clock.Now, Logger: logger})
+	second := newCache(t, secrets.CacheConfig{Provider: provider, Region: "westeurope", LKGPath: lkgPath, LKGKey: lkgKey(7), Now: clock.Now, Logger: logger})
 	if err := second.Load(within(t, 5*time.Second)); err != nil {
 		t.Fatalf("Load with the store down and an LKG file: %v", err)
 	}
@@ -165,7 +167,7 @@ func TestNewInstanceStartsFromLKGWhileStoreIsDown(t *testing.T) {
 	assertNoSecret(t, "Check", detail, err.Error(), st.LastError)
 
 	// A third process with the wrong key: neither source works.
-	third := newCache(t, secrets.CacheConfig{Provider: provider, LKGPath: lkgPath, LKGKey: lkgKey(8), Logger: logger})
+	third := newCache(t, secrets.CacheConfig{Provider: provider, Region: "westeurope", LKGPath: lkgPath, LKGKey: lkgKey(8), Logger: logger})
 	err = third.Load(within(t, 5*time.Second))
 	if err == nil || !strings.Contains(err.Error(), "cannot be decrypted") {
 		t.Fatalf("Load with a wrong LKG key and the store down = %v, want a decryption error", err)
@@ -186,7 +188,7 @@ func TestLoadFailsWithoutStoreOrLKG(t *testing.T) {
 	provider := secrets.HTTPProvider{BaseURL: ts.URL, Client: ts.Client()}
 	for _, cfg := range []secrets.CacheConfig{
 		{Provider: provider},
-		{Provider: provider, LKGPath: filepath.Join(t.TempDir(), "never-written"), LKGKey: lkgKey(1)},
+		{Provider: provider, Region: "westeurope", LKGPath: filepath.Join(t.TempDir(), "never-written"), LKGKey: lkgKey(1)},
 	} {
 		c := newCache(t, cfg)
 		if err := c.Load(within(t, 5*time.Second)); err == nil {
@@ -204,11 +206,11 @@ func TestLoadFallsBackWhenStoreHangs(t *testing.T) {
 	store.Set("partner-signing-key", signKeyV1)
 	provider := secrets.HTTPProvider{BaseURL: ts.URL, Client: ts.Client(), Timeout: time.Minute}
 	lkgPath := filepath.Join(t.TempDir(), "secrets.lkg")
-	if err := newCache(t, secrets.CacheConfig{Provider: provider, LKGPath: lkgPath, LKGKey: lkgKey(3)}).Load(within(t, 5*time.Second)); err != nil {
+	if err := newCache(t, secrets.CacheConfig{Provider: provider, Region: "westeurope", LKGPath: lkgPath, LKGKey: lkgKey(3)}).Load(within(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	store.SetMode(secretstore.Hang)
-	c := newCache(t, secrets.CacheConfig{Provider: provider, LKGPath: lkgPath, LKGKey: lkgKey(3)})
+	c := newCache(t, secrets.CacheConfig{Provider: provider, Region: "westeurope", LKGPath: lkgPath, LKGKey: lkgKey(3)})
 	start := time.Now()
 	if err := c.Load(within(t, 200*time.Millisecond)); err != nil {
 		t.Fatalf("Load with a hanging store: %v", err)
@@ -230,7 +232,7 @@ func TestRunPicksUpRotation(t *testing.T) {
 	store.Set("partner-signing-key", signKeyV1)
 	provider := secrets.HTTPProvider{BaseURL: ts.URL, Token: storeToken, Client: ts.Client(), Timeout: time.Second}
 	lkgPath := filepath.Join(t.TempDir(), "secrets.lkg")
-	c := newCache(t, secrets.CacheConfig{Provider: provider, Refresh: 10 * time.Millisecond, LKGPath: lkgPath, LKGKey: lkgKey(5)})
+	c := newCache(t, secrets.CacheConfig{Provider: provider, Refresh: 10 * time.Millisecond, Region: "westeurope", LKGPath: lkgPath, LKGKey: lkgKey(5)})
 	if err := c.Load(within(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +262,7 @@ func TestRunPicksUpRotation(t *testing.T) {
 	raw, _ := os.ReadFile(lkgPath)
 	assertNoSecret(t, "LKG file", string(raw))
 	store.SetAvailable(false)
-	fresh := newCache(t, secrets.CacheConfig{Provider: provider, LKGPath: lkgPath, LKGKey: lkgKey(5)})
+	fresh := newCache(t, secrets.CacheConfig{Provider: provider, Region: "westeurope", LKGPath: lkgPath, LKGKey: lkgKey(5)})
 	if err := fresh.Load(within(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -364,8 +366,9 @@ func TestNewCacheValidatesConfig(t *testing.T) {
 		"no provider":         {Names: stampNames},
 		"no names":            {Provider: p},
 		"bad name":            {Provider: p, Names: []string{"Partner_Key"}},
-		"LKG path, no key":    {Provider: p, Names: stampNames, LKGPath: "x"},
-		"LKG key of 16 bytes": {Provider: p, Names: stampNames, LKGPath: "x", LKGKey: make([]byte, 16)},
+		"LKG path, no key":    {Provider: p, Names: stampNames, Region: "westeurope", LKGPath: "x"},
+		"LKG key of 16 bytes": {Provider: p, Names: stampNames, Region: "westeurope", LKGPath: "x", LKGKey: make([]byte, 16)},
+		"LKG path, no region": {Provider: p, Names: stampNames, LKGPath: "x", LKGKey: lkgKey(1)},
 	} {
 		if _, err := secrets.NewCache(cfg); err == nil {
 			t.Errorf("NewCache(%s) succeeded", name)
@@ -385,5 +388,133 @@ func TestGetUnknownName(t *testing.T) {
 	}
 	if _, err := c.Get("other-secret"); !errors.Is(err, secrets.ErrNotFound) {
 		t.Fatalf("Get of a name not configured = %v", err)
+	}
+}
+
+// refusedLKG puts lkg in place as the westeurope stamp's LKG file, takes
+// the store down and checks that a new cache refuses the file, saying why
+// (want) in its error and in one log line that names the file, and that
+// it serves nothing from it. Then the store comes back: the next
+// successful fetch replaces the file with one this stamp opens.
+func refusedLKG(t *testing.T, lkg []byte, key []byte, want string) {
+	t.Helper()
+	store, ts := startStore(t, storeToken)
+	store.Set("partner-api-key", apiKeyV1)
+	store.Set("partner-signing-key", signKeyV1)
+	provider := secrets.HTTPProvider{BaseURL: ts.URL, Token: storeToken, Client: ts.Client(), Timeout: time.Second}
+	path := filepath.Join(t.TempDir(), "stamps", "westeurope", "secrets.lkg")
+	if err := keyfile.Write(path, lkg); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cfg := secrets.CacheConfig{Provider: provider, Region: "westeurope", LKGPath: path, LKGKey: key, Logger: testLogger(t, &logs)}
+
+	store.SetAvailable(false)
+	c := newCache(t, cfg)
+	err := c.Load(within(t, 5*time.Second))
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Load from the refused file with the store down = %v; want an error naming %s and saying %q", err, path, want)
+	}
+	if _, err := c.Get("partner-api-key"); !errors.Is(err, secrets.ErrNotFound) {
+		t.Fatalf("Get after the refusal = %v: a refused file served a value", err)
+	}
+	var refusal map[string]any
+	for line := range strings.Lines(logs.String()) {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && strings.HasPrefix(rec["msg"].(string), "refusing the last-known-good file") {
+			refusal = rec
+		}
+	}
+	if refusal == nil || refusal["level"] != "ERROR" || refusal["file"] != path ||
+		!strings.Contains(refusal["msg"].(string), "not sealed for this region or is of another format version") ||
+		!strings.Contains(refusal["msg"].(string), "cannot start from it while the secret store is down") ||
+		!strings.Contains(refusal["error"].(string), want) {
+		t.Fatalf("no clear log line about the refused file; logs:\n%s", logs.String())
+	}
+	assertNoSecret(t, "logs", logs.String())
+
+	// The store answers again: the same cache loads and replaces the file,
+	// and a new instance starts from the replacement while the store is down.
+	store.SetAvailable(true)
+	if err := c.Load(within(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil || bytes.Equal(raw, lkg) {
+		t.Fatalf("the refused file was not replaced (%v)", err)
+	}
+	store.SetAvailable(false)
+	fresh := newCache(t, cfg)
+	if err := fresh.Load(within(t, 5*time.Second)); err != nil {
+		t.Fatalf("Load from the replaced file: %v", err)
+	}
+	mustGet(t, fresh, "partner-signing-key", signKeyV1)
+	if st := fresh.Status(); st.Source != secrets.SourceLastKnownGood {
+		t.Fatalf("Source = %q", st.Source)
+	}
+}
+
+// A copy of another region's LKG file, sealed with the same key, is
+// refused: the region is bound into the file's additional data.
+func TestLKGFileOfAnotherRegionIsRefused(t *testing.T) {
+	store, ts := startStore(t, storeToken)
+	store.Set("partner-api-key", apiKeyV1)
+	store.Set("partner-signing-key", signKeyV1)
+	eastus := filepath.Join(t.TempDir(), "stamps", "eastus", "secrets.lkg")
+	c := newCache(t, secrets.CacheConfig{Provider: secrets.HTTPProvider{BaseURL: ts.URL, Token: storeToken, Client: ts.Client()},
+		Region: "eastus", LKGPath: eastus, LKGKey: lkgKey(4)})
+	if err := c.Load(within(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	copied, err := os.ReadFile(eastus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedLKG(t, copied, lkgKey(4), `sealed for region "eastus", this stamp serves "westeurope"`)
+}
+
+// A file of format version 1 (written by the version 1 code, same key and
+// secrets: a rolled-back or pre-upgrade file) is refused the same way.
+func TestLKGFileOfAnOlderFormatIsRefused(t *testing.T) {
+	v1, err := os.ReadFile("testdata/lkg-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedLKG(t, v1, lkgKey(7), "format version 1, this stamp reads version 2")
+}
+
+// An LKG file that group or others can read is refused on read, with the
+// fix in the error; the next write makes it private again.
+func TestLKGFileReadableByOthersIsRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("permission bits mean nothing on Windows")
+	}
+	store, ts := startStore(t, storeToken)
+	store.Set("partner-api-key", apiKeyV1)
+	store.Set("partner-signing-key", signKeyV1)
+	path := filepath.Join(t.TempDir(), "secrets.lkg")
+	cfg := secrets.CacheConfig{Provider: secrets.HTTPProvider{BaseURL: ts.URL, Token: storeToken, Client: ts.Client(), Timeout: time.Second},
+		Region: "westeurope", LKGPath: path, LKGKey: lkgKey(6)}
+	if err := newCache(t, cfg).Load(within(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store.SetAvailable(false)
+	c := newCache(t, cfg)
+	err := c.Load(within(t, 5*time.Second))
+	if !errors.Is(err, keyfile.ErrInsecure) || !strings.Contains(err.Error(), "mode 0644") || !strings.Contains(err.Error(), "chmod 600 "+path) {
+		t.Fatalf("Load from a 0644 LKG file with the store down = %v; want a refusal with the fix", err)
+	}
+	if _, err := c.Get("partner-api-key"); !errors.Is(err, secrets.ErrNotFound) {
+		t.Fatalf("Get after the refusal = %v", err)
+	}
+	store.SetAvailable(true)
+	if err := c.Load(within(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("after the next fetch the LKG file is %v, %v; want mode 0600", fi.Mode().Perm(), err)
 	}
 }

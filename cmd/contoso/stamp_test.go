@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/secrets/secretstore"
+	"github.com/contoso/shoes/internal/store/storetest"
+)
+
+// A stamp told to read its secrets from the secret store needs the store's
+// token; without one (or with a token file others can read) it refuses to
+// start, before it connects to anything, and says how to give it.
+func TestStampWithSecretsRefusesToStartWithoutAToken(t *testing.T) {
+	dir := t.TempDir()
+	readable := filepath.Join(dir, "readable.token")
+	if err := os.WriteFile(readable, []byte("tok\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(readable, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	private := filepath.Join(dir, "private.token")
+	if err := os.WriteFile(private, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"stamp", "--region", "westeurope", "--nats", "nats://127.0.0.1:1", "--data", dir, "--listen", "127.0.0.1:0"}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		wants []string
+	}{
+		{"no token", []string{"--secrets", "http://127.0.0.1:1"}, nil,
+			[]string{"-secrets needs the secret store's bearer token", "CONTOSO_SECRETS_TOKEN", "-secrets-token-file"}},
+		{"an empty variable", []string{"--secrets", "http://127.0.0.1:1"}, map[string]string{"CONTOSO_SECRETS_TOKEN": " "},
+			[]string{"-secrets needs the secret store's bearer token"}},
+		{"a token file others can read", []string{"--secrets", "http://127.0.0.1:1", "--secrets-token-file", readable}, nil,
+			[]string{"-secrets-token-file", readable, "mode 0644", "chmod 600 " + readable}},
+		{"a missing token file", []string{"--secrets", "http://127.0.0.1:1", "--secrets-token-file", filepath.Join(dir, "none")}, nil,
+			[]string{"-secrets-token-file", "no such file"}},
+		{"the token twice", []string{"--secrets", "http://127.0.0.1:1", "--secrets-token-file", private}, map[string]string{"CONTOSO_SECRETS_TOKEN": "tok"},
+			[]string{"given twice"}},
+		{"a token file without a store", []string{"--secrets-token-file", private}, nil,
+			[]string{"-secrets-token-file needs -secrets"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			var stdout strings.Builder
+			err := run(ctx, append(base, tc.args...), func(k string) string { return tc.env[k] }, &stdout, io.Discard)
+			if err == nil {
+				t.Fatal("the stamp started")
+			}
+			for _, want := range tc.wants {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("the stamp printed %q before refusing", stdout.String())
+			}
+		})
+	}
+}
+
+// With the token (from the variable or a private file), a standalone
+// stamp loads its secrets from a store that requires it; with a wrong one
+// it does not start, since it has no last-known-good copy to fall back on.
+func TestStampLoadsItsSecretsWithTheStoreToken(t *testing.T) {
+	const token = "the-deployment-secret-store-token"
+	store := secretstore.New(secretstore.Config{Token: token})
+	store.Set("partner-api-key", "api-key-1")
+	store.Set("partner-signing-key", "signing-key-1")
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	c := storetest.NewCluster(t, "westeurope")
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "secretstore.token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"stamp", "--region", "westeurope", "--nats", c.Nodes[0].ClientURL(), "--replicas", "1",
+		"--listen", "127.0.0.1:0", "--data", dir, "--probe-interval", "100ms", "--secrets", srv.URL}
+
+	wrong := func(k string) string { return map[string]string{envSecretsToken: "not-the-token"}[k] }
+	if err := run(t.Context(), args, wrong, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "refused the credentials") {
+		t.Fatalf("stamp with a wrong token = %v, want the store's refusal", err)
+	}
+
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+	}{
+		"variable": {env: map[string]string{envSecretsToken: token}},
+		"file":     {args: []string{"--secrets-token-file", tokenFile}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			pr, pw := io.Pipe()
+			errc := make(chan error, 1)
+			go func() {
+				errc <- run(ctx, append(args, tc.args...), func(k string) string { return tc.env[k] }, pw, io.Discard)
+				pw.Close()
+			}()
+			var listening struct{ URL string }
+			if err := json.NewDecoder(pr).Decode(&listening); err != nil {
+				cancel()
+				t.Fatalf("listening line: %v (run: %v)", err, <-errc)
+			}
+			go io.Copy(io.Discard, pr)
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				var rep health.Report
+				resp, err := http.Get(listening.URL + "/health/stamp")
+				if err == nil {
+					_ = json.NewDecoder(resp.Body).Decode(&rep)
+					resp.Body.Close()
+				}
+				var check health.CheckResult
+				for _, c := range rep.Checks {
+					if c.Name == "secret-store" {
+						check = c
+					}
+				}
+				if check.Status == health.Healthy && strings.HasPrefix(check.Detail, "2 secrets from the store") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("secret-store check = %+v (%v)", check, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			cancel()
+			if err := <-errc; err != nil {
+				t.Fatalf("stamp returned %v on shutdown", err)
+			}
+		})
+	}
+}
