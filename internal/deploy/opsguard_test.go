@@ -1,12 +1,18 @@
 package deploy_test
 
 import (
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/contoso/shoes/internal/deploy/deploytest"
+	"github.com/contoso/shoes/internal/ops/opstest"
 )
 
 // The operations address of a development deployment trusts loopback
@@ -153,4 +159,33 @@ func nilIfEmpty(s string) any {
 		return nil
 	}
 	return s
+}
+
+// A real browser on the same machine shows a page from another origin that
+// fires a request it may send without asking first (no-cors, a body with
+// no type) at the operations address of a development deployment: the
+// fault it asks for is never injected.
+func TestOpsAddressRefusesACrossSitePageInABrowser(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	st, _ := d.Stamp("westeurope")
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><title>page</title><script>
+fetch(%q, {method: "POST", mode: "no-cors", body: new Blob([%q])})
+  .then(() => { document.title = "sent"; }, e => { document.title = "failed: " + e; });
+</script>`, d.OpsURL()+"/ops/chaos", `{"fault":"stamp-drain","target":"westeurope","duration":"1m"}`)
+	}))
+	t.Cleanup(page.Close)
+	ctx := opstest.Browser(t) // after the servers: its cleanup closes the browser first
+	if err := chromedp.Do(ctx, chromedp.Navigate(page.URL)); err != nil {
+		t.Fatal(err)
+	}
+	if err := opstest.WaitFor(ctx, `document.title === "sent"`, 10*time.Second); err != nil {
+		t.Fatalf("the page did not send its request: %v", err)
+	}
+	res := deploytest.Do(t, http.MethodGet, d.OpsURL()+"/ops/chaos", "", nil)
+	var list struct{ Faults []struct{ ID string } }
+	res.JSON(t, &list)
+	if len(list.Faults) != 0 || st.Prober().Drained() {
+		t.Fatalf("a page from %s injected %+v (stamp drained: %v)", page.URL, list.Faults, st.Prober().Drained())
+	}
 }
