@@ -31,6 +31,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 		pops     = fs.String("pops", "", "comma-separated regions with a point of presence; the first serves clients without X-Client-Region; required")
 		listen   = fs.String("listen", "127.0.0.1:8080", "address of the entry point")
 		opsAddr  = fs.String("ops-listen", "127.0.0.1:8090", "address of the operations endpoints (/ops/edge), admin token required")
+		opsHosts = fs.String("ops-host", "", "comma-separated names (name or name:port) the operations endpoints also answer to, e.g. their DNS name; their own address and localhost always")
 		rate     = fs.Float64("client-rate", 200, "requests per second each client may send")
 		burst    = fs.Int("client-burst", 400, "burst of each client's rate")
 		tokens   issuerFlags // admin tokens for the operations endpoints
@@ -79,6 +80,12 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer stopTelemetry()
+	// Refuses browsers and foreign Host names before the admin check, as
+	// on the operations address of up.
+	guard, err := httpapi.OpsGuard(httpapi.OpsGuardConfig{Hosts: splitList(*opsHosts), Logger: log})
+	if err != nil {
+		return fmt.Errorf("-ops-host: %w", err)
+	}
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	svc, err := deploy.NewEdge(openCtx, deploy.EdgeConfig{
@@ -99,7 +106,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	ops.Handle("GET /metrics", tel.MetricsHandler())
 	servers := []*http.Server{
 		deploy.NewServer(svc.Edge.Handler()),
-		deploy.NewServer(httpapi.Chain(ops, httpapi.RequestIDs, deploy.AdminOnly(verifier, false, log))),
+		deploy.NewServer(httpapi.Chain(ops, httpapi.RequestIDs, guard, deploy.AdminOnly(verifier, false, log))),
 	}
 	var urls []string
 	errc := make(chan error, len(servers))

@@ -63,7 +63,7 @@ func TestEdgeRunsAloneAndFindsStampsInTheRegistry(t *testing.T) {
 	}
 	var edge struct{ Event, Edge, Ops string }
 	startCommand(t, env, &edge, "edge", "--nats", strings.Join(urls, ","), "--pops", "westeurope,eastus",
-		"--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--data", dir)
+		"--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--ops-host", "ops.contoso.test", "--data", dir)
 	if edge.Event != "listening" || !strings.HasPrefix(edge.Edge, "http://127.0.0.1:") || !strings.HasPrefix(edge.Ops, "http://127.0.0.1:") {
 		t.Fatalf("edge listening line = %+v", edge)
 	}
@@ -116,6 +116,21 @@ func TestEdgeRunsAloneAndFindsStampsInTheRegistry(t *testing.T) {
 			t.Errorf("/ops/edge with token %.10q = %d, want %d", c.token, status, c.want)
 		}
 	}
+	// A Host that is not the listener's own is refused before the token is
+	// looked at; a name given with --ops-host is its own.
+	for host, want := range map[string]int{"evil.example": http.StatusForbidden, "ops.contoso.test": http.StatusOK} {
+		req, _ := http.NewRequest(http.MethodGet, edge.Ops+"/ops/edge", nil)
+		req.Host = host
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("/ops/edge with Host %s = %d, want %d", host, resp.StatusCode, want)
+		}
+	}
 	// Its metrics, behind the same token, count the requests it proxied.
 	wantRequestMetrics(t, edge.Ops+"/metrics", admin, "edge")
 }
@@ -128,6 +143,7 @@ func TestEdgeRefusesToStartWithoutWhatItNeeds(t *testing.T) {
 		{map[string]string{envEdgeCredential: "x"}, []string{"edge"}},
 		{map[string]string{}, []string{"edge", "--pops", "westeurope"}},
 		{map[string]string{envEdgeCredential: "x"}, []string{"edge", "--pops", "westeurope", "--log-format", "xml"}},
+		{map[string]string{envEdgeCredential: "x"}, []string{"edge", "--pops", "westeurope", "--data", t.TempDir(), "--ops-host", "https://ops.contoso.test/"}},
 	} {
 		err := run(t.Context(), c.args, func(k string) string { return c.env[k] }, io.Discard, io.Discard)
 		if err == nil || errors.Is(err, context.Canceled) {

@@ -26,6 +26,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		interval = fs.Duration("probe-interval", time.Second, "health probe interval of every stamp")
 		addr     = fs.String("addr", "127.0.0.1:8080", "address of the global entry point (the edge)")
 		opsAddr  = fs.String("ops-addr", "127.0.0.1:8090", "address of the operations endpoints (/ops/...) and the dashboard")
+		opsHosts = fs.String("ops-host", "", "comma-separated names (name or name:port) the operations address also answers to, e.g. its DNS name; its own address and localhost always")
 		dev      = fs.Bool("dev", true, "development mode: loopback clients use the operations endpoints without an admin token")
 		rate     = fs.Float64("client-rate", 200, "requests per second each client (by address) may send through the edge")
 		burst    = fs.Int("client-burst", 400, "burst of each client's rate at the edge")
@@ -69,6 +70,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		EdgeAddr:         *addr,
 		OpsAddr:          *opsAddr,
 		OpsTrustLoopback: *dev,
+		OpsHosts:         splitList(*opsHosts),
 		EdgeClientRate:   *rate,
 		EdgeClientBurst:  *burst,
 		TLS:              *withTLS,

@@ -47,6 +47,10 @@ type Config struct {
 	// operations endpoints without an admin token (development mode);
 	// everyone else needs one.
 	OpsTrustLoopback bool
+	// OpsHosts are names the operations address answers to besides its
+	// own address and localhost (httpapi.OpsGuardConfig.Hosts), e.g. its
+	// DNS name; nil: none.
+	OpsHosts []string
 	// EdgeClientRate and EdgeClientBurst are the edge's per-client limit;
 	// zero: the edge's defaults (200/s, burst 400).
 	EdgeClientRate  float64

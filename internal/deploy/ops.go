@@ -12,7 +12,7 @@ import (
 )
 
 // opsHandler is the operations address: every /ops/... route, behind the
-// admin check.
+// operations guard (httpapi.OpsGuard) and the admin check.
 func (d *Deployment) opsHandler() (http.Handler, error) {
 	verifier, err := auth.NewVerifier(d.issuer.VerifierConfig())
 	if err != nil {
@@ -31,7 +31,14 @@ func (d *Deployment) opsHandler() (http.Handler, error) {
 	d.front.dashboard = dash
 	dash.Routes(mux)
 	d.opsRoutes(mux)
-	return httpapi.Chain(mux, httpapi.RequestIDs, httpapi.Recover(d.log), AdminOnly(verifier, d.cfg.OpsTrustLoopback, d.log)), nil
+	// The guard runs before the admin check: a request from a browser
+	// (another site's page, or a name rebound to loopback) is refused
+	// before development mode's loopback trust is considered.
+	guard, err := httpapi.OpsGuard(httpapi.OpsGuardConfig{Hosts: d.cfg.OpsHosts, Logger: d.log})
+	if err != nil {
+		return nil, err
+	}
+	return httpapi.Chain(mux, httpapi.RequestIDs, httpapi.Recover(d.log), guard, AdminOnly(verifier, d.cfg.OpsTrustLoopback, d.log)), nil
 }
 
 // opsRoutes registers every operations route.

@@ -1,7 +1,8 @@
 // Package httpapi holds what every HTTP server of the system shares: RFC 9457
 // problem responses and the one table that maps error kinds to status codes,
-// strict JSON decoding with size limits, paging cursors, and the middleware
-// that stamps request ids and regions on every response.
+// strict JSON decoding with size limits, paging cursors, the middleware
+// that stamps request ids and regions on every response, and the guard that
+// keeps browsers and DNS rebinding away from operations listeners.
 package httpapi
 
 import (

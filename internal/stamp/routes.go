@@ -2,6 +2,7 @@ package stamp
 
 import (
 	"net/http"
+	"net/url"
 
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
@@ -52,9 +53,29 @@ func (s *Stamp) routes(mux *http.ServeMux) {
 	mux.Handle("GET /api/orders", h(s.listOrders))
 	mux.Handle("GET /api/orders/{id}", h(s.getOrder))
 
-	mux.Handle("POST /ops/drain", h(s.drain(true)))
-	mux.Handle("DELETE /ops/drain", h(s.drain(false)))
-	mux.Handle("GET /ops/drain", h(s.drainState))
+	// The operations routes, and only they, answer only requests meant
+	// for this listener, before their admin check: /api/ and /health/ are
+	// reached by the edge through addresses other than the listener's.
+	ops := s.opsGuard()
+	mux.Handle("POST /ops/drain", ops(h(s.drain(true))))
+	mux.Handle("DELETE /ops/drain", ops(h(s.drain(false))))
+	mux.Handle("GET /ops/drain", ops(h(s.drainState)))
+}
+
+// opsGuard is httpapi.OpsGuard for the stamp's operations routes: besides
+// the listener's own address (and localhost on loopback), the Host of the
+// URL the stamp advertises is its own.
+func (s *Stamp) opsGuard() httpapi.Middleware {
+	var hosts []string
+	if u, err := url.Parse(s.cfg.AdvertiseURL); err == nil && u.Host != "" {
+		hosts = append(hosts, u.Host)
+	}
+	guard, err := httpapi.OpsGuard(httpapi.OpsGuardConfig{Hosts: hosts, Logger: s.log})
+	if err != nil {
+		s.log.Error("the advertised URL's host is not a name the operations routes can answer to; they answer to the listener's address only", "advertise_url", s.cfg.AdvertiseURL, "error", err)
+		guard, _ = httpapi.OpsGuard(httpapi.OpsGuardConfig{Logger: s.log})
+	}
+	return guard
 }
 
 // problemFallback answers requests that match no route (404) or no method
