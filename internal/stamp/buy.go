@@ -175,7 +175,7 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 	if in.FromCart == (len(in.Items) > 0) {
 		return shop.Invalid("items", "give either items or \"fromCart\": true")
 	}
-	release, err := s.admission.admit(claims.Subject)
+	release, err := s.admission.order(claims.Subject, s.cfg.Now())
 	if err != nil {
 		return err
 	}
