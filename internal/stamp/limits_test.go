@@ -2,12 +2,18 @@ package stamp_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso/shoes/internal/deploy/deploytest"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/store"
 )
 
 // One user posting comments (or ratings) as fast as possible gets the
@@ -55,5 +61,60 @@ func TestCommentsAndRatingsAreLimitedPerUser(t *testing.T) {
 				t.Fatalf("another user's POST = %d %s", res.Status, res.Body)
 			}
 		})
+	}
+}
+
+// When the store refuses writes because an asset is full, the client gets
+// a 503 problem that says so, and every order accepted before stays.
+func TestAFullStoreAnswers503AndKeepsAcceptedOrders(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	base := d.Regions()["westeurope"]
+	cu, _ := d.ClientURL("westeurope")
+	nc, err := nats.Connect(cu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(t.Context(), "KV_"+store.BucketOrders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxBytes = 4 << 10 // about ten orders
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := shop.SeedCatalog()[8]
+	body := map[string]any{"items": []shop.Line{{SKU: shop.SKU(p.ID, p.Sizes[0]), Quantity: 1}}}
+	type accepted struct{ token, id string }
+	var orders []accepted
+	for i := 0; ; i++ {
+		if i == 100 {
+			t.Fatal("100 orders fitted in 4 KiB")
+		}
+		tok := deploytest.Token(t, d, fmt.Sprint("shopper-", i), false) // each within its own admission
+		res := deploytest.DoKeyed(t, http.MethodPost, base+"/api/orders", tok, "full-1", body)
+		if res.Status == http.StatusAccepted {
+			var o shop.Order
+			res.JSON(t, &o)
+			orders = append(orders, accepted{tok, o.ID})
+			continue
+		}
+		var pr httpapi.Problem
+		if err := json.Unmarshal(res.Body, &pr); err != nil || res.Status != http.StatusServiceUnavailable ||
+			res.Header.Get("Content-Type") != "application/problem+json" || res.Header.Get("Retry-After") == "" ||
+			!strings.HasPrefix(pr.Detail, "the store is full: ") {
+			t.Fatalf("order %d into a full bucket = %d %v %s, want 503 problem+json saying the store is full", i, res.Status, res.Header, res.Body)
+		}
+		break
+	}
+	if len(orders) == 0 {
+		t.Fatal("not one order fitted")
+	}
+	for _, o := range orders {
+		if res := deploytest.Do(t, http.MethodGet, base+"/api/orders/"+o.id, o.token, nil); res.Status != http.StatusOK {
+			t.Fatalf("accepted order %s = %d %s", o.id, res.Status, res.Body)
+		}
 	}
 }

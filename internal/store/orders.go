@@ -124,7 +124,7 @@ func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key str
 		if err == nil {
 			return v, nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if time.Now().After(deadline) || ctx.Err() != nil || full(err) || tooLarge(err) {
 			return v, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
 		}
 		if !isExists(err) {
@@ -152,7 +152,7 @@ func (s *Store) SetStock(ctx context.Context, sku string, available int) error {
 		return nil
 	})
 	if err != nil {
-		return shop.Unavailable("the inventory store did not accept the write", fmt.Errorf("set stock %s: %w", sku, err))
+		return refused("the inventory store did not accept the write", fmt.Errorf("set stock %s: %w", sku, err))
 	}
 	return nil
 }
@@ -263,7 +263,7 @@ func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) 
 			return rec, true, nil
 		}
 		if !isExists(err) {
-			return rec, false, shop.Unavailable("the order could not be recorded; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
+			return rec, false, refused("the order could not be recorded; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
 		}
 		// The record exists; reading it may meet the leader election that
 		// made the create fail over, so it retries within the write budget.
@@ -308,7 +308,7 @@ func orderKey(userKey, id string) string { return userKey + "." + id }
 func (s *Store) CreateOrder(ctx context.Context, o shop.Order) error {
 	err := s.create(ctx, s.orders, orderKey(shop.UserKey(o.User), o.ID), o)
 	if err != nil {
-		return shop.Unavailable("the order could not be recorded; retry with the same Idempotency-Key", err)
+		return refused("the order could not be recorded; retry with the same Idempotency-Key", err)
 	}
 	return nil
 }
@@ -322,7 +322,7 @@ func (s *Store) SubmitOrder(ctx context.Context, o shop.Order) error {
 		return s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(o.ID))
 	})
 	if err != nil {
-		return shop.Unavailable("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("submit order %s: %w", o.ID, err))
+		return refused("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("submit order %s: %w", o.ID, err))
 	}
 	return nil
 }
@@ -422,7 +422,7 @@ func (s *Store) Cart(ctx context.Context, userKey string) (shop.Cart, uint64, er
 func (s *Store) UpdateCart(ctx context.Context, userKey string, change func(*shop.Cart) error) (shop.Cart, error) {
 	c, err := update(ctx, s, s.carts, userKey, func(c *shop.Cart, _ bool) error { return change(c) })
 	if err != nil && shop.KindOf(err) == shop.KindInternal {
-		return c, shop.Unavailable("the cart could not be saved", err)
+		return c, refused("the cart could not be saved", err)
 	}
 	return c, err
 }
@@ -434,7 +434,7 @@ func (s *Store) DeleteCart(ctx context.Context, userKey string, rev uint64) erro
 		opts = append(opts, jetstream.LastRevision(rev))
 	}
 	if err := s.carts.Delete(ctx, userKey, opts...); err != nil && !isExists(err) {
-		return shop.Unavailable("the cart could not be emptied", fmt.Errorf("delete cart: %w", err))
+		return refused("the cart could not be emptied", fmt.Errorf("delete cart: %w", err))
 	}
 	return nil
 }
