@@ -66,7 +66,8 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "internal/secrets/secretstore", only: []string{"internal/shop", "internal/httpapi", "internal/secrets"}},
 		// The edge routes on what stamps say about themselves; it never
 		// reads the store directly (deploy hands it the registry).
-		{pkg: "internal/edge", only: []string{"internal/shop", "internal/httpapi", "internal/telemetry"}},
+		{pkg: "internal/edge", only: []string{"internal/shop", "internal/httpapi", "internal/telemetry", "internal/ratelimit"}},
+		{pkg: "internal/ratelimit", only: []string{}},
 		{pkg: "internal/stamp", banned: []string{"internal/deploy", "internal/netsim"}},
 		// Telemetry, SLOs and the dashboard know nothing of the shop's parts:
 		// the composition root feeds them.

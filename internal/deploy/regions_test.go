@@ -83,7 +83,6 @@ func TestRegionAddedAtRunTimeTakesTrafficAndRemovedLosesNothing(t *testing.T) {
 
 	// Clients in uksouth keep reading and writing (comments with keys)
 	// while the region is removed.
-	alice := deploytest.Token(t, d, "alice", false)
 	var (
 		mu       sync.Mutex
 		accepted = map[string]string{} // comment location -> text
@@ -105,7 +104,8 @@ func TestRegionAddedAtRunTimeTakesTrafficAndRemovedLosesNothing(t *testing.T) {
 					r = sendAs(t, d, "uksouth", http.MethodGet, product, "", "", nil)
 				} else {
 					text := fmt.Sprintf("worker %d comment %d", w, i)
-					r = sendAs(t, d, "uksouth", http.MethodPost, product+"/comments", alice, fmt.Sprintf("rm-%d-%d", w, i), map[string]string{"text": text})
+					shopper := deploytest.Token(t, d, fmt.Sprintf("shopper-%d-%d", w, i), false) // one user would meet its comment limit
+					r = sendAs(t, d, "uksouth", http.MethodPost, product+"/comments", shopper, fmt.Sprintf("rm-%d-%d", w, i), map[string]string{"text": text})
 					if r.Status == http.StatusAccepted {
 						mu.Lock()
 						accepted[r.Header.Get("Location")] = text

@@ -3,60 +3,26 @@ package edge
 import (
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/contoso/shoes/internal/ratelimit"
 )
 
-// limiter keeps a token bucket per client, forgetting clients idle for a
-// minute and tracking at most maxClients at once (a new client beyond that
-// shares one overflow bucket, so memory stays bounded under a flood).
+// limiter keeps a token bucket per client in a bounded table
+// (ratelimit.Limiter): a client is forgotten once its bucket would be full
+// again, at most ratelimit.DefaultMaxKeys are tracked, and while the table
+// is full of active clients a new one shares an overflow bucket, so memory
+// and the cost per request stay bounded under a flood of addresses.
 type limiter struct {
-	rate  rate.Limit
-	burst int
-
-	mu       sync.Mutex // guards clients, overflow and swept
-	clients  map[string]*clientLimit
-	overflow *rate.Limiter
-	swept    time.Time
+	clients *ratelimit.Limiter
+	now     func() time.Time
 }
-
-type clientLimit struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
-
-const maxClients = 100_000
 
 func newLimiter(perSecond float64, burst int) *limiter {
-	return &limiter{rate: rate.Limit(perSecond), burst: burst, clients: map[string]*clientLimit{},
-		overflow: rate.NewLimiter(rate.Limit(perSecond), burst)}
+	return &limiter{clients: ratelimit.New(ratelimit.Config{Rate: perSecond, Burst: burst}), now: time.Now}
 }
 
-func (l *limiter) allow(client string) bool {
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.swept) > time.Minute {
-		for k, c := range l.clients {
-			if now.Sub(c.seen) > time.Minute {
-				delete(l.clients, k)
-			}
-		}
-		l.swept = now
-	}
-	c, ok := l.clients[client]
-	if !ok {
-		if len(l.clients) >= maxClients {
-			return l.overflow.AllowN(now, 1)
-		}
-		c = &clientLimit{lim: rate.NewLimiter(l.rate, l.burst)}
-		l.clients[client] = c
-	}
-	c.seen = now
-	return c.lim.AllowN(now, 1)
-}
+func (l *limiter) allow(client string) bool { return l.clients.Allow(client, l.now()) }
 
 // clientKey identifies a client for rate limiting: its remote address.
 func clientKey(r *http.Request) string {

@@ -1,69 +1,37 @@
 package stamp
 
 import (
-	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
+	"github.com/contoso/shoes/internal/ratelimit"
 	"github.com/contoso/shoes/internal/shop"
 )
 
-// admission protects the order path in a launch spike: each user gets a
-// token bucket, and the stamp as a whole a bounded number of orders in
-// flight. Over either limit the answer is 429 with Retry-After, never an
-// unbounded queue.
+// admission protects the write paths in a launch spike and against a
+// flood: each user gets a token bucket for orders, one for comments and
+// one for ratings, and the stamp as a whole a bounded number of orders in
+// flight. Over a limit the answer is 429 (KindTooMany, which the problem
+// writer answers with Retry-After), never an unbounded queue. The buckets
+// live in bounded tables (ratelimit.Limiter), so a flood of users costs
+// neither unbounded memory nor a scan per request.
 type admission struct {
-	perUser rate.Limit
-	burst   int
-	slots   chan struct{}
-
-	mu    sync.Mutex // guards users and swept
-	users map[string]*userLimit
-	swept time.Time
+	orders, comments, ratings *ratelimit.Limiter
+	slots                     chan struct{}
 }
 
-type userLimit struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
-
-// maxTrackedUsers bounds the limiter table; idle users are swept first.
-const maxTrackedUsers = 100_000
-
-func newAdmission(perUser float64, burst, concurrent int) *admission {
+func newAdmission(cfg Config) *admission {
 	return &admission{
-		perUser: rate.Limit(perUser),
-		burst:   burst,
-		slots:   make(chan struct{}, concurrent),
-		users:   map[string]*userLimit{},
+		orders:   ratelimit.New(ratelimit.Config{Rate: cfg.OrderRate, Burst: cfg.OrderBurst}),
+		comments: ratelimit.New(ratelimit.Config{Rate: cfg.CommentRate, Burst: cfg.CommentBurst}),
+		ratings:  ratelimit.New(ratelimit.Config{Rate: cfg.RatingRate, Burst: cfg.RatingBurst}),
+		slots:    make(chan struct{}, cfg.OrderConcurrency),
 	}
 }
 
-// admit takes a slot for user's request, or refuses it. The caller must
-// call release when the request is done.
-func (a *admission) admit(user string) (release func(), err error) {
-	now := time.Now()
-	a.mu.Lock()
-	if len(a.users) >= maxTrackedUsers || now.Sub(a.swept) > time.Minute {
-		for k, u := range a.users {
-			if now.Sub(u.seen) > time.Minute {
-				delete(a.users, k)
-			}
-		}
-		a.swept = now
-	}
-	u := a.users[user]
-	if u == nil && len(a.users) < maxTrackedUsers {
-		u = &userLimit{lim: rate.NewLimiter(a.perUser, a.burst)}
-		a.users[user] = u
-	}
-	allowed := u != nil && u.lim.AllowN(now, 1)
-	if u != nil {
-		u.seen = now
-	}
-	a.mu.Unlock()
-	if !allowed {
+// order takes a slot for user's order, or refuses it. The caller must call
+// release when the order is done.
+func (a *admission) order(user string, now time.Time) (release func(), err error) {
+	if !a.orders.Allow(user, now) {
 		return nil, shop.Errorf(shop.KindTooMany, "", "too many orders from this user; retry in a second")
 	}
 	select {
@@ -72,4 +40,20 @@ func (a *admission) admit(user string) (release func(), err error) {
 	default:
 		return nil, shop.Errorf(shop.KindTooMany, "", "the store is busy; retry in a second")
 	}
+}
+
+// comment admits or refuses one of user's comments.
+func (a *admission) comment(user string, now time.Time) error {
+	if !a.comments.Allow(user, now) {
+		return shop.Errorf(shop.KindTooMany, "", "too many comments from this user; retry in a second")
+	}
+	return nil
+}
+
+// rating admits or refuses one of user's ratings.
+func (a *admission) rating(user string, now time.Time) error {
+	if !a.ratings.Allow(user, now) {
+		return shop.Errorf(shop.KindTooMany, "", "too many ratings from this user; retry in a second")
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package stamp
 import (
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
@@ -175,7 +174,7 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 	if in.FromCart == (len(in.Items) > 0) {
 		return shop.Invalid("items", "give either items or \"fromCart\": true")
 	}
-	release, err := s.admission.admit(claims.Subject)
+	release, err := s.admission.order(claims.Subject, s.cfg.Now())
 	if err != nil {
 		return err
 	}
@@ -332,21 +331,10 @@ func (s *Stamp) listOrders(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	all, err := s.cfg.Store.Orders(r.Context(), shop.UserKey(claims.Subject))
+	orders, next, err := s.cfg.Store.Orders(r.Context(), shop.UserKey(claims.Subject), pg.After, pg.Limit)
 	if err != nil {
 		return err
 	}
-	start := 0
-	if pg.After != "" {
-		for start < len(all) && strings.Compare(all[start].ID, pg.After) >= 0 {
-			start++
-		}
-	}
-	end := min(start+pg.Limit, len(all))
-	next := ""
-	if end < len(all) {
-		next = all[end-1].ID
-	}
-	httpapi.WriteJSON(w, http.StatusOK, page(all[start:end], next))
+	httpapi.WriteJSON(w, http.StatusOK, page(orders, next))
 	return nil
 }

@@ -193,6 +193,9 @@ func (s *Stamp) postComment(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := s.cfg.Now().UTC()
+	if err := s.admission.comment(claims.Subject, now); err != nil {
+		return err
+	}
 	id, err := s.asyncWriteID(r, claims.Subject, "comment", p.ID, in.Text, now)
 	if err != nil {
 		return err
@@ -250,6 +253,9 @@ func (s *Stamp) postRating(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := s.cfg.Now().UTC()
+	if err := s.admission.rating(claims.Subject, now); err != nil {
+		return err
+	}
 	id, err := s.asyncWriteID(r, claims.Subject, "rating", p.ID, strconv.Itoa(*in.Stars), now)
 	if err != nil {
 		return err

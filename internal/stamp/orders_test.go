@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/contoso/shoes/internal/deploy/deploytest"
+	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
 )
 
@@ -132,5 +135,53 @@ func TestCommentWithIdempotencyKeyIsStoredOnce(t *testing.T) {
 	deploytest.Do(t, http.MethodGet, url+"/api/products/"+id+"/comments", "", nil).JSON(t, &page)
 	if len(page.Items) != 1 {
 		t.Fatalf("%d comments after one comment posted twice with one key", len(page.Items))
+	}
+}
+
+// GET /api/orders pages with nextCursor: every order once, newest first,
+// no cursor after the last page.
+func TestListOrdersPages(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	base := d.Regions()["westeurope"]
+	tok := deploytest.Token(t, d, "collector", false)
+	p := shop.SeedCatalog()[6]
+	body := map[string]any{"items": []shop.Line{{SKU: shop.SKU(p.ID, p.Sizes[0]), Quantity: 1}}}
+	var ids []string // newest first
+	for i := range 5 {
+		res := deploytest.DoKeyed(t, http.MethodPost, base+"/api/orders", tok, fmt.Sprint("pages-", i), body)
+		var o shop.Order
+		if res.Status != http.StatusAccepted || json.Unmarshal(res.Body, &o) != nil {
+			t.Fatalf("order %d = %d %s", i, res.Status, res.Body)
+		}
+		ids = append([]string{o.ID}, ids...)
+	}
+	type page struct {
+		Items      []shop.Order `json:"items"`
+		NextCursor string       `json:"nextCursor"`
+	}
+	var got []string
+	cursor := ""
+	for n := 0; ; n++ {
+		if n == 3 {
+			t.Fatalf("more than 3 pages of 2 for 5 orders: %v", got)
+		}
+		var pg page
+		deploytest.Do(t, http.MethodGet, base+"/api/orders?limit=2&cursor="+url.QueryEscape(cursor), tok, nil).JSON(t, &pg)
+		for _, o := range pg.Items {
+			got = append(got, o.ID)
+		}
+		if pg.NextCursor == "" {
+			break
+		}
+		cursor = pg.NextCursor
+	}
+	if strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Fatalf("pages list %v, want %v", got, ids)
+	}
+	var past page
+	res := deploytest.Do(t, http.MethodGet, base+"/api/orders?cursor="+url.QueryEscape(httpapi.EncodeCursor(shop.NewID(time.Now().Add(-time.Hour)))), tok, nil)
+	res.JSON(t, &past)
+	if res.Status != http.StatusOK || past.Items == nil || len(past.Items) != 0 || past.NextCursor != "" {
+		t.Fatalf("a cursor past the end = %d %s, want an empty page", res.Status, res.Body)
 	}
 }

@@ -52,6 +52,15 @@ type Config struct {
 	OrderRate        float64
 	OrderBurst       int
 	OrderConcurrency int
+	// CommentRate and CommentBurst limit each user's comments: per second
+	// and at once; zero: 1 and 5. RatingRate and RatingBurst do the same
+	// for ratings; zero: 2 and 10. Over a limit the answer is 429 with
+	// Retry-After: 1, so a rate below 1 per second would ask clients back
+	// too early.
+	CommentRate  float64
+	CommentBurst int
+	RatingRate   float64
+	RatingBurst  int
 	// Release names the release this stamp runs; zero: "dev".
 	Release string
 	// AdvertiseURL is where the edge reaches this instance; zero: the
@@ -114,6 +123,18 @@ func New(cfg Config) (*Stamp, error) {
 	if cfg.OrderConcurrency <= 0 {
 		cfg.OrderConcurrency = 256
 	}
+	if cfg.CommentRate <= 0 {
+		cfg.CommentRate = 1
+	}
+	if cfg.CommentBurst <= 0 {
+		cfg.CommentBurst = 5
+	}
+	if cfg.RatingRate <= 0 {
+		cfg.RatingRate = 2
+	}
+	if cfg.RatingBurst <= 0 {
+		cfg.RatingBurst = 10
+	}
 	if cfg.Release == "" {
 		cfg.Release = "dev"
 	}
@@ -122,7 +143,7 @@ func New(cfg Config) (*Stamp, error) {
 	s.id = store.RegistryID(cfg.Region, shop.NewID(s.start)[20:])
 	s.crash = make(chan struct{})
 	s.seeded.Store(!cfg.Seed)
-	s.admission = newAdmission(cfg.OrderRate, cfg.OrderBurst, cfg.OrderConcurrency)
+	s.admission = newAdmission(cfg)
 	s.worker = worker.New(worker.Config{Region: cfg.Region, Store: cfg.Store, Partner: cfg.Partner, Now: cfg.Now,
 		Logger: log.With("component", "worker")})
 	s.prober = health.NewProber(health.Config{

@@ -27,7 +27,7 @@ func (s *Store) PutProduct(ctx context.Context, p shop.Product) error {
 	if _, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) {
 		return s.catalog.Put(ctx, p.ID, b)
 	}); err != nil {
-		return shop.Unavailable("the catalog store did not accept the write", fmt.Errorf("put product %s: %w", p.ID, err))
+		return refused("the catalog store did not accept the write", fmt.Errorf("put product %s: %w", p.ID, err))
 	}
 	return nil
 }
@@ -137,7 +137,7 @@ func (s *Store) submit(ctx context.Context, subject, id string, v any) error {
 		return s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
 	})
 	if err != nil {
-		return shop.Unavailable("the write could not be queued; retry later", fmt.Errorf("submit %s: %w", subject, err))
+		return refused("the write could not be queued; retry later", fmt.Errorf("submit %s: %w", subject, err))
 	}
 	return nil
 }

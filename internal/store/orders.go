@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -124,7 +125,7 @@ func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key str
 		if err == nil {
 			return v, nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if time.Now().After(deadline) || ctx.Err() != nil || full(err) || tooLarge(err) {
 			return v, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
 		}
 		if !isExists(err) {
@@ -152,7 +153,7 @@ func (s *Store) SetStock(ctx context.Context, sku string, available int) error {
 		return nil
 	})
 	if err != nil {
-		return shop.Unavailable("the inventory store did not accept the write", fmt.Errorf("set stock %s: %w", sku, err))
+		return refused("the inventory store did not accept the write", fmt.Errorf("set stock %s: %w", sku, err))
 	}
 	return nil
 }
@@ -263,7 +264,7 @@ func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) 
 			return rec, true, nil
 		}
 		if !isExists(err) {
-			return rec, false, shop.Unavailable("the order could not be recorded; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
+			return rec, false, refused("the order could not be recorded; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
 		}
 		// The record exists; reading it may meet the leader election that
 		// made the create fail over, so it retries within the write budget.
@@ -308,7 +309,7 @@ func orderKey(userKey, id string) string { return userKey + "." + id }
 func (s *Store) CreateOrder(ctx context.Context, o shop.Order) error {
 	err := s.create(ctx, s.orders, orderKey(shop.UserKey(o.User), o.ID), o)
 	if err != nil {
-		return shop.Unavailable("the order could not be recorded; retry with the same Idempotency-Key", err)
+		return refused("the order could not be recorded; retry with the same Idempotency-Key", err)
 	}
 	return nil
 }
@@ -322,7 +323,7 @@ func (s *Store) SubmitOrder(ctx context.Context, o shop.Order) error {
 		return s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(o.ID))
 	})
 	if err != nil {
-		return shop.Unavailable("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("submit order %s: %w", o.ID, err))
+		return refused("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("submit order %s: %w", o.ID, err))
 	}
 	return nil
 }
@@ -356,30 +357,68 @@ func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 	return shop.Order{}, shop.NotFound("order", id)
 }
 
-// Orders lists a user's orders, newest first.
-func (s *Store) Orders(ctx context.Context, userKey string) ([]shop.Order, error) {
+// Orders lists one page of a user's orders, newest first: the orders
+// whose ids sort below after (from the newest when after is empty), at most
+// limit of them (below 1: shop.DefaultPageLimit). next is the after of the
+// following page, empty on the last one. Only the user's keys are listed
+// in full; only the page's orders are read, a few at a time. An order
+// deleted between the listing and the read is left out of its page.
+func (s *Store) Orders(ctx context.Context, userKey, after string, limit int) (orders []shop.Order, next string, err error) {
+	if limit < 1 {
+		limit = shop.DefaultPageLimit
+	}
 	keys, err := s.listKeys(ctx, s.orders, userKey+".*")
 	if err != nil {
-		return nil, shop.Unavailable("orders cannot be read right now", fmt.Errorf("list orders: %w", err))
+		return nil, "", shop.Unavailable("orders cannot be read right now", fmt.Errorf("list orders: %w", err))
 	}
-	var out []shop.Order
+	ids := make([]string, 0, len(keys))
 	for _, k := range keys {
-		data, _, err := s.readLeader(ctx, BucketOrders, k)
-		if errors.Is(err, errNotFound) {
-			continue // deleted between list and read
+		if _, id, ok := strings.Cut(k, "."); ok && (after == "" || id < after) {
+			ids = append(ids, id)
 		}
-		if err != nil {
-			return nil, shop.Unavailable("orders cannot be read right now", fmt.Errorf("list orders: %w", err))
-		}
-		var o shop.Order
-		if err := json.Unmarshal(data, &o); err != nil {
-			return nil, fmt.Errorf("list orders: order %s: %w", k, err)
-		}
-		out = append(out, o)
 	}
 	// ids are time-ordered: newest first is descending id order.
-	slices.SortFunc(out, func(a, b shop.Order) int { return strings.Compare(b.ID, a.ID) })
-	return out, nil
+	slices.SortFunc(ids, func(a, b string) int { return strings.Compare(b, a) })
+	if len(ids) > limit {
+		ids, next = ids[:limit], ids[limit-1]
+	}
+	page := make([]shop.Order, len(ids))
+	found := make([]bool, len(ids))
+	errs := make([]error, len(ids))
+	var (
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, 8)
+	)
+	for i, id := range ids {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			data, _, err := s.readLeader(ctx, BucketOrders, orderKey(userKey, id))
+			switch {
+			case errors.Is(err, errNotFound): // deleted between list and read
+			case err != nil:
+				errs[i] = shop.Unavailable("orders cannot be read right now", fmt.Errorf("list orders: order %s: %w", id, err))
+			default:
+				if err := json.Unmarshal(data, &page[i]); err != nil {
+					errs[i] = fmt.Errorf("list orders: order %s: %w", id, err)
+				}
+				found[i] = true
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, "", err
+		}
+	}
+	orders = make([]shop.Order, 0, len(ids))
+	for i := range page {
+		if found[i] {
+			orders = append(orders, page[i])
+		}
+	}
+	return orders, next, nil
 }
 
 // SetOrderStatus moves an order to status (with reason), unless it is
@@ -422,7 +461,7 @@ func (s *Store) Cart(ctx context.Context, userKey string) (shop.Cart, uint64, er
 func (s *Store) UpdateCart(ctx context.Context, userKey string, change func(*shop.Cart) error) (shop.Cart, error) {
 	c, err := update(ctx, s, s.carts, userKey, func(c *shop.Cart, _ bool) error { return change(c) })
 	if err != nil && shop.KindOf(err) == shop.KindInternal {
-		return c, shop.Unavailable("the cart could not be saved", err)
+		return c, refused("the cart could not be saved", err)
 	}
 	return c, err
 }
@@ -434,7 +473,7 @@ func (s *Store) DeleteCart(ctx context.Context, userKey string, rev uint64) erro
 		opts = append(opts, jetstream.LastRevision(rev))
 	}
 	if err := s.carts.Delete(ctx, userKey, opts...); err != nil && !isExists(err) {
-		return shop.Unavailable("the cart could not be emptied", fmt.Errorf("delete cart: %w", err))
+		return refused("the cart could not be emptied", fmt.Errorf("delete cart: %w", err))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go"
@@ -85,12 +86,48 @@ type Store struct {
 	reg       jetstream.KeyValue
 }
 
-// Open connects to the assets, creating or updating them when needed. It
-// retries until ctx is done, because a new cluster refuses replicated assets
-// until every peer has joined.
+// Open connects to the assets. It looks each one up and creates only the
+// missing ones, with their declared configuration (Assets): an asset that
+// exists keeps the configuration it has, because concurrent re-declarations
+// of one asset from several stamps can go unanswered by the meta leader.
+// Provision brings existing assets to their declared configuration. Open
+// retries until ctx is done, because a new cluster refuses replicated
+// assets until every peer has joined.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg, js, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Store{nc: cfg.Conn, js: js, log: cfg.Logger, cfg: cfg}
+	if err := s.untilDone(ctx, s.ensureAssets); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return s, nil
+}
+
+// Provision creates every asset that is missing and updates every one
+// that exists to its declared configuration (Assets): limits, TTLs, value
+// sizes, discard policy, the work queues' consumers, and cfg.Replicas
+// replicas. It is meant for an
+// administrator's connection, once per deployment or release, before stamps
+// start; stamps only Open. It keeps what the assets hold: with discard new,
+// a limit below what an asset already holds refuses new writes to it, it
+// never drops stored data. It retries until ctx is done, like Open.
+func Provision(ctx context.Context, cfg Config) error {
+	cfg, js, err := cfg.withDefaults()
+	if err != nil {
+		return fmt.Errorf("provision store: %w", err)
+	}
+	s := &Store{nc: cfg.Conn, js: js, log: cfg.Logger, cfg: cfg}
+	if err := s.untilDone(ctx, s.provisionAssets); err != nil {
+		return fmt.Errorf("provision store: %w", err)
+	}
+	return nil
+}
+
+func (cfg Config) withDefaults() (Config, jetstream.JetStream, error) {
 	if cfg.Conn == nil {
-		return nil, errors.New("open store: a NATS connection is required")
+		return cfg, nil, errors.New("a NATS connection is required")
 	}
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 3
@@ -105,153 +142,266 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.OpTimeout = 2 * time.Second
 	}
 	js, err := jetstream.New(cfg.Conn)
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	s := &Store{nc: cfg.Conn, js: js, log: cfg.Logger, cfg: cfg}
+	return cfg, js, err
+}
+
+// untilDone runs step until it succeeds or ctx is done, backing off from
+// 100 ms to 2 s between attempts.
+func (s *Store) untilDone(ctx context.Context, step func(context.Context) error) error {
 	delay := 100 * time.Millisecond
 	for {
-		err := s.ensureAssets(ctx)
+		err := step(ctx)
 		if err == nil {
-			return s, nil
+			return nil
 		}
 		s.log.Info("store assets not ready; retrying", "error", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("open store: %w (last error: %w)", ctx.Err(), err)
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 2*time.Second)
 	}
 }
 
+// AssetKind tells a key-value bucket from a work-queue stream.
+type AssetKind string
+
+const (
+	AssetBucket AssetKind = "kv"         // a key-value bucket
+	AssetQueue  AssetKind = "work-queue" // a work-queue stream and the durable consumer every stamp shares
+)
+
+// Sizes, for the limits below.
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+// Asset declares one replicated asset: what it holds and the limits that
+// keep a flood of writes from filling a store server's disk. Every server
+// with a replica holds up to MaxBytes of it. Every asset discards new
+// writes when full: the write is refused and what is stored stays, so an
+// acknowledged write is never pushed out.
+type Asset struct {
+	Name        string
+	Kind        AssetKind
+	Description string
+	// TTL is how long a bucket's key lives after its last write; zero:
+	// for ever. Buckets only.
+	TTL time.Duration
+	// History is how many revisions of a key a bucket keeps. Buckets only.
+	History uint8
+	// MaxBytes bounds what the asset holds on each server.
+	MaxBytes int64
+	// MaxAge is how long a queue keeps a message that no processor has
+	// finished; zero: for ever. Queues only.
+	MaxAge time.Duration
+	// MaxValueSize bounds one value of a bucket, or one message of a queue
+	// with its headers.
+	MaxValueSize int32
+	// Discard is what a full asset does with a write: always DiscardNew.
+	Discard jetstream.DiscardPolicy
+	// Subjects a queue takes, its duplicate window (a message id seen in
+	// it is stored once), and the consumer every stamp's processors share.
+	Subjects   []string
+	Duplicates time.Duration
+	queue      workQueue
+	// markerTTL keeps a delete marker when a key expires, so watchers
+	// learn of it (the registry).
+	markerTTL time.Duration
+}
+
+// assets is the one declaration of every replicated asset. docs/operations.md
+// ("Store limits") explains each size; TestDocsListTheDeclaredLimits keeps
+// the two in agreement.
+var assets = []Asset{
+	{Name: BucketCatalog, Kind: AssetBucket, Description: "the product catalog, by product id",
+		History: 1, MaxBytes: 64 * mib, MaxValueSize: 64 * kib, Discard: jetstream.DiscardNew},
+	{Name: BucketComments, Kind: AssetBucket, Description: "processed comments, by product and comment id",
+		History: 1, MaxBytes: 2 * gib, MaxValueSize: 32 * kib, Discard: jetstream.DiscardNew},
+	{Name: BucketRatings, Kind: AssetBucket, Description: "processed ratings, by product and rating id",
+		History: 1, MaxBytes: 512 * mib, MaxValueSize: 4 * kib, Discard: jetstream.DiscardNew},
+	{Name: BucketMeta, Kind: AssetBucket, Description: "markers of one-time work, such as seeding",
+		History: 1, MaxBytes: 1 * mib, MaxValueSize: 1 * kib, Discard: jetstream.DiscardNew},
+	{Name: BucketHealth, Kind: AssetBucket, Description: "probe writes and canary receipts, by region",
+		TTL: time.Minute, History: 1, MaxBytes: 16 * mib, MaxValueSize: 1 * kib, Discard: jetstream.DiscardNew},
+	{Name: BucketInventory, Kind: AssetBucket, Description: "stock and the holds of orders in flight, by SKU",
+		History: 1, MaxBytes: 256 * mib, MaxValueSize: 512 * kib, Discard: jetstream.DiscardNew},
+	{Name: BucketOrders, Kind: AssetBucket, Description: "order records, by user key and order id",
+		History: 1, MaxBytes: 2 * gib, MaxValueSize: 16 * kib, Discard: jetstream.DiscardNew},
+	{Name: BucketIdempotency, Kind: AssetBucket, Description: "what each user's Idempotency-Key made",
+		TTL: shop.IdempotencyTTL, History: 1, MaxBytes: 1 * gib, MaxValueSize: 1 * kib, Discard: jetstream.DiscardNew},
+	{Name: BucketCarts, Kind: AssetBucket, Description: "carts, by user key",
+		TTL: shop.CartTTL, History: 1, MaxBytes: 512 * mib, MaxValueSize: 16 * kib, Discard: jetstream.DiscardNew},
+	{Name: BucketRegistry, Kind: AssetBucket, Description: "running stamp instances, kept alive by heartbeats",
+		TTL: RegistryTTL, History: 1, MaxBytes: 16 * mib, MaxValueSize: 4 * kib, Discard: jetstream.DiscardNew,
+		markerTTL: time.Minute},
+	{Name: StreamOrders, Kind: AssetQueue, Description: "orders waiting for the order processor",
+		MaxBytes: 1 * gib, MaxAge: 7 * 24 * time.Hour, MaxValueSize: 64 * kib, Discard: jetstream.DiscardNew,
+		Subjects: []string{"orders.>"}, Duplicates: 10 * time.Minute, queue: orderQueue},
+	{Name: StreamWrites, Kind: AssetQueue, Description: "async writes waiting for the background processor",
+		MaxBytes: 1 * gib, MaxAge: 7 * 24 * time.Hour, MaxValueSize: 64 * kib, Discard: jetstream.DiscardNew,
+		Subjects: []string{"writes.>"}, Duplicates: 10 * time.Minute, queue: writeQueue},
+}
+
+// Assets returns the declaration of every replicated asset, in the order
+// Open and Provision handle them.
+func Assets() []Asset {
+	out := slices.Clone(assets)
+	for i := range out {
+		out[i].Subjects = slices.Clone(out[i].Subjects)
+		out[i].queue.subjects = slices.Clone(out[i].queue.subjects)
+	}
+	return out
+}
+
+func (a Asset) bucketConfig(replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         a.Name,
+		Description:    a.Description,
+		History:        a.History,
+		TTL:            a.TTL,
+		MaxBytes:       a.MaxBytes,
+		MaxValueSize:   a.MaxValueSize,
+		LimitMarkerTTL: a.markerTTL,
+		Storage:        jetstream.FileStorage,
+		Replicas:       replicas,
+	}
+}
+
+func (a Asset) streamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        a.Name,
+		Description: a.Description,
+		Subjects:    a.Subjects,
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		MaxBytes:    a.MaxBytes,
+		MaxAge:      a.MaxAge,
+		MaxMsgSize:  a.MaxValueSize,
+		Discard:     a.Discard,
+		Duplicates:  a.Duplicates,
+	}
+}
+
+func (a Asset) consumerConfig(replicas int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        a.queue.consumer,
+		Description:    a.queue.description,
+		FilterSubjects: a.queue.subjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        ackWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  10_000,
+		Replicas:       replicas,
+	}
+}
+
+// handles are the Store's fields that hold each asset.
+func (s *Store) handles() (map[string]*jetstream.KeyValue, map[string]*jetstream.Stream) {
+	return map[string]*jetstream.KeyValue{
+			BucketCatalog: &s.catalog, BucketComments: &s.comment, BucketRatings: &s.rating,
+			BucketMeta: &s.meta, BucketHealth: &s.health, BucketInventory: &s.inventory,
+			BucketOrders: &s.orders, BucketIdempotency: &s.idem, BucketCarts: &s.carts,
+			BucketRegistry: &s.reg,
+		}, map[string]*jetstream.Stream{
+			StreamOrders: &s.orderQ, StreamWrites: &s.writes,
+		}
+}
+
+// ensureAssets looks every asset up and creates the missing ones.
 func (s *Store) ensureAssets(ctx context.Context) error {
+	return s.eachAsset(ctx, false)
+}
+
+// provisionAssets creates or updates every asset.
+func (s *Store) provisionAssets(ctx context.Context) error {
+	return s.eachAsset(ctx, true)
+}
+
+func (s *Store) eachAsset(ctx context.Context, update bool) error {
 	// A request sent while the cluster elects its meta leader can go
-	// unanswered: keep attempts short and let Open retry.
+	// unanswered: keep attempts short and let the caller retry.
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	// Existing assets are looked up, not re-declared: concurrent creates of
-	// one asset from several stamps can go unanswered by the meta leader.
-	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		b, err := s.js.KeyValue(ctx, name)
+	buckets, streams := s.handles()
+	for _, a := range assets {
+		var err error
+		switch a.Kind {
+		case AssetBucket:
+			h := buckets[a.Name]
+			if h == nil {
+				return fmt.Errorf("bucket %s: no handle for it", a.Name)
+			}
+			*h, err = s.openBucket(ctx, a, update)
+		case AssetQueue:
+			h := streams[a.Name]
+			if h == nil {
+				return fmt.Errorf("stream %s: no handle for it", a.Name)
+			}
+			*h, err = s.openQueue(ctx, a, update)
+		default:
+			err = fmt.Errorf("asset %s: unknown kind %q", a.Name, a.Kind)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openBucket finds a's bucket, or declares it when it is missing or update is
+// set.
+func (s *Store) openBucket(ctx context.Context, a Asset, update bool) (jetstream.KeyValue, error) {
+	if !update {
+		b, err := s.js.KeyValue(ctx, a.Name)
 		if err == nil {
 			return b, nil
 		}
 		if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("bucket %s: %w", name, err)
-		}
-		b, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:   name,
-			History:  1,
-			TTL:      ttl,
-			Storage:  jetstream.FileStorage,
-			Replicas: s.cfg.Replicas,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("bucket %s: %w", name, err)
-		}
-		return b, nil
-	}
-	var err error
-	if s.catalog, err = kv(BucketCatalog, 0); err != nil {
-		return err
-	}
-	if s.comment, err = kv(BucketComments, 0); err != nil {
-		return err
-	}
-	if s.rating, err = kv(BucketRatings, 0); err != nil {
-		return err
-	}
-	if s.meta, err = kv(BucketMeta, 0); err != nil {
-		return err
-	}
-	if s.health, err = kv(BucketHealth, time.Minute); err != nil {
-		return err
-	}
-	if s.inventory, err = kv(BucketInventory, 0); err != nil {
-		return err
-	}
-	if s.orders, err = kv(BucketOrders, 0); err != nil {
-		return err
-	}
-	if s.idem, err = kv(BucketIdempotency, shop.IdempotencyTTL); err != nil {
-		return err
-	}
-	if s.carts, err = kv(BucketCarts, shop.CartTTL); err != nil {
-		return err
-	}
-	if s.reg, err = s.js.KeyValue(ctx, BucketRegistry); err != nil {
-		// Expired heartbeats leave delete markers (LimitMarkerTTL), so
-		// watchers learn that a stamp died without anyone deleting it.
-		s.reg, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:         BucketRegistry,
-			Description:    "running stamp instances, kept alive by heartbeats",
-			History:        1,
-			TTL:            RegistryTTL,
-			LimitMarkerTTL: time.Minute,
-			Storage:        jetstream.FileStorage,
-			Replicas:       s.cfg.Replicas,
-		})
-		if err != nil {
-			return fmt.Errorf("bucket %s: %w", BucketRegistry, err)
+			return nil, fmt.Errorf("bucket %s: %w", a.Name, err)
 		}
 	}
-	if s.orderQ, err = s.queue(ctx, StreamOrders, "orders waiting for the order processor", []string{"orders.>"},
-		orderQueue, "the order processors of every stamp share this consumer"); err != nil {
-		return err
+	b, err := s.js.CreateOrUpdateKeyValue(ctx, a.bucketConfig(s.cfg.Replicas))
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", a.Name, err)
 	}
-	s.writes, err = s.queue(ctx, StreamWrites, "async writes waiting for the background processor", []string{"writes.>"},
-		writeQueue, "the background processors of every stamp share this consumer")
-	return err
+	return b, nil
 }
 
 // workQueue is a durable consumer of a work-queue stream that every
 // stamp's processors share, and the subjects it takes.
 type workQueue struct {
-	consumer string
-	subjects []string
+	consumer    string
+	description string
+	subjects    []string
 }
 
 var (
-	orderQueue = workQueue{ConsumerOrders, []string{subjectOrder}}
-	writeQueue = workQueue{ConsumerWrites, []string{subjectComment + ">", subjectRating + ">"}}
+	orderQueue = workQueue{ConsumerOrders, "the order processors of every stamp share this consumer", []string{subjectOrder}}
+	writeQueue = workQueue{ConsumerWrites, "the background processors of every stamp share this consumer", []string{subjectComment + ">", subjectRating + ">"}}
 )
 
-// queue finds or declares a work-queue stream and the durable consumer
-// that every stamp's processor shares.
-func (s *Store) queue(ctx context.Context, name, desc string, subjects []string, q workQueue, consumerDesc string) (jetstream.Stream, error) {
-	if st, err := s.js.Stream(ctx, name); err == nil {
-		if _, err = st.Consumer(ctx, q.consumer); err == nil {
-			return st, nil
+// openQueue finds a's work-queue stream and the durable consumer that every
+// stamp's processor shares, or declares both when either is missing or
+// update is set.
+func (s *Store) openQueue(ctx context.Context, a Asset, update bool) (jetstream.Stream, error) {
+	if !update {
+		if st, err := s.js.Stream(ctx, a.Name); err == nil {
+			if _, err = st.Consumer(ctx, a.queue.consumer); err == nil {
+				return st, nil
+			}
 		}
 	}
-	st, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        name,
-		Description: desc,
-		Subjects:    subjects,
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    s.cfg.Replicas,
-		MaxBytes:    1 << 30,
-		MaxAge:      7 * 24 * time.Hour,
-		Discard:     jetstream.DiscardNew,
-		Duplicates:  10 * time.Minute,
-	})
+	st, err := s.js.CreateOrUpdateStream(ctx, a.streamConfig(s.cfg.Replicas))
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", name, err)
+		return nil, fmt.Errorf("stream %s: %w", a.Name, err)
 	}
-	_, err = st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:        q.consumer,
-		Description:    consumerDesc,
-		FilterSubjects: q.subjects,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        ackWait,
-		MaxDeliver:     -1,
-		MaxAckPending:  10_000,
-		Replicas:       s.cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", q.consumer, err)
+	if _, err = st.CreateOrUpdateConsumer(ctx, a.consumerConfig(s.cfg.Replicas)); err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", a.queue.consumer, err)
 	}
 	return st, nil
 }
@@ -289,6 +439,8 @@ func permanent(err error) bool {
 		errors.Is(err, jetstream.ErrKeyNotFound),
 		errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 		return true
+	case full(err):
+		return true
 	case errors.As(err, &apiErr):
 		// Limits reached, bad requests: the store said no, it is not
 		// unreachable. Leaderless clusters answer 503/10008-like codes
@@ -296,4 +448,43 @@ func permanent(err error) bool {
 		return apiErr.Code == 400 || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 	}
 	return false
+}
+
+// errCodeStoreFailed is the engine's code for a write it could not store;
+// its description says why (JSStreamStoreFailedF in nats-server).
+const errCodeStoreFailed jetstream.ErrorCode = 10077
+
+// full reports a write refused because its asset is at a declared limit
+// (every asset discards new writes when full). Nothing was stored, and
+// retrying soon cannot help.
+func full(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeStoreFailed {
+		return false
+	}
+	switch apiErr.Description {
+	case "maximum bytes exceeded", "maximum messages exceeded", "maximum messages per subject exceeded":
+		return true
+	}
+	return false
+}
+
+// tooLarge reports a value or message refused for being larger than its
+// asset's MaxValueSize.
+func tooLarge(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
+}
+
+// refused is the error a client sees for a write the store did not take:
+// a full asset or a value over the limit says so; anything else is
+// unavailable with detail. err is kept for the log.
+func refused(detail string, err error) *shop.Error {
+	switch {
+	case full(err):
+		return shop.Unavailable("the store is full: "+detail, err)
+	case tooLarge(err):
+		return &shop.Error{Kind: shop.KindTooLarge, Detail: "the value is larger than the store takes: " + detail, Err: err}
+	}
+	return shop.Unavailable(detail, err)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -246,9 +247,9 @@ func TestReadsWaitForALeaderlessBucket(t *testing.T) {
 	if err := <-back; err != nil {
 		t.Fatalf("restart: %v", err)
 	}
-	list, err := st.Orders(ctx, shop.UserKey("alice"))
-	if err != nil || len(list) != 1 || list[0].ID != o.ID {
-		t.Fatalf("orders = %+v, %v", list, err)
+	list, next, err := st.Orders(ctx, shop.UserKey("alice"), "", 10)
+	if err != nil || len(list) != 1 || list[0].ID != o.ID || next != "" {
+		t.Fatalf("orders = %+v (next %q), %v", list, next, err)
 	}
 	again, seen, err := st.Recall(ctx, "key-1")
 	if err != nil || !seen || again != rec {
@@ -314,5 +315,72 @@ func TestQueueAgeIsTheOldestUnfinishedMessageOfTheQueue(t *testing.T) {
 	}
 	if _, _, err := st.QueueAge(ctx, "CATALOG"); err == nil {
 		t.Fatal("the age of a stream that is not a work queue: no error")
+	}
+}
+
+func TestOrdersPagesNewestFirstReadingOnlyThePage(t *testing.T) {
+	c := storetest.NewCluster(t, "a")
+	st, nc := c.MustOpen(t, 0)
+	ctx := t.Context()
+	alice := shop.UserKey("alice")
+	start := time.Now()
+	var ids []string // newest first
+	for i := range 25 {
+		o := shop.Order{ID: shop.NewID(start.Add(time.Duration(i) * time.Second)), User: "alice", Status: shop.OrderAccepted,
+			Lines: []shop.Line{{SKU: "shoe-42", Quantity: 1}}, CreatedAt: start}
+		if err := st.CreateOrder(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		ids = append([]string{o.ID}, ids...)
+	}
+	// Someone else's orders are not alice's.
+	if err := st.CreateOrder(ctx, shop.Order{ID: shop.NewID(start.Add(time.Hour)), User: "bob", Status: shop.OrderAccepted}); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages == 3 {
+			t.Fatalf("more than 3 pages of 10 for 25 orders; so far %v", got)
+		}
+		page, next, err := st.Orders(ctx, alice, after, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range page {
+			got = append(got, o.ID)
+		}
+		if next == "" {
+			if len(page) != 5 {
+				t.Fatalf("last page holds %d orders, want 5", len(page))
+			}
+			break
+		}
+		if len(page) != 10 || next != page[len(page)-1].ID {
+			t.Fatalf("page %d holds %d orders, next %q; want 10 and the last one's id", pages, len(page), next)
+		}
+		after = next
+	}
+	if strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Fatalf("pages list\n%v\nwant every order once, newest first:\n%v", got, ids)
+	}
+	// A cursor past the oldest order: an empty last page.
+	if page, next, err := st.Orders(ctx, alice, shop.NewID(start.Add(-time.Hour)), 10); err != nil || len(page) != 0 || next != "" {
+		t.Fatalf("past the end: %d orders, next %q, %v; want none", len(page), next, err)
+	}
+
+	// Only the page's orders are read: the oldest one, damaged, fails only
+	// the page that holds it.
+	js, _ := jetstream.New(nc)
+	kv, _ := js.KeyValue(ctx, store.BucketOrders)
+	if _, err := kv.Put(ctx, alice+"."+ids[len(ids)-1], []byte("not an order")); err != nil {
+		t.Fatal(err)
+	}
+	if page, _, err := st.Orders(ctx, alice, "", 10); err != nil || len(page) != 10 || page[0].ID != ids[0] {
+		t.Fatalf("first page with the oldest order damaged: %d orders, %v", len(page), err)
+	}
+	if _, _, err := st.Orders(ctx, alice, ids[19], 10); err == nil {
+		t.Fatal("the page with the damaged order read without an error")
 	}
 }
