@@ -192,8 +192,10 @@ type Response struct {
 
 // Exchange sends raw to addr on a new TCP connection and reads the final
 // answers (1xx skipped), each whole: at most max of them, until the server
-// closes the connection or sends nothing for idle. It fails only when an
-// answer does not parse; a server that waits for more input is not an
+// closes the connection or sends nothing for idle. With max 0 it closes its
+// side after raw (so a server waiting for the rest of a request gives up at
+// once) and reads every answer until the server closes. It fails only when
+// an answer does not parse; a server that waits for more input is not an
 // error. The requests raw holds (as far as net/http parses them) tell the
 // answers to HEAD from the others.
 func Exchange(addr string, raw []byte, max int, idle time.Duration) ([]Response, error) {
@@ -202,11 +204,15 @@ func Exchange(addr string, raw []byte, max int, idle time.Duration) ([]Response,
 		return nil, err
 	}
 	defer conn.Close()
-	go func() { _, _ = conn.Write(raw) }() // a server refusing early may stop reading
+	go func() { // a server refusing early may stop reading
+		if _, err := conn.Write(raw); err == nil && max == 0 {
+			_ = conn.(*net.TCPConn).CloseWrite()
+		}
+	}()
 	methods := Methods(raw)
 	br := bufio.NewReader(conn)
 	var out []Response
-	for len(out) < max {
+	for max == 0 || len(out) < max {
 		if err := conn.SetReadDeadline(time.Now().Add(idle)); err != nil {
 			return out, err
 		}
