@@ -1,8 +1,8 @@
 package edge
 
 import (
-	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +10,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +33,12 @@ const (
 type StampInfo struct {
 	ID     string
 	Region string
-	URL    string // the stamp's own address, e.g. http://127.0.0.1:35191
+	// URL is the stamp's own address, e.g. http://127.0.0.1:35191 or
+	// https://weu-1.stamps.contoso.example: http or https, a host and an
+	// optional port. The edge speaks the scheme given, never plain http to
+	// an https stamp; a stamp with any other URL is never probed nor routed
+	// to.
+	URL string
 }
 
 // Registry streams the stamps registry: every current stamp, then every
@@ -83,6 +88,14 @@ type Config struct {
 	// stamps refuse API traffic without it. Empty: none is sent (and a
 	// client's is still removed).
 	Credential string
+	// StampTLS verifies stamps announced with an https URL, for probes
+	// and proxied requests alike: its RootCAs holds the CA the operator
+	// gives. Certificates are checked against the host the edge dials (the
+	// Dialer's address: 127.0.0.1 on one machine, the stamp's host on real
+	// networks), unless ServerName says otherwise. nil: the system roots.
+	// An https stamp that fails verification fails its probes and never
+	// enters rotation; there is no fallback to plain http.
+	StampTLS *tls.Config
 	// Telemetry records the edge's traces and metrics and carries the
 	// trace context to the stamps; nil: none.
 	Telemetry *telemetry.Telemetry
@@ -124,6 +137,8 @@ type pop struct {
 
 // stampState is a POP's view of one stamp.
 type stampState struct {
+	url         string // the announced URL the two fields below come from
+	scheme      string // "http" or "https", as announced
 	addr        string // as reached from this POP
 	health      Health
 	rtt         time.Duration // EWMA of probe round trips
@@ -212,11 +227,12 @@ func New(cfg Config) (*Edge, error) {
 		limits: newLimiter(cfg.ClientRate, cfg.ClientBurst),
 		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, pops: map[string]*pop{}, redirects: map[string][]string{}, closed: map[string]*pop{},
 		client: &http.Client{
-			Transport: cfg.Telemetry.Transport(&http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout},
+			Transport: cfg.Telemetry.Transport(&http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout,
+				TLSClientConfig: cfg.StampTLS.Clone(), TLSHandshakeTimeout: 10 * time.Second},
 				"stamp", "global"),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		probes: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}},
+		probes: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.StampTLS.Clone()}},
 	}
 	for _, r := range cfg.POPs {
 		e.pops[r] = &pop{region: r, state: map[string]*stampState{}}
@@ -290,19 +306,19 @@ func (e *Edge) RemovePOP(region string, instead []string, abort bool) error {
 // retryVia is where a retry goes: the stamp chosen with the first attempt,
 // from the same POP, unless that POP closed meanwhile: then the POP that
 // took its clients over picks.
-func (e *Edge) retryVia(r *http.Request, p *pop, retry string, addrs map[string]string) (*pop, string, string) {
+func (e *Edge) retryVia(r *http.Request, p *pop, retry upstream) (*pop, upstream) {
 	e.mu.Lock()
 	_, open := e.pops[p.region]
 	e.mu.Unlock()
 	if open {
-		return p, retry, addrs[retry]
+		return p, retry
 	}
 	np, err := e.popFor(r)
 	if err != nil || np == p {
-		return p, retry, addrs[retry]
+		return p, retry
 	}
-	primary, _, naddrs, _ := np.route()
-	return np, primary, naddrs[primary]
+	primary, _, _ := np.route()
+	return np, primary
 }
 
 // InFlight is how many requests the POP of region is serving now, open or
@@ -426,23 +442,39 @@ func (e *Edge) probeAll(ctx context.Context, p *pop) {
 func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 	p.mu.Lock()
 	st := p.state[s.ID]
+	var scheme, addr string
+	if st != nil && st.url == s.URL {
+		scheme, addr = st.scheme, st.addr
+	}
 	p.mu.Unlock()
-	if st == nil {
-		hostport := strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://")
-		addr, err := e.cfg.Dial(p.region, s.Region, hostport)
+	if addr == "" { // new, or announced at another URL
+		var hostport string
+		var err error
+		scheme, hostport, err = stampAddress(s.URL)
+		if err == nil {
+			addr, err = e.cfg.Dial(p.region, s.Region, hostport)
+		}
 		if err != nil {
-			e.log.Warn("no route from POP to stamp", "pop", p.region, "stamp", s.ID, "error", err)
+			e.log.Warn("no route from POP to stamp", "pop", p.region, "stamp", s.ID, "url", s.URL, "error", err)
+			if st != nil { // never keep routing to its old address
+				p.mu.Lock()
+				delete(p.state, s.ID)
+				p.mu.Unlock()
+			}
 			return
 		}
-		st = &stampState{addr: addr, health: Unknown, weight: 100}
 		p.mu.Lock()
-		p.state[s.ID] = st
+		if st == nil {
+			st = &stampState{health: Unknown, weight: 100}
+			p.state[s.ID] = st
+		}
+		st.url, st.scheme, st.addr = s.URL, scheme, addr
 		p.mu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
 	defer cancel()
 	start := time.Now()
-	h, verdict, answered := e.fetchHealth(ctx, st.addr)
+	h, verdict, answered := e.fetchHealth(ctx, scheme, addr)
 	rtt := time.Since(start)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -468,10 +500,16 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 	}
 }
 
-// fetchHealth reads a stamp's /health/stamp: its verdict, why, and whether
-// the stamp answered at all.
-func (e *Edge) fetchHealth(ctx context.Context, addr string) (Health, string, bool) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/health/stamp", nil)
+// fetchHealth reads a stamp's /health/stamp over scheme (http, or https
+// verified with Config.StampTLS): its verdict, why, and whether the stamp
+// answered at all.
+func (e *Edge) fetchHealth(ctx context.Context, scheme, addr string) (Health, string, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "", nil)
+	if err != nil {
+		return Unhealthy, "probe failed: " + err.Error(), false
+	}
+	req.URL = &url.URL{Scheme: scheme, Host: addr, Path: "/health/stamp"}
+	req.Host = addr
 	resp, err := e.probes.Do(req)
 	if err != nil {
 		return Unhealthy, "probe failed: " + err.Error(), false
@@ -511,19 +549,21 @@ func (p *pop) candidatesLocked() []Candidate {
 	return cands
 }
 
-// route picks the stamp for one request from POP p and the one to retry.
-func (p *pop) route() (primary, retry string, addrs map[string]string, failOpen bool) {
+// route picks the stamp for one request from POP p and the one to retry
+// (an empty id: none).
+func (p *pop) route() (primary, retry upstream, failOpen bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	failOpen = p.dec.FailOpen
-	primary, retry = Pick(p.dec, p.candidatesLocked(), rand.Float64())
-	addrs = map[string]string{}
-	for _, id := range []string{primary, retry} {
-		if st, ok := p.state[id]; ok {
-			addrs[id] = st.addr
-		}
+	pid, rid := Pick(p.dec, p.candidatesLocked(), rand.Float64())
+	return p.upstreamLocked(pid), p.upstreamLocked(rid), p.dec.FailOpen
+}
+
+// upstreamLocked is how p reaches stamp id; p.mu must be held.
+func (p *pop) upstreamLocked(id string) upstream {
+	if st, ok := p.state[id]; ok {
+		return upstream{id: id, scheme: st.scheme, addr: st.addr}
 	}
-	return primary, retry, addrs, failOpen
+	return upstream{id: id}
 }
 
 // report records the outcome of real traffic to a stamp: consecutive
@@ -571,19 +611,20 @@ func (e *Edge) popFor(r *http.Request) (*pop, error) {
 	return nil, shop.Invalid(HeaderClientRegion, "no point of presence in region %q", region)
 }
 
-// Handler serves API traffic: each request through its client's POP to
-// the chosen stamp, retried once elsewhere when it is idempotent.
+// Handler serves the public API: each request through its client's POP to
+// the chosen stamp, retried once elsewhere when it is idempotent. What it
+// refuses without reaching a stamp is listed in the package documentation.
 func (e *Edge) Handler() http.Handler {
 	traced := e.cfg.Telemetry.Middleware("edge", "global", httpapi.Flow)(httpapi.Handle(e.log, e.serve))
 	return httpapi.Chain(traced, httpapi.RequestIDs, httpapi.Recover(e.log))
 }
 
-// hopHeaders are connection-level headers a proxy must not forward.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
 func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 	if !e.limits.allow(clientKey(r)) {
 		return shop.Errorf(shop.KindTooMany, "", "too many requests from this client; retry in a second")
+	}
+	if err := publicTarget(r); err != nil {
+		return err
 	}
 	p, err := e.popFor(r)
 	if err != nil {
@@ -597,45 +638,41 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	primary, retry, addrs, failOpen := p.route()
+	primary, retry, failOpen := p.route()
 	if failOpen {
 		// Nothing is healthy: serve from the least-bad stamp rather than
 		// fail every request, and say so.
 		w.Header().Set(HeaderFailOpen, "true")
 	}
-	if primary == "" {
+	if primary.id == "" {
 		return shop.Unavailable("no stamp can serve this request right now", errors.New("no routable stamp"))
 	}
-	resp, err := e.attempt(r, p, primary, addrs[primary], body)
-	failed := attemptFailed(resp, err)
-	if clientErr := body.clientErr(); clientErr != nil {
-		// The client's body failed, not the stamp: nothing to eject or
-		// retry.
-		if resp != nil {
-			resp.Body.Close()
-		}
-		return httpapi.BodyError(clientErr)
+	resp, err := e.attempt(r, p, primary, body)
+	f := blame(r, resp, err, body)
+	if f == clientFault {
+		closeBody(resp)
+		return clientProblem(err, body)
 	}
-	if r.Context().Err() == nil { // a client that went away says nothing of the stamp
-		e.report(p, primary, failed)
+	if f != clientGone {
+		e.report(p, primary.id, f == stampFault)
 	}
-	if failed && retryable && !e.cfg.NoRetry && retry != "" && r.Context().Err() == nil {
-		if resp != nil {
-			resp.Body.Close()
+	if f == stampFault && retryable && !e.cfg.NoRetry && retry.id != "" {
+		closeBody(resp)
+		rp, up := e.retryVia(r, p, retry)
+		resp, err = e.attempt(r, rp, up, body)
+		switch f = blame(r, resp, err, body); f {
+		case clientFault:
+			closeBody(resp)
+			return clientProblem(err, body)
+		case stampFault, noFault:
+			e.report(rp, up.id, f == stampFault)
 		}
-		rp, id, addr := e.retryVia(r, p, retry, addrs)
-		resp, err = e.attempt(r, rp, id, addr, body)
-		e.report(rp, id, attemptFailed(resp, err))
 	}
 	if err != nil {
 		return shop.Unavailable("the stamp did not answer", err)
 	}
 	defer resp.Body.Close()
-	for k, vs := range resp.Header {
-		if !slices.Contains(hopHeaders, http.CanonicalHeaderKey(k)) {
-			w.Header()[k] = vs
-		}
-	}
+	copyResponseHeaders(w.Header(), resp.Header)
 	w.WriteHeader(resp.StatusCode)
 	if resp.ContentLength >= 0 {
 		_, _ = io.Copy(w, resp.Body)
@@ -656,6 +693,13 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 		if rerr != nil {
 			return nil
 		}
+	}
+}
+
+// closeBody closes resp's body, if there is a response.
+func closeBody(resp *http.Response) {
+	if resp != nil {
+		resp.Body.Close()
 	}
 }
 
@@ -719,21 +763,21 @@ func readPayload(w http.ResponseWriter, r *http.Request, retryable bool) (payloa
 // timeout would turn a failover into seconds of latency.
 var errStampDown = errors.New("the stamp failed its probe while the request was in flight")
 
-// attempt forwards r to stamp id at addr, registered with p so that a failed
-// probe of the stamp aborts it (and an idempotent request is retried).
-func (e *Edge) attempt(r *http.Request, p *pop, id, addr string, body payload) (*http.Response, error) {
+// attempt forwards r to stamp up, registered with p so that a failed probe
+// of the stamp aborts it (and an idempotent request is retried).
+func (e *Edge) attempt(r *http.Request, p *pop, up upstream, body payload) (*http.Response, error) {
 	ctx, abort := context.WithCancelCause(r.Context())
-	key := p.track(id, abort)
-	resp, err := e.forward(r.WithContext(ctx), addr, body)
+	key := p.track(up.id, abort)
+	resp, err := e.forward(r.WithContext(ctx), up, body)
 	if err != nil {
-		p.untrack(id, key)
+		p.untrack(up.id, key)
 		abort(nil)
 		if cause := context.Cause(ctx); errors.Is(cause, errStampDown) {
 			err = fmt.Errorf("%w: %w", cause, err)
 		}
 		return nil, err
 	}
-	resp.Body = onClose{resp.Body, func() { p.untrack(id, key); abort(nil) }}
+	resp.Body = onClose{resp.Body, func() { p.untrack(up.id, key); abort(nil) }}
 	return resp, nil
 }
 
@@ -766,49 +810,16 @@ func (p *pop) abortLocked(id string) {
 	}
 }
 
-// attemptFailed reports an attempt that a retry elsewhere may mend and
-// that counts towards ejecting the stamp: no answer, or 502, 503 or 504.
-func attemptFailed(resp *http.Response, err error) bool {
-	if err != nil {
-		return true
-	}
-	switch resp.StatusCode {
-	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return true
-	}
-	return false
-}
-
-// forward sends one attempt of r to a stamp at addr.
-func (e *Edge) forward(r *http.Request, addr string, body payload) (*http.Response, error) {
-	if addr == "" {
+// forward sends one attempt of r to stamp up (see upstreamRequest).
+func (e *Edge) forward(r *http.Request, up upstream, body payload) (*http.Response, error) {
+	if up.addr == "" {
 		return nil, errors.New("no address")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.Timeout)
-	var rd io.Reader
-	switch {
-	case body.buf != nil:
-		rd = bytes.NewReader(body.buf)
-	case body.stream != nil:
-		rd = body.stream
-	}
-	out, err := http.NewRequestWithContext(ctx, r.Method, "http://"+addr+r.URL.RequestURI(), rd)
+	out, err := e.upstreamRequest(ctx, r, up, body)
 	if err != nil {
 		cancel()
 		return nil, err
-	}
-	if body.stream != nil {
-		out.ContentLength = body.length
-	}
-	for k, vs := range r.Header {
-		if !slices.Contains(hopHeaders, http.CanonicalHeaderKey(k)) {
-			out.Header[k] = vs
-		}
-	}
-	out.Header.Set(httpapi.HeaderRequestID, httpapi.RequestID(r.Context()))
-	out.Header.Del(httpapi.HeaderEdgeCredential)
-	if e.cfg.Credential != "" {
-		out.Header.Set(httpapi.HeaderEdgeCredential, e.cfg.Credential)
 	}
 	resp, err := e.client.Do(out)
 	if err != nil {

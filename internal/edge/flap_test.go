@@ -35,7 +35,7 @@ func startEdge(t *testing.T, net *netsim.Network, probe, timeout time.Duration) 
 
 // runEdge runs an edge with cfg, one POP in westeurope, reaching the given
 // stamps (a fixed registry) across net's links, until the test ends.
-func runEdge(t *testing.T, net *netsim.Network, cfg edge.Config, stamps ...edge.StampInfo) *edge.Edge {
+func runEdge(t testing.TB, net *netsim.Network, cfg edge.Config, stamps ...edge.StampInfo) *edge.Edge {
 	t.Helper()
 	cfg.POPs = []string{"westeurope"}
 	cfg.Dial = net.Route
@@ -62,7 +62,7 @@ func near(e *edge.Edge) (string, int) {
 	return strings.Join(p.Near, ","), p.Changes
 }
 
-func waitNear(t *testing.T, e *edge.Edge, want string, within time.Duration) {
+func waitNear(t testing.TB, e *edge.Edge, want string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
