@@ -72,8 +72,9 @@ func runStoreUsers(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-// runStoreProvision declares (or updates) every replicated asset, so that
-// stamps, whose users may not, find them.
+// runStoreProvision declares every replicated asset, or brings an existing
+// one to its declared configuration (limits included), so that stamps,
+// whose users may not, find them.
 func runStoreProvision(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("store provision", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -102,7 +103,7 @@ func runStoreProvision(ctx context.Context, args []string, stdout, stderr io.Wri
 	defer nc.Close()
 	openCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if _, err := store.Open(openCtx, store.Config{Conn: nc, Replicas: *replicas}); err != nil {
+	if err := store.Provision(openCtx, store.Config{Conn: nc, Replicas: *replicas}); err != nil {
 		return err
 	}
 	line, _ := json.Marshal(map[string]any{"event": "provisioned", "replicas": *replicas})

@@ -118,8 +118,9 @@ func (a *access) scheme() string {
 }
 
 // provision declares every replicated asset as the store's administrator,
-// before any stamp starts: stamps' users may not create or reconfigure
-// assets.
+// before any stamp starts (stamps' users may not create or reconfigure
+// assets), and brings assets of an older data directory to their declared
+// limits.
 func (d *Deployment) provision(ctx context.Context, nodes []*store.Node) error {
 	urls := make([]string, len(nodes))
 	for i, n := range nodes {
@@ -132,10 +133,7 @@ func (d *Deployment) provision(ctx context.Context, nodes []*store.Node) error {
 	defer nc.Close()
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if _, err := store.Open(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Logger: d.log.With("component", "provision")}); err != nil {
-		return fmt.Errorf("provision the store: %w", err)
-	}
-	return nil
+	return store.Provision(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Logger: d.log.With("component", "provision")})
 }
 
 // LogPermissionDenied is the message logged when a store server refuses

@@ -76,6 +76,7 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 			}, nil)
 		},
 		Dial:        cfg.Dial,
+		StampTLS:    cfg.StampTLS,
 		ClientRate:  cfg.ClientRate,
 		ClientBurst: cfg.ClientBurst,
 		Credential:  cfg.Credential,

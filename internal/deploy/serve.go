@@ -38,6 +38,7 @@ func (l *listeners) serve(name, addr string, h http.Handler, tlsCfg *tls.Config)
 		ln = tls.NewListener(ln, tlsCfg)
 	}
 	srv := NewServer(h)
+	srv.ErrorLog = slog.NewLogLogger(l.log.Handler(), slog.LevelDebug) // failed handshakes, bad requests
 	l.servers = append(l.servers, srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -258,3 +258,15 @@ func TestServerConfigListsEveryRoleWithItsPermissions(t *testing.T) {
 		}
 	}
 }
+
+// A store server offers every asset its declared size, whatever the disk's
+// free space when it starts.
+func TestDefaultMaxStoreHoldsEveryAsset(t *testing.T) {
+	var total int64
+	for _, a := range store.Assets() {
+		total += a.MaxBytes
+	}
+	if store.DefaultMaxStore < total {
+		t.Fatalf("DefaultMaxStore %d < the assets' %d bytes", store.DefaultMaxStore, total)
+	}
+}

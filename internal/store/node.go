@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -27,6 +28,12 @@ type NodeConfig struct {
 	ClusterPort int        // zero: a free port; required for a cluster whose links point at it
 	Routes      []*url.URL // routes this node solicits (through the inter-region links)
 	SyncAlways  bool       // fsync every write (the system of record); false only in benchmarks
+	// MaxStore is the file storage the server offers JetStream; zero:
+	// DefaultMaxStore. Every asset reserves its declared MaxBytes up front,
+	// so this must hold them all; set explicitly, the reservation does not
+	// depend on the disk's free space when the server starts (the engine's
+	// default is 75 % of it, which on a small disk refuses the assets).
+	MaxStore int64
 	// Users are the clients the server accepts, each with its role's
 	// permissions (see Role); empty: any client may connect (tests of the
 	// store alone).
@@ -81,6 +88,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		JetStream:           true,
 		StoreDir:            cfg.StoreDir,
 		SyncAlways:          cfg.SyncAlways,
+		JetStreamMaxStore:   cmp.Or(cfg.MaxStore, DefaultMaxStore),
 		Tags:                []string{"region:" + cfg.Region},
 		JetStreamUniqueTag:  "region:",
 		LameDuckDuration:    5 * time.Second,
@@ -182,6 +190,10 @@ func (n *Node) Shutdown(lameDuck bool) {
 	}
 	n.srv.WaitForShutdown()
 }
+
+// DefaultMaxStore is the file storage a store server offers by default:
+// every asset's declared MaxBytes (Assets) with room to spare.
+const DefaultMaxStore = 16 * gib
 
 // RouteURL is the nats-route URL for a host:port address, carrying the
 // routes' credentials when user is not empty.
