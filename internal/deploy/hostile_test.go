@@ -41,7 +41,7 @@ func TestEdgeRefusesHostileRequestsInADeployment(t *testing.T) {
 	})
 	for _, c := range edgetest.Hostile(targets) {
 		t.Run(c.Name, func(t *testing.T) {
-			got, err := edgetest.Exchange(targets.Edge, []byte(c.Raw), len(c.Want), 10*time.Second)
+			got, err := edgetest.Exchange(targets.Edge, d.ClientTLS(), []byte(c.Raw), len(c.Want), 10*time.Second)
 			if err != nil {
 				t.Fatalf("%v (%s)", err, edgetest.Describe(got))
 			}

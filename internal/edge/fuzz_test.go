@@ -28,7 +28,7 @@ func FuzzEdgeRawRequest(f *testing.F) {
 		// As many answers as net/http's parser finds requests; with none,
 		// every answer until the edge closes the connection.
 		max := len(edgetest.Methods(raw))
-		got, err := edgetest.Exchange(rig.front, raw, max, time.Second)
+		got, err := edgetest.Exchange(rig.front, nil, raw, max, time.Second)
 		if err != nil {
 			t.Fatalf("%v (%s)", err, edgetest.Describe(got))
 		}

@@ -152,7 +152,7 @@ func TestEdgeRefusesHostileRequests(t *testing.T) {
 		t.Run(c.Name, func(t *testing.T) {
 			conns, heard, _ := rig.foreign.Heard()
 			before, wrongBefore, _ := rig.stamp.seen()
-			got, err := edgetest.Exchange(rig.front, []byte(c.Raw), len(c.Want), 5*time.Second)
+			got, err := edgetest.Exchange(rig.front, nil, []byte(c.Raw), len(c.Want), 5*time.Second)
 			if err != nil {
 				t.Fatalf("%v (%s)", err, edgetest.Describe(got))
 			}
@@ -205,7 +205,7 @@ func TestStampGetsTheEdgesHeadersWhateverConnectionNames(t *testing.T) {
 				"X-Edge-Credential: forged\r\nX-Request-Id: client-chosen-1\r\n" +
 				"traceparent: " + parent + "\r\ntracestate: vendor=1\r\nbaggage: shopper=42\r\n" +
 				"X-Hop: only-to-the-edge\r\nX-End-To-End: kept\r\n\r\n"
-			got, err := edgetest.Exchange(rig.front, []byte(raw), 1, 5*time.Second)
+			got, err := edgetest.Exchange(rig.front, nil, []byte(raw), 1, 5*time.Second)
 			if err != nil || len(got) != 1 || got[0].Status != http.StatusOK {
 				t.Fatalf("answer %s, %v", edgetest.Describe(got), err)
 			}
@@ -281,7 +281,7 @@ func TestClientFaultsNeverEjectTheStamp(t *testing.T) {
 	invalidChunk := edgetest.Case{Name: "streamed invalid chunk", Want: []edgetest.Answer{{Status: 400, By: edgetest.ByEdge}},
 		Raw: "POST /api/upload HTTP/1.1\r\nHost: " + rig.front + "\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"}
 	for range 5 {
-		got, err := edgetest.Exchange(rig.front, []byte(invalidChunk.Raw), 1, 5*time.Second)
+		got, err := edgetest.Exchange(rig.front, nil, []byte(invalidChunk.Raw), 1, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ package edgetest
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -197,16 +198,31 @@ type Response struct {
 // once) and reads every answer until the server closes. It fails only when
 // an answer does not parse; a server that waits for more input is not an
 // error. The requests raw holds (as far as net/http parses them) tell the
-// answers to HEAD from the others.
-func Exchange(addr string, raw []byte, max int, idle time.Duration) ([]Response, error) {
+// answers to HEAD from the others. With tlsCfg, it speaks TLS to addr.
+func Exchange(addr string, tlsCfg *tls.Config, raw []byte, max int, idle time.Duration) ([]Response, error) {
+	var conn net.Conn
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
+	if tlsCfg != nil { // the same bytes, inside TLS
+		cfg := tlsCfg.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(conn, cfg)
+		_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		_ = tc.SetDeadline(time.Time{})
+		conn = tc
+	}
 	defer conn.Close()
 	go func() { // a server refusing early may stop reading
 		if _, err := conn.Write(raw); err == nil && max == 0 {
-			_ = conn.(*net.TCPConn).CloseWrite()
+			_ = conn.(interface{ CloseWrite() error }).CloseWrite()
 		}
 	}()
 	methods := Methods(raw)
