@@ -46,6 +46,7 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 	var (
 		ops      = fs.String("ops", "http://127.0.0.1:8090", "the deployment's operations address")
 		token    = fs.String("token", "", "admin bearer token; empty: $"+envAdminToken)
+		ca       = fs.String("ca", "", "PEM file of the CA of an https:// operations address (up --tls: <data>/config/tls/ca.pem); empty: the system's roots")
 		duration = fs.Duration("duration", 0, "how long the fault lasts before it heals itself (1s to 1h); required to inject")
 		latency  = fs.Duration("latency", 0, "link-latency: the link's latency (default 200ms)")
 		jitter   = fs.Duration("jitter", 0, "link-latency: random extra latency up to this much (default 0s)")
@@ -73,19 +74,20 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 	if *ops == "" {
 		return errors.New("chaos: -ops is required")
 	}
+	tlsCfg, err := clientTLS("ca", *ca)
+	if err != nil {
+		return err
+	}
 	client := &chaos.Client{
 		BaseURL: *ops,
 		Token:   *token,
 		// A heal may restart a region; the server bounds it at two minutes.
-		HTTP: &http.Client{Timeout: 3 * time.Minute},
+		HTTP: &http.Client{Timeout: 3 * time.Minute, Transport: &http.Transport{TLSClientConfig: tlsCfg}},
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	var (
-		out any
-		err error
-	)
+	var out any
 	switch pos[0] {
 	case "list":
 		if len(pos) != 1 {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +26,12 @@ import (
 // token check, as the operations address of `contoso up` does.
 func chaosAPI(t *testing.T, token string) (*httptest.Server, *chaostest.Target) {
 	t.Helper()
+	return chaosAPIWith(t, token, false)
+}
+
+// chaosAPIWith is chaosAPI, over TLS with withTLS.
+func chaosAPIWith(t *testing.T, token string, withTLS bool) (*httptest.Server, *chaostest.Target) {
+	t.Helper()
 	target := chaostest.NewTarget("westeurope", "eastus", "southeastasia")
 	c, err := chaos.New(chaos.Config{Target: target, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -31,15 +40,47 @@ func chaosAPI(t *testing.T, token string) (*httptest.Server, *chaostest.Target) 
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	mux := http.NewServeMux()
 	c.Routes(mux)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+token {
 			httpapi.WriteError(w, r, nil, shop.Errorf(shop.KindUnauthorized, "", "an admin token is required"))
 			return
 		}
 		mux.ServeHTTP(w, r)
 	}))
+	if withTLS {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	return srv, target
+}
+
+// An operations address over TLS (up --tls) is reached with its CA given
+// by --ca, and refused without it.
+func TestChaosCommandTrustsTheGivenCA(t *testing.T) {
+	srv, _ := chaosAPIWith(t, "admin-token", true)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string {
+		if k == "CONTOSO_ADMIN_TOKEN" {
+			return "admin-token"
+		}
+		return ""
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"chaos", "list", "--ops", srv.URL, "--ca", ca}, env, &out, io.Discard); err != nil {
+		t.Fatalf("chaos list with the CA: %v", err)
+	}
+	if strings.TrimSpace(out.String()) != "[]" {
+		t.Errorf("chaos list printed %q, want no fault", out.String())
+	}
+	if err := run(t.Context(), []string{"chaos", "list", "--ops", srv.URL}, env, io.Discard, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "certificate") {
+		t.Errorf("chaos list without the CA: %v, want a certificate error", err)
+	}
 }
 
 func TestChaosCommand(t *testing.T) {

@@ -50,9 +50,14 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	tlsCfg, err := deploymentTLS(*data)
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
 	ttl := *ramp + *hold + *spike + *settle + time.Hour
 	cfg := loadtest.Config{
 		Edge:          *edge,
+		TLS:           tlsCfg,
 		Regions:       splitList(*regions),
 		Rate:          *rate,
 		Ramp:          *ramp,

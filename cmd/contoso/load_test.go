@@ -18,10 +18,11 @@ import (
 func noEnv(string) string { return "" }
 
 // TestLoad runs `contoso load` against a real deployment, with tokens from
-// the deployment's data directory, and reads the report it wrote.
+// the deployment's data directory, and reads the report it wrote. The
+// deployment runs with TLS, so the load also trusts the CA it finds there.
 func TestLoad(t *testing.T) {
 	data := t.TempDir()
-	d := deploytest.MustStart(t, deploytest.Options{DataDir: data, EdgeRate: 1e6, EdgeBurst: 1e6}, "westeurope", "northeurope", "eastus")
+	d := deploytest.MustStart(t, deploytest.Options{DataDir: data, EdgeRate: 1e6, EdgeBurst: 1e6, TLS: true}, "westeurope", "northeurope", "eastus")
 	out := filepath.Join(t.TempDir(), "report")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

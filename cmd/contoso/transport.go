@@ -5,6 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/contoso/shoes/internal/keyfile"
@@ -70,6 +73,17 @@ func (f *tlsFlags) config() (*tls.Config, error) {
 		return nil, err
 	}
 	return pki.ServerConfig(cert), nil
+}
+
+// deploymentTLS trusts the CA of the deployment whose data directory is
+// dir, when it runs with TLS (up --tls keeps its CA certificate in
+// <dir>/config/tls/ca.pem); nil when there is none (the system's roots).
+func deploymentTLS(dir string) (*tls.Config, error) {
+	path := filepath.Join(dir, "config", "tls", pki.CertFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return clientTLS("data", path)
 }
 
 // clientTLS trusts the CA in the PEM file at path; nil for an empty path

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
@@ -60,7 +62,10 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	var issuer *auth.Issuer
+	var (
+		issuer *auth.Issuer
+		tlsCfg *tls.Config // trusts a deployment's CA (up --tls)
+	)
 	if *edge == "" {
 		dir, err := os.MkdirTemp("", "contoso-verify-")
 		if err != nil {
@@ -82,16 +87,20 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintf(stderr, "verify: started a deployment: edge %s, ops %s\n", *edge, *ops)
 	} else if issuer, err = deploymentIssuer("verify", *data); err != nil {
 		return err
+	} else if tlsCfg, err = deploymentTLS(*data); err != nil {
+		return fmt.Errorf("verify: %w", err)
 	}
 	admin, err := issuer.Mint("verify", true, 2*time.Hour, time.Now())
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
+	opsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}
 	cfg := verify.Config{
-		Ops: *ops, AdminToken: admin, Log: stderr,
-		Chaos: verify.ChaosInjector{Client: &chaos.Client{BaseURL: *ops, Token: admin}},
+		Ops: *ops, AdminToken: admin, Log: stderr, HTTP: opsClient,
+		Chaos: verify.ChaosInjector{Client: &chaos.Client{BaseURL: *ops, Token: admin, HTTP: opsClient}},
 		Load: verify.LoadWith(loadtest.Config{
 			Edge: *edge,
+			TLS:  tlsCfg,
 			Tokens: func(sub string, isAdmin bool) (string, error) {
 				return issuer.Mint(sub, isAdmin, 2*time.Hour, time.Now())
 			},

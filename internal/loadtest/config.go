@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -134,6 +135,9 @@ type Config struct {
 	// Client sends every request; nil: a fresh client. Timeout applies
 	// whatever the client's own timeout.
 	Client *http.Client
+	// TLS verifies an https:// edge when Client is nil (its RootCAs: the
+	// deployment's CA); nil: the system's roots.
+	TLS *tls.Config
 	// Now stamps the report's start and end; nil: time.Now. The schedule
 	// itself always follows the real clock.
 	Now func() time.Time
@@ -220,6 +224,7 @@ func (cfg Config) withDefaults() (Config, error) {
 			Proxy:               http.ProxyFromEnvironment,
 			MaxIdleConnsPerHost: cfg.MaxWorkers,
 			IdleConnTimeout:     90 * time.Second,
+			TLSClientConfig:     cfg.TLS,
 		}}
 	}
 	if cfg.Now == nil {
