@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso/shoes/internal/deploy/deploytest"
@@ -69,13 +68,7 @@ func TestCommentsAndRatingsAreLimitedPerUser(t *testing.T) {
 func TestAFullStoreAnswers503AndKeepsAcceptedOrders(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
 	base := d.Regions()["westeurope"]
-	cu, _ := d.ClientURL("westeurope")
-	nc, err := nats.Connect(cu)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js, _ := jetstream.New(deploytest.StoreConn(t, d, "westeurope"))
 	st, err := js.Stream(t.Context(), "KV_"+store.BucketOrders)
 	if err != nil {
 		t.Fatal(err)
