@@ -25,9 +25,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	fs.SetOutput(stderr)
 	var (
 		logs     logFlags
-		natsConn natsFlags
-		serveTLS tlsFlags
-		stampCA  = fs.String("stamp-ca", "", "PEM file of the CA that signed the stamps' certificates (for https:// stamps); empty: the system's roots")
+		conn     partFlags
 		pops     = fs.String("pops", "", "comma-separated regions with a point of presence; the first serves clients without X-Client-Region; required")
 		listen   = fs.String("listen", "127.0.0.1:8080", "address of the entry point")
 		opsAddr  = fs.String("ops-listen", "127.0.0.1:8090", "address of the operations endpoints (/ops/edge), admin token required")
@@ -38,20 +36,12 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	)
 	logs.register(fs)
 	tokens.register(fs)
-	natsConn.register(fs, "nats://127.0.0.1:4222", "NATS servers in every region")
-	serveTLS.register(fs, "the entry point and the operations address")
+	conn.register(fs, "NATS servers in every region", "the entry point and the operations address",
+		"stamp-ca", "that signed the stamps' certificates (for https:// stamps)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	natsCreds, err := natsConn.credentials()
-	if err != nil {
-		return err
-	}
-	serverTLS, err := serveTLS.config()
-	if err != nil {
-		return err
-	}
-	stampTLS, err := clientTLS("stamp-ca", *stampCA)
+	p, err := conn.resolve("stamp-ca")
 	if err != nil {
 		return err
 	}
@@ -89,7 +79,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	svc, err := deploy.NewEdge(openCtx, deploy.EdgeConfig{
-		NATSURL: natsConn.url, NATS: natsCreds, StampTLS: stampTLS, POPs: regions, Credential: credential,
+		NATSURL: conn.nats.url, NATS: p.store, StampTLS: p.clientTLS, POPs: regions, Credential: credential,
 		ClientRate: *rate, ClientBurst: *burst, Logger: log, Telemetry: tel,
 	})
 	if err != nil {
@@ -116,8 +106,8 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}
 		srv := servers[i]
-		if serverTLS != nil {
-			ln = tls.NewListener(ln, serverTLS)
+		if p.serverTLS != nil {
+			ln = tls.NewListener(ln, p.serverTLS)
 			urls = append(urls, "https://"+ln.Addr().String())
 		} else {
 			urls = append(urls, "http://"+ln.Addr().String())

@@ -39,9 +39,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	var (
 		logs       logFlags
 		region     = fs.String("region", "", "the stamp's region; required")
-		natsConn   natsFlags
-		serveTLS   tlsFlags
-		outboundCA = fs.String("ca", "", "PEM file of a CA to trust for the secret store and the partner (https); empty: the system's roots")
+		conn       partFlags
 		listen     = fs.String("listen", "127.0.0.1:8081", "HTTP listen address")
 		replicas   = fs.Int("replicas", 3, "replicas of every store asset (3 in production, 1 for a single-server development cluster)")
 		seed       = fs.Bool("seed", true, "store the seed catalog if this deployment has never been seeded")
@@ -56,23 +54,14 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	)
 	logs.register(fs)
 	tokens.register(fs)
-	natsConn.register(fs, "nats://127.0.0.1:4222", "the region's NATS servers, nearest first")
-	serveTLS.register(fs, "the stamp")
+	conn.register(fs, "the region's NATS servers, nearest first", "the stamp", "ca", "to trust for the secret store and the partner (https)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *region == "" {
 		return errors.New("-region is required")
 	}
-	natsCreds, err := natsConn.credentials()
-	if err != nil {
-		return err
-	}
-	serverTLS, err := serveTLS.config()
-	if err != nil {
-		return err
-	}
-	outTLS, err := clientTLS("ca", *outboundCA)
+	p, err := conn.resolve("ca")
 	if err != nil {
 		return err
 	}
@@ -94,7 +83,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer stopTelemetry()
 	cfg := deploy.InstanceConfig{
-		Region: *region, NATSURL: natsConn.url, NATS: natsCreds, TLS: serverTLS, ClientTLS: outTLS, Replicas: *replicas, Verifier: vcfg,
+		Region: *region, NATSURL: conn.nats.url, NATS: p.store, TLS: p.serverTLS, ClientTLS: p.clientTLS, Replicas: *replicas, Verifier: vcfg,
 		SecretRefresh: *refresh, PartnerURL: *partnerURL, ProbeInterval: *interval, Seed: *seed, Logger: log,
 		EdgeCredential: getenv(envEdgeCredential), Telemetry: tel,
 	}
@@ -103,7 +92,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	switch {
 	case *secretsURL != "":
-		cfg.Secrets = &secrets.HTTPProvider{BaseURL: *secretsURL, Token: storeToken, Client: &http.Client{Transport: deploy.ServiceTransport(outTLS)}}
+		cfg.Secrets = &secrets.HTTPProvider{BaseURL: *secretsURL, Token: storeToken, Client: &http.Client{Transport: deploy.ServiceTransport(p.clientTLS)}}
 	case *secretsDir != "" || *partnerURL != "":
 		cfg.Secrets = secrets.EnvProvider{Getenv: getenv, Dir: *secretsDir}
 	}
@@ -125,7 +114,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("-listen: %w", err)
 	}
 	scheme := "http://"
-	if serverTLS != nil {
+	if p.serverTLS != nil {
 		scheme = "https://"
 	}
 	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": scheme + ln.Addr().String()})

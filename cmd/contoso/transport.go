@@ -15,6 +15,45 @@ import (
 	"github.com/contoso/shoes/internal/store"
 )
 
+// partFlags are how a long-running part (stamp, edge) meets the others:
+// its store connection, its own certificate, and the CA it trusts for the
+// parts it calls over HTTPS.
+type partFlags struct {
+	nats  natsFlags
+	serve tlsFlags
+	ca    string
+}
+
+// part is what partFlags resolve to.
+type part struct {
+	store     store.Credentials
+	serverTLS *tls.Config // nil: plain HTTP
+	clientTLS *tls.Config // nil: the system's roots
+}
+
+// register adds the flags; caFlag names the CA flag and caUse says what it
+// is trusted for.
+func (f *partFlags) register(fs *flag.FlagSet, natsWho, serveWhat, caFlag, caUse string) {
+	f.nats.register(fs, "nats://127.0.0.1:4222", natsWho)
+	f.serve.register(fs, serveWhat)
+	fs.StringVar(&f.ca, caFlag, "", "PEM file of the CA "+caUse+"; empty: the system's roots")
+}
+
+// resolve reads every file the flags name; caFlag is the CA flag's name,
+// for errors.
+func (f *partFlags) resolve(caFlag string) (part, error) {
+	var p part
+	var err error
+	if p.store, err = f.nats.credentials(); err != nil {
+		return p, err
+	}
+	if p.serverTLS, err = f.serve.config(); err != nil {
+		return p, err
+	}
+	p.clientTLS, err = clientTLS(caFlag, f.ca)
+	return p, err
+}
+
 // natsFlags say where the store servers are and how a command proves who
 // it is to them: its user's nkey seed and the CA of their certificates.
 type natsFlags struct {
