@@ -63,8 +63,11 @@ type Config struct {
 	RatingBurst  int
 	// Release names the release this stamp runs; zero: "dev".
 	Release string
-	// AdvertiseURL is where the edge reaches this instance; zero: the
-	// listener's address.
+	// AdvertiseURL is where the edge reaches this instance, announced in
+	// the stamps registry: scheme://host:port, https exactly when TLS is
+	// set, with a host that is not a wildcard (CheckAdvertiseURL; New
+	// refuses any other). Zero: the listener's own address, which Serve
+	// refuses to announce when it is a wildcard (ErrWildcardListener).
 	AdvertiseURL string
 	// Telemetry records the stamp's traces and metrics; nil: none.
 	Telemetry *telemetry.Telemetry
@@ -101,6 +104,11 @@ var watched = [4]string{store.BucketCatalog, store.BucketComments, store.BucketR
 func New(cfg Config) (*Stamp, error) {
 	if cfg.Region == "" || cfg.Store == nil || cfg.Verifier == nil {
 		return nil, errors.New("new stamp: region, store and verifier are required")
+	}
+	if cfg.AdvertiseURL != "" {
+		if err := CheckAdvertiseURL(cfg.AdvertiseURL, cfg.TLS != nil); err != nil {
+			return nil, fmt.Errorf("new stamp %s: advertise URL: %w", cfg.Region, err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -190,8 +198,15 @@ func (s *Stamp) Ready() error {
 // Serve runs the stamp and serves its HTTP API on ln until ctx is done, then
 // shuts down gracefully: it stops taking requests, finishes in-flight ones,
 // then stops the background processor (finishing in-flight messages) and
-// the watches.
+// the watches. It announces Config.AdvertiseURL in the stamps registry, or
+// ln's address; when that address is a wildcard it refuses to start
+// (ErrWildcardListener): it closes ln and never reaches the store.
 func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
+	url, err := s.advertisedURL(ln.Addr())
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("serve stamp %s: %w", s.cfg.Region, err)
+	}
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -204,13 +219,6 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	bgDone := make(chan struct{})
 	go func() { s.Run(bgCtx); close(bgDone) }()
-	url := s.cfg.AdvertiseURL
-	if url == "" {
-		url = "http://" + ln.Addr().String()
-		if s.cfg.TLS != nil {
-			url = "https://" + ln.Addr().String()
-		}
-	}
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
@@ -221,9 +229,8 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	s.log.Info("stamp serving", "addr", ln.Addr().String())
+	s.log.Info("stamp serving", "addr", ln.Addr().String(), "advertised", url)
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
