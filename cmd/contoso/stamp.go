@@ -18,6 +18,7 @@ import (
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/secrets"
+	"github.com/contoso/shoes/internal/stamp"
 )
 
 // envLKGKey names the environment variable holding the hex AES-256 key of
@@ -41,6 +42,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		region     = fs.String("region", "", "the stamp's region; required")
 		conn       partFlags
 		listen     = fs.String("listen", "127.0.0.1:8081", "HTTP listen address")
+		advertise  = fs.String("advertise", "", "URL the edge reaches this stamp at, announced in the stamps registry: http://host:port, or https://host:port with -tls-cert; empty: the -listen address, which then must not be a wildcard (0.0.0.0, ::)")
 		replicas   = fs.Int("replicas", 3, "replicas of every store asset (3 in production, 1 for a single-server development cluster)")
 		seed       = fs.Bool("seed", true, "store the seed catalog if this deployment has never been seeded")
 		interval   = fs.Duration("probe-interval", time.Second, "health probe interval")
@@ -65,6 +67,9 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	if err := checkAdvertise(*listen, *advertise, p.serverTLS != nil); err != nil {
+		return err
+	}
 	storeToken, err := secretStoreToken(*secretsURL, *tokenFile, getenv(envSecretsToken))
 	if err != nil {
 		return err
@@ -85,7 +90,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	cfg := deploy.InstanceConfig{
 		Region: *region, NATSURL: conn.nats.url, NATS: p.store, TLS: p.serverTLS, ClientTLS: p.clientTLS, Replicas: *replicas, Verifier: vcfg,
 		SecretRefresh: *refresh, PartnerURL: *partnerURL, ProbeInterval: *interval, Seed: *seed, Logger: log,
-		EdgeCredential: getenv(envEdgeCredential), Telemetry: tel,
+		EdgeCredential: getenv(envEdgeCredential), Telemetry: tel, AdvertiseURL: *advertise,
 	}
 	if cfg.EdgeCredential == "" {
 		log.Warn("no edge credential (" + envEdgeCredential + "): the API answers anyone who can reach this stamp")
@@ -117,9 +122,40 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if p.serverTLS != nil {
 		scheme = "https://"
 	}
-	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": scheme + ln.Addr().String()})
+	advertised := *advertise
+	if advertised == "" {
+		advertised = scheme + ln.Addr().String()
+	}
+	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": scheme + ln.Addr().String(), "advertise": advertised})
 	fmt.Fprintf(stdout, "%s\n", line)
 	return in.Serve(ctx, ln)
+}
+
+// checkAdvertise refuses, before the stamp connects to anything, a stamp
+// that would announce an address the edge cannot reach: a malformed or
+// wildcard -advertise URL, one whose scheme does not match whether the
+// stamp serves TLS, or no -advertise at all while -listen is a wildcard.
+// The stamp package applies the same rule when it starts.
+func checkAdvertise(listen, advertise string, tls bool) error {
+	if advertise != "" {
+		if err := stamp.CheckAdvertiseURL(advertise, tls); err != nil {
+			return fmt.Errorf("--advertise: %w", err)
+		}
+		return nil
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("-listen: %w", err)
+	}
+	if stamp.WildcardHost(host) {
+		scheme := "http"
+		if tls {
+			scheme = "https"
+		}
+		return fmt.Errorf("-listen %s is a wildcard address, which an edge on another host would dial as itself: "+
+			"pass --advertise %s://HOST:PORT, the URL the edge reaches this stamp at", listen, scheme)
+	}
+	return nil
 }
 
 // maxTokenFileBytes bounds -secrets-token-file.

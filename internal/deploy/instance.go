@@ -53,6 +53,9 @@ type InstanceConfig struct {
 	// TLS, when set, makes the instance serve HTTPS with it (and advertise
 	// an https:// URL); nil: plain HTTP.
 	TLS *tls.Config
+	// AdvertiseURL is where the edge reaches the instance
+	// (stamp.Config.AdvertiseURL); zero: its listener's address.
+	AdvertiseURL string
 	// ClientTLS is used for the instance's calls to the partner; nil: the
 	// system's roots. (The secret store's client is in Secrets.)
 	ClientTLS *tls.Config
@@ -100,7 +103,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 		return fail(err)
 	}
 	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: log, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential,
-		TLS: cfg.TLS, Telemetry: cfg.Telemetry}
+		TLS: cfg.TLS, AdvertiseURL: cfg.AdvertiseURL, Telemetry: cfg.Telemetry}
 	if cfg.Secrets != nil {
 		in.Secrets, err = secrets.NewCache(secrets.CacheConfig{
 			Provider: cfg.Secrets, Names: secretNames, Refresh: cfg.SecretRefresh,
