@@ -96,11 +96,39 @@ type Config struct {
 	// An https stamp that fails verification fails its probes and never
 	// enters rotation; there is no fallback to plain http.
 	StampTLS *tls.Config
+	// RegistryTTL is how long the edge keeps a stamp the registry has
+	// stopped announcing: a stamp not announced (every heartbeat announces
+	// it) within RegistryTTL leaves every POP, as if the registry had said
+	// it left, whether or not the registry's own expiry reached the edge.
+	// It counts on the edge's clock (Now), and only while the edge hears
+	// the registry: while it announces nothing at all, the edge may have
+	// lost its watch, so such quiet beyond registryQuiet counts against
+	// nobody (see expireLocked). Zero: 7 s, the registry's 5 s TTL plus
+	// 2 s. The edge times a stamp from when it hears its heartbeat, never
+	// before the server stored it, so the registry drops the stamp first;
+	// the 2 s (two heartbeat periods) give the registry's delete, which
+	// comes somewhat after its TTL (the server's expiry timer, then the
+	// watch's delivery), time to arrive, so that the edge's own expiry is
+	// only the backstop for a delete it missed, never the usual way out.
+	RegistryTTL time.Duration
+	// Now is the clock of registry expiry; nil: time.Now.
+	Now func() time.Time
 	// Telemetry records the edge's traces and metrics and carries the
 	// trace context to the stamps; nil: none.
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger // nil: discard
 }
+
+// defaultRegistryTTL is Config.RegistryTTL's zero value: the stamps
+// registry's 5 s TTL plus 2 s.
+const defaultRegistryTTL = 7 * time.Second
+
+// registryQuiet is the longest the registry stays quiet while the edge
+// hears it and some stamp lives: a stamp heartbeats every second, each put
+// bounded by 1 s. Quiet beyond it (no announcement of any stamp) is as
+// likely the edge's lost watch as every stamp's death, so it does not
+// count towards any stamp's expiry.
+const registryQuiet = 2 * time.Second
 
 // Edge is the global entry point.
 type Edge struct {
@@ -112,7 +140,9 @@ type Edge struct {
 
 	mu        sync.Mutex // guards the fields below and pops' maps
 	stamps    map[string]StampInfo
-	seen      map[string]time.Time // when the registry last announced each stamp (every heartbeat)
+	seen      map[string]time.Time // when the registry last announced each stamp (every heartbeat), on Config.Now
+	due       map[string]time.Time // when each stamp expires unless announced again: seen+RegistryTTL, pushed back by quiet spells
+	heard     time.Time            // when the registry last announced anything (a stamp or its leaving); zero: never
 	pops      map[string]*pop
 	order     []string            // POP regions in the order they were added; the first serves clients without X-Client-Region
 	redirects map[string][]string // a removed POP's region -> the POPs its clients use instead, nearest first
@@ -223,9 +253,15 @@ func New(cfg Config) (*Edge, error) {
 	if cfg.ClientBurst <= 0 {
 		cfg.ClientBurst = 400
 	}
+	if cfg.RegistryTTL <= 0 {
+		cfg.RegistryTTL = defaultRegistryTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	e := &Edge{
 		limits: newLimiter(cfg.ClientRate, cfg.ClientBurst),
-		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, pops: map[string]*pop{}, redirects: map[string][]string{}, closed: map[string]*pop{},
+		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, due: map[string]time.Time{}, pops: map[string]*pop{}, redirects: map[string][]string{}, closed: map[string]*pop{},
 		client: &http.Client{
 			Transport: cfg.Telemetry.Transport(&http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout,
 				TLSClientConfig: cfg.StampTLS.Clone(), TLSHandshakeTimeout: 10 * time.Second},
@@ -379,27 +415,87 @@ func (e *Edge) popList() []*pop {
 	return out
 }
 
-// apply takes one registry change.
+// apply takes one registry change: a stamp announced (joined, or its
+// heartbeat), or gone (nil).
 func (e *Edge) apply(id string, s *StampInfo) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	now := e.cfg.Now()
+	e.hearLocked(now)
 	if s == nil {
-		delete(e.stamps, id)
-		delete(e.seen, id)
-		for _, p := range e.pops {
-			p.mu.Lock()
-			delete(p.state, id)
-			p.mu.Unlock()
+		if _, ok := e.stamps[id]; ok {
+			e.forgetLocked(id)
+			e.log.Info("stamp left the registry", "id", id)
 		}
-		e.log.Info("stamp left the registry", "id", id)
 		return
 	}
-	e.seen[id] = time.Now()
+	e.seen[id] = now
+	e.due[id] = now.Add(e.cfg.RegistryTTL)
+	e.expireLocked(now)
 	if old, ok := e.stamps[id]; ok && old == *s {
 		return
 	}
 	e.stamps[id] = *s
 	e.log.Info("stamp joined the registry", "id", id, "region", s.Region, "url", s.URL)
+}
+
+// hearLocked records that the registry announced something at now. After
+// a quiet spell longer than registryQuiet, every stamp's expiry moves back
+// by the excess: the edge may not have heard the registry then, so that
+// time counts against nobody. e.mu must be held.
+func (e *Edge) hearLocked(now time.Time) {
+	if !e.heard.IsZero() {
+		if deaf := now.Sub(e.heard) - registryQuiet; deaf > 0 {
+			for id, d := range e.due {
+				e.due[id] = d.Add(deaf)
+			}
+			e.log.Warn("the registry announces again after a quiet spell; the spell does not count towards any stamp's expiry",
+				"quiet", now.Sub(e.heard).Round(time.Millisecond))
+		}
+	}
+	e.heard = now
+}
+
+// expireLocked forgets every stamp the registry has not announced within
+// RegistryTTL of the time the edge heard it: up to now, or, when the
+// registry has been quiet since e.heard, up to registryQuiet after it. A
+// stamp whose expiry the edge missed (its watch was on a server that died
+// and never delivered the registry's delete) so leaves every POP on the
+// edge's own clock, while an edge that hears nothing at all keeps what it
+// knows, routing on its probes alone, rather than drop every stamp at
+// once. e.mu must be held.
+func (e *Edge) expireLocked(now time.Time) {
+	if e.heard.IsZero() {
+		return
+	}
+	at := now
+	if last := e.heard.Add(registryQuiet); at.After(last) {
+		at = last
+	}
+	for id, due := range e.due {
+		if at.After(due) {
+			e.log.Warn("stamp expired: the registry has not announced it within its TTL", "id", id,
+				"lastAnnounced", e.seen[id], "ttl", e.cfg.RegistryTTL)
+			e.forgetLocked(id)
+		}
+	}
+}
+
+// forgetLocked removes stamp id from the edge and from every POP, whose
+// routing decisions are recomputed at once so that no request goes to it
+// any more. e.mu must be held.
+func (e *Edge) forgetLocked(id string) {
+	delete(e.stamps, id)
+	delete(e.seen, id)
+	delete(e.due, id)
+	for _, p := range e.pops {
+		p.mu.Lock()
+		if _, ok := p.state[id]; ok {
+			delete(p.state, id)
+			p.decideLocked(e.cfg.Policy, time.Now())
+		}
+		p.mu.Unlock()
+	}
 }
 
 func (e *Edge) probeLoop(ctx context.Context, p *pop) {
@@ -419,6 +515,7 @@ func (e *Edge) probeLoop(ctx context.Context, p *pop) {
 // decision.
 func (e *Edge) probeAll(ctx context.Context, p *pop) {
 	e.mu.Lock()
+	e.expireLocked(e.cfg.Now())
 	stamps := make([]StampInfo, 0, len(e.stamps))
 	for _, s := range e.stamps {
 		stamps = append(stamps, s)
@@ -429,10 +526,14 @@ func (e *Edge) probeAll(ctx context.Context, p *pop) {
 		wg.Go(func() { e.probe(ctx, p, s) })
 	}
 	wg.Wait()
+	// Only stamps still in the registry now: one that left or expired
+	// while it was probed stays out.
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for id := range p.state {
-		if !slices.ContainsFunc(stamps, func(s StampInfo) bool { return s.ID == id }) {
+		if _, ok := e.stamps[id]; !ok {
 			delete(p.state, id)
 		}
 	}
@@ -463,13 +564,21 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 			}
 			return
 		}
+		e.mu.Lock() // a stamp that left or expired meanwhile gets no state
+		_, known := e.stamps[s.ID]
 		p.mu.Lock()
-		if st == nil {
+		if known && st == nil {
 			st = &stampState{health: Unknown, weight: 100}
 			p.state[s.ID] = st
 		}
-		st.url, st.scheme, st.addr = s.URL, scheme, addr
+		if st != nil {
+			st.url, st.scheme, st.addr = s.URL, scheme, addr
+		}
 		p.mu.Unlock()
+		e.mu.Unlock()
+		if st == nil {
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
 	defer cancel()
@@ -593,6 +702,7 @@ func (e *Edge) report(p *pop, id string, failed bool) {
 func (e *Edge) popFor(r *http.Request) (*pop, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.expireLocked(e.cfg.Now()) // an expired stamp takes no request, even between probes
 	region := r.Header.Get(HeaderClientRegion)
 	if region == "" && len(e.order) > 0 {
 		region = e.order[0]

@@ -38,6 +38,7 @@ type POPStatus struct {
 // Status explains every POP's decisions.
 func (e *Edge) Status() []POPStatus {
 	e.mu.Lock()
+	e.expireLocked(e.cfg.Now())
 	regions := make(map[string]string, len(e.stamps))
 	for id, s := range e.stamps {
 		regions[id] = s.Region
@@ -64,10 +65,12 @@ func (e *Edge) Status() []POPStatus {
 }
 
 // Heartbeats maps every stamp in the registry to its region and to when
-// the registry last announced it (each heartbeat does).
+// the registry last announced it (each heartbeat does), on Config.Now. An
+// expired stamp (Config.RegistryTTL) is not in it.
 func (e *Edge) Heartbeats() map[string]StampSeen {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.expireLocked(e.cfg.Now())
 	out := make(map[string]StampSeen, len(e.stamps))
 	for id, s := range e.stamps {
 		out[id] = StampSeen{Region: s.Region, At: e.seen[id]}
