@@ -94,6 +94,10 @@ func TestAStampAdvertisesOnlyAReachableURL(t *testing.T) {
 
 	for _, addr := range []string{"0.0.0.0:0", "[::]:0"} {
 		ln, err := net.Listen("tcp", addr)
+		if err != nil && addr == "[::]:0" {
+			t.Logf("no IPv6 here: %v", err)
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
