@@ -265,7 +265,7 @@ func TestBrokenStoreWriteFailsWriteCheckOnly(t *testing.T) {
 				return c.Status
 			}
 		}
-		return ""
+		return health.Unknown
 	}
 	// Failing replicated writes are degraded first (a leader election
 	// looks the same for a while), unhealthy once they outlast the grace.

@@ -4,10 +4,9 @@
 // request, and a cached verdict older than three probe intervals is reported
 // unhealthy (stale), never silently healthy.
 //
-// The package also evaluates the deployment's layered health model (model.go,
-// evaluate.go): user flows, components and dependencies declared in YAML,
-// judged from signals every few seconds with hysteresis and roll-ups, so an
-// operator can follow the reasons from the root to the broken dependency.
+// It also defines Status (status.go), the one health vocabulary and order
+// that the prober, the health model (internal/healthmodel), the edge and
+// the operations dashboard share. The package imports nothing of ours.
 package health
 
 import (
@@ -19,34 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 )
-
-// Status is a health verdict.
-type Status string
-
-const (
-	Healthy   Status = "healthy"
-	Degraded  Status = "degraded"
-	Unhealthy Status = "unhealthy"
-)
-
-func (s Status) rank() int {
-	switch s {
-	case Healthy:
-		return 0
-	case Degraded:
-		return 1
-	default:
-		return 2
-	}
-}
-
-// Worse returns the worse of a and b.
-func Worse(a, b Status) Status {
-	if b.rank() > a.rank() {
-		return b
-	}
-	return a
-}
 
 // ErrDegraded marks a check error that degrades rather than fails: wrap it
 // (fmt.Errorf("...: %w", health.ErrDegraded)) to report a slow but working
@@ -61,8 +32,8 @@ type Check struct {
 	// shown to operators either way.
 	Run func(ctx context.Context) (detail string, err error)
 	// Impact caps what this check can do to the stamp's verdict: Unhealthy
-	// (the zero value means Unhealthy) or Degraded for dependencies the
-	// stamp can serve without.
+	// (the zero value, Unknown, means Unhealthy) or Degraded for
+	// dependencies the stamp can serve without.
 	Impact Status
 	// Grace reports a failing check as degraded until it has been failing
 	// for this long: for dependencies whose brief stalls the callers ride
@@ -153,9 +124,9 @@ func (p *Prober) RunOnce(ctx context.Context) {
 	wg.Wait()
 	rep := &Report{Region: p.cfg.Region, CheckedAt: time.Now(), Checks: results, Status: Healthy}
 	for _, r := range results {
-		rep.Status = Worse(rep.Status, capAt(r.Status, r.impact))
+		rep.Status = Worse(rep.Status, r.Status.CappedAt(r.impact))
 		if r.Status != Healthy && rep.Reason == "" {
-			rep.Reason = r.Name + " " + string(r.Status)
+			rep.Reason = r.Name + " " + r.Status.String()
 		}
 	}
 	if prev := p.last.Load(); prev != nil && prev.Status != rep.Status {
@@ -166,7 +137,7 @@ func (p *Prober) RunOnce(ctx context.Context) {
 
 func (p *Prober) run(ctx context.Context, c Check) CheckResult {
 	res := CheckResult{Name: c.Name, impact: c.Impact}
-	if res.impact == "" {
+	if res.impact == Unknown {
 		res.impact = Unhealthy
 	}
 	p.mu.Lock()
@@ -243,13 +214,6 @@ func joinDetail(detail, err string) string {
 		return err
 	}
 	return detail + ": " + err
-}
-
-func capAt(s, impact Status) Status {
-	if s.rank() > impact.rank() {
-		return impact
-	}
-	return s
 }
 
 // SetDrained drains (true) or restores (false) the stamp. A drained stamp

@@ -37,7 +37,7 @@ func (p *Prober) StampHandler() http.Handler {
 		rep := p.Report()
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Health-Status", string(rep.Status))
+		w.Header().Set("X-Health-Status", rep.Status.String())
 		code := http.StatusOK
 		if rep.Status == Unhealthy {
 			code = http.StatusServiceUnavailable
