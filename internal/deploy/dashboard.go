@@ -47,7 +47,7 @@ func (d *Deployment) snapshot(context.Context) (*ops.Snapshot, error) {
 		for _, in := range instances {
 			rep := in.stamp.Prober().Report()
 			st := ops.Stamp{ID: in.stamp.ID(), State: rep.Status, Reason: rep.Reason, URL: in.url}
-			if in.stamp.Prober().Drained() {
+			if rep.Drained {
 				st.State = health.Drained
 			}
 			reg.Stamps = append(reg.Stamps, st)

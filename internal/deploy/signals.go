@@ -115,7 +115,7 @@ func (s *signals) collect() map[signalKey]healthmodel.Reading {
 			if best == nil || rep.CheckedAt.After(best.CheckedAt) {
 				best = &rep
 			}
-			drained = drained && in.stamp.Prober().Drained()
+			drained = drained && rep.Drained
 			if in.partner != nil {
 				breaker = max(breaker, map[string]float64{"closed": 0, "half-open": 1, "open": 2}[in.partner.BreakerState()])
 			}

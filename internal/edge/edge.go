@@ -503,7 +503,9 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 
 // fetchHealth reads a stamp's /health/stamp over scheme (http, or https
 // verified with Config.StampTLS): its verdict, why, and whether the stamp
-// answered at all.
+// answered at all. A report with Drained set is a drained stamp, whatever
+// its reason says; otherwise the answer's status code decides (200 is in
+// rotation, degraded when the report says so).
 func (e *Edge) fetchHealth(ctx context.Context, scheme, addr string) (health.Status, string, bool) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "", nil)
 	if err != nil {
@@ -516,13 +518,10 @@ func (e *Edge) fetchHealth(ctx context.Context, scheme, addr string) (health.Sta
 		return health.Unhealthy, "probe failed: " + err.Error(), false
 	}
 	defer resp.Body.Close()
-	var rep struct {
-		Status health.Status `json:"status"`
-		Reason string        `json:"reason"`
-	}
+	var rep health.Report
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rep)
 	switch {
-	case rep.Reason == "drained":
+	case rep.Drained:
 		return health.Drained, "drained by an operator", true
 	case resp.StatusCode == http.StatusOK && rep.Status == health.Degraded:
 		return health.Degraded, "degraded: " + rep.Reason, true

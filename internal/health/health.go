@@ -54,11 +54,16 @@ type CheckResult struct {
 
 // Report is the stamp's health as /health/stamp answers it.
 type Report struct {
-	Status    Status        `json:"status"`
-	Region    string        `json:"region"`
-	CheckedAt time.Time     `json:"checkedAt"`
-	Reason    string        `json:"reason,omitempty"`
-	Checks    []CheckResult `json:"checks"`
+	Status    Status    `json:"status"`
+	Region    string    `json:"region"`
+	CheckedAt time.Time `json:"checkedAt"`
+	Reason    string    `json:"reason,omitempty"`
+	// Drained is set while an operator has drained the stamp. Status is
+	// then Unhealthy, so /health/stamp answers 503 and whoever reads only
+	// the status takes the stamp out too; the edge reads this field to
+	// tell a drained stamp from a failing one. Reason says so in words.
+	Drained bool          `json:"drained"`
+	Checks  []CheckResult `json:"checks"`
 }
 
 // Config configures a Prober.
@@ -216,9 +221,12 @@ func joinDetail(detail, err string) string {
 	return detail + ": " + err
 }
 
+// drainedReason is a drained report's Reason.
+const drainedReason = "drained by an operator"
+
 // SetDrained drains (true) or restores (false) the stamp. A drained stamp
-// reports unhealthy with reason "drained" from the next Report on, so the
-// edge takes it out of rotation while it keeps serving in-flight work.
+// reports unhealthy with Drained set from the next Report on, so the edge
+// takes it out of rotation while it keeps serving in-flight work.
 func (p *Prober) SetDrained(drained bool) {
 	if p.drained.Swap(drained) != drained {
 		p.log.Info("stamp drain changed", "drained", drained)
@@ -229,22 +237,22 @@ func (p *Prober) SetDrained(drained bool) {
 func (p *Prober) Drained() bool { return p.drained.Load() }
 
 // Report returns the cached report as of now: unhealthy with reason
-// "starting" before the first run, "stale" when the last run is older than
-// three intervals, "drained" when drained.
+// "starting" before the first run, or "stale: ..." when the last run is
+// older than three intervals; when drained, unhealthy with Drained set and
+// reason "drained by an operator", whatever the checks say.
 func (p *Prober) Report() Report {
-	now := time.Now()
-	last := p.last.Load()
-	if last == nil {
-		return Report{Status: Unhealthy, Region: p.cfg.Region, Reason: "starting", Checks: []CheckResult{}}
-	}
-	rep := *last
-	if age := now.Sub(last.CheckedAt); age > 3*p.cfg.Interval {
-		rep.Status = Unhealthy
-		rep.Reason = fmt.Sprintf("stale: last probe run finished %s ago", age.Round(time.Millisecond))
+	var rep Report
+	if last := p.last.Load(); last == nil {
+		rep = Report{Status: Unhealthy, Region: p.cfg.Region, Reason: "starting", Checks: []CheckResult{}}
+	} else {
+		rep = *last
+		if age := time.Since(last.CheckedAt); age > 3*p.cfg.Interval {
+			rep.Status = Unhealthy
+			rep.Reason = fmt.Sprintf("stale: last probe run finished %s ago", age.Round(time.Millisecond))
+		}
 	}
 	if p.drained.Load() {
-		rep.Status = Unhealthy
-		rep.Reason = "drained"
+		rep.Status, rep.Drained, rep.Reason = Unhealthy, true, drainedReason
 	}
 	return rep
 }

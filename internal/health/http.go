@@ -31,7 +31,8 @@ func ReadyHandler(ready func() error) http.Handler {
 }
 
 // StampHandler serves the cached report: 200 for healthy and degraded, 503
-// for unhealthy. HEAD gets the status line only.
+// for unhealthy (a drained stamp's report is unhealthy, with "drained":
+// true). HEAD gets the status line only.
 func (p *Prober) StampHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rep := p.Report()
