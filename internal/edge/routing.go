@@ -198,12 +198,12 @@ func dedupe(cands []Candidate, now time.Time) []Candidate {
 //     FailOpen. The classes, best first, in the order of health.Status:
 //     healthy or degraded but ejected; unknown; unknown and ejected;
 //     unhealthy; unhealthy and ejected; drained; drained and ejected. The
-//     best class present plays the role
-//     of the routable set in rules 2 and 3 (same Sensitivity window and
-//     hysteresis), so Near holds its nearest stamps and Fallback the rest
-//     of that class; the worse classes are in neither. Drained is
-//     therefore chosen only when every stamp is drained: an operator
-//     drained everything, which is not an outage, so the POP still routes.
+//     best class present plays the role of the routable set in rules 2
+//     and 3 (same Sensitivity window and hysteresis), so Near holds its
+//     nearest stamps and Fallback the rest of that class; the worse
+//     classes are in neither. Drained is therefore chosen only when every
+//     stamp is drained: an operator drained everything, which is not an
+//     outage, so the POP still routes.
 //     The reasons of the chosen class start with "fail open: " and name
 //     the class. This mirrors, and improves on, the reference router,
 //     which routes to all origins when all are unhealthy: we route to the

@@ -57,9 +57,10 @@ type Node struct {
 	Kind   string `json:"kind"` // system | flow | group | region | component | dependency
 	Region string `json:"region,omitempty"`
 	// State is healthy, degraded, unhealthy or unknown, after hysteresis.
-	// Unknown is the state of an entity whose worst signal has no reading,
-	// or one older than its max_age (the dead-man's switch); it shows on
-	// that entity and rolls up into parents as degraded.
+	// A signal with no reading, or with one older than its max_age (the
+	// dead-man's switch), is unknown, and an entity is as bad as its worst
+	// signal; unknown shows on that entity and rolls up into parents as
+	// degraded (health.Status.RollUp).
 	State health.Status `json:"state"`
 	Score float64       `json:"score"`
 	// Reason says why the node is in its state. A parent's reason names the
