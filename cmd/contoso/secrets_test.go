@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,5 +170,54 @@ func TestSecretsRefusesToStartWithoutWhatItNeeds(t *testing.T) {
 				t.Errorf("printed %q before refusing", stdout.String())
 			}
 		})
+	}
+}
+
+// Told to stop while in mode hang, the store answers the requests it holds
+// (503) instead of holding its drain to the bound, and returns nil.
+func TestSecretsStopsWhileHanging(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "secrets")
+	values := writePrivate(t, dir, "values.json", `{"partner-api-key":"api-key-1"}`)
+	auth := []string{"Authorization", "Bearer " + testStoreToken}
+	var ready struct{ URL string }
+	stop := startProcess(t, map[string]string{envSecretsToken: testStoreToken}, &ready,
+		"secrets", "--listen", "127.0.0.1:0", "--values", values)
+	if status, body := do(t, nil, http.MethodPut, ready.URL+"/v1/status", `{"mode":"hang"}`, auth...); status != http.StatusOK {
+		t.Fatalf("PUT /v1/status = %d %s", status, body)
+	}
+	// A held request on a connection of its own...
+	held := make(chan int, 1)
+	connected := make(chan struct{})
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, ready.URL+"/v1/secrets/partner-api-key", nil)
+		req.Header.Set(auth[0], auth[1])
+		req = req.WithContext(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+			GotConn: func(httptrace.GotConnInfo) { close(connected) },
+		}))
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			held <- 0
+			return
+		}
+		resp.Body.Close()
+		held <- resp.StatusCode
+	}()
+	<-connected
+	// ...accepted by the server once a later connection is answered: the
+	// listener accepts connections in the order they were made.
+	later := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	if status, _ := do(t, later, http.MethodGet, ready.URL+"/v1/status", "", auth...); status != http.StatusOK {
+		t.Fatalf("GET /v1/status = %d", status)
+	}
+	select {
+	case status := <-held:
+		t.Fatalf("the request was answered (%d) while the store hangs", status)
+	default:
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("secrets returned %v on shutdown, want nil", err)
+	}
+	if status := <-held; status != http.StatusServiceUnavailable {
+		t.Fatalf("the held request got %d, want 503", status)
 	}
 }
