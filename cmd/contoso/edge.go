@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"time"
 
@@ -23,41 +20,69 @@ import (
 func runEdge(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		logs     logFlags
-		conn     partFlags
-		pops     = fs.String("pops", "", "comma-separated regions with a point of presence; the first serves clients without X-Client-Region; required")
-		listen   = fs.String("listen", "127.0.0.1:8080", "address of the entry point")
-		opsAddr  = fs.String("ops-listen", "127.0.0.1:8090", "address of the operations endpoints (/ops/edge), admin token required")
-		opsHosts = fs.String("ops-host", "", "comma-separated names (name or name:port) the operations endpoints also answer to, e.g. their DNS name; their own address and localhost always")
-		rate     = fs.Float64("client-rate", 200, "requests per second each client may send")
-		burst    = fs.Int("client-burst", 400, "burst of each client's rate")
-		tokens   issuerFlags // admin tokens for the operations endpoints
-	)
-	logs.register(fs)
-	tokens.register(fs)
-	conn.register(fs, "NATS servers in every region", "the entry point and the operations address",
-		"stamp-ca", "that signed the stamps' certificates (for https:// stamps)")
+	var f edgeFlags
+	pops := fs.String("pops", "", "comma-separated regions with a point of presence; the first serves clients without X-Client-Region; required")
+	f.register(fs, "the entry point")
 	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	p, err := conn.resolve("stamp-ca")
-	if err != nil {
 		return err
 	}
 	regions := splitList(*pops)
 	if len(regions) == 0 {
 		return errors.New("-pops is required")
 	}
+	return f.run(ctx, edgeRun{service: "contoso-edge", pops: regions, line: map[string]string{"event": "listening"}, urlName: "edge"},
+		getenv, stdout, stderr)
+}
+
+// edgeFlags are the flags of a command that runs points of presence: the
+// edge (several POPs) and the pop (one).
+type edgeFlags struct {
+	logs     logFlags
+	conn     partFlags
+	tokens   issuerFlags // admin tokens for the operations endpoints
+	listen   string
+	opsAddr  string
+	opsHosts string
+	rate     float64
+	burst    int
+}
+
+// register adds the flags; what names the client-facing address.
+func (f *edgeFlags) register(fs *flag.FlagSet, what string) {
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address of "+what)
+	fs.StringVar(&f.opsAddr, "ops-listen", "127.0.0.1:8090", "address of the operations endpoints (/ops/edge, /metrics), admin token required")
+	fs.StringVar(&f.opsHosts, "ops-host", "", "comma-separated names (name or name:port) the operations endpoints also answer to, e.g. their DNS name; their own address and localhost always")
+	fs.Float64Var(&f.rate, "client-rate", 200, "requests per second each client may send")
+	fs.IntVar(&f.burst, "client-burst", 400, "burst of each client's rate")
+	f.logs.register(fs)
+	f.tokens.register(fs)
+	f.conn.register(fs, "NATS servers in every region", what+" and the operations address",
+		"stamp-ca", "that signed the stamps' certificates (for https:// stamps)")
+}
+
+// edgeRun is what differs between the commands that run POPs.
+type edgeRun struct {
+	service string            // its telemetry service name
+	pops    []string          // regions with a POP; the first serves clients without X-Client-Region
+	line    map[string]string // the first fields of its ready line
+	urlName string            // the ready line's key for the client-facing URL
+}
+
+// run serves r.pops, following the stamps registry, until ctx is done.
+func (f *edgeFlags) run(ctx context.Context, r edgeRun, getenv func(string) string, stdout, stderr io.Writer) error {
+	p, err := f.conn.resolve("stamp-ca")
+	if err != nil {
+		return err
+	}
 	credential := getenv(envEdgeCredential)
 	if credential == "" {
 		return fmt.Errorf("%s is required: the credential stamps expect from the edge", envEdgeCredential)
 	}
-	log, err := logs.logger(stderr)
+	log, err := f.logs.logger(stderr)
 	if err != nil {
 		return err
 	}
-	vcfg, err := tokens.config()
+	vcfg, err := f.tokens.config()
 	if err != nil {
 		return err
 	}
@@ -65,22 +90,22 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	tel, log, stopTelemetry, err := startTelemetry("contoso-edge", getenv, log)
+	tel, log, stopTelemetry, err := startTelemetry(r.service, getenv, log)
 	if err != nil {
 		return err
 	}
 	defer stopTelemetry()
 	// Refuses browsers and foreign Host names before the admin check, as
 	// on the operations address of up.
-	guard, err := httpapi.OpsGuard(httpapi.OpsGuardConfig{Hosts: splitList(*opsHosts), Logger: log})
+	guard, err := httpapi.OpsGuard(httpapi.OpsGuardConfig{Hosts: splitList(f.opsHosts), Logger: log})
 	if err != nil {
 		return fmt.Errorf("-ops-host: %w", err)
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	svc, err := deploy.NewEdge(openCtx, deploy.EdgeConfig{
-		NATSURL: conn.nats.url, NATS: p.store, StampTLS: p.clientTLS, POPs: regions, Credential: credential,
-		ClientRate: *rate, ClientBurst: *burst, Logger: log, Telemetry: tel,
+		NATSURL: f.conn.nats.url, NATS: p.store, StampTLS: p.clientTLS, POPs: r.pops, Credential: credential,
+		ClientRate: f.rate, ClientBurst: f.burst, Logger: log, Telemetry: tel,
 	})
 	if err != nil {
 		return err
@@ -94,39 +119,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	ops := http.NewServeMux()
 	ops.Handle("GET /ops/edge", svc.Edge.StatusHandler())
 	ops.Handle("GET /metrics", tel.MetricsHandler())
-	servers := []*http.Server{
-		deploy.NewServer(svc.Edge.Handler()),
-		deploy.NewServer(httpapi.Chain(ops, httpapi.RequestIDs, guard, deploy.AdminOnly(verifier, false, log))),
-	}
-	var urls []string
-	errc := make(chan error, len(servers))
-	for i, addr := range []string{*listen, *opsAddr} {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", addr, err)
-		}
-		srv := servers[i]
-		if p.serverTLS != nil {
-			ln = tls.NewListener(ln, p.serverTLS)
-			urls = append(urls, "https://"+ln.Addr().String())
-		} else {
-			urls = append(urls, "http://"+ln.Addr().String())
-		}
-		go func() { errc <- srv.Serve(ln) }()
-	}
-	line, _ := json.Marshal(map[string]string{"event": "listening", "edge": urls[0], "ops": urls[1]})
-	fmt.Fprintf(stdout, "%s\n", line)
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancelShutdown()
-	for _, srv := range servers {
-		err = errors.Join(err, srv.Shutdown(shutdownCtx))
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
+	return serveEndpoints(ctx, stdout, log, p.serverTLS, r.line,
+		endpoint{name: r.urlName, addr: f.listen, handler: svc.Edge.Handler()},
+		endpoint{name: "ops", addr: f.opsAddr, handler: httpapi.Chain(ops, httpapi.RequestIDs, guard, deploy.AdminOnly(verifier, false, log))})
 }

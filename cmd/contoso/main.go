@@ -1,8 +1,11 @@
 // Command contoso runs the Contoso Shoes store: the whole multi-region
-// system on one machine (up), one region's stamp against an external NATS
-// cluster (stamp), the global entry point alone (edge), development tokens
-// (token), the SLO rules (health), load tests (load), faults (chaos) and
-// experiments with verdicts (verify).
+// system on one machine (up), or each part as its own process for a
+// deployment on many machines — one region's stamp against an external
+// NATS cluster (stamp), the global entry point (edge) or one point of
+// presence (pop), the secret store (secrets), the partner stand-in
+// (partner) — and the tooling: development tokens and their JWKS (token),
+// the SLO rules (health), load tests (load), faults (chaos) and experiments
+// with verdicts (verify).
 package main
 
 import (
@@ -30,16 +33,19 @@ func main() {
 const usage = `usage: contoso <command> [flags]
 
 commands:
-  up      run the whole multi-region system on this machine
-  stamp   run one region's stamp against an external NATS cluster
-  edge    run the global entry point alone, following the stamps registry
-  token   print a development bearer token
-  store   store tooling: 'store users' (nkeys and the servers' authorization), 'store provision' (declare the assets)
-  certs   make a deployment CA and issue a certificate from it
-  health  health tooling: 'health rules' writes the Prometheus SLO and alert rules
-  chaos   inject a fault into a running deployment, list faults, heal one early
-  load    launch-day load test through the edge; writes report.json and report.html
-  verify  run the experiments (load + one fault + expectations) and print the verdicts
+  up        run the whole multi-region system on this machine
+  stamp     run one region's stamp against an external NATS cluster
+  edge      run the global entry point alone, following the stamps registry
+  pop       run one region's point of presence alone, following the stamps registry
+  secrets   run the secret store alone, its values kept in a file
+  partner   run the fulfilment partner's stand-in alone
+  token     print a development bearer token; 'token jwks' prints the issuer's public JWKS
+  store     store tooling: 'store users' (nkeys and the servers' authorization), 'store provision' (declare the assets)
+  certs     make a deployment CA and issue a certificate from it
+  health    health tooling: 'health rules' writes the Prometheus SLO and alert rules
+  chaos     inject a fault into a running deployment, list faults, heal one early
+  load      launch-day load test through the edge; writes report.json and report.html
+  verify    run the experiments (load + one fault + expectations) and print the verdicts
 
 Run 'contoso <command> -h' for a command's flags.
 `
@@ -58,6 +64,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runStamp(ctx, rest, getenv, stdout, stderr)
 	case "edge":
 		return runEdge(ctx, rest, getenv, stdout, stderr)
+	case "pop":
+		return runPop(ctx, rest, getenv, stdout, stderr)
+	case "secrets":
+		return runSecrets(ctx, rest, getenv, stdout, stderr)
+	case "partner":
+		return runPartner(ctx, rest, getenv, stdout, stderr)
 	case "token":
 		return runToken(rest, stdout, stderr)
 	case "store":

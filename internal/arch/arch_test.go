@@ -53,7 +53,13 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "internal/shop", only: []string{}},
 		{pkg: "internal/readmodel", only: []string{"internal/shop"}},
 		{pkg: "internal/httpapi", only: []string{"internal/shop"}},
+		// The health vocabulary (health.Status) and the prober: the
+		// standard library only, so that every part may share the one
+		// status type.
 		{pkg: "internal/health", only: []string{}},
+		// The health model judges signals; of ours it knows only the
+		// status type, never the prober, the stamps or the deployment.
+		{pkg: "internal/healthmodel", only: []string{"internal/health"}},
 		{pkg: "internal/netsim", only: []string{}},
 		// Secret material on disk: the standard library only.
 		{pkg: "internal/keyfile", only: []string{}},
@@ -63,17 +69,19 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "internal/worker", only: []string{"internal/shop", "internal/store", "internal/partner"}},
 		{pkg: "internal/partner", only: []string{"internal/shop", "internal/httpapi"}},
 		{pkg: "internal/secrets", only: []string{"internal/shop", "internal/health", "internal/keyfile"}},
-		{pkg: "internal/secrets/secretstore", only: []string{"internal/shop", "internal/httpapi", "internal/secrets"}},
-		// The edge routes on what stamps say about themselves; it never
-		// reads the store directly (deploy hands it the registry).
-		{pkg: "internal/edge", only: []string{"internal/shop", "internal/httpapi", "internal/telemetry", "internal/ratelimit"}},
+		{pkg: "internal/secrets/secretstore", only: []string{"internal/shop", "internal/httpapi", "internal/secrets", "internal/keyfile"}},
+		// The edge routes on what stamps say about themselves (their
+		// health reports); it never reads the store directly (deploy hands
+		// it the registry).
+		{pkg: "internal/edge", only: []string{"internal/shop", "internal/httpapi", "internal/telemetry", "internal/ratelimit", "internal/health"}},
 		{pkg: "internal/ratelimit", only: []string{}},
 		{pkg: "internal/stamp", banned: []string{"internal/deploy", "internal/netsim"}},
 		// Telemetry, SLOs and the dashboard know nothing of the shop's parts:
-		// the composition root feeds them.
+		// the composition root feeds them. The dashboard shows states in
+		// the health vocabulary.
 		{pkg: "internal/telemetry", only: []string{"internal/shop", "internal/httpapi"}},
 		{pkg: "internal/slo", only: []string{}},
-		{pkg: "internal/ops", only: []string{"internal/shop", "internal/httpapi"}},
+		{pkg: "internal/ops", only: []string{"internal/shop", "internal/httpapi", "internal/health"}},
 		// Faults reach the deployment through the interface chaos declares.
 		{pkg: "internal/chaos", only: []string{"internal/shop", "internal/httpapi"}},
 	}

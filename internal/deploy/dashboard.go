@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/slo"
 )
@@ -36,18 +37,18 @@ func (d *Deployment) snapshot(context.Context) (*ops.Snapshot, error) {
 	}
 	sink := d.tel.Sink()
 	for _, name := range d.regionNames() {
-		reg := ops.Region{Name: name, State: ops.StateUnknown, Stamps: []ops.Stamp{}}
+		reg := ops.Region{Name: name, State: health.Unknown, Stamps: []ops.Stamp{}}
 		if n := tree.Find("region." + name); n != nil {
-			reg.State, reg.Reason = string(n.State), n.Reason
+			reg.State, reg.Reason = n.State, n.Reason
 		}
 		d.mu.Lock()
 		instances := slices.Clone(d.regions[name].instances)
 		d.mu.Unlock()
 		for _, in := range instances {
 			rep := in.stamp.Prober().Report()
-			st := ops.Stamp{ID: in.stamp.ID(), State: string(rep.Status), Reason: rep.Reason, URL: in.url}
-			if in.stamp.Prober().Drained() {
-				st.State = ops.StateDrained
+			st := ops.Stamp{ID: in.stamp.ID(), State: rep.Status, Reason: rep.Reason, URL: in.url}
+			if rep.Drained {
+				st.State = health.Drained
 			}
 			reg.Stamps = append(reg.Stamps, st)
 		}

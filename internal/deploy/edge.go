@@ -14,7 +14,7 @@ import (
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/edge"
-	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/store"
@@ -124,7 +124,7 @@ func AdminOnly(v *auth.Verifier, trustLoopback bool, log *slog.Logger) httpapi.M
 type frontDoor struct {
 	chaos     *chaos.Chaos
 	dashboard *ops.Dashboard // its event streams end before the ops listener shuts down
-	model     *health.Evaluator
+	model     *healthmodel.Evaluator
 	edge      *edge.Edge
 	store     *store.Store // the operations plane's store connection (RoleOps): queue ages
 	storeConn *nats.Conn

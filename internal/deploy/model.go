@@ -11,15 +11,16 @@ import (
 
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/healthmodel"
 )
 
 // startHealthModel builds the evaluator of the deployment's health model
 // over the deployment's signals, and exports its verdicts as gauges
 // (contoso_health_state per entity; contoso_regions_total and
 // contoso_regions_healthy for the redundancy alerts).
-func (d *Deployment) startHealthModel() (*health.Evaluator, error) {
+func (d *Deployment) startHealthModel() (*healthmodel.Evaluator, error) {
 	sig := newSignals(d)
-	ev, err := health.NewEvaluator(health.EvaluatorConfig{Model: health.DefaultModel(), Source: sig, Regions: d.regionNames})
+	ev, err := healthmodel.NewEvaluator(healthmodel.EvaluatorConfig{Model: healthmodel.Default(), Source: sig, Regions: d.regionNames})
 	if err != nil {
 		return nil, fmt.Errorf("health model: %w", err)
 	}
@@ -72,9 +73,9 @@ func (d *Deployment) startHealthModel() (*health.Evaluator, error) {
 		if root == nil {
 			return nil
 		}
-		var walk func(*health.Node)
+		var walk func(*healthmodel.Node)
 		seen := map[string]bool{}
-		walk = func(node *health.Node) {
+		walk = func(node *healthmodel.Node) {
 			if !seen[node.ID] {
 				seen[node.ID] = true
 				o.ObserveInt64(state, codes[node.State], metric.WithAttributes(attribute.String("entity", node.ID)))

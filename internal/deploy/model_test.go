@@ -10,23 +10,24 @@ import (
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/deploy/deploytest"
 	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/secrets/secretstore"
 )
 
-func healthTree(t *testing.T, d *deploy.Deployment) *health.Node {
+func healthTree(t *testing.T, d *deploy.Deployment) *healthmodel.Node {
 	t.Helper()
-	var root health.Node
+	var root healthmodel.Node
 	deploytest.Do(t, http.MethodGet, d.OpsURL()+"/ops/health", "", nil).JSON(t, &root)
 	return &root
 }
 
 // sickLeaves names every entity that is not healthy while its children
 // are, with its reason and signals: where a state comes from.
-func sickLeaves(n *health.Node) string {
+func sickLeaves(n *healthmodel.Node) string {
 	var out []string
-	var walk func(*health.Node) bool
-	walk = func(n *health.Node) bool {
+	var walk func(*healthmodel.Node) bool
+	walk = func(n *healthmodel.Node) bool {
 		if n.State == health.Healthy {
 			return false
 		}
@@ -43,7 +44,7 @@ func sickLeaves(n *health.Node) string {
 	return strings.Join(out, "; ")
 }
 
-func explain(n *health.Node) string {
+func explain(n *healthmodel.Node) string {
 	if n == nil {
 		return "no such entity"
 	}
@@ -51,7 +52,7 @@ func explain(n *health.Node) string {
 }
 
 // expectStates checks entity states in the tree: nil when all match.
-func expectStates(root *health.Node, want map[string]health.Status) error {
+func expectStates(root *healthmodel.Node, want map[string]health.Status) error {
 	for id, st := range want {
 		n := root.Find(id)
 		if n == nil {

@@ -29,7 +29,7 @@ func checkStatus(rep health.Report, name string) health.Status {
 			return c.Status
 		}
 	}
-	return ""
+	return health.Unknown
 }
 
 // The old system could not scale out while its secret store was down. Here

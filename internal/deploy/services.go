@@ -4,13 +4,11 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/partner"
@@ -30,13 +28,10 @@ var secretNames = []string{SecretPartnerAPIKey, SecretPartnerSigningKey}
 // the secret store and the stand-in for the fulfilment partner.
 type services struct {
 	log     *slog.Logger
-	path    string // where the secret store keeps its values between runs
-	token   string // the secret store's bearer token
+	values  *secretstore.Values // where the secret store keeps its values between runs
+	token   string              // the secret store's bearer token
 	store   *secretstore.Server
 	partner *partner.StandIn
-
-	mu     sync.Mutex // guards values
-	values map[string]string
 
 	listeners
 	urls map[string]string // "secrets", "partner"
@@ -45,17 +40,25 @@ type services struct {
 // startServices starts the secret store and the partner stand-in, over
 // TLS when tlsCfg is set.
 func startServices(dataDir string, tlsCfg *tls.Config, log *slog.Logger) (*services, error) {
-	sv := &services{log: log, listeners: listeners{log: log}, path: filepath.Join(dataDir, "secretstore", "secrets.json"), urls: map[string]string{}}
-	if err := sv.loadOrCreate(); err != nil {
-		return nil, err
+	sv := &services{log: log, listeners: listeners{log: log}, urls: map[string]string{}}
+	values, err := secretstore.LoadOrCreateValues(filepath.Join(dataDir, "secretstore", "secrets.json"), func() map[string]string {
+		values := map[string]string{}
+		for _, name := range secretNames {
+			values[name] = randomHex(32)
+		}
+		return values
+	})
+	if err != nil {
+		return nil, fmt.Errorf("secret store: %w", err)
 	}
+	sv.values = values
 	token, err := secretStoreToken(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	sv.token = token
 	sv.store = secretstore.New(secretstore.Config{Token: token, Logger: log.With("component", "secretstore")})
-	for name, v := range sv.values {
+	for name, v := range sv.values.All() {
 		sv.store.Set(name, v)
 	}
 	sv.partner = partner.NewStandIn(partner.StandInConfig{
@@ -74,59 +77,23 @@ func startServices(dataDir string, tlsCfg *tls.Config, log *slog.Logger) (*servi
 	return sv, nil
 }
 
-// maxSecretsFileBytes bounds secrets.json: a few secrets of at most 8 KiB.
-const maxSecretsFileBytes = 1 << 20
-
-// loadOrCreate reads the secret values of an earlier run, or makes new ones.
-func (sv *services) loadOrCreate() error {
-	b, err := keyfile.ReadOrCreate(sv.path, maxSecretsFileBytes, func() ([]byte, error) {
-		values := map[string]string{}
-		for _, name := range secretNames {
-			values[name] = randomHex(32)
-		}
-		return json.Marshal(values)
-	})
-	if err != nil {
-		return fmt.Errorf("secret store values: %w", err)
-	}
-	if err := json.Unmarshal(b, &sv.values); err != nil {
-		return fmt.Errorf("read %s: %w", sv.path, err)
-	}
-	return nil
-}
-
-// save writes the secret values (sv.mu held).
-func (sv *services) save() error {
-	b, err := json.Marshal(sv.values)
-	if err != nil {
-		return fmt.Errorf("save secrets: %w", err)
-	}
-	if err := keyfile.Write(sv.path, b); err != nil {
-		return fmt.Errorf("save secrets: %w", err)
-	}
-	return nil
-}
-
 func (sv *services) value(name string) string {
-	sv.mu.Lock()
-	defer sv.mu.Unlock()
-	return sv.values[name]
+	v, _ := sv.values.Get(name)
+	return v
 }
 
 // rotate gives a secret a new value in the secret store, and tells the
 // partner to expect it.
 func (sv *services) rotate(name string) error {
-	sv.mu.Lock()
-	if _, ok := sv.values[name]; !ok {
-		sv.mu.Unlock()
+	if _, ok := sv.values.Get(name); !ok {
 		return fmt.Errorf("rotate: unknown secret %q", name)
 	}
 	v := randomHex(32)
-	sv.values[name] = v
-	err := sv.save()
-	sv.mu.Unlock()
+	if err := sv.values.Set(name, v); err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
 	sv.store.Set(name, v)
-	return err
+	return nil
 }
 
 func (sv *services) close() { sv.shutdown() }

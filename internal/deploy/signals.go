@@ -10,6 +10,7 @@ import (
 
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/telemetry"
 )
@@ -27,7 +28,7 @@ type signals struct {
 
 	mu       sync.Mutex // guards the fields below
 	at       time.Time
-	readings map[signalKey]health.Reading
+	readings map[signalKey]healthmodel.Reading
 }
 
 func newSignals(d *Deployment) *signals { return &signals{d: d} }
@@ -37,18 +38,18 @@ type signalKey struct {
 	name, region, a, b, stream string
 }
 
-func keyOf(name string, scope health.Scope) signalKey {
+func keyOf(name string, scope healthmodel.Scope) signalKey {
 	return signalKey{name: name, region: scope["region"], a: scope["a"], b: scope["b"], stream: scope["stream"]}
 }
 
-// Signal implements health.Source.
-func (s *signals) Signal(name string, scope health.Scope) (health.Reading, bool) {
+// Signal implements healthmodel.Source.
+func (s *signals) Signal(name string, scope healthmodel.Scope) (healthmodel.Reading, bool) {
 	r, ok := s.all()[keyOf(name, scope)]
 	return r, ok
 }
 
 // all returns every current reading, computed at most every half second.
-func (s *signals) all() map[signalKey]health.Reading {
+func (s *signals) all() map[signalKey]healthmodel.Reading {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if time.Since(s.at) > 500*time.Millisecond {
@@ -82,12 +83,12 @@ func verdictValue(st health.Status) float64 {
 	return 2
 }
 
-func (s *signals) collect() map[signalKey]health.Reading {
+func (s *signals) collect() map[signalKey]healthmodel.Reading {
 	d := s.d
 	now := time.Now()
-	out := map[signalKey]health.Reading{}
-	put := func(name string, scope health.Scope, v float64, at time.Time, traffic float64) {
-		out[keyOf(name, scope)] = health.Reading{Value: v, At: at, Traffic: traffic}
+	out := map[signalKey]healthmodel.Reading{}
+	put := func(name string, scope healthmodel.Scope, v float64, at time.Time, traffic float64) {
+		out[keyOf(name, scope)] = healthmodel.Reading{Value: v, At: at, Traffic: traffic}
 	}
 	regions := d.regionNames()
 	status := d.front.edge.Status()
@@ -102,7 +103,7 @@ func (s *signals) collect() map[signalKey]health.Reading {
 	d.mu.Unlock()
 
 	for _, region := range regions {
-		scope := health.Scope{"region": region}
+		scope := healthmodel.Scope{"region": region}
 		// The stamp's own dependency checks: the freshest report of its
 		// instances. A crashed stamp has none: its signals go unknown, and
 		// the routing signals below say it is out.
@@ -114,7 +115,7 @@ func (s *signals) collect() map[signalKey]health.Reading {
 			if best == nil || rep.CheckedAt.After(best.CheckedAt) {
 				best = &rep
 			}
-			drained = drained && in.stamp.Prober().Drained()
+			drained = drained && rep.Drained
 			if in.partner != nil {
 				breaker = max(breaker, map[string]float64{"closed": 0, "half-open": 1, "open": 2}[in.partner.BreakerState()])
 			}
@@ -151,8 +152,8 @@ func (s *signals) collect() map[signalKey]health.Reading {
 		put("http.p99", scope, t.p99, now, t.requests)
 	}
 	t := trafficOf(d.tel.Sink(), telemetry.Labels{"component": "edge"}, signalWindow)
-	put("edge.error_ratio", health.Scope{}, t.errorRatio, now, t.requests)
-	put("edge.p99", health.Scope{}, t.p99, now, t.requests)
+	put("edge.error_ratio", healthmodel.Scope{}, t.errorRatio, now, t.requests)
+	put("edge.p99", healthmodel.Scope{}, t.p99, now, t.requests)
 
 	// Links: what each POP sees of the other regions' stamps.
 	probeOK := map[[2]string]bool{} // [pop, region] -> some stamp of region answers that POP
@@ -170,7 +171,7 @@ func (s *signals) collect() map[signalKey]health.Reading {
 	}
 	for i, a := range regions {
 		for _, b := range regions[i+1:] {
-			scope := health.Scope{"a": a, "b": b}
+			scope := healthmodel.Scope{"a": a, "b": b}
 			failed := 0.0
 			excess := 0.0
 			for _, dir := range [][2]string{{a, b}, {b, a}} {
@@ -198,7 +199,7 @@ func (s *signals) collect() map[signalKey]health.Reading {
 		defer cancel()
 		for stream, name := range map[string]string{store.StreamOrders: "orders", store.StreamWrites: "comments"} {
 			if age, pending, err := d.front.store.QueueAge(ctx, stream); err == nil {
-				put("queue.age", health.Scope{"stream": name}, age.Seconds(), now, float64(pending))
+				put("queue.age", healthmodel.Scope{"stream": name}, age.Seconds(), now, float64(pending))
 			}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/telemetry"
@@ -170,7 +171,7 @@ type stampState struct {
 	url         string // the announced URL the two fields below come from
 	scheme      string // "http" or "https", as announced
 	addr        string // as reached from this POP
-	health      Health
+	health      health.Status
 	rtt         time.Duration // EWMA of probe round trips
 	verdict     string        // the last probe's outcome, for operators
 	answered    bool          // the last probe got an answer (of any status)
@@ -191,15 +192,15 @@ func riseNeeded(rise, n int) int {
 
 // observe folds one probe verdict into the flap damping: a failure starts
 // (or restarts) recovery; good probes count it down.
-func (st *stampState) observe(h Health, now time.Time, rise int, window time.Duration) {
+func (st *stampState) observe(h health.Status, now time.Time, rise int, window time.Duration) {
 	st.downs = slices.DeleteFunc(st.downs, func(t time.Time) bool { return now.Sub(t) > window })
-	switch h {
-	case Unhealthy:
-		if st.recovering == 0 || st.health != Unhealthy {
+	switch {
+	case h == health.Unhealthy:
+		if st.recovering == 0 || st.health != health.Unhealthy {
 			st.downs = append(st.downs, now)
 		}
 		st.recovering = riseNeeded(rise, len(st.downs))
-	case Healthy, Degraded:
+	case h.Routable():
 		if st.recovering > 0 {
 			st.recovering--
 		}
@@ -208,9 +209,9 @@ func (st *stampState) observe(h Health, now time.Time, rise int, window time.Dur
 
 // routedHealth is the health routing sees: a stamp still recovering from a
 // failure counts as unhealthy.
-func (st *stampState) routedHealth() Health {
-	if st.recovering > 0 && (st.health == Healthy || st.health == Degraded) {
-		return Unhealthy
+func (st *stampState) routedHealth() health.Status {
+	if st.recovering > 0 && st.health.Routable() {
+		return health.Unhealthy
 	}
 	return st.health
 }
@@ -568,7 +569,7 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 		_, known := e.stamps[s.ID]
 		p.mu.Lock()
 		if known && st == nil {
-			st = &stampState{health: Unknown, weight: 100}
+			st = &stampState{health: health.Unknown, weight: 100}
 			p.state[s.ID] = st
 		}
 		if st != nil {
@@ -588,14 +589,14 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
-	if st.health != Unknown || h == Unhealthy { // the first verdict of a new stamp needs no recovery
+	if st.health != health.Unknown || h == health.Unhealthy { // the first verdict of a new stamp needs no recovery
 		st.observe(h, now, e.cfg.Rise, e.cfg.FlapWindow)
 	}
 	st.health, st.verdict, st.probedAt, st.answered = h, verdict, now, answered
 	if !answered {
 		p.abortLocked(s.ID)
 	}
-	if st.recovering > 0 && h != Unhealthy {
+	if st.recovering > 0 && h != health.Unhealthy {
 		st.verdict = fmt.Sprintf("%s; recovering: %d more good probes before rotation", verdict, st.recovering)
 	}
 	if answered {
@@ -611,33 +612,32 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 
 // fetchHealth reads a stamp's /health/stamp over scheme (http, or https
 // verified with Config.StampTLS): its verdict, why, and whether the stamp
-// answered at all.
-func (e *Edge) fetchHealth(ctx context.Context, scheme, addr string) (Health, string, bool) {
+// answered at all. A report with Drained set is a drained stamp, whatever
+// its reason says; otherwise the answer's status code decides (200 is in
+// rotation, degraded when the report says so).
+func (e *Edge) fetchHealth(ctx context.Context, scheme, addr string) (health.Status, string, bool) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "", nil)
 	if err != nil {
-		return Unhealthy, "probe failed: " + err.Error(), false
+		return health.Unhealthy, "probe failed: " + err.Error(), false
 	}
 	req.URL = &url.URL{Scheme: scheme, Host: addr, Path: "/health/stamp"}
 	req.Host = addr
 	resp, err := e.probes.Do(req)
 	if err != nil {
-		return Unhealthy, "probe failed: " + err.Error(), false
+		return health.Unhealthy, "probe failed: " + err.Error(), false
 	}
 	defer resp.Body.Close()
-	var rep struct {
-		Status string `json:"status"`
-		Reason string `json:"reason"`
-	}
+	var rep health.Report
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rep)
 	switch {
-	case rep.Reason == "drained":
-		return Drained, "drained by an operator", true
-	case resp.StatusCode == http.StatusOK && rep.Status == "degraded":
-		return Degraded, "degraded: " + rep.Reason, true
+	case rep.Drained:
+		return health.Drained, "drained by an operator", true
+	case resp.StatusCode == http.StatusOK && rep.Status == health.Degraded:
+		return health.Degraded, "degraded: " + rep.Reason, true
 	case resp.StatusCode == http.StatusOK:
-		return Healthy, "healthy", true
+		return health.Healthy, "healthy", true
 	}
-	return Unhealthy, fmt.Sprintf("unhealthy (%d): %s", resp.StatusCode, rep.Reason), true
+	return health.Unhealthy, fmt.Sprintf("unhealthy (%d): %s", resp.StatusCode, rep.Reason), true
 }
 
 // decideLocked recomputes the POP's routing decision; p.mu must be held.

@@ -7,24 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
-)
 
-// Health is a stamp's state as the POP sees it. The zero value "", and any
-// value not listed below, is treated as Unknown.
-type Health string
-
-const (
-	// Healthy stamps are in rotation.
-	Healthy Health = "healthy"
-	// Degraded stamps are slow or partly failing but serving: they stay in
-	// rotation, with no penalty beyond their measured RTT.
-	Degraded Health = "degraded"
-	// Unhealthy stamps fail their probes: out of rotation.
-	Unhealthy Health = "unhealthy"
-	// Drained stamps were taken out of rotation by an operator.
-	Drained Health = "drained"
-	// Unknown stamps have never been probed yet.
-	Unknown Health = "unknown"
+	"github.com/contoso/shoes/internal/health"
 )
 
 // Default policy values, used where a Policy field is zero.
@@ -38,7 +22,7 @@ const (
 const DefaultWeight = 100
 
 // Candidate is what a POP knows about one stamp when it routes. The zero
-// value is a stamp with an empty ID, Unknown health, unknown RTT, weight
+// value is a stamp with an empty ID, unknown health, unknown RTT, weight
 // 100 and no ejection.
 type Candidate struct {
 	// ID is the stamp id (e.g. "eastus/1"), unique among the candidates
@@ -47,8 +31,12 @@ type Candidate struct {
 	ID string
 	// Region is the stamp's region; informational, routing ignores it.
 	Region string
-	// Health is the stamp's state as the POP's probes see it.
-	Health Health
+	// Health is the stamp's state as the POP's probes see it: healthy and
+	// degraded stamps are in rotation (degraded with no penalty beyond its
+	// measured RTT); unknown ones have not been probed yet; unhealthy ones
+	// fail their probes; drained ones were taken out by an operator. A
+	// value that is not a valid health.Status counts as unknown.
+	Health health.Status
 	// RTT is the smoothed round trip from this POP (probe EWMA); zero or
 	// negative means unknown.
 	RTT time.Duration
@@ -125,20 +113,22 @@ const (
 	drainedEjected                // operator drained, ejected
 )
 
+// classOf follows the order of health.Status: the routable states first,
+// then unknown, unhealthy and drained; an ejected stamp comes right after
+// the others of its state.
 func classOf(c Candidate, now time.Time) class {
-	ej := now.Before(c.EjectedUntil)
 	var base class
-	switch c.Health {
-	case Healthy, Degraded:
+	switch h := c.Health; {
+	case h.Routable():
 		base = routable
-	case Unhealthy:
-		base = unhealthy
-	case Drained:
+	case h.AtLeast(health.Drained):
 		base = drained
+	case h.AtLeast(health.Unhealthy):
+		base = unhealthy
 	default:
 		base = unknown
 	}
-	if ej {
+	if now.Before(c.EjectedUntil) {
 		base++
 	}
 	return base
@@ -166,7 +156,8 @@ func dedupe(cands []Candidate, now time.Time) []Candidate {
 			strings.Compare(a.ID, b.ID),
 			cmp.Compare(classOf(a, now), classOf(b, now)),
 			cmp.Compare(rttKey(a), rttKey(b)),
-			strings.Compare(string(a.Health), string(b.Health)),
+			cmp.Compare(a.Health.Rank(), b.Health.Rank()),
+			cmp.Compare(a.Health, b.Health),
 			cmp.Compare(a.Weight, b.Weight),
 			strings.Compare(a.Region, b.Region),
 			a.EjectedUntil.Compare(b.EjectedUntil),
@@ -182,12 +173,13 @@ func dedupe(cands []Candidate, now time.Time) []Candidate {
 //
 // The rules, exactly as implemented:
 //
-//  1. Routable: Health is Healthy or Degraded (degraded stays in rotation,
-//     ranked only by its RTT) and now >= EjectedUntil (an ejection expires
-//     at its instant). Unknown (never probed, and any unlisted Health
-//     value) is not routable; it is used only through fail open (rule 4)
-//     when nothing is routable and no healthy or degraded stamp is merely
-//     ejected. Unhealthy and Drained are not routable.
+//  1. Routable: Health is Routable, healthy or degraded (degraded stays in
+//     rotation, ranked only by its RTT), and now >= EjectedUntil (an
+//     ejection expires at its instant). Unknown (never probed, and any
+//     value that is not a valid health.Status) is not routable; it is used
+//     only through fail open (rule 4) when nothing is routable and no
+//     healthy or degraded stamp is merely ejected. Unhealthy and drained
+//     are not routable.
 //  2. Near: among routable stamps with a known RTT (RTT > 0), nearest is
 //     the minimum RTT. Near is every routable stamp with
 //     RTT <= nearest+Sensitivity, plus every stamp of prev that is still
@@ -203,14 +195,15 @@ func dedupe(cands []Candidate, now time.Time) []Candidate {
 //     ties by ID.
 //  4. Fail open: if nothing is routable, the POP fails open to the
 //     least-bad stamps rather than failing every request, and sets
-//     FailOpen. The classes, best first: healthy or degraded but ejected;
-//     Unknown; Unknown and ejected; Unhealthy; Unhealthy and ejected;
-//     Drained; Drained and ejected. The best class present plays the role
-//     of the routable set in rules 2 and 3 (same Sensitivity window and
-//     hysteresis), so Near holds its nearest stamps and Fallback the rest
-//     of that class; the worse classes are in neither. Drained is
-//     therefore chosen only when every stamp is drained: an operator
-//     drained everything, which is not an outage, so the POP still routes.
+//     FailOpen. The classes, best first, in the order of health.Status:
+//     healthy or degraded but ejected; unknown; unknown and ejected;
+//     unhealthy; unhealthy and ejected; drained; drained and ejected. The
+//     best class present plays the role of the routable set in rules 2
+//     and 3 (same Sensitivity window and hysteresis), so Near holds its
+//     nearest stamps and Fallback the rest of that class; the worse
+//     classes are in neither. Drained is therefore chosen only when every
+//     stamp is drained: an operator drained everything, which is not an
+//     outage, so the POP still routes.
 //     The reasons of the chosen class start with "fail open: " and name
 //     the class. This mirrors, and improves on, the reference router,
 //     which routes to all origins when all are unhealthy: we route to the
@@ -218,7 +211,8 @@ func dedupe(cands []Candidate, now time.Time) []Candidate {
 //  5. Deterministic: the same inputs give the same Decision whatever the
 //     order of cands and prev. Candidates are sorted, and no map iteration
 //     order reaches the output. If an ID repeats, only its most routable
-//     entry counts (lowest class, then lowest RTT, then the other fields).
+//     entry counts (lowest class, then lowest RTT, then the better health,
+//     then the other fields).
 //
 // Reasons has an entry for every candidate id. Near: "nearest",
 // "within sensitivity: +4ms", "kept by hysteresis: +13ms", or "rtt
@@ -291,7 +285,7 @@ func Decide(p Policy, cands []Candidate, prev []string, now time.Time) Decision 
 		switch {
 		case d.FailOpen:
 			why = "fail open: " + failOpenClass(c, best, now) + "; " + why
-		case c.Health == Degraded:
+		case c.Health == health.Degraded:
 			why += "; degraded"
 		}
 		d.Reasons[c.ID] = why
@@ -312,21 +306,21 @@ func fmtGap(d time.Duration) string { return d.Round(time.Microsecond).String() 
 // health).
 func statusReason(c Candidate, now time.Time) string {
 	var parts []string
-	switch c.Health {
-	case Healthy:
-	case Degraded, Unhealthy, Drained:
-		parts = append(parts, string(c.Health))
-	case Unknown, "":
+	switch h := c.Health; {
+	case h == health.Healthy:
+	case !h.Valid():
+		parts = append(parts, "unknown: health "+h.String())
+	case h == health.Unknown:
 		parts = append(parts, "unknown: never probed")
 	default:
-		parts = append(parts, fmt.Sprintf("unknown: health %q", string(c.Health)))
+		parts = append(parts, h.String())
 	}
 	if now.Before(c.EjectedUntil) {
 		parts = append(parts, fmt.Sprintf("ejected until %s (%s more)",
 			c.EjectedUntil.UTC().Format(time.RFC3339Nano), fmtGap(c.EjectedUntil.Sub(now))))
 	}
 	if len(parts) == 0 {
-		return string(Healthy)
+		return health.Healthy.String()
 	}
 	return strings.Join(parts, "; ")
 }

@@ -8,13 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/contoso/shoes/internal/health"
 )
 
 const ms = time.Millisecond
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func stamp(id string, h Health, rtt time.Duration) Candidate {
+func stamp(id string, h health.Status, rtt time.Duration) Candidate {
 	return Candidate{ID: id, Region: strings.Split(id, "/")[0], Health: h, RTT: rtt}
 }
 
@@ -41,42 +43,42 @@ func TestDecide(t *testing.T) {
 	}{
 		{
 			name:     "single nearest",
-			cands:    []Candidate{stamp("c", Healthy, 80*ms), stamp("a", Healthy, 20*ms), stamp("b", Healthy, 50*ms)},
+			cands:    []Candidate{stamp("c", health.Healthy, 80*ms), stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 50*ms)},
 			near:     []string{"a"},
 			fallback: []string{"b", "c"},
 			reasons:  map[string]string{"a": "nearest", "b": "too far: +30ms (window +10ms)", "c": "too far: +60ms"},
 		},
 		{
 			name:     "two within sensitivity share",
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 28*ms), stamp("c", Healthy, 60*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 28*ms), stamp("c", health.Healthy, 60*ms)},
 			near:     []string{"a", "b"},
 			fallback: []string{"c"},
 			reasons:  map[string]string{"a": "nearest", "b": "within sensitivity: +8ms"},
 		},
 		{
 			name:     "exactly at the sensitivity edge is near",
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 30*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 30*ms)},
 			near:     []string{"a", "b"},
 			fallback: []string{},
 			reasons:  map[string]string{"b": "within sensitivity: +10ms"},
 		},
 		{
 			name:     "one just outside",
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 30*ms+time.Microsecond)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 30*ms+time.Microsecond)},
 			near:     []string{"a"},
 			fallback: []string{"b"},
 			reasons:  map[string]string{"b": "too far: +10.001ms (window +10ms)"},
 		},
 		{
 			name:     "equal RTTs are both nearest",
-			cands:    []Candidate{stamp("b", Healthy, 20*ms), stamp("a", Healthy, 20*ms)},
+			cands:    []Candidate{stamp("b", health.Healthy, 20*ms), stamp("a", health.Healthy, 20*ms)},
 			near:     []string{"a", "b"},
 			fallback: []string{},
 			reasons:  map[string]string{"a": "nearest", "b": "nearest"},
 		},
 		{
 			name:     "hysteresis keeps a previous stamp that drifted slightly",
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 34*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 34*ms)},
 			prev:     []string{"a", "b"},
 			near:     []string{"a", "b"},
 			fallback: []string{},
@@ -84,7 +86,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "hysteresis keeps up to its edge",
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 35*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 35*ms)},
 			prev:     []string{"a", "b"},
 			near:     []string{"a", "b"},
 			fallback: []string{},
@@ -92,7 +94,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "hysteresis drops a stamp that drifted beyond it",
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 35*ms+time.Microsecond)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 35*ms+time.Microsecond)},
 			prev:     []string{"a", "b"},
 			near:     []string{"a"},
 			fallback: []string{"b"},
@@ -100,7 +102,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "hysteresis does not admit a stamp that was not near",
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 34*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 34*ms)},
 			prev:     []string{"a"},
 			near:     []string{"a"},
 			fallback: []string{"b"},
@@ -108,7 +110,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "a stamp entering the window joins at once",
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 29*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 29*ms)},
 			prev:     []string{"a"},
 			near:     []string{"a", "b"},
 			fallback: []string{},
@@ -116,7 +118,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "hysteresis keeps the old nearest when a new nearest appears",
-			cands:    []Candidate{stamp("a", Healthy, 40*ms), stamp("b", Healthy, 28*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 40*ms), stamp("b", health.Healthy, 28*ms)},
 			prev:     []string{"a"},
 			near:     []string{"a", "b"},
 			fallback: []string{},
@@ -125,7 +127,7 @@ func TestDecide(t *testing.T) {
 		{
 			name:     "negative hysteresis disables it",
 			policy:   Policy{Hysteresis: -1},
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 31*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 31*ms)},
 			prev:     []string{"a", "b"},
 			near:     []string{"a"},
 			fallback: []string{"b"},
@@ -134,14 +136,14 @@ func TestDecide(t *testing.T) {
 		{
 			name:     "negative sensitivity shares exact ties only",
 			policy:   Policy{Sensitivity: -1, Hysteresis: -1},
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 20*ms), stamp("c", Healthy, 20*ms+time.Microsecond)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 20*ms), stamp("c", health.Healthy, 20*ms+time.Microsecond)},
 			near:     []string{"a", "b"},
 			fallback: []string{"c"},
 		},
 		{
 			name:     "custom sensitivity and hysteresis",
 			policy:   Policy{Sensitivity: 30 * ms, Hysteresis: 20 * ms},
-			cands:    []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 50*ms), stamp("c", Healthy, 70*ms), stamp("d", Healthy, 71*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 50*ms), stamp("c", health.Healthy, 70*ms), stamp("d", health.Healthy, 71*ms)},
 			prev:     []string{"c", "d"},
 			near:     []string{"a", "b", "c"},
 			fallback: []string{"d"},
@@ -149,90 +151,90 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "degraded stays routable",
-			cands:    []Candidate{stamp("a", Degraded, 20*ms), stamp("b", Healthy, 25*ms), stamp("c", Degraded, 90*ms)},
+			cands:    []Candidate{stamp("a", health.Degraded, 20*ms), stamp("b", health.Healthy, 25*ms), stamp("c", health.Degraded, 90*ms)},
 			near:     []string{"a", "b"},
 			fallback: []string{"c"},
 			reasons:  map[string]string{"a": "nearest; degraded", "b": "within sensitivity: +5ms", "c": "too far: +70ms (window +10ms); degraded"},
 		},
 		{
 			name:     "unhealthy and drained excluded",
-			cands:    []Candidate{stamp("a", Unhealthy, 10*ms), stamp("b", Drained, 12*ms), stamp("c", Healthy, 40*ms), stamp("d", Healthy, 45*ms)},
+			cands:    []Candidate{stamp("a", health.Unhealthy, 10*ms), stamp("b", health.Drained, 12*ms), stamp("c", health.Healthy, 40*ms), stamp("d", health.Healthy, 45*ms)},
 			near:     []string{"c", "d"},
 			fallback: []string{},
 			reasons:  map[string]string{"a": "unhealthy", "b": "drained", "c": "nearest"},
 		},
 		{
 			name:     "ejected excluded",
-			cands:    []Candidate{ejectedUntil(stamp("a", Healthy, 10*ms), t0.Add(30*time.Second)), stamp("b", Healthy, 40*ms)},
+			cands:    []Candidate{ejectedUntil(stamp("a", health.Healthy, 10*ms), t0.Add(30*time.Second)), stamp("b", health.Healthy, 40*ms)},
 			near:     []string{"b"},
 			fallback: []string{},
 			reasons:  map[string]string{"a": "ejected until 2026-03-01T12:00:30Z (30s more)", "b": "nearest"},
 		},
 		{
 			name:     "ejection expiring at now is routable",
-			cands:    []Candidate{ejectedUntil(stamp("a", Healthy, 10*ms), t0), ejectedUntil(stamp("b", Healthy, 40*ms), t0.Add(-time.Second))},
+			cands:    []Candidate{ejectedUntil(stamp("a", health.Healthy, 10*ms), t0), ejectedUntil(stamp("b", health.Healthy, 40*ms), t0.Add(-time.Second))},
 			near:     []string{"a"},
 			fallback: []string{"b"},
 			reasons:  map[string]string{"a": "nearest"},
 		},
 		{
 			name:     "ejected one nanosecond longer is excluded",
-			cands:    []Candidate{ejectedUntil(stamp("a", Healthy, 10*ms), t0.Add(1)), stamp("b", Healthy, 40*ms)},
+			cands:    []Candidate{ejectedUntil(stamp("a", health.Healthy, 10*ms), t0.Add(1)), stamp("b", health.Healthy, 40*ms)},
 			near:     []string{"b"},
 			fallback: []string{},
 			reasons:  map[string]string{"a": "ejected until"},
 		},
 		{
 			name:     "unknown health is not routable while something is",
-			cands:    []Candidate{stamp("a", Unknown, 0), stamp("b", Healthy, 40*ms), stamp("c", "", 5*ms), stamp("d", "bogus", 5*ms)},
+			cands:    []Candidate{stamp("a", health.Unknown, 0), stamp("b", health.Healthy, 40*ms), stamp("c", 0, 5*ms), stamp("d", health.Status(99), 5*ms)},
 			near:     []string{"b"},
 			fallback: []string{},
-			reasons:  map[string]string{"a": "unknown: never probed", "c": "unknown: never probed", "d": `unknown: health "bogus"`},
+			reasons:  map[string]string{"a": "unknown: never probed", "c": "unknown: never probed", "d": "unknown: health Status(99)"},
 		},
 		{
 			name:     "unknown RTT is farther than every known one",
-			cands:    []Candidate{stamp("a", Healthy, 0), stamp("b", Healthy, 40*ms), stamp("c", Healthy, 60*ms), stamp("d", Healthy, -5*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 0), stamp("b", health.Healthy, 40*ms), stamp("c", health.Healthy, 60*ms), stamp("d", health.Healthy, -5*ms)},
 			near:     []string{"b"},
 			fallback: []string{"c", "a", "d"},
 			reasons:  map[string]string{"a": "rtt unknown: after every measured stamp", "b": "nearest"},
 		},
 		{
 			name:     "unknown RTT is not kept by hysteresis",
-			cands:    []Candidate{stamp("a", Healthy, 0), stamp("b", Healthy, 40*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 0), stamp("b", health.Healthy, 40*ms)},
 			prev:     []string{"a", "b"},
 			near:     []string{"b"},
 			fallback: []string{"a"},
 		},
 		{
 			name:     "no known RTT: every routable stamp is near",
-			cands:    []Candidate{stamp("b", Healthy, 0), stamp("a", Degraded, 0), stamp("c", Unhealthy, 10*ms)},
+			cands:    []Candidate{stamp("b", health.Healthy, 0), stamp("a", health.Degraded, 0), stamp("c", health.Unhealthy, 10*ms)},
 			near:     []string{"a", "b"},
 			fallback: []string{},
 			reasons:  map[string]string{"a": "rtt unknown for every stamp: all share; degraded", "b": "rtt unknown for every stamp: all share", "c": "unhealthy"},
 		},
 		{
 			name:     "fallback ordered by RTT then id",
-			cands:    []Candidate{stamp("x", Healthy, 10*ms), stamp("c", Healthy, 40*ms), stamp("b", Healthy, 40*ms), stamp("a", Healthy, 50*ms), stamp("z", Healthy, 0), stamp("y", Healthy, 0)},
+			cands:    []Candidate{stamp("x", health.Healthy, 10*ms), stamp("c", health.Healthy, 40*ms), stamp("b", health.Healthy, 40*ms), stamp("a", health.Healthy, 50*ms), stamp("z", health.Healthy, 0), stamp("y", health.Healthy, 0)},
 			near:     []string{"x"},
 			fallback: []string{"b", "c", "a", "y", "z"},
 		},
 		{
 			name:     "prev ids that are not candidates are ignored",
-			cands:    []Candidate{stamp("a", Healthy, 10*ms)},
+			cands:    []Candidate{stamp("a", health.Healthy, 10*ms)},
 			prev:     []string{"gone", "a", "gone"},
 			near:     []string{"a"},
 			fallback: []string{},
 		},
 		{
 			name:     "a repeated id counts once, by its most routable entry",
-			cands:    []Candidate{stamp("a", Unhealthy, 10*ms), stamp("b", Healthy, 15*ms), stamp("a", Healthy, 20*ms), stamp("a", Healthy, 90*ms)},
+			cands:    []Candidate{stamp("a", health.Unhealthy, 10*ms), stamp("b", health.Healthy, 15*ms), stamp("a", health.Healthy, 20*ms), stamp("a", health.Healthy, 90*ms)},
 			near:     []string{"a", "b"},
 			fallback: []string{},
 			reasons:  map[string]string{"a": "within sensitivity: +5ms"},
 		},
 		{
 			name:     "all unhealthy: fail open to the nearest unhealthy",
-			cands:    []Candidate{stamp("a", Unhealthy, 20*ms), stamp("b", Unhealthy, 25*ms), stamp("c", Unhealthy, 60*ms), stamp("d", Drained, 5*ms)},
+			cands:    []Candidate{stamp("a", health.Unhealthy, 20*ms), stamp("b", health.Unhealthy, 25*ms), stamp("c", health.Unhealthy, 60*ms), stamp("d", health.Drained, 5*ms)},
 			near:     []string{"a", "b"},
 			fallback: []string{"c"},
 			failOpen: true,
@@ -245,7 +247,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "fail open prefers ejected healthy or degraded",
-			cands:    []Candidate{stamp("a", Unhealthy, 5*ms), stamp("b", Unknown, 0), ejectedUntil(stamp("c", Degraded, 50*ms), t0.Add(time.Minute)), stamp("d", Drained, 1*ms)},
+			cands:    []Candidate{stamp("a", health.Unhealthy, 5*ms), stamp("b", health.Unknown, 0), ejectedUntil(stamp("c", health.Degraded, 50*ms), t0.Add(time.Minute)), stamp("d", health.Drained, 1*ms)},
 			near:     []string{"c"},
 			fallback: []string{},
 			failOpen: true,
@@ -253,7 +255,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "fail open prefers unknown over unhealthy",
-			cands:    []Candidate{stamp("a", Unhealthy, 5*ms), stamp("b", Unknown, 0), stamp("c", Unknown, 0), ejectedUntil(stamp("e", Unknown, 0), t0.Add(time.Minute))},
+			cands:    []Candidate{stamp("a", health.Unhealthy, 5*ms), stamp("b", health.Unknown, 0), stamp("c", health.Unknown, 0), ejectedUntil(stamp("e", health.Unknown, 0), t0.Add(time.Minute))},
 			near:     []string{"b", "c"},
 			fallback: []string{},
 			failOpen: true,
@@ -261,7 +263,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "fail open prefers unhealthy over ejected unhealthy",
-			cands:    []Candidate{stamp("a", Unhealthy, 50*ms), ejectedUntil(stamp("b", Unhealthy, 5*ms), t0.Add(time.Minute))},
+			cands:    []Candidate{stamp("a", health.Unhealthy, 50*ms), ejectedUntil(stamp("b", health.Unhealthy, 5*ms), t0.Add(time.Minute))},
 			near:     []string{"a"},
 			fallback: []string{},
 			failOpen: true,
@@ -269,7 +271,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "fail open never picks drained while another stamp exists",
-			cands:    []Candidate{stamp("a", Drained, 5*ms), ejectedUntil(stamp("b", Unhealthy, 90*ms), t0.Add(time.Minute))},
+			cands:    []Candidate{stamp("a", health.Drained, 5*ms), ejectedUntil(stamp("b", health.Unhealthy, 90*ms), t0.Add(time.Minute))},
 			near:     []string{"b"},
 			fallback: []string{},
 			failOpen: true,
@@ -277,7 +279,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "fail open keeps hysteresis",
-			cands:    []Candidate{stamp("a", Unhealthy, 20*ms), stamp("b", Unhealthy, 33*ms)},
+			cands:    []Candidate{stamp("a", health.Unhealthy, 20*ms), stamp("b", health.Unhealthy, 33*ms)},
 			prev:     []string{"b"},
 			near:     []string{"a", "b"},
 			fallback: []string{},
@@ -286,7 +288,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "all drained: still fail open",
-			cands:    []Candidate{stamp("a", Drained, 30*ms), stamp("b", Drained, 20*ms), stamp("c", Drained, 80*ms)},
+			cands:    []Candidate{stamp("a", health.Drained, 30*ms), stamp("b", health.Drained, 20*ms), stamp("c", health.Drained, 80*ms)},
 			near:     []string{"a", "b"},
 			fallback: []string{"c"},
 			failOpen: true,
@@ -294,7 +296,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:     "one candidate",
-			cands:    []Candidate{stamp("a", Healthy, 0)},
+			cands:    []Candidate{stamp("a", health.Healthy, 0)},
 			near:     []string{"a"},
 			fallback: []string{},
 		},
@@ -333,7 +335,7 @@ func TestDecideEmpty(t *testing.T) {
 }
 
 func TestPolicyZeroValueIsDefaults(t *testing.T) {
-	cands := []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 30*ms), stamp("c", Healthy, 35*ms), stamp("d", Healthy, 36*ms)}
+	cands := []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 30*ms), stamp("c", health.Healthy, 35*ms), stamp("d", health.Healthy, 36*ms)}
 	prev := []string{"c", "d"}
 	zero := Decide(Policy{}, cands, prev, t0)
 	explicit := Decide(Policy{Sensitivity: DefaultSensitivity, Hysteresis: DefaultHysteresis}, cands, prev, t0)
@@ -347,17 +349,17 @@ func TestPolicyZeroValueIsDefaults(t *testing.T) {
 
 func TestDecideIsDeterministic(t *testing.T) {
 	cands := []Candidate{
-		stamp("eastus/1", Healthy, 20*ms),
-		stamp("eastus/2", Degraded, 24*ms),
-		stamp("westus/1", Healthy, 33*ms),
-		stamp("westus/2", Healthy, 33*ms),
-		stamp("centralus/1", Healthy, 0),
-		stamp("northeurope/1", Unhealthy, 5*ms),
-		stamp("westeurope/1", Drained, 7*ms),
-		stamp("japaneast/1", Unknown, 0),
-		ejectedUntil(stamp("uksouth/1", Healthy, 8*ms), t0.Add(time.Second)),
-		weighted(stamp("brazilsouth/1", Healthy, 90*ms), 7),
-		stamp("eastus/1", Unhealthy, 1*ms), // repeated id
+		stamp("eastus/1", health.Healthy, 20*ms),
+		stamp("eastus/2", health.Degraded, 24*ms),
+		stamp("westus/1", health.Healthy, 33*ms),
+		stamp("westus/2", health.Healthy, 33*ms),
+		stamp("centralus/1", health.Healthy, 0),
+		stamp("northeurope/1", health.Unhealthy, 5*ms),
+		stamp("westeurope/1", health.Drained, 7*ms),
+		stamp("japaneast/1", health.Unknown, 0),
+		ejectedUntil(stamp("uksouth/1", health.Healthy, 8*ms), t0.Add(time.Second)),
+		weighted(stamp("brazilsouth/1", health.Healthy, 90*ms), 7),
+		stamp("eastus/1", health.Unhealthy, 1*ms), // repeated id
 	}
 	prev := []string{"westus/2", "eastus/1", "gone"}
 	for _, p := range []Policy{{}, {Sensitivity: 15 * ms}, {Sensitivity: -1, Hysteresis: -1}} {
@@ -375,7 +377,7 @@ func TestDecideIsDeterministic(t *testing.T) {
 	// All unhealthy exercises the fail-open path with the same guarantee.
 	var down []Candidate
 	for _, c := range cands {
-		c.Health, c.EjectedUntil = Unhealthy, time.Time{}
+		c.Health, c.EjectedUntil = health.Unhealthy, time.Time{}
 		down = append(down, c)
 	}
 	want := Decide(Policy{}, down, prev, t0)
@@ -386,7 +388,7 @@ func TestDecideIsDeterministic(t *testing.T) {
 }
 
 func TestDecideDoesNotModifyInput(t *testing.T) {
-	cands := []Candidate{stamp("b", Healthy, 30*ms), stamp("a", Healthy, 20*ms), stamp("a", Unhealthy, 10*ms)}
+	cands := []Candidate{stamp("b", health.Healthy, 30*ms), stamp("a", health.Healthy, 20*ms), stamp("a", health.Unhealthy, 10*ms)}
 	prev := []string{"b", "a"}
 	c0, p0 := slices.Clone(cands), slices.Clone(prev)
 	Decide(Policy{}, cands, prev, t0)
@@ -401,7 +403,7 @@ func TestDecideDoesNotModifyInput(t *testing.T) {
 func countNearChanges(p Policy, aRTTs []time.Duration, bRTT time.Duration) (changes int, nears [][]string) {
 	var prev []string
 	for i, rtt := range aRTTs {
-		d := Decide(p, []Candidate{stamp("a", Healthy, rtt), stamp("b", Healthy, bRTT)}, prev, t0.Add(time.Duration(i)*time.Second))
+		d := Decide(p, []Candidate{stamp("a", health.Healthy, rtt), stamp("b", health.Healthy, bRTT)}, prev, t0.Add(time.Duration(i)*time.Second))
 		if i > 0 && !slices.Equal(d.Near, prev) {
 			changes++
 		}
@@ -452,8 +454,8 @@ func TestNoisyLinkDoesNotFlap(t *testing.T) {
 }
 
 func TestPickWeights(t *testing.T) {
-	oneThree := []Candidate{weighted(stamp("a", Healthy, 20*ms), 1), weighted(stamp("b", Healthy, 22*ms), 3)}
-	zeroHundred := []Candidate{weighted(stamp("a", Healthy, 20*ms), 0), weighted(stamp("b", Healthy, 22*ms), 100)}
+	oneThree := []Candidate{weighted(stamp("a", health.Healthy, 20*ms), 1), weighted(stamp("b", health.Healthy, 22*ms), 3)}
+	zeroHundred := []Candidate{weighted(stamp("a", health.Healthy, 20*ms), 0), weighted(stamp("b", health.Healthy, 22*ms), 100)}
 	d := Decision{Near: []string{"a", "b"}}
 	for _, tc := range []struct {
 		name  string
@@ -468,13 +470,13 @@ func TestPickWeights(t *testing.T) {
 		{"1:3 r just below 1", oneThree, math.Nextafter(1, 0), "b"},
 		{"0 means 100: below half", zeroHundred, 0.4999, "a"},
 		{"0 means 100: at half", zeroHundred, 0.5, "b"},
-		{"negative means 100", []Candidate{weighted(stamp("a", Healthy, 0), -5), weighted(stamp("b", Healthy, 0), 300)}, 0.2499, "a"},
-		{"missing candidate means 100", []Candidate{weighted(stamp("b", Healthy, 0), 300)}, 0.25, "b"},
+		{"negative means 100", []Candidate{weighted(stamp("a", health.Healthy, 0), -5), weighted(stamp("b", health.Healthy, 0), 300)}, 0.2499, "a"},
+		{"missing candidate means 100", []Candidate{weighted(stamp("b", health.Healthy, 0), 300)}, 0.25, "b"},
 		{"r below 0 counts as 0", oneThree, -3, "a"},
 		{"NaN counts as 0", oneThree, math.NaN(), "a"},
 		{"r of 1 picks the last", oneThree, 1, "b"},
 		{"r above 1 picks the last", oneThree, 7, "b"},
-		{"repeated id uses its smallest weight", append(slices.Clone(oneThree), weighted(stamp("b", Healthy, 0), 1)), 0.4999, "a"},
+		{"repeated id uses its smallest weight", append(slices.Clone(oneThree), weighted(stamp("b", health.Healthy, 0), 1)), 0.4999, "a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got, _ := Pick(d, tc.cands, tc.r); got != tc.want {
@@ -486,7 +488,7 @@ func TestPickWeights(t *testing.T) {
 
 func TestPickDistribution(t *testing.T) {
 	d := Decision{Near: []string{"a", "b", "c"}}
-	cands := []Candidate{weighted(stamp("a", Healthy, 0), 1), weighted(stamp("b", Healthy, 0), 3), weighted(stamp("c", Healthy, 0), 0)}
+	cands := []Candidate{weighted(stamp("a", health.Healthy, 0), 1), weighted(stamp("b", health.Healthy, 0), 3), weighted(stamp("c", health.Healthy, 0), 0)}
 	counts := map[string]int{}
 	const n = 1040 // total weight 104: a owns 1/104, b 3/104, c 100/104
 	for i := range n {
@@ -535,12 +537,12 @@ func TestPickRetry(t *testing.T) {
 
 func TestPickAfterDecide(t *testing.T) {
 	// Normal: retry goes to the nearest stamp outside Near.
-	cands := []Candidate{stamp("a", Healthy, 20*ms), stamp("b", Healthy, 25*ms), stamp("c", Healthy, 70*ms), stamp("d", Unhealthy, 1*ms)}
+	cands := []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 25*ms), stamp("c", health.Healthy, 70*ms), stamp("d", health.Unhealthy, 1*ms)}
 	if p, r := Pick(Decide(Policy{}, cands, nil, t0), cands, 0.7); p != "b" || r != "c" {
 		t.Fatalf("Pick = %q, %q; want b, c", p, r)
 	}
 	// Fail open with two equally bad stamps: retry goes to the other one.
-	down := []Candidate{stamp("a", Unhealthy, 20*ms), stamp("b", Unhealthy, 25*ms)}
+	down := []Candidate{stamp("a", health.Unhealthy, 20*ms), stamp("b", health.Unhealthy, 25*ms)}
 	if p, r := Pick(Decide(Policy{}, down, nil, t0), down, 0.7); p != "b" || r != "a" {
 		t.Fatalf("fail open Pick = %q, %q; want b, a", p, r)
 	}
@@ -555,7 +557,7 @@ func FuzzDecide(f *testing.F) {
 	f.Add([]byte{0x80, 0x80, 0, 0, 3, 0, 0, 0, 0, 3, 0, 0, 0})
 	f.Add([]byte{255, 255, 1, 0, 0, 0, 2, 0, 1, 1, 0, 3, 9})
 	f.Add([]byte{})
-	healths := []Health{Healthy, Degraded, Unhealthy, Drained, Unknown, "", "bogus"}
+	healths := []health.Status{health.Healthy, health.Degraded, health.Unhealthy, health.Drained, health.Unknown, health.Status(99)}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var policy Policy
 		var prevMask byte
@@ -620,7 +622,7 @@ func FuzzDecide(f *testing.F) {
 		}
 		anyRoutable := false
 		for _, c := range cands {
-			if (c.Health == Healthy || c.Health == Degraded) && !t0.Before(c.EjectedUntil) {
+			if (c.Health == health.Healthy || c.Health == health.Degraded) && !t0.Before(c.EjectedUntil) {
 				anyRoutable = true
 			}
 		}

@@ -7,22 +7,23 @@ import (
 	"sort"
 	"time"
 
+	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
 )
 
 // StampStatus is one stamp as a POP sees it, for operators.
 type StampStatus struct {
-	ID           string    `json:"id"`
-	Region       string    `json:"region"`
-	State        Health    `json:"state"`
-	RTTMs        float64   `json:"rttMs"`
-	LastProbe    string    `json:"lastProbe"`
-	Reached      bool      `json:"reached"` // the last probe got an answer from the stamp
-	ProbedAt     time.Time `json:"probedAt"`
-	Ejected      bool      `json:"ejected"`
-	EjectedUntil time.Time `json:"ejectedUntil,omitzero"`
-	Weight       int       `json:"weight"`
-	Routing      string    `json:"routing"` // why it is or is not taking this POP's traffic
+	ID           string        `json:"id"`
+	Region       string        `json:"region"`
+	State        health.Status `json:"state"` // healthy, degraded, unhealthy, unknown or drained
+	RTTMs        float64       `json:"rttMs"`
+	LastProbe    string        `json:"lastProbe"`
+	Reached      bool          `json:"reached"` // the last probe got an answer from the stamp
+	ProbedAt     time.Time     `json:"probedAt"`
+	Ejected      bool          `json:"ejected"`
+	EjectedUntil time.Time     `json:"ejectedUntil,omitzero"`
+	Weight       int           `json:"weight"`
+	Routing      string        `json:"routing"` // why it is or is not taking this POP's traffic
 }
 
 // POPStatus is one POP's routing table and its reasons.

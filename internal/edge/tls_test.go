@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/netsim"
 )
 
@@ -91,7 +92,7 @@ func TestHTTPSStampIsReachedOverTLS(t *testing.T) {
 	e := runEdge(t, net, edge.Config{ProbeInterval: 50 * time.Millisecond, StampTLS: &tls.Config{RootCAs: roots}},
 		edge.StampInfo{ID: "northeurope.tls", Region: "northeurope", URL: stamp.srv.URL})
 	waitNear(t, e, "northeurope.tls", 5*time.Second)
-	if st := e.Status()[0].Stamps[0]; st.State != edge.Healthy || st.LastProbe != "healthy" {
+	if st := e.Status()[0].Stamps[0]; st.State != health.Healthy || st.LastProbe != "healthy" {
 		t.Fatalf("the https stamp: %+v", st)
 	}
 	front := httptest.NewServer(e.Handler())
@@ -130,7 +131,7 @@ func TestUnverifiedHTTPSStampStaysOutOfRotation(t *testing.T) {
 				st = s
 			}
 		}
-		if st.State == edge.Unhealthy && !st.Reached && strings.Contains(st.LastProbe, "certificate") {
+		if st.State == health.Unhealthy && !st.Reached && strings.Contains(st.LastProbe, "certificate") {
 			t.Logf("the https stamp's probe: %s", st.LastProbe)
 			break
 		}

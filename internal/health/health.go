@@ -4,10 +4,9 @@
 // request, and a cached verdict older than three probe intervals is reported
 // unhealthy (stale), never silently healthy.
 //
-// The package also evaluates the deployment's layered health model (model.go,
-// evaluate.go): user flows, components and dependencies declared in YAML,
-// judged from signals every few seconds with hysteresis and roll-ups, so an
-// operator can follow the reasons from the root to the broken dependency.
+// It also defines Status (status.go), the one health vocabulary and order
+// that the prober, the health model (internal/healthmodel), the edge and
+// the operations dashboard share. The package imports nothing of ours.
 package health
 
 import (
@@ -19,34 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 )
-
-// Status is a health verdict.
-type Status string
-
-const (
-	Healthy   Status = "healthy"
-	Degraded  Status = "degraded"
-	Unhealthy Status = "unhealthy"
-)
-
-func (s Status) rank() int {
-	switch s {
-	case Healthy:
-		return 0
-	case Degraded:
-		return 1
-	default:
-		return 2
-	}
-}
-
-// Worse returns the worse of a and b.
-func Worse(a, b Status) Status {
-	if b.rank() > a.rank() {
-		return b
-	}
-	return a
-}
 
 // ErrDegraded marks a check error that degrades rather than fails: wrap it
 // (fmt.Errorf("...: %w", health.ErrDegraded)) to report a slow but working
@@ -61,8 +32,8 @@ type Check struct {
 	// shown to operators either way.
 	Run func(ctx context.Context) (detail string, err error)
 	// Impact caps what this check can do to the stamp's verdict: Unhealthy
-	// (the zero value means Unhealthy) or Degraded for dependencies the
-	// stamp can serve without.
+	// (the zero value, Unknown, means Unhealthy) or Degraded for
+	// dependencies the stamp can serve without.
 	Impact Status
 	// Grace reports a failing check as degraded until it has been failing
 	// for this long: for dependencies whose brief stalls the callers ride
@@ -83,11 +54,16 @@ type CheckResult struct {
 
 // Report is the stamp's health as /health/stamp answers it.
 type Report struct {
-	Status    Status        `json:"status"`
-	Region    string        `json:"region"`
-	CheckedAt time.Time     `json:"checkedAt"`
-	Reason    string        `json:"reason,omitempty"`
-	Checks    []CheckResult `json:"checks"`
+	Status    Status    `json:"status"`
+	Region    string    `json:"region"`
+	CheckedAt time.Time `json:"checkedAt"`
+	Reason    string    `json:"reason,omitempty"`
+	// Drained is set while an operator has drained the stamp. Status is
+	// then Unhealthy, so /health/stamp answers 503 and whoever reads only
+	// the status takes the stamp out too; the edge reads this field to
+	// tell a drained stamp from a failing one. Reason says so in words.
+	Drained bool          `json:"drained"`
+	Checks  []CheckResult `json:"checks"`
 }
 
 // Config configures a Prober.
@@ -153,9 +129,9 @@ func (p *Prober) RunOnce(ctx context.Context) {
 	wg.Wait()
 	rep := &Report{Region: p.cfg.Region, CheckedAt: time.Now(), Checks: results, Status: Healthy}
 	for _, r := range results {
-		rep.Status = Worse(rep.Status, capAt(r.Status, r.impact))
+		rep.Status = Worse(rep.Status, r.Status.CappedAt(r.impact))
 		if r.Status != Healthy && rep.Reason == "" {
-			rep.Reason = r.Name + " " + string(r.Status)
+			rep.Reason = r.Name + " " + r.Status.String()
 		}
 	}
 	if prev := p.last.Load(); prev != nil && prev.Status != rep.Status {
@@ -166,7 +142,7 @@ func (p *Prober) RunOnce(ctx context.Context) {
 
 func (p *Prober) run(ctx context.Context, c Check) CheckResult {
 	res := CheckResult{Name: c.Name, impact: c.Impact}
-	if res.impact == "" {
+	if res.impact == Unknown {
 		res.impact = Unhealthy
 	}
 	p.mu.Lock()
@@ -245,16 +221,12 @@ func joinDetail(detail, err string) string {
 	return detail + ": " + err
 }
 
-func capAt(s, impact Status) Status {
-	if s.rank() > impact.rank() {
-		return impact
-	}
-	return s
-}
+// drainedReason is a drained report's Reason.
+const drainedReason = "drained by an operator"
 
 // SetDrained drains (true) or restores (false) the stamp. A drained stamp
-// reports unhealthy with reason "drained" from the next Report on, so the
-// edge takes it out of rotation while it keeps serving in-flight work.
+// reports unhealthy with Drained set from the next Report on, so the edge
+// takes it out of rotation while it keeps serving in-flight work.
 func (p *Prober) SetDrained(drained bool) {
 	if p.drained.Swap(drained) != drained {
 		p.log.Info("stamp drain changed", "drained", drained)
@@ -265,22 +237,22 @@ func (p *Prober) SetDrained(drained bool) {
 func (p *Prober) Drained() bool { return p.drained.Load() }
 
 // Report returns the cached report as of now: unhealthy with reason
-// "starting" before the first run, "stale" when the last run is older than
-// three intervals, "drained" when drained.
+// "starting" before the first run, or "stale: ..." when the last run is
+// older than three intervals; when drained, unhealthy with Drained set and
+// reason "drained by an operator", whatever the checks say.
 func (p *Prober) Report() Report {
-	now := time.Now()
-	last := p.last.Load()
-	if last == nil {
-		return Report{Status: Unhealthy, Region: p.cfg.Region, Reason: "starting", Checks: []CheckResult{}}
-	}
-	rep := *last
-	if age := now.Sub(last.CheckedAt); age > 3*p.cfg.Interval {
-		rep.Status = Unhealthy
-		rep.Reason = fmt.Sprintf("stale: last probe run finished %s ago", age.Round(time.Millisecond))
+	var rep Report
+	if last := p.last.Load(); last == nil {
+		rep = Report{Status: Unhealthy, Region: p.cfg.Region, Reason: "starting", Checks: []CheckResult{}}
+	} else {
+		rep = *last
+		if age := time.Since(last.CheckedAt); age > 3*p.cfg.Interval {
+			rep.Status = Unhealthy
+			rep.Reason = fmt.Sprintf("stale: last probe run finished %s ago", age.Round(time.Millisecond))
+		}
 	}
 	if p.drained.Load() {
-		rep.Status = Unhealthy
-		rep.Reason = "drained"
+		rep.Status, rep.Drained, rep.Reason = Unhealthy, true, drainedReason
 	}
 	return rep
 }

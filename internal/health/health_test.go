@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -128,33 +129,78 @@ func TestRunKeepsReportFreshAndStopsWithContext(t *testing.T) {
 	})
 }
 
+// A drained stamp answers 503 with status unhealthy and "drained": true on
+// the wire, beside a reason an operator can read; the field, not the
+// reason, is what says drained.
 func TestDrainTakesEffectAtOnceAndServes503(t *testing.T) {
 	p := NewProber(Config{Region: "r1", Checks: []Check{{Name: "a", Run: okCheck}}})
 	p.RunOnce(t.Context())
 	srv := httptest.NewServer(p.StampHandler())
 	defer srv.Close()
-	get := func() int {
+	type wire struct {
+		Status  string `json:"status"`
+		Reason  string `json:"reason"`
+		Drained *bool  `json:"drained"`
+	}
+	get := func() (int, wire) {
 		resp, err := http.Get(srv.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode
+		defer resp.Body.Close()
+		var w wire
+		if err := json.NewDecoder(resp.Body).Decode(&w); err != nil {
+			t.Fatal(err)
+		}
+		if h := resp.Header.Get("X-Health-Status"); h != w.Status {
+			t.Fatalf("X-Health-Status %q, body status %q", h, w.Status)
+		}
+		return resp.StatusCode, w
 	}
-	if code := get(); code != http.StatusOK {
-		t.Fatalf("healthy stamp answered %d", code)
+	if code, w := get(); code != http.StatusOK || w.Status != "healthy" || w.Drained == nil || *w.Drained {
+		t.Fatalf("healthy stamp answered %d %+v, want 200 healthy, drained false", code, w)
 	}
 	p.SetDrained(true)
-	if rep := p.Report(); rep.Reason != "drained" || rep.Status != Unhealthy {
-		t.Fatalf("drained report = %s %q", rep.Status, rep.Reason)
+	if rep := p.Report(); !rep.Drained || rep.Status != Unhealthy || rep.Reason != "drained by an operator" {
+		t.Fatalf("drained report = %s %q drained %v", rep.Status, rep.Reason, rep.Drained)
 	}
-	if code := get(); code != http.StatusServiceUnavailable {
-		t.Fatalf("drained stamp answered %d, want 503", code)
+	if code, w := get(); code != http.StatusServiceUnavailable || w.Status != "unhealthy" || w.Drained == nil || !*w.Drained || w.Reason != "drained by an operator" {
+		t.Fatalf("drained stamp answered %d %+v, want 503 unhealthy, drained true", code, w)
 	}
 	p.SetDrained(false)
-	if code := get(); code != http.StatusOK {
-		t.Fatalf("undrained stamp answered %d, want 200", code)
+	if code, w := get(); code != http.StatusOK || w.Status != "healthy" || *w.Drained || w.Reason != "" {
+		t.Fatalf("undrained stamp answered %d %+v, want 200 healthy, drained false", code, w)
 	}
+}
+
+// Drained wins over every other reason a report can have, and is the only
+// thing that sets the field: a failing, stale or starting stamp is
+// unhealthy without it.
+func TestDrainedOverridesStartingStaleAndFailing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		failing := func(context.Context) (string, error) { return "", errors.New("drained") }
+		p := NewProber(Config{Region: "r1", Interval: time.Second, Checks: []Check{{Name: "a", Run: failing}}})
+		if rep := p.Report(); rep.Drained || rep.Reason != "starting" {
+			t.Fatalf("starting report = %+v, want not drained", rep)
+		}
+		p.SetDrained(true)
+		if rep := p.Report(); !rep.Drained || rep.Status != Unhealthy || rep.Reason != "drained by an operator" {
+			t.Fatalf("drained before the first run = %+v", rep)
+		}
+		p.SetDrained(false)
+		p.RunOnce(t.Context())
+		if rep := p.Report(); rep.Drained || rep.Status != Unhealthy || rep.Reason != "a unhealthy" || rep.Checks[0].Detail != "drained" {
+			t.Fatalf("failing report = %+v, want unhealthy, not drained", rep)
+		}
+		time.Sleep(4 * time.Second) // synctest: the fake clock moves; no run happens
+		if rep := p.Report(); rep.Drained || !strings.HasPrefix(rep.Reason, "stale: ") {
+			t.Fatalf("stale report = %+v, want stale, not drained", rep)
+		}
+		p.SetDrained(true)
+		if rep := p.Report(); !rep.Drained || rep.Reason != "drained by an operator" {
+			t.Fatalf("stale and drained report = %+v, want drained", rep)
+		}
+	})
 }
 
 func TestDegradedAnswers200(t *testing.T) {

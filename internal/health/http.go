@@ -31,13 +31,14 @@ func ReadyHandler(ready func() error) http.Handler {
 }
 
 // StampHandler serves the cached report: 200 for healthy and degraded, 503
-// for unhealthy. HEAD gets the status line only.
+// for unhealthy (a drained stamp's report is unhealthy, with "drained":
+// true). HEAD gets the status line only.
 func (p *Prober) StampHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rep := p.Report()
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Health-Status", string(rep.Status))
+		w.Header().Set("X-Health-Status", rep.Status.String())
 		code := http.StatusOK
 		if rep.Status == Unhealthy {
 			code = http.StatusServiceUnavailable

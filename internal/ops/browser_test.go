@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/ops/opstest"
 	"github.com/contoso/shoes/internal/shop"
 )
@@ -109,7 +110,7 @@ func TestBrowserShowsSnapshot(t *testing.T) {
 		Stamps: [...e.querySelectorAll("[data-stamp]")].map(s => s.dataset.stamp)}))`)
 	var wantCards []card
 	for _, r := range want.Regions {
-		c := card{Region: r.Name, State: r.State, Heading: r.Name}
+		c := card{Region: r.Name, State: r.State.String(), Heading: r.Name}
 		for _, s := range r.Stamps {
 			c.Stamps = append(c.Stamps, s.ID)
 		}
@@ -119,14 +120,18 @@ func TestBrowserShowsSnapshot(t *testing.T) {
 		t.Errorf("region cards\n got %+v\nwant %+v", cards, wantCards)
 	}
 
-	for _, tc := range []struct{ stamp, state, colour string }{
-		{"we-1", StateHealthy, green},
-		{"ne-2", StateDegraded, amber},
-		{"eus-1", StateDrained, red},
+	for _, tc := range []struct {
+		stamp  string
+		state  health.Status
+		colour string
+	}{
+		{"we-1", health.Healthy, green},
+		{"ne-2", health.Degraded, amber},
+		{"eus-1", health.Drained, red},
 	} {
 		type stamp struct{ State, Colour, Class string }
 		got := eval[stamp](t, ctx, fmt.Sprintf(`(e => ({State: e.dataset.state, Colour: getComputedStyle(e).backgroundColor, Class: e.className}))(document.querySelector('[data-stamp=%q]'))`, tc.stamp))
-		if got.State != tc.state || got.Colour != tc.colour || !strings.Contains(got.Class, "state-"+tc.state) {
+		if got.State != tc.state.String() || got.Colour != tc.colour || !strings.Contains(got.Class, "state-"+tc.state.String()) {
 			t.Errorf("stamp %s: %+v, want state %s in %s", tc.stamp, got, tc.state, tc.colour)
 		}
 	}
@@ -137,7 +142,7 @@ func TestBrowserShowsSnapshot(t *testing.T) {
 	}
 
 	system := eval[[]string](t, ctx, `[document.getElementById("system").dataset.state, document.getElementById("system-reason").textContent]`)
-	if system[0] != want.Health.State || system[1] != want.Health.Reason {
+	if system[0] != want.Health.State.String() || system[1] != want.Health.Reason {
 		t.Errorf("header shows %q, want %s: %s", system, want.Health.State, want.Health.Reason)
 	}
 
@@ -194,7 +199,7 @@ func TestBrowserDrainedStampTurnsRed(t *testing.T) {
 	eval[chromedp.Void](t, ctx, `window.sameDocument = true`)
 
 	live.update(t, func(s *Snapshot) {
-		s.Regions[0].Stamps[1].State = StateDrained
+		s.Regions[0].Stamps[1].State = health.Drained
 		s.Regions[0].Stamps[1].Reason = "drained by an operator"
 	})
 	waitFor(t, ctx, `(e => e && e.dataset.state === "drained" && e.classList.contains("state-drained") && getComputedStyle(e).backgroundColor === "`+red+`")(`+stamp+`)`, 5*time.Second)

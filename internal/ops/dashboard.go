@@ -7,7 +7,8 @@
 // binary and served under /ops/dashboard/; it needs no build step and loads
 // nothing from elsewhere. The server pushes a Snapshot to it as server-sent
 // events; the caller builds the Snapshot, so this package depends on no
-// other part of the system.
+// other part of the system but the health vocabulary (health.Status, from
+// internal/health, which imports nothing of ours).
 package ops
 
 import (

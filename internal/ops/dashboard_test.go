@@ -20,6 +20,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
 )
@@ -227,11 +228,11 @@ func TestSnapshotEndpoint(t *testing.T) {
 func TestSnapshotJSONContract(t *testing.T) {
 	s := &Snapshot{
 		Time:    fixtureTime,
-		Regions: []Region{{Name: "r", State: "healthy", Reason: "x", Stamps: []Stamp{{ID: "s", State: "drained", Reason: "y", URL: "u"}}, RPS: 1, ErrorRatio: 0.5, P99Ms: 2}},
+		Regions: []Region{{Name: "r", State: health.Healthy, Reason: "x", Stamps: []Stamp{{ID: "s", State: health.Drained, Reason: "y", URL: "u"}}, RPS: 1, ErrorRatio: 0.5, P99Ms: 2}},
 		POPs:    []POP{{Region: "r", Routes: []string{"r"}, FailOpen: true}},
-		Health: &HealthNode{ID: "system", Name: "n", Kind: "system", State: "healthy", Score: 1, Reason: "ok",
-			Children: []*HealthNode{{ID: "c", Name: "c", Kind: "flow", Region: "r", State: "degraded", Score: 0.5, Reason: "z", Impact: "i",
-				Signals: []Signal{{Name: "g", Value: 3, State: "degraded", Degraded: 2, Unhealthy: 4, Reason: "w"}}}}},
+		Health: &HealthNode{ID: "system", Name: "n", Kind: "system", State: health.Healthy, Score: 1, Reason: "ok",
+			Children: []*HealthNode{{ID: "c", Name: "c", Kind: "flow", Region: "r", State: health.Degraded, Score: 0.5, Reason: "z", Impact: "i",
+				Signals: []Signal{{Name: "g", Value: 3, State: health.Degraded, Degraded: 2, Unhealthy: 4, Reason: "w"}}}}},
 		SLOs:   []SLOStatus{{SLO: "o", Flow: "c", Kind: "availability", Objective: 0.999, Windows: []SLOWindow{{Window: "5m", Total: 10, Bad: 1, ErrorRatio: 0.1, BurnRate: 100, OK: false}}, BudgetRemaining: -0.5, Alerts: []string{"a"}}},
 		Errors: []ErrorEntry{{Time: fixtureTime, Level: "ERROR", Message: "m", Region: "r", TraceID: "t", Attrs: map[string]string{"k": "v"}}},
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
 )
@@ -28,25 +29,25 @@ func fixture() *Snapshot {
 		Time: fixtureTime,
 		Regions: []Region{
 			{
-				Name: "westeurope", State: StateHealthy, Reason: "all stamps healthy",
+				Name: "westeurope", State: health.Healthy, Reason: "all stamps healthy",
 				Stamps: []Stamp{
-					{ID: "we-1", State: StateHealthy, URL: "http://127.0.0.1:41001"},
-					{ID: "we-2", State: StateHealthy, URL: "http://127.0.0.1:41002"},
+					{ID: "we-1", State: health.Healthy, URL: "http://127.0.0.1:41001"},
+					{ID: "we-2", State: health.Healthy, URL: "http://127.0.0.1:41002"},
 				},
 				RPS: 120.5, ErrorRatio: 0.001, P99Ms: 85,
 			},
 			{
-				Name: "northeurope", State: StateDegraded, Reason: "ne-2 degraded: p99 above 400 ms",
+				Name: "northeurope", State: health.Degraded, Reason: "ne-2 degraded: p99 above 400 ms",
 				Stamps: []Stamp{
-					{ID: "ne-1", State: StateHealthy, URL: "http://127.0.0.1:42001"},
-					{ID: "ne-2", State: StateDegraded, Reason: "p99 612 ms", URL: "http://127.0.0.1:42002"},
+					{ID: "ne-1", State: health.Healthy, URL: "http://127.0.0.1:42001"},
+					{ID: "ne-2", State: health.Degraded, Reason: "p99 612 ms", URL: "http://127.0.0.1:42002"},
 				},
 				RPS: 80, ErrorRatio: 0.02, P99Ms: 612,
 			},
 			{
-				Name: "eastus", State: StateUnhealthy, Reason: "no stamp in rotation",
+				Name: "eastus", State: health.Unhealthy, Reason: "no stamp in rotation",
 				Stamps: []Stamp{
-					{ID: "eus-1", State: StateDrained, Reason: "drained by an operator", URL: "http://127.0.0.1:43001"},
+					{ID: "eus-1", State: health.Drained, Reason: "drained by an operator", URL: "http://127.0.0.1:43001"},
 				},
 				RPS: 0, ErrorRatio: 0, P99Ms: 0,
 			},
@@ -57,28 +58,28 @@ func fixture() *Snapshot {
 			{Region: "eastus", Routes: []string{"westeurope"}, FailOpen: true},
 		},
 		Health: &HealthNode{
-			ID: "system", Name: "Contoso Shoes", Kind: "system", State: StateDegraded, Score: 0.8,
+			ID: "system", Name: "Contoso Shoes", Kind: "system", State: health.Degraded, Score: 0.8,
 			Reason: "checkout degraded in northeurope",
 			Children: []*HealthNode{
 				{
-					ID: "flow:browse", Name: "Browse products", Kind: "flow", State: StateHealthy, Score: 1, Reason: "ok",
+					ID: "flow:browse", Name: "Browse products", Kind: "flow", State: health.Healthy, Score: 1, Reason: "ok",
 					Children: []*HealthNode{
-						{ID: "component:catalog", Name: "Catalog", Kind: "component", State: StateHealthy, Score: 1, Reason: "ok",
-							Signals: []Signal{{Name: "p99 ms", Value: 85, State: StateHealthy, Degraded: 400, Unhealthy: 1000, Reason: "below 400"}}},
+						{ID: "component:catalog", Name: "Catalog", Kind: "component", State: health.Healthy, Score: 1, Reason: "ok",
+							Signals: []Signal{{Name: "p99 ms", Value: 85, State: health.Healthy, Degraded: 400, Unhealthy: 1000, Reason: "below 400"}}},
 					},
 				},
 				{
-					ID: "flow:checkout", Name: "Check out", Kind: "flow", State: StateDegraded, Score: 0.6, Reason: "orders degraded",
+					ID: "flow:checkout", Name: "Check out", Kind: "flow", State: health.Degraded, Score: 0.6, Reason: "orders degraded",
 					Children: []*HealthNode{
 						{
-							ID: "component:orders", Name: "Orders", Kind: "component", Region: "northeurope", State: StateDegraded, Score: 0.6,
+							ID: "component:orders", Name: "Orders", Kind: "component", Region: "northeurope", State: health.Degraded, Score: 0.6,
 							Reason: "error ratio 2%", Impact: "degrades checkout",
 							Signals: []Signal{
-								{Name: "error ratio", Value: 0.02, State: StateDegraded, Degraded: 0.01, Unhealthy: 0.05, Reason: "above 1%"},
-								{Name: "p99 ms", Value: 612, State: StateDegraded, Degraded: 400, Unhealthy: 1000, Reason: "above 400"},
+								{Name: "error ratio", Value: 0.02, State: health.Degraded, Degraded: 0.01, Unhealthy: 0.05, Reason: "above 1%"},
+								{Name: "p99 ms", Value: 612, State: health.Degraded, Degraded: 400, Unhealthy: 1000, Reason: "above 400"},
 							},
 							Children: []*HealthNode{
-								{ID: "dependency:payments", Name: "Payments partner", Kind: "dependency", State: StateUnknown, Reason: "no probe yet"},
+								{ID: "dependency:payments", Name: "Payments partner", Kind: "dependency", State: health.Unknown, Reason: "no probe yet"},
 							},
 						},
 					},
@@ -115,7 +116,7 @@ func healthIDs(n *HealthNode) map[string]string {
 	var walk func(*HealthNode)
 	walk = func(n *HealthNode) {
 		for _, c := range n.Children {
-			ids[c.ID] = c.State
+			ids[c.ID] = c.State.String()
 			walk(c)
 		}
 	}

@@ -1,17 +1,17 @@
 package ops
 
-import "time"
+import (
+	"time"
 
-// States a region, stamp, health node or signal can be in. The page colours
-// them green (healthy), amber (degraded), red (unhealthy, drained) and grey
-// (unknown, or anything it does not recognise).
-const (
-	StateHealthy   = "healthy"
-	StateDegraded  = "degraded"
-	StateUnhealthy = "unhealthy"
-	StateDrained   = "drained" // stamps only: taken out of rotation by an operator
-	StateUnknown   = "unknown"
+	"github.com/contoso/shoes/internal/health"
 )
+
+// The states of regions, stamps, health nodes and signals are health.Status
+// values, in the system's one vocabulary; the page gets their names
+// ("healthy", ...) and colours them green (healthy), amber (degraded), red
+// (unhealthy, drained) and grey (unknown, or anything it does not
+// recognise). Only stamps are ever drained: taken out of rotation by an
+// operator. A zero state is unknown.
 
 // Snapshot is everything the page shows, built by the caller at one moment.
 // Its JSON form is the contract between the server and the page; nil slices
@@ -29,21 +29,21 @@ type Snapshot struct {
 
 // Region is one region with its stamps and its traffic.
 type Region struct {
-	Name       string  `json:"name"`
-	State      string  `json:"state"` // healthy, degraded, unhealthy or unknown
-	Reason     string  `json:"reason"`
-	Stamps     []Stamp `json:"stamps"`
-	RPS        float64 `json:"rps"`
-	ErrorRatio float64 `json:"errorRatio"` // 0..1
-	P99Ms      float64 `json:"p99Ms"`
+	Name       string        `json:"name"`
+	State      health.Status `json:"state"` // healthy, degraded, unhealthy or unknown
+	Reason     string        `json:"reason"`
+	Stamps     []Stamp       `json:"stamps"`
+	RPS        float64       `json:"rps"`
+	ErrorRatio float64       `json:"errorRatio"` // 0..1
+	P99Ms      float64       `json:"p99Ms"`
 }
 
 // Stamp is one deployment stamp of a region.
 type Stamp struct {
-	ID     string `json:"id"`
-	State  string `json:"state"` // healthy, degraded, unhealthy, drained or unknown
-	Reason string `json:"reason"`
-	URL    string `json:"url"`
+	ID     string        `json:"id"`
+	State  health.Status `json:"state"` // healthy, degraded, unhealthy, drained or unknown
+	Reason string        `json:"reason"`
+	URL    string        `json:"url"`
 }
 
 // POP is a point of presence of the global edge and where it sends its
@@ -61,7 +61,7 @@ type HealthNode struct {
 	Name     string        `json:"name"`
 	Kind     string        `json:"kind"` // system, flow, component, dependency
 	Region   string        `json:"region,omitempty"`
-	State    string        `json:"state"`
+	State    health.Status `json:"state"` // healthy, degraded, unhealthy or unknown
 	Score    float64       `json:"score"` // 0..1, 1 is fully healthy
 	Reason   string        `json:"reason"`
 	Impact   string        `json:"impact,omitempty"` // what the node's state does to its parent
@@ -71,12 +71,12 @@ type HealthNode struct {
 
 // Signal is one measured input of a health node with its thresholds.
 type Signal struct {
-	Name      string  `json:"name"`
-	Value     float64 `json:"value"`
-	State     string  `json:"state"`
-	Degraded  float64 `json:"degraded"`  // the value from which the signal is degraded
-	Unhealthy float64 `json:"unhealthy"` // the value from which the signal is unhealthy
-	Reason    string  `json:"reason"`
+	Name      string        `json:"name"`
+	Value     float64       `json:"value"`
+	State     health.Status `json:"state"`
+	Degraded  float64       `json:"degraded"`  // the value from which the signal is degraded
+	Unhealthy float64       `json:"unhealthy"` // the value from which the signal is unhealthy
+	Reason    string        `json:"reason"`
 }
 
 // SLOStatus is one service level objective with its error budget and the

@@ -322,30 +322,38 @@ func (s *Store) provisionAssets(ctx context.Context) error {
 	return s.eachAsset(ctx, true)
 }
 
+// assetTimeout bounds the work on one asset in one pass. A request sent
+// while the cluster elects its meta leader can go unanswered: attempts
+// stay short and the caller retries. The bound is per asset, not per pass,
+// so a slow cluster (a loaded machine, TLS, fsync on every write) still
+// makes progress from one pass to the next: what a pass finished, the
+// next finds done.
+const assetTimeout = 5 * time.Second
+
 func (s *Store) eachAsset(ctx context.Context, update bool) error {
-	// A request sent while the cluster elects its meta leader can go
-	// unanswered: keep attempts short and let the caller retry.
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
 	buckets, streams := s.handles()
 	for _, a := range assets {
+		actx, cancel := context.WithTimeout(ctx, assetTimeout)
 		var err error
 		switch a.Kind {
 		case AssetBucket:
 			h := buckets[a.Name]
 			if h == nil {
-				return fmt.Errorf("bucket %s: no handle for it", a.Name)
+				err = fmt.Errorf("bucket %s: no handle for it", a.Name)
+				break
 			}
-			*h, err = s.openBucket(ctx, a, update)
+			*h, err = s.openBucket(actx, a, update)
 		case AssetQueue:
 			h := streams[a.Name]
 			if h == nil {
-				return fmt.Errorf("stream %s: no handle for it", a.Name)
+				err = fmt.Errorf("stream %s: no handle for it", a.Name)
+				break
 			}
-			*h, err = s.openQueue(ctx, a, update)
+			*h, err = s.openQueue(actx, a, update)
 		default:
 			err = fmt.Errorf("asset %s: unknown kind %q", a.Name, a.Kind)
 		}
+		cancel()
 		if err != nil {
 			return err
 		}
@@ -356,16 +364,23 @@ func (s *Store) eachAsset(ctx context.Context, update bool) error {
 // openBucket finds a's bucket, or declares it when it is missing or update is
 // set.
 func (s *Store) openBucket(ctx context.Context, a Asset, update bool) (jetstream.KeyValue, error) {
-	if !update {
-		b, err := s.js.KeyValue(ctx, a.Name)
-		if err == nil {
-			return b, nil
-		}
-		if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("bucket %s: %w", a.Name, err)
-		}
+	want := a.bucketConfig(s.cfg.Replicas)
+	b, err := s.js.KeyValue(ctx, a.Name)
+	if err == nil && !update {
+		return b, nil
 	}
-	b, err := s.js.CreateOrUpdateKeyValue(ctx, a.bucketConfig(s.cfg.Replicas))
+	if err == nil {
+		// Declared already as declared: nothing to change (a restart, or
+		// an earlier pass that finished this asset).
+		if st, serr := b.Status(ctx); serr == nil {
+			if kvs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bucketMatches(kvs.Config(), want) {
+				return b, nil
+			}
+		}
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("bucket %s: %w", a.Name, err)
+	}
+	b, err = s.js.CreateOrUpdateKeyValue(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", a.Name, err)
 	}
@@ -389,21 +404,44 @@ var (
 // stamp's processor shares, or declares both when either is missing or
 // update is set.
 func (s *Store) openQueue(ctx context.Context, a Asset, update bool) (jetstream.Stream, error) {
-	if !update {
-		if st, err := s.js.Stream(ctx, a.Name); err == nil {
-			if _, err = st.Consumer(ctx, a.queue.consumer); err == nil {
-				return st, nil
-			}
+	wantStream, wantConsumer := a.streamConfig(s.cfg.Replicas), a.consumerConfig(s.cfg.Replicas)
+	st, err := s.js.Stream(ctx, a.Name)
+	if err != nil || (update && !streamMatches(st.CachedInfo().Config, wantStream)) {
+		if st, err = s.js.CreateOrUpdateStream(ctx, wantStream); err != nil {
+			return nil, fmt.Errorf("stream %s: %w", a.Name, err)
 		}
 	}
-	st, err := s.js.CreateOrUpdateStream(ctx, a.streamConfig(s.cfg.Replicas))
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", a.Name, err)
+	c, err := st.Consumer(ctx, a.queue.consumer)
+	if err == nil && (!update || consumerMatches(c.CachedInfo().Config, wantConsumer)) {
+		return st, nil
 	}
-	if _, err = st.CreateOrUpdateConsumer(ctx, a.consumerConfig(s.cfg.Replicas)); err != nil {
+	if _, err = st.CreateOrUpdateConsumer(ctx, wantConsumer); err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", a.queue.consumer, err)
 	}
 	return st, nil
+}
+
+// bucketMatches reports whether a bucket's configuration has every
+// setting its declaration makes.
+func bucketMatches(got, want jetstream.KeyValueConfig) bool {
+	return got.Description == want.Description && got.History == want.History && got.TTL == want.TTL &&
+		got.MaxBytes == want.MaxBytes && got.MaxValueSize == want.MaxValueSize &&
+		got.LimitMarkerTTL == want.LimitMarkerTTL && got.Replicas == want.Replicas && got.Storage == want.Storage
+}
+
+// streamMatches is bucketMatches for a work-queue stream.
+func streamMatches(got, want jetstream.StreamConfig) bool {
+	return got.Description == want.Description && slices.Equal(got.Subjects, want.Subjects) &&
+		got.Retention == want.Retention && got.Storage == want.Storage && got.Replicas == want.Replicas &&
+		got.MaxBytes == want.MaxBytes && got.MaxAge == want.MaxAge && got.MaxMsgSize == want.MaxMsgSize &&
+		got.Discard == want.Discard && got.Duplicates == want.Duplicates
+}
+
+// consumerMatches is bucketMatches for a work queue's shared consumer.
+func consumerMatches(got, want jetstream.ConsumerConfig) bool {
+	return got.Description == want.Description && slices.Equal(got.FilterSubjects, want.FilterSubjects) &&
+		got.AckPolicy == want.AckPolicy && got.AckWait == want.AckWait && got.MaxDeliver == want.MaxDeliver &&
+		got.MaxAckPending == want.MaxAckPending && got.Replicas == want.Replicas
 }
 
 // DefaultWriteBudget is how long a write retries by default: long enough

@@ -175,6 +175,7 @@ func (s *Sink) Collect(ctx context.Context) error {
 			// Exponential histograms and summaries are not kept.
 		}
 	}
+	s.addRemote(h, set, at)
 	snap := &snapshot{at: at, vals: vals}
 	h.latest = snap
 	for _, t := range h.tiers {

@@ -59,13 +59,14 @@ func TestOTLPExport(t *testing.T) {
 		env      map[string]string
 		wantPath string
 	}{
-		{"base endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "{url}"}, "POST /v1/traces"},
+		{"base endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "{url}", "OTEL_METRICS_EXPORTER": "none"}, "POST /v1/traces"},
 		{"base endpoint with slash, gzip, headers", map[string]string{
-			"OTEL_EXPORTER_OTLP_ENDPOINT": "{url}/", "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "{url}/", "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip", "OTEL_METRICS_EXPORTER": "none",
 			"OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=secret%20value",
 		}, "POST /v1/traces"},
 		{"traces endpoint wins", map[string]string{
 			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "{url}/custom/traces",
+			"OTEL_METRICS_EXPORTER": "none",
 		}, "POST /custom/traces"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,7 +115,8 @@ func TestNoOTLPWithoutEndpoint(t *testing.T) {
 		{"nil getenv", nil},
 		{"no variables", func(string) string { return "" }},
 		{"exporter none", func(k string) string {
-			return map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_EXPORTER": "none"}[k]
+			return map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_EXPORTER": "none",
+				"OTEL_METRICS_EXPORTER": "none"}[k]
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -51,7 +52,8 @@ type Sink struct {
 	logMu sync.Mutex // guards logs
 	logs  ring[LogRecord]
 
-	hist *history // metric snapshots; has its own locks
+	hist   *history     // metric snapshots; has its own locks
+	remote remoteSeries // series other processes export to this sink (OTLPHandler)
 }
 
 func newSink(cfg Config) (*Sink, error) {
@@ -67,6 +69,7 @@ func newSink(cfg Config) (*Sink, error) {
 		order:    newRing[trace.TraceID](cfg.TraceCapacity),
 		logs:     newRing[LogRecord](cfg.LogCapacity),
 		hist:     h,
+		remote:   remoteSeries{points: map[string]*remotePoint{}},
 	}, nil
 }
 
@@ -152,10 +155,17 @@ func spanOf(s sdktrace.ReadOnlySpan) Span {
 	case codes.Ok:
 		sp.Status = "ok"
 	}
-	if attrs := s.Attributes(); len(attrs) > 0 {
-		sp.Attributes = make(map[string]string, len(attrs))
-		for _, kv := range attrs {
-			sp.Attributes[string(kv.Key)] = kv.Value.Emit()
+	attrs := s.Attributes()
+	sp.Attributes = make(map[string]string, len(attrs)+len(identityKeys))
+	for _, kv := range attrs {
+		sp.Attributes[string(kv.Key)] = kv.Value.Emit()
+	}
+	// Which part made the span, as for spans received over OTLP.
+	if res := s.Resource(); res != nil {
+		for _, k := range identityKeys {
+			if v, ok := res.Set().Value(attribute.Key(k)); ok {
+				sp.Attributes[k] = v.Emit()
+			}
 		}
 	}
 	return sp

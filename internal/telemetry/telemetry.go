@@ -2,11 +2,12 @@ package telemetry
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -80,12 +80,22 @@ func DefaultTiers() []Tier {
 
 // Config configures a Telemetry.
 type Config struct {
-	// Service is the service.name resource attribute. Required.
+	// Service is the service.name resource attribute, unless the standard
+	// OTEL_SERVICE_NAME (read through Getenv) names another. Required.
 	Service string
+	// Region is the cloud.region resource attribute: the region the
+	// process runs in; empty: none (a global part).
+	Region string
+	// Instance is the service.instance.id resource attribute, which tells
+	// two processes of one service apart (at an OTLP receiver, their series
+	// never mix); empty: a random id.
+	Instance string
 	// Getenv reads the standard OTLP variables. OTLP export of traces is on
 	// when it returns a non-empty OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used
 	// as is) or OTEL_EXPORTER_OTLP_ENDPOINT (with /v1/traces appended), and
-	// OTEL_TRACES_EXPORTER is not "none". The headers, timeout and
+	// OTEL_TRACES_EXPORTER is not "none"; of metrics likewise (the
+	// _METRICS_ forms, /v1/metrics, OTEL_METRICS_EXPORTER), every
+	// OTEL_METRIC_EXPORT_INTERVAL milliseconds (default 2000). The headers, timeout and
 	// compression variables (general and _TRACES_ forms) are read through
 	// Getenv too; the certificate variables are left to the exporter's own
 	// environment handling. Nil: no OTLP.
@@ -168,7 +178,21 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 		return nil, err
 	}
 
-	res := resource.NewSchemaless(attribute.String("service.name", cfg.Service))
+	if cfg.Getenv != nil {
+		if name := strings.TrimSpace(cfg.Getenv("OTEL_SERVICE_NAME")); name != "" {
+			cfg.Service = name
+		}
+	}
+	if cfg.Instance == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		cfg.Instance = hex.EncodeToString(b[:])
+	}
+	resAttrs := []attribute.KeyValue{attribute.String("service.name", cfg.Service), attribute.String("service.instance.id", cfg.Instance)}
+	if cfg.Region != "" {
+		resAttrs = append(resAttrs, attribute.String("cloud.region", cfg.Region))
+	}
+	res := resource.NewSchemaless(resAttrs...)
 	tpOpts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(samplerFrom(cfg.Getenv, cfg.Logger)),
@@ -192,16 +216,24 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
 
+	mpOpts := []sdkmetric.Option{
+		sdkmetric.WithResource(res),
+		sdkmetric.WithReader(promExp),
+		sdkmetric.WithReader(sink.reader),
+		sdkmetric.WithCardinalityLimit(cardinalityLimit),
+		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter),
+	}
+	metricReader, err := newOTLPMetricReader(ctx, cfg.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if metricReader != nil {
+		mpOpts = append(mpOpts, sdkmetric.WithReader(metricReader))
+	}
 	t := &Telemetry{
-		cfg: cfg,
-		tp:  sdktrace.NewTracerProvider(tpOpts...),
-		mp: sdkmetric.NewMeterProvider(
-			sdkmetric.WithResource(res),
-			sdkmetric.WithReader(promExp),
-			sdkmetric.WithReader(sink.reader),
-			sdkmetric.WithCardinalityLimit(cardinalityLimit),
-			sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter),
-		),
+		cfg:     cfg,
+		tp:      sdktrace.NewTracerProvider(tpOpts...),
+		mp:      sdkmetric.NewMeterProvider(mpOpts...),
 		prop:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		sink:    sink,
@@ -267,86 +299,6 @@ func samplerFrom(getenv func(string) string, log *slog.Logger) sdktrace.Sampler 
 	}
 	log.Warn("unknown OTEL_TRACES_SAMPLER; keeping every trace", "value", name)
 	return def
-}
-
-// newOTLPExporter returns an OTLP/HTTP trace exporter when getenv names an
-// endpoint, and nil otherwise.
-func newOTLPExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
-	if getenv == nil {
-		return nil, nil
-	}
-	env := func(signalKey, key string) string {
-		if v := strings.TrimSpace(getenv(signalKey)); v != "" {
-			return v
-		}
-		return strings.TrimSpace(getenv(key))
-	}
-	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")), "none") {
-		return nil, nil
-	}
-	endpoint := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-	if endpoint == "" {
-		base := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
-		if base == "" {
-			return nil, nil
-		}
-		endpoint = strings.TrimSuffix(base, "/") + "/v1/traces"
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("telemetry: OTLP traces endpoint %q is not an http(s) URL", endpoint)
-	}
-	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(endpoint)}
-	if h := env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"); h != "" {
-		headers, err := parseOTLPHeaders(h)
-		if err != nil {
-			return nil, fmt.Errorf("telemetry: OTLP headers: %w", err)
-		}
-		opts = append(opts, otlptracehttp.WithHeaders(headers))
-	}
-	if v := env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"); v != "" {
-		ms, err := strconv.Atoi(v)
-		if err != nil || ms <= 0 {
-			return nil, fmt.Errorf("telemetry: OTLP timeout %q is not a positive number of milliseconds", v)
-		}
-		opts = append(opts, otlptracehttp.WithTimeout(time.Duration(ms)*time.Millisecond))
-	}
-	switch v := env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"); strings.ToLower(v) {
-	case "":
-	case "gzip":
-		opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.GzipCompression))
-	case "none":
-		opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.NoCompression))
-	default:
-		return nil, fmt.Errorf("telemetry: OTLP compression %q is not gzip or none", v)
-	}
-	exp, err := otlptracehttp.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("telemetry: OTLP trace exporter: %w", err)
-	}
-	return exp, nil
-}
-
-// parseOTLPHeaders parses the W3C-baggage-like "k1=v1,k2=v2" form of
-// OTEL_EXPORTER_OTLP_HEADERS; values are URL-decoded.
-func parseOTLPHeaders(s string) (map[string]string, error) {
-	headers := map[string]string{}
-	for pair := range strings.SplitSeq(s, ",") {
-		if strings.TrimSpace(pair) == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(pair, "=")
-		k = strings.TrimSpace(k)
-		if !ok || k == "" {
-			return nil, fmt.Errorf("%q is not key=value", pair)
-		}
-		dv, err := url.PathUnescape(strings.TrimSpace(v))
-		if err != nil {
-			return nil, fmt.Errorf("header %s: %w", k, err)
-		}
-		headers[k] = dv
-	}
-	return headers, nil
 }
 
 // Tracer returns a tracer of the given instrumentation scope; on a nil

@@ -14,6 +14,10 @@
 // <token>". The /v1/status routes answer in every mode; the secret routes
 // answer 503 at once while the store is Unavailable and never answer while
 // it Hangs. Secret values are never logged.
+//
+// The store holds its secrets in memory. [Values] is the file that keeps
+// them between runs: fill the store from it with Set, and give its Set as
+// [Config.Persist] so that a PUT is written to the file before it is served.
 package secretstore
 
 import (
@@ -81,6 +85,12 @@ type Config struct {
 	// Logger receives one line per change and per failed request, never a
 	// secret value. nil: discard.
 	Logger *slog.Logger
+	// Persist, when set, is called with every change made through PUT
+	// /v1/secrets/{name} before the store serves it, one change at a time
+	// in the order they apply (typically Values.Set, so a restart keeps
+	// it). When it fails the PUT answers 500 and the store keeps the old
+	// value. Set does not call it. nil: changes live in memory only.
+	Persist func(name, value string) error
 }
 
 // String describes the config without its token.
@@ -101,6 +111,9 @@ type Server struct {
 	hasToken  bool
 	log       *slog.Logger
 	handler   http.Handler
+	persist   func(name, value string) error // nil: none
+
+	putMu sync.Mutex // orders the changes made through PUT when persist is set: persisted and applied one at a time
 
 	mu          sync.Mutex
 	secrets     map[string]*entry
@@ -119,6 +132,7 @@ type entry struct {
 func New(cfg Config) *Server {
 	s := &Server{
 		log:         cfg.Logger,
+		persist:     cfg.Persist,
 		secrets:     map[string]*entry{},
 		modeChanged: make(chan struct{}),
 	}
@@ -260,7 +274,10 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) error {
 	if err := checkValue(body.Value); err != nil {
 		return err
 	}
-	e := s.set(name, *body.Value)
+	e, err := s.put(name, *body.Value)
+	if err != nil {
+		return err
+	}
 	writeSecretJSON(w, versionJSON{Name: name, Version: e.version, UpdatedAt: e.updatedAt})
 	return nil
 }
@@ -349,7 +366,7 @@ func checkValue(v *string) error {
 }
 
 // Set creates the named secret at version 1 or rotates it to the next
-// version. It panics on a name the HTTP API would reject or an empty or
+// version, in memory only (Config.Persist is not called). It panics on a name the HTTP API would reject or an empty or
 // oversized value, as on any programming error.
 func (s *Server) Set(name, value string) {
 	if !secrets.ValidName(name) {
@@ -359,6 +376,20 @@ func (s *Server) Set(name, value string) {
 		panic("secretstore: Set " + name + ": " + err.Error())
 	}
 	s.set(name, value)
+}
+
+// put is a change through the API: persisted first, when the store
+// persists its changes, then applied.
+func (s *Server) put(name, value string) (entry, error) {
+	if s.persist == nil {
+		return s.set(name, value), nil
+	}
+	s.putMu.Lock()
+	defer s.putMu.Unlock()
+	if err := s.persist(name, value); err != nil {
+		return entry{}, fmt.Errorf("persist secret %s: %w", name, err)
+	}
+	return s.set(name, value), nil
 }
 
 // set stores value under name as the next version and logs the change (the

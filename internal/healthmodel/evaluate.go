@@ -1,4 +1,4 @@
-package health
+package healthmodel
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/contoso/shoes/internal/health"
 )
 
 // Scope says which instance of a signal a Source is asked for: "region" for
@@ -50,12 +52,17 @@ func (f SourceFunc) Signal(name string, scope Scope) (Reading, bool) { return f(
 // serves. The field names are a contract with the dashboard. A Node returned
 // by the Evaluator is shared: treat it as read-only.
 type Node struct {
-	ID     string  `json:"id"`
-	Name   string  `json:"name"`
-	Kind   string  `json:"kind"` // system | flow | group | region | component | dependency
-	Region string  `json:"region,omitempty"`
-	State  Status  `json:"state"`
-	Score  float64 `json:"score"`
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"` // system | flow | group | region | component | dependency
+	Region string `json:"region,omitempty"`
+	// State is healthy, degraded, unhealthy or unknown, after hysteresis.
+	// A signal with no reading, or with one older than its max_age (the
+	// dead-man's switch), is unknown, and an entity is as bad as its worst
+	// signal; unknown shows on that entity and rolls up into parents as
+	// degraded (health.Status.RollUp).
+	State health.Status `json:"state"`
+	Score float64       `json:"score"`
 	// Reason says why the node is in its state. A parent's reason names the
 	// children that caused it, so following reasons from the root leads to
 	// the root cause.
@@ -72,13 +79,13 @@ type Node struct {
 // SignalValue is one signal of a Node as read in the evaluation: its raw
 // state, before the hysteresis that the Node's State has been through.
 type SignalValue struct {
-	Name      string  `json:"name"`
-	Value     float64 `json:"value"` // 0 when there is no reading
-	State     Status  `json:"state"`
-	Degraded  float64 `json:"degraded"`
-	Unhealthy float64 `json:"unhealthy"`
-	AgeMs     float64 `json:"ageMs"` // age of the reading; 0 when there is none
-	Reason    string  `json:"reason"`
+	Name      string        `json:"name"`
+	Value     float64       `json:"value"` // 0 when there is no reading
+	State     health.Status `json:"state"`
+	Degraded  float64       `json:"degraded"`
+	Unhealthy float64       `json:"unhealthy"`
+	AgeMs     float64       `json:"ageMs"` // age of the reading; 0 when there is none
+	Reason    string        `json:"reason"`
 }
 
 // Find returns the first node with the given id in a depth-first search of
@@ -99,43 +106,21 @@ func (n *Node) Find(id string) *Node {
 }
 
 // Score maps a state to the score a Node carries: 1 healthy, 0.75 degraded
-// or unknown, 0.5 unhealthy.
-func Score(s Status) float64 {
-	switch s {
-	case Healthy:
+// or unknown (unknown counts as degraded, as in a roll-up), 0.5 unhealthy.
+func Score(s health.Status) float64 {
+	switch s.RollUp() {
+	case health.Healthy:
 		return 1
-	case Degraded, Unknown:
+	case health.Degraded:
 		return 0.75
 	default:
 		return 0.5
 	}
 }
 
-// severity orders states for hysteresis and for combining signals:
-// healthy < degraded < unknown < unhealthy. Parents see unknown as degraded.
-func severity(s Status) int {
-	switch s {
-	case Healthy:
-		return 0
-	case Degraded:
-		return 1
-	case Unknown:
-		return 2
-	default:
-		return 3
-	}
-}
-
-func worseOf(a, b Status) Status {
-	if severity(b) > severity(a) {
-		return b
-	}
-	return a
-}
-
 // EvaluatorConfig configures an Evaluator.
 type EvaluatorConfig struct {
-	Model  *Model // nil: DefaultModel()
+	Model  *Model // nil: Default()
 	Source Source // required
 	// Regions returns the current regions; it is called once per
 	// evaluation, so regions may come and go. Required when the model has
@@ -161,7 +146,7 @@ type Evaluator struct {
 }
 
 type reported struct {
-	state Status
+	state health.Status
 	since time.Time
 }
 
@@ -169,14 +154,14 @@ type reported struct {
 // Evaluate.
 func NewEvaluator(cfg EvaluatorConfig) (*Evaluator, error) {
 	if cfg.Model == nil {
-		cfg.Model = DefaultModel()
+		cfg.Model = Default()
 	}
 	if cfg.Source == nil {
-		return nil, errors.New("health: new evaluator: Source is required")
+		return nil, errors.New("new health evaluator: Source is required")
 	}
 	if cfg.Regions == nil {
 		if cfg.Model.perUsed {
-			return nil, errors.New("health: new evaluator: Regions is required: the model has per-region or per-link entities")
+			return nil, errors.New("new health evaluator: Regions is required: the model has per-region or per-link entities")
 		}
 		cfg.Regions = func() []string { return nil }
 	}
@@ -253,7 +238,7 @@ func (e *Evaluator) Handler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Health-Status", string(n.State))
+		w.Header().Set("X-Health-Status", n.State.String())
 		w.WriteHeader(http.StatusOK)
 		if r.Method == http.MethodHead {
 			return
@@ -355,20 +340,20 @@ func (r *evaluation) bindings(ch child, b binding) []binding {
 
 // verdict is a state with the sentence that explains it.
 type verdict struct {
-	state  Status
+	state  health.Status
 	reason string
 }
 
 // combine joins an entity's own (signal) verdict with its children's.
 func (own verdict) combine(kids verdict) verdict {
 	switch {
-	case severity(own.state) > severity(kids.state):
-		if kids.state == Healthy {
+	case own.state.Rank() > kids.state.Rank():
+		if kids.state == health.Healthy {
 			return own
 		}
 		return verdict{own.state, own.reason + "; " + kids.reason}
-	case severity(kids.state) > severity(own.state):
-		if own.state == Healthy {
+	case kids.state.Rank() > own.state.Rank():
+		if own.state == health.Healthy {
 			return kids
 		}
 		return verdict{kids.state, kids.reason + "; " + own.reason}
@@ -378,23 +363,24 @@ func (own verdict) combine(kids verdict) verdict {
 }
 
 // signals reads the entity's signals into n.Signals and returns their raw
-// verdict: the worst signal state, explained by the signals in that state.
+// verdict: the worst signal state (in the order of health.Status, where
+// unknown is worse than degraded), explained by the signals in that state.
 func (r *evaluation) signals(ent *entity, b binding, n *Node) verdict {
-	raw := Healthy
+	raw := health.Healthy
 	notes := make([]bool, len(ent.signals))
 	n.Signals = make([]SignalValue, len(ent.signals))
 	for i := range ent.signals {
 		n.Signals[i], notes[i] = ent.signals[i].evaluate(r.e.source, b, r.now)
-		raw = worseOf(raw, n.Signals[i].State)
+		raw = health.Worse(raw, n.Signals[i].State)
 	}
 	var reasons []string
 	for i, v := range n.Signals {
-		if v.State == raw && (raw != Healthy || notes[i]) {
+		if v.State == raw && (raw != health.Healthy || notes[i]) {
 			reasons = append(reasons, v.Reason)
 		}
 	}
 	if len(reasons) == 0 {
-		return verdict{Healthy, "all signals within thresholds"}
+		return verdict{health.Healthy, "all signals within thresholds"}
 	}
 	return verdict{raw, strings.Join(reasons, "; ")}
 }
@@ -410,23 +396,23 @@ func (s *signal) evaluate(src Source, b binding, now time.Time) (SignalValue, bo
 	}
 	rd, ok := src.Signal(s.name, scope)
 	if !ok {
-		v.State, v.Reason = Unknown, "no reading of "+s.name
+		v.State, v.Reason = health.Unknown, "no reading of "+s.name
 		return v, false
 	}
 	age := max(now.Sub(rd.At), 0)
 	v.AgeMs = float64(age) / float64(time.Millisecond)
 	if !finite(rd.Value) {
-		v.State, v.Reason = Unknown, s.name+" reading is not a number"
+		v.State, v.Reason = health.Unknown, s.name+" reading is not a number"
 		return v, false
 	}
 	v.Value = rd.Value
 	if age > s.maxAge {
-		v.State = Unknown
+		v.State = health.Unknown
 		v.Reason = fmt.Sprintf("stale: %s last read %s ago, max_age %s", s.name, age.Round(time.Millisecond), s.maxAge)
 		return v, false
 	}
 	if s.minTraffic > 0 && rd.Traffic < s.minTraffic {
-		v.State = Healthy
+		v.State = health.Healthy
 		v.Reason = fmt.Sprintf("too little traffic to judge %s (%s < %s)", s.name, number(rd.Traffic), number(s.minTraffic))
 		return v, true
 	}
@@ -436,11 +422,11 @@ func (s *signal) evaluate(src Source, b binding, now time.Time) (SignalValue, bo
 	}
 	switch {
 	case bad(s.unhealthy):
-		v.State, v.Reason = Unhealthy, s.explain(worseOp, s.unhealthy, rd.Value)
+		v.State, v.Reason = health.Unhealthy, s.explain(worseOp, s.unhealthy, rd.Value)
 	case bad(s.degraded):
-		v.State, v.Reason = Degraded, s.explain(worseOp, s.degraded, rd.Value)
+		v.State, v.Reason = health.Degraded, s.explain(worseOp, s.degraded, rd.Value)
 	default:
-		v.State = Healthy
+		v.State = health.Healthy
 		v.Reason = fmt.Sprintf("%s %s%s %s %s%s", s.name, number(rd.Value), s.unit, okOp, number(s.degraded), s.unit)
 	}
 	return v, false
@@ -461,36 +447,35 @@ func number(f float64) string {
 
 // leafState is the hysteresis of one entity's signals.
 type leafState struct {
-	state   Status   // reported; "" before the first observation
-	reason  string   // why, as last seen while the raw state equalled it
-	history []Status // the last raw states, oldest first, at most max(trip, recover)
+	state   health.Status   // reported; meaningless before the first observation
+	reason  string          // why, as last seen while the raw state equalled it
+	history []health.Status // the last raw states, oldest first, at most max(trip, recover); empty before the first observation
 }
 
 // observe records a raw verdict and returns the reported one. The reported
 // state moves to a worse state once the last trip raw states were all worse
 // than it (to the least bad of them), and to a better one once the last
-// recover raw states were all better (to the worst of them). The first
-// observation is reported as it is.
+// recover raw states were all better (to the worst of them), in the order
+// of health.Status. The first observation is reported as it is.
 func (l *leafState) observe(raw verdict, trip, recover int) verdict {
-	if l.state == "" {
-		l.state, l.reason, l.history = raw.state, raw.reason, []Status{raw.state}
+	if len(l.history) == 0 {
+		l.state, l.reason, l.history = raw.state, raw.reason, []health.Status{raw.state}
 		return raw
 	}
 	l.history = append(l.history, raw.state)
 	if keep := max(trip, recover); len(l.history) > keep {
 		l.history = slices.Delete(l.history, 0, len(l.history)-keep)
 	}
-	cur := severity(l.state)
 	if raw.state == l.state {
 		l.reason = raw.reason
 		return raw
 	}
-	worse := severity(raw.state) > cur
+	worse := raw.state.Rank() > l.state.Rank()
 	need := recover
-	side := func(s Status) bool { return severity(s) < cur }
+	side := func(s health.Status) bool { return s.Rank() < l.state.Rank() }
 	if worse {
 		need = trip
-		side = func(s Status) bool { return severity(s) > cur }
+		side = func(s health.Status) bool { return s.Rank() > l.state.Rank() }
 	}
 	streak := 0
 	for i := len(l.history) - 1; i >= 0 && side(l.history[i]); i-- {
@@ -501,7 +486,7 @@ func (l *leafState) observe(raw verdict, trip, recover int) verdict {
 		last := l.history[len(l.history)-need:]
 		target := last[0]
 		for _, s := range last[1:] {
-			if worse == (severity(s) < severity(target)) {
+			if worse == (s.Rank() < target.Rank()) {
 				target = s
 			}
 		}
@@ -515,21 +500,16 @@ func (l *leafState) observe(raw verdict, trip, recover int) verdict {
 }
 
 // effective is the state a child passes to its parent: unknown counts as
-// degraded, limited caps at degraded, suppressed is ignored.
-func effective(c *Node) Status {
-	s := c.State
-	if s == Unknown {
-		s = Degraded
-	}
+// degraded (health.Status.RollUp), limited caps at degraded, suppressed is
+// ignored.
+func effective(c *Node) health.Status {
 	switch c.Impact {
 	case ImpactLimited:
-		if s == Unhealthy {
-			s = Degraded
-		}
+		return c.State.RollUp().CappedAt(health.Degraded)
 	case ImpactSuppressed:
-		s = Healthy
+		return health.Healthy
 	}
-	return s
+	return c.State.RollUp()
 }
 
 // cause names a child in a parent's reason, with its own state when the
@@ -546,7 +526,7 @@ func cause(c *Node) string {
 	}
 }
 
-func causedBy(kids []*Node, state Status) string {
+func causedBy(kids []*Node, state health.Status) string {
 	var ids []string
 	for _, c := range kids {
 		if effective(c) == state {
@@ -561,7 +541,7 @@ func causedBy(kids []*Node, state Status) string {
 func healthyReason(kids []*Node, all string) string {
 	var ignored []string
 	for _, c := range kids {
-		if c.Impact == ImpactSuppressed && c.State != Healthy {
+		if c.Impact == ImpactSuppressed && c.State != health.Healthy {
 			ignored = append(ignored, cause(c))
 		}
 	}
@@ -575,15 +555,15 @@ func (ru rollup) apply(kids []*Node, noun string) verdict {
 	if ru.kind == rollupKOfN {
 		return ru.kOfN(kids, noun)
 	}
-	state := Healthy
+	state := health.Healthy
 	for _, c := range kids {
-		state = Worse(state, effective(c))
+		state = health.Worse(state, effective(c))
 	}
 	switch {
 	case len(kids) == 0:
-		return verdict{Healthy, "no " + noun}
-	case state == Healthy:
-		return verdict{Healthy, healthyReason(kids, "all children healthy")}
+		return verdict{health.Healthy, "no " + noun}
+	case state == health.Healthy:
+		return verdict{health.Healthy, healthyReason(kids, "all children healthy")}
 	}
 	return verdict{state, causedBy(kids, state)}
 }
@@ -602,7 +582,7 @@ func (ru rollup) kOfN(kids []*Node, noun string) verdict {
 	}
 	n := len(counted)
 	if n == 0 {
-		return verdict{Unhealthy, "no " + noun}
+		return verdict{health.Unhealthy, "no " + noun}
 	}
 	need := ru.atLeast
 	if ru.byTolerate {
@@ -612,10 +592,10 @@ func (ru rollup) kOfN(kids []*Node, noun string) verdict {
 	var up, healthy int
 	for _, c := range counted {
 		switch effective(c) {
-		case Healthy:
+		case health.Healthy:
 			healthy++
 			up++
-		case Degraded:
+		case health.Degraded:
 			up++
 		}
 	}
@@ -625,12 +605,12 @@ func (ru rollup) kOfN(kids []*Node, noun string) verdict {
 	}
 	switch {
 	case healthy == n:
-		return verdict{Healthy, healthyReason(kids, fmt.Sprintf("all %d %s healthy", n, noun))}
+		return verdict{health.Healthy, healthyReason(kids, fmt.Sprintf("all %d %s healthy", n, noun))}
 	case up == n:
-		return verdict{Degraded, causedBy(counted, Degraded)}
+		return verdict{health.Degraded, causedBy(counted, health.Degraded)}
 	case up >= need:
-		return verdict{Degraded, fmt.Sprintf("%s: %s; %s", ru.reason, count, causedBy(counted, Unhealthy))}
+		return verdict{health.Degraded, fmt.Sprintf("%s: %s; %s", ru.reason, count, causedBy(counted, health.Unhealthy))}
 	default:
-		return verdict{Unhealthy, fmt.Sprintf("%s, %d needed; %s", count, need, causedBy(counted, Unhealthy))}
+		return verdict{health.Unhealthy, fmt.Sprintf("%s, %d needed; %s", count, need, causedBy(counted, health.Unhealthy))}
 	}
 }

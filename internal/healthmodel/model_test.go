@@ -1,4 +1,4 @@
-package health
+package healthmodel
 
 import (
 	"slices"
@@ -8,7 +8,7 @@ import (
 )
 
 func TestDefaultModelLoads(t *testing.T) {
-	m := DefaultModel()
+	m := Default()
 	if m.Interval() <= 0 || m.Interval() > MaxInterval {
 		t.Fatalf("interval = %s, want in (0, %s]", m.Interval(), MaxInterval)
 	}
@@ -59,7 +59,7 @@ func TestDefaultModelLoads(t *testing.T) {
 }
 
 func TestLoadModelDefaultsAndTemplates(t *testing.T) {
-	m, err := LoadModel([]byte(`
+	m, err := Load([]byte(`
 entities:
   - id: root
     kind: system
@@ -321,9 +321,9 @@ func TestLoadModelErrors(t *testing.T) {
 		{"not yaml", "entities: [", []string{"health model"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := LoadModel([]byte(tc.yaml))
+			m, err := Load([]byte(tc.yaml))
 			if err == nil {
-				t.Fatalf("LoadModel succeeded (root %q), want an error with %q", m.root.id, tc.want)
+				t.Fatalf("Load succeeded (root %q), want an error with %q", m.root.id, tc.want)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
@@ -336,7 +336,7 @@ func TestLoadModelErrors(t *testing.T) {
 
 // Loading reports every problem at once, so a model can be fixed in one go.
 func TestLoadModelReportsAllProblems(t *testing.T) {
-	_, err := LoadModel([]byte(`
+	_, err := Load([]byte(`
 entities:
   - id: root
     kind: system
@@ -346,7 +346,7 @@ entities:
     signals: [{name: s, degraded: 5, unhealthy: 1, max_age: 1s}]
 `))
 	if err == nil {
-		t.Fatal("LoadModel succeeded")
+		t.Fatal("Load succeeded")
 	}
 	for _, w := range []string{`impact "partial"`, `child "b": unknown ref`, "degraded 5 > unhealthy 1"} {
 		if !strings.Contains(err.Error(), w) {
@@ -356,7 +356,7 @@ entities:
 }
 
 func TestLoadModelAcceptsEvaluationLimits(t *testing.T) {
-	m, err := LoadModel([]byte(`
+	m, err := Load([]byte(`
 evaluation: {interval: 5s, trip: 1, recover: 1}
 entities:
   - id: leaf

@@ -1,4 +1,15 @@
-package health
+// Package healthmodel evaluates the deployment's layered health model: user
+// flows, components and dependencies declared in YAML (model.go, the
+// embedded model.yaml), judged from signals every few seconds with
+// hysteresis and roll-ups (evaluate.go), so that an operator can follow the
+// reasons from the root to the broken dependency. docs/health-model.md
+// describes the file format and the evaluation.
+//
+// Its states are health.Status, the vocabulary the stamps' prober, the edge
+// and the dashboard share; it imports internal/health for that type only,
+// and nothing else of ours. The prober (internal/health) knows nothing of
+// the model: the composition root turns the stamps' reports into signals.
+package healthmodel
 
 import (
 	"bytes"
@@ -14,11 +25,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 )
-
-// Unknown is the state of a signal with no reading, or with a reading older
-// than its max_age (the dead-man's switch). It shows on the entity that owns
-// the signal and rolls up into parents as Degraded.
-const Unknown Status = "unknown"
 
 // MaxInterval is the longest evaluation interval a model may ask for.
 const MaxInterval = 5 * time.Second
@@ -113,12 +119,12 @@ type signal struct {
 	reason     string // what it means when the signal is not healthy; may be empty
 }
 
-// DefaultModel returns the model embedded in the package (model.yaml). It
+// Default returns the model embedded in the package (model.yaml). It
 // panics only if that file is invalid, which a test rules out.
-func DefaultModel() *Model {
-	m, err := LoadModel(defaultModelYAML)
+func Default() *Model {
+	m, err := Load(defaultModelYAML)
 	if err != nil {
-		panic(fmt.Sprintf("health: embedded model.yaml: %v", err))
+		panic(fmt.Sprintf("health model: embedded model.yaml: %v", err))
 	}
 	return m
 }
@@ -165,13 +171,13 @@ type fileSignal struct {
 	Reason     string            `yaml:"reason"`
 }
 
-// LoadModel parses and validates a model file (the format is described in
+// Load parses and validates a model file (the format is described in
 // docs/health-model.md). It reports every problem it finds, each naming the
 // entity: unknown fields, duplicate ids, references that resolve to no
 // entity, cycles, more or less than one root, thresholds out of order,
 // missing or bad durations, an interval over MaxInterval, unknown kinds,
 // rollups, impacts and expansions, and placeholders that do not match per.
-func LoadModel(data []byte) (*Model, error) {
+func Load(data []byte) (*Model, error) {
 	var f fileModel
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

@@ -1,4 +1,4 @@
-package health
+package healthmodel
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/contoso/shoes/internal/health"
 )
 
 // clock is an injected clock the test moves by hand.
@@ -94,7 +96,7 @@ func (r *readings) source() SourceFunc {
 
 func mustModel(t *testing.T, y string) *Model {
 	t.Helper()
-	m, err := LoadModel([]byte(y))
+	m, err := Load([]byte(y))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,28 +145,28 @@ func TestSignalThresholds(t *testing.T) {
 		signal  string
 		reading *Reading // nil: no reading; its At is set to now minus age
 		age     time.Duration
-		want    Status
+		want    health.Status
 		reason  string
 	}{
-		{"under degraded", plain, &Reading{Value: 9.999}, 0, Healthy, "s 9.999s < 10s"},
-		{"exactly degraded", plain, &Reading{Value: 10}, 0, Degraded, "s 10s >= 10s"},
-		{"between", plain, &Reading{Value: 15}, 0, Degraded, "s 15s >= 10s"},
-		{"exactly unhealthy", plain, &Reading{Value: 20}, 0, Unhealthy, "s 20s >= 20s"},
-		{"over unhealthy", plain, &Reading{Value: 1e6}, 0, Unhealthy, "s 1000000s >= 20s"},
-		{"below: above degraded", below, &Reading{Value: 3}, 0, Healthy, "s 3 > 2"},
-		{"below: exactly degraded", below, &Reading{Value: 2}, 0, Degraded, "no POP routes here (s 2 <= 2)"},
-		{"below: between", below, &Reading{Value: 1}, 0, Degraded, "no POP routes here (s 1 <= 2)"},
-		{"below: exactly unhealthy", below, &Reading{Value: 0}, 0, Unhealthy, "no POP routes here (s 0 <= 0)"},
-		{"below: under unhealthy", below, &Reading{Value: -1}, 0, Unhealthy, "no POP routes here (s -1 <= 0)"},
-		{"unhealthy only: under", onlyU, &Reading{Value: 0.999}, 0, Healthy, "s 0.999 < 1"},
-		{"unhealthy only: at", onlyU, &Reading{Value: 1}, 0, Unhealthy, "drained (s 1 >= 1)"},
-		{"too little traffic", traffic, &Reading{Value: 0.5, Traffic: 4.9}, 0, Healthy, "too little traffic to judge s (4.9 < 5)"},
-		{"exactly min traffic", traffic, &Reading{Value: 0.5, Traffic: 5}, 0, Unhealthy, "s 0.5 >= 0.05"},
-		{"no reading", plain, nil, 0, Unknown, "no reading of s"},
-		{"exactly max_age old", plain, &Reading{Value: 10}, 5 * time.Second, Degraded, "s 10s >= 10s"},
-		{"older than max_age", plain, &Reading{Value: 0}, 5*time.Second + time.Millisecond, Unknown, "stale: s last read 5.001s ago, max_age 5s"},
-		{"from the future", plain, &Reading{Value: 0}, -time.Minute, Healthy, "s 0s < 10s"},
-		{"not a number", plain, &Reading{Value: math.NaN()}, 0, Unknown, "s reading is not a number"},
+		{"under degraded", plain, &Reading{Value: 9.999}, 0, health.Healthy, "s 9.999s < 10s"},
+		{"exactly degraded", plain, &Reading{Value: 10}, 0, health.Degraded, "s 10s >= 10s"},
+		{"between", plain, &Reading{Value: 15}, 0, health.Degraded, "s 15s >= 10s"},
+		{"exactly unhealthy", plain, &Reading{Value: 20}, 0, health.Unhealthy, "s 20s >= 20s"},
+		{"over unhealthy", plain, &Reading{Value: 1e6}, 0, health.Unhealthy, "s 1000000s >= 20s"},
+		{"below: above degraded", below, &Reading{Value: 3}, 0, health.Healthy, "s 3 > 2"},
+		{"below: exactly degraded", below, &Reading{Value: 2}, 0, health.Degraded, "no POP routes here (s 2 <= 2)"},
+		{"below: between", below, &Reading{Value: 1}, 0, health.Degraded, "no POP routes here (s 1 <= 2)"},
+		{"below: exactly unhealthy", below, &Reading{Value: 0}, 0, health.Unhealthy, "no POP routes here (s 0 <= 0)"},
+		{"below: under unhealthy", below, &Reading{Value: -1}, 0, health.Unhealthy, "no POP routes here (s -1 <= 0)"},
+		{"unhealthy only: under", onlyU, &Reading{Value: 0.999}, 0, health.Healthy, "s 0.999 < 1"},
+		{"unhealthy only: at", onlyU, &Reading{Value: 1}, 0, health.Unhealthy, "drained (s 1 >= 1)"},
+		{"too little traffic", traffic, &Reading{Value: 0.5, Traffic: 4.9}, 0, health.Healthy, "too little traffic to judge s (4.9 < 5)"},
+		{"exactly min traffic", traffic, &Reading{Value: 0.5, Traffic: 5}, 0, health.Unhealthy, "s 0.5 >= 0.05"},
+		{"no reading", plain, nil, 0, health.Unknown, "no reading of s"},
+		{"exactly max_age old", plain, &Reading{Value: 10}, 5 * time.Second, health.Degraded, "s 10s >= 10s"},
+		{"older than max_age", plain, &Reading{Value: 0}, 5*time.Second + time.Millisecond, health.Unknown, "stale: s last read 5.001s ago, max_age 5s"},
+		{"from the future", plain, &Reading{Value: 0}, -time.Minute, health.Healthy, "s 0s < 10s"},
+		{"not a number", plain, &Reading{Value: math.NaN()}, 0, health.Unknown, "s reading is not a number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newClock()
@@ -183,7 +185,7 @@ func TestSignalThresholds(t *testing.T) {
 			if sv.Reason != tc.reason {
 				t.Errorf("signal reason %q, want %q", sv.Reason, tc.reason)
 			}
-			if tc.want != Healthy && leaf.Reason != sv.Reason {
+			if tc.want != health.Healthy && leaf.Reason != sv.Reason {
 				t.Errorf("leaf reason %q, want the signal's %q", leaf.Reason, sv.Reason)
 			}
 			if wantAge := max(tc.age, 0).Seconds() * 1000; tc.reading != nil && sv.AgeMs != wantAge {
@@ -191,8 +193,8 @@ func TestSignalThresholds(t *testing.T) {
 			}
 			// Unknown shows on the leaf but rolls up as degraded.
 			wantRoot := tc.want
-			if wantRoot == Unknown {
-				wantRoot = Degraded
+			if wantRoot == health.Unknown {
+				wantRoot = health.Degraded
 			}
 			if root.State != wantRoot || root.Score != Score(wantRoot) || leaf.Score != Score(tc.want) {
 				t.Errorf("root %s score %g, leaf score %g; want root %s", root.State, root.Score, leaf.Score, wantRoot)
@@ -202,7 +204,7 @@ func TestSignalThresholds(t *testing.T) {
 }
 
 func TestScores(t *testing.T) {
-	for s, want := range map[Status]float64{Healthy: 1, Degraded: 0.75, Unknown: 0.75, Unhealthy: 0.5} {
+	for s, want := range map[health.Status]float64{health.Healthy: 1, health.Degraded: 0.75, health.Unknown: 0.75, health.Unhealthy: 0.5} {
 		if got := Score(s); got != want {
 			t.Errorf("Score(%s) = %g, want %g", s, got, want)
 		}
@@ -213,7 +215,7 @@ func TestUnknownRollsUpAsDegraded(t *testing.T) {
 	c := newClock()
 	root := mustEvaluator(t, mustModel(t, fmt.Sprintf(oneLeafModel, "{name: s, unhealthy: 1, max_age: 5s}")), newReadings(c), nil).Evaluate()
 	leaf := mustFind(t, root, "leaf")
-	if leaf.State != Unknown || root.State != Degraded {
+	if leaf.State != health.Unknown || root.State != health.Degraded {
 		t.Fatalf("leaf %s root %s, want unknown and degraded", leaf.State, root.State)
 	}
 	if root.Reason != "caused by leaf (unknown)" {
@@ -256,7 +258,7 @@ entities:
 			r := newReadings(c)
 			e := mustEvaluator(t, mustModel(t, model), r, nil)
 			var since time.Time
-			var prev Status
+			var prev health.Status
 			for i, ch := range tc.raw {
 				switch ch {
 				case 'H':
@@ -269,11 +271,11 @@ entities:
 					r.remove("s")
 				}
 				leaf := mustFind(t, e.Evaluate(), "leaf")
-				want := map[byte]Status{'H': Healthy, 'D': Degraded, 'U': Unhealthy, '?': Unknown}[tc.want[i]]
+				want := map[byte]health.Status{'H': health.Healthy, 'D': health.Degraded, 'U': health.Unhealthy, '?': health.Unknown}[tc.want[i]]
 				if leaf.State != want {
 					t.Fatalf("evaluation %d (raw %c): state %s, want %s; reason %q", i+1, ch, leaf.State, want, leaf.Reason)
 				}
-				if leaf.State != prev {
+				if i == 0 || leaf.State != prev {
 					since, prev = c.Now(), leaf.State
 				}
 				if !leaf.Since.Equal(since) {
@@ -302,7 +304,7 @@ entities:
 	if got := e.Evaluate().Reason; got != "not yet unhealthy: s 2 >= 2 (1 of 2 evaluations)" {
 		t.Fatalf("pending trip reason %q", got)
 	}
-	if got := e.Evaluate(); got.State != Unhealthy || got.Reason != "s 2 >= 2" {
+	if got := e.Evaluate(); got.State != health.Unhealthy || got.Reason != "s 2 >= 2" {
 		t.Fatalf("after trip: %s %q", got.State, got.Reason)
 	}
 	r.value("s", 0)
@@ -334,22 +336,22 @@ entities:
 	for _, tc := range []struct {
 		name       string
 		values     map[string]float64 // by region; -1: no reading
-		atLeast    Status
-		tolerate   Status
+		atLeast    health.Status
+		tolerate   health.Status
 		reasonLeft string // at-least-2's reason
 	}{
-		{"all healthy", map[string]float64{"a": 0, "b": 0, "c": 0}, Healthy, Healthy, "all 3 regions healthy"},
-		{"one of three unhealthy", map[string]float64{"a": 0, "b": 0, "c": 2}, Degraded, Degraded, "redundancy lost: 2 of 3 regions healthy; caused by r.c"},
-		{"two of three unhealthy", map[string]float64{"a": 2, "b": 0, "c": 2}, Unhealthy, Unhealthy, "1 of 3 regions healthy, 2 needed; caused by r.a, r.c"},
-		{"all unhealthy", map[string]float64{"a": 2, "b": 2, "c": 2}, Unhealthy, Unhealthy, "0 of 3 regions healthy, 2 needed"},
-		{"one degraded, none lost", map[string]float64{"a": 0, "b": 1, "c": 0}, Degraded, Degraded, "caused by r.b"},
-		{"one unknown counts as degraded", map[string]float64{"a": 0, "b": -1, "c": 0}, Degraded, Degraded, "caused by r.b (unknown)"},
-		{"one degraded, one unhealthy", map[string]float64{"a": 1, "b": 0, "c": 2}, Degraded, Degraded, "redundancy lost: 2 of 3 regions healthy or degraded; caused by r.c"},
-		{"five regions, two lost", map[string]float64{"a": 2, "b": 0, "c": 2, "d": 0, "e": 0}, Degraded, Unhealthy, "redundancy lost: 3 of 5 regions healthy"},
-		{"one region, healthy", map[string]float64{"a": 0}, Healthy, Healthy, "all 1 regions healthy"},
-		{"one region, degraded", map[string]float64{"a": 1}, Degraded, Degraded, "caused by r.a"},
-		{"one region, lost", map[string]float64{"a": 2}, Unhealthy, Unhealthy, "0 of 1 regions healthy, 1 needed"},
-		{"no regions", map[string]float64{}, Unhealthy, Unhealthy, "no regions"},
+		{"all healthy", map[string]float64{"a": 0, "b": 0, "c": 0}, health.Healthy, health.Healthy, "all 3 regions healthy"},
+		{"one of three unhealthy", map[string]float64{"a": 0, "b": 0, "c": 2}, health.Degraded, health.Degraded, "redundancy lost: 2 of 3 regions healthy; caused by r.c"},
+		{"two of three unhealthy", map[string]float64{"a": 2, "b": 0, "c": 2}, health.Unhealthy, health.Unhealthy, "1 of 3 regions healthy, 2 needed; caused by r.a, r.c"},
+		{"all unhealthy", map[string]float64{"a": 2, "b": 2, "c": 2}, health.Unhealthy, health.Unhealthy, "0 of 3 regions healthy, 2 needed"},
+		{"one degraded, none lost", map[string]float64{"a": 0, "b": 1, "c": 0}, health.Degraded, health.Degraded, "caused by r.b"},
+		{"one unknown counts as degraded", map[string]float64{"a": 0, "b": -1, "c": 0}, health.Degraded, health.Degraded, "caused by r.b (unknown)"},
+		{"one degraded, one unhealthy", map[string]float64{"a": 1, "b": 0, "c": 2}, health.Degraded, health.Degraded, "redundancy lost: 2 of 3 regions healthy or degraded; caused by r.c"},
+		{"five regions, two lost", map[string]float64{"a": 2, "b": 0, "c": 2, "d": 0, "e": 0}, health.Degraded, health.Unhealthy, "redundancy lost: 3 of 5 regions healthy"},
+		{"one region, healthy", map[string]float64{"a": 0}, health.Healthy, health.Healthy, "all 1 regions healthy"},
+		{"one region, degraded", map[string]float64{"a": 1}, health.Degraded, health.Degraded, "caused by r.a"},
+		{"one region, lost", map[string]float64{"a": 2}, health.Unhealthy, health.Unhealthy, "0 of 1 regions healthy, 1 needed"},
+		{"no regions", map[string]float64{}, health.Unhealthy, health.Unhealthy, "no regions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newReadings(newClock())
@@ -398,18 +400,18 @@ entities:
 	for _, tc := range []struct {
 		name          string
 		std, lim, sup float64 // -1: no reading
-		want          Status
+		want          health.Status
 		reason        string
-		group         Status // k-of-n of std and lim; sup is not counted
+		group         health.Status // k-of-n of std and lim; sup is not counted
 	}{
-		{"all healthy", 0, 0, 0, Healthy, "all children healthy", Healthy},
-		{"limited caps at degraded", 0, 2, 0, Degraded, "caused by lim (unhealthy, limited impact), group", Degraded},
-		{"limited passes degraded", 0, 1, 0, Degraded, "caused by lim, group", Degraded},
-		{"limited unknown", 0, -1, 0, Degraded, "caused by lim (unknown, limited impact), group", Degraded},
-		{"suppressed is ignored", 0, 0, 2, Healthy, "healthy, ignoring sup (unhealthy, suppressed impact)", Healthy},
-		{"standard passes unhealthy", 2, 0, 0, Unhealthy, "caused by std, group", Unhealthy},
-		{"all unhealthy", 2, 2, 2, Unhealthy, "caused by std, group", Unhealthy},
-		{"worst children named", 1, 2, 0, Degraded, "caused by std, lim (unhealthy, limited impact), group", Degraded},
+		{"all healthy", 0, 0, 0, health.Healthy, "all children healthy", health.Healthy},
+		{"limited caps at degraded", 0, 2, 0, health.Degraded, "caused by lim (unhealthy, limited impact), group", health.Degraded},
+		{"limited passes degraded", 0, 1, 0, health.Degraded, "caused by lim, group", health.Degraded},
+		{"limited unknown", 0, -1, 0, health.Degraded, "caused by lim (unknown, limited impact), group", health.Degraded},
+		{"suppressed is ignored", 0, 0, 2, health.Healthy, "healthy, ignoring sup (unhealthy, suppressed impact)", health.Healthy},
+		{"standard passes unhealthy", 2, 0, 0, health.Unhealthy, "caused by std, group", health.Unhealthy},
+		{"all unhealthy", 2, 2, 2, health.Unhealthy, "caused by std, group", health.Unhealthy},
+		{"worst children named", 1, 2, 0, health.Degraded, "caused by std, lim (unhealthy, limited impact), group", health.Degraded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newReadings(newClock())
@@ -502,7 +504,7 @@ entities:
 	// then b is removed: its entities vanish with their hysteresis.
 	c.Advance(time.Second)
 	r.value(key("s", Scope{"region": "b"}), 2)
-	if n := mustFind(t, e.Evaluate(), "r.b"); n.State != Healthy {
+	if n := mustFind(t, e.Evaluate(), "r.b"); n.State != health.Healthy {
 		t.Fatalf("r.b after one bad evaluation: %s, want healthy until trip", n.State)
 	}
 	c.Advance(time.Second)
@@ -516,7 +518,7 @@ entities:
 			t.Errorf("%s still has hysteresis state after b was removed", id)
 		}
 	}
-	if got := mustFind(t, root, "regions"); got.State != Healthy || len(got.Children) != 1 {
+	if got := mustFind(t, root, "regions"); got.State != health.Healthy || len(got.Children) != 1 {
 		t.Fatalf("regions with a alone: %s with %d children", got.State, len(got.Children))
 	}
 
@@ -532,13 +534,13 @@ entities:
 		t.Fatalf("links children %v", got)
 	}
 	rb := mustFind(t, root, "r.b")
-	if rb.State != Unhealthy || !rb.Since.Equal(c.Now()) {
+	if rb.State != health.Unhealthy || !rb.Since.Equal(c.Now()) {
 		t.Fatalf("re-added r.b: %s since %s, want unhealthy at once (fresh hysteresis) since now", rb.State, rb.Since)
 	}
-	if g := mustFind(t, root, "regions"); g.State != Degraded || !strings.HasPrefix(g.Reason, "redundancy lost: 2 of 3 regions healthy") {
+	if g := mustFind(t, root, "regions"); g.State != health.Degraded || !strings.HasPrefix(g.Reason, "redundancy lost: 2 of 3 regions healthy") {
 		t.Fatalf("regions %s %q", g.State, g.Reason)
 	}
-	if rc := mustFind(t, root, "r.c"); rc.State != Healthy || rc.Region != "c" {
+	if rc := mustFind(t, root, "r.c"); rc.State != health.Healthy || rc.Region != "c" {
 		t.Fatalf("new region c: %s region %q", rc.State, rc.Region)
 	}
 }
@@ -628,7 +630,7 @@ func TestRunEvaluatesEveryInterval(t *testing.T) {
 		if got := calls.Load(); got != 11 {
 			t.Fatalf("evaluations in 10 s at a 1 s interval = %d, want 11", got)
 		}
-		if n := e.Latest(); !n.EvaluatedAt.Equal(start.Add(10*time.Second)) || n.State != Healthy {
+		if n := e.Latest(); !n.EvaluatedAt.Equal(start.Add(10*time.Second)) || n.State != health.Healthy {
 			t.Fatalf("latest evaluated at %s (%s), want start+10s", n.EvaluatedAt, n.State)
 		}
 		cancel()
@@ -639,7 +641,7 @@ func TestRunEvaluatesEveryInterval(t *testing.T) {
 func TestHandlerServesTheTree(t *testing.T) {
 	c := newClock()
 	r := healthyDefaultReadings(c, threeRegions)
-	e := mustEvaluator(t, DefaultModel(), r, func() []string { return threeRegions })
+	e := mustEvaluator(t, Default(), r, func() []string { return threeRegions })
 	srv := httptest.NewServer(e.Handler())
 	defer srv.Close()
 
@@ -714,7 +716,7 @@ func TestHandlerServesTheTree(t *testing.T) {
 func TestEvaluatorConcurrentUse(t *testing.T) {
 	c := newClock()
 	r := healthyDefaultReadings(c, threeRegions)
-	e := mustEvaluator(t, DefaultModel(), r, func() []string { return threeRegions })
+	e := mustEvaluator(t, Default(), r, func() []string { return threeRegions })
 	h := e.Handler()
 	var wg sync.WaitGroup
 	for range 4 {
@@ -771,14 +773,14 @@ func link(name, a, b string) string { return key(name, Scope{"a": a, "b": b}) }
 // child that is not healthy and that the node's reason names.
 func reasonPath(root *Node) []string {
 	path := []string{root.ID}
-	for n := root; n.State != Healthy; {
+	for n := root; n.State != health.Healthy; {
 		named := map[string]bool{}
 		for _, tok := range strings.FieldsFunc(n.Reason, func(r rune) bool { return strings.ContainsRune(" ,;:()", r) }) {
 			named[tok] = true
 		}
 		var next *Node
 		for _, c := range n.Children {
-			if named[c.ID] && c.State != Healthy {
+			if named[c.ID] && c.State != health.Healthy {
 				next = c
 				break
 			}
@@ -797,10 +799,10 @@ func reasonPath(root *Node) []string {
 // exactly trip evaluations, and nowhere else.
 func TestDefaultModelFaults(t *testing.T) {
 	const (
-		H = Healthy
-		D = Degraded
-		U = Unhealthy
-		X = Unknown
+		H = health.Healthy
+		D = health.Degraded
+		U = health.Unhealthy
+		X = health.Unknown
 	)
 	eachRegion := func(name string, v float64) map[string]float64 {
 		m := map[string]float64{}
@@ -809,30 +811,30 @@ func TestDefaultModelFaults(t *testing.T) {
 		}
 		return m
 	}
-	perRegion := func(prefix string, states map[string]Status) map[string]Status {
-		out := map[string]Status{}
+	perRegion := func(prefix string, states map[string]health.Status) map[string]health.Status {
+		out := map[string]health.Status{}
 		for _, reg := range threeRegions {
 			out[prefix+reg] = states[reg]
 		}
 		return out
 	}
-	all := func(prefix string, s Status) map[string]Status {
-		return perRegion(prefix, map[string]Status{"westeurope": s, "northeurope": s, "eastus": s})
+	all := func(prefix string, s health.Status) map[string]health.Status {
+		return perRegion(prefix, map[string]health.Status{"westeurope": s, "northeurope": s, "eastus": s})
 	}
 	for _, tc := range []struct {
 		name    string
 		set     map[string]float64 // values the fault changes (with plenty of traffic)
 		raw     map[string]Reading // readings the fault changes, as they are
 		silent  func(k string) bool
-		want    map[string]Status // entity states after trip evaluations
-		reasons map[string]string // substrings of reasons
-		healthy []string          // unrelated entities that must stay healthy
-		leaves  []string          // where following reasons from the root must end
+		want    map[string]health.Status // entity states after trip evaluations
+		reasons map[string]string        // substrings of reasons
+		healthy []string                 // unrelated entities that must stay healthy
+		leaves  []string                 // where following reasons from the root must end
 	}{
 		{
 			name: "store server stopped in eastus",
 			set:  map[string]float64{region("probe.store-read", "eastus"): 2, region("probe.store-write", "eastus"): 2},
-			want: map[string]Status{
+			want: map[string]health.Status{
 				"dependency.store-read.eastus": U, "dependency.store-write.eastus": U,
 				"component.api.eastus": U, "component.processor.eastus": U, "region.eastus": U,
 				"region.eastus.browse": U, "region.eastus.comment": U, "region.eastus.checkout": U,
@@ -852,7 +854,7 @@ func TestDefaultModelFaults(t *testing.T) {
 		{
 			name: "link westeurope-eastus cut",
 			set:  map[string]float64{link("link.probe_failed", "eastus", "westeurope"): 1},
-			want: map[string]Status{"link.eastus.westeurope": U, "links": U, "system": D},
+			want: map[string]health.Status{"link.eastus.westeurope": U, "links": U, "system": D},
 			reasons: map[string]string{
 				"system":                 "caused by links (unhealthy, limited impact)",
 				"link.eastus.westeurope": "a POP cannot reach the other region's stamp",
@@ -864,7 +866,7 @@ func TestDefaultModelFaults(t *testing.T) {
 		{
 			name:    "link westeurope-eastus slowed",
 			set:     map[string]float64{link("link.rtt_excess", "eastus", "westeurope"): 120},
-			want:    map[string]Status{"link.eastus.westeurope": D, "links": D, "system": D},
+			want:    map[string]health.Status{"link.eastus.westeurope": D, "links": D, "system": D},
 			reasons: map[string]string{"link.eastus.westeurope": "link slow (link.rtt_excess 120ms >= 50ms)"},
 			healthy: []string{"flow.browse", "flow.comment", "flow.checkout", "regions", "link.eastus.northeurope"},
 			leaves:  []string{"link.eastus.westeurope"},
@@ -873,7 +875,7 @@ func TestDefaultModelFaults(t *testing.T) {
 			name: "secret store down, stamps serve from their cache",
 			set:  eachRegion("probe.secret-store", 1),
 			want: merge(all("dependency.secret-store.", D), all("component.processor.", D), all("region.", D),
-				map[string]Status{"regions": D, "regions.checkout": D, "flow.checkout": D, "system": D}),
+				map[string]health.Status{"regions": D, "regions.checkout": D, "flow.checkout": D, "system": D}),
 			reasons: map[string]string{"component.processor.eastus": "caused by dependency.secret-store.eastus"},
 			healthy: []string{"flow.browse", "flow.comment", "component.api.eastus", "dependency.partner.eastus", "links", "component.edge"},
 			leaves:  []string{"dependency.secret-store.eastus", "dependency.secret-store.northeurope", "dependency.secret-store.westeurope"},
@@ -882,7 +884,7 @@ func TestDefaultModelFaults(t *testing.T) {
 			name: "secret store down hard: limited impact caps it",
 			set:  eachRegion("probe.secret-store", 2),
 			want: merge(all("dependency.secret-store.", U), all("component.processor.", D), all("region.", D),
-				map[string]Status{"regions": D, "flow.checkout": D, "system": D}),
+				map[string]health.Status{"regions": D, "flow.checkout": D, "system": D}),
 			reasons: map[string]string{"component.processor.westeurope": "caused by dependency.secret-store.westeurope (unhealthy, limited impact)"},
 			healthy: []string{"flow.browse", "flow.comment", "links"},
 			leaves:  []string{"dependency.secret-store.eastus", "dependency.secret-store.northeurope", "dependency.secret-store.westeurope"},
@@ -891,7 +893,7 @@ func TestDefaultModelFaults(t *testing.T) {
 			name: "partner down, breaker open",
 			set:  merge(eachRegion("probe.partner", 2), eachRegion("partner.breaker", 2)),
 			want: merge(all("dependency.partner.", U), all("component.processor.", D), all("region.", D),
-				map[string]Status{"regions.checkout": D, "flow.checkout": D, "regions": D, "system": D}),
+				map[string]health.Status{"regions.checkout": D, "flow.checkout": D, "regions": D, "system": D}),
 			reasons: map[string]string{
 				"dependency.partner.eastus":  "probe.partner 2 >= 2; circuit breaker not closed (partner.breaker 2 >= 2)",
 				"component.processor.eastus": "caused by dependency.partner.eastus (unhealthy, limited impact)",
@@ -903,14 +905,14 @@ func TestDefaultModelFaults(t *testing.T) {
 			name: "partner slow, breaker half-open",
 			set:  merge(eachRegion("probe.partner", 1), eachRegion("partner.breaker", 1)),
 			want: merge(all("dependency.partner.", D), all("component.processor.", D),
-				map[string]Status{"flow.checkout": D, "system": D}),
+				map[string]health.Status{"flow.checkout": D, "system": D}),
 			healthy: []string{"flow.browse", "flow.comment", "links"},
 			leaves:  []string{"dependency.partner.eastus", "dependency.partner.northeurope", "dependency.partner.westeurope"},
 		},
 		{
 			name: "stamp eastus drained",
 			set:  map[string]float64{region("stamp.drained", "eastus"): 1, region("stamp.routable_pops", "eastus"): 0},
-			want: map[string]Status{
+			want: map[string]health.Status{
 				"component.stamp.eastus": U, "region.eastus": U, "region.eastus.browse": U, "region.eastus.checkout": U,
 				"regions": D, "regions.browse": D, "flow.browse": D, "flow.comment": D, "flow.checkout": D, "system": D,
 			},
@@ -924,7 +926,7 @@ func TestDefaultModelFaults(t *testing.T) {
 			silent: func(k string) bool {
 				return strings.Contains(k, "region=eastus") || strings.Contains(k, "a=eastus") || strings.Contains(k, "b=eastus")
 			},
-			want: map[string]Status{
+			want: map[string]health.Status{
 				// The registry's impact on the API is limited: the API shows
 				// what it knows (nothing: unknown); the stamp's routing says
 				// it is gone.
@@ -943,7 +945,7 @@ func TestDefaultModelFaults(t *testing.T) {
 			name: "two regions of three drained",
 			set: map[string]float64{region("stamp.drained", "eastus"): 1, region("stamp.routable_pops", "eastus"): 0,
 				region("stamp.drained", "westeurope"): 1, region("stamp.routable_pops", "westeurope"): 0},
-			want: map[string]Status{
+			want: map[string]health.Status{
 				// The redundancy is gone (the system is unhealthy); the flows
 				// are still served by the one region left.
 				"regions": U, "regions.browse": D, "flow.browse": D, "flow.comment": D, "flow.checkout": D, "system": U,
@@ -955,20 +957,20 @@ func TestDefaultModelFaults(t *testing.T) {
 		{
 			name:    "edge failing",
 			set:     map[string]float64{"edge.error_ratio": 0.2},
-			want:    map[string]Status{"component.edge": U, "flow.browse": U, "flow.comment": U, "flow.checkout": U, "system": U},
+			want:    map[string]health.Status{"component.edge": U, "flow.browse": U, "flow.comment": U, "flow.checkout": U, "system": U},
 			healthy: []string{"regions", "links", "region.eastus", "regions.browse"},
 			leaves:  []string{"component.edge"},
 		},
 		{
 			name:    "edge errors without traffic to judge",
 			raw:     map[string]Reading{"edge.error_ratio": {Value: 0.9, Traffic: 2}},
-			want:    map[string]Status{"component.edge": H, "system": H},
+			want:    map[string]health.Status{"component.edge": H, "system": H},
 			healthy: []string{"flow.browse"},
 		},
 		{
 			name:    "order processing stalled",
 			set:     map[string]float64{key("queue.age", Scope{"stream": "orders"}): 120},
-			want:    map[string]Status{"dependency.order-stream": U, "flow.checkout": U, "system": U},
+			want:    map[string]health.Status{"dependency.order-stream": U, "flow.checkout": U, "system": U},
 			reasons: map[string]string{"dependency.order-stream": "orders waiting (queue.age 120s >= 60s)"},
 			healthy: []string{"flow.browse", "flow.comment", "dependency.comment-stream", "regions", "component.processor.eastus"},
 			leaves:  []string{"dependency.order-stream"},
@@ -976,7 +978,7 @@ func TestDefaultModelFaults(t *testing.T) {
 		{
 			name:    "health report of eastus not read",
 			set:     map[string]float64{region("probe.age", "eastus"): 10},
-			want:    map[string]Status{"component.health.eastus": U, "region.eastus": U, "regions": D, "system": D},
+			want:    map[string]health.Status{"component.health.eastus": U, "region.eastus": U, "regions": D, "system": D},
 			healthy: []string{"flow.browse", "flow.comment", "flow.checkout", "region.eastus.browse", "component.api.eastus"},
 			leaves:  []string{"component.health.eastus"},
 		},
@@ -984,11 +986,11 @@ func TestDefaultModelFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newClock()
 			r := healthyDefaultReadings(c, threeRegions)
-			m := DefaultModel()
+			m := Default()
 			e := mustEvaluator(t, m, r, func() []string { return threeRegions })
 			var healthyTree func(n *Node)
 			healthyTree = func(n *Node) {
-				if n.State != Healthy {
+				if n.State != health.Healthy {
 					t.Errorf("before the fault: %s is %s (%q)", n.ID, n.State, n.Reason)
 				}
 				for _, ch := range n.Children {
@@ -1010,7 +1012,7 @@ func TestDefaultModelFaults(t *testing.T) {
 			for i := 1; i <= m.trip; i++ {
 				c.Advance(m.Interval())
 				root = e.Evaluate()
-				if i < m.trip && root.State != Healthy {
+				if i < m.trip && root.State != health.Healthy {
 					t.Fatalf("evaluation %d of %d after the fault: system %s (%q), want healthy until trip", i, m.trip, root.State, root.Reason)
 				}
 			}
@@ -1027,7 +1029,7 @@ func TestDefaultModelFaults(t *testing.T) {
 					}
 				}
 				for _, id := range tc.healthy {
-					if n := mustFind(t, root, id); n.State != Healthy {
+					if n := mustFind(t, root, id); n.State != health.Healthy {
 						t.Errorf("%s: unrelated %s is %s (%q)", when, id, n.State, n.Reason)
 					}
 				}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/store/storetest"
+)
+
+// `contoso pop` is one point of presence: it finds a `contoso stamp`
+// through the registry and serves its region's clients there; its
+// operations address, behind an admin token, lists that one POP.
+func TestPopRunsAloneAndServesItsRegionsClients(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	dir := t.TempDir()
+	env := map[string]string{envEdgeCredential: "a-long-random-credential"}
+	var stamp struct{ Event, Region, URL string }
+	startCommand(t, env, &stamp, "stamp", "--region", "westeurope", "--nats", c.Nodes[0].ClientURL(), "--replicas", "1",
+		"--listen", "127.0.0.1:0", "--data", dir, "--probe-interval", "200ms")
+	var pop struct{ Event, Region, URL, Ops string }
+	stop := startProcess(t, env, &pop, "pop", "--region", "eastus", "--nats", c.Nodes[0].ClientURL(),
+		"--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--data", dir)
+	if pop.Event != "ready" || pop.Region != "eastus" || !strings.HasPrefix(pop.URL, "http://127.0.0.1:") || !strings.HasPrefix(pop.Ops, "http://127.0.0.1:") {
+		t.Fatalf("pop ready line = %+v", pop)
+	}
+	get := func(url string, header ...string) (int, http.Header) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, h := get(pop.URL+"/api/products?limit=1", "X-Client-Region", "eastus")
+		if status == http.StatusOK && h.Get("X-Served-Region") == "westeurope" && h.Get("X-Edge-Pop") == "eastus" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pop never served an eastus client from the westeurope stamp: last %d %v", status, h)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	iss, err := auth.LoadOrCreateIssuer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := iss.Mint("ops", true, time.Hour, time.Now())
+	if status, _ := get(pop.Ops + "/ops/edge"); status != http.StatusUnauthorized {
+		t.Fatalf("/ops/edge without a token = %d, want 401", status)
+	}
+	// The operations guard: a Host that is not the listener's own is
+	// refused, whatever the token.
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, pop.Ops+"/ops/edge", nil)
+	req.Host = "evil.example"
+	req.Header.Set("Authorization", "Bearer "+admin)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("/ops/edge with Host evil.example = %v, %v; want 403", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	status, body := do(t, nil, http.MethodGet, pop.Ops+"/ops/edge", "", "Authorization", "Bearer "+admin)
+	var st struct{ POPs []edge.POPStatus }
+	if err := json.Unmarshal(body, &st); status != http.StatusOK || err != nil {
+		t.Fatalf("/ops/edge = %d %s", status, body)
+	}
+	if len(st.POPs) != 1 || st.POPs[0].Region != "eastus" || len(st.POPs[0].Stamps) != 1 || st.POPs[0].Stamps[0].Region != "westeurope" {
+		t.Fatalf("/ops/edge lists %+v, want the one eastus POP seeing the westeurope stamp", st.POPs)
+	}
+	wantRequestMetrics(t, pop.Ops+"/metrics", admin, "edge")
+	if err := stop(); err != nil {
+		t.Fatalf("pop returned %v on shutdown, want nil", err)
+	}
+	if status, _ := get(pop.URL + "/api/products?limit=1"); status != 0 {
+		t.Fatalf("the pop still answers (%d) after it stopped", status)
+	}
+}
+
+func TestPopRefusesToStartWithoutWhatItNeeds(t *testing.T) {
+	cred := map[string]string{envEdgeCredential: "a-long-random-credential"}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		args  []string
+		wants []string
+	}{
+		{"no region", cred, nil, []string{"-region is required"}},
+		{"no edge credential", nil, []string{"--region", "eastus"}, []string{envEdgeCredential}},
+		{"the old flag of the edge", cred, []string{"--pops", "eastus,westeurope"}, []string{"-pops"}},
+		{"a certificate without its key", cred, []string{"--region", "eastus", "--tls-cert", dir + "/cert.pem"}, []string{"-tls-cert and -tls-key go together"}},
+		{"a bad log level", cred, []string{"--region", "eastus", "--log-level", "loud"}, []string{"-log-level"}},
+		{"an ops host with a scheme", cred, []string{"--region", "eastus", "--data", dir, "--ops-host", "https://ops.contoso.test/"}, []string{"-ops-host"}},
+		{"an argument", cred, []string{"--region", "eastus", "westeurope"}, []string{"no arguments"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			var stdout strings.Builder
+			args := append([]string{"pop", "--nats", "nats://127.0.0.1:1", "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"}, tc.args...)
+			err := run(ctx, args, func(k string) string { return tc.env[k] }, &stdout, io.Discard)
+			if err == nil {
+				t.Fatal("the pop started")
+			}
+			for _, want := range tc.wants {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("printed %q before refusing", stdout.String())
+			}
+		})
+	}
+}
