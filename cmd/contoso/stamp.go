@@ -16,7 +16,6 @@ import (
 
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/deploy"
-	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/secrets"
 	"github.com/contoso/shoes/internal/stamp"
 )
@@ -172,23 +171,12 @@ func secretStoreToken(url, file, envToken string) (string, error) {
 		return "", errors.New("-secrets-token-file needs -secrets (the secret store's URL)")
 	case url == "":
 		return "", nil
-	case file != "" && envToken != "":
-		return "", fmt.Errorf("the secret store's token is given twice: use %s or -secrets-token-file, not both", envSecretsToken)
-	case file != "":
-		b, err := keyfile.Read(file, maxTokenFileBytes)
-		if err != nil {
-			return "", fmt.Errorf("-secrets-token-file: %w", err)
-		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", fmt.Errorf("-secrets-token-file: %s is empty", file)
-		}
-		return tok, nil
-	case strings.TrimSpace(envToken) != "":
-		return strings.TrimSpace(envToken), nil
 	}
-	return "", fmt.Errorf("-secrets needs the secret store's bearer token: set %s or -secrets-token-file PATH (a file of mode 0600); "+
-		"`contoso up` keeps its token in <data>/config/secretstore.token", envSecretsToken)
+	if file == "" && strings.TrimSpace(envToken) == "" {
+		return "", fmt.Errorf("-secrets needs the secret store's bearer token: set %s or -secrets-token-file PATH (a file of mode 0600); "+
+			"`contoso up` keeps its token in <data>/config/secretstore.token", envSecretsToken)
+	}
+	return envOrFileSecret("the secret store's token", envSecretsToken, envToken, "secrets-token-file", file)
 }
 
 // issuerFlags say whose tokens a command accepts: an external issuer's
