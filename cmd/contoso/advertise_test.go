@@ -55,23 +55,7 @@ func TestStampRefusesToAdvertiseWhatTheEdgeCannotReach(t *testing.T) {
 		{"a path", []string{"--listen", "0.0.0.0:0", "--advertise", "http://stamp-1.example:8081/weu"}, []string{"--advertise", "nothing more"}},
 		{"another scheme", []string{"--listen", "0.0.0.0:0", "--advertise", "ftp://stamp-1.example:8081"}, []string{"--advertise", "scheme must be http"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-			defer cancel()
-			var stdout strings.Builder
-			err := run(ctx, append(slices.Clone(base), tc.args...), func(string) string { return "" }, &stdout, io.Discard)
-			if err == nil {
-				t.Fatal("the stamp started")
-			}
-			for _, want := range tc.wants {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not say %q", err, want)
-				}
-			}
-			if stdout.Len() != 0 {
-				t.Errorf("the stamp printed %q before refusing", stdout.String())
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { refusesToStart(t, append(slices.Clone(base), tc.args...), nil, tc.wants...) })
 	}
 }
 

@@ -53,23 +53,7 @@ func TestStampWithSecretsRefusesToStartWithoutAToken(t *testing.T) {
 		{"a token file without a store", []string{"--secrets-token-file", private}, nil,
 			[]string{"-secrets-token-file needs -secrets"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-			defer cancel()
-			var stdout strings.Builder
-			err := run(ctx, append(base, tc.args...), func(k string) string { return tc.env[k] }, &stdout, io.Discard)
-			if err == nil {
-				t.Fatal("the stamp started")
-			}
-			for _, want := range tc.wants {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not say %q", err, want)
-				}
-			}
-			if stdout.Len() != 0 {
-				t.Errorf("the stamp printed %q before refusing", stdout.String())
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { refusesToStart(t, append(base, tc.args...), tc.env, tc.wants...) })
 	}
 }
 
@@ -145,5 +129,26 @@ func TestStampLoadsItsSecretsWithTheStoreToken(t *testing.T) {
 				t.Fatalf("stamp returned %v on shutdown", err)
 			}
 		})
+	}
+}
+
+// refusesToStart runs a command that must not start: it returns an error
+// saying every one of wants, and prints nothing on stdout first.
+func refusesToStart(t *testing.T, args []string, env map[string]string, wants ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var stdout strings.Builder
+	err := run(ctx, args, func(k string) string { return env[k] }, &stdout, io.Discard)
+	if err == nil {
+		t.Fatalf("%s started", args[0])
+	}
+	for _, want := range wants {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("%s printed %q before refusing", args[0], stdout.String())
 	}
 }
