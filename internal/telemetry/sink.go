@@ -126,16 +126,21 @@ type traceEntry struct {
 }
 
 // spanRecorder is the sink's span processor: it keeps ended spans.
-type spanRecorder struct{ s *Sink }
+type spanRecorder struct {
+	s        *Sink
+	identity []attribute.KeyValue // the process's identity attributes, added to every span
+}
 
 var _ sdktrace.SpanProcessor = spanRecorder{}
 
 func (spanRecorder) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (p spanRecorder) OnEnd(s sdktrace.ReadOnlySpan)                 { p.s.addSpan(spanOf(s)) }
+func (p spanRecorder) OnEnd(s sdktrace.ReadOnlySpan)                 { p.s.addSpan(spanOf(s, p.identity)) }
 func (spanRecorder) Shutdown(context.Context) error                  { return nil }
 func (spanRecorder) ForceFlush(context.Context) error                { return nil }
 
-func spanOf(s sdktrace.ReadOnlySpan) Span {
+// spanOf is s as the sink keeps it, with the process's identity
+// attributes (which part made the span, as for spans received over OTLP).
+func spanOf(s sdktrace.ReadOnlySpan, identity []attribute.KeyValue) Span {
 	sc := s.SpanContext()
 	sp := Span{
 		TraceID:    sc.TraceID().String(),
@@ -156,17 +161,12 @@ func spanOf(s sdktrace.ReadOnlySpan) Span {
 		sp.Status = "ok"
 	}
 	attrs := s.Attributes()
-	sp.Attributes = make(map[string]string, len(attrs)+len(identityKeys))
+	sp.Attributes = make(map[string]string, len(attrs)+len(identity))
 	for _, kv := range attrs {
 		sp.Attributes[string(kv.Key)] = kv.Value.Emit()
 	}
-	// Which part made the span, as for spans received over OTLP.
-	if res := s.Resource(); res != nil {
-		for _, k := range identityKeys {
-			if v, ok := res.Set().Value(attribute.Key(k)); ok {
-				sp.Attributes[k] = v.Emit()
-			}
-		}
+	for _, kv := range identity {
+		sp.Attributes[string(kv.Key)] = kv.Value.Emit()
 	}
 	return sp
 }

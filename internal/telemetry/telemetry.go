@@ -196,7 +196,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 	tpOpts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(samplerFrom(cfg.Getenv, cfg.Logger)),
-		sdktrace.WithSpanProcessor(spanRecorder{sink}),
+		sdktrace.WithSpanProcessor(spanRecorder{s: sink, identity: resAttrs}),
 	}
 	exp, err := newOTLPExporter(ctx, cfg.Getenv)
 	if err != nil {
