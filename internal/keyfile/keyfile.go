@@ -96,7 +96,19 @@ func Read(path string, limit int64) ([]byte, error) {
 // Write replaces the key file at path with data atomically, creating its
 // directory (mode 0700) if need be. The file has mode 0600.
 func Write(path string, data []byte) error {
-	tmp, err := writeTemp(path, data)
+	return write(path, data, 0o600)
+}
+
+// WritePublic replaces a public file kept beside the keys (a CA's
+// certificate, which clients are given) the same way as Write, with mode
+// 0644: everyone may read it, only its owner replace it.
+func WritePublic(path string, data []byte) error {
+	return write(path, data, 0o644)
+}
+
+// write replaces the file at path with data atomically, with mode perm.
+func write(path string, data []byte, perm os.FileMode) error {
+	tmp, err := writeTemp(path, data, perm)
 	if err != nil {
 		return err
 	}
@@ -124,7 +136,7 @@ func ReadOrCreate(path string, limit int64, create func() ([]byte, error)) ([]by
 	if int64(len(data)) > limit {
 		return nil, fmt.Errorf("create key file %s: %d bytes, more than %d", path, len(data), limit)
 	}
-	tmp, err := writeTemp(path, data)
+	tmp, err := writeTemp(path, data, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -144,9 +156,9 @@ func ReadOrCreate(path string, limit int64, create func() ([]byte, error)) ([]by
 }
 
 // writeTemp creates the directory of path if need be (mode 0700), checks
-// it, and writes data to a new synced temporary file of mode 0600 beside
+// it, and writes data to a new synced temporary file of mode perm beside
 // path, whose name it returns.
-func writeTemp(path string, data []byte) (name string, err error) {
+func writeTemp(path string, data []byte, perm os.FileMode) (name string, err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("write key file: %w", err)
@@ -164,7 +176,7 @@ func writeTemp(path string, data []byte) (name string, err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if err := f.Chmod(0o600); err != nil && !windows {
+	if err := f.Chmod(perm); err != nil && !windows {
 		return "", fmt.Errorf("write key file: %w", err)
 	}
 	if _, err := f.Write(data); err != nil {

@@ -261,3 +261,25 @@ func TestReadOrCreateKeepsAnExistingFile(t *testing.T) {
 		t.Fatalf("a failed create left %s: %v", other, err)
 	}
 }
+
+// A public file beside the keys (a CA's certificate) is written the same
+// atomic way, readable by everyone.
+func TestWritePublic(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config", "ca.pem")
+	if err := keyfile.WritePublic(path, []byte("cert")); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v, want 0644", info.Mode().Perm())
+	}
+	if b, _ := os.ReadFile(path); string(b) != "cert" {
+		t.Errorf("contents %q", b)
+	}
+	if dir, _ := os.Stat(filepath.Dir(path)); dir.Mode().Perm() != 0o700 {
+		t.Errorf("directory mode %v, want 0700", dir.Mode().Perm())
+	}
+}

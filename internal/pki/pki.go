@@ -67,7 +67,7 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		certPEM, err = selfSign(key)
 		if err == nil {
-			err = writePublic(certPath, certPEM)
+			err = keyfile.WritePublic(certPath, certPEM)
 		}
 	}
 	if err != nil {
@@ -200,7 +200,7 @@ func WriteKeyPair(cert tls.Certificate, certPath, keyPath string) error {
 	for _, c := range cert.Certificate {
 		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
 	}
-	return writePublic(certPath, chain)
+	return keyfile.WritePublic(certPath, chain)
 }
 
 func newCAKey() ([]byte, error) {
@@ -261,23 +261,4 @@ func selfSign(key *ecdsa.PrivateKey) ([]byte, error) {
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	return n
-}
-
-// writePublic writes a certificate (public material, 0644) atomically.
-func writePublic(path string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
