@@ -39,17 +39,12 @@ func serveEndpoints(ctx context.Context, stdout io.Writer, log *slog.Logger, tls
 		}
 	}
 	for _, ep := range eps {
-		ln, err := net.Listen("tcp", ep.addr)
+		ln, url, err := deploy.Listen(ep.addr, tlsCfg)
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("%s: listen %s: %w", ep.name, ep.addr, err)
 		}
-		scheme := "http://"
-		if tlsCfg != nil {
-			scheme = "https://"
-			ln = tls.NewListener(ln, tlsCfg)
-		}
-		line[ep.name] = scheme + ln.Addr().String()
+		line[ep.name] = url
 		lns = append(lns, ln)
 	}
 	servers := make([]*http.Server, len(eps))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/secrets"
 	"github.com/contoso/shoes/internal/stamp"
 )
@@ -117,15 +118,12 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
 	}
-	scheme := "http://"
-	if p.serverTLS != nil {
-		scheme = "https://"
-	}
+	url := httpapi.Scheme(p.serverTLS != nil) + "://" + ln.Addr().String()
 	advertised := *advertise
 	if advertised == "" {
-		advertised = scheme + ln.Addr().String()
+		advertised = url
 	}
-	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": scheme + ln.Addr().String(), "advertise": advertised})
+	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": url, "advertise": advertised})
 	fmt.Fprintf(stdout, "%s\n", line)
 	return in.Serve(ctx, ln)
 }
@@ -147,12 +145,8 @@ func checkAdvertise(listen, advertise string, tls bool) error {
 		return fmt.Errorf("-listen: %w", err)
 	}
 	if stamp.WildcardHost(host) {
-		scheme := "http"
-		if tls {
-			scheme = "https"
-		}
 		return fmt.Errorf("-listen %s is a wildcard address, which an edge on another host would dial as itself: "+
-			"pass --advertise %s://HOST:PORT, the URL the edge reaches this stamp at", listen, scheme)
+			"pass --advertise %s://HOST:PORT, the URL the edge reaches this stamp at", listen, httpapi.Scheme(tls))
 	}
 	return nil
 }

@@ -109,14 +109,6 @@ func (a *access) clientTLS() *tls.Config {
 	return pki.ClientConfig(a.ca.Pool())
 }
 
-// scheme is the scheme of the deployment's HTTP URLs.
-func (a *access) scheme() string {
-	if a.ca == nil {
-		return "http"
-	}
-	return "https"
-}
-
 // provision declares every replicated asset as the store's administrator,
 // before any stamp starts (stamps' users may not create or reconfigure
 // assets), and brings assets of an older data directory to their declared
@@ -198,11 +190,17 @@ func (d *Deployment) Hosts() []string {
 		urls = append(urls, d.front.edgeURL, d.front.opsURL)
 	}
 	for _, u := range urls {
-		if _, host, ok := strings.Cut(u, "://"); ok {
+		if host := hostOf(u); host != "" {
 			out = append(out, host)
 		}
 	}
 	return out
+}
+
+// hostOf is the host:port of one of the deployment's URLs (scheme://host:port).
+func hostOf(url string) string {
+	_, host, _ := strings.Cut(url, "://")
+	return host
 }
 
 // ClusterAddr is the address of a region's store server's cluster port

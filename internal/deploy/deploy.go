@@ -16,11 +16,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/secrets"
@@ -351,7 +351,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 		return nil, fmt.Errorf("listen stamp %s: %w", r.name, err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	in := &instance{stamp: built.Stamp, partner: built.Partner, url: d.access.scheme() + "://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
+	in := &instance{stamp: built.Stamp, partner: built.Partner, url: httpapi.Scheme(d.access.ca != nil) + "://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
 	go func() { in.done <- built.Serve(runCtx, ln) }()
 	d.mu.Lock()
 	r.instances = append(r.instances, in)
@@ -440,7 +440,7 @@ func (d *Deployment) StampHosts() []string {
 	var out []string
 	for _, r := range d.regions {
 		for _, in := range r.instances {
-			out = append(out, strings.TrimPrefix(strings.TrimPrefix(in.url, "http://"), "https://"))
+			out = append(out, hostOf(in.url))
 		}
 	}
 	return out

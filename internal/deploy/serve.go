@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/contoso/shoes/internal/httpapi"
 )
 
 // listeners are the HTTP servers a deployment part runs beside its stamps.
@@ -25,17 +27,26 @@ func NewServer(h http.Handler) *http.Server {
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 }
 
+// Listen listens on addr, over TLS when tlsCfg is set, and returns the
+// listener and its URL (http:// or https:// and the address it took).
+func Listen(addr string, tlsCfg *tls.Config) (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	url := httpapi.Scheme(tlsCfg != nil) + "://" + ln.Addr().String()
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	return ln, url, nil
+}
+
 // serve serves h on addr (a NewServer), over TLS when tlsCfg is set, and
 // returns its URL.
 func (l *listeners) serve(name, addr string, h http.Handler, tlsCfg *tls.Config) (string, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, url, err := Listen(addr, tlsCfg)
 	if err != nil {
 		return "", fmt.Errorf("%s: listen %s: %w", name, addr, err)
-	}
-	url := "http://" + ln.Addr().String()
-	if tlsCfg != nil {
-		url = "https://" + ln.Addr().String()
-		ln = tls.NewListener(ln, tlsCfg)
 	}
 	srv := NewServer(h)
 	srv.ErrorLog = slog.NewLogLogger(l.log.Handler(), slog.LevelDebug) // failed handshakes, bad requests

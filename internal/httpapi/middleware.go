@@ -130,3 +130,12 @@ func AccessLog(log *slog.Logger) Middleware {
 		})
 	}
 }
+
+// Scheme is the URL scheme of an HTTP listener or connection: "https" over
+// TLS, "http" without.
+func Scheme(tls bool) string {
+	if tls {
+		return "https"
+	}
+	return "http"
+}

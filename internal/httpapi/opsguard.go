@@ -127,7 +127,7 @@ func sameOrigin(origin string, r *http.Request) bool {
 		return false
 	}
 	tls := r.TLS != nil
-	if u.Scheme != map[bool]string{false: "http", true: "https"}[tls] {
+	if u.Scheme != Scheme(tls) {
 		return false
 	}
 	o, ok := splitHost(u.Host, defaultPort(tls))

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+
+	"github.com/contoso/shoes/internal/httpapi"
 )
 
 // ErrWildcardListener is Serve's error for a stamp that listens on a
@@ -34,9 +36,9 @@ func CheckAdvertiseURL(raw string, tls bool) error {
 	if err != nil {
 		return fmt.Errorf("%q is not a URL: %w", raw, err)
 	}
-	want, port := "http", "80"
+	want, port := httpapi.Scheme(tls), "80"
 	if tls {
-		want, port = "https", "443"
+		port = "443"
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
@@ -72,9 +74,5 @@ func (s *Stamp) advertisedURL(addr net.Addr) (string, error) {
 	if WildcardHost(host) {
 		return "", fmt.Errorf("listening on %s: %w", addr, ErrWildcardListener)
 	}
-	scheme := "http://"
-	if s.cfg.TLS != nil {
-		scheme = "https://"
-	}
-	return scheme + addr.String(), nil
+	return httpapi.Scheme(s.cfg.TLS != nil) + "://" + addr.String(), nil
 }
