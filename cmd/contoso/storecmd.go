@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/contoso/shoes/internal/keyfile"
+	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/pki"
 	"github.com/contoso/shoes/internal/store"
 )
@@ -55,20 +54,11 @@ func runStoreUsers(args []string, stdout, stderr io.Writer) error {
 	if *dir == "" {
 		return errors.New("-dir is required")
 	}
-	var users []store.User
-	for _, r := range store.Roles {
-		path := filepath.Join(*dir, string(r)+".nk")
-		seed, err := keyfile.ReadOrCreate(path, 4<<10, store.NewUserSeed)
-		if err != nil {
-			return fmt.Errorf("user %s: %w", r, err)
-		}
-		pub, err := store.PublicKey([]byte(strings.TrimSpace(string(seed))))
-		if err != nil {
-			return fmt.Errorf("user %s (%s): %w", r, path, err)
-		}
-		users = append(users, store.User{Role: r, PublicKey: pub})
+	users, err := deploy.LoadStoreUsers(*dir)
+	if err != nil {
+		return err
 	}
-	_, err := io.WriteString(stdout, store.ServerConfig(users))
+	_, err = io.WriteString(stdout, store.ServerConfig(users.Users()))
 	return err
 }
 

@@ -79,14 +79,9 @@ func (f *natsFlags) credentials() (store.Credentials, error) {
 			return c, fmt.Errorf("-nats-nkey %s: %w", f.nkey, err)
 		}
 	}
-	if f.ca != "" {
-		pool, err := pki.LoadPool(f.ca)
-		if err != nil {
-			return c, fmt.Errorf("-nats-ca: %w", err)
-		}
-		c.TLS = pki.ClientConfig(pool)
-	}
-	return c, nil
+	var err error
+	c.TLS, err = clientTLS("nats-ca", f.ca)
+	return c, err
 }
 
 // tlsFlags are a server's certificate and key.

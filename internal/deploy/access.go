@@ -1,10 +1,9 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,7 +26,7 @@ const routeUser = "route"
 // deployment's CA and the certificate every listener presents. All of it
 // is made on the first start and kept under <data>/config.
 type access struct {
-	seeds         map[store.Role][]byte
+	seeds         StoreUsers
 	routePassword string
 	ca            *pki.CA         // nil without TLS
 	cert          tls.Certificate // every listener's certificate, with TLS
@@ -38,21 +37,13 @@ type access struct {
 // for this machine's loopback names.
 func loadAccess(dataDir string, withTLS bool) (*access, error) {
 	dir := filepath.Join(dataDir, "config")
-	a := &access{seeds: map[store.Role][]byte{}}
-	for _, r := range store.Roles {
-		seed, err := keyfile.ReadOrCreate(filepath.Join(dir, "nats", string(r)+".nk"), 4<<10, store.NewUserSeed)
-		if err != nil {
-			return nil, fmt.Errorf("store user %s: %w", r, err)
-		}
-		if _, err := store.PublicKey(seed); err != nil {
-			return nil, fmt.Errorf("store user %s: %w", r, err)
-		}
-		a.seeds[r] = seed
+	seeds, err := LoadStoreUsers(filepath.Join(dir, "nats"))
+	if err != nil {
+		return nil, err
 	}
-	pass, err := keyfile.ReadOrCreate(filepath.Join(dir, "nats", "route.password"), 4<<10, func() ([]byte, error) {
-		b := make([]byte, 24)
-		rand.Read(b)
-		return []byte(hex.EncodeToString(b)), nil
+	a := &access{seeds: seeds}
+	pass, err := keyfile.ReadOrCreate(filepath.Join(dir, "nats", "route.password"), maxSeedBytes, func() ([]byte, error) {
+		return []byte(randomHex(24)), nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store routes: %w", err)
@@ -70,11 +61,37 @@ func loadAccess(dataDir string, withTLS bool) (*access, error) {
 	return a, nil
 }
 
-// users are the store users the servers accept.
-func (a *access) users() []store.User {
-	out := make([]store.User, 0, len(a.seeds))
+// StoreUsers are the nkey seeds of the store's users, one per role.
+type StoreUsers map[store.Role][]byte
+
+// maxSeedBytes bounds a seed file (and the routes' password file).
+const maxSeedBytes = 4 << 10
+
+// LoadStoreUsers reads one seed per role from dir (<role>.nk, private
+// files through keyfile), making each that is missing. Surrounding white
+// space in a file is ignored; a file that holds no user seed is an error.
+func LoadStoreUsers(dir string) (StoreUsers, error) {
+	seeds := StoreUsers{}
 	for _, r := range store.Roles {
-		pub, _ := store.PublicKey(a.seeds[r]) // checked by loadAccess
+		path := filepath.Join(dir, string(r)+".nk")
+		b, err := keyfile.ReadOrCreate(path, maxSeedBytes, store.NewUserSeed)
+		if err != nil {
+			return nil, fmt.Errorf("store user %s: %w", r, err)
+		}
+		seed := bytes.TrimSpace(b)
+		if _, err := store.PublicKey(seed); err != nil {
+			return nil, fmt.Errorf("store user %s (%s): %w", r, path, err)
+		}
+		seeds[r] = seed
+	}
+	return seeds, nil
+}
+
+// Users are the users the servers accept: every role's public key.
+func (u StoreUsers) Users() []store.User {
+	out := make([]store.User, 0, len(u))
+	for _, r := range store.Roles {
+		pub, _ := store.PublicKey(u[r]) // checked by LoadStoreUsers
 		out = append(out, store.User{Role: r, PublicKey: pub})
 	}
 	return out

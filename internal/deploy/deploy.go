@@ -216,7 +216,7 @@ func (d *Deployment) start(ctx context.Context) error {
 			StoreDir:    filepath.Join(d.cfg.DataDir, "store", name),
 			ClusterPort: ports[i],
 			SyncAlways:  !d.cfg.NoSync,
-			Users:       d.access.users(),
+			Users:       d.access.seeds.Users(),
 			RouteUser:   routeUser, RoutePassword: d.access.routePassword,
 			TLS:    d.access.nodeTLS(),
 			Logger: d.log,
