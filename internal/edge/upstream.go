@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
 )
@@ -244,49 +246,22 @@ func namedIn(conn []string, k string) bool {
 	return false
 }
 
-// checkHeaders refuses a header the transport would refuse to send: a name
-// that is not an RFC 9110 token, a value with a control character other
-// than a horizontal tab. Caught here, it is the client's fault; caught by
+// checkHeaders refuses a header the transport would refuse to send, by the
+// transport's own rules (httpguts): a name that is not an RFC 9110 token, a
+// value with a control character other than a horizontal tab. Caught here, it is the client's fault; caught by
 // the transport, it would look like the stamp's.
 func checkHeaders(h http.Header) error {
 	for k, vs := range h {
-		if !validHeaderName(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return fmt.Errorf("invalid header name %q", k)
 		}
 		for _, v := range vs {
-			if !validHeaderValue(v) {
+			if !httpguts.ValidHeaderFieldValue(v) {
 				return fmt.Errorf("invalid value of header %q", k)
 			}
 		}
 	}
 	return nil
-}
-
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue reports a value without control characters other than
-// a horizontal tab.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // hasCTL reports an ASCII control character (or DEL) in s.
