@@ -31,8 +31,8 @@ func newAdmission(cfg Config) *admission {
 // order takes a slot for user's order, or refuses it. The caller must call
 // release when the order is done.
 func (a *admission) order(user string, now time.Time) (release func(), err error) {
-	if !a.orders.Allow(user, now) {
-		return nil, shop.Errorf(shop.KindTooMany, "", "too many orders from this user; retry in a second")
+	if err := perUser(a.orders, "orders", user, now); err != nil {
+		return nil, err
 	}
 	select {
 	case a.slots <- struct{}{}:
@@ -44,16 +44,19 @@ func (a *admission) order(user string, now time.Time) (release func(), err error
 
 // comment admits or refuses one of user's comments.
 func (a *admission) comment(user string, now time.Time) error {
-	if !a.comments.Allow(user, now) {
-		return shop.Errorf(shop.KindTooMany, "", "too many comments from this user; retry in a second")
-	}
-	return nil
+	return perUser(a.comments, "comments", user, now)
 }
 
 // rating admits or refuses one of user's ratings.
 func (a *admission) rating(user string, now time.Time) error {
-	if !a.ratings.Allow(user, now) {
-		return shop.Errorf(shop.KindTooMany, "", "too many ratings from this user; retry in a second")
+	return perUser(a.ratings, "ratings", user, now)
+}
+
+// perUser takes one of user's tokens from l, or refuses the request with
+// 429; what names the writes counted.
+func perUser(l *ratelimit.Limiter, what, user string, now time.Time) error {
+	if !l.Allow(user, now) {
+		return shop.Errorf(shop.KindTooMany, "", "too many %s from this user; retry in a second", what)
 	}
 	return nil
 }
