@@ -30,24 +30,8 @@ func reportingStamp(t *testing.T, code int, body string) string {
 // the test ends.
 func runLocalEdge(t *testing.T, cfg edge.Config, stamps ...edge.StampInfo) *edge.Edge {
 	t.Helper()
-	cfg.POPs = []string{"westeurope"}
 	cfg.ProbeInterval = 50 * time.Millisecond
-	cfg.Registry = func(ctx context.Context, fn func(string, *edge.StampInfo)) error {
-		for _, s := range stamps {
-			fn(s.ID, &s)
-		}
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	e, err := edge.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return e
+	return runEdge(t, nil, cfg, stamps...)
 }
 
 // waitStamps polls the POP's view until ok accepts it or the deadline
