@@ -18,7 +18,7 @@ import (
 // it loads without console errors and shows every region; a drained stamp
 // turns red on screen within seconds, without a reload.
 func TestDashboardShowsADrainedStampInRed(t *testing.T) {
-	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
+	d := deploytest.MustStart(t, deploytest.Options{NoTLS: true}, regions3...)
 	ctx := opstest.Browser(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(d.OpsURL()+"/ops/dashboard/")); err != nil {
 		t.Fatal(err)

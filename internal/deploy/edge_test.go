@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -223,8 +224,14 @@ func TestEdgeProtections(t *testing.T) {
 		return nil
 	})
 
-	host := strings.TrimPrefix(edge, "http://")
-	conn, err := net.Dial("tcp", host)
+	scheme, host, _ := strings.Cut(edge, "://")
+	var conn net.Conn
+	var err error
+	if scheme == "https" { // under CONTOSO_TEST_TLS=1: the same slow client, inside TLS
+		conn, err = tls.Dial("tcp", host, d.ClientTLS())
+	} else {
+		conn, err = net.Dial("tcp", host)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 func TestOpsAddressRefusesBrowsersAndRebinding(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
 	ops := d.OpsURL()
-	own := strings.TrimPrefix(ops, "http://")
+	scheme, own, _ := strings.Cut(ops, "://") // https under CONTOSO_TEST_TLS=1
 	port := own[strings.LastIndex(own, ":")+1:]
 	const fault = `{"fault":"stamp-drain","target":"westeurope","duration":"1m"}`
 	const region = `{"name":"uksouth","latencyMs":{"westeurope":20}}`
@@ -122,7 +122,7 @@ func TestOpsAddressRefusesBrowsersAndRebinding(t *testing.T) {
 			t.Fatalf("dashboard with Host %q = %d %s", host, res.Status, res.Body)
 		}
 	}
-	res := send("POST", "/ops/chaos", "", with(jsonBody, "Origin", "http://"+own, "Sec-Fetch-Site", "same-origin"), fault)
+	res := send("POST", "/ops/chaos", "", with(jsonBody, "Origin", scheme+"://"+own, "Sec-Fetch-Site", "same-origin"), fault)
 	if res.Status != http.StatusCreated {
 		t.Fatalf("inject from the address's own page = %d %s", res.Status, res.Body)
 	}
@@ -146,7 +146,7 @@ func TestOpsAddressRefusesBrowsersAndRebinding(t *testing.T) {
 			t.Fatalf("after a refused removal (Origin %s) the regions are %v", origin, got)
 		}
 	}
-	if res := send("DELETE", "/ops/regions/uksouth", "", map[string]string{"Origin": "http://" + own}, ""); res.Status != http.StatusOK {
+	if res := send("DELETE", "/ops/regions/uksouth", "", map[string]string{"Origin": scheme + "://" + own}, ""); res.Status != http.StatusOK {
 		t.Fatalf("remove region from the address's own page = %d %s", res.Status, res.Body)
 	}
 	if got := regions(); slices.Contains(got, "uksouth") {
@@ -166,7 +166,7 @@ func nilIfEmpty(s string) any {
 // no type) at the operations address of a development deployment: the
 // fault it asks for is never injected.
 func TestOpsAddressRefusesACrossSitePageInABrowser(t *testing.T) {
-	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	d := deploytest.MustStart(t, deploytest.Options{NoTLS: true}, "westeurope")
 	st, _ := d.Stamp("westeurope")
 	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `<!doctype html><title>page</title><script>

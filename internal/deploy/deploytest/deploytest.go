@@ -45,6 +45,9 @@ type Options struct {
 	// CONTOSO_TEST_TLS=1 in the environment turns it on for every test
 	// deployment, so the same tests prove the TLS path.
 	TLS bool
+	// NoTLS keeps plain HTTP whatever CONTOSO_TEST_TLS says: for tests that
+	// drive a browser, which does not trust the deployment's CA.
+	NoTLS bool
 }
 
 // MustStart starts a deployment of regions and stops it when the test ends.
@@ -101,7 +104,7 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 		EdgeClientBurst:  opts.EdgeBurst,
 		OpsTrustLoopback: !opts.OpsNeedToken,
 		EdgeNoRetry:      opts.EdgeNoRetry,
-		TLS:              opts.TLS || os.Getenv("CONTOSO_TEST_TLS") == "1",
+		TLS:              (opts.TLS || os.Getenv("CONTOSO_TEST_TLS") == "1") && !opts.NoTLS,
 		Logger:           log,
 	})
 	if err == nil {
