@@ -2,10 +2,10 @@
 // system on one machine (up), or each part as its own process for a
 // deployment on many machines — one region's stamp against an external
 // NATS cluster (stamp), the global entry point (edge) or one point of
-// presence (pop), the secret store (secrets), the partner stand-in
-// (partner) — and the tooling: development tokens and their JWKS (token),
-// the SLO rules (health), load tests (load), faults (chaos) and experiments
-// with verdicts (verify).
+// presence (pop), the operations plane (ops), the secret store (secrets),
+// the partner stand-in (partner) — and the tooling: development tokens and
+// their JWKS (token), the SLO rules (health), load tests (load), faults
+// (chaos) and experiments with verdicts (verify).
 package main
 
 import (
@@ -37,6 +37,7 @@ commands:
   stamp     run one region's stamp against an external NATS cluster
   edge      run the global entry point alone, following the stamps registry
   pop       run one region's point of presence alone, following the stamps registry
+  ops       run the operations plane alone: health model, SLOs, dashboard and the OTLP receiver, read over the network
   secrets   run the secret store alone, its values kept in a file
   partner   run the fulfilment partner's stand-in alone
   token     print a development bearer token; 'token jwks' prints the issuer's public JWKS
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runEdge(ctx, rest, getenv, stdout, stderr)
 	case "pop":
 		return runPop(ctx, rest, getenv, stdout, stderr)
+	case "ops":
+		return runOps(ctx, rest, getenv, stdout, stderr)
 	case "secrets":
 		return runSecrets(ctx, rest, getenv, stdout, stderr)
 	case "partner":

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/partner"
@@ -287,26 +288,33 @@ func (d *Deployment) start(ctx context.Context) error {
 	return d.waitEdge(ctx)
 }
 
-// waitEdge waits until every POP routes to a stamp of its own region.
+// waitEdge waits until every POP routes to a stamp of its own region and
+// the operations plane has heard every stamp and POP.
 func (d *Deployment) waitEdge(ctx context.Context) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	for {
-		ready := 0
-		for _, p := range d.front.edge.Status() {
-			for _, s := range p.Stamps {
-				if s.Region == p.Region && slices.Contains(p.Near, s.ID) {
-					ready++
-					break
-				}
+	home := func(status []edge.POPStatus) int {
+		n := 0
+		for _, p := range status {
+			if slices.ContainsFunc(p.Stamps, func(s edge.StampStatus) bool { return s.Region == p.Region && slices.Contains(p.Near, s.ID) }) {
+				n++
 			}
 		}
-		if ready == len(d.cfg.Regions) {
+		return n
+	}
+	for {
+		// Ready means the edge routes every POP's clients home, and the
+		// operations plane judges the whole deployment: it has read every
+		// region's stamp report and heard every POP say so too, so the
+		// first /ops/health and /ops/edge already know them.
+		ready := min(home(d.front.edge.Status()), home(d.front.plane.POPs()))
+		heard := d.front.plane.Heard(d.cfg.Regions, d.cfg.Regions)
+		if ready == len(d.cfg.Regions) && heard == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for the edge: %d of %d POPs route to their region: %w", ready, len(d.cfg.Regions), ctx.Err())
+			return fmt.Errorf("wait for the edge: %d of %d POPs route to their region (%v): %w", ready, len(d.cfg.Regions), heard, ctx.Err())
 		case <-t.C:
 		}
 	}

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -14,9 +15,9 @@ import (
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/edge"
-	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/ops"
+	"github.com/contoso/shoes/internal/opsplane"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/telemetry"
 )
@@ -91,11 +92,92 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 	return &EdgeService{Edge: e, nc: nc}, nil
 }
 
-// Run probes and follows the registry until ctx is done, then closes the
-// store connection.
+// Run probes and follows the registry until ctx is done, publishing every
+// POP's status for the operations plane meanwhile (edge.StatusSubject),
+// then closes the store connection.
 func (s *EdgeService) Run(ctx context.Context) {
 	defer s.nc.Close()
-	s.Edge.Run(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Edge.Run(ctx) })
+	wg.Go(func() { s.publish(ctx) })
+	wg.Wait()
+}
+
+// publish sends every POP's status once per edge.PublishInterval. Core
+// NATS, at most once: a lost status is replaced a second later, and the
+// plane judges a POP it has not heard from for a while as gone.
+func (s *EdgeService) publish(ctx context.Context) {
+	t := time.NewTicker(edge.PublishInterval)
+	defer t.Stop()
+	for {
+		for _, p := range s.Edge.Status() {
+			if b, err := json.Marshal(p); err == nil {
+				_ = s.nc.Publish(edge.StatusSubject+"."+p.Region, b)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// OpsConfig is everything the operations plane needs, the same whether
+// `up` runs it beside the parts or `contoso ops` runs it alone.
+type OpsConfig struct {
+	NATSURL string // required: NATS servers of every region, comma-separated
+	// NATS is how the plane authenticates to the store servers (a
+	// RoleOps user: it reads, hears the POPs, writes nothing).
+	NATS store.Credentials
+	// Sink holds the deployment's telemetry; required.
+	Sink *telemetry.Sink
+	// Telemetry receives the plane's gauges; nil: none.
+	Telemetry *telemetry.Telemetry
+	// StampTLS verifies stamps whose URL is https:// when their reports
+	// are read; nil: the system's roots.
+	StampTLS *tls.Config
+	Regions  func() []string                // see opsplane.Config.Regions
+	Declared []string                       // see opsplane.Config.Declared
+	Baseline func(a, b string) time.Duration // see opsplane.Config.Baseline
+	Logger   *slog.Logger                   // nil: discard
+}
+
+// OpsService is an operations plane connected to the store.
+type OpsService struct {
+	Plane *opsplane.Plane
+	nc    *nats.Conn
+}
+
+// NewOps connects to the store as the operations plane and builds the
+// plane; call Run to start reading. It does not wait for the store's
+// servers (the connection retries) nor for its assets (Run does).
+func NewOps(cfg OpsConfig) (*OpsService, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := cfg.Logger.With("component", "ops")
+	nc, err := connectStore(cfg.NATSURL, "ops", cfg.NATS, log)
+	if err != nil {
+		return nil, err
+	}
+	plane, err := opsplane.New(opsplane.Config{
+		Conn: nc, Sink: cfg.Sink, Telemetry: cfg.Telemetry,
+		StampClient: &http.Client{Transport: ServiceTransport(cfg.StampTLS)},
+		Regions:     cfg.Regions, Declared: cfg.Declared, Baseline: cfg.Baseline, Logger: log,
+	})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &OpsService{Plane: plane, nc: nc}, nil
+}
+
+// Run reads the deployment until ctx is done, then closes the store
+// connection.
+func (s *OpsService) Run(ctx context.Context) error {
+	defer s.nc.Close()
+	return s.Plane.Run(ctx)
 }
 
 // AdminOnly lets through requests with an admin token and, when
@@ -124,10 +206,8 @@ func AdminOnly(v *auth.Verifier, trustLoopback bool, log *slog.Logger) httpapi.M
 type frontDoor struct {
 	chaos     *chaos.Chaos
 	dashboard *ops.Dashboard // its event streams end before the ops listener shuts down
-	model     *healthmodel.Evaluator
+	plane     *opsplane.Plane
 	edge      *edge.Edge
-	store     *store.Store // the operations plane's store connection (RoleOps): queue ages
-	storeConn *nats.Conn
 	cancel    context.CancelFunc
 	done      chan struct{}
 	listeners
@@ -164,29 +244,30 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	opsConn, err := connectStore(strings.Join(urls, ","), "ops", d.access.store(store.RoleOps), d.log)
+	// The operations plane reads the deployment over loopback exactly as
+	// `contoso ops` reads it over the network: the registry, the stamps'
+	// reports, the POPs' published status, the queues; only its telemetry
+	// sink is this process's own.
+	opsSvc, err := NewOps(OpsConfig{
+		NATSURL: strings.Join(urls, ","), NATS: d.access.store(store.RoleOps),
+		Sink: d.tel.Sink(), Telemetry: d.tel, StampTLS: d.access.clientTLS(),
+		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log,
+	})
 	if err != nil {
 		return err
 	}
-	opsStore, err := store.Open(openCtx, store.Config{Conn: opsConn, Replicas: d.replicas(), Logger: d.log.With("component", "ops-store")})
-	if err != nil {
-		opsConn.Close()
-		return err
-	}
-	fd := &frontDoor{edge: svc.Edge, store: opsStore, storeConn: opsConn, done: make(chan struct{}), listeners: listeners{log: d.log}}
+	fd := &frontDoor{edge: svc.Edge, plane: opsSvc.Plane, done: make(chan struct{}), listeners: listeners{log: d.log}}
 	runCtx, stop := context.WithCancel(context.Background())
 	fd.cancel = stop
 	d.front = fd
-	model, err := d.startHealthModel()
-	if err != nil {
-		stop()
-		return err
-	}
-	fd.model = model
 	go func() {
 		var wg sync.WaitGroup
 		wg.Go(func() { svc.Run(runCtx) })
-		wg.Go(func() { model.Run(runCtx) })
+		wg.Go(func() {
+			if err := opsSvc.Run(runCtx); err != nil {
+				d.log.Error("operations plane stopped", "error", err)
+			}
+		})
 		wg.Wait()
 		close(fd.done)
 	}()
@@ -221,7 +302,6 @@ func (fd *frontDoor) close() {
 	fd.shutdown()
 	fd.cancel()
 	<-fd.done
-	fd.storeConn.Close()
 }
 
 // EdgeURL is the global entry point's URL; OpsURL the operations address.

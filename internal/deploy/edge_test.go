@@ -265,15 +265,19 @@ func TestEdgeFailsOpenWhenNothingIsHealthy(t *testing.T) {
 		}
 		return nil
 	})
-	var status struct {
-		POPs []struct {
-			FailOpen bool `json:"failOpen"`
-		} `json:"pops"`
-	}
-	deploytest.Do(t, http.MethodGet, d.OpsURL()+"/ops/edge", "", nil).JSON(t, &status)
-	if len(status.POPs) != 1 || !status.POPs[0].FailOpen {
-		t.Fatalf("/ops/edge = %+v, want the POP failing open", status.POPs)
-	}
+	// The operations plane hears the POP's status within a second.
+	deploytest.Eventually(t, 3*time.Second, func() error {
+		var status struct {
+			POPs []struct {
+				FailOpen bool `json:"failOpen"`
+			} `json:"pops"`
+		}
+		deploytest.Do(t, http.MethodGet, d.OpsURL()+"/ops/edge", "", nil).JSON(t, &status)
+		if len(status.POPs) != 1 || !status.POPs[0].FailOpen {
+			return fmt.Errorf("/ops/edge = %+v, want the POP failing open", status.POPs)
+		}
+		return nil
+	})
 	if res := deploytest.Do(t, http.MethodDelete, d.Regions()["westeurope"]+"/ops/drain", admin, nil); res.Status != http.StatusOK {
 		t.Fatalf("undrain = %d", res.Status)
 	}

@@ -8,7 +8,6 @@ import (
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/ops"
-	"github.com/contoso/shoes/internal/slo"
 )
 
 // opsHandler is the operations address: every /ops/... route, behind the
@@ -24,7 +23,7 @@ func (d *Deployment) opsHandler() (http.Handler, error) {
 		return nil, err
 	}
 	d.front.chaos = faults
-	dash, err := ops.NewDashboard(ops.Config{Snapshot: d.snapshot, Logger: d.log.With("component", "dashboard")})
+	dash, err := ops.NewDashboard(ops.Config{Snapshot: d.front.plane.Snapshot, Logger: d.log.With("component", "dashboard")})
 	if err != nil {
 		return nil, err
 	}
@@ -44,14 +43,13 @@ func (d *Deployment) opsHandler() (http.Handler, error) {
 // opsRoutes registers every operations route.
 func (d *Deployment) opsRoutes(mux *http.ServeMux) {
 	h := func(f httpapi.HandlerFunc) http.Handler { return httpapi.Handle(d.log, f) }
-	mux.Handle("GET /ops/edge", d.front.edge.StatusHandler())
+	// What `contoso ops` serves, from the same plane: health, SLOs, POPs,
+	// traces. Regions are this deployment's own: it adds and removes them.
+	d.front.plane.Routes(mux, false)
 	mux.Handle("GET /ops/regions", h(d.listRegions))
 	mux.Handle("POST /ops/regions", h(d.postRegion))
 	mux.Handle("DELETE /ops/regions/{name}", h(d.deleteRegion))
-	mux.Handle("GET /ops/traces/{id}", d.tel.Sink().TraceHandler())
 	mux.Handle("GET /metrics", d.tel.MetricsHandler())
-	mux.Handle("GET /ops/health", d.front.model.Handler())
-	mux.Handle("GET /ops/slo", h(d.sloStatus))
 	d.front.chaos.Routes(mux)
 }
 
@@ -89,10 +87,5 @@ func (d *Deployment) deleteRegion(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	httpapi.WriteJSON(w, http.StatusOK, info)
-	return nil
-}
-
-func (d *Deployment) sloStatus(w http.ResponseWriter, r *http.Request) error {
-	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"slos": slo.Evaluate(d.tel.Sink(), slo.Default())})
 	return nil
 }

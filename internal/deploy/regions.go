@@ -301,3 +301,18 @@ func waitFor(ctx context.Context, what string, cond func() error) error {
 		}
 	}
 }
+
+// regionNames lists the regions with a running stamp or a store server,
+// sorted: the regions the health model judges.
+func (d *Deployment) regionNames() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for name, r := range d.regions {
+		if len(r.instances) > 0 || r.node != nil {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -79,7 +79,9 @@ func TestAnOrderIsOneTraceFromEdgeToPartner(t *testing.T) {
 	for _, want := range []string{`component="edge"`, `component="stamp"`, `flow="checkout"`, `http_route="/api/orders"`,
 		`contoso_queue_age_seconds{stream="orders"}`, `contoso_probe_status{check="store-write",region="westeurope"}`,
 		`contoso_partner_breaker{region="eastus"}`, `contoso_edge_routes{pop="northeurope",region="northeurope"}`,
-		`contoso_health_state{entity="system"}`, `contoso_regions_healthy`} {
+		`contoso_health_state{entity="system",kind="system",state="`,
+		`contoso_health_state{entity="region.westeurope.checkout",flow="checkout",kind="region",region="westeurope",state="`,
+		`contoso_regions_healthy`, `contoso_regions_up`} {
 		if !strings.Contains(metrics, want) {
 			t.Fatalf("/metrics lacks %s", want)
 		}

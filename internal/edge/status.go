@@ -36,6 +36,14 @@ type POPStatus struct {
 	Stamps   []StampStatus `json:"stamps"`
 }
 
+// StatusSubject prefixes the NATS subject on which a POP's status is
+// published for the operations plane: StatusSubject + "." + its region,
+// a JSON POPStatus, every PublishInterval.
+const StatusSubject = "contoso.ops.pop"
+
+// PublishInterval is how often a POP publishes its status.
+const PublishInterval = time.Second
+
 // Status explains every POP's decisions.
 func (e *Edge) Status() []POPStatus {
 	e.mu.Lock()

@@ -64,6 +64,13 @@ type Report struct {
 	// tell a drained stamp from a failing one. Reason says so in words.
 	Drained bool          `json:"drained"`
 	Checks  []CheckResult `json:"checks"`
+	// Instance is the reporting stamp instance's id in the stamps
+	// registry; empty for a prober without one.
+	Instance string `json:"instance,omitempty"`
+	// Gauges are numbers the stamp reports beside its checks for the
+	// operations plane, e.g. "partner.breaker" (0 closed, 1 half-open, 2
+	// open); nil: none.
+	Gauges map[string]float64 `json:"gauges,omitempty"`
 }
 
 // Config configures a Prober.
@@ -73,7 +80,11 @@ type Config struct {
 	Interval time.Duration // time between runs; zero: 1 s
 	// Timeout bounds one run of one check; zero: the interval, at least 500 ms.
 	Timeout time.Duration
-	Logger  *slog.Logger // nil: discard
+	// Instance is Report.Instance.
+	Instance string
+	// Gauges are read once per run into Report.Gauges; nil: none.
+	Gauges func() map[string]float64
+	Logger *slog.Logger // nil: discard
 }
 
 // Prober runs the checks every interval and caches the last report.
@@ -127,7 +138,10 @@ func (p *Prober) RunOnce(ctx context.Context) {
 		wg.Go(func() { results[i] = p.run(ctx, c) })
 	}
 	wg.Wait()
-	rep := &Report{Region: p.cfg.Region, CheckedAt: time.Now(), Checks: results, Status: Healthy}
+	rep := &Report{Region: p.cfg.Region, Instance: p.cfg.Instance, CheckedAt: time.Now(), Checks: results, Status: Healthy}
+	if p.cfg.Gauges != nil {
+		rep.Gauges = p.cfg.Gauges()
+	}
 	for _, r := range results {
 		rep.Status = Worse(rep.Status, r.Status.CappedAt(r.impact))
 		if r.Status != Healthy && rep.Reason == "" {
@@ -243,7 +257,7 @@ func (p *Prober) Drained() bool { return p.drained.Load() }
 func (p *Prober) Report() Report {
 	var rep Report
 	if last := p.last.Load(); last == nil {
-		rep = Report{Status: Unhealthy, Region: p.cfg.Region, Reason: "starting", Checks: []CheckResult{}}
+		rep = Report{Status: Unhealthy, Region: p.cfg.Region, Instance: p.cfg.Instance, Reason: "starting", Checks: []CheckResult{}}
 	} else {
 		rep = *last
 		if age := time.Since(last.CheckedAt); age > 3*p.cfg.Interval {

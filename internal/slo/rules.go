@@ -247,14 +247,15 @@ func regionsGroup() ruleGroup {
 		},
 		{
 			Alert: AlertRegionsDown,
-			Expr:  "contoso_regions_healthy < contoso_regions_total - 1",
+			Expr:  "contoso_regions_up < contoso_regions_total - 1",
 			For:   "1m",
 			Labels: map[string]string{
 				"severity": SeverityPage,
 			},
 			Annotations: map[string]string{
-				"summary": "Regions down: only {{ $value }} regions are healthy",
-				"description": "Two or more regions are not healthy. The remaining regions carry all traffic " +
+				"summary": "Regions down: only {{ $value }} regions are serving",
+				"description": "Two or more regions are down (unhealthy or unknown in the health model; a degraded " +
+					"region still serves and does not count). The remaining regions carry all traffic " +
 					"and one more fault takes a flow down. Read the health model for the causes.",
 			},
 		},

@@ -182,7 +182,7 @@ func TestRulesContent(t *testing.T) {
 	if got := alerts[""][AlertRedundancyLost]; got != "contoso_regions_healthy < contoso_regions_total" {
 		t.Errorf("RedundancyLost expr %q", got)
 	}
-	if got := alerts[""][AlertRegionsDown]; got != "contoso_regions_healthy < contoso_regions_total - 1" {
+	if got := alerts[""][AlertRegionsDown]; got != "contoso_regions_up < contoso_regions_total - 1" {
 		t.Errorf("RegionsDown expr %q", got)
 	}
 }
@@ -433,6 +433,7 @@ func TestRulesPromtoolUnit(t *testing.T) {
 			test: unitTest{
 				InputSeries: []inputSeries{
 					{"contoso_regions_healthy", "3 3 2x10"},
+					{"contoso_regions_up", "3 3 2x10"},
 					{"contoso_regions_total", "3x12"},
 				},
 				Alerts: []alertTest{
@@ -447,6 +448,7 @@ func TestRulesPromtoolUnit(t *testing.T) {
 			test: unitTest{
 				InputSeries: []inputSeries{
 					{"contoso_regions_healthy", "1x10"},
+					{"contoso_regions_up", "1x10"},
 					{"contoso_regions_total", "3x10"},
 				},
 				Alerts: []alertTest{
@@ -460,9 +462,27 @@ func TestRulesPromtoolUnit(t *testing.T) {
 			test: unitTest{
 				InputSeries: []inputSeries{
 					{"contoso_regions_healthy", "3x10"},
+					{"contoso_regions_up", "3x10"},
 					{"contoso_regions_total", "3x10"},
 				},
 				Alerts: none("5m", AlertRedundancyLost, AlertRegionsDown),
+			},
+		},
+		{
+			// One region down and the two survivors degraded while the
+			// store elects new leaders: redundancy is lost, but only one
+			// region is down, so nobody is paged.
+			name: "1 of 3 regions down, 2 degraded: no page",
+			test: unitTest{
+				InputSeries: []inputSeries{
+					{"contoso_regions_healthy", "0x10"},
+					{"contoso_regions_up", "2x10"},
+					{"contoso_regions_total", "3x10"},
+				},
+				Alerts: []alertTest{
+					{EvalTime: "5m", Alertname: AlertRedundancyLost, ExpAlerts: []expAlert{fired(AlertRedundancyLost, "", "0")}},
+					{EvalTime: "5m", Alertname: AlertRegionsDown},
+				},
 			},
 		},
 	}

@@ -156,11 +156,29 @@ func New(cfg Config) (*Stamp, error) {
 		Logger: log.With("component", "worker")})
 	s.prober = health.NewProber(health.Config{
 		Region:   cfg.Region,
+		Instance: s.id,
 		Interval: cfg.ProbeInterval,
 		Checks:   append(s.checks(), cfg.Checks...),
+		Gauges:   gaugesOf(cfg.Partner),
 		Logger:   log.With("component", "health"),
 	})
 	return s, nil
+}
+
+// breakerReporter is a partner client that tells its circuit breaker's
+// state ("closed", "half-open", "open"), as partner.Client does.
+type breakerReporter interface{ BreakerState() string }
+
+// gaugesOf reports the partner client's breaker as the "partner.breaker"
+// gauge (0 closed, 1 half-open, 2 open); nil without such a client.
+func gaugesOf(n worker.Notifier) func() map[string]float64 {
+	b, ok := n.(breakerReporter)
+	if !ok {
+		return nil
+	}
+	return func() map[string]float64 {
+		return map[string]float64{"partner.breaker": map[string]float64{"half-open": 1, "open": 2}[b.BreakerState()]}
+	}
 }
 
 // Crash stops a serving stamp the way a crash would: its listener and

@@ -26,11 +26,13 @@ const (
 	// create, reconfigure, purge or delete an asset, delete a message, or
 	// delete the shared processing consumers.
 	RoleStamp Role = "stamp"
-	// RoleEdge reads the stamps registry and nothing else: it cannot write
-	// a registry entry, so it cannot announce or remove a stamp.
+	// RoleEdge reads the stamps registry and publishes its POPs' status,
+	// nothing else: it cannot write a registry entry, so it cannot
+	// announce or remove a stamp.
 	RoleEdge Role = "edge"
 	// RoleOps is the operations plane: it reads asset and consumer state,
-	// the heads of the work queues and the registry, and writes nothing.
+	// the heads of the work queues and the registry, hears the POPs'
+	// status, and writes nothing.
 	RoleOps Role = "ops"
 )
 
@@ -45,6 +47,9 @@ func (r Role) Valid() bool { return slices.Contains(Roles, r) }
 const (
 	jsAPI = "$JS.API."
 	inbox = "_INBOX.>"
+	// popStatus is where points of presence publish their status for the
+	// operations plane (edge.StatusSubject).
+	popStatus = "contoso.ops.pop.>"
 )
 
 // readAPI is what looking at assets takes: account, stream and consumer
@@ -100,13 +105,13 @@ func (r Role) Permissions() *server.Permissions {
 				jsAPI + "STREAM.INFO." + registry,
 				jsAPI + "STREAM.MSG.GET." + registry,
 				jsAPI + "DIRECT.GET." + registry, jsAPI + "DIRECT.GET." + registry + ".>",
-			}, watchAPI(registry))},
+			}, watchAPI(registry), []string{popStatus})},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
 		}
 	case RoleOps:
 		return &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: slices.Concat(readAPI, watchAPI(registry))},
-			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
+			Subscribe: &server.SubjectPermission{Allow: []string{inbox, popStatus}},
 		}
 	}
 	return nil

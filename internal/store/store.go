@@ -45,6 +45,11 @@ type Config struct {
 	Conn     *nats.Conn   // required; a connection to the region's server
 	Replicas int          // replicas of every asset; zero: 3
 	Logger   *slog.Logger // nil: discard
+	// FindOnly makes Open find the assets and never declare one: a
+	// missing asset is an error Open retries until the deployment's
+	// set-up step or a stamp declares it. For readers (the operations
+	// plane), whose permissions would refuse the declaration anyway.
+	FindOnly bool
 	// WriteBudget bounds how long a write retries through a leader
 	// election or a lost region; zero: 15 s (a crash-like region loss
 	// takes up to about 8 s to elect new leaders, plus noticing it), below
@@ -377,7 +382,7 @@ func (s *Store) openBucket(ctx context.Context, a Asset, update bool) (jetstream
 				return b, nil
 			}
 		}
-	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) || s.cfg.FindOnly {
 		return nil, fmt.Errorf("bucket %s: %w", a.Name, err)
 	}
 	b, err = s.js.CreateOrUpdateKeyValue(ctx, want)
@@ -406,6 +411,9 @@ var (
 func (s *Store) openQueue(ctx context.Context, a Asset, update bool) (jetstream.Stream, error) {
 	wantStream, wantConsumer := a.streamConfig(s.cfg.Replicas), a.consumerConfig(s.cfg.Replicas)
 	st, err := s.js.Stream(ctx, a.Name)
+	if err != nil && s.cfg.FindOnly {
+		return nil, fmt.Errorf("stream %s: %w", a.Name, err)
+	}
 	if err != nil || (update && !streamMatches(st.CachedInfo().Config, wantStream)) {
 		if st, err = s.js.CreateOrUpdateStream(ctx, wantStream); err != nil {
 			return nil, fmt.Errorf("stream %s: %w", a.Name, err)
@@ -414,6 +422,9 @@ func (s *Store) openQueue(ctx context.Context, a Asset, update bool) (jetstream.
 	c, err := st.Consumer(ctx, a.queue.consumer)
 	if err == nil && (!update || consumerMatches(c.CachedInfo().Config, wantConsumer)) {
 		return st, nil
+	}
+	if s.cfg.FindOnly {
+		return nil, fmt.Errorf("consumer %s: %w", a.queue.consumer, err)
 	}
 	if _, err = st.CreateOrUpdateConsumer(ctx, wantConsumer); err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", a.queue.consumer, err)

@@ -21,8 +21,6 @@
 package secretstore
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -107,8 +105,7 @@ func (c Config) GoString() string { return c.String() }
 // Server is the secret store: versioned secrets in memory behind an HTTP
 // handler. Its methods are safe for concurrent use.
 type Server struct {
-	tokenHash [sha256.Size]byte
-	hasToken  bool
+	authorized httpapi.Middleware // requires the bearer token when one is configured
 	log       *slog.Logger
 	handler   http.Handler
 	persist   func(name, value string) error // nil: none
@@ -139,9 +136,7 @@ func New(cfg Config) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Token != "" {
-		s.tokenHash, s.hasToken = sha256.Sum256([]byte(cfg.Token)), true
-	}
+	s.authorized = httpapi.RequireBearer(cfg.Token, s.log)
 	s.handler = httpapi.Chain(s.routes(), httpapi.RequestIDs, httpapi.Recover(s.log))
 	return s
 }
@@ -198,22 +193,6 @@ func (s *Server) gate(next http.Handler) http.Handler {
 				}
 			}
 		}
-	})
-}
-
-// authorized requires the bearer token when one is configured.
-func (s *Server) authorized(next http.Handler) http.Handler {
-	if !s.hasToken {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(tok))
-		if !ok || subtle.ConstantTimeCompare(sum[:], s.tokenHash[:]) != 1 {
-			httpapi.WriteError(w, r, s.log, shop.Errorf(shop.KindUnauthorized, "", "a valid bearer token is required"))
-			return
-		}
-		next.ServeHTTP(w, r)
 	})
 }
 

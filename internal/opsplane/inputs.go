@@ -1,0 +1,210 @@
+package opsplane
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/store"
+)
+
+// popGone is how long a POP may stay silent before the plane takes it for
+// gone (it publishes every edge.PublishInterval).
+const popGone = 5 * time.Second
+
+// scrapeTimeout bounds one read of a stamp's health report.
+const scrapeTimeout = 900 * time.Millisecond
+
+// maxReport bounds a stamp's health report.
+const maxReport = 1 << 20
+
+// stampSeen is one stamp instance as the plane knows it.
+type stampSeen struct {
+	id, region, url string
+	report          *health.Report // the last report read; nil: none yet
+	freshAt         time.Time      // when a report with a new CheckedAt was last read
+	scraping        bool
+}
+
+// popSeen is one POP's last published status.
+type popSeen struct {
+	status edge.POPStatus
+	heard  time.Time
+}
+
+// inputs holds what the plane has heard, each input with when.
+type inputs struct {
+	now func() time.Time
+
+	mu     sync.Mutex // guards the fields below
+	stamps map[string]*stampSeen
+	pops   map[string]popSeen
+	beats  map[string]time.Time // region -> last registry heartbeat heard
+	seen   map[string]time.Time // region -> last time a stamp of it was in the registry
+}
+
+func newInputs(now func() time.Time) *inputs {
+	return &inputs{now: now, stamps: map[string]*stampSeen{}, pops: map[string]popSeen{},
+		beats: map[string]time.Time{}, seen: map[string]time.Time{}}
+}
+
+// registry applies one registry event: a heartbeat (e set) or a stamp that
+// left (e nil).
+func (in *inputs) registry(id string, e *store.StampEntry) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if e == nil {
+		delete(in.stamps, id)
+		return
+	}
+	now := in.now()
+	in.beats[e.Region] = now
+	in.seen[e.Region] = now
+	s, ok := in.stamps[id]
+	if !ok {
+		s = &stampSeen{id: id}
+		in.stamps[id] = s
+	}
+	s.region, s.url = e.Region, e.URL
+}
+
+// pop records a POP's published status.
+func (in *inputs) pop(m *nats.Msg) {
+	var st edge.POPStatus
+	if err := json.Unmarshal(m.Data, &st); err != nil || st.Region == "" || m.Subject != edge.StatusSubject+"."+st.Region {
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.pops[st.Region] = popSeen{status: st, heard: in.now()}
+}
+
+// popStatus is every POP heard from recently, in region order.
+func (in *inputs) popStatus() []edge.POPStatus {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	now := in.now()
+	out := []edge.POPStatus{}
+	for region, p := range in.pops {
+		if now.Sub(p.heard) > popGone {
+			delete(in.pops, region)
+			continue
+		}
+		out = append(out, p.status)
+	}
+	slices.SortFunc(out, func(a, b edge.POPStatus) int { return strings.Compare(a.Region, b.Region) })
+	return out
+}
+
+// stampView is a copy of one stampSeen, safe to read without the lock.
+type stampView struct {
+	id, region, url string
+	report          *health.Report
+	freshAt         time.Time
+}
+
+// stampList is every known stamp instance, by id.
+func (in *inputs) stampList() []stampView {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make([]stampView, 0, len(in.stamps))
+	for _, s := range in.stamps {
+		out = append(out, stampView{id: s.id, region: s.region, url: s.url, report: s.report, freshAt: s.freshAt})
+	}
+	slices.SortFunc(out, func(a, b stampView) int { return strings.Compare(a.id, b.id) })
+	return out
+}
+
+// heartbeats is the last registry heartbeat heard from each region.
+func (in *inputs) heartbeats() map[string]time.Time {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make(map[string]time.Time, len(in.beats))
+	for r, t := range in.beats {
+		out[r] = t
+	}
+	return out
+}
+
+// regionsSeen is every region a stamp announced itself in within forget.
+func (in *inputs) regionsSeen(forget time.Duration) []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	now := in.now()
+	var out []string
+	for r, t := range in.seen {
+		if now.Sub(t) <= forget {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// scrapeAll reads every known stamp's health report, each at most once at a
+// time: a stamp that does not answer keeps its last report, which ages.
+func (in *inputs) scrapeAll(ctx context.Context, client *http.Client) {
+	in.mu.Lock()
+	var todo []*stampSeen
+	for _, s := range in.stamps {
+		if !s.scraping && s.url != "" {
+			s.scraping = true
+			todo = append(todo, s)
+		}
+	}
+	in.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range todo {
+		wg.Go(func() {
+			rep, err := scrape(ctx, client, s.url)
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			s.scraping = false
+			if err != nil {
+				return
+			}
+			if s.report == nil || !rep.CheckedAt.Equal(s.report.CheckedAt) {
+				s.freshAt = in.now()
+			}
+			s.report = rep
+		})
+	}
+	wg.Wait()
+}
+
+// scrape reads one stamp's report. /health/stamp answers 503 with the
+// report when the stamp is unhealthy or drained: both carry a report.
+func scrape(ctx context.Context, client *http.Client, base string) (*health.Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, scrapeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/health/stamp", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return nil, fmt.Errorf("GET %s/health/stamp: %s", base, resp.Status)
+	}
+	var rep health.Report
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReport)).Decode(&rep); err != nil {
+		return nil, fmt.Errorf("GET %s/health/stamp: %w", base, err)
+	}
+	if rep.CheckedAt.IsZero() {
+		return nil, fmt.Errorf("GET %s/health/stamp: no report yet", base)
+	}
+	return &rep, nil
+}
