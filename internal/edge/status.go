@@ -41,8 +41,10 @@ type POPStatus struct {
 // a JSON POPStatus, every PublishInterval.
 const StatusSubject = "contoso.ops.pop"
 
-// PublishInterval is how often a POP publishes its status.
-const PublishInterval = time.Second
+// PublishInterval is how often a POP publishes its status. A POP not
+// heard for three intervals is taken for gone, so a dead POP leaves the
+// operations plane's view within 1.5 s.
+const PublishInterval = 500 * time.Millisecond
 
 // Status explains every POP's decisions.
 func (e *Edge) Status() []POPStatus {

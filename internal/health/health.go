@@ -40,6 +40,13 @@ type Check struct {
 	// out (a store leader election stalls writes for seconds while the
 	// stamp's writes retry through it). Zero: unhealthy at once.
 	Grace time.Duration
+	// Tolerate reports a failing (or degraded) check as healthy until it
+	// has been failing for this long, its detail saying so: for stalls
+	// the callers ride out without anyone noticing (a leader election
+	// that ends well within the write budget delays writes, it fails
+	// none). After Tolerate, Grace and the verdict apply as usual. Zero:
+	// nothing tolerated.
+	Tolerate time.Duration
 }
 
 // CheckResult is the outcome of one run of one check.
@@ -209,11 +216,12 @@ func (p *Prober) run(ctx context.Context, c Check) CheckResult {
 	return res
 }
 
-// grace applies c.Grace: a check failing for less than it is degraded.
+// grace applies c.Tolerate and c.Grace: a check failing for less than
+// Tolerate is healthy, for less than Grace degraded.
 func (p *Prober) grace(c Check, res *CheckResult) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if res.Status != Unhealthy {
+	if res.Status == Healthy || (res.Status != Unhealthy && c.Tolerate == 0) {
 		delete(p.failing, c.Name)
 		return
 	}
@@ -222,7 +230,12 @@ func (p *Prober) grace(c Check, res *CheckResult) {
 		since = res.CheckedAt
 		p.failing[c.Name] = since
 	}
-	if failing := res.CheckedAt.Sub(since); failing < c.Grace {
+	failing := res.CheckedAt.Sub(since)
+	switch {
+	case failing < c.Tolerate:
+		res.Detail = fmt.Sprintf("%s (%s for %s; tolerated up to %s)", res.Detail, res.Status, failing.Round(time.Millisecond), c.Tolerate)
+		res.Status = Healthy
+	case res.Status == Unhealthy && failing < c.Grace:
 		res.Status = Degraded
 		res.Detail = fmt.Sprintf("%s (failing for %s; unhealthy after %s)", res.Detail, failing.Round(time.Millisecond), c.Grace)
 	}

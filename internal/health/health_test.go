@@ -252,6 +252,48 @@ func TestCheckGrace(t *testing.T) {
 	})
 }
 
+// A check that tolerates a stall reports it healthy (saying so in its
+// detail) until it has lasted Tolerate, then degraded until Grace, then
+// unhealthy; one success starts it over.
+func TestCheckTolerate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var fail atomic.Bool
+		fail.Store(true)
+		p := NewProber(Config{Region: "r", Interval: time.Second, Checks: []Check{{
+			Name: "writes", Tolerate: 2 * time.Second, Grace: 4 * time.Second,
+			Run: func(context.Context) (string, error) {
+				if fail.Load() {
+					return "", errors.New("no leader")
+				}
+				return "", nil
+			},
+		}}})
+		result := func() CheckResult {
+			p.RunOnce(t.Context())
+			r, _ := p.Result("writes")
+			return r
+		}
+		for i, want := range []Status{Healthy, Healthy, Degraded, Degraded, Unhealthy} {
+			r := result()
+			if r.Status != want {
+				t.Fatalf("after %d s failing: %s (%s), want %s", i, r.Status, r.Detail, want)
+			}
+			if want == Healthy && !strings.Contains(r.Detail, "tolerated") {
+				t.Fatalf("a tolerated failure's detail hides it: %q", r.Detail)
+			}
+			time.Sleep(time.Second)
+		}
+		fail.Store(false)
+		if r := result(); r.Status != Healthy || strings.Contains(r.Detail, "tolerated") {
+			t.Fatalf("recovered: %s (%s)", r.Status, r.Detail)
+		}
+		fail.Store(true)
+		if r := result(); r.Status != Healthy {
+			t.Fatalf("failing again after a success: %s, want healthy (tolerated from the start again)", r.Status)
+		}
+	})
+}
+
 // The grace holds for a check that hangs too: a run still stuck from the
 // round before counts as failing, not as unhealthy at once.
 func TestCheckGraceCoversAHungRun(t *testing.T) {

@@ -741,7 +741,7 @@ var threeRegions = []string{"westeurope", "northeurope", "eastus"}
 func healthyDefaultReadings(c *clock, regions []string) *readings {
 	r := newReadings(c)
 	perRegion := map[string]float64{
-		"stamp.drained": 0, "stamp.routable_pops": 1, "http.error_ratio": 0.001, "http.p99": 0.1,
+		"stamp.drained": 0, "stamp.routable_pops": 1, "http.error_ratio": 0.001, "http.p99": 0.1, "http.write_p99": 0.2,
 		"probe.async-path": 0, "probe.age": 1, "probe.store-read": 0, "probe.store-write": 0,
 		"probe.stream-publish": 0, "probe.secret-store": 0, "probe.partner": 0, "partner.breaker": 0,
 		"registry.age": 1, "probe.read-model": 0,

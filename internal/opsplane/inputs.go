@@ -19,8 +19,8 @@ import (
 )
 
 // popGone is how long a POP may stay silent before the plane takes it for
-// gone (it publishes every edge.PublishInterval).
-const popGone = 5 * time.Second
+// gone: three of its publish intervals.
+const popGone = 3 * edge.PublishInterval
 
 // scrapeTimeout bounds one read of a stamp's health report.
 const scrapeTimeout = 900 * time.Millisecond

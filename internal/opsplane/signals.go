@@ -106,10 +106,18 @@ func (p *Plane) collect(now time.Time) map[signalKey]healthmodel.Reading {
 		if at, ok := beats[region]; ok {
 			put("registry.age", scope, now.Sub(at).Seconds(), now, 0)
 		}
-		// Real traffic: the stamp's API requests over the last 30 s.
+		// Real traffic: the stamp's API requests over the last 30 s; the
+		// latency of reads apart from that of writes (see the model).
 		t := trafficOf(p.cfg.Sink, apiRequests(region), signalWindow)
 		put("http.error_ratio", scope, t.errorRatio, now, t.requests)
-		put("http.p99", scope, t.p99, now, t.requests)
+		for name, methods := range map[string][]string{"http.p99": {"GET", "HEAD"}, "http.write_p99": {"POST", "PUT", "PATCH", "DELETE"}} {
+			var p99, n float64
+			for _, m := range methods {
+				mt := trafficOf(p.cfg.Sink, methodRequests(region, m), signalWindow)
+				p99, n = max(p99, mt.p99), n+mt.requests
+			}
+			put(name, scope, p99, now, n)
+		}
 	}
 	t := trafficOf(p.cfg.Sink, telemetry.Labels{"component": "edge"}, signalWindow)
 	put("edge.error_ratio", healthmodel.Scope{}, t.errorRatio, now, t.requests)
@@ -208,4 +216,11 @@ func trafficOf(sink *telemetry.Sink, match telemetry.Labels, window time.Duratio
 // apiRequests selects a region's stamp API requests (not its probes).
 func apiRequests(region string) telemetry.Labels {
 	return telemetry.Labels{"component": "stamp", "region": region, "http.route": "/api/*"}
+}
+
+// methodRequests selects a region's stamp API requests of one method.
+func methodRequests(region, method string) telemetry.Labels {
+	l := apiRequests(region)
+	l[telemetry.AttrMethod] = method
+	return l
 }

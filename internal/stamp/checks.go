@@ -23,6 +23,12 @@ const (
 // store's default write budget, what a write retries through.
 const writeGrace = store.DefaultWriteBudget
 
+// electionTolerance is how long failing replicated writes count as
+// healthy: the store elects new leaders within about 8 to 10 s of losing
+// a region, and the stamp's writes ride that out within their budget, so
+// nobody using a surviving region notices more than latency.
+const electionTolerance = 12 * time.Second
+
 func (s *Stamp) checks() []health.Check {
 	return []health.Check{
 		{Name: checkStoreRead, Run: func(ctx context.Context) (string, error) {
@@ -30,18 +36,20 @@ func (s *Stamp) checks() []health.Check {
 		}},
 		// A leader election stalls replicated writes for a few seconds;
 		// the stamp's own writes retry through it (store.Config.WriteBudget),
-		// so the stamp stays in rotation, degraded, for as long.
-		{Name: checkStoreWrite, Grace: writeGrace, Run: func(ctx context.Context) (string, error) {
+		// so the stamp stays in rotation: healthy through an election's
+		// usual length, degraded beyond it, unhealthy past the budget.
+		{Name: checkStoreWrite, Tolerate: electionTolerance, Grace: writeGrace, Run: func(ctx context.Context) (string, error) {
 			return "replicated put with a one-minute TTL, read back from the leader",
 				s.cfg.Store.ProbeWrite(ctx, s.cfg.Region, shop.NewID(s.cfg.Now()))
 		}},
-		{Name: checkStreamPublish, Grace: writeGrace, Run: func(ctx context.Context) (string, error) {
+		{Name: checkStreamPublish, Tolerate: electionTolerance, Grace: writeGrace, Run: func(ctx context.Context) (string, error) {
 			err := s.cfg.Store.SubmitCanary(ctx, store.Canary{Region: s.cfg.Region, ID: shop.NewID(time.Now())})
 			return "canary published to the async write stream", err
 		}},
 		// The async path can lag while writes stay durable, and other
-		// regions' processors share the work: it degrades, never fails, the stamp.
-		{Name: checkAsyncPath, Impact: health.Degraded, Run: s.checkAsyncPath},
+		// regions' processors share the work: it degrades, never fails, the
+		// stamp. Canaries stall with the writes during an election.
+		{Name: checkAsyncPath, Impact: health.Degraded, Tolerate: electionTolerance, Run: s.checkAsyncPath},
 		{Name: checkReadModel, Run: func(context.Context) (string, error) {
 			for i := range s.loaded {
 				if !s.loaded[i].Load() {
