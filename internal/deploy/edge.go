@@ -137,10 +137,10 @@ type OpsConfig struct {
 	// StampTLS verifies stamps whose URL is https:// when their reports
 	// are read; nil: the system's roots.
 	StampTLS *tls.Config
-	Regions  func() []string                // see opsplane.Config.Regions
-	Declared []string                       // see opsplane.Config.Declared
+	Regions  func() []string                 // see opsplane.Config.Regions
+	Declared []string                        // see opsplane.Config.Declared
 	Baseline func(a, b string) time.Duration // see opsplane.Config.Baseline
-	Logger   *slog.Logger                   // nil: discard
+	Logger   *slog.Logger                    // nil: discard
 }
 
 // OpsService is an operations plane connected to the store.

@@ -106,9 +106,9 @@ func (c Config) GoString() string { return c.String() }
 // handler. Its methods are safe for concurrent use.
 type Server struct {
 	authorized httpapi.Middleware // requires the bearer token when one is configured
-	log       *slog.Logger
-	handler   http.Handler
-	persist   func(name, value string) error // nil: none
+	log        *slog.Logger
+	handler    http.Handler
+	persist    func(name, value string) error // nil: none
 
 	putMu sync.Mutex // orders the changes made through PUT when persist is set: persisted and applied one at a time
 
