@@ -58,8 +58,12 @@ type Expect struct {
 
 // SLOGate bounds one flow's percentiles and error ratio over the whole run
 // (zero fields are not checked; Errors is checked when set, 0 included).
+// With Region, only that client region's requests of the flow count, and
+// only P99 is judged (the load report keeps no p95 per region, and counts
+// every non-2xx answer there, 429s included, as failed).
 type SLOGate struct {
 	Flow   string   `yaml:"flow" json:"flow"`
+	Region string   `yaml:"region,omitempty" json:"region,omitempty"`
 	P95    Duration `yaml:"p95,omitempty" json:"p95,omitempty"`
 	P99    Duration `yaml:"p99,omitempty" json:"p99,omitempty"`
 	Errors *float64 `yaml:"errors,omitempty" json:"errors,omitempty"`
@@ -160,6 +164,9 @@ func Parse(b []byte) ([]Experiment, error) {
 		for _, g := range e.Expect.SLO {
 			if g.Flow == "" {
 				errs = append(errs, fmt.Errorf("%s: an SLO gate needs a flow", where))
+			}
+			if g.Region != "" && (g.P95 > 0 || g.Errors != nil) {
+				errs = append(errs, fmt.Errorf("%s: the SLO gate of %s in %s: only p99 is judged per region", where, g.Flow, g.Region))
 			}
 		}
 		if r := e.Expect.Routing; r != nil && (r.OutOfRotation == "" || r.Within <= 0) {

@@ -34,7 +34,10 @@ func (f FlowOutcome) ErrorRatio() float64 {
 
 // LoadOutcome is what an experiment needs from its load run.
 type LoadOutcome struct {
-	Flows              map[string]FlowOutcome `json:"flows"`
+	Flows map[string]FlowOutcome `json:"flows"`
+	// Cells are each flow's results for the clients of one region, by
+	// cellKey: Requests and P99 only.
+	Cells              map[string]FlowOutcome `json:"cells"`
 	IdempotentFailures int64                  `json:"idempotentFailures"` // GET, HEAD or keyed requests that failed
 	OrdersAccepted     int                    `json:"ordersAccepted"`
 	OrdersUnsettled    int                    `json:"ordersUnsettled"` // accepted but not confirmed or rejected by the deadline
@@ -58,6 +61,9 @@ func (o LoadOutcome) String() string {
 	return b.String()
 }
 
+// cellKey names one flow's cell for the clients of one region.
+func cellKey(flow, region string) string { return flow + "@" + region }
+
 // run is what one experiment produced.
 type run struct {
 	exp      Experiment
@@ -73,19 +79,25 @@ func judge(r run) []Verdict {
 		out = append(out, Verdict{Experiment: r.exp.Name, Expectation: expect, Measured: measured, Pass: pass})
 	}
 	for _, g := range r.exp.Expect.SLO {
-		f, ok := r.load.Flows[g.Flow]
+		name, f, ok := g.Flow, r.load.Flows[g.Flow], false
+		if g.Region != "" {
+			name = g.Flow + " in " + g.Region
+			f, ok = r.load.Cells[cellKey(g.Flow, g.Region)]
+		} else {
+			_, ok = r.load.Flows[g.Flow]
+		}
 		if !ok || f.Requests == 0 {
-			add(fmt.Sprintf("%s has traffic", g.Flow), "no requests", false)
+			add(fmt.Sprintf("%s has traffic", name), "no requests", false)
 			continue
 		}
 		if g.P95 > 0 {
-			add(fmt.Sprintf("%s p95 <= %s", g.Flow, g.P95.D()), f.P95.Round(time.Millisecond).String(), f.P95 <= g.P95.D())
+			add(fmt.Sprintf("%s p95 <= %s", name, g.P95.D()), f.P95.Round(time.Millisecond).String(), f.P95 <= g.P95.D())
 		}
 		if g.P99 > 0 {
-			add(fmt.Sprintf("%s p99 <= %s", g.Flow, g.P99.D()), f.P99.Round(time.Millisecond).String(), f.P99 <= g.P99.D())
+			add(fmt.Sprintf("%s p99 <= %s", name, g.P99.D()), f.P99.Round(time.Millisecond).String(), f.P99 <= g.P99.D())
 		}
 		if g.Errors != nil {
-			add(fmt.Sprintf("%s error ratio <= %g", g.Flow, *g.Errors),
+			add(fmt.Sprintf("%s error ratio <= %g", name, *g.Errors),
 				fmt.Sprintf("%.4f (%d of %d)", f.ErrorRatio(), f.Errors, f.Requests), f.ErrorRatio() <= *g.Errors)
 		}
 	}

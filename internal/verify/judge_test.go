@@ -43,6 +43,8 @@ func TestParseRejectsBadExperiments(t *testing.T) {
 		"health no within": good + "    expect: {health: [{entity: system, state: degraded}]}\n",
 		"health bad state": good + "    expect: {health: [{entity: system, never: purple}]}\n",
 		"routing no when":  good + "    expect: {routing: {out_of_rotation: eastus}}\n",
+		"region p95":       good + "    expect: {slo: [{flow: browse, region: eastus, p95: 1s}]}\n",
+		"region errors":    good + "    expect: {slo: [{flow: browse, region: eastus, errors: 0}]}\n",
 		"duplicate name":   good + strings.TrimPrefix(good, "experiments:\n"),
 		"not yaml":         "{{{",
 	} {
@@ -66,7 +68,10 @@ func TestJudge(t *testing.T) {
 	zero, one := 0, 0.001
 	no := false
 	exp := Experiment{Name: "e", Expect: Expect{
-		SLO: []SLOGate{{Flow: "browse", P99: Duration(time.Second), Errors: &one}, {Flow: "checkout", Errors: new(float64)}},
+		SLO: []SLOGate{{Flow: "browse", P99: Duration(time.Second), Errors: &one}, {Flow: "checkout", Errors: new(float64)},
+			{Flow: "checkout", Region: "westeurope", P99: Duration(15 * time.Second)},
+			{Flow: "checkout", Region: "northeurope", P99: Duration(15 * time.Second)},
+			{Flow: "browse", Region: "eastus", P99: Duration(time.Second)}},
 		Health: []HealthGate{
 			{Entity: "region.eastus", State: "unhealthy", Within: Duration(5 * time.Second)},
 			{Entity: "regions", State: "degraded", Within: Duration(5 * time.Second), Reason: "redundancy lost"},
@@ -92,6 +97,10 @@ func TestJudge(t *testing.T) {
 			"browse":   {Requests: 1000, Errors: 0, P99: 800 * time.Millisecond},
 			"checkout": {Requests: 100, Errors: 1, P99: 2 * time.Second},
 		},
+		Cells: map[string]FlowOutcome{
+			cellKey("checkout", "westeurope"):  {Requests: 40, P99: 9 * time.Second},
+			cellKey("checkout", "northeurope"): {Requests: 40, P99: 16 * time.Second},
+		},
 		IdempotentFailures: 0, OrdersAccepted: 50, OrdersUnsettled: 0,
 	}}
 	got := map[string]Verdict{}
@@ -101,6 +110,9 @@ func TestJudge(t *testing.T) {
 	for expect, pass := range map[string]bool{
 		"browse p99 <= 1s":                               true,
 		"browse error ratio <= 0.001":                    true,
+		"checkout in westeurope p99 <= 15s":              true,
+		"checkout in northeurope p99 <= 15s":             false,
+		"browse in eastus has traffic":                   false,
 		"checkout error ratio <= 0":                      false,
 		"region.eastus unhealthy within 5s":              true,
 		`regions degraded within 5s ("redundancy lost")`: true,

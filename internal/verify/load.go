@@ -30,6 +30,7 @@ func LoadWith(base loadtest.Config) func(ctx context.Context, l Load) (LoadOutco
 func outcome(rep *loadtest.Report) LoadOutcome {
 	out := LoadOutcome{
 		Flows:              map[string]FlowOutcome{},
+		Cells:              map[string]FlowOutcome{},
 		IdempotentFailures: rep.IdempotentFailures.Count,
 		OrdersAccepted:     int(rep.Orders.Accepted),
 		OrdersUnsettled:    int(rep.Orders.Unsettled),
@@ -48,6 +49,10 @@ func outcome(rep *loadtest.Report) LoadOutcome {
 			P95: time.Duration(f.Latency.P95Ms * float64(time.Millisecond)),
 			P99: time.Duration(f.Latency.P99Ms * float64(time.Millisecond)),
 		}
+	}
+	for _, c := range rep.Cells {
+		out.Cells[cellKey(string(c.Flow), c.Region)] = FlowOutcome{Requests: c.Requests,
+			P99: time.Duration(c.P99Ms * float64(time.Millisecond))}
 	}
 	return out
 }
