@@ -267,17 +267,26 @@ func TestBrokenStoreWriteFailsWriteCheckOnly(t *testing.T) {
 		}
 		return health.Unknown
 	}
-	// Failing replicated writes are degraded first (a leader election
-	// looks the same for a while), unhealthy once they outlast the grace.
+	// Failing replicated writes are tolerated first (a leader election
+	// looks the same for a while, and writes ride it out), saying so,
+	// then degraded, then unhealthy once they outlast the write budget.
 	deploytest.Eventually(t, 5*time.Second, func() error {
+		for _, c := range st.Prober().Report().Checks {
+			if c.Name == "store-write" && c.Status == health.Healthy && strings.Contains(c.Detail, "tolerated") {
+				return nil
+			}
+		}
+		return fmt.Errorf("store-write is %s, not a tolerated failure", status("store-write"))
+	})
+	if rep := st.Prober().Report(); rep.Status == health.Unhealthy {
+		t.Fatalf("a stamp whose writes just started failing is already unhealthy: %s", rep.Reason)
+	}
+	deploytest.Eventually(t, 20*time.Second, func() error {
 		if got := status("store-write"); got != health.Degraded {
 			return fmt.Errorf("store-write is %s", got)
 		}
 		return nil
 	})
-	if rep := st.Prober().Report(); rep.Status == health.Unhealthy {
-		t.Fatalf("a stamp whose writes just started failing is already unhealthy: %s", rep.Reason)
-	}
 	deploytest.Eventually(t, 25*time.Second, func() error {
 		if got := status("store-write"); got != health.Unhealthy {
 			return fmt.Errorf("store-write is %s", got)

@@ -28,11 +28,19 @@ const scrapeTimeout = 900 * time.Millisecond
 // maxReport bounds a stamp's health report.
 const maxReport = 1 << 20
 
+// forgetStamp is how long the plane keeps reading a stamp the registry
+// no longer announces: a stamp cut off from the store (its server lost)
+// stops heartbeating but still answers, and its report says why; a stamp
+// that is gone stops answering, and its last report ages meanwhile.
+const forgetStamp = 30 * time.Second
+
 // stampSeen is one stamp instance as the plane knows it.
 type stampSeen struct {
 	id, region, url string
 	report          *health.Report // the last report read; nil: none yet
 	freshAt         time.Time      // when a report with a new CheckedAt was last read
+	readAt          time.Time      // when a report was last read
+	left            time.Time      // when the registry stopped announcing it; zero: announced
 	scraping        bool
 }
 
@@ -63,11 +71,13 @@ func newInputs(now func() time.Time) *inputs {
 func (in *inputs) registry(id string, e *store.StampEntry) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	now := in.now()
 	if e == nil {
-		delete(in.stamps, id)
+		if s, ok := in.stamps[id]; ok && s.left.IsZero() {
+			s.left = now
+		}
 		return
 	}
-	now := in.now()
 	in.beats[e.Region] = now
 	in.seen[e.Region] = now
 	s, ok := in.stamps[id]
@@ -75,7 +85,7 @@ func (in *inputs) registry(id string, e *store.StampEntry) {
 		s = &stampSeen{id: id}
 		in.stamps[id] = s
 	}
-	s.region, s.url = e.Region, e.URL
+	s.region, s.url, s.left = e.Region, e.URL, time.Time{}
 }
 
 // pop records a POP's published status.
@@ -111,15 +121,23 @@ type stampView struct {
 	id, region, url string
 	report          *health.Report
 	freshAt         time.Time
+	announced       bool // the registry announces it now
 }
 
-// stampList is every known stamp instance, by id.
+// stampList is every known stamp instance, by id. A stamp the registry
+// stopped announcing is forgotten once it has not answered for
+// forgetStamp.
 func (in *inputs) stampList() []stampView {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	now := in.now()
 	out := make([]stampView, 0, len(in.stamps))
-	for _, s := range in.stamps {
-		out = append(out, stampView{id: s.id, region: s.region, url: s.url, report: s.report, freshAt: s.freshAt})
+	for id, s := range in.stamps {
+		if !s.left.IsZero() && now.Sub(s.left) > forgetStamp && now.Sub(s.readAt) > forgetStamp {
+			delete(in.stamps, id)
+			continue
+		}
+		out = append(out, stampView{id: s.id, region: s.region, url: s.url, report: s.report, freshAt: s.freshAt, announced: s.left.IsZero()})
 	}
 	slices.SortFunc(out, func(a, b stampView) int { return strings.Compare(a.id, b.id) })
 	return out
@@ -173,10 +191,11 @@ func (in *inputs) scrapeAll(ctx context.Context, client *http.Client) {
 			if err != nil {
 				return
 			}
+			now := in.now()
 			if s.report == nil || !rep.CheckedAt.Equal(s.report.CheckedAt) {
-				s.freshAt = in.now()
+				s.freshAt = now
 			}
-			s.report = rep
+			s.report, s.readAt = rep, now
 		})
 	}
 	wg.Wait()

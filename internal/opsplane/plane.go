@@ -280,7 +280,7 @@ func (p *Plane) Routes(mux *http.ServeMux, withRegions bool) {
 // RegionInfo is one region as the plane sees it over the network.
 type RegionInfo struct {
 	Name   string   `json:"name"`
-	Stamps []string `json:"stamps"` // URLs of its stamp instances in the registry
+	Stamps []string `json:"stamps"` // URLs of its stamp instances the registry announces
 	POP    bool     `json:"pop"`    // a point of presence of it publishes its status
 }
 
@@ -292,7 +292,9 @@ func (p *Plane) RegionsInfo() []RegionInfo {
 	}
 	stamps := map[string][]string{}
 	for _, s := range p.in.stampList() {
-		stamps[s.region] = append(stamps[s.region], s.url)
+		if s.announced {
+			stamps[s.region] = append(stamps[s.region], s.url)
+		}
 	}
 	var out []RegionInfo
 	for _, name := range p.Regions() {

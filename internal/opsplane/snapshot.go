@@ -51,6 +51,9 @@ func (p *Plane) Snapshot(context.Context) (*ops.Snapshot, error) {
 		default:
 			st.State, st.Reason = s.report.Status, s.report.Reason
 		}
+		if !s.announced {
+			st.Reason = "not announced in the stamps registry; " + st.Reason
+		}
 		byRegion[s.region] = append(byRegion[s.region], st)
 	}
 	for _, name := range p.Regions() {
