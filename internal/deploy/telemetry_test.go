@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -130,6 +131,19 @@ func TestAnOrderIsOneTraceFromEdgeToPartner(t *testing.T) {
 	// region-kind entity of the model.
 	if !strings.Contains(metrics, "\ncontoso_regions_total 3\n") {
 		t.Fatalf("contoso_regions_total is not 3 for three regions:\n%s", grepLines(metrics, "contoso_regions"))
+	}
+	// Every family of ours is in the telemetry table of the docs.
+	doc, err := os.ReadFile("../../docs/observability.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(metrics, "\n") {
+		if name, ok := strings.CutPrefix(l, "# TYPE "); ok && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") && !strings.HasPrefix(name, "promhttp_") {
+			name, kind, _ := strings.Cut(name, " ")
+			if !strings.Contains(string(doc), "`"+name+"`") {
+				t.Errorf("docs/observability.md does not list %s (%s)", name, kind)
+			}
+		}
 	}
 }
 
