@@ -12,6 +12,7 @@ import (
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // runEdge runs the global entry point alone (a multi-host deployment): it
@@ -30,7 +31,7 @@ func runEdge(ctx context.Context, args []string, getenv func(string) string, std
 	if len(regions) == 0 {
 		return errors.New("-pops is required")
 	}
-	return f.run(ctx, edgeRun{service: "contoso-edge", pops: regions, line: map[string]string{"event": "listening"}, urlName: "edge"},
+	return f.run(ctx, edgeRun{pops: regions, line: map[string]string{"event": "listening"}, urlName: "edge"},
 		getenv, stdout, stderr)
 }
 
@@ -62,7 +63,7 @@ func (f *edgeFlags) register(fs *flag.FlagSet, what string) {
 
 // edgeRun is what differs between the commands that run POPs.
 type edgeRun struct {
-	service string            // its telemetry service name
+	region  string            // the region it runs in (telemetry's cloud.region); empty: a global edge
 	pops    []string          // regions with a POP; the first serves clients without X-Client-Region
 	line    map[string]string // the first fields of its ready line
 	urlName string            // the ready line's key for the client-facing URL
@@ -90,7 +91,7 @@ func (f *edgeFlags) run(ctx context.Context, r edgeRun, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	tel, log, stopTelemetry, err := startTelemetry(r.service, getenv, log)
+	tel, log, stopTelemetry, err := startTelemetry(telemetry.ServiceEdge, r.region, getenv, log)
 	if err != nil {
 		return err
 	}

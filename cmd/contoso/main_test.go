@@ -22,6 +22,7 @@ type readyLine struct {
 	Event   string            `json:"event"`
 	Regions map[string]string `json:"regions"`
 	Data    string            `json:"data"`
+	Edge    string            `json:"edge"`
 }
 
 // startUp runs `contoso up` in-process and returns its ready line and a
@@ -34,11 +35,17 @@ func startUp(t *testing.T, args ...string) (readyLine, func() error) {
 // startUpWith is startUp with environment variables.
 func startUpWith(t *testing.T, env map[string]string, args ...string) (readyLine, func() error) {
 	t.Helper()
+	return startUpLogging(t, env, io.Discard, args...)
+}
+
+// startUpLogging is startUpWith, logging to stderr.
+func startUpLogging(t *testing.T, env map[string]string, stderr io.Writer, args ...string) (readyLine, func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, append([]string{"up"}, args...), func(k string) string { return env[k] }, pw, io.Discard)
+		errc <- run(ctx, append([]string{"up"}, args...), func(k string) string { return env[k] }, pw, stderr)
 		pw.Close()
 	}()
 	lines := make(chan string, 1)

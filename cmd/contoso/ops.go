@@ -14,6 +14,7 @@ import (
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/ops"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // envOTLPToken names the variable holding the bearer token OTLP exporters
@@ -69,7 +70,7 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return fmt.Errorf("-ops-host: %w", err)
 	}
-	tel, log, stopTelemetry, err := startTelemetry("contoso-ops", getenv, log)
+	tel, log, stopTelemetry, err := startTelemetry(telemetry.ServiceOps, "", getenv, log)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/contoso/shoes/internal/partner"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // Environment variables holding the partner stand-in's credentials (the
@@ -53,11 +54,16 @@ func runPartner(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
+	tel, log, stopTelemetry, err := startTelemetry(telemetry.ServicePartner, "", getenv, log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	standIn := partner.NewStandIn(partner.StandInConfig{
 		APIKey:     func() string { return apiKey },
 		SigningKey: func() string { return signingKey },
 		Logger:     log.With("component", "partner"),
 	})
 	return serveEndpoints(ctx, stdout, log, tlsCfg, map[string]string{"event": "ready"},
-		endpoint{name: "url", addr: *listen, handler: standIn.Handler()})
+		endpoint{name: "url", addr: *listen, handler: tel.Middleware("partner", "global", nil)(standIn.Handler())})
 }

@@ -26,6 +26,6 @@ func runPop(ctx context.Context, args []string, getenv func(string) string, stdo
 	if fs.NArg() > 0 {
 		return errors.New("pop takes no arguments, only flags")
 	}
-	return f.run(ctx, edgeRun{service: "contoso-edge", pops: []string{*region},
+	return f.run(ctx, edgeRun{region: *region, pops: []string{*region},
 		line: map[string]string{"event": "ready", "region": *region}, urlName: "url"}, getenv, stdout, stderr)
 }

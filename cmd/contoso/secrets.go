@@ -10,6 +10,7 @@ import (
 
 	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/secrets/secretstore"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // minStoreTokenLen is the shortest bearer token the secret store takes:
@@ -58,6 +59,11 @@ func runSecrets(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return fmt.Errorf("-values: %w", err)
 	}
+	tel, log, stopTelemetry, err := startTelemetry(telemetry.ServiceSecrets, "", getenv, log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	store := secretstore.New(secretstore.Config{Token: token, Logger: log.With("component", "secretstore"), Persist: file.Set})
 	all := file.All()
 	for name, v := range all {
@@ -73,7 +79,7 @@ func runSecrets(ctx context.Context, args []string, getenv func(string) string, 
 	})
 	defer stopHang()
 	return serveEndpoints(ctx, stdout, log, tlsCfg, map[string]string{"event": "ready"},
-		endpoint{name: "url", addr: *listen, handler: store.Handler()})
+		endpoint{name: "url", addr: *listen, handler: tel.Middleware("secrets", "global", nil)(store.Handler())})
 }
 
 // envOrFileSecret is a secret a command takes from the environment

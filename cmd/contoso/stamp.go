@@ -19,6 +19,7 @@ import (
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/secrets"
 	"github.com/contoso/shoes/internal/stamp"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // envLKGKey names the environment variable holding the hex AES-256 key of
@@ -82,7 +83,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	tel, log, stopTelemetry, err := startTelemetry("contoso-stamp", getenv, log)
+	tel, log, stopTelemetry, err := startTelemetry(telemetry.ServiceStamp, *region, getenv, log)
 	if err != nil {
 		return err
 	}

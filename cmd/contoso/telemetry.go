@@ -8,12 +8,14 @@ import (
 	"github.com/contoso/shoes/internal/telemetry"
 )
 
-// startTelemetry gives a standalone command (stamp, edge) what up gives its
-// parts: OpenTelemetry traces and metrics for service, exported over OTLP
-// when the standard OTEL_* variables say so, and a logger whose warnings
-// carry their trace. stop flushes the exporters and stops the collection.
-func startTelemetry(service string, getenv func(string) string, log *slog.Logger) (*telemetry.Telemetry, *slog.Logger, func(), error) {
-	tel, stopTel, err := telemetry.Start(context.Background(), telemetry.Config{Service: service, Getenv: getenv, Logger: log})
+// startTelemetry gives a standalone command (stamp, pop, edge, secrets,
+// partner) what up gives its parts: OpenTelemetry traces and metrics for
+// service (a telemetry.Service constant) in region (empty: a global part),
+// exported over OTLP when the standard OTEL_* variables say so, and a
+// logger whose lines carry the trace of the request or message they are
+// logged for. stop flushes the exporters and stops the collection.
+func startTelemetry(service, region string, getenv func(string) string, log *slog.Logger) (*telemetry.Telemetry, *slog.Logger, func(), error) {
+	tel, stopTel, err := telemetry.Start(context.Background(), telemetry.Config{Service: service, Region: region, Getenv: getenv, Logger: log})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("telemetry: %w", err)
 	}

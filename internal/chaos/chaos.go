@@ -28,6 +28,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+
 	"github.com/contoso/shoes/internal/shop"
 )
 
@@ -61,7 +65,14 @@ type Config struct {
 	// Now stamps InjectedAt, HealsAt and HealedAt; nil: time.Now. The heal
 	// timers run on the runtime's clock either way.
 	Now func() time.Time
+	// Meter counts the faults injected, by fault (MetricFaultsInjected);
+	// nil: they are not counted.
+	Meter metric.Meter
 }
+
+// MetricFaultsInjected counts the faults injected, by fault
+// (contoso_chaos_faults_injected_total{fault="region-outage"}).
+const MetricFaultsInjected = "contoso.chaos.faults.injected"
 
 // keepHealed is how many healed faults List keeps showing.
 const keepHealed = 50
@@ -76,6 +87,7 @@ type Chaos struct {
 	target Target
 	log    *slog.Logger
 	now    func() time.Time
+	faults metric.Int64Counter // injected, by fault
 
 	// turn is a one-slot semaphore: every change to the Target (inject,
 	// heal) runs holding it, so faults sharing a link or a switch never
@@ -122,11 +134,20 @@ func New(cfg Config) (*Chaos, error) {
 	if now == nil {
 		now = time.Now
 	}
+	meter := cfg.Meter
+	if meter == nil {
+		meter = noop.NewMeterProvider().Meter("")
+	}
+	faults, err := meter.Int64Counter(MetricFaultsInjected, metric.WithUnit("{fault}"), metric.WithDescription("Faults injected, by fault."))
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Chaos{
 		target: cfg.Target,
 		log:    log,
 		now:    now,
+		faults: faults,
 		turn:   make(chan struct{}, 1),
 		cuts:   map[string]int{},
 		base:   base,
@@ -197,7 +218,8 @@ func (c *Chaos) Inject(ctx context.Context, s Spec) (Active, error) {
 	})
 	a := e.snapshot()
 	c.mu.Unlock()
-	c.log.Info("fault injected", "id", a.ID, "fault", a.Fault, "target", a.Target, "params", a.Params, "heals_at", a.HealsAt)
+	c.faults.Add(ctx, 1, metric.WithAttributes(attribute.String("fault", a.Fault)))
+	c.log.InfoContext(ctx, "fault injected", "id", a.ID, "fault", a.Fault, "target", a.Target, "params", a.Params, "heals_at", a.HealsAt)
 	return a, nil
 }
 

@@ -166,14 +166,16 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
-	tel, stopTel, err := telemetry.Start(ctx, telemetry.Config{Service: "contoso", Getenv: cfg.Getenv, Logger: cfg.Logger})
+	// The process's telemetry is the operations plane's; every other part
+	// records as a part of it (Telemetry.Part), with its own identity.
+	tel, stopTel, err := telemetry.Start(ctx, telemetry.Config{Service: telemetry.ServiceOps, Getenv: cfg.Getenv, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
 	// Warnings and errors of every part also land in the in-process sink,
 	// with the trace they happened in.
 	cfg.Logger = slog.New(telemetry.LogHandler(cfg.Logger.Handler(), tel.Sink()))
-	sv, err := startServices(cfg.DataDir, acc.serverTLS(), cfg.Logger)
+	sv, err := startServices(cfg.DataDir, acc.serverTLS(), tel, cfg.Logger)
 	if err != nil {
 		_ = stopTel()
 		return nil, fmt.Errorf("start deployment: %w", err)
@@ -330,6 +332,10 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 	if err != nil {
 		return nil, err
 	}
+	tel, err := d.tel.Part(telemetry.Identity{Service: telemetry.ServiceStamp, Region: r.name})
+	if err != nil {
+		return nil, err
+	}
 	built, err := NewInstance(openCtx, InstanceConfig{
 		Region:   r.name,
 		NATSURL:  natsURL,
@@ -347,7 +353,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 		ProbeInterval:  d.cfg.ProbeInterval,
 		Seed:           true,
 		EdgeCredential: d.edgeCred,
-		Telemetry:      d.tel,
+		Telemetry:      tel,
 		Logger:         d.log,
 	})
 	if err != nil {

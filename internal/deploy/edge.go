@@ -18,6 +18,7 @@ import (
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/opsplane"
+	"github.com/contoso/shoes/internal/stamp"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/telemetry"
 )
@@ -83,6 +84,7 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 		Credential:  cfg.Credential,
 		NoRetry:     cfg.NoRetry,
 		Telemetry:   cfg.Telemetry,
+		Routes:      stamp.APIRoutes(),
 		Logger:      cfg.Logger.With("component", "edge"),
 	})
 	if err != nil {
@@ -226,6 +228,10 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	}
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	tel, err := d.tel.Part(telemetry.Identity{Service: telemetry.ServiceEdge})
+	if err != nil {
+		return err
+	}
 	svc, err := NewEdge(openCtx, EdgeConfig{
 		NATSURL:  strings.Join(urls, ","),
 		NATS:     d.access.store(store.RoleEdge),
@@ -238,7 +244,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		ClientRate:  d.cfg.EdgeClientRate,
 		ClientBurst: d.cfg.EdgeClientBurst,
 		NoRetry:     d.cfg.EdgeNoRetry,
-		Telemetry:   d.tel,
+		Telemetry:   tel,
 		Logger:      d.log,
 	})
 	if err != nil {

@@ -59,7 +59,9 @@ type InstanceConfig struct {
 	// ClientTLS is used for the instance's calls to the partner; nil: the
 	// system's roots. (The secret store's client is in Secrets.)
 	ClientTLS *tls.Config
-	// Telemetry records traces and metrics; nil: none.
+	// Telemetry records the stamp's traces and metrics (service
+	// contoso-stamp in Region); its processor records as another part of
+	// the process, contoso-worker, with the same instance id. Nil: none.
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger // nil: discard
 }
@@ -92,7 +94,11 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	}
 	in := &Instance{nc: nc}
 	fail := func(err error) (*Instance, error) { nc.Close(); return nil, err }
-	inject, process := cfg.Telemetry.StreamHooks("processor", cfg.Region)
+	workerTel, err := cfg.Telemetry.Part(telemetry.Identity{Service: telemetry.ServiceWorker, Region: cfg.Region, Instance: cfg.Telemetry.Identity().Instance})
+	if err != nil {
+		return fail(err)
+	}
+	inject, process := workerTel.StreamHooks("processor", cfg.Region)
 	st, err := store.Open(ctx, store.Config{Conn: nc, Replicas: cfg.Replicas, Logger: log.With("component", "store"),
 		Inject: inject, Process: process})
 	if err != nil {
@@ -102,8 +108,9 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	if err != nil {
 		return fail(err)
 	}
-	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: log, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential,
-		TLS: cfg.TLS, AdvertiseURL: cfg.AdvertiseURL, Telemetry: cfg.Telemetry}
+	// The stamp adds the region to its logger itself.
+	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: cfg.Logger, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential,
+		TLS: cfg.TLS, AdvertiseURL: cfg.AdvertiseURL, Telemetry: cfg.Telemetry, WorkerTelemetry: workerTel}
 	if cfg.Secrets != nil {
 		in.Secrets, err = secrets.NewCache(secrets.CacheConfig{
 			Provider: cfg.Secrets, Names: secretNames, Refresh: cfg.SecretRefresh,
@@ -120,7 +127,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	if cfg.PartnerURL != "" && in.Secrets != nil {
 		client, err := partner.NewClient(partner.ClientConfig{
 			URL: cfg.PartnerURL, Secrets: partnerSecrets{in.Secrets}, Logger: log.With("component", "partner-client"),
-			HTTPClient: &http.Client{Transport: cfg.Telemetry.Transport(ServiceTransport(cfg.ClientTLS), "partner", cfg.Region)},
+			HTTPClient: &http.Client{Transport: workerTel.Transport(ServiceTransport(cfg.ClientTLS), "partner", cfg.Region)},
 		})
 		if err != nil {
 			return fail(err)

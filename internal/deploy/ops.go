@@ -18,7 +18,7 @@ func (d *Deployment) opsHandler() (http.Handler, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	faults, err := chaos.New(chaos.Config{Target: chaosTarget{d}, Logger: d.log.With("component", "chaos")})
+	faults, err := chaos.New(chaos.Config{Target: chaosTarget{d}, Meter: d.tel.Meter("github.com/contoso/shoes/internal/chaos"), Logger: d.log.With("component", "chaos")})
 	if err != nil {
 		return nil, err
 	}

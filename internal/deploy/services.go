@@ -14,6 +14,7 @@ import (
 	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/secrets"
 	"github.com/contoso/shoes/internal/secrets/secretstore"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // Names of the secrets the stamps need.
@@ -38,8 +39,8 @@ type services struct {
 }
 
 // startServices starts the secret store and the partner stand-in, over
-// TLS when tlsCfg is set.
-func startServices(dataDir string, tlsCfg *tls.Config, log *slog.Logger) (*services, error) {
+// TLS when tlsCfg is set, each recording as a part of tel.
+func startServices(dataDir string, tlsCfg *tls.Config, tel *telemetry.Telemetry, log *slog.Logger) (*services, error) {
 	sv := &services{log: log, listeners: listeners{log: log}, urls: map[string]string{}}
 	values, err := secretstore.LoadOrCreateValues(filepath.Join(dataDir, "secretstore", "secrets.json"), func() map[string]string {
 		values := map[string]string{}
@@ -66,7 +67,18 @@ func startServices(dataDir string, tlsCfg *tls.Config, log *slog.Logger) (*servi
 		SigningKey: func() string { return sv.value(SecretPartnerSigningKey) },
 		Logger:     log.With("component", "partner"),
 	})
-	for name, h := range map[string]http.Handler{"secrets": sv.store.Handler(), "partner": sv.partner.Handler()} {
+	secretsTel, err := tel.Part(telemetry.Identity{Service: telemetry.ServiceSecrets})
+	if err != nil {
+		return nil, err
+	}
+	partnerTel, err := tel.Part(telemetry.Identity{Service: telemetry.ServicePartner})
+	if err != nil {
+		return nil, err
+	}
+	for name, h := range map[string]http.Handler{
+		"secrets": secretsTel.Middleware("secrets", "global", nil)(sv.store.Handler()),
+		"partner": partnerTel.Middleware("partner", "global", nil)(sv.partner.Handler()),
+	} {
 		url, err := sv.serve(name, "127.0.0.1:0", h, tlsCfg)
 		if err != nil {
 			sv.close()

@@ -3,6 +3,8 @@ package deploy_test
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +49,7 @@ func TestAnOrderIsOneTraceFromEdgeToPartner(t *testing.T) {
 		if r.Status != http.StatusOK {
 			return fmt.Errorf("trace = %d", r.Status)
 		}
+		trace.Spans = nil // decode afresh: json would merge into the maps of the last try
 		r.JSON(t, &trace)
 		seen := map[string]bool{}
 		for _, s := range trace.Spans {
@@ -55,17 +58,48 @@ func TestAnOrderIsOneTraceFromEdgeToPartner(t *testing.T) {
 				seen["edge"] = true
 			case s.Attributes["component"] == "stamp" && s.Kind == "server" && s.Name == "POST /api/orders":
 				seen["stamp"] = true
+			case s.Kind == "producer" && s.Name == "publish orders.new":
+				seen["publish"] = true
 			case s.Kind == "consumer" && strings.HasPrefix(s.Name, "process orders"):
 				seen["processor"] = true
 			case s.Kind == "client" && strings.HasPrefix(s.Name, "partner"):
 				seen["partner"] = true
+			case s.Attributes["component"] == "partner" && s.Kind == "server":
+				seen["partner's server"] = true
 			}
 		}
-		if len(seen) != 4 {
-			return fmt.Errorf("trace %s has %v of edge, stamp, processor, partner: %+v", traceID, seen, trace.Spans)
+		if len(seen) != 6 {
+			return fmt.Errorf("trace %s has %v of edge, stamp, publish, processor, partner, partner's server: %+v", traceID, seen, trace.Spans)
 		}
 		return nil
 	})
+	// Each span carries the identity of the part that made it, though all
+	// of them share one process: the edge, the stamp that took the order
+	// (its API and the store work it did), the processor that handled it
+	// (its store work and partner call, in whichever region took it from
+	// the queue), the partner.
+	served := res.Header.Get("X-Served-Region")
+	for _, s := range trace.Spans {
+		var want map[string]string
+		switch {
+		case s.Attributes["component"] == "edge", s.Attributes["dependency"] == "stamp":
+			want = map[string]string{"service.name": "contoso-edge", "cloud.region": ""}
+		case s.Attributes["component"] == "partner":
+			want = map[string]string{"service.name": "contoso-partner", "cloud.region": ""}
+		case slices.Contains([]string{"POST /api/orders", "create idempotency", "create orders", "publish orders.new"}, s.Name):
+			want = map[string]string{"service.name": "contoso-stamp", "cloud.region": served}
+		default:
+			want = map[string]string{"service.name": "contoso-worker"}
+		}
+		for k, v := range want {
+			if got := s.Attributes[k]; got != v {
+				t.Errorf("span %q (%s): %s = %q, want %q", s.Name, s.Kind, k, got, v)
+			}
+		}
+		if s.Attributes["service.instance.id"] == "" {
+			t.Errorf("span %q has no service.instance.id", s.Name)
+		}
+	}
 	roots := 0
 	for _, s := range trace.Spans {
 		if s.ParentID == "" {
@@ -75,8 +109,17 @@ func TestAnOrderIsOneTraceFromEdgeToPartner(t *testing.T) {
 	if roots != 1 {
 		t.Fatalf("trace has %d root spans, want one (the edge's)", roots)
 	}
-	metrics := string(deploytest.Do(t, http.MethodGet, d.OpsURL()+"/metrics", "", nil).Body)
+	var metrics string
+	deploytest.Eventually(t, 30*time.Second, func() error {
+		metrics = string(deploytest.Do(t, http.MethodGet, d.OpsURL()+"/metrics", "", nil).Body)
+		if !strings.Contains(metrics, "contoso_orders_confirmed_total{") {
+			return fmt.Errorf("no order confirmed yet:\n%s", grepLines(metrics, "contoso_orders"))
+		}
+		return nil
+	})
 	for _, want := range []string{`component="edge"`, `component="stamp"`, `flow="checkout"`, `http_route="/api/orders"`,
+		`service_name="contoso-edge"`, `cloud_region="` + served + `",component="stamp"`, `service_name="contoso-worker"`, `service_name="contoso-partner"`,
+		`contoso_orders_accepted_total{cloud_region="` + served + `",region="` + served + `"`, `go_goroutines `, `process_cpu_seconds_total `,
 		`contoso_queue_age_seconds{stream="orders"}`, `contoso_probe_status{check="store-write",region="westeurope"}`,
 		`contoso_partner_breaker{region="eastus"}`, `contoso_edge_routes{pop="northeurope",region="northeurope"}`,
 		`contoso_health_state{entity="system",kind="system",state="`,
@@ -90,6 +133,19 @@ func TestAnOrderIsOneTraceFromEdgeToPartner(t *testing.T) {
 	// region-kind entity of the model.
 	if !strings.Contains(metrics, "\ncontoso_regions_total 3\n") {
 		t.Fatalf("contoso_regions_total is not 3 for three regions:\n%s", grepLines(metrics, "contoso_regions"))
+	}
+	// Every family of ours is in the telemetry table of the docs.
+	doc, err := os.ReadFile("../../docs/observability.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(metrics, "\n") {
+		if name, ok := strings.CutPrefix(l, "# TYPE "); ok && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") && !strings.HasPrefix(name, "promhttp_") {
+			name, kind, _ := strings.Cut(name, " ")
+			if !strings.Contains(string(doc), "`"+name+"`") {
+				t.Errorf("docs/observability.md does not list %s (%s)", name, kind)
+			}
+		}
 	}
 }
 

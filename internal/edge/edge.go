@@ -117,7 +117,11 @@ type Config struct {
 	// Telemetry records the edge's traces and metrics and carries the
 	// trace context to the stamps; nil: none.
 	Telemetry *telemetry.Telemetry
-	Logger    *slog.Logger // nil: discard
+	// Routes are the ServeMux patterns of the stamps' API
+	// (stamp.APIRoutes): a forwarded request is recorded under the one it
+	// matches (http.route), never its raw path. nil, or no match: "/api/*".
+	Routes []string
+	Logger *slog.Logger // nil: discard
 }
 
 // defaultRegistryTTL is Config.RegistryTTL's zero value: the stamps
@@ -138,6 +142,7 @@ type Edge struct {
 	client *http.Client // proxied requests, traced
 	probes *http.Client // health probes, untraced
 	limits *limiter
+	tel    edgeTelemetry
 
 	mu        sync.Mutex // guards the fields below and pops' maps
 	stamps    map[string]StampInfo
@@ -168,6 +173,7 @@ type pop struct {
 
 // stampState is a POP's view of one stamp.
 type stampState struct {
+	region      string // the stamp's, as announced
 	url         string // the announced URL the two fields below come from
 	scheme      string // "http" or "https", as announced
 	addr        string // as reached from this POP
@@ -260,7 +266,12 @@ func New(cfg Config) (*Edge, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	tel, err := newEdgeTelemetry(cfg.Telemetry, cfg.Routes)
+	if err != nil {
+		return nil, fmt.Errorf("new edge: %w", err)
+	}
 	e := &Edge{
+		tel:    tel,
 		limits: newLimiter(cfg.ClientRate, cfg.ClientBurst),
 		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, due: map[string]time.Time{}, pops: map[string]*pop{}, redirects: map[string][]string{}, closed: map[string]*pop{},
 		client: &http.Client{
@@ -573,7 +584,7 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 			p.state[s.ID] = st
 		}
 		if st != nil {
-			st.url, st.scheme, st.addr = s.URL, scheme, addr
+			st.url, st.scheme, st.addr, st.region = s.URL, scheme, addr, s.Region
 		}
 		p.mu.Unlock()
 		e.mu.Unlock()
@@ -670,14 +681,14 @@ func (p *pop) route() (primary, retry upstream, failOpen bool) {
 // upstreamLocked is how p reaches stamp id; p.mu must be held.
 func (p *pop) upstreamLocked(id string) upstream {
 	if st, ok := p.state[id]; ok {
-		return upstream{id: id, scheme: st.scheme, addr: st.addr}
+		return upstream{id: id, region: st.region, scheme: st.scheme, addr: st.addr}
 	}
 	return upstream{id: id}
 }
 
 // report records the outcome of real traffic to a stamp: consecutive
 // failures eject it from the POP for a while (passive outlier detection).
-func (e *Edge) report(p *pop, id string, failed bool) {
+func (e *Edge) report(ctx context.Context, p *pop, id string, failed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st, ok := p.state[id]
@@ -692,7 +703,8 @@ func (e *Edge) report(p *pop, id string, failed bool) {
 	if st.failures >= e.cfg.EjectAfter && time.Now().After(st.ejectedTill) {
 		st.ejectedTill = time.Now().Add(e.cfg.EjectFor)
 		st.failures = 0
-		e.log.Warn("stamp ejected after consecutive failures", "pop", p.region, "stamp", id, "until", st.ejectedTill)
+		e.tel.ejected(ctx, p.region, st.region)
+		e.log.WarnContext(ctx, "stamp ejected after consecutive failures", "pop", p.region, "stamp", id, "until", st.ejectedTill)
 		p.decideLocked(e.cfg.Policy, time.Now())
 	}
 }
@@ -725,11 +737,13 @@ func (e *Edge) popFor(r *http.Request) (*pop, error) {
 // the chosen stamp, retried once elsewhere when it is idempotent. What it
 // refuses without reaching a stamp is listed in the package documentation.
 func (e *Edge) Handler() http.Handler {
-	traced := e.cfg.Telemetry.Middleware("edge", "global", httpapi.Flow)(httpapi.Handle(e.log, e.serve))
-	return httpapi.Chain(traced, httpapi.RequestIDs, httpapi.Recover(e.log))
+	// Telemetry first, so that what the others log carries the trace.
+	return httpapi.Chain(httpapi.Handle(e.log, e.serve),
+		e.cfg.Telemetry.Middleware("edge", "global", httpapi.Flow), httpapi.RequestIDs, httpapi.Recover(e.log))
 }
 
 func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
+	e.tel.route(r)
 	if !e.limits.allow(clientKey(r)) {
 		return shop.Errorf(shop.KindTooMany, "", "too many requests from this client; retry in a second")
 	}
@@ -742,6 +756,7 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	p.inflight.Add(1)
 	defer p.inflight.Add(-1)
+	telemetry.SetRegion(r.Context(), p.region)
 	w.Header().Set(HeaderEdgePop, p.region)
 	retryable := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Header.Get("Idempotency-Key") != ""
 	body, err := readPayload(w, r, retryable)
@@ -764,18 +779,19 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
 		return clientProblem(err, body)
 	}
 	if f != clientGone {
-		e.report(p, primary.id, f == stampFault)
+		e.report(r.Context(), p, primary.id, f == stampFault)
 	}
 	if f == stampFault && retryable && !e.cfg.NoRetry && retry.id != "" {
 		closeBody(resp)
 		rp, up := e.retryVia(r, p, retry)
+		e.tel.retried(r.Context(), p.region)
 		resp, err = e.attempt(r, rp, up, body)
 		switch f = blame(r, resp, err, body); f {
 		case clientFault:
 			closeBody(resp)
 			return clientProblem(err, body)
 		case stampFault, noFault:
-			e.report(rp, up.id, f == stampFault)
+			e.report(r.Context(), rp, up.id, f == stampFault)
 		}
 	}
 	if err != nil {
@@ -876,7 +892,7 @@ var errStampDown = errors.New("the stamp failed its probe while the request was 
 // attempt forwards r to stamp up, registered with p so that a failed probe
 // of the stamp aborts it (and an idempotent request is retried).
 func (e *Edge) attempt(r *http.Request, p *pop, up upstream, body payload) (*http.Response, error) {
-	ctx, abort := context.WithCancelCause(r.Context())
+	ctx, abort := context.WithCancelCause(telemetry.WithCall(r.Context(), telemetry.Call{From: p.region, Region: up.region, Instance: up.id}))
 	key := p.track(up.id, abort)
 	resp, err := e.forward(r.WithContext(ctx), up, body)
 	if err != nil {

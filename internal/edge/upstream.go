@@ -86,6 +86,7 @@ func cleanPath(p string) bool {
 // upstream is one stamp as a POP reaches it.
 type upstream struct {
 	id     string
+	region string // the stamp's
 	scheme string // "http" or "https", as the stamp announced itself; never downgraded
 	addr   string // host:port as dialled from the POP (after the Dialer)
 }

@@ -168,7 +168,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		WithJitterFactor(backoffJitter).
 		ReturnLastFailure().
 		OnRetryScheduled(func(e failsafe.ExecutionScheduledEvent[any]) {
-			log.Debug("retrying partner notification", "attempt", e.Attempts(), "delay", e.Delay, "error", e.LastError())
+			log.DebugContext(e.Context(), "retrying partner notification", "attempt", e.Attempts(), "delay", e.Delay, "error", e.LastError())
 		}).
 		Build()
 	c.exec = failsafe.With[any](
@@ -239,7 +239,7 @@ func (c *Client) notify(ctx context.Context, n Notification) error {
 	var se *statusError
 	switch {
 	case err == nil:
-		c.log.Debug("partner notified", "order", n.OrderID, "attempts", attempts)
+		c.log.DebugContext(ctx, "partner notified", "order", n.OrderID, "attempts", attempts)
 		return nil
 	case errors.Is(err, bulkhead.ErrFull):
 		return shop.Unavailable(fmt.Sprintf("no free slot for a partner call within %s", bulkheadWait), ErrBusy)
@@ -295,7 +295,7 @@ func (c *Client) attempt(ctx context.Context, r request) error {
 		// The partner has the order already, though it says with another
 		// body (a redelivered message built anew, say). It will not take a
 		// second version, and retrying cannot change that.
-		c.log.Warn("partner already had the order with a different body; treating it as delivered",
+		c.log.WarnContext(ctx, "partner already had the order with a different body; treating it as delivered",
 			"order", r.orderID, "detail", partnerDetail(resp.Body, r.redact))
 		return nil
 	}

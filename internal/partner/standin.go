@@ -259,7 +259,7 @@ func (s *StandIn) postOrder(w http.ResponseWriter, r *http.Request) error {
 	case d != nil && d.sum == sum:
 		d.count++
 		s.mu.Unlock()
-		s.log.Debug("partner stand-in: duplicate notification", "order", id)
+		s.log.DebugContext(r.Context(), "partner stand-in: duplicate notification", "order", id)
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "duplicate"})
 		return nil
 	case d != nil:
@@ -274,7 +274,7 @@ func (s *StandIn) postOrder(w http.ResponseWriter, r *http.Request) error {
 	s.orders[id] = &delivery{sum: sum, count: 1}
 	s.received = append(s.received, n)
 	s.mu.Unlock()
-	s.log.Debug("partner stand-in: notification received", "order", id)
+	s.log.DebugContext(r.Context(), "partner stand-in: notification received", "order", id)
 	httpapi.WriteJSON(w, http.StatusCreated, map[string]string{"status": "received"})
 	return nil
 }

@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"net/http"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // knownSKU checks that sku is a size of a product in the catalog.
@@ -254,9 +258,10 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 		// Best effort: the order is accepted either way, and a cart changed
 		// in the meantime is left alone.
 		if err := s.cfg.Store.DeleteCart(ctx, userKey, cartRev); err != nil {
-			s.log.Warn("cart not emptied after order", "order", o.ID, "error", err)
+			s.log.WarnContext(ctx, "cart not emptied after order", "order", o.ID, "error", err)
 		}
 	}
+	s.accepted.Add(ctx, 1, metric.WithAttributes(attribute.String(telemetry.AttrRegion, s.cfg.Region)))
 	return writeOrder(w, o, true)
 }
 

@@ -7,23 +7,65 @@ import (
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // Handler returns the stamp's HTTP handler: every route, wrapped in the
-// middleware every response passes through.
+// middleware every response passes through. Telemetry comes first, so
+// that every line the others log carries the request's trace;
+// problemFallback tells it the route pattern the mux matched.
 func (s *Stamp) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.routes(mux)
-	// Telemetry wraps the mux (through problemFallback, which passes the
-	// same request on) so that it sees the matched route pattern.
-	traced := s.cfg.Telemetry.Middleware("stamp", s.cfg.Region, httpapi.Flow)(problemFallback(mux, s))
-	return httpapi.Chain(traced,
+	return httpapi.Chain(problemFallback(mux, s),
+		s.cfg.Telemetry.Middleware("stamp", s.cfg.Region, httpapi.Flow),
 		httpapi.RequestIDs,
 		httpapi.ServedRegion(s.cfg.Region),
 		httpapi.AccessLog(s.log),
 		httpapi.Recover(s.log),
 		httpapi.RequireCredential(httpapi.HeaderEdgeCredential, s.cfg.EdgeCredential, "/api/", s.log),
 	)
+}
+
+// route is one route of the public API.
+type route struct {
+	pattern string
+	handle  httpapi.HandlerFunc
+}
+
+// api is every route of the public API: what the edge forwards.
+func (s *Stamp) api() []route {
+	return []route{
+		{"GET /api/products", s.listProducts},
+		{"GET /api/products/{id}", s.getProduct},
+		{"PUT /api/products/{id}", s.putProduct},
+		{"GET /api/products/{id}/comments", s.listComments},
+		{"POST /api/products/{id}/comments", s.postComment},
+		{"GET /api/products/{id}/comments/{commentId}", s.getComment},
+		{"POST /api/products/{id}/ratings", s.postRating},
+		{"GET /api/products/{id}/ratings/{ratingId}", s.getRating},
+
+		{"GET /api/inventory/{sku}", s.getInventory},
+		{"PUT /api/inventory/{sku}", s.putInventory},
+		{"GET /api/cart", s.getCart},
+		{"PUT /api/cart/items/{sku}", s.putCartItem},
+		{"DELETE /api/cart", s.deleteCart},
+		{"POST /api/orders", s.postOrder},
+		{"GET /api/orders", s.listOrders},
+		{"GET /api/orders/{id}", s.getOrder},
+	}
+}
+
+// APIRoutes returns the patterns of the public API ("GET
+// /api/products/{id}"): the routes the edge names the requests it forwards
+// by (edge.Config.Routes).
+func APIRoutes() []string {
+	var none *Stamp // the handlers are only named, never called
+	var out []string
+	for _, r := range none.api() {
+		out = append(out, r.pattern)
+	}
+	return out
 }
 
 // routes registers every route of the stamp. GET patterns also match HEAD.
@@ -35,23 +77,9 @@ func (s *Stamp) routes(mux *http.ServeMux) {
 	mux.Handle("GET /health/stamp", s.prober.StampHandler())
 	mux.Handle("GET /metrics", s.cfg.Telemetry.MetricsHandler())
 
-	mux.Handle("GET /api/products", h(s.listProducts))
-	mux.Handle("GET /api/products/{id}", h(s.getProduct))
-	mux.Handle("PUT /api/products/{id}", h(s.putProduct))
-	mux.Handle("GET /api/products/{id}/comments", h(s.listComments))
-	mux.Handle("POST /api/products/{id}/comments", h(s.postComment))
-	mux.Handle("GET /api/products/{id}/comments/{commentId}", h(s.getComment))
-	mux.Handle("POST /api/products/{id}/ratings", h(s.postRating))
-	mux.Handle("GET /api/products/{id}/ratings/{ratingId}", h(s.getRating))
-
-	mux.Handle("GET /api/inventory/{sku}", h(s.getInventory))
-	mux.Handle("PUT /api/inventory/{sku}", h(s.putInventory))
-	mux.Handle("GET /api/cart", h(s.getCart))
-	mux.Handle("PUT /api/cart/items/{sku}", h(s.putCartItem))
-	mux.Handle("DELETE /api/cart", h(s.deleteCart))
-	mux.Handle("POST /api/orders", h(s.postOrder))
-	mux.Handle("GET /api/orders", h(s.listOrders))
-	mux.Handle("GET /api/orders/{id}", h(s.getOrder))
+	for _, r := range s.api() {
+		mux.Handle(r.pattern, h(r.handle))
+	}
 
 	// The operations routes, and only they, answer only requests meant
 	// for this listener, before their admin check: /api/ and /health/ are
@@ -83,6 +111,7 @@ func (s *Stamp) opsGuard() httpapi.Middleware {
 func problemFallback(mux *http.ServeMux, s *Stamp) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
+			telemetry.SetRoute(r.Context(), pattern)
 			mux.ServeHTTP(w, r)
 			return
 		}

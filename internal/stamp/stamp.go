@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/readmodel"
@@ -71,6 +73,11 @@ type Config struct {
 	AdvertiseURL string
 	// Telemetry records the stamp's traces and metrics; nil: none.
 	Telemetry *telemetry.Telemetry
+	// WorkerTelemetry records the metrics of the stamp's background
+	// processor, a part of its own (telemetry.ServiceWorker); nil:
+	// Telemetry. The processor's spans are those of the messages it
+	// handles (store.Config.Process).
+	WorkerTelemetry *telemetry.Telemetry
 	// TLS, when set, makes Serve speak HTTPS on its listener with it and
 	// advertise an https:// URL; a plain HTTP request is refused. Nil:
 	// plain HTTP.
@@ -92,11 +99,20 @@ type Stamp struct {
 	loaded    [4]atomic.Bool // catalog, comments, ratings, inventory watches have delivered their initial keys
 	seeded    atomic.Bool    // the seed catalog is stored (set at once when Seed is off)
 	admission *admission
+	accepted  metric.Int64Counter // orders accepted, by region
 	start     time.Time
 	id        string // this instance's id in the stamps registry
 	crash     chan struct{}
 	crashOnce sync.Once
 }
+
+// scopeName is the instrumentation scope of the stamp's own metrics.
+const scopeName = "github.com/contoso/shoes/internal/stamp"
+
+// MetricOrdersAccepted counts the orders the stamp accepted (answered 202
+// once they were on the order stream), by region
+// (contoso_orders_accepted_total).
+const MetricOrdersAccepted = "contoso.orders.accepted"
 
 var watched = [4]string{store.BucketCatalog, store.BucketComments, store.BucketRatings, store.BucketInventory}
 
@@ -152,8 +168,18 @@ func New(cfg Config) (*Stamp, error) {
 	s.crash = make(chan struct{})
 	s.seeded.Store(!cfg.Seed)
 	s.admission = newAdmission(cfg)
+	var err error
+	s.accepted, err = cfg.Telemetry.Meter(scopeName).Int64Counter(MetricOrdersAccepted,
+		metric.WithUnit("{order}"), metric.WithDescription("Orders accepted: durably queued for processing."))
+	if err != nil {
+		return nil, fmt.Errorf("new stamp %s: %w", cfg.Region, err)
+	}
+	workerTel := cfg.WorkerTelemetry
+	if workerTel == nil {
+		workerTel = cfg.Telemetry
+	}
 	s.worker = worker.New(worker.Config{Region: cfg.Region, Store: cfg.Store, Partner: cfg.Partner, Now: cfg.Now,
-		Logger: log.With("component", "worker")})
+		Logger: log.With("component", "worker"), Meter: workerTel.Meter("github.com/contoso/shoes/internal/worker")})
 	s.prober = health.NewProber(health.Config{
 		Region:   cfg.Region,
 		Instance: s.id,

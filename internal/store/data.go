@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/contoso/shoes/internal/shop"
 )
@@ -24,9 +27,12 @@ func (s *Store) PutProduct(ctx context.Context, p shop.Product) error {
 	if err != nil {
 		return fmt.Errorf("put product %s: %w", p.ID, err)
 	}
-	if _, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) {
+	ctx, span := kvSpan(ctx, "put", BucketCatalog)
+	_, err = retrying(ctx, s, func(ctx context.Context) (uint64, error) {
 		return s.catalog.Put(ctx, p.ID, b)
-	}); err != nil {
+	})
+	endSpan(span, err)
+	if err != nil {
 		return refused("the catalog store did not accept the write", fmt.Errorf("put product %s: %w", p.ID, err))
 	}
 	return nil
@@ -118,13 +124,30 @@ func (s *Store) SubmitCanary(ctx context.Context, c Canary) error {
 	return s.submit(ctx, subjectCanary+c.Region, c.ID, c)
 }
 
-// message is a stream message carrying the trace context of ctx.
-func (s *Store) message(ctx context.Context, subject string, data []byte) *nats.Msg {
+// publish puts data on a stream under subject, deduplicated by the message
+// id, retried within the write budget. It is a producer span (a child of
+// the span in ctx), whose trace context the message carries in its
+// headers, so the consumer's span continues the trace under it.
+func (s *Store) publish(ctx context.Context, subject, id string, data []byte) error {
+	ctx, span := startSpan(ctx, "publish "+subjectKind(subject), trace.SpanKindProducer,
+		attribute.String(attrMsgSystem, "nats"), attribute.String(attrMsgOperation, "send"),
+		attribute.String(attrMsgDest, subject), attribute.String(attrMsgID, id))
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	if s.cfg.Inject != nil {
 		s.cfg.Inject(ctx, msg.Header)
 	}
-	return msg
+	_, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.PubAck, error) {
+		return s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
+	})
+	endSpan(span, err)
+	return err
+}
+
+// subjectKind names a subject without its ids ("writes.comment.x" ->
+// "writes.comment"), so span names stay few.
+func subjectKind(subject string) string {
+	parts := strings.SplitN(subject, ".", 3)
+	return strings.Join(parts[:min(len(parts), 2)], ".")
 }
 
 func (s *Store) submit(ctx context.Context, subject, id string, v any) error {
@@ -132,11 +155,7 @@ func (s *Store) submit(ctx context.Context, subject, id string, v any) error {
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", subject, err)
 	}
-	msg := s.message(ctx, subject, b)
-	_, err = retrying(ctx, s, func(ctx context.Context) (*jetstream.PubAck, error) {
-		return s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
-	})
-	if err != nil {
+	if err := s.publish(ctx, subject, id, b); err != nil {
 		return refused("the write could not be queued; retry later", fmt.Errorf("submit %s: %w", subject, err))
 	}
 	return nil
@@ -158,7 +177,9 @@ func (s *Store) create(ctx context.Context, kv jetstream.KeyValue, key string, v
 	if err != nil {
 		return fmt.Errorf("save %s/%s: %w", kv.Bucket(), key, err)
 	}
+	ctx, span := kvSpan(ctx, "create", kv.Bucket())
 	_, err = retrying(ctx, s, func(ctx context.Context) (uint64, error) { return kv.Create(ctx, key, b) })
+	endSpan(span, err, isExists)
 	if err != nil && !isExists(err) {
 		return fmt.Errorf("save %s/%s: %w", kv.Bucket(), key, err)
 	}
@@ -173,7 +194,10 @@ type Canary struct {
 
 // RecordCanary stores that region's processor handled canary c.
 func (s *Store) RecordCanary(ctx context.Context, c Canary) error {
-	if _, err := s.health.Put(ctx, "canary."+c.Region, []byte(c.ID)); err != nil {
+	ctx, span := kvSpan(ctx, "put", BucketHealth)
+	_, err := s.health.Put(ctx, "canary."+c.Region, []byte(c.ID))
+	endSpan(span, err)
+	if err != nil {
 		return fmt.Errorf("record canary %s: %w", c.Region, err)
 	}
 	return nil

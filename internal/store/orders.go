@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/contoso/shoes/internal/shop"
 )
@@ -54,18 +56,24 @@ func (s *Store) leaderValue(ctx context.Context, bucket, key string) ([]byte, ui
 // (a lost region) waits for the new leader instead of failing. Not found
 // is an answer, not a failure, and is never retried.
 func (s *Store) readLeader(ctx context.Context, bucket, key string) ([]byte, uint64, error) {
+	ctx, span := kvSpan(ctx, "get", bucket)
 	var rev uint64
 	data, err := retrying(ctx, s, func(ctx context.Context) ([]byte, error) {
 		data, r, err := s.leaderValue(ctx, bucket, key)
 		rev = r
 		return data, err
 	})
+	endSpan(span, err, isNotFound)
 	return data, rev, err
 }
 
+func isNotFound(err error) bool { return errors.Is(err, errNotFound) }
+
 // listKeys lists the keys of kv matching filter, retried like readLeader.
 // A listing cut short by its deadline is a failure, never a shorter list.
-func (s *Store) listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+func (s *Store) listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) (keys []string, err error) {
+	ctx, span := kvSpan(ctx, "keys", kv.Bucket())
+	defer func() { endSpan(span, err) }()
 	return retrying(ctx, s, func(ctx context.Context) ([]string, error) {
 		l, err := kv.ListKeysFiltered(ctx, filter)
 		if err != nil {
@@ -85,9 +93,18 @@ func (s *Store) listKeys(ctx context.Context, kv jetstream.KeyValue, filter stri
 // update applies change to the JSON value of key with compare-and-set,
 // retrying on conflicts until the write budget runs out. change sees the
 // zero value when the key is missing; returning errSkip leaves it as is.
-func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key string, change func(v *T, exists bool) error) (T, error) {
+// The whole loop is one span, with how many attempts it took and an event
+// per revision conflict and per retried store failure.
+func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key string, change func(v *T, exists bool) error) (_ T, err error) {
+	ctx, span := kvSpan(ctx, "update", kv.Bucket())
+	attempts, conflicts := 0, 0
+	defer func() {
+		span.SetAttributes(attribute.Int(attrCASAttempts, attempts), attribute.Int(attrCASConflicts, conflicts))
+		endSpan(span, err, func(err error) bool { return errors.Is(err, errSkip) || errors.Is(err, ErrOutOfStock) })
+	}()
 	deadline := time.Now().Add(s.cfg.WriteBudget)
 	for attempt := 0; ; attempt++ {
+		attempts = attempt + 1
 		var v T
 		// A leaderless asset (an election after a lost region) drops the
 		// request: each attempt gets its own deadline and the loop retries.
@@ -105,6 +122,7 @@ func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key str
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return v, fmt.Errorf("read %s/%s: %w", kv.Bucket(), key, err)
 			}
+			span.AddEvent(eventStoreRetried, trace.WithAttributes(attribute.String("error", err.Error())))
 			backoff(ctx, attempt)
 			continue
 		}
@@ -128,7 +146,11 @@ func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key str
 		if time.Now().After(deadline) || ctx.Err() != nil || full(err) || tooLarge(err) {
 			return v, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
 		}
-		if !isExists(err) {
+		if isExists(err) {
+			conflicts++
+			span.AddEvent(eventCASConflict)
+		} else {
+			span.AddEvent(eventStoreRetried, trace.WithAttributes(attribute.String("error", err.Error())))
 			backoff(ctx, attempt) // the store is struggling, not contended
 		}
 	}
@@ -190,7 +212,9 @@ var ErrOutOfStock = errors.New("out of stock")
 // redelivery finds and continues from, never a decrement without an owner.
 // When a line cannot be filled, every hold of the order is released (the
 // stock restored) and ErrOutOfStock returned. Reserving again is a no-op.
-func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) error {
+func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) (err error) {
+	ctx, span := startSpan(ctx, "reserve stock", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)))
+	defer func() { endSpan(span, err, func(err error) bool { return errors.Is(err, ErrOutOfStock) }) }()
 	for _, l := range lines {
 		_, err := update(ctx, s, s.inventory, l.SKU, func(st *shop.Stock, exists bool) error {
 			if _, held := st.Holds[id]; held {
@@ -224,7 +248,9 @@ func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) error
 // back to the available stock (a rejected order); without, they stay sold
 // (a confirmed order's holds are only bookkeeping). Releasing twice is a
 // no-op.
-func (s *Store) ReleaseHolds(ctx context.Context, id string, lines []shop.Line, restore bool) error {
+func (s *Store) ReleaseHolds(ctx context.Context, id string, lines []shop.Line, restore bool) (err error) {
+	ctx, span := startSpan(ctx, "release holds", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)), attribute.Bool("contoso.restore", restore))
+	defer func() { endSpan(span, err) }()
 	for _, l := range lines {
 		_, err := update(ctx, s, s.inventory, l.SKU, func(st *shop.Stock, _ bool) error {
 			q, held := st.Holds[id]
@@ -255,7 +281,9 @@ type IdempotencyRecord struct {
 // Remember stores rec under id unless something is there already, and
 // returns what is stored: rec itself when it won, the earlier record when
 // the key was used before (in any region, within 24 hours).
-func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) (IdempotencyRecord, bool, error) {
+func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) (_ IdempotencyRecord, _ bool, err error) {
+	ctx, span := kvSpan(ctx, "create", BucketIdempotency)
+	defer func() { endSpan(span, err) }()
 	b, _ := json.Marshal(rec)
 	deadline := time.Now().Add(s.cfg.WriteBudget)
 	for attempt := 0; ; attempt++ {
@@ -318,11 +346,7 @@ func (s *Store) CreateOrder(ctx context.Context, o shop.Order) error {
 // Acknowledged means the stream has it on a quorum of regions.
 func (s *Store) SubmitOrder(ctx context.Context, o shop.Order) error {
 	b, _ := json.Marshal(o)
-	msg := s.message(ctx, subjectOrder, b)
-	_, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.PubAck, error) {
-		return s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(o.ID))
-	})
-	if err != nil {
+	if err := s.publish(ctx, subjectOrder, o.ID, b); err != nil {
 		return refused("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("submit order %s: %w", o.ID, err))
 	}
 	return nil
@@ -472,7 +496,10 @@ func (s *Store) DeleteCart(ctx context.Context, userKey string, rev uint64) erro
 	if rev > 0 {
 		opts = append(opts, jetstream.LastRevision(rev))
 	}
-	if err := s.carts.Delete(ctx, userKey, opts...); err != nil && !isExists(err) {
+	ctx, span := kvSpan(ctx, "delete", BucketCarts)
+	err := s.carts.Delete(ctx, userKey, opts...)
+	endSpan(span, err, isExists)
+	if err != nil && !isExists(err) {
 		return refused("the cart could not be emptied", fmt.Errorf("delete cart: %w", err))
 	}
 	return nil

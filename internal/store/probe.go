@@ -211,13 +211,13 @@ func (s *Store) consume(ctx context.Context, poisoned func(error) bool, concurre
 			switch {
 			case err == nil:
 				if aerr := msg.DoubleAck(ctx); aerr != nil {
-					s.log.Warn("ack failed; the message will be redelivered", "subject", subj, "error", aerr)
+					s.log.WarnContext(ctx, "ack failed; the message will be redelivered", "subject", subj, "error", aerr)
 				}
 			case poisoned(err) || errors.Is(err, errUnknownSubject):
-				s.log.Error("dropping a message that can never be processed", "subject", subj, "error", err)
+				s.log.ErrorContext(ctx, "dropping a message that can never be processed", "subject", subj, "error", err)
 				_ = msg.Term()
 			default:
-				s.log.Warn("processing failed; redelivering", "subject", subj, "error", err)
+				s.log.WarnContext(ctx, "processing failed; redelivering", "subject", subj, "error", err)
 				_ = msg.NakWithDelay(time.Second)
 			}
 		})

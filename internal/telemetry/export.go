@@ -128,19 +128,32 @@ func newOTLPMetricReader(ctx context.Context, getenv func(string) string) (sdkme
 	case "none":
 		opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression))
 	}
-	interval := defaultMetricInterval
-	if v := strings.TrimSpace(getenv("OTEL_METRIC_EXPORT_INTERVAL")); v != "" {
-		ms, err := strconv.Atoi(v)
-		if err != nil || ms <= 0 {
-			return nil, fmt.Errorf("telemetry: OTEL_METRIC_EXPORT_INTERVAL %q is not a positive number of milliseconds", v)
-		}
-		interval = time.Duration(ms) * time.Millisecond
+	interval, err := metricInterval(getenv)
+	if err != nil {
+		return nil, err
 	}
 	exp, err := otlpmetrichttp.New(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: OTLP metric exporter: %w", err)
 	}
 	return sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(interval)), nil
+}
+
+// metricInterval reads OTEL_METRIC_EXPORT_INTERVAL (milliseconds); unset:
+// defaultMetricInterval.
+func metricInterval(getenv func(string) string) (time.Duration, error) {
+	if getenv == nil {
+		return defaultMetricInterval, nil
+	}
+	v := strings.TrimSpace(getenv("OTEL_METRIC_EXPORT_INTERVAL"))
+	if v == "" {
+		return defaultMetricInterval, nil
+	}
+	ms, err := strconv.Atoi(v)
+	if err != nil || ms <= 0 {
+		return 0, fmt.Errorf("telemetry: OTEL_METRIC_EXPORT_INTERVAL %q is not a positive number of milliseconds", v)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // parseOTLPHeaders parses the W3C-baggage-like "k1=v1,k2=v2" form of

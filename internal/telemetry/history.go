@@ -133,9 +133,12 @@ func (s *Sink) Collect(ctx context.Context) error {
 	h := s.hist
 	h.collectMu.Lock()
 	defer h.collectMu.Unlock()
-	var rm metricdata.ResourceMetrics
-	if err := s.reader.Collect(ctx, &rm); err != nil {
-		return fmt.Errorf("collect metrics: %w", err)
+	readers := s.localReaders()
+	collected := make([]metricdata.ResourceMetrics, len(readers))
+	for i, r := range readers {
+		if err := r.reader.Collect(ctx, &collected[i]); err != nil {
+			return fmt.Errorf("collect metrics: %w", err)
+		}
 	}
 	at := s.now()
 
@@ -145,34 +148,51 @@ func (s *Sink) Collect(ctx context.Context) error {
 	for i := range vals {
 		vals[i] = math.NaN()
 	}
-	set := func(se *series, v ...float64) {
+	grow := func() {
 		for len(vals) < h.width {
 			vals = append(vals, math.NaN())
 		}
+	}
+	set := func(se *series, v ...float64) {
+		grow()
 		copy(vals[se.off:], v)
 	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			scope := sm.Scope.Name
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				setPoints(h, set, scope, m.Name, kindSum, d.DataPoints)
-			case metricdata.Sum[float64]:
-				setPoints(h, set, scope, m.Name, kindSum, d.DataPoints)
-			case metricdata.Gauge[int64]:
-				setPoints(h, set, scope, m.Name, kindGauge, d.DataPoints)
-			case metricdata.Gauge[float64]:
-				setPoints(h, set, scope, m.Name, kindGauge, d.DataPoints)
-			case metricdata.Histogram[int64]:
-				for _, dp := range d.DataPoints {
-					setHistogram(h, set, scope, m.Name, dp.Attributes, dp.Bounds, dp.Count, float64(dp.Sum), dp.BucketCounts)
-				}
-			case metricdata.Histogram[float64]:
-				for _, dp := range d.DataPoints {
-					setHistogram(h, set, scope, m.Name, dp.Attributes, dp.Bounds, dp.Count, dp.Sum, dp.BucketCounts)
-				}
+	// Parts of one service in one region (two instances of a stamp, say)
+	// share their series in the history: their values add up.
+	add := func(se *series, v ...float64) {
+		grow()
+		for i, x := range v {
+			if cur := vals[se.off+i]; !math.IsNaN(cur) {
+				x += cur
 			}
-			// Exponential histograms and summaries are not kept.
+			vals[se.off+i] = x
+		}
+	}
+	for i, rm := range collected {
+		who := attribute.NewSet(readers[i].who...)
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				scope := sm.Scope.Name
+				switch d := m.Data.(type) {
+				case metricdata.Sum[int64]:
+					setPoints(h, add, scope, m.Name, who, kindSum, d.DataPoints)
+				case metricdata.Sum[float64]:
+					setPoints(h, add, scope, m.Name, who, kindSum, d.DataPoints)
+				case metricdata.Gauge[int64]:
+					setPoints(h, add, scope, m.Name, who, kindGauge, d.DataPoints)
+				case metricdata.Gauge[float64]:
+					setPoints(h, add, scope, m.Name, who, kindGauge, d.DataPoints)
+				case metricdata.Histogram[int64]:
+					for _, dp := range d.DataPoints {
+						setHistogram(h, add, scope, m.Name, withWho(dp.Attributes, who), dp.Bounds, dp.Count, float64(dp.Sum), dp.BucketCounts)
+					}
+				case metricdata.Histogram[float64]:
+					for _, dp := range d.DataPoints {
+						setHistogram(h, add, scope, m.Name, withWho(dp.Attributes, who), dp.Bounds, dp.Count, dp.Sum, dp.BucketCounts)
+					}
+				}
+				// Exponential histograms and summaries are not kept.
+			}
 		}
 	}
 	s.addRemote(h, set, at)
@@ -188,13 +208,22 @@ func (s *Sink) Collect(ctx context.Context) error {
 	return nil
 }
 
-// setPoints stores the value of every data point of a sum or a gauge.
-func setPoints[N int64 | float64](h *history, set func(*series, ...float64), scope, name string, kind seriesKind, dps []metricdata.DataPoint[N]) {
+// setPoints stores the value of every data point of a sum or a gauge, with
+// the attributes who added.
+func setPoints[N int64 | float64](h *history, set func(*series, ...float64), scope, name string, who attribute.Set, kind seriesKind, dps []metricdata.DataPoint[N]) {
 	for _, dp := range dps {
-		if se := h.lookup(scope, name, dp.Attributes, kind, nil); se != nil {
+		if se := h.lookup(scope, name, withWho(dp.Attributes, who), kind, nil); se != nil {
 			set(se, float64(dp.Value))
 		}
 	}
+}
+
+// withWho is attrs with the attributes of who added (who's win).
+func withWho(attrs, who attribute.Set) attribute.Set {
+	if who.Len() == 0 {
+		return attrs
+	}
+	return attribute.NewSet(append(attrs.ToSlice(), who.ToSlice()...)...)
 }
 
 func setHistogram(h *history, set func(*series, ...float64), scope, name string, attrs attribute.Set, bounds []float64, count uint64, sum float64, buckets []uint64) {

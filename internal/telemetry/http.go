@@ -1,9 +1,11 @@
 package telemetry
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -23,6 +25,11 @@ const (
 	AttrMethod     = "http.request.method"
 	AttrRoute      = "http.route"
 	AttrStatusCode = "http.response.status_code"
+	// AttrDependencyRegion is the region of the instance a call went to
+	// (the stamp an edge POP forwarded to); AttrDependencyInstance its id,
+	// on spans only: instance ids are not bounded over time.
+	AttrDependencyRegion   = "dependency.region"
+	AttrDependencyInstance = "dependency.instance"
 )
 
 // RouteUnmatched is the http.route of a request that no pattern matched.
@@ -37,19 +44,24 @@ const HeaderTraceID = "X-Trace-Id"
 // For each request it extracts W3C trace context from the headers, starts a
 // server span whose context the inner handler's request carries (so slog
 // calls made with r.Context() through LogHandler carry trace_id and
-// span_id), and when the handler returns records
-// http.server.request.duration (seconds) with http.request.method,
-// http.route, http.response.status_code, region, component and flow.
+// span_id: middleware that logs belongs inside it), and when the handler
+// returns records http.server.request.duration (seconds) with
+// http.request.method, http.route, http.response.status_code, region,
+// component and flow, and counts a 429 answer in contoso.requests.throttled
+// with the same labels but the status and method.
 //
-// The route is read from r.Pattern after the inner handler ran: Go's
-// ServeMux sets it on the request it is given, so Middleware must wrap the
-// mux itself, or middleware that passes the same *http.Request on. The
-// method prefix and host of the pattern are dropped ("GET /api/products/{id}"
-// gives http.route "/api/products/{id}"); a request no pattern matched has
-// http.route "unmatched". flow is flowOf(r.Pattern) with the full pattern
-// ("" allowed; flowOf nil: ""). The span is named "METHOD route" once the
-// route is known, marked as an error on 5xx responses and on panics (which
-// are recorded as 500 and re-raised).
+// The route is the ServeMux pattern that served the request: the one
+// SetRoute named, else r.Pattern after the inner handler ran (Go's ServeMux
+// sets it on the request it is given, so without SetRoute Middleware must
+// wrap the mux itself, or middleware that passes the same *http.Request
+// on). The method prefix and host of the pattern are dropped ("GET
+// /api/products/{id}" gives http.route "/api/products/{id}"); a request no
+// pattern matched has http.route "unmatched". flow is flowOf of the full
+// pattern when it names a method, of the request's method and path
+// otherwise ("" allowed; flowOf nil: ""). region is the one SetRegion
+// named, else region. The span is named "METHOD route" once the route is
+// known, marked as an error on 5xx responses and on panics (which are
+// recorded as 500 and re-raised).
 //
 // On a nil *Telemetry the middleware passes requests through untouched.
 func (t *Telemetry) Middleware(component, region string, flowOf func(pattern string) string) func(http.Handler) http.Handler {
@@ -60,7 +72,9 @@ func (t *Telemetry) Middleware(component, region string, flowOf func(pattern str
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			method := methodOf(r.Method)
-			ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			ctx := t.p.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			st := &serverState{region: region}
+			ctx = context.WithValue(ctx, serverStateKey{}, st)
 			ctx, span := t.tracer.Start(ctx, method,
 				trace.WithSpanKind(trace.SpanKindServer),
 				trace.WithTimestamp(start),
@@ -85,7 +99,7 @@ func (t *Telemetry) Middleware(component, region string, flowOf func(pattern str
 				if v != nil || status == 0 {
 					status = http.StatusInternalServerError
 				}
-				t.finishServer(inner, span, start, method, status, component, region, flowOf)
+				t.finishServer(inner, st, span, start, method, status, component, flowOf)
 				if v != nil {
 					panic(v)
 				}
@@ -96,29 +110,34 @@ func (t *Telemetry) Middleware(component, region string, flowOf func(pattern str
 			if status == 0 {
 				status = http.StatusOK
 			}
-			t.finishServer(inner, span, start, method, status, component, region, flowOf)
+			t.finishServer(inner, st, span, start, method, status, component, flowOf)
 		})
 	}
 }
 
-func (t *Telemetry) finishServer(r *http.Request, span trace.Span, start time.Time, method string, status int, component, region string, flowOf func(string) string) {
-	route := routeOf(r.Pattern)
+func (t *Telemetry) finishServer(r *http.Request, st *serverState, span trace.Span, start time.Time, method string, status int, component string, flowOf func(string) string) {
+	pattern := r.Pattern
+	if p := st.get(); p != "" {
+		pattern = p
+	}
+	route := routeOf(pattern)
 	flow := ""
 	if flowOf != nil {
-		// A proxy has no pattern of its own: it classifies by method and path.
-		if r.Pattern != "" {
-			flow = flowOf(r.Pattern)
+		// A proxy has no pattern of its own, or one without a method: it
+		// classifies by method and path.
+		if strings.ContainsAny(pattern, " \t") {
+			flow = flowOf(pattern)
 		} else {
 			flow = flowOf(r.Method + " " + r.URL.Path)
 		}
 	}
+	region := st.getRegion()
 	if route != RouteUnmatched {
 		span.SetName(method + " " + route)
 	}
+	span.SetAttributes(attribute.String(AttrRoute, route), attribute.Int(AttrStatusCode, status), attribute.String(AttrRegion, region))
 	if flow != "" {
-		span.SetAttributes(attribute.String(AttrRoute, route), attribute.Int(AttrStatusCode, status), attribute.String(AttrFlow, flow))
-	} else {
-		span.SetAttributes(attribute.String(AttrRoute, route), attribute.Int(AttrStatusCode, status))
+		span.SetAttributes(attribute.String(AttrFlow, flow))
 	}
 	if status >= 500 {
 		span.SetStatus(codes.Error, http.StatusText(status))
@@ -133,6 +152,65 @@ func (t *Telemetry) finishServer(r *http.Request, span trace.Span, start time.Ti
 		attribute.String(AttrComponent, component),
 		attribute.String(AttrFlow, flow),
 	)))
+	if status == http.StatusTooManyRequests {
+		t.throttled.Add(r.Context(), 1, metric.WithAttributeSet(attribute.NewSet(
+			attribute.String(AttrRoute, route),
+			attribute.String(AttrRegion, region),
+			attribute.String(AttrComponent, component),
+			attribute.String(AttrFlow, flow),
+		)))
+	}
+}
+
+// serverState is what a handler tells the Middleware around it about its
+// request (SetRoute, SetRegion).
+type serverState struct {
+	mu      sync.Mutex // the handler may set while Middleware reads after a panic
+	pattern string
+	region  string
+}
+
+type serverStateKey struct{}
+
+func (st *serverState) get() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.pattern
+}
+
+func (st *serverState) getRegion() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.region
+}
+
+// SetRoute names the route of the request whose context ctx is (or is
+// derived from), for the Middleware that serves it: a ServeMux pattern
+// ("GET /api/products/{id}", whose method also classifies the flow) or a
+// route template ("/api/*"). It is for handlers that Middleware cannot see
+// through: a mux behind middleware that replaces the request, or a proxy
+// that matches the routes it forwards itself. The route must come from a
+// bounded set (patterns, never raw paths): it is a metric label. Without a
+// Middleware in ctx it does nothing.
+func SetRoute(ctx context.Context, pattern string) {
+	if st, ok := ctx.Value(serverStateKey{}).(*serverState); ok && pattern != "" {
+		st.mu.Lock()
+		st.pattern = pattern
+		st.mu.Unlock()
+	}
+}
+
+// SetRegion names the region label of the request whose context ctx is,
+// for the Middleware that serves it, instead of the Middleware's own: a
+// point of presence of an edge that serves several regions learns which
+// one serves a request only once it has read it. Without a Middleware in
+// ctx it does nothing.
+func SetRegion(ctx context.Context, region string) {
+	if st, ok := ctx.Value(serverStateKey{}).(*serverState); ok && region != "" {
+		st.mu.Lock()
+		st.region = region
+		st.mu.Unlock()
+	}
 }
 
 // routeOf turns a ServeMux pattern ("[METHOD ][HOST]/[PATH]") into an
@@ -201,8 +279,11 @@ func (w *statusWriter) Flush() {
 // in a traceparent header (the caller's request is not modified), and
 // records contoso.dependency.duration (seconds, until the response headers
 // arrive) with dependency, region and outcome: "ok", or "error" for
-// transport errors and 5xx responses. base nil: http.DefaultTransport. On a
-// nil *Telemetry it returns base unchanged.
+// transport errors and 5xx responses. A request whose context says more
+// of the call (WithCall) is recorded from the caller's region it names,
+// with dependency.region, the region called (and, on the span,
+// dependency.instance). base nil: http.DefaultTransport. On a nil
+// *Telemetry it returns base unchanged.
 func (t *Telemetry) Transport(base http.RoundTripper, dependency, region string) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -210,11 +291,9 @@ func (t *Telemetry) Transport(base http.RoundTripper, dependency, region string)
 	if t == nil {
 		return base
 	}
-	return &transport{
-		t: t, base: base, dependency: dependency, region: region,
-		ok:  attribute.NewSet(attribute.String(AttrDependency, dependency), attribute.String(AttrRegion, region), attribute.String(AttrOutcome, "ok")),
-		bad: attribute.NewSet(attribute.String(AttrDependency, dependency), attribute.String(AttrRegion, region), attribute.String(AttrOutcome, "error")),
-	}
+	tr := &transport{t: t, base: base, dependency: dependency, region: region}
+	tr.ok, tr.bad = tr.outcomes(region, "")
+	return tr
 }
 
 type transport struct {
@@ -227,40 +306,85 @@ type transport struct {
 func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	method := methodOf(req.Method)
+	region, ok, bad := tr.region, tr.ok, tr.bad
+	call, called := req.Context().Value(callKey{}).(Call)
+	if called {
+		if call.From != "" {
+			region = call.From
+		}
+		ok, bad = tr.outcomes(region, call.Region)
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String(AttrDependency, tr.dependency),
+		attribute.String(AttrRegion, region),
+		attribute.String(AttrMethod, method),
+		attribute.String("server.address", req.URL.Host),
+		attribute.String("url.path", req.URL.Path),
+	}
+	if call.Region != "" {
+		attrs = append(attrs, attribute.String(AttrDependencyRegion, call.Region))
+	}
+	if call.Instance != "" {
+		attrs = append(attrs, attribute.String(AttrDependencyInstance, call.Instance))
+	}
 	ctx, span := tr.t.tracer.Start(req.Context(), tr.dependency+" "+method,
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithTimestamp(start),
-		trace.WithAttributes(
-			attribute.String(AttrDependency, tr.dependency),
-			attribute.String(AttrRegion, tr.region),
-			attribute.String(AttrMethod, method),
-			attribute.String("server.address", req.URL.Host),
-			attribute.String("url.path", req.URL.Path),
-		))
+		trace.WithAttributes(attrs...))
 	out := req.Clone(ctx)
-	tr.t.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	tr.t.p.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
 	resp, err := tr.base.RoundTrip(out)
 	end := time.Now()
-	outcome := tr.ok
+	outcome, name := ok, "ok"
 	switch {
 	case err != nil:
-		outcome = tr.bad
+		outcome, name = bad, "error"
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	case resp.StatusCode >= 500:
-		outcome = tr.bad
+		outcome, name = bad, "error"
 		span.SetAttributes(attribute.Int(AttrStatusCode, resp.StatusCode))
 		span.SetStatus(codes.Error, strconv.Itoa(resp.StatusCode)+" "+http.StatusText(resp.StatusCode))
 	default:
 		span.SetAttributes(attribute.Int(AttrStatusCode, resp.StatusCode))
 	}
-	span.SetAttributes(attribute.String(AttrOutcome, outcomeName(outcome)))
+	span.SetAttributes(attribute.String(AttrOutcome, name))
 	span.End(trace.WithTimestamp(end))
 	tr.t.clientHist.Record(ctx, end.Sub(start).Seconds(), metric.WithAttributeSet(outcome))
 	return resp, err
 }
 
-func outcomeName(s attribute.Set) string {
-	v, _ := s.Value(AttrOutcome)
-	return v.AsString()
+// outcomes are the metric attributes of a call from region to an instance
+// in calledRegion ("": none), per outcome.
+func (tr *transport) outcomes(region, calledRegion string) (ok, bad attribute.Set) {
+	attrs := func(outcome string) attribute.Set {
+		kvs := []attribute.KeyValue{attribute.String(AttrDependency, tr.dependency), attribute.String(AttrRegion, region), attribute.String(AttrOutcome, outcome)}
+		if calledRegion != "" {
+			kvs = append(kvs, attribute.String(AttrDependencyRegion, calledRegion))
+		}
+		return attribute.NewSet(kvs...)
+	}
+	return attrs("ok"), attrs("error")
+}
+
+// Call says more of one call made through a Transport than the Transport
+// knows: a caller that serves several regions (an edge with several POPs)
+// and calls instances in several regions.
+type Call struct {
+	// From is the region the call is made from; empty: the Transport's.
+	From string
+	// Region is the region of the instance called (a metric label, as
+	// dependency.region); empty: none.
+	Region string
+	// Instance is the id of the instance called, on the span only;
+	// empty: none.
+	Instance string
+}
+
+type callKey struct{}
+
+// WithCall returns ctx carrying c, for the Transport that sends a request
+// made with it.
+func WithCall(ctx context.Context, c Call) context.Context {
+	return context.WithValue(ctx, callKey{}, c)
 }

@@ -442,3 +442,111 @@ func TestNewValidatesConfig(t *testing.T) {
 func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
+
+// Middleware outside middleware that replaces the request (so that the
+// lines that middleware logs carry the trace) learns the route from
+// SetRoute; a proxy names a template and its region with SetRoute and
+// SetRegion. Flows come from the pattern when it names a method, from the
+// method and path otherwise.
+func TestSetRouteAndRegionNameTheRequest(t *testing.T) {
+	tel := mustNew(t, Config{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/products/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		SetRoute(r.Context(), r.Pattern)
+	})
+	replacing := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), struct{}{}, 1)))
+		})
+	}
+	flow := func(p string) string {
+		if strings.HasPrefix(p, "GET /api/products") {
+			return "browse"
+		}
+		return ""
+	}
+	stamp := tel.Middleware("stamp", "westeurope", flow)(replacing(inner))
+	proxy := tel.Middleware("edge", "global", flow)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		SetRegion(r.Context(), "northeurope")
+		SetRoute(r.Context(), "/api/*")
+	}))
+	for _, h := range []http.Handler{stamp, proxy} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/api/products/p1", nil))
+	}
+	SetRoute(context.Background(), "/ignored") // no Middleware: nothing happens
+	SetRegion(context.Background(), "ignored")
+
+	_, samples := scrape(t, tel.MetricsHandler())
+	for _, labels := range []map[string]string{
+		{"component": "stamp", "http_route": "/api/products/{id}", "region": "westeurope", "flow": "browse"},
+		{"component": "edge", "http_route": "/api/*", "region": "northeurope", "flow": "browse"},
+	} {
+		if got := find(samples, "http_server_request_duration_seconds_count", labels); len(got) != 1 {
+			t.Errorf("no request recorded with %v: %+v", labels, find(samples, "http_server_request_duration_seconds_count", nil))
+		}
+	}
+	names := map[string]string{}
+	for _, sum := range tel.Sink().RecentTraces(0, false) {
+		names[sum.Root] = sum.Region
+	}
+	if names["GET /api/products/{id}"] != "westeurope" || names["GET /api/*"] != "northeurope" {
+		t.Errorf("server spans (name: region) = %v", names)
+	}
+}
+
+// Every 429 answer is counted, by component, region, route and flow.
+func TestMiddlewareCountsThrottledRequests(t *testing.T) {
+	tel := mustNew(t, Config{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/orders", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTooManyRequests)
+	})
+	mux.HandleFunc("GET /api/orders", func(w http.ResponseWriter, r *http.Request) {})
+	h := tel.Middleware("stamp", "eastus", flowOf)(mux)
+	for _, m := range []string{http.MethodPost, http.MethodPost, http.MethodGet} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(m, "/api/orders", nil))
+	}
+	_, samples := scrape(t, tel.MetricsHandler())
+	got := find(samples, "contoso_requests_throttled_total", nil)
+	want := map[string]string{"component": "stamp", "region": "eastus", "http_route": "/api/orders", "flow": "checkout"}
+	if len(got) != 1 || got[0].value != 2 || len(got[0].labels) != len(want) {
+		t.Fatalf("throttled = %+v, want 2 with exactly %v", got, want)
+	}
+	for k, v := range want {
+		if got[0].labels[k] != v {
+			t.Errorf("throttled label %s = %q, want %q", k, got[0].labels[k], v)
+		}
+	}
+}
+
+// A call that names its caller's region and the instance it goes to is
+// recorded with both: the region called as a label, the instance on the
+// span only.
+func TestTransportRecordsTheCallee(t *testing.T) {
+	tel := mustNew(t, Config{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	client := &http.Client{Transport: tel.Transport(nil, "stamp", "global")}
+	req, _ := http.NewRequestWithContext(WithCall(context.Background(), Call{From: "northeurope", Region: "westeurope", Instance: "westeurope-1"}), http.MethodGet, srv.URL+"/api/products", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, samples := scrape(t, tel.MetricsHandler())
+	want := map[string]string{"dependency": "stamp", "region": "northeurope", "dependency_region": "westeurope", "outcome": "ok"}
+	if got := find(samples, "contoso_dependency_duration_seconds_count", want); len(got) != 1 || len(got[0].labels) != len(want) {
+		t.Errorf("dependency durations = %+v, want one with exactly %v", find(samples, "contoso_dependency_duration_seconds_count", nil), want)
+	}
+	sums := tel.Sink().RecentTraces(1, false)
+	if len(sums) != 1 {
+		t.Fatalf("traces = %+v", sums)
+	}
+	spans, _ := tel.Sink().Trace(sums[0].TraceID)
+	if len(spans) != 1 || spans[0].Attributes[AttrDependencyInstance] != "westeurope-1" ||
+		spans[0].Attributes[AttrDependencyRegion] != "westeurope" || spans[0].Attributes[AttrRegion] != "northeurope" {
+		t.Errorf("client span = %+v", spans)
+	}
+}

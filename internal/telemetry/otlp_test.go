@@ -84,7 +84,7 @@ func TestOTLPExport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !tel.otlp {
+			if !tel.p.otlp {
 				t.Fatal("no OTLP exporter created")
 			}
 			_, span := tel.Tracer("test").Start(context.Background(), "place order")
@@ -121,7 +121,7 @@ func TestNoOTLPWithoutEndpoint(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tel := mustNew(t, Config{Getenv: tc.getenv})
-			if tel.otlp {
+			if tel.p.otlp {
 				t.Error("OTLP exporter created")
 			}
 		})

@@ -39,11 +39,6 @@ const maxOTLPBytes = 16 << 20
 // exporting (it ended, or its network did) leaves the snapshots then.
 const remoteTTL = 5 * time.Minute
 
-// Identity attributes of the sending process that the receiver copies from
-// a resource onto every span and data point it keeps, so that series of
-// two processes never collide and a trace shows which part made each span.
-var identityKeys = []string{"service.name", "service.instance.id", "cloud.region"}
-
 // OTLPHandler receives OTLP over HTTP (protobuf, optionally gzip) from
 // other processes: POST OTLPTracesPath keeps their spans with the sink's
 // own, and POST OTLPMetricsPath adds their cumulative sums, gauges and
@@ -120,13 +115,16 @@ func writeOTLP(w http.ResponseWriter, m proto.Message) {
 	_, _ = w.Write(b)
 }
 
-// identity is the sender's identity attributes of a resource.
+// identity is the sender's identity attributes of a resource
+// (identityAttributeKeys), which the receiver copies onto every span and
+// data point it keeps, so that series of two processes never collide and a
+// trace shows which part made each span.
 func identity(attrs []*commonpb.KeyValue) []attribute.KeyValue {
 	var out []attribute.KeyValue
 	for _, kv := range attrs {
-		for _, k := range identityKeys {
-			if kv.GetKey() == k {
-				out = append(out, attribute.String(k, anyString(kv.GetValue())))
+		for _, k := range identityAttributeKeys {
+			if kv.GetKey() == string(k) {
+				out = append(out, attribute.String(string(k), anyString(kv.GetValue())))
 			}
 		}
 	}

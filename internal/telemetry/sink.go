@@ -40,8 +40,10 @@ const MaxSpansPerTrace = 256
 //     histogram series), with at most MaxSeries series; tiers share
 //     snapshots they both keep.
 type Sink struct {
-	now    func() time.Time
-	reader *sdkmetric.ManualReader
+	now func() time.Time
+
+	readerMu sync.Mutex    // guards readers
+	readers  []localReader // one per part of the process
 
 	traceMu  sync.Mutex // guards traces, order, seq
 	traceCap int
@@ -63,7 +65,6 @@ func newSink(cfg Config) (*Sink, error) {
 	}
 	return &Sink{
 		now:      cfg.Now,
-		reader:   sdkmetric.NewManualReader(),
 		traceCap: cfg.TraceCapacity,
 		traces:   make(map[trace.TraceID]*traceEntry, cfg.TraceCapacity),
 		order:    newRing[trace.TraceID](cfg.TraceCapacity),
@@ -71,6 +72,25 @@ func newSink(cfg Config) (*Sink, error) {
 		hist:     h,
 		remote:   remoteSeries{points: map[string]*remotePoint{}},
 	}, nil
+}
+
+// localReader reads the metrics of one part of the process.
+type localReader struct {
+	reader *sdkmetric.ManualReader
+	who    []attribute.KeyValue // the part's identity, added to each of its series
+}
+
+// addReader adds the metric reader of a part, whose series carry who.
+func (s *Sink) addReader(r *sdkmetric.ManualReader, who []attribute.KeyValue) {
+	s.readerMu.Lock()
+	s.readers = append(s.readers, localReader{reader: r, who: who})
+	s.readerMu.Unlock()
+}
+
+func (s *Sink) localReaders() []localReader {
+	s.readerMu.Lock()
+	defer s.readerMu.Unlock()
+	return slices.Clone(s.readers)
 }
 
 // Span is one ended span as the sink keeps it.
@@ -125,22 +145,23 @@ type traceEntry struct {
 	errored bool
 }
 
-// spanRecorder is the sink's span processor: it keeps ended spans.
+// spanRecorder is the sink's span processor, which every part of the
+// process shares: it keeps ended spans.
 type spanRecorder struct {
-	s        *Sink
-	identity []attribute.KeyValue // the process's identity attributes, added to every span
+	s *Sink
 }
 
 var _ sdktrace.SpanProcessor = spanRecorder{}
 
 func (spanRecorder) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (p spanRecorder) OnEnd(s sdktrace.ReadOnlySpan)                 { p.s.addSpan(spanOf(s, p.identity)) }
+func (p spanRecorder) OnEnd(s sdktrace.ReadOnlySpan)                 { p.s.addSpan(spanOf(s)) }
 func (spanRecorder) Shutdown(context.Context) error                  { return nil }
 func (spanRecorder) ForceFlush(context.Context) error                { return nil }
 
-// spanOf is s as the sink keeps it, with the process's identity
-// attributes (which part made the span, as for spans received over OTLP).
-func spanOf(s sdktrace.ReadOnlySpan, identity []attribute.KeyValue) Span {
+// spanOf is s as the sink keeps it, with the identity attributes of the
+// part that made it (its resource's service.name, service.instance.id and
+// cloud.region, as for spans received over OTLP).
+func spanOf(s sdktrace.ReadOnlySpan) Span {
 	sc := s.SpanContext()
 	sp := Span{
 		TraceID:    sc.TraceID().String(),
@@ -161,12 +182,17 @@ func spanOf(s sdktrace.ReadOnlySpan, identity []attribute.KeyValue) Span {
 		sp.Status = "ok"
 	}
 	attrs := s.Attributes()
-	sp.Attributes = make(map[string]string, len(attrs)+len(identity))
+	sp.Attributes = make(map[string]string, len(attrs)+len(identityAttributeKeys))
 	for _, kv := range attrs {
 		sp.Attributes[string(kv.Key)] = kv.Value.Emit()
 	}
-	for _, kv := range identity {
-		sp.Attributes[string(kv.Key)] = kv.Value.Emit()
+	if res := s.Resource(); res != nil {
+		set := res.Set()
+		for _, k := range identityAttributeKeys {
+			if v, ok := set.Value(k); ok {
+				sp.Attributes[string(k)] = v.Emit()
+			}
+		}
 	}
 	return sp
 }

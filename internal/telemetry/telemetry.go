@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -40,6 +42,9 @@ const (
 	// MetricDependencyDuration is the outbound call duration histogram
 	// (seconds) that Transport records.
 	MetricDependencyDuration = "contoso.dependency.duration"
+	// MetricThrottled counts the requests Middleware saw answered 429 Too
+	// Many Requests (contoso_requests_throttled_total).
+	MetricThrottled = "contoso.requests.throttled"
 )
 
 // durationBuckets are the explicit bucket boundaries (seconds) of both
@@ -80,14 +85,16 @@ func DefaultTiers() []Tier {
 
 // Config configures a Telemetry.
 type Config struct {
-	// Service is the service.name resource attribute, unless the standard
-	// OTEL_SERVICE_NAME (read through Getenv) names another. Required.
+	// Service is the service.name resource attribute of the process's
+	// first part (one of the Service constants), unless the standard
+	// OTEL_SERVICE_NAME (read through Getenv) names another, which then
+	// names every part of the process. Required.
 	Service string
 	// Region is the cloud.region resource attribute: the region the
-	// process runs in; empty: none (a global part).
+	// part runs in; empty: none (a global part).
 	Region string
 	// Instance is the service.instance.id resource attribute, which tells
-	// two processes of one service apart (at an OTLP receiver, their series
+	// two instances of one service apart (at an OTLP receiver, their series
 	// never mix); empty: a random id.
 	Instance string
 	// Getenv reads the standard OTLP variables. OTLP export of traces is on
@@ -126,28 +133,47 @@ type Config struct {
 // Config.MaxSeries it bounds the sink's metric memory.
 const cardinalityLimit = 2000
 
-// Telemetry holds the trace and meter providers of one process, their
-// exporters and the in-process sink. A nil *Telemetry is telemetry off (see
-// the package documentation).
+// Telemetry holds the trace and meter providers of one part of the system
+// (a service.name, in a region), their exporters and the sink its process
+// shares. New makes the process's first part; Part adds the others that
+// run in the same process. A nil *Telemetry is telemetry off (see the
+// package documentation).
 type Telemetry struct {
+	p     *process
+	id    Identity
+	attrs []attribute.KeyValue // id as resource attributes
+	tp    *sdktrace.TracerProvider
+	mp    *sdkmetric.MeterProvider
+
+	tracer     trace.Tracer
+	serverHist metric.Float64Histogram
+	clientHist metric.Float64Histogram
+	throttled  metric.Int64Counter
+}
+
+// process is what every part of one process shares: the configuration,
+// the span processors, the Prometheus registry and the sink.
+type process struct {
 	cfg     Config
-	tp      *sdktrace.TracerProvider
-	mp      *sdkmetric.MeterProvider
+	sampler sdktrace.Sampler
+	spans   []sdktrace.SpanProcessor // the sink's recorder, and the OTLP batcher when OTLP is on
 	prop    propagation.TextMapPropagator
+	reg     *prometheus.Registry
 	metrics http.Handler
 	sink    *Sink
 	otlp    bool // whether an OTLP trace exporter was created
 
-	tracer      trace.Tracer
-	serverHist  metric.Float64Histogram
-	clientHist  metric.Float64Histogram
+	mu    sync.Mutex   // guards parts
+	parts []*Telemetry // every part, New's first
+
 	shutdownOne sync.Once
 	shutdownErr error // set once by Shutdown
 }
 
-// New builds the providers and exporters. It starts nothing in the
-// background: call Run to feed the sink's metric history, and Shutdown to
-// flush.
+// New builds the process's telemetry: its first part (Config.Service in
+// Config.Region) with its providers and exporters, and the sink that every
+// part of the process shares. It starts nothing in the background: call
+// Run to feed the sink's metric history, and Shutdown to flush.
 func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if strings.TrimSpace(cfg.Service) == "" {
 		return nil, errors.New("telemetry: Service is required")
@@ -177,85 +203,138 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if err != nil {
 		return nil, err
 	}
-
-	if cfg.Getenv != nil {
-		if name := strings.TrimSpace(cfg.Getenv("OTEL_SERVICE_NAME")); name != "" {
-			cfg.Service = name
+	// The metric exporters are made per part; their settings are checked
+	// once, here.
+	if _, on, err := readOTLPSettings(cfg.Getenv, "METRICS"); err != nil {
+		return nil, err
+	} else if on {
+		if _, err := metricInterval(cfg.Getenv); err != nil {
+			return nil, err
 		}
 	}
-	if cfg.Instance == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		cfg.Instance = hex.EncodeToString(b[:])
-	}
-	resAttrs := []attribute.KeyValue{attribute.String("service.name", cfg.Service), attribute.String("service.instance.id", cfg.Instance)}
-	if cfg.Region != "" {
-		resAttrs = append(resAttrs, attribute.String("cloud.region", cfg.Region))
-	}
-	res := resource.NewSchemaless(resAttrs...)
-	tpOpts := []sdktrace.TracerProviderOption{
-		sdktrace.WithResource(res),
-		sdktrace.WithSampler(samplerFrom(cfg.Getenv, cfg.Logger)),
-		sdktrace.WithSpanProcessor(spanRecorder{s: sink, identity: resAttrs}),
+	p := &process{
+		cfg:     cfg,
+		sampler: samplerFrom(cfg.Getenv, cfg.Logger),
+		spans:   []sdktrace.SpanProcessor{spanRecorder{s: sink}},
+		prop:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		reg:     prometheus.NewRegistry(),
+		sink:    sink,
 	}
 	exp, err := newOTLPExporter(ctx, cfg.Getenv)
 	if err != nil {
 		return nil, err
 	}
 	if exp != nil {
-		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
+		p.spans = append(p.spans, sdktrace.NewBatchSpanProcessor(exp))
+		p.otlp = true
+	}
+	// The standard go_* and process_* metrics, on every /metrics.
+	if err := p.reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("telemetry: Go collector: %w", err)
+	}
+	if err := p.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("telemetry: process collector: %w", err)
+	}
+	p.metrics = promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{})
+	t, err := p.newPart(ctx, Identity{Service: cfg.Service, Region: cfg.Region, Instance: cfg.Instance}, false)
+	if err != nil {
+		_ = p.shutdown(ctx)
+		return nil, err
+	}
+	return t, nil
+}
+
+// newPart builds the providers of one part of p. Its metrics reach the
+// process's Prometheus registry with the part's identity as labels when
+// labelled (every part but the first: a scrape of the process names the
+// process, not the parts it hosts).
+func (p *process) newPart(ctx context.Context, id Identity, labelled bool) (*Telemetry, error) {
+	if p.cfg.Getenv != nil {
+		if name := strings.TrimSpace(p.cfg.Getenv("OTEL_SERVICE_NAME")); name != "" {
+			id.Service = name
+		}
+	}
+	if id.Instance == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id.Instance = hex.EncodeToString(b[:])
+	}
+	// One identity is one part: a second would repeat its series.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t := p.existingLocked(id); t != nil {
+		return t, nil
+	}
+	attrs := id.attributes()
+	res := resource.NewSchemaless(attrs...)
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(p.sampler)}
+	for _, sp := range p.spans {
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(sp))
 	}
 
-	reg := prometheus.NewRegistry()
-	promExp, err := otelprom.New(
-		otelprom.WithRegisterer(reg),
-		otelprom.WithoutScopeInfo(),
-		otelprom.WithoutTargetInfo(),
-	)
+	promOpts := []otelprom.Option{otelprom.WithRegisterer(p.reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo()}
+	if labelled {
+		promOpts = append(promOpts, otelprom.WithResourceAsConstantLabels(attribute.NewAllowKeysFilter(identityAttributeKeys...)))
+	}
+	promExp, err := otelprom.New(promOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
-
+	local := sdkmetric.NewManualReader()
 	mpOpts := []sdkmetric.Option{
 		sdkmetric.WithResource(res),
 		sdkmetric.WithReader(promExp),
-		sdkmetric.WithReader(sink.reader),
+		sdkmetric.WithReader(local),
 		sdkmetric.WithCardinalityLimit(cardinalityLimit),
 		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter),
 	}
-	metricReader, err := newOTLPMetricReader(ctx, cfg.Getenv)
+	otlpReader, err := newOTLPMetricReader(ctx, p.cfg.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	if metricReader != nil {
-		mpOpts = append(mpOpts, sdkmetric.WithReader(metricReader))
+	if otlpReader != nil {
+		mpOpts = append(mpOpts, sdkmetric.WithReader(otlpReader))
 	}
 	t := &Telemetry{
-		cfg:     cfg,
-		tp:      sdktrace.NewTracerProvider(tpOpts...),
-		mp:      sdkmetric.NewMeterProvider(mpOpts...),
-		prop:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
-		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		sink:    sink,
-		otlp:    exp != nil,
+		p: p, id: id, attrs: attrs,
+		tp: sdktrace.NewTracerProvider(tpOpts...),
+		mp: sdkmetric.NewMeterProvider(mpOpts...),
 	}
 	t.tracer = t.tp.Tracer(scopeName)
+	if err := t.instruments(); err != nil {
+		_ = t.mp.Shutdown(ctx)
+		return nil, err
+	}
+	p.sink.addReader(local, id.sinkAttributes())
+	p.parts = append(p.parts, t)
+	return t, nil
+}
+
+// instruments makes the instruments this package records with.
+func (t *Telemetry) instruments() error {
 	meter := t.mp.Meter(scopeName)
+	var err error
 	t.serverHist, err = meter.Float64Histogram(MetricHTTPServerDuration,
 		metric.WithUnit("s"),
 		metric.WithDescription("Duration of HTTP server requests."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: %s: %w", MetricHTTPServerDuration, err)
+		return fmt.Errorf("telemetry: %s: %w", MetricHTTPServerDuration, err)
 	}
 	t.clientHist, err = meter.Float64Histogram(MetricDependencyDuration,
 		metric.WithUnit("s"),
 		metric.WithDescription("Duration of outbound calls to a dependency."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: %s: %w", MetricDependencyDuration, err)
+		return fmt.Errorf("telemetry: %s: %w", MetricDependencyDuration, err)
 	}
-	return t, nil
+	t.throttled, err = meter.Int64Counter(MetricThrottled,
+		metric.WithUnit("{request}"),
+		metric.WithDescription("Requests answered 429 Too Many Requests."))
+	if err != nil {
+		return fmt.Errorf("telemetry: %s: %w", MetricThrottled, err)
+	}
+	return nil
 }
 
 // samplerFrom reads the standard OTEL_TRACES_SAMPLER and
@@ -325,36 +404,42 @@ func (t *Telemetry) Propagator() propagation.TextMapPropagator {
 	if t == nil {
 		return defaultPropagator
 	}
-	return t.prop
+	return t.p.prop
 }
 
 var defaultPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 
-// MetricsHandler serves this Telemetry's metrics in the Prometheus text
-// format, from its own registry. Names are the instrument names with dots
-// as underscores, the unit as a suffix and _total on counters
-// (http.server.request.duration in seconds becomes
+// MetricsHandler serves the metrics of every part of this Telemetry's
+// process in the Prometheus text format, from a registry of its own (never
+// the global one), with the standard go_* and process_* metrics. Names are
+// the instrument names with dots as underscores, the unit as a suffix and
+// _total on counters (http.server.request.duration in seconds becomes
 // http_server_request_duration_seconds_bucket, _sum and _count); attribute
-// keys become labels the same way (http.route: http_route). There are no
-// otel_scope_* labels and no target_info. On a nil *Telemetry it answers
-// 404.
+// keys become labels the same way (http.route: http_route). The series of
+// a part made with Part also carry its identity (service_name,
+// service_instance_id, cloud_region), which tells apart the parts one
+// process hosts; those of the process's first part do not, as the scraped
+// address names the process. There are no otel_scope_* labels and no
+// target_info. On a nil *Telemetry it answers 404.
 func (t *Telemetry) MetricsHandler() http.Handler {
 	if t == nil {
 		return http.NotFoundHandler()
 	}
-	return t.metrics
+	return t.p.metrics
 }
 
-// Sink returns the in-process sink; nil on a nil *Telemetry.
+// Sink returns the in-process sink every part of the process shares; nil
+// on a nil *Telemetry.
 func (t *Telemetry) Sink() *Sink {
 	if t == nil {
 		return nil
 	}
-	return t.sink
+	return t.p.sink
 }
 
-// Run collects a metric snapshot into the sink at once and then every second
-// until ctx is done. On a nil *Telemetry it returns at once.
+// Run collects a metric snapshot of every part of the process into the
+// sink at once and then every second until ctx is done. On a nil
+// *Telemetry it returns at once.
 func (t *Telemetry) Run(ctx context.Context) {
 	if t == nil {
 		return
@@ -362,8 +447,8 @@ func (t *Telemetry) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		if err := t.sink.Collect(ctx); err != nil && ctx.Err() == nil {
-			t.cfg.Logger.WarnContext(ctx, "telemetry: collect metrics", "error", err)
+		if err := t.p.sink.Collect(ctx); err != nil && ctx.Err() == nil {
+			t.p.cfg.Logger.WarnContext(ctx, "telemetry: collect metrics", "error", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -392,22 +477,41 @@ func Start(ctx context.Context, cfg Config) (t *Telemetry, stop func() error, er
 	}, nil
 }
 
-// Shutdown flushes the exporters (pending spans reach OTLP) and stops the
-// providers; later recordings are dropped. It is safe to call more than
-// once; later calls return the first call's result.
+// Shutdown flushes the exporters of every part of the process (pending
+// spans and metrics reach OTLP) and stops the providers; later recordings
+// are dropped. Any part of the process shuts all of them down. It is safe
+// to call more than once; later calls return the first call's result.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
 	if t == nil {
 		return nil
 	}
-	t.shutdownOne.Do(func() {
+	return t.p.shutdown(ctx)
+}
+
+func (p *process) shutdown(ctx context.Context) error {
+	p.shutdownOne.Do(func() {
+		p.mu.Lock()
+		parts := slices.Clone(p.parts)
+		p.mu.Unlock()
 		var errs []error
-		if err := t.tp.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("telemetry: shut down traces: %w", err))
+		for _, t := range parts {
+			// The span processors are shared: the first provider's shutdown
+			// flushes and stops them for every part.
+			if err := t.tp.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("telemetry: shut down traces of %s: %w", t.id.Service, err))
+			}
+			if err := t.mp.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("telemetry: shut down metrics of %s: %w", t.id.Service, err))
+			}
 		}
-		if err := t.mp.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("telemetry: shut down metrics: %w", err))
+		if len(parts) == 0 {
+			for _, sp := range p.spans {
+				if err := sp.Shutdown(ctx); err != nil {
+					errs = append(errs, fmt.Errorf("telemetry: shut down traces: %w", err))
+				}
+			}
 		}
-		t.shutdownErr = errors.Join(errs...)
+		p.shutdownErr = errors.Join(errs...)
 	})
-	return t.shutdownErr
+	return p.shutdownErr
 }

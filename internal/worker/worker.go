@@ -13,6 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+
 	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
@@ -34,12 +38,26 @@ type Config struct {
 	// zero: 16.
 	OrderConcurrency int
 	Now              func() time.Time // nil: time.Now
+	// Meter records the orders this worker confirms and rejects
+	// (MetricOrdersConfirmed, MetricOrdersRejected); nil: none.
+	Meter metric.Meter
 }
+
+// Metric names the worker records.
+const (
+	// MetricOrdersConfirmed counts orders confirmed, by region
+	// (contoso_orders_confirmed_total).
+	MetricOrdersConfirmed = "contoso.orders.confirmed"
+	// MetricOrdersRejected counts orders rejected, by region and reason
+	// (shop.ReasonOutOfStock) (contoso_orders_rejected_total).
+	MetricOrdersRejected = "contoso.orders.rejected"
+)
 
 // Worker processes async writes. It is safe for concurrent use.
 type Worker struct {
-	cfg Config
-	log *slog.Logger
+	cfg                 Config
+	log                 *slog.Logger
+	confirmed, rejected metric.Int64Counter
 
 	mu         sync.Mutex // guards the fields below
 	canarySent time.Time  // send time of the newest canary processed
@@ -60,7 +78,15 @@ func New(cfg Config) *Worker {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger}
+	if cfg.Meter == nil {
+		cfg.Meter = noop.NewMeterProvider().Meter("")
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger}
+	// Instrument errors only come of invalid names, which these are not;
+	// the instrument returned then is a no-op.
+	w.confirmed, _ = cfg.Meter.Int64Counter(MetricOrdersConfirmed, metric.WithUnit("{order}"), metric.WithDescription("Orders confirmed: reserved and passed to the fulfilment partner."))
+	w.rejected, _ = cfg.Meter.Int64Counter(MetricOrdersRejected, metric.WithUnit("{order}"), metric.WithDescription("Orders rejected, by reason."))
+	return w
 }
 
 // Run processes comments, ratings, canaries and (with a partner) orders
@@ -92,7 +118,7 @@ func (w *Worker) forever(ctx context.Context, what string, process func() error)
 		if ctx.Err() != nil {
 			return
 		}
-		w.log.Warn("background processing stopped; restarting", "queue", what, "error", err, "retry_in", delay)
+		w.log.WarnContext(ctx, "background processing stopped; restarting", "queue", what, "error", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
 			return
@@ -132,7 +158,8 @@ func (w *Worker) Order(ctx context.Context, o shop.Order) error {
 			if _, err := w.cfg.Store.SetOrderStatus(ctx, o, shop.OrderRejected, shop.ReasonOutOfStock, w.cfg.Now().UTC()); err != nil {
 				return fmt.Errorf("reject order %s: %w", o.ID, err)
 			}
-			w.log.Info("order rejected", "order", o.ID, "reason", shop.ReasonOutOfStock)
+			w.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("region", w.cfg.Region), attribute.String("reason", shop.ReasonOutOfStock)))
+			w.log.InfoContext(ctx, "order rejected", "order", o.ID, "reason", shop.ReasonOutOfStock)
 			return nil
 		}
 		if err != nil {
@@ -154,6 +181,7 @@ func (w *Worker) Order(ctx context.Context, o shop.Order) error {
 	if _, err := w.cfg.Store.SetOrderStatus(ctx, o, shop.OrderConfirmed, "", w.cfg.Now().UTC()); err != nil {
 		return fmt.Errorf("confirm order %s: %w", o.ID, err)
 	}
+	w.confirmed.Add(ctx, 1, metric.WithAttributes(attribute.String("region", w.cfg.Region)))
 	return w.cfg.Store.ReleaseHolds(ctx, o.ID, lines, false)
 }
 
