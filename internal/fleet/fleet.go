@@ -294,6 +294,7 @@ func (f *Fleet) plan() error {
 			api := port()
 			l.api = fmt.Sprintf("http://127.0.0.1:%d", api)
 			l.server = f.newProc("link-"+pair.String(), f.bin.toxiproxy, "-host", "127.0.0.1", "-port", strconv.Itoa(api))
+			l.server.env = slices.Clone(f.cfg.Env)
 			l.server.check = httpOK(l.api+"/version", nil)
 			for _, ends := range [][2]*region{{f.regions[a], f.regions[b]}, {f.regions[b], f.regions[a]}} {
 				near, far := ends[0], ends[1]
@@ -323,6 +324,7 @@ func (f *Fleet) plan() error {
 			return fmt.Errorf("nats-server %s: %w", name, err)
 		}
 		r.nats = f.newProc("nats-"+name, f.bin.nats, "-c", confPath)
+		r.nats.env = slices.Clone(f.cfg.Env)
 		r.nats.check = httpOK(fmt.Sprintf("http://127.0.0.1:%d/varz", r.natsCfg.monitor), nil)
 	}
 	values, err := deploy.LoadSecretValues(f.cfg.DataDir)

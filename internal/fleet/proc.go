@@ -55,7 +55,7 @@ func (p *proc) start(ctx context.Context) error {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	cmd := exec.Command(p.path, p.args...)
-	cmd.Env = p.env
+	cmd.Env = append([]string{}, p.env...) // never nil: a child gets only the environment it is given
 	cmd.Stderr = logf
 	cmd.SysProcAttr = sysProcAttr()
 	var stdout io.ReadCloser
