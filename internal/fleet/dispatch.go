@@ -246,7 +246,7 @@ func (f failover) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	var lastErr error
-	for i, region := range d.candidates(order) {
+	for _, region := range d.candidates(order) {
 		pop := d.pops[region]
 		var wrote atomic.Bool
 		ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
@@ -262,7 +262,7 @@ func (f failover) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, err := d.base.RoundTrip(out)
 		if err == nil {
-			if i > 0 || region != order[0] {
+			if region != order[0] {
 				d.log.Debug("dispatched to another POP", "client_region", order[0], "pop", region)
 			}
 			d.markAlive(region)

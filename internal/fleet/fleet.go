@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -192,7 +193,7 @@ func (f *Fleet) start(ctx context.Context) error {
 	if err := f.plan(); err != nil {
 		return err
 	}
-	if err := each(slices.Collect(mapValues(f.links)), func(l *link) error {
+	if err := each(slices.Collect(maps.Values(f.links)), func(l *link) error {
 		if err := l.server.start(ctx); err != nil {
 			return err
 		}
@@ -517,16 +518,6 @@ func each[T any](items []T, fn func(T) error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
-	return func(yield func(V) bool) {
-		for _, v := range m {
-			if !yield(v) {
-				return
-			}
-		}
-	}
 }
 
 // hostOf is the host:port of an http:// URL.

@@ -98,16 +98,17 @@ func (f *Fleet) startFront() error {
 	if err != nil {
 		return err
 	}
-	if fd.edgeURL, err = fd.serve(cmpAddr(f.cfg.EdgeAddr), d, f.log); err != nil {
+	if fd.edgeURL, err = fd.serve(freeIfEmpty(f.cfg.EdgeAddr), d, f.log); err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
-	if fd.opsURL, err = fd.serve(cmpAddr(f.cfg.OpsAddr), ops, f.log); err != nil {
+	if fd.opsURL, err = fd.serve(freeIfEmpty(f.cfg.OpsAddr), ops, f.log); err != nil {
 		return fmt.Errorf("ops: %w", err)
 	}
 	return nil
 }
 
-func cmpAddr(addr string) string {
+// freeIfEmpty is addr, or a free loopback port when it is empty.
+func freeIfEmpty(addr string) string {
 	if addr == "" {
 		return "127.0.0.1:0"
 	}
