@@ -408,6 +408,18 @@ func testRegionOutage(t *testing.T, f *fleet.Fleet) {
 			t.Errorf("order %s ended %s %q", id, o.Status, o.Reason)
 		}
 	}
+	// Each buyer placed one order (one Idempotency-Key): the store holds
+	// exactly that one, so no retry made a second.
+	for _, p := range orders {
+		a := send(f, "", http.MethodGet, "/api/orders?limit=10", p.token, "", nil)
+		var list struct{ Items []order }
+		if a.err != nil || a.status != http.StatusOK || json.Unmarshal(a.body, &list) != nil {
+			t.Fatalf("list orders: %s", a)
+		}
+		if len(list.Items) != 1 || list.Items[0].ID != p.id {
+			t.Errorf("a buyer who placed order %s once holds %d orders: %+v", p.id, len(list.Items), list.Items)
+		}
+	}
 	// Every order is final; the holds of the last ones are released
 	// right after.
 	eventually(t, 30*time.Second, func() error {
