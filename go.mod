@@ -70,3 +70,8 @@ require (
 	google.golang.org/grpc v1.83.2 // indirect
 	gopkg.in/tomb.v1 v1.0.0-20141024135613-dd632973f1e7 // indirect
 )
+
+tool (
+	github.com/Shopify/toxiproxy/v2/cmd/server
+	github.com/nats-io/nats-server/v2
+)

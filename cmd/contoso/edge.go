@@ -6,11 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/telemetry"
 )
@@ -46,6 +49,7 @@ type edgeFlags struct {
 	opsHosts string
 	rate     float64
 	burst    int
+	via      string
 }
 
 // register adds the flags; what names the client-facing address.
@@ -55,6 +59,7 @@ func (f *edgeFlags) register(fs *flag.FlagSet, what string) {
 	fs.StringVar(&f.opsHosts, "ops-host", "", "comma-separated names (name or name:port) the operations endpoints also answer to, e.g. their DNS name; their own address and localhost always")
 	fs.Float64Var(&f.rate, "client-rate", 200, "requests per second each client may send")
 	fs.IntVar(&f.burst, "client-burst", 400, "burst of each client's rate")
+	fs.StringVar(&f.via, "via", "", "comma-separated ADDR=VIA: reach the stamp at host:port ADDR through VIA (a link or proxy, host:port); other stamps are dialled directly")
 	f.logs.register(fs)
 	f.tokens.register(fs)
 	f.conn.register(fs, "NATS servers in every region", what+" and the operations address",
@@ -72,6 +77,10 @@ type edgeRun struct {
 // run serves r.pops, following the stamps registry, until ctx is done.
 func (f *edgeFlags) run(ctx context.Context, r edgeRun, getenv func(string) string, stdout, stderr io.Writer) error {
 	p, err := f.conn.resolve("stamp-ca")
+	if err != nil {
+		return err
+	}
+	dial, err := viaDialer(f.via)
 	if err != nil {
 		return err
 	}
@@ -105,7 +114,7 @@ func (f *edgeFlags) run(ctx context.Context, r edgeRun, getenv func(string) stri
 	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	svc, err := deploy.NewEdge(openCtx, deploy.EdgeConfig{
-		NATSURL: f.conn.nats.url, NATS: p.store, StampTLS: p.clientTLS, POPs: r.pops, Credential: credential,
+		NATSURL: f.conn.nats.url, NATS: p.store, StampTLS: p.clientTLS, POPs: r.pops, Dial: dial, Credential: credential,
 		ClientRate: f.rate, ClientBurst: f.burst, Logger: log, Telemetry: tel,
 	})
 	if err != nil {
@@ -123,4 +132,34 @@ func (f *edgeFlags) run(ctx context.Context, r edgeRun, getenv func(string) stri
 	return serveEndpoints(ctx, stdout, log, p.serverTLS, r.line,
 		endpoint{name: r.urlName, addr: f.listen, handler: svc.Edge.Handler()},
 		endpoint{name: "ops", addr: f.opsAddr, handler: httpapi.Chain(ops, httpapi.RequestIDs, guard, deploy.AdminOnly(verifier, false, log))})
+}
+
+// viaDialer is the edge's Dialer for -via: each stamp address listed is
+// reached through its VIA, any other directly; nil without the flag.
+func viaDialer(flagValue string) (edge.Dialer, error) {
+	if strings.TrimSpace(flagValue) == "" {
+		return nil, nil
+	}
+	via := map[string]string{}
+	for _, entry := range splitList(flagValue) {
+		addr, through, ok := strings.Cut(entry, "=")
+		if !ok || !validHostPort(addr) || !validHostPort(through) {
+			return nil, fmt.Errorf("-via: %q is not ADDR=VIA, two host:port addresses", entry)
+		}
+		if _, dup := via[addr]; dup {
+			return nil, fmt.Errorf("-via: %s is listed twice", addr)
+		}
+		via[addr] = through
+	}
+	return func(_, _, hostport string) (string, error) {
+		if through, ok := via[hostport]; ok {
+			return through, nil
+		}
+		return hostport, nil
+	}, nil
+}
+
+func validHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	return err == nil && host != "" && port != ""
 }

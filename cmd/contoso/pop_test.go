@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,6 +94,58 @@ func TestPopRunsAloneAndServesItsRegionsClients(t *testing.T) {
 	}
 }
 
+// With --via, the POP reaches the stamp at ADDR through VIA (a link on
+// one machine): every connection to the stamp goes through it.
+func TestPopReachesAStampThroughVia(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	dir := t.TempDir()
+	env := map[string]string{envEdgeCredential: "a-long-random-credential"}
+	var stamp struct{ Event, Region, URL string }
+	startCommand(t, env, &stamp, "stamp", "--region", "westeurope", "--nats", c.Nodes[0].ClientURL(), "--replicas", "1",
+		"--listen", "127.0.0.1:0", "--data", dir, "--probe-interval", "200ms")
+	stampAddr := strings.TrimPrefix(stamp.URL, "http://")
+	// The link: a TCP forwarder to the stamp that counts its connections.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var carried atomic.Int64
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			carried.Add(1)
+			out, err := net.Dial("tcp", stampAddr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+	var pop struct{ URL string }
+	startCommand(t, env, &pop, "pop", "--region", "eastus", "--nats", c.Nodes[0].ClientURL(),
+		"--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--data", dir, "--via", stampAddr+"="+ln.Addr().String())
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, body := do(t, nil, http.MethodGet, pop.URL+"/api/products?limit=1", "")
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pop never served through the link: last %d %s", status, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if carried.Load() == 0 {
+		t.Fatal("the pop reached the stamp without going through its --via address")
+	}
+}
+
 func TestPopRefusesToStartWithoutWhatItNeeds(t *testing.T) {
 	cred := map[string]string{envEdgeCredential: "a-long-random-credential"}
 	dir := t.TempDir()
@@ -108,6 +162,8 @@ func TestPopRefusesToStartWithoutWhatItNeeds(t *testing.T) {
 		{"a bad log level", cred, []string{"--region", "eastus", "--log-level", "loud"}, []string{"-log-level"}},
 		{"an ops host with a scheme", cred, []string{"--region", "eastus", "--data", dir, "--ops-host", "https://ops.contoso.test/"}, []string{"-ops-host"}},
 		{"an argument", cred, []string{"--region", "eastus", "westeurope"}, []string{"no arguments"}},
+		{"a via without its address", cred, []string{"--region", "eastus", "--via", "127.0.0.1:9"}, []string{"-via", "ADDR=VIA"}},
+		{"a via listed twice", cred, []string{"--region", "eastus", "--via", "127.0.0.1:9=127.0.0.1:10,127.0.0.1:9=127.0.0.1:11"}, []string{"-via", "twice"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

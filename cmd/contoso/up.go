@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/fleet"
 	"github.com/contoso/shoes/internal/netsim"
 )
 
@@ -31,6 +33,8 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		rate     = fs.Float64("client-rate", 200, "requests per second each client (by address) may send through the edge")
 		burst    = fs.Int("client-burst", 400, "burst of each client's rate at the edge")
 		withTLS  = fs.Bool("tls", false, "encrypt every hop (client → edge, edge → stamp, stamps → services and store, store → store) with a deployment CA kept in <data>/config/tls")
+		procs    = fs.Bool("processes", false, "run every part as its own OS process: nats-server, contoso stamp and pop per region, the global parts, a toxiproxy-server per pair of regions")
+		bin      = fs.String("bin", "", "with --processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them into <data>/bin with the go command")
 	)
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +64,16 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 	dir, err := filepath.Abs(*data)
 	if err != nil {
 		return fmt.Errorf("-data: %w", err)
+	}
+	if *procs {
+		if *withTLS {
+			return errors.New("--tls is not supported with --processes yet")
+		}
+		return runFleet(ctx, fleet.Config{
+			Regions: splitList(*regions), DataDir: dir, BinDir: *bin, EdgeAddr: *addr, OpsAddr: *opsAddr,
+			OpsTrustLoopback: *dev, OpsHosts: splitList(*opsHosts), Latency: netCfg.Latency, NoLatency: netCfg.Off,
+			ProbeInterval: *interval, ClientRate: *rate, ClientBurst: *burst, Logger: log,
+		}, stdout)
 	}
 	start := time.Now()
 	d, err := deploy.Start(ctx, deploy.Config{
@@ -97,6 +111,34 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 	<-ctx.Done()
 	log.Info("shutting down")
 	return d.Close()
+}
+
+// runFleet is up --processes: the fleet's ready line has up's fields,
+// plus every region's process ids and POP URL.
+func runFleet(ctx context.Context, cfg fleet.Config, stdout io.Writer) error {
+	start := time.Now()
+	f, err := fleet.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	services := f.ServiceURLs()
+	ready := struct {
+		Event     string                    `json:"event"`
+		Regions   map[string]string         `json:"regions"`
+		Data      string                    `json:"data"`
+		Partner   string                    `json:"partner"`
+		Secrets   string                    `json:"secrets"`
+		Edge      string                    `json:"edge"`
+		Ops       string                    `json:"ops"`
+		Processes map[string]map[string]int `json:"processes"`
+		POPs      map[string]string         `json:"pops"`
+	}{"ready", f.Regions(), f.DataDir(), services["partner"], services["secrets"], f.EdgeURL(), f.OpsURL(), f.Processes(), f.POPs()}
+	line, _ := json.Marshal(ready)
+	fmt.Fprintf(stdout, "%s\n", line)
+	cfg.Logger.Info("every process ready", "elapsed", time.Since(start).Round(time.Millisecond))
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down: draining every process")
+	return f.Close()
 }
 
 func splitList(s string) []string {

@@ -42,13 +42,9 @@ func loadAccess(dataDir string, withTLS bool) (*access, error) {
 		return nil, err
 	}
 	a := &access{seeds: seeds}
-	pass, err := keyfile.ReadOrCreate(filepath.Join(dir, "nats", "route.password"), maxSeedBytes, func() ([]byte, error) {
-		return []byte(randomHex(24)), nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store routes: %w", err)
+	if a.routePassword, err = routePassword(dir); err != nil {
+		return nil, err
 	}
-	a.routePassword = string(pass)
 	if !withTLS {
 		return a, nil
 	}
@@ -59,6 +55,18 @@ func loadAccess(dataDir string, withTLS bool) (*access, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// routePassword reads the routes' password from the configuration
+// directory dir, making it on the first start.
+func routePassword(dir string) (string, error) {
+	pass, err := keyfile.ReadOrCreate(filepath.Join(dir, "nats", "route.password"), maxSeedBytes, func() ([]byte, error) {
+		return []byte(randomHex(24)), nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("store routes: %w", err)
+	}
+	return string(pass), nil
 }
 
 // StoreUsers are the nkey seeds of the store's users, one per role.

@@ -42,15 +42,9 @@ type services struct {
 // TLS when tlsCfg is set, each recording as a part of tel.
 func startServices(dataDir string, tlsCfg *tls.Config, tel *telemetry.Telemetry, log *slog.Logger) (*services, error) {
 	sv := &services{log: log, listeners: listeners{log: log}, urls: map[string]string{}}
-	values, err := secretstore.LoadOrCreateValues(filepath.Join(dataDir, "secretstore", "secrets.json"), func() map[string]string {
-		values := map[string]string{}
-		for _, name := range secretNames {
-			values[name] = randomHex(32)
-		}
-		return values
-	})
+	values, err := LoadSecretValues(dataDir)
 	if err != nil {
-		return nil, fmt.Errorf("secret store: %w", err)
+		return nil, err
 	}
 	sv.values = values
 	token, err := secretStoreToken(dataDir)
@@ -87,6 +81,23 @@ func startServices(dataDir string, tlsCfg *tls.Config, tel *telemetry.Telemetry,
 		sv.urls[name] = url
 	}
 	return sv, nil
+}
+
+// LoadSecretValues reads the secret store's values of the deployment
+// whose data directory is dataDir (<data>/secretstore/secrets.json), making
+// them on the first start: a random value for every secret the stamps need.
+func LoadSecretValues(dataDir string) (*secretstore.Values, error) {
+	values, err := secretstore.LoadOrCreateValues(filepath.Join(dataDir, "secretstore", "secrets.json"), func() map[string]string {
+		values := map[string]string{}
+		for _, name := range secretNames {
+			values[name] = randomHex(32)
+		}
+		return values
+	})
+	if err != nil {
+		return nil, fmt.Errorf("secret store: %w", err)
+	}
+	return values, nil
 }
 
 func (sv *services) value(name string) string {
@@ -134,7 +145,7 @@ func edgeCredential(dataDir string) (string, error) {
 // made on the first start and kept beside the other keys: every stamp of
 // the deployment sends it, and so must an operator's curl.
 func secretStoreToken(dataDir string) (string, error) {
-	key, err := loadOrCreateKey(filepath.Join(dataDir, "config", "secretstore.token"))
+	key, err := loadOrCreateKey(SecretStoreTokenPath(dataDir))
 	return hex.EncodeToString(key), err
 }
 

@@ -1,0 +1,680 @@
+// Package fleet runs the whole system as separate OS processes on one
+// machine: per region an ordinary nats-server, a `contoso stamp` and a
+// `contoso pop`; once, `contoso secrets`, `contoso partner` and the
+// operations plane (`contoso ops`); and between every two regions a
+// toxiproxy-server whose proxies carry the store servers' routes and the
+// POPs' traffic to the other region's stamps, with the inter-region
+// latency. It is what `contoso up --processes` runs.
+//
+// A Dispatcher stands in for geo-DNS in front of the POPs, and the fleet
+// is a chaos.Target whose faults act on the real processes: SIGKILL,
+// restarts on the same ports and data, and link cuts through
+// toxiproxy-server's API.
+package fleet
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/store"
+)
+
+// Config configures a Fleet.
+type Config struct {
+	// Regions are the data regions, each with a store server, a stamp and
+	// a POP; nil: deploy.DefaultRegions. One (R1, development) or three or
+	// more (R3).
+	Regions []string
+	// DataDir holds the store servers' data, the keys, the logs
+	// (<data>/logs/<process>.log) and the built binaries; required. The
+	// keys and the store users are those `up` uses in one process.
+	DataDir string
+	// BinDir holds prebuilt nats-server and toxiproxy-server binaries;
+	// empty: they are built into <data>/bin from ModuleDir.
+	BinDir string
+	// ModuleDir is a directory of this module, where the go command
+	// builds the binaries; empty: the current directory.
+	ModuleDir string
+	// Contoso is the contoso binary the parts run; empty: this process's
+	// own executable.
+	Contoso string
+	// EdgeAddr is where the dispatcher (the one client-facing URL)
+	// listens, OpsAddr the operations address; zero: a free loopback port.
+	EdgeAddr string
+	OpsAddr  string
+	// OpsTrustLoopback lets loopback clients use the operations address
+	// without an admin token (development mode), as for up.
+	OpsTrustLoopback bool
+	// OpsHosts are names the operations address answers to besides its
+	// own address and localhost; nil: none.
+	OpsHosts []string
+	// Latency is the one-way latency of every link; nil:
+	// netsim.DefaultLatencies. NoLatency keeps the links without latency.
+	Latency   netsim.LatencyTable
+	NoLatency bool
+	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
+	ProbeInterval time.Duration
+	// ClientRate and ClientBurst are each POP's per-client limit; zero:
+	// the POP's defaults (200/s, burst 400). Every client reaches the POPs
+	// through the dispatcher, from one address.
+	ClientRate  float64
+	ClientBurst int
+	// StartTimeout bounds the start of one process, its ready line and
+	// ready check included; zero: 2 min.
+	StartTimeout time.Duration
+	// Env is the environment every child starts with (e.g. OTEL_*
+	// settings); the fleet adds the variables each part needs. Nil: none.
+	Env    []string
+	Logger *slog.Logger // nil: discard
+}
+
+// Fleet is a running multi-region system of separate processes.
+type Fleet struct {
+	cfg    Config
+	log    *slog.Logger
+	bin    binaries
+	keys   deploy.Keys
+	users  deploy.StoreUsers
+	issuer *auth.Issuer
+	ports  *portSet
+	order  []string // the regions as configured; the first serves clients without a region
+	repl   int      // replicas of every asset
+
+	secrets, partner *proc
+	ops              *proc // nil when this contoso has no ops command
+	otlp             string
+	links            map[netsim.Pair]*link
+	registry         *registryView
+	front            *frontDoor // the dispatcher and the operations address; nil until started
+
+	mu      sync.Mutex // guards each region's stamps
+	regions map[string]*region
+	nextID  int // numbers added stamp instances
+}
+
+// region is one region's processes.
+type region struct {
+	name    string
+	nats    *proc
+	natsCfg natsServer
+	// stamps are the region's stamp instances; stamps[0], its first, is
+	// kept (stopped or running) for the life of the fleet: its address is
+	// the one every other region's POP reaches through the link.
+	stamps []*stampProc
+	pop    *proc
+	popURL string
+	popOps string
+}
+
+// stampProc is one stamp instance's process and URL.
+type stampProc struct {
+	*proc
+	url string
+}
+
+// Start starts every process, the dispatcher and the operations address,
+// and returns once every POP routes to its own region's stamp, or ctx is
+// done. On failure everything it started is stopped.
+func Start(ctx context.Context, cfg Config) (*Fleet, error) {
+	if len(cfg.Regions) == 0 {
+		cfg.Regions = deploy.DefaultRegions
+	}
+	if n := len(cfg.Regions); n == 2 {
+		return nil, errors.New("start fleet: use one region (development) or three or more; two cannot keep a quorum through the loss of one")
+	}
+	if len(slices.Compact(slices.Sorted(slices.Values(cfg.Regions)))) != len(cfg.Regions) {
+		return nil, fmt.Errorf("start fleet: regions %v repeat a name", cfg.Regions)
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("start fleet: a data directory is required")
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("start fleet: %w", err)
+	}
+	cfg.DataDir = dir
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Latency == nil {
+		cfg.Latency = netsim.DefaultLatencies()
+	}
+	cfg.ProbeInterval = cmp.Or(cfg.ProbeInterval, time.Second)
+	cfg.StartTimeout = cmp.Or(cfg.StartTimeout, 2*time.Minute)
+	for _, d := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "logs"), filepath.Join(cfg.DataDir, "fleet")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("start fleet: %w", err)
+		}
+	}
+	f := &Fleet{cfg: cfg, log: cfg.Logger, order: cfg.Regions, ports: newPortSet(), regions: map[string]*region{}, links: map[netsim.Pair]*link{}, repl: 3}
+	if len(cfg.Regions) == 1 {
+		f.repl = 1
+	}
+	if f.bin, err = resolveBinaries(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("start fleet: %w", err)
+	}
+	if f.issuer, err = auth.LoadOrCreateIssuer(dir); err != nil {
+		return nil, fmt.Errorf("start fleet: %w", err)
+	}
+	if f.keys, err = deploy.LoadKeys(dir); err != nil {
+		return nil, fmt.Errorf("start fleet: %w", err)
+	}
+	if f.users, err = deploy.LoadStoreUsers(deploy.StoreUsersDir(dir)); err != nil {
+		return nil, fmt.Errorf("start fleet: %w", err)
+	}
+	if err := f.start(ctx); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start fleet: %w", err)
+	}
+	return f, nil
+}
+
+// start plans every process's ports and starts the processes in order of
+// dependence: links, store servers, the assets, the operations plane, the
+// services, the stamps, the POPs, then the front door.
+func (f *Fleet) start(ctx context.Context) error {
+	if err := f.plan(); err != nil {
+		return err
+	}
+	if err := each(slices.Collect(maps.Values(f.links)), func(l *link) error {
+		if err := l.server.start(ctx); err != nil {
+			return err
+		}
+		return l.setup()
+	}); err != nil {
+		return err
+	}
+	if err := each(f.regionList(), func(r *region) error { return r.nats.start(ctx) }); err != nil {
+		return err
+	}
+	if err := f.provision(ctx); err != nil {
+		return err
+	}
+	if err := f.startOps(ctx); err != nil {
+		return err
+	}
+	if err := each([]*proc{f.secrets, f.partner}, func(p *proc) error { return p.start(ctx) }); err != nil {
+		return err
+	}
+	if err := each(f.regionList(), func(r *region) error { return r.stamps[0].start(ctx) }); err != nil {
+		return err
+	}
+	reg, err := watchRegistry(ctx, f.clientURLs(f.order[0]), f.users[store.RoleEdge], f.log)
+	if err != nil {
+		return err
+	}
+	f.registry = reg
+	if err := each(f.regionList(), func(r *region) error { return r.pop.start(ctx) }); err != nil {
+		return err
+	}
+	return f.startFront()
+}
+
+// regionList is the regions in configured order.
+func (f *Fleet) regionList() []*region {
+	out := make([]*region, 0, len(f.order))
+	for _, name := range f.order {
+		out = append(out, f.regions[name])
+	}
+	return out
+}
+
+// nearest lists the regions nearest to name first (name itself first).
+func (f *Fleet) nearest(name string) []string {
+	out := slices.Clone(f.order)
+	slices.SortStableFunc(out, func(a, b string) int {
+		return cmp.Compare(f.cfg.Latency.Between(name, a), f.cfg.Latency.Between(name, b))
+	})
+	return out
+}
+
+// clientURLs are the store servers' client URLs, nearest to name first.
+func (f *Fleet) clientURLs(name string) string {
+	var urls []string
+	for _, r := range f.nearest(name) {
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", f.regions[r].natsCfg.client))
+	}
+	return strings.Join(urls, ",")
+}
+
+func (f *Fleet) seedPath(r store.Role) string {
+	return filepath.Join(deploy.StoreUsersDir(f.cfg.DataDir), string(r)+".nk")
+}
+
+// newProc is a child process of the fleet with the common settings.
+func (f *Fleet) newProc(name, path string, args ...string) *proc {
+	return &proc{name: name, path: path, args: args, logDir: filepath.Join(f.cfg.DataDir, "logs"), startTimeout: f.cfg.StartTimeout}
+}
+
+// plan chooses every port and writes every process's command line and
+// configuration; nothing runs yet. The ports stay for the fleet's life, so
+// a restarted process comes back on its own.
+func (f *Fleet) plan() error {
+	var err error
+	port := func() int {
+		if err != nil {
+			return 0
+		}
+		var p int
+		p, err = f.ports.take()
+		return p
+	}
+	for _, name := range f.order {
+		r := &region{name: name}
+		r.natsCfg = natsServer{region: name, storeDir: filepath.Join(f.cfg.DataDir, "store", name),
+			client: port(), cluster: port(), monitor: port(), routePassword: f.keys.RoutePassword, users: f.users.Users()}
+		r.stamps = []*stampProc{{url: fmt.Sprintf("http://127.0.0.1:%d", port())}}
+		r.popURL = fmt.Sprintf("http://127.0.0.1:%d", port())
+		r.popOps = fmt.Sprintf("http://127.0.0.1:%d", port())
+		f.regions[name] = r
+	}
+	// One link per pair of regions: a route each way between the store
+	// servers, and each region's POP to the other's first stamp.
+	for i, a := range f.order {
+		for _, b := range f.order[i+1:] {
+			pair := netsim.NewPair(a, b)
+			l := &link{pair: pair, base: f.cfg.Latency.Between(a, b), off: f.cfg.NoLatency, log: f.log}
+			l.latency = l.baseLatency()
+			api := port()
+			l.api = fmt.Sprintf("http://127.0.0.1:%d", api)
+			l.server = f.newProc("link-"+pair.String(), f.bin.toxiproxy, "-host", "127.0.0.1", "-port", strconv.Itoa(api))
+			l.server.env = slices.Clone(f.cfg.Env)
+			l.server.check = httpOK(l.api+"/version", nil)
+			for _, ends := range [][2]*region{{f.regions[a], f.regions[b]}, {f.regions[b], f.regions[a]}} {
+				near, far := ends[0], ends[1]
+				l.channels = append(l.channels,
+					channel{name: "route-" + near.name + "-" + far.name, listen: fmt.Sprintf("127.0.0.1:%d", port()), upstream: fmt.Sprintf("127.0.0.1:%d", far.natsCfg.cluster)},
+					channel{name: "pop-" + near.name + "-" + stampChannel(far.name, 0), listen: fmt.Sprintf("127.0.0.1:%d", port()), upstream: hostOf(far.stamps[0].url)})
+			}
+			f.links[pair] = l
+		}
+	}
+	secretsPort, partnerPort := port(), port()
+	if err != nil {
+		return err
+	}
+	if err := f.planOps(port); err != nil {
+		return err
+	}
+	for _, name := range f.order {
+		r := f.regions[name]
+		for _, other := range f.order {
+			if other != name {
+				r.natsCfg.routes = append(r.natsCfg.routes, f.link(name, other).addr("route-"+name+"-"+other))
+			}
+		}
+		confPath := filepath.Join(f.cfg.DataDir, "fleet", "nats-"+name+".conf")
+		if err := os.WriteFile(confPath, []byte(r.natsCfg.config()), 0o600); err != nil {
+			return fmt.Errorf("nats-server %s: %w", name, err)
+		}
+		r.nats = f.newProc("nats-"+name, f.bin.nats, "-c", confPath)
+		r.nats.env = slices.Clone(f.cfg.Env)
+		r.nats.check = httpOK(fmt.Sprintf("http://127.0.0.1:%d/varz", r.natsCfg.monitor), nil)
+	}
+	values, err := deploy.LoadSecretValues(f.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	f.secrets = f.newProc("secrets", f.bin.contoso, "secrets", "--listen", fmt.Sprintf("127.0.0.1:%d", secretsPort),
+		"--values", values.Path(), "--token-file", deploy.SecretStoreTokenPath(f.cfg.DataDir))
+	f.secrets.line = true
+	f.partner = f.newProc("partner", f.bin.contoso, "partner", "--listen", fmt.Sprintf("127.0.0.1:%d", partnerPort))
+	f.partner.line = true
+	apiKey, _ := values.Get(deploy.SecretPartnerAPIKey)
+	signingKey, _ := values.Get(deploy.SecretPartnerSigningKey)
+	f.partner.env = f.childEnv("CONTOSO_PARTNER_API_KEY="+apiKey, "CONTOSO_PARTNER_SIGNING_KEY="+signingKey)
+	f.secrets.env = f.childEnv()
+	secretsURL := fmt.Sprintf("http://127.0.0.1:%d", secretsPort)
+	partnerURL := fmt.Sprintf("http://127.0.0.1:%d", partnerPort)
+	f.secrets.fields = map[string]string{"url": secretsURL}
+	f.partner.fields = map[string]string{"url": partnerURL}
+	for _, name := range f.order {
+		r := f.regions[name]
+		r.stamps[0].proc = f.stampProc(name, 0, r.stamps[0].url, secretsURL, partnerURL)
+		r.pop = f.popProc(r)
+	}
+	return nil
+}
+
+// stampChannel names the link channel to a region's stamp instance i.
+func stampChannel(region string, i int) string { return "stamp-" + region + "-" + strconv.Itoa(i) }
+
+// stampProc is the process of region's stamp instance i, listening at url.
+func (f *Fleet) stampProc(region string, i int, url, secretsURL, partnerURL string) *proc {
+	name, lkg := "stamp-"+region, filepath.Join(f.cfg.DataDir, "stamps", region, "secrets.lkg")
+	if i > 0 {
+		name = fmt.Sprintf("stamp-%s-%d", region, i)
+		lkg = filepath.Join(f.cfg.DataDir, "stamps", region, fmt.Sprintf("instance-%d.lkg", i))
+	}
+	p := f.newProc(name, f.bin.contoso, "stamp", "--region", region,
+		"--nats", fmt.Sprintf("nats://127.0.0.1:%d", f.regions[region].natsCfg.client), "--nats-nkey", f.seedPath(store.RoleStamp),
+		"--listen", hostOf(url), "--replicas", strconv.Itoa(f.repl), "--probe-interval", f.cfg.ProbeInterval.String(),
+		"--data", f.cfg.DataDir, "--secrets", secretsURL, "--secrets-token-file", deploy.SecretStoreTokenPath(f.cfg.DataDir),
+		"--lkg", lkg, "--partner", partnerURL+"/v1/orders")
+	p.line = true
+	p.env = f.childEnv("CONTOSO_LKG_KEY="+f.keys.LKGKeyHex(), "CONTOSO_EDGE_CREDENTIAL="+f.keys.EdgeCredential)
+	p.check = httpOK(url+"/health/ready", nil)
+	return p
+}
+
+// popProc is region r's POP: it reaches its own region's stamps directly
+// and every other region's first stamp through the link (--via).
+func (f *Fleet) popProc(r *region) *proc {
+	var via []string
+	for _, other := range f.order {
+		if other == r.name {
+			continue
+		}
+		addr := f.link(r.name, other).addr("pop-" + r.name + "-" + stampChannel(other, 0))
+		via = append(via, hostOf(f.regions[other].stamps[0].url)+"="+addr)
+	}
+	args := []string{"pop", "--region", r.name, "--nats", f.clientURLs(r.name), "--nats-nkey", f.seedPath(store.RoleEdge),
+		"--listen", hostOf(r.popURL), "--ops-listen", hostOf(r.popOps), "--data", f.cfg.DataDir}
+	if len(via) > 0 {
+		args = append(args, "--via", strings.Join(via, ","))
+	}
+	if f.cfg.ClientRate > 0 {
+		args = append(args, "--client-rate", strconv.FormatFloat(f.cfg.ClientRate, 'f', -1, 64))
+	}
+	if f.cfg.ClientBurst > 0 {
+		args = append(args, "--client-burst", strconv.Itoa(f.cfg.ClientBurst))
+	}
+	p := f.newProc("pop-"+r.name, f.bin.contoso, args...)
+	p.line = true
+	p.env = f.childEnv("CONTOSO_EDGE_CREDENTIAL=" + f.keys.EdgeCredential)
+	p.check = f.popRoutesHome(r)
+	return p
+}
+
+// popRoutesHome is region r's POP's ready check: it routes its clients to
+// a stamp of its own region.
+func (f *Fleet) popRoutesHome(r *region) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var status struct {
+			POPs []struct {
+				Region string   `json:"region"`
+				Near   []string `json:"near"`
+				Stamps []struct {
+					ID     string `json:"id"`
+					Region string `json:"region"`
+				} `json:"stamps"`
+			} `json:"pops"`
+		}
+		if err := f.getJSON(ctx, r.popOps+"/ops/edge", &status); err != nil {
+			return err
+		}
+		for _, p := range status.POPs {
+			for _, s := range p.Stamps {
+				if s.Region == r.name && slices.Contains(p.Near, s.ID) {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("POP %s routes to no stamp of its region yet", r.name)
+	}
+}
+
+// link is the link between regions a and b.
+func (f *Fleet) link(a, b string) *link { return f.links[netsim.NewPair(a, b)] }
+
+// childEnv is the environment of a contoso part: the fleet's base
+// environment, the operations plane's OTLP endpoint when it runs, and
+// extra.
+func (f *Fleet) childEnv(extra ...string) []string {
+	env := slices.Clone(f.cfg.Env)
+	if f.otlp != "" {
+		env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+f.otlp)
+	}
+	return append(env, extra...)
+}
+
+// provision declares every replicated asset as the store's administrator
+// (`contoso store provision`), once every server is up.
+func (f *Fleet) provision(ctx context.Context) error {
+	p := f.newProc("provision", f.bin.contoso, "store", "provision", "--nats", f.clientURLs(f.order[0]),
+		"--nats-nkey", f.seedPath(store.RoleAdmin), "--replicas", strconv.Itoa(f.repl), "--timeout", f.cfg.StartTimeout.String())
+	p.line = true
+	p.env = slices.Clone(f.cfg.Env)
+	if err := p.start(ctx); err != nil {
+		return err
+	}
+	p.stop(stopGrace) // it exits by itself after its line
+	return nil
+}
+
+// Close stops everything, draining first: the dispatcher and the
+// operations address stop taking requests, then the POPs, the stamps and
+// the global parts drain (SIGTERM, then SIGKILL after a bound), then the
+// store servers and the links stop.
+func (f *Fleet) Close() error {
+	if f.front != nil {
+		f.front.close()
+	}
+	var pops, stamps []*proc
+	var servers []*proc
+	f.mu.Lock()
+	for _, r := range f.regions {
+		if r.pop != nil {
+			pops = append(pops, r.pop)
+		}
+		for _, s := range r.stamps {
+			if s.proc != nil {
+				stamps = append(stamps, s.proc)
+			}
+		}
+		if r.nats != nil {
+			servers = append(servers, r.nats)
+		}
+	}
+	f.mu.Unlock()
+	stopAll(pops)
+	stopAll(stamps)
+	stopAll(slices.DeleteFunc([]*proc{f.secrets, f.partner, f.ops}, func(p *proc) bool { return p == nil }))
+	if f.registry != nil {
+		f.registry.close()
+	}
+	stopAll(servers)
+	var links []*proc
+	for _, l := range f.links {
+		if l.server != nil {
+			links = append(links, l.server)
+		}
+	}
+	stopAll(links)
+	return nil
+}
+
+func stopAll(ps []*proc) {
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Go(func() { p.stop(stopGrace) })
+	}
+	wg.Wait()
+}
+
+// each runs fn on every item at once and joins the errors.
+func each[T any](items []T, fn func(T) error) error {
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i, it := range items {
+		wg.Go(func() { errs[i] = fn(it) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// hostOf is the host:port of an http:// URL.
+func hostOf(url string) string {
+	_, host, _ := strings.Cut(url, "://")
+	return host
+}
+
+// httpOK is a ready check: GET url answers 200 (with header set).
+func httpOK(url string, header http.Header) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		resp, err := localClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return nil
+	}
+}
+
+// localClient talks to the fleet's own processes, on loopback.
+var localClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext, MaxIdleConnsPerHost: 4}}
+
+// getJSON GETs url with an admin token and decodes the answer.
+func (f *Fleet) getJSON(ctx context.Context, url string, v any) error {
+	tok, err := f.adminToken()
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := localClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// adminToken is a short-lived admin token of the deployment's issuer, for
+// the fleet's own calls to its parts' operations routes.
+func (f *Fleet) adminToken() (string, error) {
+	return f.issuer.Mint("fleet", true, 5*time.Minute, time.Now())
+}
+
+// Issuer is the deployment's development token issuer.
+func (f *Fleet) Issuer() *auth.Issuer { return f.issuer }
+
+// DataDir is the fleet's data directory (absolute).
+func (f *Fleet) DataDir() string { return f.cfg.DataDir }
+
+// Regions maps each region to its first stamp's URL.
+func (f *Fleet) Regions() map[string]string {
+	out := map[string]string{}
+	for _, r := range f.regionList() {
+		out[r.name] = r.stamps[0].url
+	}
+	return out
+}
+
+// POPs maps each region to its POP's URL.
+func (f *Fleet) POPs() map[string]string {
+	out := map[string]string{}
+	for _, r := range f.regionList() {
+		out[r.name] = r.popURL
+	}
+	return out
+}
+
+// POPOps maps each region to its POP's operations URL (/ops/edge).
+func (f *Fleet) POPOps() map[string]string {
+	out := map[string]string{}
+	for _, r := range f.regionList() {
+		out[r.name] = r.popOps
+	}
+	return out
+}
+
+// MonitorURL is the monitoring address of a region's store server
+// (/varz, /routez, /jsz); empty for an unknown region.
+func (f *Fleet) MonitorURL(region string) string {
+	r, ok := f.regions[region]
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", r.natsCfg.monitor)
+}
+
+// ClientURLs are the store servers' client URLs, nearest to region first.
+func (f *Fleet) ClientURLs(region string) string { return f.clientURLs(region) }
+
+// ServiceURLs maps "secrets" and "partner" (and "otlp" when the
+// operations plane runs) to their URLs.
+func (f *Fleet) ServiceURLs() map[string]string {
+	out := map[string]string{"secrets": f.secrets.field("url"), "partner": f.partner.field("url")}
+	if f.otlp != "" {
+		out["otlp"] = f.otlp
+	}
+	return out
+}
+
+// Processes maps each region to the process ids of its parts ("store",
+// "stamp", "pop"; 0 for one that is not running); a region's added stamp
+// instances are "stamp-1", "stamp-2", ...
+func (f *Fleet) Processes() map[string]map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]map[string]int{}
+	for _, r := range f.regions {
+		m := map[string]int{"store": r.nats.pid(), "stamp": r.stamps[0].pid(), "pop": r.pop.pid()}
+		for i, s := range r.stamps[1:] {
+			m[fmt.Sprintf("stamp-%d", i+1)] = s.pid()
+		}
+		out[r.name] = m
+	}
+	return out
+}
+
+// AllProcesses maps every running child's name (as its log file is
+// named) to its process id.
+func (f *Fleet) AllProcesses() map[string]int {
+	out := map[string]int{}
+	add := func(p *proc) {
+		if p != nil && p.running() {
+			out[p.name] = p.pid()
+		}
+	}
+	add(f.secrets)
+	add(f.partner)
+	add(f.ops)
+	for _, l := range f.links {
+		add(l.server)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.regions {
+		add(r.nats)
+		add(r.pop)
+		for _, s := range r.stamps {
+			add(s.proc)
+		}
+	}
+	return out
+}

@@ -1,0 +1,250 @@
+package fleet
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// stopGrace bounds how long a child may take to drain after SIGTERM
+// before it gets SIGKILL.
+const stopGrace = 15 * time.Second
+
+// proc is one child process of the fleet: how to start it (kept, so a
+// restart runs the same command on the same ports and data) and, while it
+// runs, the running command.
+type proc struct {
+	name   string   // "stamp-westeurope", "nats-eastus": its log file's stem and its name in errors
+	path   string   // the binary
+	args   []string // its flags
+	env    []string // its whole environment
+	logDir string
+	// line is set when the child prints a JSON ready line on stdout
+	// before it serves; check, when set, must then also return nil.
+	line  bool
+	check func(ctx context.Context) error
+	// startTimeout bounds the start, ready line and ready check included.
+	startTimeout time.Duration
+
+	mu     sync.Mutex // guards the fields below
+	cmd    *exec.Cmd  // nil before the first start
+	done   chan struct{}
+	fields map[string]string // the last ready line's string fields
+}
+
+// logPath is the file the child's stderr (and stdout after its ready
+// line) goes to; it grows across restarts.
+func (p *proc) logPath() string { return filepath.Join(p.logDir, p.name+".log") }
+
+// start runs the child and waits until it is ready: its ready line read
+// and its ready check passed, within startTimeout. On failure the child is
+// killed and the error carries the tail of its log.
+func (p *proc) start(ctx context.Context) error {
+	logf, err := os.OpenFile(p.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", p.name, err)
+	}
+	cmd := exec.Command(p.path, p.args...)
+	cmd.Env = append([]string{}, p.env...) // never nil: a child gets only the environment it is given
+	cmd.Stderr = logf
+	cmd.SysProcAttr = sysProcAttr()
+	var stdout io.ReadCloser
+	if p.line {
+		if stdout, err = cmd.StdoutPipe(); err != nil {
+			logf.Close()
+			return fmt.Errorf("start %s: %w", p.name, err)
+		}
+	} else {
+		cmd.Stdout = logf
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", p.name, err)
+	}
+	done := make(chan struct{})
+	lines := make(chan []byte, 1)
+	go func() {
+		defer close(done)
+		defer logf.Close()
+		if stdout != nil {
+			r := bufio.NewReader(stdout)
+			first, err := r.ReadBytes('\n')
+			if err == nil {
+				lines <- first
+			}
+			_, _ = io.Copy(logf, r) // whatever else it prints, until it exits
+		}
+		_ = cmd.Wait()
+	}()
+	p.mu.Lock()
+	p.cmd, p.done, p.fields = cmd, done, nil
+	p.mu.Unlock()
+
+	startCtx, cancel := context.WithTimeout(ctx, p.startTimeout)
+	defer cancel()
+	if err := p.waitReady(startCtx, lines, done); err != nil {
+		p.kill()
+		return fmt.Errorf("start %s: %w; its log %s ends:\n%s", p.name, err, p.logPath(), tail(p.logPath(), 2048))
+	}
+	return nil
+}
+
+func (p *proc) waitReady(ctx context.Context, lines <-chan []byte, done <-chan struct{}) error {
+	if p.line {
+		select {
+		case b := <-lines:
+			fields := map[string]any{}
+			if err := json.Unmarshal(bytes.TrimSpace(b), &fields); err != nil {
+				return fmt.Errorf("its first line on stdout is not a JSON ready line: %q", b)
+			}
+			strs := map[string]string{}
+			for k, v := range fields {
+				if s, ok := v.(string); ok {
+					strs[k] = s
+				}
+			}
+			p.mu.Lock()
+			p.fields = strs
+			p.mu.Unlock()
+		case <-done:
+			return errors.New("it exited before its ready line")
+		case <-ctx.Done():
+			return fmt.Errorf("no ready line: %w", ctx.Err())
+		}
+	}
+	if p.check == nil {
+		return nil
+	}
+	return poll(ctx, "it to be ready", func() error {
+		select {
+		case <-done:
+			return errStop{errors.New("it exited")}
+		default:
+		}
+		return p.check(ctx)
+	})
+}
+
+// signal sends sig to the child's process group; false when it is not
+// running.
+func (p *proc) signal(sig syscall.Signal) (chan struct{}, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return nil, false
+	}
+	select {
+	case <-p.done:
+		return p.done, false
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	return p.done, true
+}
+
+// kill ends the child at once (SIGKILL to its group), as a crash would,
+// and waits until it is gone.
+func (p *proc) kill() {
+	if done, ok := p.signal(syscall.SIGKILL); ok {
+		<-done
+	}
+}
+
+// stop asks the child to drain (SIGTERM), waits for at most grace, then
+// kills it.
+func (p *proc) stop(grace time.Duration) {
+	done, ok := p.signal(syscall.SIGTERM)
+	if !ok {
+		return
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		p.kill()
+	}
+}
+
+// running reports whether the child runs.
+func (p *proc) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// pid is the running child's process id; 0 when it does not run.
+func (p *proc) pid() int {
+	if !p.running() {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
+
+// field is a string field of the child's last ready line.
+func (p *proc) field(name string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fields[name]
+}
+
+// tail is the end of the file at path, at most n bytes.
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(st.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
+}
+
+// errStop ends a poll at once: what it waits for can no longer happen.
+type errStop struct{ error }
+
+func (e errStop) Unwrap() error { return e.error }
+
+// poll calls cond every 100 ms until it returns nil, returns an errStop,
+// or ctx is done; what says what it waits for, in errors.
+func poll(ctx context.Context, what string, cond func() error) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		var stop errStop
+		if errors.As(err, &stop) {
+			return fmt.Errorf("wait for %s: %w", what, stop.error)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s: %w (%w)", what, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}

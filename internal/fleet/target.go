@@ -1,0 +1,255 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/contoso/shoes/internal/chaos"
+	"github.com/contoso/shoes/internal/partner"
+)
+
+// target is the fleet as the fault library sees it: every fault acts on
+// the real processes. The fleet's own methods do the work; Regions is the
+// one the Target interface names differently.
+type target struct{ *Fleet }
+
+var _ chaos.Target = target{}
+
+// Regions lists the fleet's regions.
+func (t target) Regions() []string { return append([]string(nil), t.order...) }
+
+// Target is the fleet as a chaos.Target, for chaos.New.
+func (f *Fleet) Target() chaos.Target { return target{f} }
+
+func (f *Fleet) region(name string) (*region, error) {
+	r, ok := f.regions[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown region %q", name)
+	}
+	return r, nil
+}
+
+// KillRegion SIGKILLs the region's POP, stamp instances and store server,
+// as a crash of the whole region would; its added instances are gone for
+// good, its first stamp comes back with ReviveRegion. The dispatcher takes
+// the POP out of rotation first, as geo-DNS does for a region known to be
+// down; requests in flight there are retried on the next POP.
+func (f *Fleet) KillRegion(name string) error {
+	r, err := f.region(name)
+	if err != nil {
+		return fmt.Errorf("kill region: %w", err)
+	}
+	f.withdraw(name, true)
+	f.mu.Lock()
+	stamps := r.stamps
+	r.stamps = r.stamps[:1]
+	f.mu.Unlock()
+	all := []*proc{r.pop, r.nats}
+	for _, s := range stamps {
+		all = append(all, s.proc)
+	}
+	_ = each(all, func(p *proc) error { p.kill(); return nil })
+	return nil
+}
+
+// ReviveRegion restarts what of the region is not running, on its ports
+// and data: the store server, the first stamp, the POP; it returns once
+// the POP routes to the region's stamp again.
+func (f *Fleet) ReviveRegion(ctx context.Context, name string) error {
+	r, err := f.region(name)
+	if err != nil {
+		return fmt.Errorf("revive region: %w", err)
+	}
+	for _, p := range []*proc{r.nats, r.stamps[0].proc, r.pop} {
+		if p.running() {
+			continue
+		}
+		if err := p.start(ctx); err != nil {
+			return fmt.Errorf("revive region %s: %w", name, err)
+		}
+	}
+	f.withdraw(name, false) // its POP routes to its stamp: back in rotation
+	return nil
+}
+
+// StopServer SIGKILLs the region's store server.
+func (f *Fleet) StopServer(name string) error {
+	r, err := f.region(name)
+	if err != nil {
+		return fmt.Errorf("stop server: %w", err)
+	}
+	r.nats.kill()
+	return nil
+}
+
+// StartServer restarts the region's store server on its ports and data.
+func (f *Fleet) StartServer(name string) error {
+	r, err := f.region(name)
+	if err != nil {
+		return fmt.Errorf("start server: %w", err)
+	}
+	if r.nats.running() {
+		return nil
+	}
+	return r.nats.start(context.Background())
+}
+
+// Link is the link between two regions: every proxy between them, both
+// ways.
+func (f *Fleet) Link(a, b string) (chaos.Link, error) {
+	if l := f.link(a, b); l != nil {
+		return l, nil
+	}
+	return nil, fmt.Errorf("no link between %s and %s", a, b)
+}
+
+// SetSecretStore stops the secret store's process (up false) or starts
+// it again.
+func (f *Fleet) SetSecretStore(up bool) {
+	if !up {
+		f.secrets.stop(stopGrace)
+		return
+	}
+	if f.secrets.running() {
+		return
+	}
+	if err := f.secrets.start(context.Background()); err != nil {
+		f.log.Error("secret store did not start again", "error", err)
+	}
+}
+
+// SetPartner switches the partner stand-in's mode through its /v1/mode.
+func (f *Fleet) SetPartner(mode string, delay time.Duration) error {
+	if !partner.Mode(mode).Valid() {
+		return fmt.Errorf("partner mode %q", mode)
+	}
+	body, _ := json.Marshal(map[string]any{"mode": mode, "delayMs": delay.Milliseconds()})
+	return f.call(context.Background(), http.MethodPut, f.partner.field("url")+"/v1/mode", body, false)
+}
+
+// SetDrained drains (or restores) every running stamp instance of the
+// region through its POST (DELETE) /ops/drain, with an admin token.
+func (f *Fleet) SetDrained(name string, drained bool) error {
+	r, err := f.region(name)
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	method := http.MethodDelete
+	if drained {
+		method = http.MethodPost
+	}
+	n := 0
+	var errs []error
+	for _, s := range f.stampsOf(r) {
+		if !s.running() {
+			continue
+		}
+		n++
+		errs = append(errs, f.call(context.Background(), method, s.url+"/ops/drain", nil, true))
+	}
+	if n == 0 {
+		return fmt.Errorf("drain: region %q has no running instance", name)
+	}
+	return errors.Join(errs...)
+}
+
+// KillInstance SIGKILLs the region's newest running stamp instance and
+// returns its registry id.
+func (f *Fleet) KillInstance(name string) (string, error) {
+	r, err := f.region(name)
+	if err != nil {
+		return "", fmt.Errorf("kill instance: %w", err)
+	}
+	f.mu.Lock()
+	var victim *stampProc
+	for i := len(r.stamps) - 1; i >= 0; i-- {
+		if r.stamps[i].running() {
+			victim = r.stamps[i]
+			if i > 0 {
+				r.stamps = append(r.stamps[:i], r.stamps[i+1:]...)
+			}
+			break
+		}
+	}
+	f.mu.Unlock()
+	if victim == nil {
+		return "", fmt.Errorf("kill instance: region %q has no running instance", name)
+	}
+	id := f.registry.id(victim.url)
+	victim.kill()
+	if id == "" {
+		id = victim.name
+	}
+	return id, nil
+}
+
+// AddInstance starts one more stamp process in the region and returns its
+// URL once it is ready. The region's own POP reaches it directly; the
+// other regions' POPs reach it without the link's latency, since their
+// --via was set when they started.
+func (f *Fleet) AddInstance(ctx context.Context, name string) (string, error) {
+	r, err := f.region(name)
+	if err != nil {
+		return "", fmt.Errorf("add instance: %w", err)
+	}
+	f.mu.Lock()
+	f.nextID++
+	i := f.nextID
+	port, err := f.ports.take()
+	f.mu.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("add instance: %w", err)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	s := &stampProc{url: url, proc: f.stampProc(name, i, url, f.secrets.field("url"), f.partner.field("url"))}
+	if err := s.start(ctx); err != nil {
+		return "", fmt.Errorf("add instance: %w", err)
+	}
+	f.mu.Lock()
+	r.stamps = append(r.stamps, s)
+	f.mu.Unlock()
+	return url, nil
+}
+
+func (f *Fleet) stampsOf(r *region) []*stampProc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*stampProc(nil), r.stamps...)
+}
+
+// call sends one request to a part and fails on any answer but 2xx; with
+// admin, it carries an admin token.
+func (f *Fleet) call(ctx context.Context, method, url string, body []byte, admin bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if admin {
+		tok, err := f.adminToken()
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := localClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s %s: %s %s", method, url, resp.Status, bytes.TrimSpace(b))
+	}
+	return nil
+}
