@@ -14,6 +14,7 @@ import (
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/fleet"
 	"github.com/contoso/shoes/internal/loadtest"
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/verify"
@@ -37,6 +38,8 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		data    = fs.String("data", ".contoso", "its data directory, whose development issuer signs the shoppers' tokens (with -edge)")
 		out     = fs.String("out", "", "file for the verdicts as JSON; empty: none")
 		noRetry = fs.Bool("break-edge-retry", false, "start the deployment with the edge's retry off: a broken guarantee, to see verify catch it")
+		procs   = fs.Bool("processes", false, "start the deployment as separate OS processes (up --processes) instead of in this process")
+		bin     = fs.String("bin", "", "with -processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them with the go command")
 	)
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -44,6 +47,9 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	if (*edge == "") != (*ops == "") {
 		return errors.New("verify: -edge and -ops go together")
+	}
+	if *procs && (*edge != "" || *noRetry) {
+		return errors.New("verify: -processes starts a deployment of its own, with the edge's retry on: not with -edge or -break-edge-retry")
 	}
 	exps := verify.Default()
 	if *file != "" {
@@ -72,18 +78,32 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			return fmt.Errorf("verify: %w", err)
 		}
 		defer os.RemoveAll(dir)
-		startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		d, err := deploy.Start(startCtx, deploy.Config{
-			DataDir: dir, Network: netsim.Config{Latency: netsim.DefaultLatencies()}, OpsTrustLoopback: true,
-			EdgeClientRate: 1e9, EdgeClientBurst: 1e9, EdgeNoRetry: *noRetry, Getenv: getenv,
-			Logger: log.With("component", "deployment"),
-		})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("verify: start a deployment: %w", err)
+		startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		var closeDeployment func() error
+		if *procs {
+			f, err := fleet.Start(startCtx, fleet.Config{
+				DataDir: dir, BinDir: *bin, OpsTrustLoopback: true, ClientRate: 1e9, ClientBurst: 1e9,
+				Logger: log.With("component", "fleet"),
+			})
+			if err != nil {
+				cancel()
+				return fmt.Errorf("verify: start a deployment of processes: %w", err)
+			}
+			*edge, *ops, issuer, closeDeployment = f.EdgeURL(), f.OpsURL(), f.Issuer(), f.Close
+		} else {
+			d, err := deploy.Start(startCtx, deploy.Config{
+				DataDir: dir, Network: netsim.Config{Latency: netsim.DefaultLatencies()}, OpsTrustLoopback: true,
+				EdgeClientRate: 1e9, EdgeClientBurst: 1e9, EdgeNoRetry: *noRetry, Getenv: getenv,
+				Logger: log.With("component", "deployment"),
+			})
+			if err != nil {
+				cancel()
+				return fmt.Errorf("verify: start a deployment: %w", err)
+			}
+			*edge, *ops, issuer, closeDeployment = d.EdgeURL(), d.OpsURL(), d.Issuer(), d.Close
 		}
-		defer d.Close()
-		*edge, *ops, issuer = d.EdgeURL(), d.OpsURL(), d.Issuer()
+		cancel()
+		defer closeDeployment()
 		fmt.Fprintf(stderr, "verify: started a deployment: edge %s, ops %s\n", *edge, *ops)
 	} else if issuer, err = deploymentIssuer("verify", *data); err != nil {
 		return err

@@ -98,7 +98,7 @@ type Fleet struct {
 	repl   int      // replicas of every asset
 
 	secrets, partner *proc
-	ops              *proc // nil when this contoso has no ops command
+	ops              *proc // the operations plane (contoso ops)
 	otlp             string
 	links            map[netsim.Pair]*link
 	registry         *registryView
@@ -224,7 +224,12 @@ func (f *Fleet) start(ctx context.Context) error {
 	if err := each(f.regionList(), func(r *region) error { return r.pop.start(ctx) }); err != nil {
 		return err
 	}
-	return f.startFront()
+	if err := f.startFront(); err != nil {
+		return err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, f.cfg.StartTimeout)
+	defer cancel()
+	return f.opsHeardAll(waitCtx)
 }
 
 // regionList is the regions in configured order.
@@ -310,9 +315,7 @@ func (f *Fleet) plan() error {
 	if err != nil {
 		return err
 	}
-	if err := f.planOps(port); err != nil {
-		return err
-	}
+	f.planOps(port)
 	for _, name := range f.order {
 		r := f.regions[name]
 		for _, other := range f.order {

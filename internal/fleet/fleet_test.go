@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -271,6 +272,7 @@ func TestFleet(t *testing.T) {
 	t.Run("RegionOutageIsInvisibleToClients", func(t *testing.T) { testRegionOutage(t, f) })
 	t.Run("LinkCutBreaksTheRouteAndHealRestoresIt", func(t *testing.T) { testLinkCut(t, f) })
 	t.Run("ChaosActsOnTheProcesses", func(t *testing.T) { testChaosTarget(t, f) })
+	t.Run("OneProcessAndManyAreJudgedAlike", func(t *testing.T) { testSameJudgement(t, f) })
 }
 
 // traffic is the continuous load of the outage test: per region, reads
@@ -325,6 +327,91 @@ func (tr *traffic) run(t *testing.T, region string) {
 	}
 }
 
+// judgement samples the operations plane's health model during an outage
+// of westeurope: when it first finds westeurope unhealthy, and every
+// sample that finds a surviving region anything but healthy.
+type judgement struct {
+	mu        sync.Mutex
+	killed    time.Time
+	unhealthy time.Time
+	survivors []string
+	samples   int
+}
+
+func (j *judgement) mark() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.killed = time.Now()
+}
+
+// unhealthyAfter is how long after the kill westeurope was first found
+// unhealthy; 0: not yet.
+func (j *judgement) unhealthyAfter() time.Duration {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.unhealthy.IsZero() {
+		return 0
+	}
+	return j.unhealthy.Sub(j.killed)
+}
+
+func (j *judgement) sample(ctx context.Context, f *fleet.Fleet, admin string) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		states := healthStates(f, admin)
+		j.mu.Lock()
+		if states != nil {
+			j.samples++
+			if !j.killed.IsZero() && j.unhealthy.IsZero() && states["region.westeurope"] == "unhealthy" {
+				j.unhealthy = time.Now()
+			}
+			for _, r := range []string{"region.northeurope", "region.eastus"} {
+				if st := states[r]; st != "healthy" {
+					j.survivors = append(j.survivors, fmt.Sprintf("%s %s at %s", r, st, time.Since(j.killed).Round(100*time.Millisecond)))
+				}
+			}
+		}
+		j.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// healthStates is every entity's state in GET $OPS/ops/health; nil when
+// it does not answer.
+func healthStates(f *fleet.Fleet, admin string) map[string]string {
+	type node struct {
+		ID, State string
+		Children  []*node
+	}
+	var root node
+	if err := getJSON(f.OpsURL()+"/ops/health", admin, &root); err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	var walk func(*node)
+	walk = func(n *node) {
+		out[n.ID] = n.State
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(&root)
+	return out
+}
+
+// regionState is one entity's state in the operations plane.
+func regionState(f *fleet.Fleet, admin, id string) string {
+	if st, ok := healthStates(f, admin)[id]; ok {
+		return st
+	}
+	return "absent"
+}
+
 func testRegionOutage(t *testing.T, f *fleet.Fleet) {
 	p := shop.SeedCatalog()[1]
 	sku := shop.SKU(p.ID, p.Sizes[0])
@@ -357,7 +444,23 @@ func testRegionOutage(t *testing.T, f *fleet.Fleet) {
 		}
 		return nil
 	})
+	// Steady state first: the operations plane finds every region healthy
+	// (the model's hysteresis takes a few evaluations after the start).
+	eventually(t, time.Minute, func() error {
+		for _, r := range regions {
+			if st := regionState(f, admin, "region."+r); st != "healthy" {
+				return fmt.Errorf("region.%s is %s before the outage", r, st)
+			}
+		}
+		return nil
+	})
+	// The operations plane's view while westeurope is down, sampled.
+	judged := &judgement{}
+	sampleCtx, stopSampling := context.WithCancel(context.Background())
+	sampled := make(chan struct{})
+	go func() { defer close(sampled); judged.sample(sampleCtx, f, admin) }()
 	before := f.Processes()["westeurope"]
+	judged.mark()
 	if err := f.KillRegion("westeurope"); err != nil {
 		t.Fatal(err)
 	}
@@ -373,6 +476,21 @@ func testRegionOutage(t *testing.T, f *fleet.Fleet) {
 		}
 		return nil
 	})
+	eventually(t, 10*time.Second, func() error { // within 10 s of the kill, at most a little later here
+		if judged.unhealthyAfter() == 0 {
+			return errors.New("westeurope not yet unhealthy in the operations plane")
+		}
+		return nil
+	})
+	stopSampling()
+	<-sampled
+	if d := judged.unhealthyAfter(); d > 10*time.Second {
+		t.Errorf("westeurope unhealthy in GET $OPS/ops/health %s after the kill, want within 10 s", d)
+	}
+	if len(judged.survivors) > 0 {
+		t.Errorf("surviving regions were not healthy in the operations plane during the outage: %v", judged.survivors)
+	}
+	t.Logf("operations plane: westeurope unhealthy %s after the kill; %d samples", judged.unhealthyAfter(), judged.samples)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := f.ReviveRegion(ctx, "westeurope"); err != nil {
@@ -385,6 +503,12 @@ func testRegionOutage(t *testing.T, f *fleet.Fleet) {
 		}
 		if pop, served := a.header.Get("X-Edge-Pop"), a.header.Get("X-Served-Region"); pop != "westeurope" || served != "westeurope" {
 			return fmt.Errorf("westeurope client served by POP %q, stamp region %q", pop, served)
+		}
+		return nil
+	})
+	eventually(t, time.Minute, func() error {
+		if st := regionState(f, admin, "region.westeurope"); st != "healthy" {
+			return fmt.Errorf("westeurope is %s in the operations plane after its processes restarted", st)
 		}
 		return nil
 	})

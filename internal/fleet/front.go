@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os/exec"
 	"strings"
 	"time"
 
@@ -21,19 +19,14 @@ import (
 	"github.com/contoso/shoes/internal/store"
 )
 
-// planOps decides whether the operations plane runs (only a contoso that
-// has the ops command runs it) and plans its process and ports.
-func (f *Fleet) planOps(port func() int) error {
-	has, err := hasCommand(f.bin.contoso, "ops")
-	if err != nil {
-		return err
-	}
-	if !has {
-		f.log.Warn("this contoso has no ops command: the operations address serves the chaos routes only, and the parts export no telemetry")
-		return nil
-	}
+// planOps plans the operations plane's process (`contoso ops`) and its
+// ports. It reads every region's store server, so it keeps reading
+// through the loss of one, and judges every region of the fleet from the
+// start.
+func (f *Fleet) planOps(port func() int) {
 	listen, otlp := port(), port()
 	args := []string{"ops", "--nats", f.clientURLs(f.order[0]), "--nats-nkey", f.seedPath(store.RoleOps), "--data", f.cfg.DataDir,
+		"--regions", strings.Join(f.order, ","),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", listen), "--otlp-listen", fmt.Sprintf("127.0.0.1:%d", otlp)}
 	if f.cfg.OpsTrustLoopback {
 		args = append(args, "--dev")
@@ -42,35 +35,38 @@ func (f *Fleet) planOps(port func() int) error {
 	f.ops.line = true
 	f.ops.env = f.childEnv()
 	f.otlp = fmt.Sprintf("http://127.0.0.1:%d", otlp)
-	return nil
 }
 
-// hasCommand reports whether the contoso binary at path has the command
-// name: an unknown command is refused with `unknown command "name"`.
-func hasCommand(path, name string) (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, path, name, "-h")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		return false, fmt.Errorf("%s %s -h: %w", path, name, ctx.Err())
-	}
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		return false, fmt.Errorf("%s %s -h: %w", path, name, err)
-	}
-	return !strings.Contains(out.String(), fmt.Sprintf("unknown command %q", name)), nil
-}
-
-// startOps starts the operations plane (`contoso ops`), when it runs.
-func (f *Fleet) startOps(ctx context.Context) error {
-	if f.ops == nil {
+// opsHeardAll is ready when the operations plane has heard every region:
+// a stamp announced with a health report, and its POP's status. Until
+// then, /ops/health would judge regions it has not heard from.
+func (f *Fleet) opsHeardAll(ctx context.Context) error {
+	return poll(ctx, "the operations plane to hear every region", func() error {
+		var regions struct {
+			Regions []struct {
+				Name   string   `json:"name"`
+				Stamps []string `json:"stamps"`
+				POP    bool     `json:"pop"`
+			} `json:"regions"`
+		}
+		if err := f.getJSON(ctx, f.ops.field("ops")+"/ops/regions", &regions); err != nil {
+			return err
+		}
+		heard := 0
+		for _, r := range regions.Regions {
+			if len(r.Stamps) > 0 && r.POP {
+				heard++
+			}
+		}
+		if heard < len(f.order) {
+			return fmt.Errorf("%d of %d regions heard: %+v", heard, len(f.order), regions.Regions)
+		}
 		return nil
-	}
-	return f.ops.start(ctx)
+	})
 }
+
+// startOps starts the operations plane.
+func (f *Fleet) startOps(ctx context.Context) error { return f.ops.start(ctx) }
 
 // frontDoor is the fleet's two addresses in the up process: the
 // dispatcher and the operations address.
@@ -155,21 +151,16 @@ func (f *Fleet) opsHandler(faults *chaos.Chaos) (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	faults.Routes(mux)
-	var plane http.Handler = httpapi.Handle(f.log, func(http.ResponseWriter, *http.Request) error {
-		return shop.Unavailable("the operations plane does not run in this fleet (this contoso has no ops command)", errors.New("no ops process"))
-	})
-	if f.ops != nil {
-		target, err := url.Parse(f.ops.field("ops"))
-		if err != nil || target.Host == "" {
-			return nil, fmt.Errorf("the operations plane's ready line names no ops URL: %q", f.ops.field("ops"))
-		}
-		plane = &httputil.ReverseProxy{
-			Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
-			FlushInterval: -1, // the dashboard's event streams
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				httpapi.WriteError(w, r, f.log, shop.Unavailable("the operations plane does not answer", err))
-			},
-		}
+	target, err := url.Parse(f.ops.field("ops"))
+	if err != nil || target.Host == "" {
+		return nil, fmt.Errorf("the operations plane's ready line names no ops URL: %q", f.ops.field("ops"))
+	}
+	plane := &httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		FlushInterval: -1, // the dashboard's event streams
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			httpapi.WriteError(w, r, f.log, shop.Unavailable("the operations plane does not answer", err))
+		},
 	}
 	mux.Handle("/ops/", plane)
 	mux.Handle("/metrics", plane)
