@@ -95,18 +95,8 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	services := d.ServiceURLs()
-	ready := struct {
-		Event   string            `json:"event"`
-		Regions map[string]string `json:"regions"`
-		Data    string            `json:"data"`
-		Partner string            `json:"partner"`
-		Secrets string            `json:"secrets"`
-		Edge    string            `json:"edge"`
-		Ops     string            `json:"ops"`
-		CA      string            `json:"ca,omitempty"` // with --tls: the CA certificate every URL above is signed by
-	}{"ready", d.Regions(), dir, services["partner"], services["secrets"], d.EdgeURL(), d.OpsURL(), d.CAPath()}
-	line, _ := json.Marshal(ready)
-	fmt.Fprintf(stdout, "%s\n", line)
+	printReady(stdout, upReady{Regions: d.Regions(), Data: dir, Partner: services["partner"], Secrets: services["secrets"],
+		Edge: d.EdgeURL(), Ops: d.OpsURL(), CA: d.CAPath()})
 	log.Info("all stamps ready", "elapsed", time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -122,23 +112,36 @@ func runFleet(ctx context.Context, cfg fleet.Config, stdout io.Writer) error {
 		return err
 	}
 	services := f.ServiceURLs()
-	ready := struct {
-		Event     string                    `json:"event"`
-		Regions   map[string]string         `json:"regions"`
-		Data      string                    `json:"data"`
-		Partner   string                    `json:"partner"`
-		Secrets   string                    `json:"secrets"`
-		Edge      string                    `json:"edge"`
-		Ops       string                    `json:"ops"`
-		Processes map[string]map[string]int `json:"processes"`
-		POPs      map[string]string         `json:"pops"`
-	}{"ready", f.Regions(), f.DataDir(), services["partner"], services["secrets"], f.EdgeURL(), f.OpsURL(), f.Processes(), f.POPs()}
-	line, _ := json.Marshal(ready)
-	fmt.Fprintf(stdout, "%s\n", line)
+	printReady(stdout, upReady{Regions: f.Regions(), Data: f.DataDir(), Partner: services["partner"], Secrets: services["secrets"],
+		Edge: f.EdgeURL(), Ops: f.OpsURL(), Processes: f.Processes(), POPs: f.POPs()})
 	cfg.Logger.Info("every process ready", "elapsed", time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down: draining every process")
 	return f.Close()
+}
+
+// upReady is up's ready line, in both shapes.
+type upReady struct {
+	Regions map[string]string `json:"regions"` // each region's stamp URL
+	Data    string            `json:"data"`
+	Partner string            `json:"partner"`
+	Secrets string            `json:"secrets"`
+	Edge    string            `json:"edge"`
+	Ops     string            `json:"ops"`
+	CA      string            `json:"ca,omitempty"` // with --tls: the CA certificate every URL above is signed by
+	// With --processes: each region's process ids ("store", "stamp",
+	// "pop") and POP URL.
+	Processes map[string]map[string]int `json:"processes,omitempty"`
+	POPs      map[string]string         `json:"pops,omitempty"`
+}
+
+// printReady prints the ready line: {"event":"ready", ...r}.
+func printReady(stdout io.Writer, r upReady) {
+	line, _ := json.Marshal(struct {
+		Event string `json:"event"`
+		upReady
+	}{"ready", r})
+	fmt.Fprintf(stdout, "%s\n", line)
 }
 
 func splitList(s string) []string {

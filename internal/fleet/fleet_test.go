@@ -269,6 +269,7 @@ func TestFleet(t *testing.T) {
 		}
 	})
 
+	t.Run("OneOrderIsOneTraceAcrossTheProcesses", func(t *testing.T) { testOrderTrace(t, f) })
 	t.Run("RegionOutageIsInvisibleToClients", func(t *testing.T) { testRegionOutage(t, f) })
 	t.Run("LinkCutBreaksTheRouteAndHealRestoresIt", func(t *testing.T) { testLinkCut(t, f) })
 	t.Run("ChaosActsOnTheProcesses", func(t *testing.T) { testChaosTarget(t, f) })
