@@ -172,19 +172,24 @@ func (in *inputs) regionsSeen(forget time.Duration) []string {
 // scrapeAll reads every known stamp's health report, each at most once at a
 // time: a stamp that does not answer keeps its last report, which ages.
 func (in *inputs) scrapeAll(ctx context.Context, client *http.Client) {
+	type job struct {
+		s   *stampSeen
+		url string // read under the lock: the registry may change it
+	}
 	in.mu.Lock()
-	var todo []*stampSeen
+	var todo []job
 	for _, s := range in.stamps {
 		if !s.scraping && s.url != "" {
 			s.scraping = true
-			todo = append(todo, s)
+			todo = append(todo, job{s, s.url})
 		}
 	}
 	in.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, s := range todo {
+	for _, j := range todo {
 		wg.Go(func() {
-			rep, err := scrape(ctx, client, s.url)
+			s := j.s
+			rep, err := scrape(ctx, client, j.url)
 			in.mu.Lock()
 			defer in.mu.Unlock()
 			s.scraping = false
