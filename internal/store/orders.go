@@ -211,8 +211,12 @@ var ErrOutOfStock = errors.New("out of stock")
 // records the order's hold, so a crash between lines leaves holds that a
 // redelivery finds and continues from, never a decrement without an owner.
 // When a line cannot be filled, every hold of the order is released (the
-// stock restored) and ErrOutOfStock returned. Reserving again is a no-op.
-func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) (err error) {
+// stock restored) and ErrOutOfStock returned. Reserving again while the
+// holds stand is a no-op. created lists the lines whose hold this call
+// made (not found already there): after the order's holds were settled and
+// released, a stale reservation makes them again, and its caller must give
+// them back (see worker.Order).
+func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) (created []shop.Line, err error) {
 	ctx, span := startSpan(ctx, "reserve stock", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)))
 	defer func() { endSpan(span, err, func(err error) bool { return errors.Is(err, ErrOutOfStock) }) }()
 	for _, l := range lines {
@@ -231,17 +235,19 @@ func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) (err 
 			return nil
 		})
 		switch {
-		case err == nil, errors.Is(err, errSkip):
+		case err == nil:
+			created = append(created, l)
+		case errors.Is(err, errSkip):
 		case errors.Is(err, ErrOutOfStock):
 			if rerr := s.ReleaseHolds(ctx, id, lines, true); rerr != nil {
-				return fmt.Errorf("reserve %s: release after shortage: %w", id, rerr)
+				return nil, fmt.Errorf("reserve %s: release after shortage: %w", id, rerr)
 			}
-			return fmt.Errorf("reserve %s: %s: %w", id, l.SKU, ErrOutOfStock)
+			return nil, fmt.Errorf("reserve %s: %s: %w", id, l.SKU, ErrOutOfStock)
 		default:
-			return fmt.Errorf("reserve %s: %s: %w", id, l.SKU, err)
+			return created, fmt.Errorf("reserve %s: %s: %w", id, l.SKU, err)
 		}
 	}
-	return nil
+	return created, nil
 }
 
 // ReleaseHolds removes order id's holds. With restore, the held units go

@@ -72,7 +72,7 @@ func TestStoreWritesAreSpansOfTheCallersTrace(t *testing.T) {
 	if err := st.SubmitOrder(ctx, o); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Reserve(ctx, o.ID, o.Lines); err != nil {
+	if _, err := st.Reserve(ctx, o.ID, o.Lines); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := st.Recall(ctx, "nobody"); err != nil {
@@ -159,7 +159,7 @@ func TestReservationSpansCountTheirConflicts(t *testing.T) {
 		wg.Go(func() {
 			ctx, span := tracer.Start(t.Context(), fmt.Sprintf("order %d", i))
 			defer span.End()
-			if err := st.Reserve(ctx, fmt.Sprintf("order-%d", i), []shop.Line{{SKU: "p2-40", Quantity: 1}}); err != nil {
+			if _, err := st.Reserve(ctx, fmt.Sprintf("order-%d", i), []shop.Line{{SKU: "p2-40", Quantity: 1}}); err != nil {
 				t.Error(err)
 			}
 		})

@@ -153,7 +153,10 @@ func (w *Worker) Order(ctx context.Context, o shop.Order) error {
 	case shop.OrderRejected:
 		return w.cfg.Store.ReleaseHolds(ctx, o.ID, lines, true)
 	case shop.OrderAccepted, "":
-		err := w.cfg.Store.Reserve(ctx, o.ID, lines)
+		final, err := w.reserve(ctx, o, lines)
+		if final {
+			return err
+		}
 		if errors.Is(err, store.ErrOutOfStock) {
 			if _, err := w.cfg.Store.SetOrderStatus(ctx, o, shop.OrderRejected, shop.ReasonOutOfStock, w.cfg.Now().UTC()); err != nil {
 				return fmt.Errorf("reject order %s: %w", o.ID, err)
@@ -183,6 +186,32 @@ func (w *Worker) Order(ctx context.Context, o shop.Order) error {
 	}
 	w.confirmed.Add(ctx, 1, metric.WithAttributes(attribute.String("region", w.cfg.Region)))
 	return w.cfg.Store.ReleaseHolds(ctx, o.ID, lines, false)
+}
+
+// reserve takes the order's stock. It acts on the status this processor
+// read, which may be stale: a processor that kept the same message past
+// its ack wait (its progress reports lost in a leader election) may have
+// finished the order meanwhile, settling and releasing its holds, and a
+// reservation after that would take the stock a second time. So a hold
+// this reservation newly made is checked against the order as it is now,
+// and given back when the order is already final (final is then true).
+func (w *Worker) reserve(ctx context.Context, o shop.Order, lines []shop.Line) (final bool, err error) {
+	created, err := w.cfg.Store.Reserve(ctx, o.ID, lines)
+	if err != nil || len(created) == 0 {
+		return false, err
+	}
+	now, err := w.cfg.Store.Order(ctx, shop.UserKey(o.User), o.ID)
+	switch {
+	case err == nil && now.Status.Final():
+		w.log.WarnContext(ctx, "order already final: giving back the stock a stale reservation took", "order", o.ID, "status", now.Status)
+		if err := w.cfg.Store.ReleaseHolds(ctx, o.ID, created, true); err != nil {
+			return true, fmt.Errorf("give back order %s's stale reservation: %w", o.ID, err)
+		}
+		return true, nil
+	case err == nil, shop.KindOf(err) == shop.KindNotFound:
+		return false, nil
+	}
+	return false, fmt.Errorf("check order %s after reserving: %w", o.ID, err)
 }
 
 // Comment validates and stores one comment.

@@ -85,3 +85,56 @@ func TestCanaryOfAnotherRegionIsRejectedAndOwnIsRecorded(t *testing.T) {
 		t.Fatal("a fresh canary with the store unreachable: no error")
 	}
 }
+
+// A processor acting on a stale view of an order (the same message
+// redelivered to it while another processor, whose progress reports were
+// lost, finished the order and released its holds) gives back the stock
+// its reservation took again: the order's stock is taken once.
+func TestAStaleReservationOfAFinishedOrderGivesItsStockBack(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	st, _ := c.MustOpen(t, 0)
+	ctx := t.Context()
+	w := worker.New(worker.Config{Region: "westeurope", Store: st})
+	const sku = "contoso-skyline-1-42"
+	if err := st.SetStock(ctx, sku, 5); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	o := shop.Order{ID: shop.NewID(now), User: "alice", Lines: []shop.Line{{SKU: sku, Quantity: 2}}, Status: shop.OrderAccepted,
+		Region: "westeurope", CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateOrder(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	stock := func() shop.Stock {
+		t.Helper()
+		s, err := st.Stock(ctx, sku)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// The first processor: reserve, confirm, settle.
+	final, err := worker.Reserve(w, ctx, o, o.Lines)
+	if err != nil || final {
+		t.Fatalf("first reservation: final %v, %v", final, err)
+	}
+	if s := stock(); s.Available != 3 || s.Holds[o.ID] != 2 {
+		t.Fatalf("after the first reservation: %+v", s)
+	}
+	if _, err := st.SetOrderStatus(ctx, o, shop.OrderConfirmed, "", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ReleaseHolds(ctx, o.ID, o.Lines, false); err != nil {
+		t.Fatal(err)
+	}
+	// The second, from its stale view (the order accepted): its
+	// reservation finds no hold, takes the stock, sees the order final and
+	// gives the stock back.
+	final, err = worker.Reserve(w, ctx, o, o.Lines)
+	if err != nil || !final {
+		t.Fatalf("stale reservation: final %v, %v; want final", final, err)
+	}
+	if s := stock(); s.Available != 3 || len(s.Holds) != 0 {
+		t.Fatalf("after the stale reservation: %+v; want 3 available (5 less the order's 2), no hold", s)
+	}
+}
