@@ -9,23 +9,20 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/deploy/deploytest"
 	"github.com/contoso/shoes/internal/store/storetest"
 )
 
-// poll calls check until it returns nil or the deadline passes.
+// poll calls check every 100 ms until it returns nil or the deadline
+// passes, then fails the test naming what it waited for.
 func poll(t *testing.T, within time.Duration, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := check()
-		if err == nil {
-			return
+	deploytest.EventuallyEvery(t, within, 100*time.Millisecond, func() error {
+		if err := check(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s within %s: %v", what, within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // `contoso ops` judges a deployment it reads only over the network: a

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/chaos"
+	"github.com/contoso/shoes/internal/deploy/deploytest"
 	"github.com/contoso/shoes/internal/fleet"
 	"github.com/contoso/shoes/internal/shop"
 )
@@ -155,21 +156,11 @@ func token(t *testing.T, f *fleet.Fleet, sub string, admin bool) string {
 	return tok
 }
 
-// eventually polls cond every 100 ms until it returns nil or within
-// passes, then fails the test with cond's last error.
+// eventually polls cond every 100 ms (each round is requests to the
+// fleet's processes) until it returns nil or within passes.
 func eventually(t *testing.T, within time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true within %s: %v", within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	deploytest.EventuallyEvery(t, within, 100*time.Millisecond, cond)
 }
 
 type order struct {

@@ -192,6 +192,13 @@ func (w tbWriter) Write(p []byte) (int, error) {
 // passes, then fails the test with cond's last error.
 func Eventually(tb testing.TB, within time.Duration, cond func() error) {
 	tb.Helper()
+	EventuallyEvery(tb, within, 20*time.Millisecond, cond)
+}
+
+// EventuallyEvery is Eventually polling every every: for conditions that
+// cost a round of requests each time they are asked.
+func EventuallyEvery(tb testing.TB, within, every time.Duration, cond func() error) {
+	tb.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		err := cond()
@@ -201,7 +208,7 @@ func Eventually(tb testing.TB, within time.Duration, cond func() error) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("not true within %s: %v", within, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
