@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
@@ -59,11 +60,12 @@ type DispatcherConfig struct {
 // its headers) only when it is idempotent: GET, HEAD, or with an
 // Idempotency-Key. A POP found dead is passed over for SkipFor.
 type Dispatcher struct {
-	cfg   DispatcherConfig
-	log   *slog.Logger
-	pops  map[string]*url.URL
-	proxy *httputil.ReverseProxy
-	base  http.RoundTripper
+	cfg    DispatcherConfig
+	log    *slog.Logger
+	pops   map[string]*url.URL
+	orders map[string][]string // region → its POP, then the others nearest first
+	proxy  *httputil.ReverseProxy
+	base   http.RoundTripper
 
 	mu        sync.Mutex           // guards dead and withdrawn
 	dead      map[string]time.Time // POP → until when it is passed over
@@ -85,13 +87,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		d.pops[region] = u
 	}
 	if d.cfg.Order == nil {
-		d.cfg.Order = slices.Sorted(func(yield func(string) bool) {
-			for r := range cfg.POPs {
-				if !yield(r) {
-					return
-				}
-			}
-		})
+		d.cfg.Order = slices.Sorted(maps.Keys(cfg.POPs))
 	}
 	for _, r := range d.cfg.Order {
 		if _, ok := d.pops[r]; !ok {
@@ -100,6 +96,21 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	}
 	if d.cfg.Latency == nil {
 		d.cfg.Latency = netsim.DefaultLatencies()
+	}
+	// Each region's POP order, worked out once: the POPs and the
+	// latencies are fixed.
+	d.orders = make(map[string][]string, len(d.pops))
+	for region := range d.pops {
+		out := []string{region}
+		for _, r := range d.cfg.Order {
+			if r != region {
+				out = append(out, r)
+			}
+		}
+		slices.SortStableFunc(out[1:], func(a, b string) int {
+			return cmp.Compare(d.cfg.Latency.Between(region, a), d.cfg.Latency.Between(region, b))
+		})
+		d.orders[region] = out
 	}
 	d.cfg.SkipFor = cmp.Or(d.cfg.SkipFor, 2*time.Second)
 	if d.cfg.Now == nil {
@@ -153,18 +164,10 @@ func (d *Dispatcher) order(region string) ([]string, error) {
 	if region == "" {
 		region = d.cfg.Order[0]
 	}
-	if _, ok := d.pops[region]; !ok {
+	out, ok := d.orders[region]
+	if !ok {
 		return nil, shop.Invalid(edge.HeaderClientRegion, "no point of presence in region %q", region)
 	}
-	out := []string{region}
-	for _, r := range d.cfg.Order {
-		if r != region {
-			out = append(out, r)
-		}
-	}
-	slices.SortStableFunc(out[1:], func(a, b string) int {
-		return cmp.Compare(d.cfg.Latency.Between(region, a), d.cfg.Latency.Between(region, b))
-	})
 	return out, nil
 }
 
