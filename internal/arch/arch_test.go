@@ -84,6 +84,8 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "internal/ops", only: []string{"internal/shop", "internal/httpapi", "internal/health"}},
 		// Faults reach the deployment through the interface chaos declares.
 		{pkg: "internal/chaos", only: []string{"internal/shop", "internal/httpapi"}},
+		{pkg: "internal/release", only: []string{"internal/shop", "internal/httpapi", "internal/health"}},
+		{pkg: "internal/buildinfo", only: []string{}},
 	}
 	for _, r := range rules {
 		deps, ok := g[r.pkg]
