@@ -26,13 +26,15 @@ const (
 	// create, reconfigure, purge or delete an asset, delete a message, or
 	// delete the shared processing consumers.
 	RoleStamp Role = "stamp"
-	// RoleEdge reads the stamps registry and publishes its POPs' status,
-	// nothing else: it cannot write a registry entry, so it cannot
-	// announce or remove a stamp.
+	// RoleEdge reads the stamps registry and the releases bucket (the
+	// traffic table) and publishes its POPs' status, nothing else: it
+	// cannot write a registry entry or the traffic table, so it cannot
+	// announce or remove a stamp nor shift traffic.
 	RoleEdge Role = "edge"
 	// RoleOps is the operations plane: it reads asset and consumer state,
 	// the heads of the work queues and the registry, hears the POPs'
-	// status, and writes nothing.
+	// status, and writes only the releases bucket (its release
+	// controller's records and the traffic table).
 	RoleOps Role = "ops"
 )
 
@@ -78,7 +80,7 @@ func watchAPI(stream string) []string {
 // Permissions are role's subject permissions on the store servers; nil for
 // RoleAdmin (everything).
 func (r Role) Permissions() *server.Permissions {
-	registry := "KV_" + BucketRegistry
+	registry, releases := "KV_"+BucketRegistry, "KV_"+BucketReleases
 	switch r {
 	case RoleStamp:
 		allow := slices.Concat(readAPI, []string{
@@ -105,12 +107,17 @@ func (r Role) Permissions() *server.Permissions {
 				jsAPI + "STREAM.INFO." + registry,
 				jsAPI + "STREAM.MSG.GET." + registry,
 				jsAPI + "DIRECT.GET." + registry, jsAPI + "DIRECT.GET." + registry + ".>",
-			}, watchAPI(registry), []string{popStatus})},
+				jsAPI + "STREAM.INFO." + releases,
+				jsAPI + "STREAM.MSG.GET." + releases,
+				jsAPI + "DIRECT.GET." + releases, jsAPI + "DIRECT.GET." + releases + ".>",
+			}, watchAPI(registry), watchAPI(releases), []string{popStatus})},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
 		}
 	case RoleOps:
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: slices.Concat(readAPI, watchAPI(registry))},
+			Publish: &server.SubjectPermission{Allow: slices.Concat(readAPI, watchAPI(registry), watchAPI(releases),
+				// The release controller's records and the traffic table.
+				[]string{"$KV." + BucketReleases + ".>"})},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox, popStatus}},
 		}
 	}

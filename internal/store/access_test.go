@@ -239,6 +239,60 @@ func TestEachRoleHasOnlyItsPermissions(t *testing.T) {
 	}
 }
 
+// The traffic table is the operations plane's to write (its release
+// controller) and the edge's to follow: an edge user watches it but can
+// neither write nor delete it, an ops user writes and clears it.
+func TestOpsWritesTheTrafficTableAndTheEdgeOnlyWatchesIt(t *testing.T) {
+	n, creds := securedNode(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if _, err := store.Open(ctx, store.Config{Conn: mustConnectAs(t, n, creds[store.RoleAdmin]), Replicas: 1}); err != nil {
+		t.Fatalf("admin opens the store: %v", err)
+	}
+	ops, err := store.Open(ctx, store.Config{Conn: mustConnectAs(t, n, creds[store.RoleOps]), Replicas: 1, FindOnly: true})
+	if err != nil {
+		t.Fatalf("ops opens the store: %v", err)
+	}
+	split := map[string]map[string]int{"westeurope": {"v1": 90, "v2": 10}}
+	if err := ops.PutTraffic(ctx, store.Traffic{Release: "r-1", Regions: split}); err != nil {
+		t.Fatalf("ops writes the traffic table: %v", err)
+	}
+
+	edgeConn := mustConnectAs(t, n, creds[store.RoleEdge])
+	reg, err := store.OpenRegistry(ctx, store.Config{Conn: edgeConn})
+	if err != nil {
+		t.Fatalf("edge opens the registry: %v", err)
+	}
+	w := watchTraffic(t, reg.WatchTraffic)
+	if got := splitOf(w.next(t, "the edge's watch")); got["westeurope"]["v2"] != 10 {
+		t.Fatalf("the edge's watch began with %v, want %v", got, split)
+	}
+	ejs, _ := jetstream.New(edgeConn)
+	kv, err := ejs.KeyValue(ctx, store.BucketReleases)
+	if err != nil {
+		t.Fatalf("edge looks the releases bucket up: %v", err)
+	}
+	denied(t, "edge writes the traffic table", func(ctx context.Context) error {
+		_, err := kv.Put(ctx, store.TrafficKey, []byte(`{"schema":1,"regions":{"westeurope":{"v2":100}}}`))
+		return err
+	})
+	denied(t, "edge deletes the traffic table", func(ctx context.Context) error { return kv.Delete(ctx, store.TrafficKey) })
+	denied(t, "edge writes a release record", func(ctx context.Context) error {
+		_, err := kv.Put(ctx, "r-evil", []byte(`{}`))
+		return err
+	})
+	if tr, err := ops.Traffic(ctx); err != nil || tr == nil || tr.Regions["westeurope"]["v2"] != 10 {
+		t.Fatalf("after the edge's attempts the table is %+v, %v; want the one ops wrote", tr, err)
+	}
+
+	if err := ops.ClearTraffic(ctx); err != nil {
+		t.Fatalf("ops clears the traffic table: %v", err)
+	}
+	if tr := w.next(t, "the clear"); tr != nil {
+		t.Fatalf("after the clear the edge's watch delivered %+v, want nil", tr)
+	}
+}
+
 func TestServerConfigListsEveryRoleWithItsPermissions(t *testing.T) {
 	var users []store.User
 	for i, r := range store.Roles {
@@ -251,6 +305,8 @@ func TestServerConfigListsEveryRoleWithItsPermissions(t *testing.T) {
 		`deny: ["$JS.API.CONSUMER.DELETE.ORDERS.order-processor"`,
 		`"$KV.>"`,
 		`"$JS.API.DIRECT.GET.KV_registry"`,
+		`"$JS.API.DIRECT.GET.KV_releases"`, // the edge follows the traffic table
+		`"$KV.releases.>"`,                 // which ops writes
 		`subscribe: {allow: ["_INBOX.>"]}`,
 	} {
 		if !strings.Contains(conf, want) {

@@ -55,10 +55,11 @@ func (s *Store) WatchRegistry(ctx context.Context, fn func(id string, e *StampEn
 	return (&Registry{kv: s.reg, log: s.log}).Watch(ctx, fn, loaded)
 }
 
-// Registry reads the stamps registry and nothing else: all an edge needs,
-// and all a user with RoleEdge may do.
+// Registry reads the stamps registry and the traffic table (WatchTraffic)
+// and nothing else: all an edge needs, and all a user with RoleEdge may do.
 type Registry struct {
 	kv  jetstream.KeyValue
+	js  jetstream.JetStream // finds the releases bucket (WatchTraffic); nil for a Store's
 	log *slog.Logger
 }
 
@@ -82,7 +83,7 @@ func OpenRegistry(ctx context.Context, cfg Config) (*Registry, error) {
 		kv, err := js.KeyValue(actx, BucketRegistry)
 		cancel()
 		if err == nil {
-			return &Registry{kv: kv, log: cfg.Logger}, nil
+			return &Registry{kv: kv, js: js, log: cfg.Logger}, nil
 		}
 		cfg.Logger.Info("stamps registry not ready; retrying", "error", err, "retry_in", delay)
 		select {

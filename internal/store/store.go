@@ -89,6 +89,7 @@ type Store struct {
 	carts     jetstream.KeyValue
 	orderQ    jetstream.Stream
 	reg       jetstream.KeyValue
+	releases  jetstream.KeyValue
 }
 
 // Open connects to the assets. It looks each one up and creates only the
@@ -243,6 +244,8 @@ var assets = []Asset{
 	{Name: BucketRegistry, Kind: AssetBucket, Description: "running stamp instances, kept alive by heartbeats",
 		TTL: RegistryTTL, History: 1, MaxBytes: 16 * mib, MaxValueSize: 4 * kib, Discard: jetstream.DiscardNew,
 		markerTTL: time.Minute},
+	{Name: BucketReleases, Kind: AssetBucket, Description: "release records and the traffic table every POP follows",
+		History: 1, MaxBytes: 16 * mib, MaxValueSize: 64 * kib, Discard: jetstream.DiscardNew},
 	{Name: StreamOrders, Kind: AssetQueue, Description: "orders waiting for the order processor",
 		MaxBytes: 1 * gib, MaxAge: 7 * 24 * time.Hour, MaxValueSize: 64 * kib, Discard: jetstream.DiscardNew,
 		Subjects: []string{"orders.>"}, Duplicates: 10 * time.Minute, queue: orderQueue},
@@ -311,7 +314,7 @@ func (s *Store) handles() (map[string]*jetstream.KeyValue, map[string]*jetstream
 			BucketCatalog: &s.catalog, BucketComments: &s.comment, BucketRatings: &s.rating,
 			BucketMeta: &s.meta, BucketHealth: &s.health, BucketInventory: &s.inventory,
 			BucketOrders: &s.orders, BucketIdempotency: &s.idem, BucketCarts: &s.carts,
-			BucketRegistry: &s.reg,
+			BucketRegistry: &s.reg, BucketReleases: &s.releases,
 		}, map[string]*jetstream.Stream{
 			StreamOrders: &s.orderQ, StreamWrites: &s.writes,
 		}
