@@ -285,6 +285,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		NATSURL: strings.Join(urls, ","), NATS: d.access.store(store.RoleOps),
 		Sink: d.tel.Sink(), Telemetry: d.tel, StampTLS: d.access.clientTLS(),
 		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log,
+		Release: release.Config{Env: d.cfg.Env, Gate: d.cfg.ReleaseGate},
 	})
 	if err != nil {
 		return err
