@@ -234,6 +234,9 @@ func TestStampReleaseFaultAndWarmUpFlags(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The release names the process's one part: its series are not
+	// labelled with an identity beside another part's.
+	wantRequestMetrics(t, listening.URL+"/metrics", "", "stamp")
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("stamp returned %v on shutdown", err)
