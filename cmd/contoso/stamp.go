@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/buildinfo"
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/secrets"
@@ -35,6 +37,14 @@ const envSecretsToken = "CONTOSO_SECRETS_TOKEN"
 // does not come through the edge.
 const envEdgeCredential = "CONTOSO_EDGE_CREDENTIAL"
 
+// envEnvironment names the environment variable that says which
+// environment a stamp runs in (dev or prod) when --env does not.
+const envEnvironment = "CONTOSO_ENV"
+
+// errFaultInProd is the refusal of a stamp told to inject a fault in the
+// prod environment.
+var errFaultInProd = errors.New("injected faults are refused in the prod environment: they exist to prove the release gates in dev and test deployments")
+
 func runStamp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stamp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -54,6 +64,10 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		refresh    = fs.Duration("secret-refresh", 30*time.Second, "how often secrets are refreshed")
 		lkg        = fs.String("lkg", "", "file for the encrypted last-known-good copy of the secrets; its key comes from "+envLKGKey+" (64 hex characters)")
 		partnerURL = fs.String("partner", "", "the fulfilment partner's notification URL; empty: this stamp does not process orders")
+		release    = fs.String("release", "", "the release this stamp runs, announced in the registry, its health report and its telemetry (service.version); empty: this binary's version ("+buildinfo.Version()+")")
+		faultSpec  = fs.String("fault", "", "a defect to inject for a release experiment, e.g. error=0.05,route=checkout; latency=300ms; crash-on-start; never-ready (refused with --env prod)")
+		env        = fs.String("env", "", "the environment: dev or prod; empty: "+envEnvironment+", else dev")
+		warm       = fs.Int("warm-requests", 20, "synthetic requests the stamp answers through its own handler before it first reports ready; 0: none")
 	)
 	logs.register(fs)
 	tokens.register(fs)
@@ -63,6 +77,10 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if *region == "" {
 		return errors.New("-region is required")
+	}
+	fault, err := stampFault(*faultSpec, *env, getenv(envEnvironment))
+	if err != nil {
+		return err
 	}
 	p, err := conn.resolve("ca")
 	if err != nil {
@@ -83,7 +101,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	tel, log, stopTelemetry, err := startTelemetry(telemetry.ServiceStamp, *region, getenv, log)
+	tel, log, stopTelemetry, err := startTelemetryAs(telemetry.Identity{Service: telemetry.ServiceStamp, Region: *region, Version: *release}, getenv, log)
 	if err != nil {
 		return err
 	}
@@ -92,6 +110,10 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		Region: *region, NATSURL: conn.nats.url, NATS: p.store, TLS: p.serverTLS, ClientTLS: p.clientTLS, Replicas: *replicas, Verifier: vcfg,
 		SecretRefresh: *refresh, PartnerURL: *partnerURL, ProbeInterval: *interval, Seed: *seed, Logger: log,
 		EdgeCredential: getenv(envEdgeCredential), Telemetry: tel, AdvertiseURL: *advertise,
+		Release: *release, Fault: fault, WarmRequests: *warm,
+	}
+	if *warm <= 0 {
+		cfg.WarmRequests = -1 // none; the stamp's zero means its default
 	}
 	if cfg.EdgeCredential == "" {
 		log.Warn("no edge credential (" + envEdgeCredential + "): the API answers anyone who can reach this stamp")
@@ -127,6 +149,27 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	line, _ := json.Marshal(map[string]string{"event": "listening", "region": *region, "url": url, "advertise": advertised})
 	fmt.Fprintf(stdout, "%s\n", line)
 	return in.Serve(ctx, ln)
+}
+
+// stampFault is the fault --fault asks a stamp to inject, in the
+// environment --env names (flagEnv), else CONTOSO_ENV (varEnv), else dev:
+// dev or prod, and in prod only the zero fault.
+func stampFault(spec, flagEnv, varEnv string) (stamp.Fault, error) {
+	env := cmp.Or(strings.TrimSpace(flagEnv), strings.TrimSpace(varEnv), "dev")
+	if env != "dev" && env != "prod" {
+		if flagEnv == "" {
+			return stamp.Fault{}, fmt.Errorf("%s=%s: want dev or prod", envEnvironment, varEnv)
+		}
+		return stamp.Fault{}, fmt.Errorf("--env %s: want dev or prod", flagEnv)
+	}
+	fault, err := stamp.ParseFault(spec)
+	if err != nil {
+		return stamp.Fault{}, fmt.Errorf("--fault: %w", err)
+	}
+	if env == "prod" && !fault.Zero() {
+		return stamp.Fault{}, fmt.Errorf("--fault %s: %w", fault, errFaultInProd)
+	}
+	return fault, nil
 }
 
 // checkAdvertise refuses, before the stamp connects to anything, a stamp

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/secrets/secretstore"
 	"github.com/contoso/shoes/internal/store/storetest"
+	"github.com/contoso/shoes/internal/telemetry"
 )
 
 // A stamp told to read its secrets from the secret store needs the store's
@@ -150,5 +152,93 @@ func refusesToStart(t *testing.T, args []string, env map[string]string, wants ..
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("%s printed %q before refusing", args[0], stdout.String())
+	}
+}
+
+// `contoso stamp --env prod` (or CONTOSO_ENV=prod) refuses any injected
+// fault, before it connects to anything, and says why; a fault that does
+// not parse and an unknown environment are refused too.
+func TestStampRefusesInjectedFaultsInProd(t *testing.T) {
+	dir := t.TempDir()
+	base := []string{"stamp", "--region", "westeurope", "--nats", "nats://127.0.0.1:1", "--data", dir, "--listen", "127.0.0.1:0"}
+	prod := map[string]string{envEnvironment: "prod"}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		wants []string
+	}{
+		{"--env prod", []string{"--env", "prod", "--fault", "error=0.1"}, nil,
+			[]string{"--fault error=0.1", "injected faults are refused in the prod environment"}},
+		{"CONTOSO_ENV=prod", []string{"--fault", "never-ready"}, prod,
+			[]string{"injected faults are refused in the prod environment"}},
+		{"--env wins over CONTOSO_ENV", []string{"--env", "prod", "--fault", "crash-on-start"}, map[string]string{envEnvironment: "dev"},
+			[]string{"injected faults are refused in the prod environment"}},
+		{"an unknown --env", []string{"--env", "staging"}, nil, []string{"--env staging", "want dev or prod"}},
+		{"an unknown CONTOSO_ENV", nil, map[string]string{envEnvironment: "qa"}, []string{"CONTOSO_ENV=qa", "want dev or prod"}},
+		{"a fault that does not parse", []string{"--fault", "error=2"}, nil, []string{"--fault", "not a share from 0 to 1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { refusesToStart(t, append(base, tc.args...), tc.env, tc.wants...) })
+	}
+}
+
+// --release names the stamp's release in its health report and in the
+// telemetry it exports (service.version, kept by the receiving sink);
+// --warm-requests sets its warm-up; --fault injects a fault in dev (here:
+// never ready, with the report saying so).
+func TestStampReleaseFaultAndWarmUpFlags(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	rx, err := telemetry.New(t.Context(), telemetry.Config{Service: "collector"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := httptest.NewServer(rx.Sink().OTLPHandler())
+	t.Cleanup(recv.Close)
+	env := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": recv.URL, "OTEL_METRIC_EXPORT_INTERVAL": "200"}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"stamp", "--region", "westeurope", "--nats", c.Nodes[0].ClientURL(), "--replicas", "1",
+			"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--probe-interval", "100ms",
+			"--release", "v9", "--fault", "never-ready", "--warm-requests", "3"},
+			func(k string) string { return env[k] }, pw, io.Discard)
+		pw.Close()
+	}()
+	var listening struct{ URL string }
+	if err := json.NewDecoder(pr).Decode(&listening); err != nil {
+		cancel()
+		t.Fatalf("listening line: %v (run: %v)", err, <-errc)
+	}
+	go io.Copy(io.Discard, pr)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var rep health.Report
+		code := 0
+		resp, err := http.Get(listening.URL + "/health/stamp")
+		if err == nil {
+			code = resp.StatusCode
+			_ = json.NewDecoder(resp.Body).Decode(&rep)
+			resp.Body.Close()
+		}
+		_ = rx.Sink().Collect(t.Context())
+		versions := rx.Sink().LabelValues(telemetry.MetricHTTPServerDuration, telemetry.AttrServiceVersion, telemetry.Labels{"component": "stamp"})
+		if code == http.StatusServiceUnavailable && rep.Release == "v9" && rep.Reason == "injected fault: never ready" &&
+			rep.Gauges["warm.requests"] == 3 && slices.Equal(versions, []string{"v9"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/health/stamp = %d %+v (%v); service.version of the stamp's requests at the receiver: %q; "+
+				"want 503, release v9, reason never ready, 3 warm-up requests, v9", code, rep, err, versions)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The release names the process's one part: its series are not
+	// labelled with an identity beside another part's.
+	wantRequestMetrics(t, listening.URL+"/metrics", "", "stamp")
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("stamp returned %v on shutdown", err)
 	}
 }

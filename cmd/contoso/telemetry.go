@@ -15,7 +15,13 @@ import (
 // logger whose lines carry the trace of the request or message they are
 // logged for. stop flushes the exporters and stops the collection.
 func startTelemetry(service, region string, getenv func(string) string, log *slog.Logger) (*telemetry.Telemetry, *slog.Logger, func(), error) {
-	tel, stopTel, err := telemetry.Start(context.Background(), telemetry.Config{Service: service, Region: region, Getenv: getenv, Logger: log})
+	return startTelemetryAs(telemetry.Identity{Service: service, Region: region}, getenv, log)
+}
+
+// startTelemetryAs is startTelemetry for a part that names more of its
+// identity than its service and region: a stamp, its release.
+func startTelemetryAs(id telemetry.Identity, getenv func(string) string, log *slog.Logger) (*telemetry.Telemetry, *slog.Logger, func(), error) {
+	tel, stopTel, err := telemetry.Start(context.Background(), telemetry.Config{Service: id.Service, Region: id.Region, Version: id.Version, Getenv: getenv, Logger: log})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("telemetry: %w", err)
 	}

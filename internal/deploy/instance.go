@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/buildinfo"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/secrets"
@@ -50,6 +51,14 @@ type InstanceConfig struct {
 	// EdgeCredential is what the edge adds to every request; the stamp
 	// refuses /api/... requests without it. Empty: the API is open.
 	EdgeCredential string
+	// Release is the release the instance runs (stamp.Config.Release);
+	// zero: this binary's version.
+	Release string
+	// Fault is a defect the stamp injects, for release experiments
+	// (stamp.Config.Fault); zero: none.
+	Fault stamp.Fault
+	// WarmRequests is stamp.Config.WarmRequests: zero 20, negative none.
+	WarmRequests int
 	// TLS, when set, makes the instance serve HTTPS with it (and advertise
 	// an https:// URL); nil: plain HTTP.
 	TLS *tls.Config
@@ -61,7 +70,9 @@ type InstanceConfig struct {
 	ClientTLS *tls.Config
 	// Telemetry records the stamp's traces and metrics (service
 	// contoso-stamp in Region); its processor records as another part of
-	// the process, contoso-worker, with the same instance id. Nil: none.
+	// the process, contoso-worker, with the same instance id. Both name
+	// Release as their service.version (a Telemetry of another version gets
+	// a part of Release's beside it). Nil: none.
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger // nil: discard
 }
@@ -94,7 +105,16 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	}
 	in := &Instance{nc: nc}
 	fail := func(err error) (*Instance, error) { nc.Close(); return nil, err }
-	workerTel, err := cfg.Telemetry.Part(telemetry.Identity{Service: telemetry.ServiceWorker, Region: cfg.Region, Instance: cfg.Telemetry.Identity().Instance})
+	if cfg.Release == "" {
+		cfg.Release = buildinfo.Version()
+	}
+	id := cfg.Telemetry.Identity()
+	id.Version = cfg.Release
+	stampTel, err := cfg.Telemetry.Part(id)
+	if err != nil {
+		return fail(err)
+	}
+	workerTel, err := cfg.Telemetry.Part(telemetry.Identity{Service: telemetry.ServiceWorker, Region: cfg.Region, Instance: id.Instance, Version: cfg.Release})
 	if err != nil {
 		return fail(err)
 	}
@@ -110,7 +130,8 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	}
 	// The stamp adds the region to its logger itself.
 	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: cfg.Logger, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential,
-		TLS: cfg.TLS, AdvertiseURL: cfg.AdvertiseURL, Telemetry: cfg.Telemetry, WorkerTelemetry: workerTel}
+		TLS: cfg.TLS, AdvertiseURL: cfg.AdvertiseURL, Telemetry: stampTel, WorkerTelemetry: workerTel,
+		Release: cfg.Release, Fault: cfg.Fault, WarmRequests: cfg.WarmRequests}
 	if cfg.Secrets != nil {
 		in.Secrets, err = secrets.NewCache(secrets.CacheConfig{
 			Provider: cfg.Secrets, Names: secretNames, Refresh: cfg.SecretRefresh,

@@ -13,10 +13,11 @@ import (
 // Handler returns the stamp's HTTP handler: every route, wrapped in the
 // middleware every response passes through. Telemetry comes first, so
 // that every line the others log carries the request's trace;
-// problemFallback tells it the route pattern the mux matched.
+// problemFallback tells it the route pattern the mux matched. The API
+// routes pass through the injected fault, if any (injectFault).
 func (s *Stamp) Handler() http.Handler {
 	mux := http.NewServeMux()
-	s.routes(mux)
+	s.routes(mux, s.injectFault)
 	return httpapi.Chain(problemFallback(mux, s),
 		s.cfg.Telemetry.Middleware("stamp", s.cfg.Region, httpapi.Flow),
 		httpapi.RequestIDs,
@@ -68,8 +69,25 @@ func APIRoutes() []string {
 	return out
 }
 
-// routes registers every route of the stamp. GET patterns also match HEAD.
-func (s *Stamp) routes(mux *http.ServeMux) {
+// warmHandler is the handler the warm-up's synthetic requests go through:
+// the stamp's routes behind the middleware that shapes their answers,
+// without what would count them as traffic (telemetry, the access log) and
+// without the injected fault, which is for users' requests (a stamp that
+// must fail its warm-up has Fault.NeverReady).
+func (s *Stamp) warmHandler() http.Handler {
+	mux := http.NewServeMux()
+	s.routes(mux, nil)
+	return httpapi.Chain(problemFallback(mux, s),
+		httpapi.RequestIDs,
+		httpapi.ServedRegion(s.cfg.Region),
+		httpapi.Recover(s.log),
+		httpapi.RequireCredential(httpapi.HeaderEdgeCredential, s.cfg.EdgeCredential, "/api/", s.log),
+	)
+}
+
+// routes registers every route of the stamp, the API routes wrapped in
+// api (nil: none). GET patterns also match HEAD.
+func (s *Stamp) routes(mux *http.ServeMux, api httpapi.Middleware) {
 	h := func(f httpapi.HandlerFunc) http.Handler { return httpapi.Handle(s.log, f) }
 
 	mux.Handle("GET /health/live", health.LiveHandler())
@@ -78,7 +96,11 @@ func (s *Stamp) routes(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", s.cfg.Telemetry.MetricsHandler())
 
 	for _, r := range s.api() {
-		mux.Handle(r.pattern, h(r.handle))
+		if api != nil {
+			mux.Handle(r.pattern, api(h(r.handle)))
+		} else {
+			mux.Handle(r.pattern, h(r.handle))
+		}
 	}
 
 	// The operations routes, and only they, answer only requests meant

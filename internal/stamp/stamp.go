@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/buildinfo"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/readmodel"
 	"github.com/contoso/shoes/internal/shop"
@@ -63,8 +64,18 @@ type Config struct {
 	CommentBurst int
 	RatingRate   float64
 	RatingBurst  int
-	// Release names the release this stamp runs; zero: "dev".
+	// Release names the release this stamp runs, announced in the stamps
+	// registry and its health report; zero: this binary's version
+	// (buildinfo.Version). The stamp's telemetry names its release itself
+	// (telemetry.Identity.Version).
 	Release string
+	// WarmRequests is how many synthetic requests the stamp answers
+	// through its own handler before it first reports ready (GET
+	// /api/products and GET /api/products/{id}); zero: 20; negative: none.
+	WarmRequests int
+	// Fault is a defect to inject, for release experiments; zero: none.
+	// New refuses a Fault that ParseFault would refuse.
+	Fault Fault
 	// AdvertiseURL is where the edge reaches this instance, announced in
 	// the stamps registry: scheme://host:port, https exactly when TLS is
 	// set, with a host that is not a wildcard (CheckAdvertiseURL; New
@@ -96,8 +107,9 @@ type Stamp struct {
 	model     *readmodel.Model
 	worker    *worker.Worker
 	prober    *health.Prober
-	loaded    [4]atomic.Bool // catalog, comments, ratings, inventory watches have delivered their initial keys
-	seeded    atomic.Bool    // the seed catalog is stored (set at once when Seed is off)
+	loaded    [4]atomic.Bool         // catalog, comments, ratings, inventory watches have delivered their initial keys
+	seeded    atomic.Bool            // the seed catalog is stored (set at once when Seed is off)
+	warmed    atomic.Pointer[warmth] // nil until the warm-up has passed (set at once without warm requests)
 	admission *admission
 	accepted  metric.Int64Counter // orders accepted, by region
 	start     time.Time
@@ -160,13 +172,22 @@ func New(cfg Config) (*Stamp, error) {
 		cfg.RatingBurst = 10
 	}
 	if cfg.Release == "" {
-		cfg.Release = "dev"
+		cfg.Release = buildinfo.Version()
+	}
+	if cfg.WarmRequests == 0 {
+		cfg.WarmRequests = defaultWarmRequests
+	}
+	if err := cfg.Fault.validate(); err != nil {
+		return nil, fmt.Errorf("new stamp %s: fault: %w", cfg.Region, err)
 	}
 	log := cfg.Logger.With("region", cfg.Region)
 	s := &Stamp{cfg: cfg, log: log, model: readmodel.New(), start: time.Now()}
 	s.id = store.RegistryID(cfg.Region, shop.NewID(s.start)[20:])
 	s.crash = make(chan struct{})
 	s.seeded.Store(!cfg.Seed)
+	if cfg.WarmRequests < 0 {
+		s.warmed.Store(&warmth{})
+	}
 	s.admission = newAdmission(cfg)
 	var err error
 	s.accepted, err = cfg.Telemetry.Meter(scopeName).Int64Counter(MetricOrdersAccepted,
@@ -183,9 +204,11 @@ func New(cfg Config) (*Stamp, error) {
 	s.prober = health.NewProber(health.Config{
 		Region:   cfg.Region,
 		Instance: s.id,
+		Release:  cfg.Release,
 		Interval: cfg.ProbeInterval,
 		Checks:   append(s.checks(), cfg.Checks...),
-		Gauges:   gaugesOf(cfg.Partner),
+		Gauges:   s.gauges,
+		Hold:     s.hold,
 		Logger:   log.With("component", "health"),
 	})
 	return s, nil
@@ -195,16 +218,37 @@ func New(cfg Config) (*Stamp, error) {
 // state ("closed", "half-open", "open"), as partner.Client does.
 type breakerReporter interface{ BreakerState() string }
 
-// gaugesOf reports the partner client's breaker as the "partner.breaker"
-// gauge (0 closed, 1 half-open, 2 open); nil without such a client.
-func gaugesOf(n worker.Notifier) func() map[string]float64 {
-	b, ok := n.(breakerReporter)
-	if !ok {
+// gauges are the numbers the health report carries beside the checks: the
+// partner client's breaker as "partner.breaker" (0 closed, 1 half-open, 2
+// open) when the stamp has such a client, and, once the stamp has warmed
+// up, "warm.requests" and "warm.ms" (how many synthetic requests it
+// answered, in how long); nil when there are none.
+func (s *Stamp) gauges() map[string]float64 {
+	g := map[string]float64{}
+	if b, ok := s.cfg.Partner.(breakerReporter); ok {
+		g["partner.breaker"] = map[string]float64{"half-open": 1, "open": 2}[b.BreakerState()]
+	}
+	if w := s.warmed.Load(); w != nil {
+		g["warm.requests"] = float64(w.n)
+		g["warm.ms"] = float64(w.took.Microseconds()) / 1000
+	}
+	if len(g) == 0 {
 		return nil
 	}
-	return func() map[string]float64 {
-		return map[string]float64{"partner.breaker": map[string]float64{"half-open": 1, "open": 2}[b.BreakerState()]}
+	return g
+}
+
+// hold is why the health report must keep the stamp out of rotation while
+// its checks pass: an injected never-ready fault, or a warm-up that has
+// not passed yet.
+func (s *Stamp) hold() string {
+	switch {
+	case s.cfg.Fault.NeverReady:
+		return errNeverReady.Error()
+	case s.warmed.Load() == nil:
+		return "warming up"
 	}
+	return ""
 }
 
 // Crash stops a serving stamp the way a crash would: its listener and
@@ -221,9 +265,25 @@ func (s *Stamp) ID() string { return s.id }
 func (s *Stamp) Prober() *health.Prober { return s.prober }
 
 // Ready reports nil when the stamp may take traffic: the catalog is seeded,
-// its read models hold the store's current data, and the store answered the
-// last read probe.
+// its read models hold the store's current data, the store answered the
+// last read probe, and the stamp has warmed up. A stamp with the
+// never-ready fault is never ready.
 func (s *Stamp) Ready() error {
+	if s.cfg.Fault.NeverReady {
+		return errNeverReady
+	}
+	if err := s.serving(); err != nil {
+		return err
+	}
+	if s.warmed.Load() == nil {
+		return fmt.Errorf("warming up: %d synthetic requests to answer", s.cfg.WarmRequests)
+	}
+	return nil
+}
+
+// serving reports nil when the stamp could answer requests as it should:
+// what Ready asks for besides the warm-up.
+func (s *Stamp) serving() error {
 	if !s.seeded.Load() {
 		return errors.New("seeding the catalog")
 	}
@@ -245,7 +305,17 @@ func (s *Stamp) Ready() error {
 // the watches. It announces Config.AdvertiseURL in the stamps registry, or
 // ln's address; when that address is a wildcard it refuses to start
 // (ErrWildcardListener): it closes ln and never reaches the store.
+//
+// A stamp with a Fault says so at start (a warning); with
+// Fault.CrashOnStart it closes ln and returns ErrInjectedCrash at once.
 func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
+	if !s.cfg.Fault.Zero() {
+		s.log.Warn("this stamp injects a fault on purpose", "fault", s.cfg.Fault.String(), "release", s.cfg.Release)
+	}
+	if s.cfg.Fault.CrashOnStart {
+		ln.Close()
+		return fmt.Errorf("serve stamp %s: %w", s.cfg.Region, ErrInjectedCrash)
+	}
 	url, err := s.advertisedURL(ln.Addr())
 	if err != nil {
 		ln.Close()
@@ -300,7 +370,7 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Run runs the stamp's background parts until ctx is done: the read model
-// watches, the processor, the prober and seeding. None of them gives up
+// watches, the processor, the prober, seeding and the warm-up. None of them gives up
 // while ctx lasts: each retries its dependency with back-off and the health
 // checks report the trouble meanwhile.
 func (s *Stamp) Run(ctx context.Context) {
@@ -317,6 +387,7 @@ func (s *Stamp) Run(ctx context.Context) {
 	if s.cfg.Seed {
 		wg.Go(func() { s.seed(ctx) })
 	}
+	wg.Go(func() { s.warm(ctx) })
 	wg.Wait()
 }
 
