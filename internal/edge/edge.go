@@ -347,6 +347,7 @@ func (e *Edge) AddPOP(ctx context.Context, region string) {
 	delete(e.redirects, region)
 	delete(e.closed, region)
 	e.pops[region] = p
+	e.sharesToLocked(p) // a traffic table that came while it probed
 	e.order = append(e.order, region)
 	if e.run != nil {
 		e.startLoopLocked(p)
@@ -482,22 +483,26 @@ func (e *Edge) applyTraffic(w Weights) {
 // gives it to every POP, whose routing decisions are recomputed at once
 // where a share changed. e.mu must be held.
 func (e *Edge) reweighLocked() {
-	stamps := slices.Collect(maps.Values(e.stamps))
-	e.shares = trafficShares(e.weights, stamps)
-	now := time.Now()
+	e.shares = trafficShares(e.weights, slices.Collect(maps.Values(e.stamps)))
 	for _, p := range e.pops {
-		p.mu.Lock()
-		changed := false
-		for id, st := range p.state {
-			sh, release := e.shares[id], e.stamps[id].Release
-			if st.share != sh || st.release != release {
-				st.share, st.release, changed = sh, release, true
-			}
+		e.sharesToLocked(p)
+	}
+}
+
+// sharesToLocked gives p every stamp's current share and release, and
+// recomputes p's decision if one changed. e.mu must be held, not p.mu.
+func (e *Edge) sharesToLocked(p *pop) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed := false
+	for id, st := range p.state {
+		sh, release := e.shares[id], e.stamps[id].Release
+		if st.share != sh || st.release != release {
+			st.share, st.release, changed = sh, release, true
 		}
-		if changed {
-			p.decideLocked(e.cfg.Policy, now)
-		}
-		p.mu.Unlock()
+	}
+	if changed {
+		p.decideLocked(e.cfg.Policy, time.Now())
 	}
 }
 

@@ -324,3 +324,56 @@ func TestEveryStampOnStandbyFailsOpen(t *testing.T) {
 		t.Fatalf("with v1 at 100 %%: %d, fail open %q; want 200 routed normally", resp.StatusCode, resp.Header.Get(edge.HeaderFailOpen))
 	}
 }
+
+// A POP opened while a table arrives (AddPOP probes every stamp before it
+// takes clients, and the table comes during those probes) follows the
+// table from its first client on.
+func TestAPOPOpenedDuringATableChangeFollowsIt(t *testing.T) {
+	v1, v2 := newReleaseStamp(t, "v1"), newReleaseStamp(t, "v2")
+	feed := newTrafficFeed()
+	e := runLocalEdge(t, edge.Config{Traffic: feed.traffic, Policy: edge.Policy{Sensitivity: time.Hour}, ProbeTimeout: time.Minute},
+		edge.StampInfo{ID: "westeurope.v1", Region: "westeurope", URL: v1.url, Release: "v1"},
+		edge.StampInfo{ID: "westeurope.v2", Region: "westeurope", URL: v2.url, Release: "v2"})
+	front := httptest.NewServer(e.Handler())
+	t.Cleanup(front.Close)
+	waitStamps(t, e, 10*time.Second, func(_ map[string]edge.StampStatus, near []string) bool { return len(near) == 2 })
+
+	v1.holdProbes()
+	v2.holdProbes()
+	added := make(chan struct{})
+	go func() { e.AddPOP(t.Context(), "northeurope"); close(added) }()
+	// The westeurope POP holds at most two probes: at least one more is
+	// the new POP's, whose stamps it therefore knows already.
+	deadline := time.Now().Add(10 * time.Second)
+	for v1.held.Load()+v2.held.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the new POP's probes never reached the stamps")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	feed.set(t, edge.Weights{"westeurope": {"v1": 100, "v2": 0}})
+	v1.release()
+	v2.release()
+	<-added
+
+	for _, p := range e.Status() {
+		for _, st := range p.Stamps {
+			if st.ID == "westeurope.v2" && (!st.Standby || st.Weight != 0) {
+				t.Errorf("POP %s shows v2 at 0 %% as %+v, want it on standby", p.Region, st)
+			}
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, front.URL+"/api/products", nil)
+	req.Header.Set(edge.HeaderClientRegion, "northeurope")
+	for range 50 {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "v1" {
+			t.Fatalf("the new POP sent a request to %q, want v1 only", body)
+		}
+	}
+}
