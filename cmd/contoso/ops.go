@@ -99,6 +99,7 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer dash.Close()
 	mux := http.NewServeMux()
 	svc.Plane.Routes(mux, true)
+	svc.Releases.Routes(mux, log)
 	dash.Routes(mux)
 	mux.Handle("GET /metrics", tel.MetricsHandler())
 	return serveEndpoints(ctx, stdout, log, p.serverTLS, map[string]string{"event": "ready"},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,12 @@ import (
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/fleet"
 	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/release"
 )
+
+// envEnv names the environment variable that picks the environment (dev
+// or prod) when -env is not given.
+const envEnv = "CONTOSO_ENV"
 
 func runUp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
@@ -34,6 +40,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		burst    = fs.Int("client-burst", 400, "burst of each client's rate at the edge")
 		withTLS  = fs.Bool("tls", false, "encrypt every hop (client → edge, edge → stamp, stamps → services and store, store → store) with a deployment CA kept in <data>/config/tls")
 		procs    = fs.Bool("processes", false, "run every part as its own OS process: nats-server, contoso stamp and pop per region, the global parts, a toxiproxy-server per pair of regions")
+		env      = fs.String("env", "", "environment: dev or prod; empty: $CONTOSO_ENV, else dev. Each has its own data directory (prod's default is .contoso-prod); prod refuses unverified releases and injected faults, and its operations address trusts no one without a token")
 		bin      = fs.String("bin", "", "with --processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them into <data>/bin with the go command")
 	)
 	logs.register(fs)
@@ -43,6 +50,23 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 	log, err := logs.logger(stderr)
 	if err != nil {
 		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *env == "" {
+		*env = cmp.Or(getenv(envEnv), release.EnvDev)
+	}
+	switch *env {
+	case release.EnvDev:
+	case release.EnvProd:
+		if !set["data"] {
+			*data = ".contoso-prod"
+		}
+		if !set["dev"] {
+			*dev = false
+		}
+	default:
+		return fmt.Errorf("-env must be dev or prod, not %q", *env)
 	}
 	netCfg := netsim.Config{Latency: netsim.DefaultLatencies()}
 	switch *latency {
@@ -79,6 +103,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 	d, err := deploy.Start(ctx, deploy.Config{
 		Regions:          splitList(*regions),
 		DataDir:          dir,
+		Env:              *env,
 		Network:          netCfg,
 		ProbeInterval:    *interval,
 		EdgeAddr:         *addr,
@@ -95,7 +120,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	services := d.ServiceURLs()
-	printReady(stdout, upReady{Regions: d.Regions(), Data: dir, Partner: services["partner"], Secrets: services["secrets"],
+	printReady(stdout, upReady{Regions: d.Regions(), Data: dir, Env: *env, Release: d.Release(), Partner: services["partner"], Secrets: services["secrets"],
 		Edge: d.EdgeURL(), Ops: d.OpsURL(), CA: d.CAPath()})
 	log.Info("all stamps ready", "elapsed", time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()
@@ -124,6 +149,8 @@ func runFleet(ctx context.Context, cfg fleet.Config, stdout io.Writer) error {
 type upReady struct {
 	Regions map[string]string `json:"regions"` // each region's stamp URL
 	Data    string            `json:"data"`
+	Env     string            `json:"env,omitempty"`     // dev or prod
+	Release string            `json:"release,omitempty"` // the version the stamps run
 	Partner string            `json:"partner"`
 	Secrets string            `json:"secrets"`
 	Edge    string            `json:"edge"`

@@ -79,11 +79,13 @@ func TestDependencyDirection(t *testing.T) {
 		// Telemetry, SLOs and the dashboard know nothing of the shop's parts:
 		// the composition root feeds them. The dashboard shows states in
 		// the health vocabulary.
-		{pkg: "internal/telemetry", only: []string{"internal/shop", "internal/httpapi"}},
+		{pkg: "internal/telemetry", only: []string{"internal/shop", "internal/httpapi", "internal/buildinfo"}},
 		{pkg: "internal/slo", only: []string{}},
 		{pkg: "internal/ops", only: []string{"internal/shop", "internal/httpapi", "internal/health"}},
 		// Faults reach the deployment through the interface chaos declares.
 		{pkg: "internal/chaos", only: []string{"internal/shop", "internal/httpapi"}},
+		{pkg: "internal/release", only: []string{"internal/shop", "internal/httpapi", "internal/health"}},
+		{pkg: "internal/buildinfo", only: []string{}},
 	}
 	for _, r := range rules {
 		deps, ok := g[r.pkg]

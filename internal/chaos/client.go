@@ -1,22 +1,14 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/contoso/shoes/internal/httpapi"
 )
-
-// maxAnswer bounds how much of an answer the client reads.
-const maxAnswer = 1 << 20
 
 // Client is a client of the operations API of faults, for tools: the
 // command line and the experiment runner.
@@ -27,23 +19,7 @@ type Client struct {
 }
 
 // APIError is a failure answer of the API.
-type APIError struct {
-	Status int    // the HTTP status
-	Title  string // the problem's title, or the status text
-	Detail string // the problem's detail, or the start of a non-problem answer; may be empty
-	Field  string // the offending field, if the problem names one
-}
-
-func (e *APIError) Error() string {
-	msg := e.Detail
-	if msg == "" {
-		msg = e.Title
-	}
-	if e.Field != "" && !strings.Contains(msg, e.Field) {
-		msg = e.Field + ": " + msg
-	}
-	return fmt.Sprintf("%s (HTTP %d)", msg, e.Status)
-}
+type APIError = httpapi.APIError
 
 // Inject asks for the fault s and returns it as injected. A refusal is an
 // *APIError (400 for a bad spec, 409 for a conflict).
@@ -92,64 +68,5 @@ func (c *Client) List(ctx context.Context) ([]Active, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, dst any) error {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json, application/problem+json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
-	if err != nil {
-		return fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		return apiError(resp, b)
-	}
-	if err := json.Unmarshal(b, dst); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
-	}
-	return nil
-}
-
-// apiError reads a failure answer: a problem document when it is one, the
-// start of its text otherwise.
-func apiError(resp *http.Response, body []byte) *APIError {
-	e := &APIError{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode)}
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	var p httpapi.Problem
-	if strings.HasSuffix(mt, "json") && json.Unmarshal(body, &p) == nil && (p.Title != "" || p.Detail != "") {
-		e.Detail, e.Field = p.Detail, p.Field
-		if p.Title != "" {
-			e.Title = p.Title
-		}
-		return e
-	}
-	text := strings.TrimSpace(strings.ToValidUTF8(string(body), "?"))
-	if len(text) > 200 {
-		cut := 200
-		for cut > 0 && !utf8.RuneStart(text[cut]) {
-			cut--
-		}
-		text = text[:cut] + "…"
-	}
-	e.Detail = text
-	return e
+	return (&httpapi.Client{BaseURL: c.BaseURL, Token: c.Token, HTTP: c.HTTP}).Do(ctx, method, path, body, dst)
 }

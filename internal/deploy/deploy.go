@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
@@ -16,14 +17,17 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/buildinfo"
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/partner"
+	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/secrets"
 	"github.com/contoso/shoes/internal/secrets/secretstore"
 	"github.com/contoso/shoes/internal/stamp"
@@ -38,6 +42,16 @@ var DefaultRegions = []string{"westeurope", "northeurope", "eastus"}
 type Config struct {
 	Regions []string // nil: DefaultRegions; one region (R1, development) or three or more (R3)
 	DataDir string   // required; holds the store and the development issuer key
+	// Env is the environment this deployment is: "dev" (zero) or "prod".
+	// A data directory belongs to one environment (its file "env" says
+	// which), so the two never share data or credentials. In prod the
+	// release controller refuses unverified releases and injected faults.
+	Env string
+	// Release is the version the stamps run; zero: buildinfo.Version().
+	Release string
+	// ReleaseGate overrides the release controller's default gate; zero:
+	// release.Gate's defaults.
+	ReleaseGate release.Gate
 	// EdgeAddr is where the global entry point listens; zero: a free
 	// loopback port.
 	EdgeAddr string
@@ -150,6 +164,15 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
+	if cfg.Env == "" {
+		cfg.Env = release.EnvDev
+	}
+	if err := claimEnv(cfg.DataDir, cfg.Env); err != nil {
+		return nil, fmt.Errorf("start deployment: %w", err)
+	}
+	if cfg.Release == "" {
+		cfg.Release = buildinfo.Version()
+	}
 	issuer, err := auth.LoadOrCreateIssuer(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
@@ -187,6 +210,9 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	}
 	return d, nil
 }
+
+// Release is the version the deployment's stamps started with.
+func (d *Deployment) Release() string { return d.cfg.Release }
 
 // Telemetry is the deployment's telemetry: one sink for every part.
 func (d *Deployment) Telemetry() *telemetry.Telemetry { return d.tel }
@@ -664,3 +690,23 @@ func (d *Deployment) SetDrained(name string, drained bool) error {
 // Network is the simulated network between the regions, for fault
 // injection: cut, slow or heal a link.
 func (d *Deployment) Network() *netsim.Network { return d.net }
+
+// claimEnv marks dir as env's data directory, or checks that it is: one
+// data directory, one environment.
+func claimEnv(dir, env string) error {
+	if env != release.EnvDev && env != release.EnvProd {
+		return fmt.Errorf("env %q: want dev or prod", env)
+	}
+	path := filepath.Join(dir, "env")
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return os.WriteFile(path, []byte(env+"\n"), 0o600)
+	case err != nil:
+		return err
+	}
+	if got := strings.TrimSpace(string(b)); got != env {
+		return fmt.Errorf("data directory %s holds the %s environment, not %s: each environment has its own data and credentials", dir, got, env)
+	}
+	return nil
+}

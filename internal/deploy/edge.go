@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/opsplane"
+	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/stamp"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/telemetry"
@@ -155,13 +157,19 @@ type OpsConfig struct {
 	Regions  func() []string                 // see opsplane.Config.Regions
 	Declared []string                        // see opsplane.Config.Declared
 	Baseline func(a, b string) time.Duration // see opsplane.Config.Baseline
-	Logger   *slog.Logger                    // nil: discard
+	// Release configures the release controller: its Env, Resolve,
+	// Verified, Steps, Gate and timeouts (its records, observer and
+	// regions are the plane's). Zero: dev, versions in process only.
+	Release release.Config
+	Logger  *slog.Logger // nil: discard
 }
 
-// OpsService is an operations plane connected to the store.
+// OpsService is an operations plane connected to the store, with its
+// release controller.
 type OpsService struct {
-	Plane *opsplane.Plane
-	nc    *nats.Conn
+	Plane    *opsplane.Plane
+	Releases *release.Controller
+	nc       *nats.Conn
 }
 
 // NewOps connects to the store as the operations plane and builds the
@@ -185,13 +193,31 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &OpsService{Plane: plane, nc: nc}, nil
+	rcfg := cfg.Release
+	rcfg.Records = store.NewReleases(store.Config{Conn: nc, Logger: log})
+	rcfg.Observer = plane
+	rcfg.Regions = plane.Regions
+	if cfg.Regions != nil {
+		rcfg.Regions = cfg.Regions
+	} else if len(cfg.Declared) > 0 {
+		rcfg.Regions = func() []string { return slices.Clone(cfg.Declared) }
+	}
+	rcfg.Logger = log
+	releases, err := release.NewController(rcfg)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &OpsService{Plane: plane, Releases: releases, nc: nc}, nil
 }
 
-// Run reads the deployment until ctx is done, then closes the store
-// connection.
+// Run reads the deployment and drives the release under way until ctx is
+// done, then closes the store connection.
 func (s *OpsService) Run(ctx context.Context) error {
 	defer s.nc.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { _ = s.Releases.Run(ctx) })
 	return s.Plane.Run(ctx)
 }
 
@@ -222,6 +248,7 @@ type frontDoor struct {
 	chaos     *chaos.Chaos
 	dashboard *ops.Dashboard // its event streams end before the ops listener shuts down
 	plane     *opsplane.Plane
+	releases  *release.Controller
 	edge      *edge.Edge
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -271,11 +298,12 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		NATSURL: strings.Join(urls, ","), NATS: d.access.store(store.RoleOps),
 		Sink: d.tel.Sink(), Telemetry: d.tel, StampTLS: d.access.clientTLS(),
 		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log,
+		Release: release.Config{Env: d.cfg.Env, Gate: d.cfg.ReleaseGate},
 	})
 	if err != nil {
 		return err
 	}
-	fd := &frontDoor{edge: svc.Edge, plane: opsSvc.Plane, done: make(chan struct{}), listeners: listeners{log: d.log}}
+	fd := &frontDoor{edge: svc.Edge, plane: opsSvc.Plane, releases: opsSvc.Releases, done: make(chan struct{}), listeners: listeners{log: d.log}}
 	runCtx, stop := context.WithCancel(context.Background())
 	fd.cancel = stop
 	d.front = fd

@@ -51,6 +51,7 @@ func (d *Deployment) opsRoutes(mux *http.ServeMux) {
 	mux.Handle("DELETE /ops/regions/{name}", h(d.deleteRegion))
 	mux.Handle("GET /metrics", d.tel.MetricsHandler())
 	d.front.chaos.Routes(mux)
+	d.front.releases.Routes(mux, d.log)
 }
 
 func isLoopback(remote string) bool {

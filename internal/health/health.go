@@ -74,6 +74,9 @@ type Report struct {
 	// Instance is the reporting stamp instance's id in the stamps
 	// registry; empty for a prober without one.
 	Instance string `json:"instance,omitempty"`
+	// Release is the release the reporting stamp runs, as in the stamps
+	// registry; empty for a prober without one.
+	Release string `json:"release,omitempty"`
 	// Gauges are numbers the stamp reports beside its checks for the
 	// operations plane, e.g. "partner.breaker" (0 closed, 1 half-open, 2
 	// open); nil: none.
@@ -89,6 +92,16 @@ type Config struct {
 	Timeout time.Duration
 	// Instance is Report.Instance.
 	Instance string
+	// Release is Report.Release.
+	Release string
+	// Hold, when set, is asked at every Report: a non-empty reason reports
+	// the stamp unhealthy with that reason while its checks pass (or only
+	// degrade), for a stamp that must not take traffic although its
+	// dependencies are fine: one still warming up, or one that must never
+	// become ready. Failing checks, a stale or first report and a drain
+	// keep their own reason. It must be O(1), reading cached state. Nil:
+	// never held.
+	Hold func() string
 	// Gauges are read once per run into Report.Gauges; nil: none.
 	Gauges func() map[string]float64
 	Logger *slog.Logger // nil: discard
@@ -145,7 +158,7 @@ func (p *Prober) RunOnce(ctx context.Context) {
 		wg.Go(func() { results[i] = p.run(ctx, c) })
 	}
 	wg.Wait()
-	rep := &Report{Region: p.cfg.Region, Instance: p.cfg.Instance, CheckedAt: time.Now(), Checks: results, Status: Healthy}
+	rep := &Report{Region: p.cfg.Region, Instance: p.cfg.Instance, Release: p.cfg.Release, CheckedAt: time.Now(), Checks: results, Status: Healthy}
 	if p.cfg.Gauges != nil {
 		rep.Gauges = p.cfg.Gauges()
 	}
@@ -265,17 +278,23 @@ func (p *Prober) Drained() bool { return p.drained.Load() }
 
 // Report returns the cached report as of now: unhealthy with reason
 // "starting" before the first run, or "stale: ..." when the last run is
-// older than three intervals; when drained, unhealthy with Drained set and
-// reason "drained by an operator", whatever the checks say.
+// older than three intervals; unhealthy with Config.Hold's reason while it
+// holds the stamp and the checks do not fail; when drained, unhealthy with
+// Drained set and reason "drained by an operator", whatever the checks say.
 func (p *Prober) Report() Report {
 	var rep Report
 	if last := p.last.Load(); last == nil {
-		rep = Report{Status: Unhealthy, Region: p.cfg.Region, Instance: p.cfg.Instance, Reason: "starting", Checks: []CheckResult{}}
+		rep = Report{Status: Unhealthy, Region: p.cfg.Region, Instance: p.cfg.Instance, Release: p.cfg.Release, Reason: "starting", Checks: []CheckResult{}}
 	} else {
 		rep = *last
 		if age := time.Since(last.CheckedAt); age > 3*p.cfg.Interval {
 			rep.Status = Unhealthy
 			rep.Reason = fmt.Sprintf("stale: last probe run finished %s ago", age.Round(time.Millisecond))
+		}
+	}
+	if rep.Status != Unhealthy && p.cfg.Hold != nil {
+		if reason := p.cfg.Hold(); reason != "" {
+			rep.Status, rep.Reason = Unhealthy, reason
 		}
 	}
 	if p.drained.Load() {

@@ -317,3 +317,50 @@ func TestCheckGraceCoversAHungRun(t *testing.T) {
 		}
 	})
 }
+
+// A held stamp with passing (or degraded) checks reports unhealthy with the
+// hold's reason and answers 503; a failing check keeps its own reason; a
+// drain wins over the hold; once the hold is lifted the checks decide. The
+// report names the stamp's release throughout.
+func TestHoldKeepsAPassingStampUnhealthy(t *testing.T) {
+	var held atomic.Value
+	held.Store("warming up")
+	fail := atomic.Bool{}
+	check := func(context.Context) (string, error) {
+		if fail.Load() {
+			return "", errors.New("down")
+		}
+		return "", fmt.Errorf("slow: %w", ErrDegraded)
+	}
+	p := NewProber(Config{Region: "r1", Release: "v2", Checks: []Check{{Name: "a", Run: check}},
+		Hold: func() string { return held.Load().(string) }})
+	if rep := p.Report(); rep.Reason != "starting" || rep.Release != "v2" {
+		t.Fatalf("starting report = %+v, want reason starting, release v2", rep)
+	}
+	p.RunOnce(t.Context())
+	rec := httptest.NewRecorder()
+	p.StampHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health/stamp", nil))
+	var rep Report
+	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != http.StatusServiceUnavailable || rep.Status != Unhealthy || rep.Reason != "warming up" || rep.Release != "v2" {
+		t.Fatalf("held stamp answered %d %+v, want 503 unhealthy, reason warming up, release v2", rec.Code, rep)
+	}
+	fail.Store(true)
+	p.RunOnce(t.Context())
+	if rep := p.Report(); rep.Status != Unhealthy || rep.Reason != "a unhealthy" {
+		t.Fatalf("held and failing report = %s %q, want the failing check's reason", rep.Status, rep.Reason)
+	}
+	p.SetDrained(true)
+	if rep := p.Report(); !rep.Drained || rep.Reason != "drained by an operator" {
+		t.Fatalf("held and drained report = %+v, want drained", rep)
+	}
+	p.SetDrained(false)
+	fail.Store(false)
+	held.Store("")
+	p.RunOnce(t.Context())
+	if rep := p.Report(); rep.Status != Degraded || rep.Reason != "a degraded" {
+		t.Fatalf("released report = %s %q, want the checks' verdict (degraded)", rep.Status, rep.Reason)
+	}
+}

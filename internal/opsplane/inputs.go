@@ -37,6 +37,7 @@ const forgetStamp = 30 * time.Second
 // stampSeen is one stamp instance as the plane knows it.
 type stampSeen struct {
 	id, region, url string
+	release         string         // the release the registry entry announces
 	report          *health.Report // the last report read; nil: none yet
 	freshAt         time.Time      // when a report with a new CheckedAt was last read
 	readAt          time.Time      // when a report was last read
@@ -85,7 +86,7 @@ func (in *inputs) registry(id string, e *store.StampEntry) {
 		s = &stampSeen{id: id}
 		in.stamps[id] = s
 	}
-	s.region, s.url, s.left = e.Region, e.URL, time.Time{}
+	s.region, s.url, s.release, s.left = e.Region, e.URL, e.Release, time.Time{}
 }
 
 // pop records a POP's published status.
@@ -119,6 +120,7 @@ func (in *inputs) popStatus() []edge.POPStatus {
 // stampView is a copy of one stampSeen, safe to read without the lock.
 type stampView struct {
 	id, region, url string
+	release         string
 	report          *health.Report
 	freshAt         time.Time
 	announced       bool // the registry announces it now
@@ -137,7 +139,7 @@ func (in *inputs) stampList() []stampView {
 			delete(in.stamps, id)
 			continue
 		}
-		out = append(out, stampView{id: s.id, region: s.region, url: s.url, report: s.report, freshAt: s.freshAt, announced: s.left.IsZero()})
+		out = append(out, stampView{id: s.id, region: s.region, url: s.url, release: s.release, report: s.report, freshAt: s.freshAt, announced: s.left.IsZero()})
 	}
 	slices.SortFunc(out, func(a, b stampView) int { return strings.Compare(a.id, b.id) })
 	return out

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -23,7 +22,7 @@ const seedMarker = "seed.catalog.v1"
 // PutProduct creates or replaces a product. Acknowledged means a quorum of
 // regions has it.
 func (s *Store) PutProduct(ctx context.Context, p shop.Product) error {
-	b, err := json.Marshal(p)
+	b, err := s.encode(kindProduct, p)
 	if err != nil {
 		return fmt.Errorf("put product %s: %w", p.ID, err)
 	}
@@ -46,7 +45,7 @@ func (s *Store) PutProduct(ctx context.Context, p shop.Product) error {
 func (s *Store) SeedCatalog(ctx context.Context, products []shop.Product) (int, error) {
 	entries := make(map[string][]byte, len(products))
 	for _, p := range products {
-		b, err := json.Marshal(p)
+		b, err := s.encode(kindProduct, p)
 		if err != nil {
 			return 0, fmt.Errorf("seed product %s: %w", p.ID, err)
 		}
@@ -110,18 +109,18 @@ func isExists(err error) bool {
 // means the stream has it on a quorum of regions; the processor stores it
 // later.
 func (s *Store) SubmitComment(ctx context.Context, c shop.Comment) error {
-	return s.submit(ctx, subjectComment+c.ProductID, c.ID, c)
+	return s.submit(ctx, kindComment, subjectComment+c.ProductID, c.ID, c)
 }
 
 // SubmitRating puts a rating on the async write stream; see SubmitComment.
 func (s *Store) SubmitRating(ctx context.Context, r shop.Rating) error {
-	return s.submit(ctx, subjectRating+r.ProductID, r.ID, r)
+	return s.submit(ctx, kindRating, subjectRating+r.ProductID, r.ID, r)
 }
 
 // SubmitCanary puts a canary for region's processor on the async write
 // stream: the end-to-end probe of the async path.
 func (s *Store) SubmitCanary(ctx context.Context, c Canary) error {
-	return s.submit(ctx, subjectCanary+c.Region, c.ID, c)
+	return s.submit(ctx, kindCanary, subjectCanary+c.Region, c.ID, c)
 }
 
 // publish puts data on a stream under subject, deduplicated by the message
@@ -150,8 +149,8 @@ func subjectKind(subject string) string {
 	return strings.Join(parts[:min(len(parts), 2)], ".")
 }
 
-func (s *Store) submit(ctx context.Context, subject, id string, v any) error {
-	b, err := json.Marshal(v)
+func (s *Store) submit(ctx context.Context, k recordKind, subject, id string, v any) error {
+	b, err := s.encode(k, v)
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", subject, err)
 	}
@@ -164,16 +163,17 @@ func (s *Store) submit(ctx context.Context, subject, id string, v any) error {
 // SaveComment stores a processed comment. Storing the same comment twice is
 // a no-op, so redelivered messages take effect once.
 func (s *Store) SaveComment(ctx context.Context, c shop.Comment) error {
-	return s.create(ctx, s.comment, c.ProductID+"."+c.ID, c)
+	return s.create(ctx, kindComment, s.comment, c.ProductID+"."+c.ID, c)
 }
 
 // SaveRating stores a processed rating; see SaveComment.
 func (s *Store) SaveRating(ctx context.Context, r shop.Rating) error {
-	return s.create(ctx, s.rating, r.ProductID+"."+r.ID, r)
+	return s.create(ctx, kindRating, s.rating, r.ProductID+"."+r.ID, r)
 }
 
-func (s *Store) create(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
-	b, err := json.Marshal(v)
+// create stores v, a new record of kind k, under key unless the key exists.
+func (s *Store) create(ctx context.Context, k recordKind, kv jetstream.KeyValue, key string, v any) error {
+	b, err := s.encode(k, v)
 	if err != nil {
 		return fmt.Errorf("save %s/%s: %w", kv.Bucket(), key, err)
 	}
@@ -204,7 +204,10 @@ func (s *Store) RecordCanary(ctx context.Context, c Canary) error {
 }
 
 // WatchFunc receives every key of a bucket, then every change. value is nil
-// for a deleted or purged key. It must not block for long.
+// for a deleted or purged key. It must not block for long. A record
+// written with a newer schema than this release reads never reaches it
+// (Watch logs it and skips it); any other value does, for the reader to
+// decode.
 type WatchFunc func(key string, value []byte)
 
 // Watch streams bucket's current keys and then its changes to fn until ctx
@@ -213,7 +216,7 @@ type WatchFunc func(key string, value []byte)
 // is not enough after a restart, when a replica may still be replaying its
 // log, so Watch also waits to see the stream leader's last sequence.
 func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded func()) error {
-	kv, err := s.bucket(bucket)
+	kv, kind, err := s.bucket(bucket)
 	if err != nil {
 		return err
 	}
@@ -256,7 +259,12 @@ func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded f
 			}
 			maxRev = max(maxRev, e.Revision())
 			if e.Operation() == jetstream.KeyValuePut {
-				fn(e.Key(), e.Value())
+				if err := checkSchema(kind, e.Key(), e.Value()); err != nil {
+					// Refused, not applied: the reader keeps what it had.
+					s.log.Warn("watch: skipping a record this release cannot read", "bucket", bucket, "key", e.Key(), "error", err)
+				} else {
+					fn(e.Key(), e.Value())
+				}
 			} else {
 				fn(e.Key(), nil)
 			}
@@ -300,16 +308,18 @@ func (s *Store) settledLastSeq(ctx context.Context, stream string) uint64 {
 	}
 }
 
-func (s *Store) bucket(name string) (jetstream.KeyValue, error) {
+// bucket returns the watchable bucket called name and the kind of record
+// it holds.
+func (s *Store) bucket(name string) (jetstream.KeyValue, recordKind, error) {
 	switch name {
 	case BucketCatalog:
-		return s.catalog, nil
+		return s.catalog, kindProduct, nil
 	case BucketComments:
-		return s.comment, nil
+		return s.comment, kindComment, nil
 	case BucketRatings:
-		return s.rating, nil
+		return s.rating, kindRating, nil
 	case BucketInventory:
-		return s.inventory, nil
+		return s.inventory, kindStock, nil
 	}
-	return nil, fmt.Errorf("watch: unknown bucket %q", name)
+	return nil, recordKind{}, fmt.Errorf("watch: unknown bucket %q", name)
 }

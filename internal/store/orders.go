@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -90,12 +89,15 @@ func (s *Store) listKeys(ctx context.Context, kv jetstream.KeyValue, filter stri
 	})
 }
 
-// update applies change to the JSON value of key with compare-and-set,
-// retrying on conflicts until the write budget runs out. change sees the
-// zero value when the key is missing; returning errSkip leaves it as is.
-// The whole loop is one span, with how many attempts it took and an event
-// per revision conflict and per retried store failure.
-func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key string, change func(v *T, exists bool) error) (_ T, err error) {
+// update applies change to the record of kind k under key with
+// compare-and-set, retrying on conflicts until the write budget runs out.
+// change sees the zero value when the key is missing; returning errSkip
+// leaves it as is. A record of a newer schema is refused (*SchemaError),
+// never changed; what change does not touch is written back as it was
+// read, members this release does not know included (encodeOver). The
+// whole loop is one span, with how many attempts it took and an event per
+// revision conflict and per retried store failure.
+func update[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.KeyValue, key string, change func(v *T, exists bool) error) (_ T, err error) {
 	ctx, span := kvSpan(ctx, "update", kv.Bucket())
 	attempts, conflicts := 0, 0
 	defer func() {
@@ -112,10 +114,14 @@ func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key str
 		data, rev, err := s.leaderValue(rctx, kv.Bucket(), key)
 		cancelRead()
 		exists := err == nil
+		var stored, read members
 		switch {
 		case exists:
-			if err := json.Unmarshal(data, &v); err != nil {
-				return v, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
+			if stored, err = decodeMembers(k, key, data, &v); err != nil {
+				return v, err
+			}
+			if read, err = membersOf(v); err != nil {
+				return v, fmt.Errorf("encode %s %s: %w", k.name, key, err)
 			}
 		case errors.Is(err, errNotFound):
 		default:
@@ -129,9 +135,9 @@ func update[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, key str
 		if err := change(&v, exists); err != nil {
 			return v, err
 		}
-		b, err := json.Marshal(v)
+		b, err := s.encodeOver(k, v, stored, read)
 		if err != nil {
-			return v, fmt.Errorf("encode %s/%s: %w", kv.Bucket(), key, err)
+			return v, fmt.Errorf("%s: %w", key, err)
 		}
 		actx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 		if rev == 0 {
@@ -170,7 +176,7 @@ var errSkip = errors.New("no change")
 // SetStock sets how many units of sku are available, keeping the holds of
 // orders in flight.
 func (s *Store) SetStock(ctx context.Context, sku string, available int) error {
-	_, err := update(ctx, s, s.inventory, sku, func(st *shop.Stock, _ bool) error {
+	_, err := update(ctx, s, kindStock, s.inventory, sku, func(st *shop.Stock, _ bool) error {
 		st.Available = available
 		return nil
 	})
@@ -185,7 +191,11 @@ func (s *Store) SetStock(ctx context.Context, sku string, available int) error {
 func (s *Store) SeedInventory(ctx context.Context, stock map[string]int) (int, error) {
 	entries := make(map[string][]byte, len(stock))
 	for sku, n := range stock {
-		entries[sku], _ = json.Marshal(shop.Stock{Available: n})
+		b, err := s.encode(kindStock, shop.Stock{Available: n})
+		if err != nil {
+			return 0, fmt.Errorf("seed stock %s: %w", sku, err)
+		}
+		entries[sku] = b
 	}
 	return s.seedOnce(ctx, inventorySeedKey, s.inventory, entries)
 }
@@ -197,8 +207,8 @@ func (s *Store) Stock(ctx context.Context, sku string) (shop.Stock, error) {
 	if err != nil {
 		return st, fmt.Errorf("stock %s: %w", sku, err)
 	}
-	if err := json.Unmarshal(data, &st); err != nil {
-		return st, fmt.Errorf("stock %s: %w", sku, err)
+	if err := decodeRecord(kindStock, sku, data, &st); err != nil {
+		return shop.Stock{}, newerRecord(err)
 	}
 	return st, nil
 }
@@ -220,7 +230,7 @@ func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) (crea
 	ctx, span := startSpan(ctx, "reserve stock", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)))
 	defer func() { endSpan(span, err, func(err error) bool { return errors.Is(err, ErrOutOfStock) }) }()
 	for _, l := range lines {
-		_, err := update(ctx, s, s.inventory, l.SKU, func(st *shop.Stock, exists bool) error {
+		_, err := update(ctx, s, kindStock, s.inventory, l.SKU, func(st *shop.Stock, exists bool) error {
 			if _, held := st.Holds[id]; held {
 				return errSkip
 			}
@@ -244,7 +254,7 @@ func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) (crea
 			}
 			return nil, fmt.Errorf("reserve %s: %s: %w", id, l.SKU, ErrOutOfStock)
 		default:
-			return created, fmt.Errorf("reserve %s: %s: %w", id, l.SKU, err)
+			return created, newerRecord(fmt.Errorf("reserve %s: %s: %w", id, l.SKU, err))
 		}
 	}
 	return created, nil
@@ -258,7 +268,7 @@ func (s *Store) ReleaseHolds(ctx context.Context, id string, lines []shop.Line, 
 	ctx, span := startSpan(ctx, "release holds", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)), attribute.Bool("contoso.restore", restore))
 	defer func() { endSpan(span, err) }()
 	for _, l := range lines {
-		_, err := update(ctx, s, s.inventory, l.SKU, func(st *shop.Stock, _ bool) error {
+		_, err := update(ctx, s, kindStock, s.inventory, l.SKU, func(st *shop.Stock, _ bool) error {
 			q, held := st.Holds[id]
 			if !held {
 				return errSkip
@@ -270,7 +280,7 @@ func (s *Store) ReleaseHolds(ctx context.Context, id string, lines []shop.Line, 
 			return nil
 		})
 		if err != nil && !errors.Is(err, errSkip) {
-			return fmt.Errorf("release %s: %s: %w", id, l.SKU, err)
+			return newerRecord(fmt.Errorf("release %s: %s: %w", id, l.SKU, err))
 		}
 	}
 	return nil
@@ -290,7 +300,10 @@ type IdempotencyRecord struct {
 func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) (_ IdempotencyRecord, _ bool, err error) {
 	ctx, span := kvSpan(ctx, "create", BucketIdempotency)
 	defer func() { endSpan(span, err) }()
-	b, _ := json.Marshal(rec)
+	b, err := s.encode(kindIdempotency, rec)
+	if err != nil {
+		return rec, false, fmt.Errorf("remember %s: %w", id, err)
+	}
 	deadline := time.Now().Add(s.cfg.WriteBudget)
 	for attempt := 0; ; attempt++ {
 		_, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) { return s.idem.Create(ctx, id, b) })
@@ -305,8 +318,8 @@ func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) 
 		data, _, err := s.readLeader(ctx, BucketIdempotency, id)
 		if err == nil {
 			var prev IdempotencyRecord
-			if err := json.Unmarshal(data, &prev); err != nil {
-				return rec, false, fmt.Errorf("remember %s: %w", id, err)
+			if err := decodeRecord(kindIdempotency, id, data, &prev); err != nil {
+				return rec, false, newerRecord(fmt.Errorf("remember: %w", err))
 			}
 			return prev, false, nil
 		}
@@ -331,8 +344,8 @@ func (s *Store) Recall(ctx context.Context, id string) (IdempotencyRecord, bool,
 	if err != nil {
 		return rec, false, shop.Unavailable("orders cannot be checked right now; retry with the same Idempotency-Key", fmt.Errorf("recall %s: %w", id, err))
 	}
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return rec, false, fmt.Errorf("recall %s: %w", id, err)
+	if err := decodeRecord(kindIdempotency, id, data, &rec); err != nil {
+		return IdempotencyRecord{}, false, newerRecord(fmt.Errorf("recall: %w", err))
 	}
 	return rec, true, nil
 }
@@ -341,7 +354,7 @@ func orderKey(userKey, id string) string { return userKey + "." + id }
 
 // CreateOrder stores a new order record; storing it again is a no-op.
 func (s *Store) CreateOrder(ctx context.Context, o shop.Order) error {
-	err := s.create(ctx, s.orders, orderKey(shop.UserKey(o.User), o.ID), o)
+	err := s.create(ctx, kindOrder, s.orders, orderKey(shop.UserKey(o.User), o.ID), o)
 	if err != nil {
 		return refused("the order could not be recorded; retry with the same Idempotency-Key", err)
 	}
@@ -351,7 +364,10 @@ func (s *Store) CreateOrder(ctx context.Context, o shop.Order) error {
 // SubmitOrder puts the order on the order stream, deduplicated by its id.
 // Acknowledged means the stream has it on a quorum of regions.
 func (s *Store) SubmitOrder(ctx context.Context, o shop.Order) error {
-	b, _ := json.Marshal(o)
+	b, err := s.encode(kindOrder, o)
+	if err != nil {
+		return fmt.Errorf("submit order %s: %w", o.ID, err)
+	}
 	if err := s.publish(ctx, subjectOrder, o.ID, b); err != nil {
 		return refused("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("submit order %s: %w", o.ID, err))
 	}
@@ -368,8 +384,8 @@ func (s *Store) Order(ctx context.Context, userKey, id string) (shop.Order, erro
 	if err != nil {
 		return o, shop.Unavailable("orders cannot be read right now", fmt.Errorf("order %s: %w", id, err))
 	}
-	if err := json.Unmarshal(data, &o); err != nil {
-		return o, fmt.Errorf("order %s: %w", id, err)
+	if err := decodeRecord(kindOrder, id, data, &o); err != nil {
+		return shop.Order{}, newerRecord(err)
 	}
 	return o, nil
 }
@@ -429,8 +445,8 @@ func (s *Store) Orders(ctx context.Context, userKey, after string, limit int) (o
 			case err != nil:
 				errs[i] = shop.Unavailable("orders cannot be read right now", fmt.Errorf("list orders: order %s: %w", id, err))
 			default:
-				if err := json.Unmarshal(data, &page[i]); err != nil {
-					errs[i] = fmt.Errorf("list orders: order %s: %w", id, err)
+				if err := decodeRecord(kindOrder, id, data, &page[i]); err != nil {
+					errs[i] = newerRecord(fmt.Errorf("list orders: %w", err))
 				}
 				found[i] = true
 			}
@@ -454,7 +470,7 @@ func (s *Store) Orders(ctx context.Context, userKey, after string, limit int) (o
 // SetOrderStatus moves an order to status (with reason), unless it is
 // already final. It returns the order as stored.
 func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, status shop.OrderStatus, reason string, now time.Time) (shop.Order, error) {
-	got, err := update(ctx, s, s.orders, orderKey(shop.UserKey(o.User), o.ID), func(cur *shop.Order, exists bool) error {
+	got, err := update(ctx, s, kindOrder, s.orders, orderKey(shop.UserKey(o.User), o.ID), func(cur *shop.Order, exists bool) error {
 		if !exists {
 			*cur = o
 		}
@@ -467,7 +483,7 @@ func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, status shop.Or
 	if errors.Is(err, errSkip) {
 		return got, nil
 	}
-	return got, err
+	return got, newerRecord(err)
 }
 
 // Cart reads a user's cart; a missing cart is empty.
@@ -480,8 +496,8 @@ func (s *Store) Cart(ctx context.Context, userKey string) (shop.Cart, uint64, er
 	if err != nil {
 		return c, 0, shop.Unavailable("carts cannot be read right now", fmt.Errorf("cart: %w", err))
 	}
-	if err := json.Unmarshal(data, &c); err != nil {
-		return c, 0, fmt.Errorf("cart: %w", err)
+	if err := decodeRecord(kindCart, userKey, data, &c); err != nil {
+		return shop.Cart{}, 0, newerRecord(fmt.Errorf("cart: %w", err))
 	}
 	return c, rev, nil
 }
@@ -489,7 +505,7 @@ func (s *Store) Cart(ctx context.Context, userKey string) (shop.Cart, uint64, er
 // UpdateCart applies change to a user's cart with compare-and-set. Every
 // write restarts the cart's seven-day expiry.
 func (s *Store) UpdateCart(ctx context.Context, userKey string, change func(*shop.Cart) error) (shop.Cart, error) {
-	c, err := update(ctx, s, s.carts, userKey, func(c *shop.Cart, _ bool) error { return change(c) })
+	c, err := update(ctx, s, kindCart, s.carts, userKey, func(c *shop.Cart, _ bool) error { return change(c) })
 	if err != nil && shop.KindOf(err) == shop.KindInternal {
 		return c, refused("the cart could not be saved", err)
 	}

@@ -143,10 +143,13 @@ var errUnknownSubject = errors.New("no handler")
 
 // ackWait is how long a processor may hold a message without word before
 // the server gives it to another processor; progressEvery is how often a
-// busy processor says it is still working.
+// busy processor says it is still working; newerRetry is how long a
+// message this release cannot read (a newer release wrote it) waits before
+// it is offered again, to whichever processor comes first.
 const (
 	ackWait       = 10 * time.Second
 	progressEvery = 3 * time.Second
+	newerRetry    = 5 * time.Second
 )
 
 // ProcessOrders runs order processing until ctx is done: it pulls from the
@@ -162,7 +165,11 @@ func (s *Store) ProcessOrders(ctx context.Context, h func(ctx context.Context, o
 	}
 	return s.consume(ctx, poisoned, concurrency, func(ctx context.Context, msg jetstream.Msg) error {
 		var o shop.Order
-		if err := json.Unmarshal(msg.Data(), &o); err != nil {
+		err := decodeRecord(kindOrder, "", msg.Data(), &o)
+		if errors.Is(err, ErrSchema) {
+			return newerRecord(err)
+		}
+		if err != nil {
 			return shop.Invalid("", "undecodable order: %v", err)
 		}
 		return h(ctx, o)
@@ -172,7 +179,10 @@ func (s *Store) ProcessOrders(ctx context.Context, h func(ctx context.Context, o
 // consume pulls from consumers until ctx is done, running handle for each
 // message with at most concurrency in flight per consumer: a nil error
 // acknowledges it, a poisoned error drops it, any other error redelivers it
-// after a back-off. Handlers finish with their own deadline after ctx is
+// after a back-off. A message written with a newer schema than this
+// release reads (ErrSchema) is neither acknowledged nor dropped: it stays
+// on the queue, offered again after newerRetry, for a processor of the
+// newer release. Handlers finish with their own deadline after ctx is
 // cancelled, so a shutdown drains in-flight work instead of failing it.
 func (s *Store) consume(ctx context.Context, poisoned func(error) bool, concurrency int, handle func(context.Context, jetstream.Msg) error, consumers ...jetstream.Consumer) error {
 	hctx := context.WithoutCancel(ctx)
@@ -213,6 +223,9 @@ func (s *Store) consume(ctx context.Context, poisoned func(error) bool, concurre
 				if aerr := msg.DoubleAck(ctx); aerr != nil {
 					s.log.WarnContext(ctx, "ack failed; the message will be redelivered", "subject", subj, "error", aerr)
 				}
+			case errors.Is(err, ErrSchema):
+				s.log.WarnContext(ctx, "leaving a message written by a newer release for a processor that reads it", "subject", subj, "error", err, "retry_in", newerRetry)
+				_ = msg.NakWithDelay(newerRetry)
 			case poisoned(err) || errors.Is(err, errUnknownSubject):
 				s.log.ErrorContext(ctx, "dropping a message that can never be processed", "subject", subj, "error", err)
 				_ = msg.Term()

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,7 +32,10 @@ type StampEntry struct {
 
 // Heartbeat announces (or re-announces) a stamp instance.
 func (s *Store) Heartbeat(ctx context.Context, e StampEntry) error {
-	b, _ := json.Marshal(e)
+	b, err := s.encode(kindStampEntry, e)
+	if err != nil {
+		return fmt.Errorf("heartbeat %s: %w", e.ID, err)
+	}
 	if _, err := s.reg.Put(ctx, e.ID, b); err != nil {
 		return fmt.Errorf("heartbeat %s: %w", e.ID, err)
 	}
@@ -123,7 +125,15 @@ func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry),
 				continue
 			}
 			var e StampEntry
-			if err := json.Unmarshal(u.Value(), &e); err != nil || e.ID != u.Key() {
+			err := decodeRecord(kindStampEntry, u.Key(), u.Value(), &e)
+			if errors.Is(err, ErrSchema) {
+				// Nothing is routed on an entry this release cannot read:
+				// to this watcher the instance is gone.
+				r.log.Warn("forgetting a registry entry written by a newer release", "key", u.Key(), "error", err)
+				fn(u.Key(), nil)
+				continue
+			}
+			if err != nil || e.ID != u.Key() {
 				r.log.Warn("skipping undecodable registry entry", "key", u.Key(), "error", err)
 				continue
 			}

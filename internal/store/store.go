@@ -76,6 +76,7 @@ type Store struct {
 	js      jetstream.JetStream
 	log     *slog.Logger
 	cfg     Config
+	extra   members // added to every record written (a test's newer release); nil: none
 	catalog jetstream.KeyValue
 	comment jetstream.KeyValue
 	rating  jetstream.KeyValue
@@ -533,6 +534,8 @@ func tooLarge(err error) bool {
 // unavailable with detail. err is kept for the log.
 func refused(detail string, err error) *shop.Error {
 	switch {
+	case errors.Is(err, ErrSchema):
+		return shop.Unavailable(newerDetail, err)
 	case full(err):
 		return shop.Unavailable("the store is full: "+detail, err)
 	case tooLarge(err):

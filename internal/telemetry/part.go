@@ -18,15 +18,17 @@ const (
 	ServiceOps     = "contoso-ops"     // the operations plane: health model, SLOs, dashboard, chaos, OTLP sink
 )
 
-// Resource attribute keys of a part's identity.
+// Resource attribute keys of a part's identity (the OpenTelemetry semantic
+// conventions' keys).
 const (
 	AttrServiceName     = "service.name"
 	AttrServiceInstance = "service.instance.id"
 	AttrCloudRegion     = "cloud.region"
+	AttrServiceVersion  = "service.version"
 )
 
 // identityAttributeKeys are the resource attributes that name a part.
-var identityAttributeKeys = []attribute.Key{AttrServiceName, AttrServiceInstance, AttrCloudRegion}
+var identityAttributeKeys = []attribute.Key{AttrServiceName, AttrServiceInstance, AttrCloudRegion, AttrServiceVersion}
 
 // Identity names one part of the system: the resource attributes every
 // span and metric it records carries.
@@ -39,10 +41,15 @@ type Identity struct {
 	// Instance is service.instance.id, which tells two instances of one
 	// service apart; empty: a random id.
 	Instance string
+	// Version is service.version, the release the part runs, which tells
+	// the stamps of a new release from the old ones beside them; empty:
+	// this binary's version (buildinfo.Version).
+	Version string
 }
 
 func (id Identity) attributes() []attribute.KeyValue {
-	attrs := []attribute.KeyValue{attribute.String(AttrServiceName, id.Service), attribute.String(AttrServiceInstance, id.Instance)}
+	attrs := []attribute.KeyValue{attribute.String(AttrServiceName, id.Service), attribute.String(AttrServiceInstance, id.Instance),
+		attribute.String(AttrServiceVersion, id.Version)}
 	if id.Region != "" {
 		attrs = append(attrs, attribute.String(AttrCloudRegion, id.Region))
 	}
@@ -50,11 +57,12 @@ func (id Identity) attributes() []attribute.KeyValue {
 }
 
 // sinkAttributes are the identity attributes the sink adds to the part's
-// own metric series: service.name and cloud.region, not the instance, so
-// that instances of one service in one region (an instance and its
-// replacement) add up in one series rather than a new series each.
+// own metric series: service.name, service.version and cloud.region, not
+// the instance, so that instances of one release of a service in one
+// region (an instance and its replacement) add up in one series rather
+// than a new series each, while two releases side by side stay apart.
 func (id Identity) sinkAttributes() []attribute.KeyValue {
-	attrs := []attribute.KeyValue{attribute.String(AttrServiceName, id.Service)}
+	attrs := []attribute.KeyValue{attribute.String(AttrServiceName, id.Service), attribute.String(AttrServiceVersion, id.Version)}
 	if id.Region != "" {
 		attrs = append(attrs, attribute.String(AttrCloudRegion, id.Region))
 	}
@@ -78,7 +86,8 @@ func (t *Telemetry) Identity() Identity {
 // MetricsHandler), beside the exporters, the Prometheus registry and the
 // sink that the whole process shares. OTEL_SERVICE_NAME, when set, still
 // names the service. Asking again for an identity with an Instance returns
-// the same part. A part lasts as long as its process's telemetry: its
+// the same part; an identity without a Version is one with this binary's
+// version. A part lasts as long as its process's telemetry: its
 // Shutdown shuts every part down. On a nil *Telemetry it returns nil (off).
 func (t *Telemetry) Part(id Identity) (*Telemetry, error) {
 	if t == nil {

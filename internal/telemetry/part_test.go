@@ -6,12 +6,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/contoso/shoes/internal/buildinfo"
 )
 
 // One process hosting several parts (contoso up): each part's spans and
-// metrics carry its own service.name, cloud.region and
-// service.instance.id: in the sink, over OTLP, and as labels at /metrics,
-// where two instances of one service in one region stay apart.
+// metrics carry its own service.name, cloud.region, service.instance.id
+// and service.version: in the sink, over OTLP, and as labels at /metrics,
+// where two instances of one service in one region stay apart. In the
+// sink's history the instances of one release add up, and two releases
+// of a stamp side by side stay apart.
 func TestPartsOfOneProcessKeepTheirIdentity(t *testing.T) {
 	ctx := t.Context()
 	clock := newFakeClock(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))
@@ -27,8 +31,10 @@ func TestPartsOfOneProcessKeepTheirIdentity(t *testing.T) {
 	edge := mustPart(t, ops, Identity{Service: ServiceEdge, Instance: "edge-1"})
 	stamp1 := mustPart(t, ops, Identity{Service: ServiceStamp, Region: "westeurope", Instance: "stamp-1"})
 	stamp2 := mustPart(t, ops, Identity{Service: ServiceStamp, Region: "westeurope", Instance: "stamp-2"})
+	stamp3 := mustPart(t, ops, Identity{Service: ServiceStamp, Region: "westeurope", Instance: "stamp-3", Version: "v2"})
 	worker := mustPart(t, stamp1, Identity{Service: ServiceWorker, Region: "westeurope", Instance: "stamp-1"})
-	if got := stamp1.Identity(); got != (Identity{Service: ServiceStamp, Region: "westeurope", Instance: "stamp-1"}) {
+	dev := buildinfo.Version()
+	if got := stamp1.Identity(); got != (Identity{Service: ServiceStamp, Region: "westeurope", Instance: "stamp-1", Version: dev}) {
 		t.Errorf("Identity = %+v", got)
 	}
 	// The same identity again is the same part (a second would repeat its
@@ -59,6 +65,7 @@ func TestPartsOfOneProcessKeepTheirIdentity(t *testing.T) {
 		edge:   serve(edge, "edge", "northeurope", 1),
 		stamp1: serve(stamp1, "stamp", "westeurope", 2),
 		stamp2: serve(stamp2, "stamp", "westeurope", 3),
+		stamp3: serve(stamp3, "stamp", "westeurope", 4),
 		worker: serve(worker, "worker", "westeurope", 1),
 	}
 	c, _ := ops.Meter("test").Int64Counter("contoso.regions.healthy")
@@ -66,10 +73,11 @@ func TestPartsOfOneProcessKeepTheirIdentity(t *testing.T) {
 
 	// In the sink: every span with its part's identity.
 	want := map[*Telemetry]map[string]string{
-		edge:   {"service.name": ServiceEdge, "service.instance.id": "edge-1", "cloud.region": ""},
-		stamp1: {"service.name": ServiceStamp, "service.instance.id": "stamp-1", "cloud.region": "westeurope"},
-		stamp2: {"service.name": ServiceStamp, "service.instance.id": "stamp-2", "cloud.region": "westeurope"},
-		worker: {"service.name": ServiceWorker, "service.instance.id": "stamp-1", "cloud.region": "westeurope"},
+		edge:   {"service.name": ServiceEdge, "service.instance.id": "edge-1", "cloud.region": "", "service.version": dev},
+		stamp1: {"service.name": ServiceStamp, "service.instance.id": "stamp-1", "cloud.region": "westeurope", "service.version": dev},
+		stamp2: {"service.name": ServiceStamp, "service.instance.id": "stamp-2", "cloud.region": "westeurope", "service.version": dev},
+		stamp3: {"service.name": ServiceStamp, "service.instance.id": "stamp-3", "cloud.region": "westeurope", "service.version": "v2"},
+		worker: {"service.name": ServiceWorker, "service.instance.id": "stamp-1", "cloud.region": "westeurope", "service.version": dev},
 	}
 	checkSpans := func(where string, sink *Sink) {
 		t.Helper()
@@ -90,14 +98,17 @@ func TestPartsOfOneProcessKeepTheirIdentity(t *testing.T) {
 	}
 	checkSpans("sink", ops.Sink())
 
-	// In the sink's metric history: a part's series carry its service and
-	// region; the instances of one service in one region add up.
+	// In the sink's metric history: a part's series carry its service,
+	// release and region; the instances of one release of one service in
+	// one region add up, and the releases can be told apart.
 	mustCollect(t, ops.Sink())
 	for _, tc := range []struct {
 		match Labels
 		want  float64
 	}{
-		{Labels{"service.name": ServiceStamp, "cloud.region": "westeurope", "component": "stamp"}, 5},
+		{Labels{"service.name": ServiceStamp, "cloud.region": "westeurope", "component": "stamp"}, 9},
+		{Labels{"service.name": ServiceStamp, "cloud.region": "westeurope", "component": "stamp", "service.version": dev}, 5},
+		{Labels{"component": "stamp", "region": "westeurope", "service.version": "v2"}, 4},
 		{Labels{"service.name": ServiceEdge, "region": "northeurope"}, 1},
 		{Labels{"service.name": ServiceWorker}, 1},
 	} {
@@ -115,6 +126,7 @@ func TestPartsOfOneProcessKeepTheirIdentity(t *testing.T) {
 	}{
 		{map[string]string{"service_name": ServiceStamp, "service_instance_id": "stamp-1", "cloud_region": "westeurope", "component": "stamp"}, 2},
 		{map[string]string{"service_name": ServiceStamp, "service_instance_id": "stamp-2", "cloud_region": "westeurope", "component": "stamp"}, 3},
+		{map[string]string{"service_name": ServiceStamp, "service_version": "v2", "cloud_region": "westeurope", "component": "stamp"}, 4},
 		{map[string]string{"service_name": ServiceWorker, "service_instance_id": "stamp-1", "cloud_region": "westeurope"}, 1},
 		{map[string]string{"service_name": ServiceEdge, "service_instance_id": "edge-1"}, 1},
 	} {
@@ -145,6 +157,8 @@ func TestPartsOfOneProcessKeepTheirIdentity(t *testing.T) {
 	}{
 		{Labels{"service.name": ServiceStamp, "service.instance.id": "stamp-1", "cloud.region": "westeurope"}, 2},
 		{Labels{"service.name": ServiceStamp, "service.instance.id": "stamp-2", "cloud.region": "westeurope"}, 3},
+		{Labels{"service.name": ServiceStamp, "service.version": "v2"}, 4},
+		{Labels{"service.name": ServiceStamp, "service.version": dev}, 5},
 		{Labels{"service.name": ServiceWorker, "service.instance.id": "stamp-1"}, 1},
 		{Labels{"service.name": ServiceEdge, "service.instance.id": "edge-1", "cloud.region": ""}, 1},
 	} {
@@ -197,4 +211,25 @@ func mustPart(tb testing.TB, t *Telemetry, id Identity) *Telemetry {
 		tb.Fatalf("Part(%+v): %v", id, err)
 	}
 	return p
+}
+
+// A part's service.version is the release it was given, else this
+// binary's version: an identity without a Version and one with the
+// binary's version are the same part.
+func TestServiceVersionDefaultsToTheBinarysVersion(t *testing.T) {
+	first := mustNew(t, Config{Service: ServiceStamp, Region: "eastus", Instance: "stamp-1"})
+	if got := first.Identity().Version; got != buildinfo.Version() {
+		t.Errorf("first part's version = %q, want the binary's %q", got, buildinfo.Version())
+	}
+	if again := mustPart(t, first, Identity{Service: ServiceStamp, Region: "eastus", Instance: "stamp-1", Version: buildinfo.Version()}); again != first {
+		t.Error("the binary's version named explicitly made a second part")
+	}
+	next := mustPart(t, first, Identity{Service: ServiceStamp, Region: "eastus", Instance: "stamp-1", Version: "v2"})
+	if next == first || next.Identity().Version != "v2" {
+		t.Errorf("part of release v2 = %+v, want a part of its own", next.Identity())
+	}
+	released := mustNew(t, Config{Service: ServiceStamp, Version: "v3"})
+	if got := released.Identity().Version; got != "v3" {
+		t.Errorf("Config.Version v3 gave %q", got)
+	}
 }

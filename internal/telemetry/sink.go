@@ -159,8 +159,8 @@ func (spanRecorder) Shutdown(context.Context) error                  { return ni
 func (spanRecorder) ForceFlush(context.Context) error                { return nil }
 
 // spanOf is s as the sink keeps it, with the identity attributes of the
-// part that made it (its resource's service.name, service.instance.id and
-// cloud.region, as for spans received over OTLP).
+// part that made it (its resource's service.name, service.instance.id,
+// cloud.region and service.version, as for spans received over OTLP).
 func spanOf(s sdktrace.ReadOnlySpan) Span {
 	sc := s.SpanContext()
 	sp := Span{

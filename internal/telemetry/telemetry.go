@@ -28,6 +28,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/contoso/shoes/internal/buildinfo"
 )
 
 // scopeName is the instrumentation scope of what this package records itself
@@ -97,6 +99,9 @@ type Config struct {
 	// two instances of one service apart (at an OTLP receiver, their series
 	// never mix); empty: a random id.
 	Instance string
+	// Version is the service.version resource attribute: the release the
+	// part runs; empty: this binary's version (buildinfo.Version).
+	Version string
 	// Getenv reads the standard OTLP variables. OTLP export of traces is on
 	// when it returns a non-empty OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used
 	// as is) or OTEL_EXPORTER_OTLP_ENDPOINT (with /v1/traces appended), and
@@ -236,7 +241,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 		return nil, fmt.Errorf("telemetry: process collector: %w", err)
 	}
 	p.metrics = promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{})
-	t, err := p.newPart(ctx, Identity{Service: cfg.Service, Region: cfg.Region, Instance: cfg.Instance}, false)
+	t, err := p.newPart(ctx, Identity{Service: cfg.Service, Region: cfg.Region, Instance: cfg.Instance, Version: cfg.Version}, false)
 	if err != nil {
 		_ = p.shutdown(ctx)
 		return nil, err
@@ -253,6 +258,9 @@ func (p *process) newPart(ctx context.Context, id Identity, labelled bool) (*Tel
 		if name := strings.TrimSpace(p.cfg.Getenv("OTEL_SERVICE_NAME")); name != "" {
 			id.Service = name
 		}
+	}
+	if id.Version == "" {
+		id.Version = buildinfo.Version()
 	}
 	if id.Instance == "" {
 		var b [8]byte
@@ -417,7 +425,7 @@ var defaultPropagator = propagation.NewCompositeTextMapPropagator(propagation.Tr
 // http_server_request_duration_seconds_bucket, _sum and _count); attribute
 // keys become labels the same way (http.route: http_route). The series of
 // a part made with Part also carry its identity (service_name,
-// service_instance_id, cloud_region), which tells apart the parts one
+// service_instance_id, cloud_region, service_version), which tells apart the parts one
 // process hosts; those of the process's first part do not, as the scraped
 // address names the process. There are no otel_scope_* labels and no
 // target_info. On a nil *Telemetry it answers 404.

@@ -6,7 +6,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -214,11 +213,13 @@ func (w *Worker) reserve(ctx context.Context, o shop.Order, lines []shop.Line) (
 	return false, fmt.Errorf("check order %s after reserving: %w", o.ID, err)
 }
 
-// Comment validates and stores one comment.
+// Comment validates and stores one comment. A comment written with a
+// newer schema than this release reads returns an error matching
+// store.ErrSchema, which leaves it on the queue for a newer processor.
 func (w *Worker) Comment(ctx context.Context, data []byte) error {
-	var c shop.Comment
-	if err := json.Unmarshal(data, &c); err != nil {
-		return shop.Invalid("", "undecodable comment: %v", err)
+	c, err := store.DecodeComment(data)
+	if err != nil {
+		return undecodable("comment", err)
 	}
 	if err := firstErr(shop.ValidateID("productId", c.ProductID), shop.ValidateWriteID("id", c.ID), shop.ValidateCommentText(c.Text)); err != nil {
 		return err
@@ -230,11 +231,11 @@ func (w *Worker) Comment(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// Rating validates and stores one rating.
+// Rating validates and stores one rating; see Comment.
 func (w *Worker) Rating(ctx context.Context, data []byte) error {
-	var r shop.Rating
-	if err := json.Unmarshal(data, &r); err != nil {
-		return shop.Invalid("", "undecodable rating: %v", err)
+	r, err := store.DecodeRating(data)
+	if err != nil {
+		return undecodable("rating", err)
 	}
 	if err := firstErr(shop.ValidateID("productId", r.ProductID), shop.ValidateWriteID("id", r.ID), shop.ValidateStars(r.Stars)); err != nil {
 		return err
@@ -254,9 +255,9 @@ const StaleCanary = time.Minute
 // Canary records that a canary of this region came through, in the store
 // (the processor's own write path) and in memory for the health check.
 func (w *Worker) Canary(ctx context.Context, data []byte) error {
-	var c store.Canary
-	if err := json.Unmarshal(data, &c); err != nil {
-		return shop.Invalid("", "undecodable canary: %v", err)
+	c, err := store.DecodeCanary(data)
+	if err != nil {
+		return undecodable("canary", err)
 	}
 	sent, ok := shop.IDTime(c.ID)
 	if !ok || c.Region != w.cfg.Region {
@@ -295,6 +296,16 @@ func (w *Worker) count() {
 	w.mu.Lock()
 	w.processed++
 	w.mu.Unlock()
+}
+
+// undecodable is the error for a message that did not decode: one of a
+// newer schema as the store said (left for a newer processor), anything
+// else invalid (dropped: it can never be processed).
+func undecodable(what string, err error) error {
+	if errors.Is(err, store.ErrSchema) {
+		return err
+	}
+	return shop.Invalid("", "undecodable %s: %v", what, err)
 }
 
 func firstErr(errs ...error) error {

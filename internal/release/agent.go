@@ -1,0 +1,219 @@
+package release
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Spec is one instance an agent is asked to start.
+type Spec struct {
+	Region  string
+	Version string
+	Image   string // REF@sha256:... of the artifact to run; empty: in process
+	Fault   string // injected defect (experiments only)
+}
+
+// Launcher starts and stops stamp instances where an agent runs.
+type Launcher interface {
+	// Start starts one instance and returns its registry id once it runs
+	// (ready or not: readiness is the controller's to wait for).
+	Start(ctx context.Context, spec Spec) (id string, err error)
+	// Stop drains one instance: requests in flight complete, background
+	// work not acknowledged is redelivered to another instance; it returns
+	// once the instance is gone.
+	Stop(ctx context.Context, id string) error
+	// Running lists the instances the launcher runs, with their region and
+	// release.
+	Running() []Instance
+}
+
+// AgentConfig configures an Agent.
+type AgentConfig struct {
+	Records  Records  // required: read only
+	Launcher Launcher // required
+	// Hosts reports whether this agent starts the instances of a region;
+	// nil: every region.
+	Hosts func(region string) bool
+	// Settled is called once with the version a release left running, when
+	// it ends (the new version when done, the old one after a rollback):
+	// what later instances of the deployment should run. Nil: none.
+	Settled func(region, version string)
+	Tick    time.Duration // zero: 250 ms
+	// Retry is the least time between two starts of one region's version
+	// after a start failed; zero: 2 s.
+	Retry  time.Duration
+	Logger *slog.Logger // nil: discard
+}
+
+// Agent makes what runs match what the release under way desires.
+type Agent struct {
+	cfg AgentConfig
+	log *slog.Logger
+
+	mu       sync.Mutex // guards the fields below
+	starting map[[2]string]int
+	stopping map[string]bool
+	failedAt map[[2]string]time.Time
+	settled  string // the id of the last release whose end was reported
+	wg       sync.WaitGroup
+}
+
+// NewAgent validates cfg.
+func NewAgent(cfg AgentConfig) (*Agent, error) {
+	if cfg.Records == nil || cfg.Launcher == nil {
+		return nil, errors.New("release agent: records and launcher are required")
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 250 * time.Millisecond
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "release-agent"),
+		starting: map[[2]string]int{}, stopping: map[string]bool{}, failedAt: map[[2]string]time.Time{}}, nil
+}
+
+// Run reconciles until ctx is done, then waits for the starts and stops
+// it began.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.wg.Wait()
+	t := time.NewTicker(a.cfg.Tick)
+	defer t.Stop()
+	for {
+		if err := a.reconcile(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("release agent", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// current reads the release under way; nil when there is none.
+func (a *Agent) current(ctx context.Context) (*Record, error) {
+	data, _, err := a.cfg.Records.Load(ctx, keyCurrent)
+	if err != nil || data == nil {
+		return nil, err
+	}
+	var cur struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(data, &cur); err != nil {
+		return nil, fmt.Errorf("current release: %w", err)
+	}
+	rdata, _, err := a.cfg.Records.Load(ctx, keyPrefix+cur.ID)
+	if err != nil || rdata == nil {
+		return nil, err
+	}
+	return decodeRecord(rdata)
+}
+
+func (a *Agent) hosts(region string) bool { return a.cfg.Hosts == nil || a.cfg.Hosts(region) }
+
+// reconcile is one pass: start what is missing, drain what is extra.
+func (a *Agent) reconcile(ctx context.Context) error {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	r, err := a.current(lctx)
+	cancel()
+	if err != nil || r == nil {
+		return err
+	}
+	if r.Phase.Final() {
+		a.mu.Lock()
+		first := a.settled != r.ID
+		a.settled = r.ID
+		a.mu.Unlock()
+		if first && a.cfg.Settled != nil {
+			for region, from := range r.From {
+				if !a.hosts(region) {
+					continue
+				}
+				v := from
+				if r.Phase == PhaseDone {
+					v = r.Version
+				}
+				a.cfg.Settled(region, v)
+			}
+		}
+		return nil
+	}
+	running := map[[2]string][]string{}
+	for _, in := range a.cfg.Launcher.Running() {
+		k := [2]string{in.Region, in.Release}
+		running[k] = append(running[k], in.ID)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	for region, versions := range r.Desired {
+		if !a.hosts(region) {
+			continue
+		}
+		for version, want := range versions {
+			k := [2]string{region, version}
+			var live []string
+			for _, id := range running[k] {
+				if !a.stopping[id] {
+					live = append(live, id)
+				}
+			}
+			have := len(live) + a.starting[k]
+			switch {
+			case have < want:
+				if now.Sub(a.failedAt[k]) < a.cfg.Retry || version != r.Version {
+					// Only the new version is started here: the old one
+					// is the deployment's own, restarted by it.
+					continue
+				}
+				spec := Spec{Region: region, Version: version, Image: r.Image, Fault: r.Fault}
+				for range want - have {
+					a.starting[k]++
+					a.wg.Go(func() { a.start(ctx, k, spec, r.ID) })
+				}
+			case len(live) > want && a.starting[k] == 0:
+				for _, id := range live[want:] {
+					a.stopping[id] = true
+					a.wg.Go(func() { a.stop(ctx, id, r.ID) })
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (a *Agent) start(ctx context.Context, k [2]string, spec Spec, release string) {
+	id, err := a.cfg.Launcher.Start(ctx, spec)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.starting[k]--
+	if err != nil {
+		a.failedAt[k] = time.Now()
+		if ctx.Err() == nil {
+			a.log.Warn("release: start instance", "release", release, "region", spec.Region, "version", spec.Version, "error", err)
+		}
+		return
+	}
+	a.log.Info("release: instance started", "release", release, "region", spec.Region, "version", spec.Version, "instance", id)
+}
+
+func (a *Agent) stop(ctx context.Context, id, release string) {
+	err := a.cfg.Launcher.Stop(ctx, id)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.stopping, id)
+	if err != nil {
+		a.log.Warn("release: drain instance", "release", release, "instance", id, "error", err)
+		return
+	}
+	a.log.Info("release: instance drained and stopped", "release", release, "instance", id)
+}
