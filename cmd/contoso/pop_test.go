@@ -13,6 +13,7 @@ import (
 
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/store/storetest"
 )
 
@@ -92,6 +93,76 @@ func TestPopRunsAloneAndServesItsRegionsClients(t *testing.T) {
 	if status, _ := get(pop.URL + "/api/products?limit=1"); status != 0 {
 		t.Fatalf("the pop still answers (%d) after it stopped", status)
 	}
+}
+
+// `contoso pop` follows the traffic table in the store: with the stamp's
+// release ("dev") at 0 % its only stamp is on standby, so the POP fails
+// open to it and says so, in its answers and on /ops/edge; cleared, it
+// routes as before.
+func TestPopFollowsTheTrafficTable(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	dir := t.TempDir()
+	env := map[string]string{envEdgeCredential: "a-long-random-credential"}
+	var stamp struct{ Event, Region, URL string }
+	startCommand(t, env, &stamp, "stamp", "--region", "westeurope", "--nats", c.Nodes[0].ClientURL(), "--replicas", "1",
+		"--listen", "127.0.0.1:0", "--data", dir, "--probe-interval", "200ms")
+	var pop struct{ Event, Region, URL, Ops string }
+	startCommand(t, env, &pop, "pop", "--region", "westeurope", "--nats", c.Nodes[0].ClientURL(),
+		"--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--data", dir)
+	iss, err := auth.LoadOrCreateIssuer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := iss.Mint("ops", true, time.Hour, time.Now())
+	// until polls the POP until an API answer and /ops/edge satisfy ok.
+	until := func(what string, ok func(status int, failOpen string, p edge.POPStatus) bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			resp, err := http.Get(pop.URL + "/api/products?limit=1")
+			status, failOpen := 0, ""
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				status, failOpen = resp.StatusCode, resp.Header.Get(edge.HeaderFailOpen)
+			}
+			code, body := do(t, nil, http.MethodGet, pop.Ops+"/ops/edge", "", "Authorization", "Bearer "+admin)
+			var st struct{ POPs []edge.POPStatus }
+			if code == http.StatusOK && json.Unmarshal(body, &st) == nil && len(st.POPs) == 1 && ok(status, failOpen, st.POPs[0]) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the pop never showed %s: last answer %d (fail open %q), /ops/edge %d %s", what, status, failOpen, code, body)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	stampOf := func(p edge.POPStatus) edge.StampStatus {
+		if len(p.Stamps) != 1 {
+			return edge.StampStatus{}
+		}
+		return p.Stamps[0]
+	}
+	until("the stamp serving in rotation", func(status int, failOpen string, p edge.POPStatus) bool {
+		st := stampOf(p)
+		return status == http.StatusOK && failOpen == "" && st.Release == "dev" && st.Weight == edge.DefaultWeight && !st.Standby
+	})
+
+	st, _ := c.MustOpen(t, 0)
+	if err := st.PutTraffic(t.Context(), store.Traffic{Release: "r-2", Regions: map[string]map[string]int{"westeurope": {"dev": 0, "v2": 100}}}); err != nil {
+		t.Fatal(err)
+	}
+	until("the stamp at 0 % on standby, failing open to it", func(status int, failOpen string, p edge.POPStatus) bool {
+		st := stampOf(p)
+		return status == http.StatusOK && failOpen == "true" && p.FailOpen && st.Standby && st.Weight == 0 && p.Split["westeurope"]["v2"] == 100
+	})
+	if err := st.ClearTraffic(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	until("the stamp back in rotation", func(status int, failOpen string, p edge.POPStatus) bool {
+		st := stampOf(p)
+		return status == http.StatusOK && failOpen == "" && !p.FailOpen && !st.Standby && len(p.Split) == 0
+	})
 }
 
 // With --via, the POP reaches the stamp at ADDR through VIA (a link on

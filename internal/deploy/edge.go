@@ -30,7 +30,8 @@ import (
 type EdgeConfig struct {
 	NATSURL string // required: NATS servers of every region, comma-separated, so the registry survives a lost region
 	// NATS is how the edge authenticates to the store servers (a RoleEdge
-	// user: it reads the registry, nothing else); zero: no credentials.
+	// user: it reads the registry and the traffic table, nothing else);
+	// zero: no credentials.
 	NATS store.Credentials
 	POPs []string // required: regions with a point of presence
 	Dial edge.Dialer
@@ -54,7 +55,8 @@ type EdgeService struct {
 }
 
 // NewEdge connects to the store and builds an edge that follows the
-// stamps registry; call Run to start its probes.
+// stamps registry and the release controller's traffic table; call Run to
+// start its probes.
 func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -76,8 +78,19 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 					fn(id, nil)
 					return
 				}
-				fn(id, &edge.StampInfo{ID: s.ID, Region: s.Region, URL: s.URL})
+				fn(id, &edge.StampInfo{ID: s.ID, Region: s.Region, URL: s.URL, Release: s.Release})
 			}, nil)
+		},
+		// The release controller's traffic table, from the same store
+		// connection.
+		Traffic: func(ctx context.Context, fn func(edge.Weights)) error {
+			return reg.WatchTraffic(ctx, func(t *store.Traffic) {
+				if t == nil {
+					fn(nil)
+					return
+				}
+				fn(edge.Weights(t.Regions))
+			})
 		},
 		Dial:        cfg.Dial,
 		StampTLS:    cfg.StampTLS,

@@ -54,6 +54,18 @@
 // stamp either. Only no answer, or a 502, 503 or 504, counts towards
 // ejecting a stamp and is retried elsewhere.
 //
+// # Releases
+//
+// While a release is under way, Config.Traffic delivers the release
+// controller's traffic table (Weights: region → release → percent). Every
+// POP applies each table as it arrives, before the next request: in a
+// region the table lists, each release takes its percent of the region's
+// traffic whatever its number of stamps, and a stamp whose release is at
+// 0 % (or not listed) is on standby. A stamp on standby is still probed and
+// shown, but takes no request, as primary, retry or fail-open choice, while
+// any other stamp exists (see Decide); /ops/edge shows each stamp's release,
+// weight and standby, and the split in force.
+//
 // # Stamps over TLS
 //
 // A stamp announced with an https URL is probed and reached over TLS,

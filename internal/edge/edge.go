@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -40,11 +41,40 @@ type StampInfo struct {
 	// an https stamp; a stamp with any other URL is never probed nor routed
 	// to.
 	URL string
+	// Release is the release the stamp runs; a traffic table (Weights)
+	// splits each region's traffic by it. Empty: none announced (such a
+	// stamp is on standby in a region the table lists).
+	Release string
 }
 
 // Registry streams the stamps registry: every current stamp, then every
 // change (nil when a stamp left), until ctx is done.
 type Registry func(ctx context.Context, fn func(id string, s *StampInfo)) error
+
+// Weights is a traffic table as the edge follows it: region → release
+// (StampInfo.Release) → percent of the region's traffic, 0 to 100. A region
+// listed takes its stamps' weights from it; a stamp whose release is at 0 %
+// or not listed there is on standby and takes no user traffic (see
+// trafficShares and Decide). nil: no release under way, every stamp takes
+// DefaultWeight.
+type Weights map[string]map[string]int
+
+// clone copies w, so that the caller's map may change after it is handed
+// over.
+func (w Weights) clone() Weights {
+	if w == nil {
+		return nil
+	}
+	out := make(Weights, len(w))
+	for region, split := range w {
+		out[region] = maps.Clone(split)
+	}
+	return out
+}
+
+// Traffic streams the traffic table: the current one (nil when there is
+// none), then every change (nil when cleared), until ctx is done.
+type Traffic func(ctx context.Context, fn func(w Weights)) error
 
 // Dialer maps a stamp's address to the address a POP in region pop uses to
 // reach it: across the simulated inter-region link on one machine, the
@@ -55,8 +85,12 @@ type Dialer func(pop, stampRegion, hostport string) (string, error)
 type Config struct {
 	POPs     []string // regions with a point of presence; required; the first serves clients without X-Client-Region
 	Registry Registry // required
-	Dial     Dialer
-	Policy   Policy
+	// Traffic follows the release controller's traffic table: each table
+	// it delivers applies to every POP at once, so the very next request
+	// follows it (no probe needed). nil: no release ever shifts weights.
+	Traffic Traffic
+	Dial    Dialer
+	Policy  Policy
 	// ProbeInterval is how often each POP probes every stamp; zero: 1 s.
 	// ProbeTimeout bounds one probe; zero: 500 ms.
 	ProbeInterval time.Duration
@@ -146,6 +180,8 @@ type Edge struct {
 
 	mu        sync.Mutex // guards the fields below and pops' maps
 	stamps    map[string]StampInfo
+	weights   Weights              // the traffic table in force; nil: none
+	shares    map[string]share     // what weights make of each stamp of stamps (trafficShares)
 	seen      map[string]time.Time // when the registry last announced each stamp (every heartbeat), on Config.Now
 	due       map[string]time.Time // when each stamp expires unless announced again: seen+RegistryTTL, pushed back by quiet spells
 	heard     time.Time            // when the registry last announced anything (a stamp or its leaving); zero: never
@@ -184,7 +220,8 @@ type stampState struct {
 	probedAt    time.Time
 	failures    int // consecutive passive failures
 	ejectedTill time.Time
-	weight      int
+	release     string      // the stamp's, as announced
+	share       share       // its weight under the traffic table, copied from Edge.shares
 	downs       []time.Time // when probes started failing, within the flap window
 	recovering  int         // good probes still needed before rotation; 0: not recovering
 }
@@ -310,6 +347,7 @@ func (e *Edge) AddPOP(ctx context.Context, region string) {
 	delete(e.redirects, region)
 	delete(e.closed, region)
 	e.pops[region] = p
+	e.sharesToLocked(p) // a traffic table that came while it probed
 	e.order = append(e.order, region)
 	if e.run != nil {
 		e.startLoopLocked(p)
@@ -395,18 +433,13 @@ func (e *Edge) startLoopLocked(p *pop) {
 func (e *Edge) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for ctx.Err() == nil {
-			err := e.cfg.Registry(ctx, e.apply)
-			if ctx.Err() != nil {
-				return
-			}
-			e.log.Warn("registry watch ended; restarting", "error", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
+		e.follow(ctx, "registry", func(ctx context.Context) error { return e.cfg.Registry(ctx, e.apply) })
 	})
+	if e.cfg.Traffic != nil {
+		wg.Go(func() {
+			e.follow(ctx, "traffic table", func(ctx context.Context) error { return e.cfg.Traffic(ctx, e.applyTraffic) })
+		})
+	}
 	e.mu.Lock()
 	e.run = ctx
 	for _, p := range e.pops {
@@ -415,6 +448,62 @@ func (e *Edge) Run(ctx context.Context) {
 	e.mu.Unlock()
 	wg.Wait()
 	e.loops.Wait()
+}
+
+// follow runs watch until ctx is done, restarting it a second after it
+// ends.
+func (e *Edge) follow(ctx context.Context, what string, watch func(context.Context) error) {
+	for ctx.Err() == nil {
+		err := watch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		e.log.Warn(what+" watch ended; restarting", "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// applyTraffic puts traffic table w in force on every POP at once.
+func (e *Edge) applyTraffic(w Weights) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.weights = w.clone()
+	e.reweighLocked()
+	if w == nil {
+		e.log.Info("no traffic table: every stamp takes its default weight")
+		return
+	}
+	e.log.Info("traffic table in force", "split", w)
+}
+
+// reweighLocked recomputes every stamp's share under the traffic table and
+// gives it to every POP, whose routing decisions are recomputed at once
+// where a share changed. e.mu must be held.
+func (e *Edge) reweighLocked() {
+	e.shares = trafficShares(e.weights, slices.Collect(maps.Values(e.stamps)))
+	for _, p := range e.pops {
+		e.sharesToLocked(p)
+	}
+}
+
+// sharesToLocked gives p every stamp's current share and release, and
+// recomputes p's decision if one changed. e.mu must be held, not p.mu.
+func (e *Edge) sharesToLocked(p *pop) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed := false
+	for id, st := range p.state {
+		sh, release := e.shares[id], e.stamps[id].Release
+		if st.share != sh || st.release != release {
+			st.share, st.release, changed = sh, release, true
+		}
+	}
+	if changed {
+		p.decideLocked(e.cfg.Policy, time.Now())
+	}
 }
 
 func (e *Edge) popList() []*pop {
@@ -448,7 +537,8 @@ func (e *Edge) apply(id string, s *StampInfo) {
 		return
 	}
 	e.stamps[id] = *s
-	e.log.Info("stamp joined the registry", "id", id, "region", s.Region, "url", s.URL)
+	e.reweighLocked()
+	e.log.Info("stamp joined the registry", "id", id, "region", s.Region, "url", s.URL, "release", s.Release)
 }
 
 // hearLocked records that the registry announced something at now. After
@@ -508,6 +598,7 @@ func (e *Edge) forgetLocked(id string) {
 		}
 		p.mu.Unlock()
 	}
+	e.reweighLocked() // the others of its release take its part
 }
 
 func (e *Edge) probeLoop(ctx context.Context, p *pop) {
@@ -580,7 +671,7 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 		_, known := e.stamps[s.ID]
 		p.mu.Lock()
 		if known && st == nil {
-			st = &stampState{health: health.Unknown, weight: 100}
+			st = &stampState{health: health.Unknown, share: e.shares[s.ID], release: e.stamps[s.ID].Release}
 			p.state[s.ID] = st
 		}
 		if st != nil {
@@ -663,7 +754,8 @@ func (p *pop) decideLocked(pol Policy, now time.Time) {
 func (p *pop) candidatesLocked() []Candidate {
 	cands := make([]Candidate, 0, len(p.state))
 	for id, st := range p.state {
-		cands = append(cands, Candidate{ID: id, Health: st.routedHealth(), RTT: st.rtt, Weight: st.weight, EjectedUntil: st.ejectedTill})
+		cands = append(cands, Candidate{ID: id, Region: st.region, Release: st.release, Health: st.routedHealth(), RTT: st.rtt,
+			Weight: st.share.weight, Standby: st.share.standby, EjectedUntil: st.ejectedTill})
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].ID < cands[j].ID })
 	return cands
@@ -703,7 +795,7 @@ func (e *Edge) report(ctx context.Context, p *pop, id string, failed bool) {
 	if st.failures >= e.cfg.EjectAfter && time.Now().After(st.ejectedTill) {
 		st.ejectedTill = time.Now().Add(e.cfg.EjectFor)
 		st.failures = 0
-		e.tel.ejected(ctx, p.region, st.region)
+		e.tel.ejected(ctx, p.region, st.region, st.release)
 		e.log.WarnContext(ctx, "stamp ejected after consecutive failures", "pop", p.region, "stamp", id, "until", st.ejectedTill)
 		p.decideLocked(e.cfg.Policy, time.Now())
 	}

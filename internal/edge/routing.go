@@ -23,7 +23,7 @@ const DefaultWeight = 100
 
 // Candidate is what a POP knows about one stamp when it routes. The zero
 // value is a stamp with an empty ID, unknown health, unknown RTT, weight
-// 100 and no ejection.
+// 100, no ejection, and not on standby.
 type Candidate struct {
 	// ID is the stamp id (e.g. "eastus/1"), unique among the candidates
 	// passed to one call. If an ID repeats anyway, Decide considers only
@@ -31,6 +31,9 @@ type Candidate struct {
 	ID string
 	// Region is the stamp's region; informational, routing ignores it.
 	Region string
+	// Release is the release the stamp runs; informational, reasons name
+	// it.
+	Release string
 	// Health is the stamp's state as the POP's probes see it: healthy and
 	// degraded stamps are in rotation (degraded with no penalty beyond its
 	// measured RTT); unknown ones have not been probed yet; unhealthy ones
@@ -41,11 +44,17 @@ type Candidate struct {
 	// negative means unknown.
 	RTT time.Duration
 	// Weight is the stamp's share of traffic among equally near stamps;
-	// zero or negative means DefaultWeight (100). Releases shift weights.
+	// zero or negative means DefaultWeight (100). Releases shift weights
+	// (see Weights).
 	Weight int
 	// EjectedUntil is passive outlier ejection: the stamp is not routable
 	// before this time. The zero time never ejects.
 	EjectedUntil time.Time
+	// Standby is a stamp whose release takes no traffic in its region (0 %
+	// of a traffic table, or not in it): it takes no user request while
+	// any stamp that is not on standby exists (Decide's rule 0). false:
+	// an ordinary candidate.
+	Standby bool
 }
 
 // Policy is how a POP chooses. Zero fields take the defaults shown; the
@@ -154,16 +163,29 @@ func dedupe(cands []Candidate, now time.Time) []Candidate {
 	slices.SortFunc(cs, func(a, b Candidate) int {
 		return cmp.Or(
 			strings.Compare(a.ID, b.ID),
+			cmpBool(a.Standby, b.Standby),
 			cmp.Compare(classOf(a, now), classOf(b, now)),
 			cmp.Compare(rttKey(a), rttKey(b)),
 			cmp.Compare(a.Health.Rank(), b.Health.Rank()),
 			cmp.Compare(a.Health, b.Health),
 			cmp.Compare(a.Weight, b.Weight),
 			strings.Compare(a.Region, b.Region),
+			strings.Compare(a.Release, b.Release),
 			a.EjectedUntil.Compare(b.EjectedUntil),
 		)
 	})
 	return slices.CompactFunc(cs, func(a, b Candidate) bool { return a.ID == b.ID })
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // Decide computes the decision. prev is the previous decision's Near set
@@ -173,6 +195,16 @@ func dedupe(cands []Candidate, now time.Time) []Candidate {
 //
 // The rules, exactly as implemented:
 //
+//  0. Standby: a candidate with Standby set (its release takes no traffic
+//     in its region) is in neither Near nor Fallback, whatever its health,
+//     while any candidate without Standby exists, whatever that one's
+//     health: it is never a primary, a retry or a fail-open choice while
+//     another stamp can be routed to at all. Rules 1 to 4 then apply to
+//     the other candidates alone, and prev ids on standby are ignored.
+//     Only when every candidate is on standby (a table that names no
+//     release any stamp runs) do rules 1 to 4 apply to them, with FailOpen
+//     set: routing to a stamp that should take no traffic beats failing
+//     every request.
 //  1. Routable: Health is Routable, healthy or degraded (degraded stays in
 //     rotation, ranked only by its RTT), and now >= EjectedUntil (an
 //     ejection expires at its instant). Unknown (never probed, and any
@@ -211,8 +243,8 @@ func dedupe(cands []Candidate, now time.Time) []Candidate {
 //  5. Deterministic: the same inputs give the same Decision whatever the
 //     order of cands and prev. Candidates are sorted, and no map iteration
 //     order reaches the output. If an ID repeats, only its most routable
-//     entry counts (lowest class, then lowest RTT, then the better health,
-//     then the other fields).
+//     entry counts (not on standby, then lowest class, then lowest RTT,
+//     then the better health, then the other fields).
 //
 // Reasons has an entry for every candidate id. Near: "nearest",
 // "within sensitivity: +4ms", "kept by hysteresis: +13ms", or "rtt
@@ -224,6 +256,10 @@ func dedupe(cands []Candidate, now time.Time) []Candidate {
 // joined by "; " when several apply. Under fail open the chosen class
 // reads "fail open: least bad: <excluded reason>; <near or fallback
 // reason>", or "fail open: every stamp is drained; ..." when all are.
+// A stamp on standby reads `standby: release "v2" takes no traffic`, with
+// "; <excluded reason>" when it is not healthy and routable; when every
+// stamp is on standby the chosen ones read "fail open: every stamp is on
+// standby; " and then as above.
 //
 // An empty cands gives an empty Decision (empty Near and Fallback, empty
 // Reasons, FailOpen false).
@@ -233,11 +269,20 @@ func Decide(p Policy, cands []Candidate, prev []string, now time.Time) Decision 
 	if len(cs) == 0 {
 		return d
 	}
+	allStandby := !slices.ContainsFunc(cs, func(c Candidate) bool { return !c.Standby })
+	if !allStandby {
+		for _, c := range cs {
+			if c.Standby {
+				d.Reasons[c.ID] = standbyReason(c, now)
+			}
+		}
+		cs = slices.DeleteFunc(cs, func(c Candidate) bool { return c.Standby })
+	}
 	best := drainedEjected
 	for _, c := range cs {
 		best = min(best, classOf(c, now))
 	}
-	d.FailOpen = best != routable
+	d.FailOpen = best != routable || allStandby
 
 	wasNear := make(map[string]bool, len(prev))
 	for _, id := range prev {
@@ -284,7 +329,7 @@ func Decide(p Policy, cands []Candidate, prev []string, now time.Time) Decision 
 		}
 		switch {
 		case d.FailOpen:
-			why = "fail open: " + failOpenClass(c, best, now) + "; " + why
+			why = "fail open: " + failOpenClass(c, best, allStandby, now) + "; " + why
 		case c.Health == health.Degraded:
 			why += "; degraded"
 		}
@@ -325,12 +370,102 @@ func statusReason(c Candidate, now time.Time) string {
 	return strings.Join(parts, "; ")
 }
 
-// failOpenClass names the class chosen by fail open, as seen on c.
-func failOpenClass(c Candidate, best class, now time.Time) string {
-	if best >= drained {
-		return "every stamp is " + statusReason(c, now)
+// failOpenClass names the class chosen by fail open, as seen on c, and
+// says when every stamp is on standby.
+func failOpenClass(c Candidate, best class, allStandby bool, now time.Time) string {
+	var parts []string
+	if allStandby {
+		parts = append(parts, "every stamp is on standby")
 	}
-	return "least bad: " + statusReason(c, now)
+	switch {
+	case best >= drained:
+		parts = append(parts, "every stamp is "+statusReason(c, now))
+	case best != routable:
+		parts = append(parts, "least bad: "+statusReason(c, now))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// standbyReason says why a stamp on standby takes no traffic, and its
+// state when it could not take any anyway.
+func standbyReason(c Candidate, now time.Time) string {
+	why := fmt.Sprintf("standby: release %q takes no traffic", c.Release)
+	if classOf(c, now) != routable {
+		why += "; " + statusReason(c, now)
+	}
+	return why
+}
+
+// share is what a traffic table makes of one stamp: its weight (zero:
+// DefaultWeight) and whether it is on standby.
+type share struct {
+	weight  int
+	standby bool
+}
+
+// effective is the weight s routes with: 0 on standby, DefaultWeight for
+// a zero weight.
+func (s share) effective() int {
+	switch {
+	case s.standby:
+		return 0
+	case s.weight <= 0:
+		return DefaultWeight
+	}
+	return s.weight
+}
+
+// trafficShares applies traffic table w to stamps (the registry's
+// entries), so that each release gets its percent of its region's traffic
+// whatever the number of its instances. It is a pure function; the rules:
+//
+//   - A region with no entry in w (nil w, no key, or an empty map) is
+//     routed as without a table: each of its stamps has weight 0, that is
+//     DefaultWeight, and none is on standby.
+//   - In a region with an entry, a stamp whose release is listed with a
+//     percent above 0 takes percent × DefaultWeight × N / (100 × n),
+//     rounded to the nearest integer and at least 1, where n is the number
+//     of the region's stamps that run its release and N the number of the
+//     region's stamps whose release has a percent above 0. The region's
+//     stamps so weigh DefaultWeight × N together, as N stamps without a
+//     table would, so a region under a table keeps its share beside the
+//     stamps of other regions that are equally near; within the region,
+//     each release gets its percent, its instances an equal part of it.
+//     (Up to rounding, and when every release listed above 0 has a stamp:
+//     a listed release without one leaves its part to nobody, so the
+//     region weighs that much less.) Percents above 100 count as 100 (the
+//     store refuses such a table).
+//   - A stamp whose release is at 0 % (or below), or not listed, is on
+//     standby: it takes no user traffic (Decide's rule 0).
+//
+// Stamps are told apart by ID; the result has an entry for every one.
+func trafficShares(w Weights, stamps []StampInfo) map[string]share {
+	out := make(map[string]share, len(stamps))
+	percent := func(s StampInfo) int { return min(w[s.Region][s.Release], 100) }
+	instances := map[[2]string]int{} // region, release → stamps
+	active := map[string]int{}       // region → stamps whose release takes traffic
+	for _, s := range stamps {
+		if len(w[s.Region]) == 0 {
+			continue
+		}
+		instances[[2]string{s.Region, s.Release}]++
+		if percent(s) > 0 {
+			active[s.Region]++
+		}
+	}
+	for _, s := range stamps {
+		switch p := percent(s); {
+		case len(w[s.Region]) == 0:
+			out[s.ID] = share{}
+		case p <= 0:
+			out[s.ID] = share{standby: true}
+		default:
+			n, total := instances[[2]string{s.Region, s.Release}], active[s.Region]
+			num, den := p*DefaultWeight*total, 100*n
+			out[s.ID] = share{weight: max(1, (2*num+den)/(2*den))}
+		}
+	}
+	return out
 }
 
 // Pick chooses one stamp of d.Near for a request, by weight, given a number
@@ -345,7 +480,9 @@ func failOpenClass(c Candidate, best class, now time.Time) string {
 //
 // retry is the first entry of d.Fallback other than primary; when there is
 // none, the next member of d.Near after primary (wrapping) other than
-// primary; otherwise "". Both are "" when d.Near is empty.
+// primary; otherwise "". Both are "" when d.Near is empty. Pick reads no
+// Standby: Decide leaves stamps on standby out of Near and Fallback while
+// any other stamp exists, so neither primary nor retry is one of them.
 func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
 	if len(d.Near) == 0 {
 		return "", ""

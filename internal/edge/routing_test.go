@@ -30,6 +30,12 @@ func weighted(c Candidate, w int) Candidate {
 	return c
 }
 
+// onStandby is c on standby, running release.
+func onStandby(c Candidate, release string) Candidate {
+	c.Standby, c.Release = true, release
+	return c
+}
+
 func TestDecide(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -300,6 +306,74 @@ func TestDecide(t *testing.T) {
 			near:     []string{"a"},
 			fallback: []string{},
 		},
+		{
+			name:     "standby is never near, even nearest",
+			cands:    []Candidate{onStandby(stamp("a", health.Healthy, 5*ms), "v2"), stamp("b", health.Healthy, 20*ms), stamp("c", health.Healthy, 22*ms)},
+			near:     []string{"b", "c"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": `standby: release "v2" takes no traffic`, "b": "nearest", "c": "within sensitivity: +2ms"},
+		},
+		{
+			name:     "standby is never a fallback",
+			cands:    []Candidate{stamp("a", health.Healthy, 10*ms), onStandby(stamp("b", health.Healthy, 40*ms), "v2"), stamp("c", health.Healthy, 70*ms)},
+			near:     []string{"a"},
+			fallback: []string{"c"},
+			reasons:  map[string]string{"b": `standby: release "v2" takes no traffic`, "c": "too far: +60ms"},
+		},
+		{
+			name:     "standby is not a fail-open choice beside an unhealthy stamp",
+			cands:    []Candidate{stamp("a", health.Unhealthy, 30*ms), onStandby(stamp("b", health.Healthy, 5*ms), "v2")},
+			near:     []string{"a"},
+			fallback: []string{},
+			failOpen: true,
+			reasons:  map[string]string{"a": "fail open: least bad: unhealthy; nearest", "b": `standby: release "v2" takes no traffic`},
+		},
+		{
+			name:     "standby is not a fail-open choice even beside drained and ejected stamps",
+			cands:    []Candidate{ejectedUntil(stamp("a", health.Drained, 30*ms), t0.Add(time.Minute)), onStandby(stamp("b", health.Healthy, 5*ms), "v2")},
+			near:     []string{"a"},
+			fallback: []string{},
+			failOpen: true,
+			reasons:  map[string]string{"a": "fail open: every stamp is drained; ejected until"},
+		},
+		{
+			name:     "a broken standby says so",
+			cands:    []Candidate{stamp("a", health.Healthy, 30*ms), onStandby(stamp("b", health.Unhealthy, 5*ms), "v2"), ejectedUntil(onStandby(stamp("c", health.Healthy, 5*ms), ""), t0.Add(time.Second))},
+			near:     []string{"a"},
+			fallback: []string{},
+			reasons:  map[string]string{"b": `standby: release "v2" takes no traffic; unhealthy`, "c": `standby: release "" takes no traffic; ejected until`},
+		},
+		{
+			name:     "standby in prev is not kept by hysteresis",
+			cands:    []Candidate{onStandby(stamp("a", health.Healthy, 20*ms), "v2"), stamp("b", health.Healthy, 22*ms)},
+			prev:     []string{"a", "b"},
+			near:     []string{"b"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": "standby", "b": "nearest"},
+		},
+		{
+			name:     "every stamp on standby: fail open among them by the usual rules",
+			cands:    []Candidate{onStandby(stamp("a", health.Healthy, 10*ms), "v1"), onStandby(stamp("b", health.Unhealthy, 5*ms), "v1"), onStandby(stamp("c", health.Healthy, 15*ms), "v1"), onStandby(stamp("d", health.Healthy, 60*ms), "v1")},
+			near:     []string{"a", "c"},
+			fallback: []string{"d"},
+			failOpen: true,
+			reasons:  map[string]string{"a": "fail open: every stamp is on standby; nearest", "b": "unhealthy", "d": "fail open: every stamp is on standby; too far"},
+		},
+		{
+			name:     "every stamp on standby and unhealthy: the least bad of them",
+			cands:    []Candidate{onStandby(stamp("a", health.Unhealthy, 10*ms), "v1"), onStandby(stamp("b", health.Drained, 5*ms), "v1")},
+			near:     []string{"a"},
+			fallback: []string{},
+			failOpen: true,
+			reasons:  map[string]string{"a": "fail open: every stamp is on standby; least bad: unhealthy; nearest", "b": "drained"},
+		},
+		{
+			name:     "a repeated id counts by its entry not on standby",
+			cands:    []Candidate{onStandby(stamp("a", health.Healthy, 10*ms), "v2"), stamp("a", health.Unhealthy, 10*ms), stamp("b", health.Healthy, 50*ms)},
+			near:     []string{"b"},
+			fallback: []string{},
+			reasons:  map[string]string{"a": "unhealthy"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Decide(tc.policy, tc.cands, tc.prev, t0)
@@ -360,6 +434,8 @@ func TestDecideIsDeterministic(t *testing.T) {
 		ejectedUntil(stamp("uksouth/1", health.Healthy, 8*ms), t0.Add(time.Second)),
 		weighted(stamp("brazilsouth/1", health.Healthy, 90*ms), 7),
 		stamp("eastus/1", health.Unhealthy, 1*ms), // repeated id
+		onStandby(stamp("eastus/3", health.Healthy, 19*ms), "v2"),
+		onStandby(stamp("westus/2", health.Healthy, 1*ms), "v2"), // repeated id, on standby
 	}
 	prev := []string{"westus/2", "eastus/1", "gone"}
 	for _, p := range []Policy{{}, {Sensitivity: 15 * ms}, {Sensitivity: -1, Hysteresis: -1}} {
@@ -535,6 +611,132 @@ func TestPickRetry(t *testing.T) {
 	}
 }
 
+// Neither the primary nor the retry is ever a stamp on standby, whatever r
+// and however near the standby stamps are: they are in neither Near nor
+// Fallback while another stamp exists.
+func TestPickNeverChoosesAStampOnStandby(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cands []Candidate
+		retry string // for every r, "" to check only that it is not on standby
+	}{
+		{"standby nearer than every stamp", []Candidate{onStandby(stamp("s1", health.Healthy, 1*ms), "v2"), onStandby(stamp("s2", health.Healthy, 2*ms), "v2"),
+			stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 25*ms)}, ""},
+		{"the retry skips a nearer standby", []Candidate{stamp("a", health.Healthy, 10*ms), onStandby(stamp("s", health.Healthy, 12*ms), "v2"),
+			stamp("c", health.Healthy, 60*ms)}, "c"},
+		{"alone beside standby: no retry", []Candidate{stamp("a", health.Healthy, 10*ms), onStandby(stamp("s", health.Healthy, 12*ms), "v2")}, "-"},
+		{"under fail open", []Candidate{stamp("a", health.Unhealthy, 10*ms), stamp("b", health.Unhealthy, 14*ms), onStandby(stamp("s", health.Healthy, 1*ms), "v2")}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(Policy{}, tc.cands, nil, t0)
+			standby := map[string]bool{}
+			for _, c := range tc.cands {
+				standby[c.ID] = c.Standby
+			}
+			for i := range 1000 {
+				p, r := Pick(d, tc.cands, float64(i)/1000)
+				if p == "" || standby[p] || standby[r] {
+					t.Fatalf("r=%v: Pick = %q, %q; a stamp on standby (or none) chosen from %+v", float64(i)/1000, p, r, d)
+				}
+				switch tc.retry {
+				case "":
+				case "-":
+					if r != "" {
+						t.Fatalf("retry = %q, want none", r)
+					}
+				default:
+					if r != tc.retry {
+						t.Fatalf("retry = %q, want %q", r, tc.retry)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestTrafficShares(t *testing.T) {
+	we := func(id, release string) StampInfo { return StampInfo{ID: id, Region: "westeurope", Release: release} }
+	ne := func(id, release string) StampInfo { return StampInfo{ID: id, Region: "northeurope", Release: release} }
+	w := func(weight int) share { return share{weight: weight} }
+	standby := share{standby: true}
+	for _, tc := range []struct {
+		name    string
+		weights Weights
+		stamps  []StampInfo
+		want    map[string]share
+	}{
+		{"no table: default weights", nil, []StampInfo{we("a", "v1"), we("b", "v2")}, map[string]share{"a": {}, "b": {}}},
+		{"a region not listed keeps default weights", Weights{"northeurope": {"v2": 100}}, []StampInfo{we("a", "v1"), ne("b", "v1"), ne("c", "v2")},
+			map[string]share{"a": {}, "b": standby, "c": w(100)}},
+		{"an empty entry counts as none", Weights{"westeurope": {}}, []StampInfo{we("a", "v1")}, map[string]share{"a": {}}},
+		{"one instance each, 90/10", Weights{"westeurope": {"v1": 90, "v2": 10}}, []StampInfo{we("a", "v1"), we("b", "v2")},
+			map[string]share{"a": w(180), "b": w(20)}},
+		{"the percent is the release's, whatever its instances", Weights{"westeurope": {"v1": 90, "v2": 10}}, []StampInfo{we("a", "v1"), we("b", "v1"), we("c", "v1"), we("d", "v2")},
+			map[string]share{"a": w(120), "b": w(120), "c": w(120), "d": w(40)}},
+		{"50/50 over 3 and 1, rounded", Weights{"westeurope": {"v1": 50, "v2": 50}}, []StampInfo{we("a", "v1"), we("b", "v1"), we("c", "v1"), we("d", "v2")},
+			map[string]share{"a": w(67), "b": w(67), "c": w(67), "d": w(200)}},
+		{"0 % is standby, and the others keep a stamp's weight each", Weights{"westeurope": {"v1": 100, "v2": 0}}, []StampInfo{we("a", "v1"), we("b", "v1"), we("c", "v2"), we("d", "v2")},
+			map[string]share{"a": w(100), "b": w(100), "c": standby, "d": standby}},
+		{"a release not listed is standby, so is none announced", Weights{"westeurope": {"v2": 100}}, []StampInfo{we("a", "v1"), we("b", ""), we("c", "v2")},
+			map[string]share{"a": standby, "b": standby, "c": w(100)}},
+		{"negative is standby, above 100 counts as 100", Weights{"westeurope": {"v1": 150, "v2": -5}}, []StampInfo{we("a", "v1"), we("b", "v2")},
+			map[string]share{"a": w(100), "b": standby}},
+		{"1 % of eleven stamps", Weights{"westeurope": {"v1": 99, "v2": 1}}, []StampInfo{we("a0", "v1"), we("a1", "v1"), we("a2", "v1"), we("a3", "v1"), we("a4", "v1"),
+			we("a5", "v1"), we("a6", "v1"), we("a7", "v1"), we("a8", "v1"), we("a9", "v1"), we("b", "v2")},
+			map[string]share{"a0": w(109), "a1": w(109), "a2": w(109), "a3": w(109), "a4": w(109), "a5": w(109), "a6": w(109), "a7": w(109), "a8": w(109), "a9": w(109), "b": w(11)}},
+		{"a listed release with no stamp takes nothing from the others", Weights{"westeurope": {"v1": 90, "v3": 10}}, []StampInfo{we("a", "v1")},
+			map[string]share{"a": w(90)}},
+		{"no stamps", Weights{"westeurope": {"v1": 100}}, nil, map[string]share{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := trafficShares(tc.weights, tc.stamps); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("trafficShares = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The shares a table makes, through Decide and Pick, split a region's
+// traffic by release exactly, however many instances each release has,
+// and leave the region's share beside equally near stamps of a region
+// without a table as it was.
+func TestTrafficSharesSplitTrafficByRelease(t *testing.T) {
+	stamps := []StampInfo{
+		{ID: "we1", Region: "westeurope", Release: "v1"}, {ID: "we2", Region: "westeurope", Release: "v1"},
+		{ID: "we3", Region: "westeurope", Release: "v1"}, {ID: "we4", Region: "westeurope", Release: "v2"},
+		{ID: "we5", Region: "westeurope", Release: "v3"},
+		{ID: "ne1", Region: "northeurope", Release: "v1"}, {ID: "ne2", Region: "northeurope", Release: "v1"},
+		{ID: "ne3", Region: "northeurope", Release: "v1"}, {ID: "ne4", Region: "northeurope", Release: "v1"},
+	}
+	shares := trafficShares(Weights{"westeurope": {"v1": 90, "v2": 10, "v3": 0}}, stamps)
+	var cands []Candidate
+	for i, s := range stamps {
+		sh := shares[s.ID]
+		cands = append(cands, Candidate{ID: s.ID, Region: s.Region, Release: s.Release, Health: health.Healthy,
+			RTT: time.Duration(20+i) * ms, Weight: sh.weight, Standby: sh.standby})
+	}
+	d := Decide(Policy{}, cands, nil, t0)
+	byRelease, byRegion := map[string]int{}, map[string]int{}
+	const n = 8000 // total weight 800: westeurope's four stamps 400, northeurope's four 400
+	for i := range n {
+		p, _ := Pick(d, cands, float64(i)/n)
+		for _, s := range stamps {
+			if s.ID == p {
+				byRegion[s.Region]++
+				if s.Region == "westeurope" {
+					byRelease[s.Release]++
+				}
+			}
+		}
+	}
+	if want := map[string]int{"v1": 3600, "v2": 400}; !reflect.DeepEqual(byRelease, want) {
+		t.Errorf("westeurope's traffic by release = %v, want %v (90 %% and 10 %% of its half, v3 none)", byRelease, want)
+	}
+	if want := map[string]int{"westeurope": 4000, "northeurope": 4000}; !reflect.DeepEqual(byRegion, want) {
+		t.Errorf("traffic by region = %v, want %v: four serving stamps each", byRegion, want)
+	}
+}
+
 func TestPickAfterDecide(t *testing.T) {
 	// Normal: retry goes to the nearest stamp outside Near.
 	cands := []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 25*ms), stamp("c", health.Healthy, 70*ms), stamp("d", health.Unhealthy, 1*ms)}
@@ -549,13 +751,14 @@ func TestPickAfterDecide(t *testing.T) {
 }
 
 // FuzzDecide builds small candidate sets from the fuzz input: two policy
-// bytes, one prev bitmask byte, then five bytes per candidate (id, health,
-// RTT, ejection, weight). Ids repeat on purpose.
+// bytes, one prev bitmask byte, then five bytes per candidate (id, health
+// and standby, RTT, ejection, weight). Ids repeat on purpose.
 func FuzzDecide(f *testing.F) {
 	f.Add([]byte{10, 5, 0b11, 0, 0, 20, 0, 0, 1, 0, 28, 0, 3})
 	f.Add([]byte{0, 0, 0xff, 0, 2, 20, 0, 0, 1, 2, 25, 0, 0, 2, 4, 5, 0, 0})
 	f.Add([]byte{0x80, 0x80, 0, 0, 3, 0, 0, 0, 0, 3, 0, 0, 0})
 	f.Add([]byte{255, 255, 1, 0, 0, 0, 2, 0, 1, 1, 0, 3, 9})
+	f.Add([]byte{10, 5, 0b11, 0, 0x80, 5, 0, 0, 1, 2, 20, 0, 3, 2, 0x82, 1, 0, 0})
 	f.Add([]byte{})
 	healths := []health.Status{health.Healthy, health.Degraded, health.Unhealthy, health.Drained, health.Unknown, health.Status(99)}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -572,10 +775,11 @@ func FuzzDecide(f *testing.F) {
 		var cands []Candidate
 		for len(data) >= 5 && len(cands) < 12 {
 			c := Candidate{
-				ID:     string(rune('a' + data[0]%8)),
-				Health: healths[int(data[1])%len(healths)],
-				RTT:    time.Duration(int8(data[2])) * ms / 2,
-				Weight: int(int8(data[4])),
+				ID:      string(rune('a' + data[0]%8)),
+				Health:  healths[int(data[1])%len(healths)],
+				Standby: data[1]&0x80 != 0,
+				RTT:     time.Duration(int8(data[2])) * ms / 2,
+				Weight:  int(int8(data[4])),
 			}
 			switch data[3] % 4 {
 			case 1:
@@ -620,14 +824,26 @@ func FuzzDecide(f *testing.F) {
 		if len(d.Reasons) != len(ids) {
 			t.Fatalf("reasons for %d ids, want %d: %q", len(d.Reasons), len(ids), d.Reasons)
 		}
-		anyRoutable := false
+		anyRoutable, anyActive := false, false
 		for _, c := range cands {
-			if (c.Health == health.Healthy || c.Health == health.Degraded) && !t0.Before(c.EjectedUntil) {
+			anyActive = anyActive || !c.Standby
+			if (c.Health == health.Healthy || c.Health == health.Degraded) && !t0.Before(c.EjectedUntil) && !c.Standby {
 				anyRoutable = true
 			}
 		}
 		if len(cands) > 0 && d.FailOpen == anyRoutable {
 			t.Fatalf("FailOpen = %v with routable = %v: %+v", d.FailOpen, anyRoutable, d)
+		}
+		// An id only ever on standby is never chosen while another stamp
+		// is not on standby.
+		onlyStandby := map[string]bool{}
+		for _, c := range cands {
+			onlyStandby[c.ID] = c.Standby && (onlyStandby[c.ID] || !slices.ContainsFunc(cands, func(o Candidate) bool { return o.ID == c.ID && !o.Standby }))
+		}
+		for _, id := range slices.Concat(d.Near, d.Fallback) {
+			if anyActive && onlyStandby[id] {
+				t.Fatalf("stamp %q on standby is routed to beside others: %+v", id, d)
+			}
 		}
 		reversed := slices.Clone(cands)
 		slices.Reverse(reversed)

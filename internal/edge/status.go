@@ -15,25 +15,35 @@ import (
 type StampStatus struct {
 	ID           string        `json:"id"`
 	Region       string        `json:"region"`
-	State        health.Status `json:"state"` // healthy, degraded, unhealthy, unknown or drained
+	Release      string        `json:"release"` // as the registry announces it; empty: none
+	State        health.Status `json:"state"`   // healthy, degraded, unhealthy, unknown or drained
 	RTTMs        float64       `json:"rttMs"`
 	LastProbe    string        `json:"lastProbe"`
 	Reached      bool          `json:"reached"` // the last probe got an answer from the stamp
 	ProbedAt     time.Time     `json:"probedAt"`
 	Ejected      bool          `json:"ejected"`
 	EjectedUntil time.Time     `json:"ejectedUntil,omitzero"`
-	Weight       int           `json:"weight"`
-	Routing      string        `json:"routing"` // why it is or is not taking this POP's traffic
+	// Weight is the stamp's effective share among equally near stamps:
+	// DefaultWeight without a traffic table for its region, its release's
+	// percent scaled by its instances under one (see Weights), and 0 on
+	// standby.
+	Weight  int    `json:"weight"`
+	Standby bool   `json:"standby"` // its release takes no traffic in its region: it takes no user request
+	Routing string `json:"routing"` // why it is or is not taking this POP's traffic
 }
 
 // POPStatus is one POP's routing table and its reasons.
 type POPStatus struct {
-	Region   string        `json:"region"`
-	Near     []string      `json:"near"`     // where this POP's clients go now
-	Fallback []string      `json:"fallback"` // where a retry goes, nearest first
-	FailOpen bool          `json:"failOpen"`
-	Changes  int           `json:"changes"` // how often the near set changed since the POP opened
-	Stamps   []StampStatus `json:"stamps"`
+	Region   string   `json:"region"`
+	Near     []string `json:"near"`     // where this POP's clients go now
+	Fallback []string `json:"fallback"` // where a retry goes, nearest first
+	FailOpen bool     `json:"failOpen"`
+	Changes  int      `json:"changes"` // how often the near set changed since the POP opened
+	// Split is the traffic table the POP applies now: region → release →
+	// percent. A region not in it routes with default weights; empty (not
+	// null) when no release is under way.
+	Split  map[string]map[string]int `json:"split"`
+	Stamps []StampStatus             `json:"stamps"`
 }
 
 // StatusSubject prefixes the NATS subject on which a POP's status is
@@ -54,17 +64,22 @@ func (e *Edge) Status() []POPStatus {
 	for id, s := range e.stamps {
 		regions[id] = s.Region
 	}
+	split := e.weights.clone()
 	e.mu.Unlock()
 	now := time.Now()
 	var out []POPStatus
 	for _, p := range e.popList() {
 		p.mu.Lock()
-		ps := POPStatus{Region: p.region, Near: p.dec.Near, Fallback: p.dec.Fallback, FailOpen: p.dec.FailOpen, Changes: p.changes, Stamps: []StampStatus{}}
+		ps := POPStatus{Region: p.region, Near: p.dec.Near, Fallback: p.dec.Fallback, FailOpen: p.dec.FailOpen, Changes: p.changes,
+			Split: map[string]map[string]int{}, Stamps: []StampStatus{}}
+		for region, rel := range split {
+			ps.Split[region] = maps.Clone(rel)
+		}
 		for id, st := range p.state {
 			ps.Stamps = append(ps.Stamps, StampStatus{
-				ID: id, Region: regions[id], State: st.routedHealth(), RTTMs: float64(st.rtt.Microseconds()) / 1000,
+				ID: id, Region: regions[id], Release: st.release, State: st.routedHealth(), RTTMs: float64(st.rtt.Microseconds()) / 1000,
 				LastProbe: st.verdict, Reached: st.answered, ProbedAt: st.probedAt, Ejected: now.Before(st.ejectedTill),
-				EjectedUntil: st.ejectedTill, Weight: st.weight, Routing: p.dec.Reasons[id],
+				EjectedUntil: st.ejectedTill, Weight: st.share.effective(), Standby: st.share.standby, Routing: p.dec.Reasons[id],
 			})
 		}
 		p.mu.Unlock()

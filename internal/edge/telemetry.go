@@ -18,10 +18,16 @@ const (
 	// by the POP's region (contoso_edge_retries_total).
 	MetricRetries = "contoso.edge.retries"
 	// MetricEjections counts stamps ejected from a POP after consecutive
-	// failures, by the POP's region and the stamp's (dependency.region)
+	// failures, by the POP's region, the stamp's (dependency.region) and
+	// the stamp's release when it announced one (dependency.release)
 	// (contoso_edge_ejections_total).
 	MetricEjections = "contoso.edge.ejections"
 )
+
+// AttrDependencyRelease is the release of the stamp a metric is about
+// (contoso_edge_ejections_total's dependency_release): a release's stamps
+// failing can be told from the others' while traffic shifts between them.
+const AttrDependencyRelease = "dependency.release"
 
 // RouteAPI is the http.route of a forwarded request that no route of the
 // stamps' API (Config.Routes) matches.
@@ -91,7 +97,12 @@ func (m edgeTelemetry) retried(ctx context.Context, pop string) {
 	m.retries.Add(ctx, 1, metric.WithAttributes(attribute.String(telemetry.AttrRegion, pop)))
 }
 
-func (m edgeTelemetry) ejected(ctx context.Context, pop, stampRegion string) {
-	m.ejections.Add(ctx, 1, metric.WithAttributes(attribute.String(telemetry.AttrRegion, pop),
-		attribute.String(telemetry.AttrDependencyRegion, stampRegion)))
+// ejected counts a stamp of stampRegion running release ("": none
+// announced, and no release attribute) ejected from POP pop.
+func (m edgeTelemetry) ejected(ctx context.Context, pop, stampRegion, release string) {
+	attrs := []attribute.KeyValue{attribute.String(telemetry.AttrRegion, pop), attribute.String(telemetry.AttrDependencyRegion, stampRegion)}
+	if release != "" {
+		attrs = append(attrs, attribute.String(AttrDependencyRelease, release))
+	}
+	m.ejections.Add(ctx, 1, metric.WithAttributes(attrs...))
 }

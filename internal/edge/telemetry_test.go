@@ -51,7 +51,8 @@ func (b *syncBuffer) String() string {
 // The edge's telemetry names what an operator asks about: the POP's region
 // (not "global") and the stamps' route templates on its requests, the
 // called stamp's region on its dependency latency, and counters of its
-// retries and ejections. The ejection's log line carries the request's
+// retries and ejections (with the ejected stamp's release, when it
+// announced one). The ejection's log line carries the request's
 // trace.
 func TestEdgeTelemetryNamesPOPRouteAndStamp(t *testing.T) {
 	tel, err := telemetry.New(context.Background(), telemetry.Config{Service: telemetry.ServiceEdge})
@@ -64,7 +65,7 @@ func TestEdgeTelemetryNamesPOPRouteAndStamp(t *testing.T) {
 		Routes: []string{"GET /api/products/{id}", "POST /api/orders"},
 		Logger: slog.New(telemetry.LogHandler(slog.NewJSONHandler(&logs, nil), tel.Sink()))}
 	e := runEdge(t, nil, cfg,
-		edge.StampInfo{ID: "westeurope.a", Region: "westeurope", URL: failingStamp(t)},
+		edge.StampInfo{ID: "westeurope.a", Region: "westeurope", URL: failingStamp(t), Release: "v7"},
 		edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: failingStamp(t)})
 	deadline := time.Now().Add(5 * time.Second)
 	for got, _ := near(e); !strings.Contains(got, ",") || len(e.Status()[0].Stamps) != 2; got, _ = near(e) {
@@ -97,7 +98,7 @@ func TestEdgeTelemetryNamesPOPRouteAndStamp(t *testing.T) {
 		`contoso_dependency_duration_seconds_count{dependency="stamp",dependency_region="westeurope",outcome="error",region="westeurope"} 1`,
 		`contoso_dependency_duration_seconds_count{dependency="stamp",dependency_region="northeurope",outcome="error",region="westeurope"} 1`,
 		`contoso_edge_retries_total{region="westeurope"} 1`,
-		`contoso_edge_ejections_total{dependency_region="westeurope",region="westeurope"} 1`,
+		`contoso_edge_ejections_total{dependency_region="westeurope",dependency_release="v7",region="westeurope"} 1`,
 		`contoso_edge_ejections_total{dependency_region="northeurope",region="westeurope"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
