@@ -50,8 +50,10 @@ type Config struct {
 	// Release is the version the stamps run; zero: buildinfo.Version().
 	Release string
 	// ReleaseGate overrides the release controller's default gate; zero:
-	// release.Gate's defaults.
-	ReleaseGate release.Gate
+	// release.Gate's defaults. ReleaseStartTimeout bounds the wait for a
+	// release's new stamps to be ready; zero: release.Config's (90 s).
+	ReleaseGate         release.Gate
+	ReleaseStartTimeout time.Duration
 	// EdgeAddr is where the global entry point listens; zero: a free
 	// loopback port.
 	EdgeAddr string
@@ -108,8 +110,11 @@ type Deployment struct {
 	tel      *telemetry.Telemetry
 	stopTel  func() error // ends the telemetry's collection and flushes it
 
-	mu      sync.Mutex // guards regions and their fields
+	mu      sync.Mutex // guards regions and their fields, and versions
 	regions map[string]*region
+	// versions is the release each region runs since a release ended
+	// there; a region absent runs cfg.Release.
+	versions map[string]string
 	// regionOps serialises adding and removing regions (each takes
 	// seconds; mu is not held meanwhile).
 	regionOps sync.Mutex
@@ -124,8 +129,15 @@ type region struct {
 	instances []*instance
 }
 
+// instanceSpec is what an instance runs beyond its region.
+type instanceSpec struct {
+	release string      // zero: the region's current release
+	fault   stamp.Fault // an injected defect (release experiments)
+}
+
 // instance is one running instance of a region's stamp.
 type instance struct {
+	release string // the release it runs
 	stamp   *stamp.Stamp
 	partner *partner.Client // nil when it processes no orders
 	url     string
@@ -297,7 +309,7 @@ func (d *Deployment) start(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(names))
 	for i, name := range names {
-		wg.Go(func() { _, errs[i] = d.startInstance(ctx, d.regions[name]) })
+		wg.Go(func() { _, errs[i] = d.startInstance(ctx, d.regions[name], instanceSpec{}) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -351,7 +363,15 @@ func (d *Deployment) waitEdge(ctx context.Context) error {
 // startInstance starts an instance of region r's stamp: its own store
 // connection, secret cache (which starts from the region's last-known-good
 // copy when the secret store is down), partner client and listener.
-func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, error) {
+//
+// spec names the instance's release and injected fault; its zero value is
+// the region's current release without a fault.
+func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSpec) (*instance, error) {
+	if sp.release == "" {
+		d.mu.Lock()
+		sp.release = d.versionOf(r.name)
+		d.mu.Unlock()
+	}
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	natsURL, err := d.natsURL(r)
@@ -379,6 +399,8 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 		ProbeInterval:  d.cfg.ProbeInterval,
 		Seed:           true,
 		EdgeCredential: d.edgeCred,
+		Release:        sp.release,
+		Fault:          sp.fault,
 		Telemetry:      tel,
 		Logger:         d.log,
 	})
@@ -391,7 +413,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region) (*instance, e
 		return nil, fmt.Errorf("listen stamp %s: %w", r.name, err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	in := &instance{stamp: built.Stamp, partner: built.Partner, url: httpapi.Scheme(d.access.ca != nil) + "://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
+	in := &instance{stamp: built.Stamp, partner: built.Partner, release: sp.release, url: httpapi.Scheme(d.access.ca != nil) + "://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
 	go func() { in.done <- built.Serve(runCtx, ln) }()
 	d.mu.Lock()
 	r.instances = append(r.instances, in)
@@ -408,7 +430,7 @@ func (d *Deployment) AddInstance(ctx context.Context, name string) (string, erro
 	if !ok {
 		return "", fmt.Errorf("add instance: unknown region %q", name)
 	}
-	in, err := d.startInstance(ctx, r)
+	in, err := d.startInstance(ctx, r, instanceSpec{})
 	if err != nil {
 		return "", err
 	}
@@ -638,7 +660,7 @@ func (d *Deployment) ReviveRegion(ctx context.Context, name string) error {
 	serving := len(r.instances)
 	d.mu.Unlock()
 	if serving == 0 {
-		in, err := d.startInstance(ctx, r)
+		in, err := d.startInstance(ctx, r, instanceSpec{})
 		if err != nil {
 			return fmt.Errorf("revive region %s: %w", name, err)
 		}

@@ -169,8 +169,13 @@ type OpsConfig struct {
 type OpsService struct {
 	Plane    *opsplane.Plane
 	Releases *release.Controller
+	records  *store.Releases
 	nc       *nats.Conn
 }
+
+// Records are the release records the controller keeps: what a release
+// agent reads.
+func (s *OpsService) Records() release.Records { return s.records }
 
 // NewOps connects to the store as the operations plane and builds the
 // plane; call Run to start reading. It does not wait for the store's
@@ -194,7 +199,8 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 		return nil, err
 	}
 	rcfg := cfg.Release
-	rcfg.Records = store.NewReleases(store.Config{Conn: nc, Logger: log})
+	records := store.NewReleases(store.Config{Conn: nc, Logger: log})
+	rcfg.Records = records
 	rcfg.Observer = plane
 	rcfg.Regions = plane.Regions
 	if cfg.Regions != nil {
@@ -208,7 +214,7 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &OpsService{Plane: plane, Releases: releases, nc: nc}, nil
+	return &OpsService{Plane: plane, Releases: releases, records: records, nc: nc}, nil
 }
 
 // Run reads the deployment and drives the release under way until ctx is
@@ -298,8 +304,14 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		NATSURL: strings.Join(urls, ","), NATS: d.access.store(store.RoleOps),
 		Sink: d.tel.Sink(), Telemetry: d.tel, StampTLS: d.access.clientTLS(),
 		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log,
-		Release: release.Config{Env: d.cfg.Env, Gate: d.cfg.ReleaseGate},
+		Release: release.Config{Env: d.cfg.Env, Gate: d.cfg.ReleaseGate, StartTimeout: d.cfg.ReleaseStartTimeout},
 	})
+	if err != nil {
+		return err
+	}
+	// The release agent starts and drains this process's instances as
+	// the release under way desires.
+	agent, err := release.NewAgent(release.AgentConfig{Records: opsSvc.Records(), Launcher: launcher{d}, Settled: d.settled, Logger: d.log})
 	if err != nil {
 		return err
 	}
@@ -310,6 +322,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	go func() {
 		var wg sync.WaitGroup
 		wg.Go(func() { svc.Run(runCtx) })
+		wg.Go(func() { _ = agent.Run(runCtx) })
 		wg.Go(func() {
 			if err := opsSvc.Run(runCtx); err != nil {
 				d.log.Error("operations plane stopped", "error", err)

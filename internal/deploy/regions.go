@@ -128,7 +128,7 @@ func (d *Deployment) AddRegion(ctx context.Context, spec RegionSpec) (RegionInfo
 		d.regions[spec.Name] = r
 		d.mu.Unlock()
 	}
-	in, err := d.startInstance(ctx, r)
+	in, err := d.startInstance(ctx, r, instanceSpec{})
 	if err != nil {
 		if !exists {
 			d.mu.Lock()

@@ -136,7 +136,7 @@ func TestRequestIDEchoedOrGenerated(t *testing.T) {
 		if RequestID(r.Context()) != w.Header().Get(HeaderRequestID) {
 			t.Error("context and header request ids differ")
 		}
-	}), RequestIDs, ServedRegion("westeurope"))
+	}), RequestIDs, ServedRegion("westeurope", ""))
 	for _, tc := range []struct{ sent, want string }{
 		{"abc-123", "abc-123"},
 		{"", ""},

@@ -15,8 +15,9 @@ import (
 
 // Headers the system sets or reads on every request.
 const (
-	HeaderRequestID    = "X-Request-Id"
-	HeaderServedRegion = "X-Served-Region"
+	HeaderRequestID     = "X-Request-Id"
+	HeaderServedRegion  = "X-Served-Region"
+	HeaderServedRelease = "X-Served-Release"
 )
 
 // Middleware wraps a handler.
@@ -59,11 +60,16 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// ServedRegion sets X-Served-Region on every response.
-func ServedRegion(region string) Middleware {
+// ServedRegion sets X-Served-Region on every response, and
+// X-Served-Release when release is not empty: which region and which
+// release answered.
+func ServedRegion(region, release string) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set(HeaderServedRegion, region)
+			if release != "" {
+				w.Header().Set(HeaderServedRelease, release)
+			}
 			next.ServeHTTP(w, r)
 		})
 	}

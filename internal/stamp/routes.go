@@ -21,7 +21,7 @@ func (s *Stamp) Handler() http.Handler {
 	return httpapi.Chain(problemFallback(mux, s),
 		s.cfg.Telemetry.Middleware("stamp", s.cfg.Region, httpapi.Flow),
 		httpapi.RequestIDs,
-		httpapi.ServedRegion(s.cfg.Region),
+		httpapi.ServedRegion(s.cfg.Region, s.cfg.Release),
 		httpapi.AccessLog(s.log),
 		httpapi.Recover(s.log),
 		httpapi.RequireCredential(httpapi.HeaderEdgeCredential, s.cfg.EdgeCredential, "/api/", s.log),
@@ -79,7 +79,7 @@ func (s *Stamp) warmHandler() http.Handler {
 	s.routes(mux, nil)
 	return httpapi.Chain(problemFallback(mux, s),
 		httpapi.RequestIDs,
-		httpapi.ServedRegion(s.cfg.Region),
+		httpapi.ServedRegion(s.cfg.Region, s.cfg.Release),
 		httpapi.Recover(s.log),
 		httpapi.RequireCredential(httpapi.HeaderEdgeCredential, s.cfg.EdgeCredential, "/api/", s.log),
 	)

@@ -45,6 +45,10 @@ type Options struct {
 	// CONTOSO_TEST_TLS=1 in the environment turns it on for every test
 	// deployment, so the same tests prove the TLS path.
 	TLS bool
+	// Env is the deployment's environment (deploy.Config.Env); zero: dev.
+	Env string
+	// ReleaseStartTimeout is deploy.Config.ReleaseStartTimeout.
+	ReleaseStartTimeout time.Duration
 	// NoTLS keeps plain HTTP whatever CONTOSO_TEST_TLS says: for tests that
 	// drive a browser, which does not trust the deployment's CA.
 	NoTLS bool
@@ -95,17 +99,19 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	d, err := deploy.Start(ctx, deploy.Config{
-		Regions:          regions,
-		DataDir:          opts.DataDir,
-		Network:          netsim.Config{Off: !opts.Latency},
-		ProbeInterval:    opts.Probe,
-		SecretRefresh:    opts.SecretRefresh,
-		EdgeClientRate:   opts.EdgeRate,
-		EdgeClientBurst:  opts.EdgeBurst,
-		OpsTrustLoopback: !opts.OpsNeedToken,
-		EdgeNoRetry:      opts.EdgeNoRetry,
-		TLS:              (opts.TLS || os.Getenv("CONTOSO_TEST_TLS") == "1") && !opts.NoTLS,
-		Logger:           log,
+		Regions:             regions,
+		DataDir:             opts.DataDir,
+		Network:             netsim.Config{Off: !opts.Latency},
+		ProbeInterval:       opts.Probe,
+		SecretRefresh:       opts.SecretRefresh,
+		EdgeClientRate:      opts.EdgeRate,
+		EdgeClientBurst:     opts.EdgeBurst,
+		OpsTrustLoopback:    !opts.OpsNeedToken,
+		EdgeNoRetry:         opts.EdgeNoRetry,
+		Env:                 opts.Env,
+		ReleaseStartTimeout: opts.ReleaseStartTimeout,
+		TLS:                 (opts.TLS || os.Getenv("CONTOSO_TEST_TLS") == "1") && !opts.NoTLS,
+		Logger:              log,
 	})
 	if err == nil {
 		deployments.Store(d, PlainClient(d).Transport)

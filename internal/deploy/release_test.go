@@ -1,0 +1,324 @@
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/deploy/deploytest"
+	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/release"
+	"github.com/contoso/shoes/internal/shop"
+)
+
+// userTraffic is reads and idempotent orders through the edge from every
+// region until stopped, remembering every answer that was not a success
+// and which release served what.
+type userTraffic struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	requests atomic.Int64
+	mu       sync.Mutex
+	failures []string
+	served   map[string]int // release -> answers
+	orders   map[string]string
+}
+
+func startUserTraffic(t *testing.T, d *deploy.Deployment, sku string, orders bool) *userTraffic {
+	t.Helper()
+	u := &userTraffic{stop: make(chan struct{}), served: map[string]int{}, orders: map[string]string{}}
+	product := shop.SeedCatalog()[0].ID
+	client := deploytest.PlainClient(d)
+	for i, region := range regions3 {
+		tok := deploytest.Token(t, d, fmt.Sprintf("release-buyer-%d", i), false)
+		u.wg.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-u.stop:
+					return
+				default:
+				}
+				var req *http.Request
+				if orders && n%3 == 2 {
+					body := fmt.Sprintf(`{"items":[{"sku":%q,"quantity":1}]}`, sku)
+					req, _ = http.NewRequest(http.MethodPost, d.EdgeURL()+"/api/orders", strings.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Authorization", "Bearer "+tok)
+					req.Header.Set("Idempotency-Key", fmt.Sprintf("release-%s-%d", region, n))
+				} else {
+					req, _ = http.NewRequest(http.MethodGet, d.EdgeURL()+"/api/products/"+product, nil)
+				}
+				req.Header.Set("X-Client-Region", region)
+				u.requests.Add(1)
+				res, err := client.Do(req)
+				if err != nil {
+					u.fail(fmt.Sprintf("%s %s from %s: %v", req.Method, req.URL.Path, region, err))
+					continue
+				}
+				var o struct {
+					ID string `json:"id"`
+				}
+				if res.StatusCode == http.StatusAccepted || res.StatusCode == http.StatusOK {
+					if req.Method == http.MethodPost {
+						_ = decodeJSON(res, &o)
+					}
+				}
+				res.Body.Close()
+				u.mu.Lock()
+				switch {
+				case res.StatusCode >= 300:
+					u.failures = append(u.failures, fmt.Sprintf("%s %s from %s: %d (release %q)", req.Method, req.URL.Path, region, res.StatusCode, res.Header.Get(httpapi.HeaderServedRelease)))
+				default:
+					u.served[res.Header.Get(httpapi.HeaderServedRelease)]++
+					if o.ID != "" {
+						u.orders[o.ID] = tok
+					}
+				}
+				u.mu.Unlock()
+				time.Sleep(20 * time.Millisecond) // pace: about 50 requests/s per region
+			}
+		})
+	}
+	t.Cleanup(u.end)
+	return u
+}
+
+func (u *userTraffic) fail(s string) {
+	u.mu.Lock()
+	u.failures = append(u.failures, s)
+	u.mu.Unlock()
+}
+
+func (u *userTraffic) end() {
+	select {
+	case <-u.stop:
+	default:
+		close(u.stop)
+	}
+	u.wg.Wait()
+}
+
+func (u *userTraffic) results() (failures []string, served map[string]int, orders map[string]string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	served = map[string]int{}
+	for k, v := range u.served {
+		served[k] = v
+	}
+	orders = map[string]string{}
+	for k, v := range u.orders {
+		orders[k] = v
+	}
+	return append([]string(nil), u.failures...), served, orders
+}
+
+func releases(d *deploy.Deployment) *release.Client {
+	return &release.Client{API: httpapi.Client{BaseURL: d.OpsURL(), HTTP: deploytest.PlainClient(d)}}
+}
+
+// waitRelease polls the release under way until it ends.
+func waitRelease(t *testing.T, d *deploy.Deployment, within time.Duration) *release.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), within)
+	defer cancel()
+	rec, err := releases(d).Wait(ctx, 200*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// releasesRunning is the release of every running instance, by region.
+func releasesRunning(t *testing.T, d *deploy.Deployment) map[string][]string {
+	t.Helper()
+	return d.InstanceReleases()
+}
+
+// A good release under reads and orders from every region: every step
+// passes, no client sees an error, both releases serve during the shift,
+// the old stamps are gone at the end and every order is final.
+func TestAGoodReleaseShiftsEveryRegionAndRetiresTheOldStamps(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
+	setStock(t, d, "release-good", 100000)
+	before := d.Release()
+	load := startUserTraffic(t, d, "release-good", true)
+	start := time.Now()
+	rec, err := releases(d).Start(t.Context(), release.Request{Version: "v-next", Steps: []int{50, 100}, By: "test",
+		Gate: release.Gate{MinHold: time.Second, MinRequests: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Phase != release.PhaseStarting || rec.From["eastus"] != before {
+		t.Fatalf("started release = %+v", rec)
+	}
+	end := waitRelease(t, d, 3*time.Minute)
+	took := time.Since(start)
+	load.end()
+	if end.Phase != release.PhaseDone {
+		t.Fatalf("release ended %s: %s", end.Phase, end.Reason)
+	}
+	if len(end.Steps) != 6 {
+		t.Fatalf("%d steps, want 6 (2 percents × 3 regions): %+v", len(end.Steps), end.Steps)
+	}
+	for _, st := range end.Steps {
+		if st.Verdict != "passed" || st.New.Instances != 1 {
+			t.Fatalf("step %s %d %%: %s %s (new instances %d)", st.Region, st.Percent, st.Verdict, st.Reason, st.New.Instances)
+		}
+	}
+	failures, served, orders := load.results()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed during the release, e.g. %v", len(failures), load.requests.Load(), failures[:min(5, len(failures))])
+	}
+	if served[before] == 0 || served["v-next"] == 0 {
+		t.Fatalf("answers by release = %v; want both %s and v-next", served, before)
+	}
+	for region, rels := range releasesRunning(t, d) {
+		for _, r := range rels {
+			if r != "v-next" {
+				t.Fatalf("%s still runs %q after the release", region, r)
+			}
+		}
+	}
+	tokens := map[string]string{}
+	for id, tok := range orders {
+		tokens[id] = tok
+	}
+	waitFinal(t, d, tokens, 90*time.Second)
+	t.Logf("release start to done: %s (%d requests, by release %v, %d orders)", took.Round(time.Millisecond), load.requests.Load(), served, len(orders))
+}
+
+// A release whose checkouts fail is rolled back by its gate, by itself:
+// the old version serves everything again and the new stamps are gone.
+func TestABadReleaseIsRolledBackByItsGate(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
+	setStock(t, d, "release-bad", 100000)
+	before := d.Release()
+	load := startUserTraffic(t, d, "release-bad", true)
+	if _, err := releases(d).Start(t.Context(), release.Request{Version: "v-bad", Fault: "error=0.5,route=checkout", By: "test",
+		Gate: release.Gate{MinHold: time.Second, MinRequests: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	end := waitRelease(t, d, 3*time.Minute)
+	load.end()
+	if end.Phase != release.PhaseRolledBack || !strings.Contains(end.Reason, "gate failed") || !strings.Contains(end.Reason, "checkout") {
+		t.Fatalf("release ended %s: %q; want rolled back by the checkout gate", end.Phase, end.Reason)
+	}
+	if end.FirstBadAt.IsZero() || end.RollbackAt.Sub(end.FirstBadAt) > 15*time.Second {
+		t.Fatalf("first bad request %s, rollback %s: want the rollback within 15 s", end.FirstBadAt, end.RollbackAt)
+	}
+	for region, rels := range releasesRunning(t, d) {
+		for _, r := range rels {
+			if r != before {
+				t.Fatalf("%s runs %q after the rollback, want %s", region, r, before)
+			}
+		}
+	}
+	failures, served, _ := load.results()
+	share := float64(len(failures)) / float64(load.requests.Load())
+	for _, f := range failures {
+		if !strings.Contains(f, "v-bad") {
+			t.Fatalf("a failure not from the bad release: %s", f)
+		}
+	}
+	t.Logf("rolled back %s after the first bad request; %d of %d requests (%.2f %%) failed; answers by release %v",
+		end.RollbackAt.Sub(end.FirstBadAt).Round(time.Millisecond), len(failures), load.requests.Load(), 100*share, served)
+}
+
+// A release that never becomes ready never takes a user request and fails
+// cleanly, leaving the old version as it was.
+func TestAReleaseThatNeverBecomesReadyTakesNoTrafficAndFails(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{ReleaseStartTimeout: 8 * time.Second}, regions3...)
+	before := d.Release()
+	load := startUserTraffic(t, d, "", false)
+	if _, err := releases(d).Start(t.Context(), release.Request{Version: "v-stuck", Fault: "never-ready"}); err != nil {
+		t.Fatal(err)
+	}
+	end := waitRelease(t, d, 2*time.Minute)
+	load.end()
+	if end.Phase != release.PhaseFailed || !strings.Contains(end.Reason, "not ready") {
+		t.Fatalf("release ended %s: %q; want failed, not ready", end.Phase, end.Reason)
+	}
+	if len(end.Steps) != 0 {
+		t.Fatalf("a release that never became ready took steps: %+v", end.Steps)
+	}
+	failures, served, _ := load.results()
+	if len(failures) > 0 || served["v-stuck"] > 0 || served[before] == 0 {
+		t.Fatalf("failures %v, answers by release %v: want none failed and none from v-stuck", failures, served)
+	}
+}
+
+// The API refuses what it cannot do, with problem+json and the reason.
+func TestTheReleaseAPIRefusesBadRequests(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
+	ops := d.OpsURL() + "/ops/releases"
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		detail                   string
+	}{
+		{"neither version nor image", "POST", "", `{}`, 400, "exactly one of version and image"},
+		{"both", "POST", "", `{"version":"v2","image":"r/x@sha256:` + strings.Repeat("a", 64) + `"}`, 400, "exactly one"},
+		{"bad version", "POST", "", `{"version":"../etc"}`, 400, "a version is"},
+		{"long version", "POST", "", `{"version":"` + strings.Repeat("v", 65) + `"}`, 400, "a version is"},
+		{"image by tag", "POST", "", `{"image":"registry/contoso:v2"}`, 400, "by digest"},
+		{"image in process", "POST", "", `{"image":"r/x@sha256:` + strings.Repeat("a", 64) + `"}`, 400, "runs its stamps in process"},
+		{"steps not ending at 100", "POST", "", `{"version":"v2","steps":[10,50]}`, 400, "last step must be 100"},
+		{"steps falling", "POST", "", `{"version":"v2","steps":[50,10,100]}`, 400, "rising"},
+		{"unknown region", "POST", "", `{"version":"v2","regions":["mars"]}`, 400, "every region"},
+		{"unknown field", "POST", "", `{"version":"v2","colour":"red"}`, 400, "colour"},
+		{"not json", "POST", "", `version=v2`, 400, ""},
+		{"already running", "POST", "", `{"version":"` + d.Release() + `"}`, 409, "already runs"},
+		{"bad fault", "POST", "", `{"version":"v2","fault":"` + strings.Repeat("x", 300) + `"}`, 400, "fault"},
+		{"no release to pause", "POST", "/current/pause", ``, 409, "no release is under way"},
+		{"unknown action", "POST", "/current/explode", ``, 400, "pause, resume, promote or rollback"},
+		{"bad id", "GET", "/..%2f..", ``, 400, ""},
+		{"unknown id", "GET", "/20200101T000000Z-v9", ``, 404, "not found"},
+		{"no current", "GET", "/current", ``, 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, ops+tt.path, strings.NewReader(tt.body))
+			if tt.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			res := deploytest.Send(t, req)
+			if res.Status != tt.status || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/problem+json") || !strings.Contains(string(res.Body), tt.detail) {
+				t.Fatalf("%s %s = %d %s %s; want %d problem+json with %q", tt.method, tt.path, res.Status, res.Header.Get("Content-Type"), res.Body, tt.status, tt.detail)
+			}
+		})
+	}
+}
+
+// In prod, a release that did not pass verification is refused, and so is
+// any injected fault, and the refusal says why.
+func TestProdRefusesUnverifiedReleasesAndFaults(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{Env: "prod", OpsNeedToken: true}, "westeurope")
+	admin := deploytest.Token(t, d, "release-manager", true)
+	for _, tt := range []struct {
+		body   map[string]any
+		detail string
+	}{
+		{map[string]any{"version": "v2"}, "prod runs artifacts by digest"},
+		{map[string]any{"version": "v2", "fault": "error=0.1", "force": true}, "injected faults are refused in the prod environment"},
+		{map[string]any{"image": "r/x@sha256:" + strings.Repeat("b", 64)}, "did not pass verification in dev"},
+	} {
+		res := deploytest.Do(t, http.MethodPost, d.OpsURL()+"/ops/releases", admin, tt.body)
+		if res.Status != http.StatusForbidden || !strings.Contains(string(res.Body), tt.detail) {
+			t.Fatalf("POST %v = %d %s; want 403 saying %q", tt.body, res.Status, res.Body, tt.detail)
+		}
+	}
+	if res := deploytest.Do(t, http.MethodPost, d.OpsURL()+"/ops/releases", "", map[string]any{"version": "v2", "force": true}); res.Status != http.StatusUnauthorized {
+		t.Fatalf("a release without a token in prod = %d %s", res.Status, res.Body)
+	}
+}
+
+func decodeJSON(res *http.Response, v any) error {
+	return json.NewDecoder(res.Body).Decode(v)
+}
