@@ -47,6 +47,8 @@ commands:
   chaos     inject a fault into a running deployment, list faults, heal one early
   load      launch-day load test through the edge; writes report.json and report.html
   verify    run the experiments (load + one fault + expectations) and print the verdicts
+  image     the release artifact: build and push the OCI image, inspect, pull, attest; a development registry
+  version   print this binary's version, source revision and toolchain
 
 Run 'contoso <command> -h' for a command's flags.
 `
@@ -87,6 +89,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runLoad(ctx, rest, getenv, stdout, stderr)
 	case "verify":
 		return runVerify(ctx, rest, getenv, stdout, stderr)
+	case "image":
+		return runImage(ctx, rest, getenv, stdout, stderr)
+	case "version":
+		return runVersion(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
