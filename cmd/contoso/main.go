@@ -48,6 +48,8 @@ commands:
   release   release a new version without downtime: start, status, pause, resume, promote, rollback
   load      launch-day load test through the edge; writes report.json and report.html
   verify    run the experiments (load + one fault + expectations) and print the verdicts
+  image     the release artifact: build and push the OCI image, inspect, pull, attest; a development registry
+  version   print this binary's version, source revision and toolchain
 
 Run 'contoso <command> -h' for a command's flags.
 `
@@ -90,6 +92,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runLoad(ctx, rest, getenv, stdout, stderr)
 	case "verify":
 		return runVerify(ctx, rest, getenv, stdout, stderr)
+	case "image":
+		return runImage(ctx, rest, getenv, stdout, stderr)
+	case "version":
+		return runVersion(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,59 @@
+// Package artifacttest has what the tests of releases need: a real OCI
+// registry on loopback and the release binary built from this source tree.
+package artifacttest
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/contoso/shoes/internal/artifact"
+)
+
+// NewRegistry starts go-containerregistry's in-memory registry on
+// 127.0.0.1:0 and returns its host:port. It stops at the end of the test.
+func NewRegistry(tb testing.TB) string {
+	tb.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	tb.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// MustBinary compiles ./cmd/contoso of this module as a release is built
+// (artifact.GoBuild, version linked in) into a directory of the test and
+// returns the binary's path. It skips the test under -short, since the
+// build takes a while, and when the go command is not on PATH.
+func MustBinary(tb testing.TB, version string) string {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("-short: the release tests build the contoso binary")
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		tb.Skip("the go command is not on PATH: the release tests build the contoso binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	gomod, err := exec.CommandContext(ctx, goCmd, "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == "/dev/null" {
+		tb.Fatalf("find the module's root: go env GOMOD = %q, %v", gomod, err)
+	}
+	out := filepath.Join(tb.TempDir(), "contoso")
+	if err := artifact.GoBuild(ctx, artifact.GoBuildConfig{
+		Dir:     filepath.Dir(strings.TrimSpace(string(gomod))),
+		Out:     out,
+		Version: version,
+		Go:      goCmd,
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
