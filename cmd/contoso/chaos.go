@@ -122,5 +122,5 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("chaos: %w", err)
 	}
-	return printJSON(stdout, out)
+	return printIndented(stdout, out)
 }

@@ -113,7 +113,7 @@ func runRelease(ctx context.Context, args []string, getenv func(string) string, 
 			if err != nil {
 				return fmt.Errorf("release: %w", err)
 			}
-			if err := printJSON(stdout, end); err != nil {
+			if err := printIndented(stdout, end); err != nil {
 				return err
 			}
 			if end.Phase != release.PhaseDone {
@@ -131,7 +131,7 @@ func runRelease(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
-	return printJSON(stdout, out)
+	return printIndented(stdout, out)
 }
 
 // progress is one line about where a release is.
@@ -149,7 +149,8 @@ func progress(r *release.Record) string {
 	return line
 }
 
-func printJSON(w io.Writer, v any) error {
+// printIndented prints v as indented JSON: the answers of the operations API.
+func printIndented(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
