@@ -86,6 +86,7 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "internal/chaos", only: []string{"internal/shop", "internal/httpapi"}},
 		{pkg: "internal/release", only: []string{"internal/shop", "internal/httpapi", "internal/health"}},
 		{pkg: "internal/buildinfo", only: []string{}},
+		{pkg: "internal/artifact", only: []string{}},
 	}
 	for _, r := range rules {
 		deps, ok := g[r.pkg]
