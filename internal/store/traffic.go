@@ -116,7 +116,8 @@ func (s *Store) ClearTraffic(ctx context.Context) error {
 
 // Traffic reads the traffic table from the stream leader (so it sees every
 // acknowledged write); nil, nil when there is none. A stored table this
-// version cannot read (a newer schema) is an error.
+// version cannot read is an error; one of a newer schema matches
+// ErrSchema.
 func (s *Store) Traffic(ctx context.Context) (*Traffic, error) {
 	data, _, err := s.readLeader(ctx, BucketReleases, TrafficKey)
 	if isNotFound(err) {
@@ -215,20 +216,20 @@ func watchTraffic(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger, 
 }
 
 // decodeTraffic reads a stored table, refusing one this version cannot
-// follow: undecodable, without a schema or with a newer one, or invalid.
+// follow: undecodable, of a newer schema (a *SchemaError, matching
+// ErrSchema), or invalid. A table without a schema member is version 1,
+// as every record is.
 func decodeTraffic(data []byte) (*Traffic, error) {
 	var t Traffic
 	if err := json.Unmarshal(data, &t); err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 	if t.Schema > TrafficSchema {
-		return nil, fmt.Errorf("schema %d is newer than this version reads (%d)", t.Schema, TrafficSchema)
-	}
-	if t.Schema < 1 {
-		return nil, fmt.Errorf("no schema (%d)", t.Schema)
+		return nil, &SchemaError{Record: "traffic table", Schema: t.Schema, Reads: TrafficSchema}
 	}
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
+	t.Schema = TrafficSchema
 	return &t, nil
 }
