@@ -94,9 +94,14 @@ func TestEdgeRunsAloneAndFindsStampsInTheRegistry(t *testing.T) {
 	if status, _ := get(stamp.URL + "/api/products?limit=1"); status != http.StatusForbidden {
 		t.Fatalf("straight to the stamp without the credential = %d, want 403", status)
 	}
-	if status, _ := get(stamp.URL + "/health/stamp"); status != http.StatusOK {
-		t.Fatalf("stamp health = %d", status)
-	}
+	// The edge fails open to its only stamp before the stamp reports
+	// healthy (it is still seeding or warming up); it then does.
+	poll(t, 30*time.Second, "the stamp's health report", func() error {
+		if status, _ := get(stamp.URL + "/health/stamp"); status != http.StatusOK {
+			return fmt.Errorf("stamp health = %d", status)
+		}
+		return nil
+	})
 	// The edge's operations endpoint wants an admin token, even on loopback.
 	iss, err := auth.LoadOrCreateIssuer(dir)
 	if err != nil {
