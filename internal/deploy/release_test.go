@@ -82,7 +82,7 @@ func startUserTraffic(t *testing.T, d *deploy.Deployment, sku string, orders boo
 					}
 				}
 				u.mu.Unlock()
-				time.Sleep(20 * time.Millisecond) // pace: about 50 requests/s per region
+				time.Sleep(5 * time.Millisecond) // pace: at most 200 requests/s per region
 			}
 		})
 	}
@@ -146,9 +146,10 @@ func releasesRunning(t *testing.T, d *deploy.Deployment) map[string][]string {
 // the old stamps are gone at the end and every order is final.
 func TestAGoodReleaseShiftsEveryRegionAndRetiresTheOldStamps(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
-	setStock(t, d, "release-good", 100000)
+	sku := shop.SKU(shop.SeedCatalog()[1].ID, shop.SeedCatalog()[1].Sizes[0])
+	setStock(t, d, sku, 100000)
 	before := d.Release()
-	load := startUserTraffic(t, d, "release-good", true)
+	load := startUserTraffic(t, d, sku, true)
 	start := time.Now()
 	rec, err := releases(d).Start(t.Context(), release.Request{Version: "v-next", Steps: []int{50, 100}, By: "test",
 		Gate: release.Gate{MinHold: time.Second, MinRequests: 10}})
@@ -198,9 +199,10 @@ func TestAGoodReleaseShiftsEveryRegionAndRetiresTheOldStamps(t *testing.T) {
 // the old version serves everything again and the new stamps are gone.
 func TestABadReleaseIsRolledBackByItsGate(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
-	setStock(t, d, "release-bad", 100000)
+	sku := shop.SKU(shop.SeedCatalog()[2].ID, shop.SeedCatalog()[2].Sizes[0])
+	setStock(t, d, sku, 100000)
 	before := d.Release()
-	load := startUserTraffic(t, d, "release-bad", true)
+	load := startUserTraffic(t, d, sku, true)
 	if _, err := releases(d).Start(t.Context(), release.Request{Version: "v-bad", Fault: "error=0.5,route=checkout", By: "test",
 		Gate: release.Gate{MinHold: time.Second, MinRequests: 10}}); err != nil {
 		t.Fatal(err)
