@@ -324,3 +324,133 @@ func TestProdRefusesUnverifiedReleasesAndFaults(t *testing.T) {
 func decodeJSON(res *http.Response, v any) error {
 	return json.NewDecoder(res.Body).Decode(v)
 }
+
+// A region lost in the middle of a release pauses it; resuming is refused
+// until the region runs stamps again; resumed, the release ends done, and
+// every order accepted meanwhile is final.
+func TestARegionLostDuringAReleasePausesItUntilItIsBack(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
+	sku := shop.SKU(shop.SeedCatalog()[3].ID, shop.SeedCatalog()[3].Sizes[0])
+	setStock(t, d, sku, 100000)
+	load := startUserTraffic(t, d, sku, true)
+	rc := releases(d)
+	if _, err := rc.Start(t.Context(), release.Request{Version: "v-outage", Steps: []int{50, 100}, Regions: []string{"westeurope", "northeurope", "eastus"},
+		Gate: release.Gate{MinHold: 3 * time.Second, MinRequests: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	current := func() *release.Record {
+		s, err := rc.Status(t.Context())
+		if err != nil || s.Current == nil {
+			t.Fatalf("status: %+v, %v", s, err)
+		}
+		return s.Current
+	}
+	deploytest.Eventually(t, time.Minute, func() error {
+		if r := current(); r.Phase != release.PhaseShifting {
+			return fmt.Errorf("phase %s: %s", r.Phase, r.Reason)
+		}
+		return nil
+	})
+	if err := d.KillRegion("eastus"); err != nil {
+		t.Fatal(err)
+	}
+	deploytest.Eventually(t, 20*time.Second, func() error {
+		if r := current(); !r.Paused || !strings.HasPrefix(r.Reason, "region lost") {
+			return fmt.Errorf("paused %v: %s (%s)", r.Paused, r.Reason, r.Phase)
+		}
+		return nil
+	})
+	if _, err := rc.Do(t.Context(), release.ActionResume, "test"); err == nil || !strings.Contains(err.Error(), "bring the region back first") {
+		t.Fatalf("resume while eastus is lost = %v, want a refusal", err)
+	}
+	reviveCtx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := d.ReviveRegion(reviveCtx, "eastus"); err != nil {
+		t.Fatal(err)
+	}
+	deploytest.Eventually(t, time.Minute, func() error {
+		_, err := rc.Do(t.Context(), release.ActionResume, "test")
+		return err
+	})
+	end := waitRelease(t, d, 3*time.Minute)
+	load.end()
+	if end.Phase != release.PhaseDone {
+		t.Fatalf("release ended %s: %s", end.Phase, end.Reason)
+	}
+	for region, rels := range releasesRunning(t, d) {
+		if len(rels) == 0 {
+			t.Fatalf("%s runs nothing after the release", region)
+		}
+		for _, r := range rels {
+			if r != "v-outage" {
+				t.Fatalf("%s still runs %q after the release", region, r)
+			}
+		}
+	}
+	failures, served, orders := load.results()
+	if share := float64(len(failures)) / float64(load.requests.Load()); share > 0.005 {
+		t.Fatalf("%d of %d requests failed (%.2f %%), e.g. %v", len(failures), load.requests.Load(), 100*share, failures[:min(5, len(failures))])
+	}
+	waitFinal(t, d, orders, 2*time.Minute)
+	t.Logf("%d requests, %d failed, by release %v, %d orders all final", load.requests.Load(), len(failures), served, len(orders))
+}
+
+// An operator holds a step, approves it ahead of its gate, and sends
+// everything back to the old version.
+func TestAnOperatorPausesPromotesAndRollsBack(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
+	before := d.Release()
+	load := startUserTraffic(t, d, "", false)
+	rc := releases(d)
+	if _, err := rc.Start(t.Context(), release.Request{Version: "v-op", Steps: []int{50, 100}, Gate: release.Gate{MinHold: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.Start(t.Context(), release.Request{Version: "v-other"}); err == nil || !strings.Contains(err.Error(), "is under way") {
+		t.Fatalf("a second release while one is under way = %v, want a conflict", err)
+	}
+	var rec *release.Record
+	deploytest.Eventually(t, time.Minute, func() error {
+		s, err := rc.Status(t.Context())
+		if err != nil {
+			return err
+		}
+		if rec = s.Current; rec.Phase != release.PhaseShifting {
+			return fmt.Errorf("phase %s: %s", rec.Phase, rec.Reason)
+		}
+		return nil
+	})
+	rec, err := rc.Do(t.Context(), release.ActionPause, "alice")
+	if err != nil || !rec.Paused || rec.Reason != "paused by alice" {
+		t.Fatalf("pause = %+v, %v", rec, err)
+	}
+	if rec, err = rc.Do(t.Context(), release.ActionResume, "alice"); err != nil || rec.Paused {
+		t.Fatalf("resume = %+v, %v", rec, err)
+	}
+	if rec, err = rc.Do(t.Context(), release.ActionPromote, "alice"); err != nil || rec.Stage != 1 || rec.Steps[0].Verdict != "promoted" {
+		t.Fatalf("promote = stage %d steps %+v, %v", rec.Stage, rec.Steps, err)
+	}
+	if got := rec.Traffic[rec.Plan[1].Region]["v-op"]; got != 50 {
+		t.Fatalf("after promote, %s gives v-op %d %%, want 50", rec.Plan[1].Region, got)
+	}
+	if _, err = rc.Do(t.Context(), release.ActionRollback, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	end := waitRelease(t, d, 2*time.Minute)
+	load.end()
+	if end.Phase != release.PhaseRolledBack || end.Reason != "rolled back by alice" {
+		t.Fatalf("release ended %s: %q", end.Phase, end.Reason)
+	}
+	for region, rels := range releasesRunning(t, d) {
+		for _, r := range rels {
+			if r != before {
+				t.Fatalf("%s runs %q after the rollback, want %s", region, r, before)
+			}
+		}
+	}
+	if failures, served, _ := load.results(); len(failures) > 0 {
+		t.Fatalf("%d requests failed: %v (answers by release %v)", len(failures), failures[:min(5, len(failures))], served)
+	}
+	if _, err := rc.Do(t.Context(), release.ActionPause, "alice"); err == nil {
+		t.Fatal("pause after the release ended was accepted")
+	}
+}

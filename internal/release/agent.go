@@ -170,12 +170,16 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			have := len(live) + a.starting[k]
 			switch {
 			case have < want:
-				if now.Sub(a.failedAt[k]) < a.cfg.Retry || version != r.Version {
-					// Only the new version is started here: the old one
-					// is the deployment's own, restarted by it.
+				if now.Sub(a.failedAt[k]) < a.cfg.Retry {
 					continue
 				}
-				spec := Spec{Region: region, Version: version, Image: r.Image, Fault: r.Fault}
+				// The old version too: a region lost and revived during
+				// a release must get both back, or a rollback would leave
+				// it empty.
+				spec := Spec{Region: region, Version: version}
+				if version == r.Version {
+					spec.Image, spec.Fault = r.Image, r.Fault
+				}
 				for range want - have {
 					a.starting[k]++
 					a.wg.Go(func() { a.start(ctx, k, spec, r.ID) })
