@@ -450,8 +450,10 @@ func (c *Controller) Do(ctx context.Context, a Action, by string) (*Record, erro
 			return nil, err
 		}
 	case ActionRollback:
-		if r.Phase == PhaseRollingBack {
-			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "the release is already rolling back"}
+		if r.Phase != PhaseStarting && r.Phase != PhaseShifting {
+			// Finishing: the old stamps are already draining, and
+			// sending traffic back to them would empty the regions.
+			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "a release " + string(r.Phase) + " cannot be rolled back"}
 		}
 		if err := c.rollback(ctx, r, now, "rolled back by "+orSomeone(by)); err != nil {
 			return nil, err
