@@ -52,16 +52,9 @@ func runChaos(ctx context.Context, args []string, getenv func(string) string, st
 		delay    = fs.Duration("delay", 0, "partner-slow: how late the partner answers (default 3s)")
 	)
 	// Flags may come before, between or after the positional arguments.
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(pos) == 0 {
 		fs.Usage()

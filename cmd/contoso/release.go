@@ -56,16 +56,9 @@ func runRelease(ctx context.Context, args []string, getenv func(string) string, 
 		by          = fs.String("by", "", "who asks (recorded)")
 		wait        = fs.Bool("wait", false, "start: wait until the release ends and print its record; exit non-zero unless it is done")
 	)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()
