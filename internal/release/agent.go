@@ -121,6 +121,8 @@ func (a *Agent) current(ctx context.Context) (*Record, error) {
 func (a *Agent) hosts(region string) bool { return a.cfg.Hosts == nil || a.cfg.Hosts(region) }
 
 // reconcile is one pass: start what is missing, drain what is extra.
+// Once the release has ended it only drains: an instance of the version it
+// retired that was slow to stop is stopped still.
 func (a *Agent) reconcile(ctx context.Context) error {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	r, err := a.current(lctx)
@@ -145,7 +147,6 @@ func (a *Agent) reconcile(ctx context.Context) error {
 				a.cfg.Settled(region, v)
 			}
 		}
-		return nil
 	}
 	running := map[[2]string][]string{}
 	for _, in := range a.cfg.Launcher.Running() {
@@ -170,7 +171,9 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			have := len(live) + a.starting[k]
 			switch {
 			case have < want:
-				if now.Sub(a.failedAt[k]) < a.cfg.Retry {
+				if r.Phase.Final() || now.Sub(a.failedAt[k]) < a.cfg.Retry {
+					// An ended release starts nothing more; it only
+					// goes on draining what it left behind.
 					continue
 				}
 				// The old version too: a region lost and revived during
@@ -184,7 +187,9 @@ func (a *Agent) reconcile(ctx context.Context) error {
 					a.starting[k]++
 					a.wg.Go(func() { a.start(ctx, k, spec, r.ID) })
 				}
-			case len(live) > want && a.starting[k] == 0:
+			case len(live) > want && a.starting[k] == 0 && (want == 0 || !r.Phase.Final()):
+				// After the end, only a retired version is drained: more
+				// instances of the one that stays are a scale-out.
 				for _, id := range live[want:] {
 					a.stopping[id] = true
 					a.wg.Go(func() { a.stop(ctx, id, r.ID) })

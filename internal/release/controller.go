@@ -780,10 +780,30 @@ func (c *Controller) draining(ctx context.Context, r *Record, insts []Instance, 
 	if len(left) > 0 && now.Sub(since) < c.cfg.DrainTimeout {
 		return nil
 	}
-	if err := c.cfg.Records.SetTraffic(ctx, r.ID, nil); err != nil {
-		return fmt.Errorf("release %s: clear traffic: %w", r.ID, err)
+	if len(left) == 0 {
+		if err := c.cfg.Records.SetTraffic(ctx, r.ID, nil); err != nil {
+			return fmt.Errorf("release %s: clear traffic: %w", r.ID, err)
+		}
+		r.Traffic = nil
+	} else {
+		// Stamps of the retired version still announce themselves: the
+		// table keeps them at 0 % (so no user request reaches them) while
+		// the agents go on stopping them.
+		kept := r.Version
+		if final == PhaseRolledBack {
+			kept = ""
+		}
+		for region := range r.Desired {
+			v := kept
+			if v == "" {
+				v = r.From[region]
+			}
+			r.Traffic[region] = map[string]int{v: 100}
+		}
+		if err := c.cfg.Records.SetTraffic(ctx, r.ID, r.Traffic); err != nil {
+			return fmt.Errorf("release %s: keep the retired stamps out: %w", r.ID, err)
+		}
 	}
-	r.Traffic = nil
 	if final == PhaseRolledBack && r.ReadyAt.IsZero() {
 		final = PhaseFailed
 	}
