@@ -134,6 +134,9 @@ func (rl *releaser) run(ctx context.Context, e Experiment, start time.Time, inje
 				out.Err = fmt.Errorf("the release did not end within %s (last error: %w)", b.Expect.Within.D(), lastErr)
 			}
 			rl.rollBack(ctx, &out)
+			if out.Record != nil && out.Record.Phase.Final() {
+				rl.gone(ctx, &out)
+			}
 			return out
 		case <-t.C:
 			continue
@@ -292,7 +295,7 @@ func judgeRelease(e Experiment, rr releaseRun, load LoadOutcome) []Verdict {
 			fmt.Sprintf("%d answers by %s of %d naming their release, %d steps", n, rr.Version, named, len(rec.Steps)),
 			n == 0 && named > 0 && len(rec.Steps) == 0, nil)
 	}
-	if rec.Phase.Final() && !rr.TimedOut {
+	if rec.Phase.Final() {
 		expect := "release.new_gone: no stamp of the new version at the edge"
 		if rec.Phase == release.PhaseDone {
 			expect = "release.old_gone: no stamp of the old version at the edge"

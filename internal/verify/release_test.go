@@ -152,11 +152,11 @@ func TestJudgeRelease(t *testing.T) {
 			StartedAt: t0, EndedAt: t0.Add(91 * time.Second)}},
 		pass: map[string]bool{"release.outcome": true, "release.no_traffic": true},
 	}, {
-		name: "timed out",
+		name: "timed out, rolled back by the runner, its stamps left running",
 		x:    ReleaseExpect{Outcome: "done", Within: Duration(time.Minute)},
-		rr: releaseRun{Version: "v-1", TimedOut: true, Record: &release.Record{Version: "v-1", Phase: release.PhaseRolledBack,
-			StartedAt: t0, EndedAt: t0.Add(70 * time.Second)}},
-		pass: map[string]bool{"release.outcome": false, "release.steps": false},
+		rr: releaseRun{Version: "v-1", TimedOut: true, GoneOf: []string{"v-1"}, Gone: []string{"eastus.a"}, GoneAfter: 10 * time.Second,
+			Record: &release.Record{Version: "v-1", Phase: release.PhaseRolledBack, StartedAt: t0, EndedAt: t0.Add(70 * time.Second)}},
+		pass: map[string]bool{"release.outcome": false, "release.steps": false, "release.new_gone": false},
 	}, {
 		name: "not started",
 		x:    ReleaseExpect{Outcome: "done", Within: Duration(time.Minute)},
