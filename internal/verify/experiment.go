@@ -6,8 +6,13 @@
 // reaches which state within how long and which must never turn
 // unhealthy, how fast the faulted region leaves rotation, and what the data
 // must look like after the heal (no failed idempotent request, every
-// accepted order final, nothing oversold). The verdicts are rows of
-// experiment, expectation, measured value and pass or fail.
+// accepted order final, nothing oversold). An experiment may also run a
+// release of the deployment under the load, with or without a fault, and
+// judge how it ends: its final phase, its steps, the share of failed
+// requests, how fast a bad version was rolled back, that a version never
+// ready served nothing, and that the losing version's stamps are gone. The
+// verdicts are rows of experiment, expectation, measured value and pass
+// or fail.
 package verify
 
 import (
