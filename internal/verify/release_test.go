@@ -100,6 +100,7 @@ func TestJudgeRelease(t *testing.T) {
 		name    string
 		x       ReleaseExpect
 		rr      releaseRun
+		load    *LoadOutcome    // nil: load
 		pass    map[string]bool // by the start of the expectation
 		numbers map[string]float64
 	}{{
@@ -152,6 +153,13 @@ func TestJudgeRelease(t *testing.T) {
 			StartedAt: t0, EndedAt: t0.Add(91 * time.Second)}},
 		pass: map[string]bool{"release.outcome": true, "release.no_traffic": true},
 	}, {
+		name: "never ready, and no answer named its release",
+		x:    ReleaseExpect{Outcome: "failed", Within: Duration(2 * time.Minute), NoTraffic: true},
+		rr: releaseRun{Version: "v-2", Record: &release.Record{Version: "v-2", Phase: release.PhaseFailed,
+			StartedAt: t0, EndedAt: t0.Add(91 * time.Second)}},
+		load: &LoadOutcome{Flows: load.Flows, ServedReleases: map[string]int64{"none": 1000}},
+		pass: map[string]bool{"release.outcome": true, "release.no_traffic": false},
+	}, {
 		name: "timed out, rolled back by the runner, its stamps left running",
 		x:    ReleaseExpect{Outcome: "done", Within: Duration(time.Minute)},
 		rr: releaseRun{Version: "v-1", TimedOut: true, GoneOf: []string{"v-1"}, Gone: []string{"eastus.a"}, GoneAfter: 10 * time.Second,
@@ -187,7 +195,11 @@ func TestJudgeRelease(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			vs := judgeRelease(exp(tt.x), tt.rr, load)
+			l := load
+			if tt.load != nil {
+				l = *tt.load
+			}
+			vs := judgeRelease(exp(tt.x), tt.rr, l)
 			numbers := map[string]float64{}
 			for prefix, pass := range tt.pass {
 				var found *Verdict
