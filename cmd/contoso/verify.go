@@ -9,14 +9,19 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
+	"slices"
 	"time"
 
+	"github.com/contoso/shoes/internal/artifact"
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/fleet"
+	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/loadtest"
 	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/verify"
 )
 
@@ -40,6 +45,10 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		noRetry = fs.Bool("break-edge-retry", false, "start the deployment with the edge's retry off: a broken guarantee, to see verify catch it")
 		procs   = fs.Bool("processes", false, "start the deployment as separate OS processes (up --processes) instead of in this process")
 		bin     = fs.String("bin", "", "with -processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them with the go command")
+		skip    = fs.String("skip", "", "regular expression: leave out the experiments whose name it matches")
+		attest  = fs.String("attest", "", "REGISTRY/REPO@sha256:...: record the outcome as that image's verification (docs/releases.md); empty: none")
+		regIns  = fs.Bool("registry-insecure", false, "with -attest: speak plain HTTP to a registry on loopback (the development registry)")
+		by      = fs.String("by", "", "with -attest: who verifies; empty: $USER")
 	)
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -61,8 +70,31 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			return fmt.Errorf("verify: %w", err)
 		}
 	}
-	if exps = verify.Select(exps, *profile); len(exps) == 0 {
+	exps = verify.Select(exps, *profile)
+	if *skip != "" {
+		re, err := regexp.Compile(*skip)
+		if err != nil {
+			return fmt.Errorf("verify: -skip: %w", err)
+		}
+		exps = slices.DeleteFunc(exps, func(e verify.Experiment) bool { return re.MatchString(e.Name) })
+	}
+	if len(exps) == 0 {
 		return fmt.Errorf("verify: no experiment in profile %q", *profile)
+	}
+	var attestOpts []artifact.Option
+	var err error
+	if *attest != "" {
+		if !imageByDigest.MatchString(*attest) {
+			return fmt.Errorf("verify: -attest %q: name the image by digest, REGISTRY/REPO@sha256:<64 hex>", *attest)
+		}
+		if attestOpts, err = (&registryFlags{insecure: *regIns, timeout: artifact.DefaultTimeout}).options(getenv); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if *by == "" {
+			*by = getenv("USER")
+		}
+	} else if *regIns {
+		return errors.New("verify: -registry-insecure goes with -attest")
 	}
 	log, err := logs.logger(stderr)
 	if err != nil {
@@ -128,6 +160,16 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	verdicts, runErr := verify.Run(ctx, cfg, exps)
 	verify.PrintTable(stdout, verdicts)
+	if *attest != "" {
+		a := artifact.Attestation{Profile: *profile, Passed: runErr == nil && !verify.Failed(verdicts), Experiments: len(exps), By: *by}
+		if a.Env, err = deploymentEnv(ctx, *ops, admin, opsClient); err == nil {
+			err = artifact.Attest(ctx, *attest, a, attestOpts...)
+		}
+		if err != nil {
+			return errors.Join(runErr, fmt.Errorf("verify: attest %s: %w", *attest, err))
+		}
+		fmt.Fprintf(stderr, "verify: attested %s: passed %t in %s (profile %s, %d experiments)\n", *attest, a.Passed, a.Env, a.Profile, a.Experiments)
+	}
 	if *out != "" {
 		f, err := os.Create(*out)
 		if err != nil {
@@ -148,4 +190,22 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		return errVerifyFailed
 	}
 	return nil
+}
+
+// imageByDigest is an image reference by digest: what an attestation is
+// about.
+var imageByDigest = regexp.MustCompile(`^[^\s@]{1,255}@sha256:[0-9a-f]{64}$`)
+
+// deploymentEnv is the environment of the deployment verified, as its
+// operations API names it (GET /ops/releases).
+func deploymentEnv(ctx context.Context, ops, token string, hc *http.Client) (string, error) {
+	c := release.Client{API: httpapi.Client{BaseURL: ops, Token: token, HTTP: hc}}
+	s, err := c.Status(ctx)
+	if err != nil {
+		return "", err
+	}
+	if s.Env == "" {
+		return "", errors.New("the deployment names no environment")
+	}
+	return s.Env, nil
 }

@@ -75,6 +75,7 @@ type collector struct {
 	cells    map[Flow]map[string]*acc
 	served   map[string]int64
 	servedBy map[string]map[string]int64
+	releases map[string]int64 // answers by X-Served-Release
 	limited  RateLimited
 	idem     IdempotentFailures
 
@@ -107,6 +108,7 @@ func newCollector(regions []string, p Profile, timeout time.Duration) *collector
 		cells:    map[Flow]map[string]*acc{},
 		served:   map[string]int64{},
 		servedBy: map[string]map[string]int64{},
+		releases: map[string]int64{},
 		orders:   map[string]*order{},
 		open:     map[int]openSecond{},
 		idem:     IdempotentFailures{ByFlow: map[Flow]int64{}, Samples: []FailureSample{}},
@@ -188,6 +190,11 @@ func (c *collector) add(res *vegeta.Result) {
 		c.cells[flow][region].add(code, ok, res.Latency)
 	}
 	c.served[served]++
+	release := res.Headers.Get(headerServedRelease)
+	if release == "" {
+		release = "none"
+	}
+	c.releases[release]++
 	c.timelineAdd(res, flow, ok)
 
 	c.interval.requests++
@@ -359,6 +366,7 @@ func (c *collector) fill(rep *Report) {
 	}
 	rep.ServedRegions = c.served
 	rep.ServedByClientRegion = c.servedBy
+	rep.ServedReleases = c.releases
 	rep.RateLimited = c.limited
 	rep.IdempotentFailures = c.idem
 	rep.Timeline = c.timeline

@@ -39,6 +39,9 @@ type Report struct {
 	ServedRegions map[string]int64 `json:"servedRegions"`
 	// ServedByClientRegion breaks ServedRegions down by client region.
 	ServedByClientRegion map[string]map[string]int64 `json:"servedByClientRegion"`
+	// ServedReleases counts answers by X-Served-Release, the release of
+	// the stamp that answered ("none" when the answer had none).
+	ServedReleases map[string]int64 `json:"servedReleases"`
 
 	RateLimited        RateLimited        `json:"rateLimited"`
 	IdempotentFailures IdempotentFailures `json:"idempotentFailures"`

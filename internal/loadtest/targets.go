@@ -23,6 +23,7 @@ import (
 const (
 	headerClientRegion   = "X-Client-Region"
 	headerServedRegion   = "X-Served-Region"
+	headerServedRelease  = "X-Served-Release"
 	headerEdgePop        = "X-Edge-Pop"
 	headerRequestID      = "X-Request-Id"
 	headerIdempotencyKey = "Idempotency-Key"

@@ -6,8 +6,13 @@
 // reaches which state within how long and which must never turn
 // unhealthy, how fast the faulted region leaves rotation, and what the data
 // must look like after the heal (no failed idempotent request, every
-// accepted order final, nothing oversold). The verdicts are rows of
-// experiment, expectation, measured value and pass or fail.
+// accepted order final, nothing oversold). An experiment may also run a
+// release of the deployment under the load, with or without a fault, and
+// judge how it ends: its final phase, its steps, the share of failed
+// requests, how fast a bad version was rolled back, that a version never
+// ready served nothing, and that the losing version's stamps are gone. The
+// verdicts are rows of experiment, expectation, measured value and pass
+// or fail.
 package verify
 
 import (
@@ -26,16 +31,76 @@ type Experiment struct {
 	Name     string   `yaml:"name" json:"name"`
 	Profiles []string `yaml:"profiles" json:"profiles"`
 	Load     Load     `yaml:"load" json:"load"`
-	Fault    Fault    `yaml:"fault" json:"fault"`
+	Fault    Fault    `yaml:"fault,omitempty" json:"fault,omitzero"`
 	Expect   Expect   `yaml:"expect" json:"expect"`
+	// Release, when set, starts a release of the deployment during the
+	// load and judges how it ends. An experiment with a release may have
+	// no fault; with one, the fault hits the release under way.
+	Release *Release `yaml:"release,omitempty" json:"release,omitempty"`
+}
+
+// Release is a release started After the load starts, with its plan and
+// gate, and what must come of it. Zero fields take the controller's
+// defaults (steps 10, 50, 100; hold 5 s; 30 requests; tolerance 0.01).
+type Release struct {
+	// Version is the version's prefix: the runner releases
+	// "<version>-<unix time>", since a version already running is
+	// refused.
+	Version string `yaml:"version" json:"version"`
+	// Fault is a defect the new stamps carry (error=R[,route=...],
+	// latency=D, crash-on-start, never-ready); empty: none.
+	Fault          string        `yaml:"fault,omitempty" json:"fault,omitempty"`
+	Steps          []int         `yaml:"steps,omitempty" json:"steps,omitempty"`
+	Hold           Duration      `yaml:"hold,omitempty" json:"hold,omitempty"`
+	MinRequests    int           `yaml:"min_requests,omitempty" json:"minRequests,omitempty"`
+	ErrorTolerance float64       `yaml:"error_tolerance,omitempty" json:"errorTolerance,omitempty"`
+	After          Duration      `yaml:"after" json:"after"`
+	Expect         ReleaseExpect `yaml:"expect" json:"expect"`
+}
+
+// Outcomes a release can end in: its final phases.
+var outcomes = []string{"done", "rolled-back", "failed"}
+
+// ReleaseExpect is what must come of a release.
+type ReleaseExpect struct {
+	// Outcome is the final phase: done, rolled-back or failed. Required.
+	Outcome string `yaml:"outcome" json:"outcome"`
+	// Within bounds the release from its start to its end. Required.
+	Within Duration `yaml:"within" json:"within"`
+	// MaxErrorShare bounds the failed requests (5xx and transport errors)
+	// over all requests of the load; nil: not checked.
+	MaxErrorShare *float64 `yaml:"max_error_share,omitempty" json:"maxErrorShare,omitempty"`
+	// RollbackWithin bounds the time from the first error the gate saw on
+	// the new version to the rollback; zero: not checked.
+	RollbackWithin Duration `yaml:"rollback_within,omitempty" json:"rollbackWithin,omitempty"`
+	// NoTraffic: no answer of the load came from the new version and the
+	// release took no step (a version that never became ready).
+	NoTraffic bool `yaml:"no_traffic,omitempty" json:"noTraffic,omitempty"`
+	// PausedByFault: the experiment's fault (a region outage) pauses the
+	// release ("region lost") while it lasts; once the fault healed and
+	// the region is healthy again the runner resumes it.
+	PausedByFault bool `yaml:"paused_by_fault,omitempty" json:"pausedByFault,omitempty"`
 }
 
 // Load is the experiment's load profile: 0 to Rate requests/s over Ramp,
-// then Rate for Hold.
+// then Rate for Hold, of the flows weighed by Mix.
 type Load struct {
 	Rate float64  `yaml:"rate" json:"rate"`
 	Ramp Duration `yaml:"ramp" json:"ramp"`
 	Hold Duration `yaml:"hold" json:"hold"`
+	// Mix weighs the flows; nil: the load tool's launch mix.
+	Mix *Mix `yaml:"mix,omitempty" json:"mix,omitempty"`
+}
+
+// Mix weighs the load's flows (relative weights, not percents): browse
+// (catalog listings), product (product pages), comment, cart (not
+// idempotent) and checkout (orders with an Idempotency-Key).
+type Mix struct {
+	Browse   float64 `yaml:"browse,omitempty" json:"browse,omitempty"`
+	Product  float64 `yaml:"product,omitempty" json:"product,omitempty"`
+	Comment  float64 `yaml:"comment,omitempty" json:"comment,omitempty"`
+	Cart     float64 `yaml:"cart,omitempty" json:"cart,omitempty"`
+	Checkout float64 `yaml:"checkout,omitempty" json:"checkout,omitempty"`
 }
 
 // Fault is the fault and its timing: injected After the load starts,
@@ -94,6 +159,40 @@ type DataGate struct {
 	Oversell           *bool `yaml:"oversell,omitempty" json:"oversell,omitempty"`
 }
 
+// check says what a release block lacks.
+func (r *Release) check(where string, e Experiment) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: release: "+format, append([]any{where}, args...)...))
+	}
+	x := r.Expect
+	if r.Version == "" || len(r.Version) > 48 {
+		bad("a version of 1 to 48 characters is required (the runner appends the time)")
+	}
+	if r.After.D() < 0 || r.After.D() >= e.Load.Ramp.D()+e.Load.Hold.D() {
+		bad("after must fall within the load")
+	}
+	if r.Hold.D() < 0 || r.MinRequests < 0 || r.ErrorTolerance < 0 || r.ErrorTolerance > 1 {
+		bad("hold, min_requests and error_tolerance must not be negative (error_tolerance at most 1)")
+	}
+	if !slices.Contains(outcomes, x.Outcome) {
+		bad("expect.outcome %q: want one of %s", x.Outcome, strings.Join(outcomes, ", "))
+	}
+	if x.Within.D() <= 0 {
+		bad("expect.within must be positive")
+	}
+	if x.MaxErrorShare != nil && (*x.MaxErrorShare < 0 || *x.MaxErrorShare > 1) {
+		bad("expect.max_error_share must be in [0, 1]")
+	}
+	if x.RollbackWithin.D() < 0 {
+		bad("expect.rollback_within must not be negative")
+	}
+	if x.PausedByFault && e.Fault.Fault == "" {
+		bad("expect.paused_by_fault needs the experiment's fault")
+	}
+	return errs
+}
+
 // Duration is a time.Duration written as "5s" in the file.
 type Duration time.Duration
 
@@ -148,12 +247,20 @@ func Parse(b []byte) ([]Experiment, error) {
 			errs = append(errs, fmt.Errorf("%s: load rate must be in (0, 100000]", where))
 		case e.Load.Hold.D() <= 0:
 			errs = append(errs, fmt.Errorf("%s: load hold must be positive", where))
-		case e.Fault.Fault == "" || e.Fault.Duration.D() <= 0:
+		case e.Load.Mix != nil && (min(e.Load.Mix.Browse, e.Load.Mix.Product, e.Load.Mix.Comment, e.Load.Mix.Cart, e.Load.Mix.Checkout) < 0 ||
+			*e.Load.Mix == Mix{}):
+			errs = append(errs, fmt.Errorf("%s: a load mix needs a positive weight and no negative one", where))
+		case e.Release == nil && (e.Fault.Fault == "" || e.Fault.Duration.D() <= 0):
 			errs = append(errs, fmt.Errorf("%s: a fault with a positive duration is required", where))
+		case e.Fault.Fault != "" && e.Fault.Duration.D() <= 0:
+			errs = append(errs, fmt.Errorf("%s: the fault needs a positive duration", where))
 		case e.Fault.After.D()+e.Fault.Duration.D() > e.Load.Ramp.D()+e.Load.Hold.D():
 			errs = append(errs, fmt.Errorf("%s: the fault must heal before the load ends", where))
 		}
 		seen[e.Name] = true
+		if r := e.Release; r != nil {
+			errs = append(errs, r.check(where, e)...)
+		}
 		for _, g := range e.Expect.Health {
 			ok := g.Entity != "" && ((g.State != "" && g.Within > 0 && slices.Contains(states, g.State) && g.Never == "") ||
 				(g.Never != "" && slices.Contains(states, g.Never) && g.State == ""))

@@ -14,6 +14,10 @@ type Verdict struct {
 	Expectation string `json:"expectation"`
 	Measured    string `json:"measured"`
 	Pass        bool   `json:"pass"`
+	// Numbers are the measurements behind a release verdict, by name
+	// (release_seconds, to_100_seconds, rollback_seconds, error_share,
+	// paused_after_injection_seconds); nil for the other verdicts.
+	Numbers map[string]float64 `json:"numbers,omitempty"`
 }
 
 // FlowOutcome is one user flow's results over a load run.
@@ -42,7 +46,8 @@ type LoadOutcome struct {
 	OrdersAccepted     int                    `json:"ordersAccepted"`
 	OrdersUnsettled    int                    `json:"ordersUnsettled"` // accepted but not confirmed or rejected by the deadline
 	Oversold           bool                   `json:"oversold"`
-	Served             map[string]int64       `json:"served"` // answers by the region that served them
+	Served             map[string]int64       `json:"served"`   // answers by the region that served them
+	ServedReleases     map[string]int64       `json:"releases"` // answers by the release that served them
 }
 
 // String sums the outcome up for the progress log: each flow's requests,
@@ -57,6 +62,12 @@ func (o LoadOutcome) String() string {
 	fmt.Fprintf(&b, "%d idempotent failures, %d orders accepted, %d not final; served by", o.IdempotentFailures, o.OrdersAccepted, o.OrdersUnsettled)
 	for _, region := range slices.Sorted(maps.Keys(o.Served)) {
 		fmt.Fprintf(&b, " %s %d", region, o.Served[region])
+	}
+	if len(o.ServedReleases) > 0 {
+		b.WriteString("; by release")
+		for _, rel := range slices.Sorted(maps.Keys(o.ServedReleases)) {
+			fmt.Fprintf(&b, " %s %d", rel, o.ServedReleases[rel])
+		}
 	}
 	return b.String()
 }

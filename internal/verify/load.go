@@ -10,12 +10,15 @@ import (
 
 // LoadWith runs an experiment's load with the launch-day load tool against
 // the edge: base carries the edge, the regions, the tokens and the rest;
-// the experiment sets the rate, the ramp and the hold (no spike: the
-// fault is the event).
+// the experiment sets the rate, the ramp, the hold and, if it names one,
+// the mix (no spike: the fault is the event).
 func LoadWith(base loadtest.Config) func(ctx context.Context, l Load) (LoadOutcome, error) {
 	return func(ctx context.Context, l Load) (LoadOutcome, error) {
 		cfg := base
 		cfg.Rate, cfg.Ramp, cfg.Hold = l.Rate, l.Ramp.D(), l.Hold.D()
+		if m := l.Mix; m != nil {
+			cfg.Mix = loadtest.Mix{Browse: m.Browse, Product: m.Product, Comment: m.Comment, Cart: m.Cart, Checkout: m.Checkout}
+		}
 		rep, err := loadtest.Run(ctx, cfg)
 		if err != nil {
 			return LoadOutcome{}, err
@@ -36,6 +39,7 @@ func outcome(rep *loadtest.Report) LoadOutcome {
 		OrdersUnsettled:    int(rep.Orders.Unsettled),
 		Oversold:           rep.Oversold,
 		Served:             rep.ServedRegions,
+		ServedReleases:     rep.ServedReleases,
 	}
 	for _, f := range rep.Flows {
 		var errs int64

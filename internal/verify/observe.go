@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/contoso/shoes/internal/edge"
@@ -100,4 +101,25 @@ func (o *observer) get(ctx context.Context, path string, v any) error {
 		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	return json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(v)
+}
+
+// stampsOf lists the stamps of the given releases that some POP of the
+// edge lists (GET /ops/edge), by id.
+func (o *observer) stampsOf(ctx context.Context, releases []string) ([]string, error) {
+	var front struct {
+		POPs []edge.POPStatus `json:"pops"`
+	}
+	if err := o.get(ctx, "/ops/edge", &front); err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, p := range front.POPs {
+		for _, s := range p.Stamps {
+			if slices.Contains(releases, s.Release) && !slices.Contains(ids, s.ID) {
+				ids = append(ids, s.ID)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"text/tabwriter"
 )
@@ -22,6 +23,52 @@ func PrintTable(w io.Writer, vs []Verdict) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d expectations, %d passed, %d failed\n", len(vs), len(vs)-failed, failed)
+	printNumbers(w, vs)
+}
+
+// numberNames are the release numbers in the order they are printed, with
+// how to print each.
+var numberNames = []struct{ key, label, unit string }{
+	{"release_seconds", "release", "s"},
+	{"to_100_seconds", "to 100 %", "s"},
+	{"rollback_seconds", "rollback", "s"},
+	{"paused_after_injection_seconds", "paused after the fault", "s"},
+	{"error_share", "error share", ""},
+}
+
+// printNumbers writes the numbers behind the release verdicts, one line
+// per experiment that has any.
+func printNumbers(w io.Writer, vs []Verdict) {
+	var order []string
+	byExp := map[string]map[string]float64{}
+	for _, v := range vs {
+		if len(v.Numbers) == 0 {
+			continue
+		}
+		if byExp[v.Experiment] == nil {
+			byExp[v.Experiment] = map[string]float64{}
+			order = append(order, v.Experiment)
+		}
+		maps.Copy(byExp[v.Experiment], v.Numbers)
+	}
+	if len(order) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "release numbers:")
+	for _, exp := range order {
+		var parts []string
+		for _, n := range numberNames {
+			x, ok := byExp[exp][n.key]
+			switch {
+			case !ok:
+			case n.unit == "s":
+				parts = append(parts, fmt.Sprintf("%s %.1f s", n.label, x))
+			default:
+				parts = append(parts, fmt.Sprintf("%s %.4f", n.label, x))
+			}
+		}
+		fmt.Fprintf(w, "  %s: %s\n", exp, strings.Join(parts, ", "))
+	}
 }
 
 // WriteJSON writes the verdicts as JSON.

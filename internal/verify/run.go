@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -69,8 +70,9 @@ func Run(ctx context.Context, cfg Config, exps []Experiment) ([]Verdict, error) 
 }
 
 func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Verdict, error) {
-	fmt.Fprintf(cfg.Log, "== %s: %s on %s at +%s for %s, load %g/s\n", e.Name, e.Fault.Fault, e.Fault.Target,
-		e.Fault.After.D(), e.Fault.Duration.D(), e.Load.Rate)
+	began := time.Now()
+	defer func() { fmt.Fprintf(cfg.Log, "   %s took %s\n", e.Name, time.Since(began).Round(100*time.Millisecond)) }()
+	fmt.Fprintf(cfg.Log, "== %s: %s, load %g/s\n", e.Name, e.what(), e.Load.Rate)
 	// The steady-state hypothesis: the system is healthy before the fault.
 	steady := Verdict{Experiment: e.Name, Expectation: "steady state: system healthy before the fault"}
 	start := time.Now()
@@ -104,25 +106,65 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 		out, err := cfg.Load(ctx, e.Load)
 		done <- loaded{out, err}
 	}()
+	// The release, if any, runs beside the load and the fault; injected
+	// tells it when the fault went in.
+	var (
+		released chan releaseRun
+		injected = make(chan time.Time, 1)
+	)
+	if e.Release != nil {
+		released = make(chan releaseRun, 1)
+		rl := newReleaser(cfg, obs)
+		go func() { released <- rl.run(ctx, e, loadStart.Add(e.Release.After.D()), injected) }()
+		fmt.Fprintf(cfg.Log, "   release %s at +%s\n", e.Release.Version, e.Release.After.D())
+	}
 	r := run{exp: e}
-	select {
-	case <-time.After(time.Until(loadStart.Add(e.Fault.After.D()))):
-	case l := <-done:
-		return []Verdict{steady}, fmt.Errorf("the load ended before the fault: %v", l.err)
+	var (
+		l     loaded
+		ended bool // l holds the load's outcome
+		id    string
+		herr  error
+	)
+	if e.Fault.Fault != "" {
+		select {
+		case <-time.After(time.Until(loadStart.Add(e.Fault.After.D()))):
+		case l = <-done:
+			ended = true
+		}
+		if ended {
+			if released != nil {
+				<-released
+			}
+			return []Verdict{steady}, fmt.Errorf("the load ended before the fault: %v", l.err)
+		}
+		var err error
+		id, err = cfg.Chaos.Inject(ctx, e.Fault)
+		r.injected = time.Now()
+		if err != nil {
+			<-done
+			if released != nil {
+				<-released
+			}
+			return []Verdict{steady}, fmt.Errorf("inject %s: %w", e.Fault.Fault, err)
+		}
+		injected <- r.injected
+		fmt.Fprintf(cfg.Log, "   injected %s (%s) at +%s\n", e.Fault.Fault, id, r.injected.Sub(loadStart).Round(10*time.Millisecond))
 	}
-	id, err := cfg.Chaos.Inject(ctx, e.Fault)
-	r.injected = time.Now()
-	if err != nil {
-		<-done
-		return []Verdict{steady}, fmt.Errorf("inject %s: %w", e.Fault.Fault, err)
+	l = <-done
+	if e.Fault.Fault != "" {
+		// The fault heals itself after its duration; make sure.
+		healCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		herr = cfg.Chaos.Heal(healCtx, id)
+		cancel()
 	}
-	fmt.Fprintf(cfg.Log, "   injected %s (%s) at +%s\n", e.Fault.Fault, id, r.injected.Sub(loadStart).Round(10*time.Millisecond))
-	l := <-done
-	// The fault heals itself after its duration; make sure, then watch a
-	// moment more so that recovery is in the samples too.
-	healCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	herr := cfg.Chaos.Heal(healCtx, id)
-	cancel()
+	var rr releaseRun
+	if released != nil {
+		rr = <-released
+		if rr.Record != nil {
+			fmt.Fprintf(cfg.Log, "   release %s: %s %s\n", rr.Version, rr.Record.Phase, rr.Record.Reason)
+		}
+	}
+	// Stopped only now, so that recovery is in the samples too.
 	stopObs()
 	wg.Wait()
 	r.samples = samples
@@ -132,6 +174,9 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 	r.load = l.out
 	fmt.Fprintf(cfg.Log, "   load: %s\n", l.out)
 	vs := append([]Verdict{steady}, judge(r)...)
+	if e.Release != nil {
+		vs = append(vs, judgeRelease(e, rr, r.load)...)
+	}
 	if herr != nil {
 		vs = append(vs, Verdict{Experiment: e.Name, Expectation: "the fault heals", Measured: herr.Error()})
 	}
@@ -143,4 +188,20 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 		fmt.Fprintf(cfg.Log, "   %-4s %s: %s\n", mark, v.Expectation, v.Measured)
 	}
 	return vs, nil
+}
+
+// what sums up the experiment's fault and release for the progress log.
+func (e Experiment) what() string {
+	var parts []string
+	if f := e.Fault; f.Fault != "" {
+		parts = append(parts, fmt.Sprintf("%s on %s at +%s for %s", f.Fault, f.Target, f.After.D(), f.Duration.D()))
+	}
+	if r := e.Release; r != nil {
+		what := "a release"
+		if r.Fault != "" {
+			what += " with " + r.Fault
+		}
+		parts = append(parts, fmt.Sprintf("%s at +%s, expected %s", what, r.After.D(), r.Expect.Outcome))
+	}
+	return strings.Join(parts, "; ")
 }

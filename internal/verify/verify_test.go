@@ -107,3 +107,60 @@ func (s servingRegion) Inject(ctx context.Context, f verify.Fault) (string, erro
 	}
 	return s.ChaosInjector.Inject(ctx, f)
 }
+
+// The release verdicts are real: release-bad, as shipped, run against a
+// release whose gate tolerates any error ratio (error_tolerance: 1) sees
+// the defective version go through, and verify fails the experiment on
+// its outcome.
+func TestVerifyCatchesAReleaseGateThatCannotFail(t *testing.T) {
+	var exp verify.Experiment
+	for _, e := range verify.Default() {
+		if e.Name == "release-bad" {
+			exp = e
+		}
+	}
+	if exp.Release == nil {
+		t.Fatal("no release-bad experiment with a release")
+	}
+	r := *exp.Release
+	r.ErrorTolerance = 1
+	exp.Name, exp.Release = "release-bad-with-a-gate-that-cannot-fail", &r
+
+	d := deploytest.MustStart(t, deploytest.Options{Latency: true, Probe: time.Second, EdgeRate: 1e9, EdgeBurst: 1e9},
+		"westeurope", "northeurope", "eastus")
+	admin := deploytest.Token(t, d, "verify", true)
+	var log bytes.Buffer
+	cfg := verify.Config{
+		Ops: d.OpsURL(), AdminToken: admin, Log: &log,
+		Chaos: verify.ChaosInjector{Client: &chaos.Client{BaseURL: d.OpsURL(), Token: admin}},
+		Load: verify.LoadWith(loadtest.Config{Edge: d.EdgeURL(),
+			Tokens: func(sub string, isAdmin bool) (string, error) {
+				return d.Issuer().Mint(sub, isAdmin, time.Hour, time.Now())
+			}}),
+	}
+	verdicts, err := verify.Run(t.Context(), cfg, []verify.Experiment{exp})
+	var table bytes.Buffer
+	verify.PrintTable(&table, verdicts)
+	t.Logf("\n%s\n%s", table.String(), log.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	var outcome *verify.Verdict
+	for i, v := range verdicts {
+		if strings.HasPrefix(v.Expectation, "steady state") && !v.Pass {
+			t.Fatalf("the experiment did not run: %+v", v)
+		}
+		if strings.HasPrefix(v.Expectation, "release.outcome") {
+			outcome = &verdicts[i]
+		}
+	}
+	if outcome == nil {
+		t.Fatal("no release.outcome verdict")
+	}
+	if outcome.Pass || !strings.HasPrefix(outcome.Measured, "done") {
+		t.Fatalf("release.outcome = %+v; want a fail, the release done", *outcome)
+	}
+	if !verify.Failed(verdicts) {
+		t.Fatal("a failed verdict, yet Failed says no")
+	}
+}
