@@ -245,6 +245,17 @@ func (p *proc) pid() int {
 	return p.cmd.Process.Pid
 }
 
+// lastPID is the process id of the child's last run, running or not; 0
+// before the first.
+func (p *proc) lastPID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // field is a string field of the child's last ready line.
 func (p *proc) field(name string) string {
 	p.mu.Lock()

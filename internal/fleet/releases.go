@@ -251,7 +251,7 @@ type Stamp struct {
 	ID      string `json:"id,omitempty"` // its registry id; empty while not known
 	Release string `json:"release"`      // the version it runs and announces
 	Binary  string `json:"binary"`       // the program it runs
-	PID     int    `json:"pid,omitempty"`
+	PID     int    `json:"pid"`          // its process id (the last, once it ended)
 	Running bool   `json:"running"`
 	// Exit is how it ended, once it has: "exit status 0" when it drained
 	// and exited cleanly, else the status or the signal that ended it.
@@ -268,7 +268,7 @@ func (f *Fleet) Stamps() []Stamp {
 		if !s.ran() {
 			return
 		}
-		st := Stamp{Region: s.region, ID: f.stampID(s), Release: s.release, Binary: s.binary, PID: s.pid(), Running: s.running()}
+		st := Stamp{Region: s.region, ID: f.stampID(s), Release: s.release, Binary: s.binary, PID: s.lastPID(), Running: s.running()}
 		if !st.Running {
 			st.Exit = "exit status 0"
 			if err := s.exitErr(); err != nil {
