@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -10,10 +11,12 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/contoso/shoes/internal/artifact"
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/ops"
+	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/telemetry"
 )
 
@@ -38,6 +41,8 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 		opsHosts  = fs.String("ops-host", "", "comma-separated names (name or name:port) the operations endpoints also answer to, e.g. their DNS name; their own address and localhost always")
 		dev       = fs.Bool("dev", false, "development mode: loopback clients use the operations endpoints without an admin token")
 		regions   = fs.String("regions", "", "comma-separated regions the deployment has: judged (unhealthy) even before or after anything is heard from them; empty: the regions stamps announce")
+		env       = fs.String("env", "", "the environment releases go to: dev or prod (prod releases only images that passed verification, and no injected faults); empty: $"+envEnv+", else dev")
+		insecure  = fs.Bool("registry-insecure", false, "speak plain HTTP to a release registry on loopback (a development registry)")
 	)
 	logs.register(fs)
 	tokens.register(fs)
@@ -45,6 +50,16 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 		"stamp-ca", "that signed the stamps' certificates (for https:// stamps' health reports)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *env == "" {
+		*env = cmp.Or(getenv(envEnv), release.EnvDev)
+	}
+	if *env != release.EnvDev && *env != release.EnvProd {
+		return fmt.Errorf("-env must be dev or prod, not %q", *env)
+	}
+	var registryOpts []artifact.Option
+	if *insecure {
+		registryOpts = append(registryOpts, artifact.WithInsecure())
 	}
 	p, err := conn.resolve("stamp-ca")
 	if err != nil {
@@ -78,6 +93,17 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 	svc, err := deploy.NewOps(deploy.OpsConfig{
 		NATSURL: conn.nats.url, NATS: p.store, StampTLS: p.clientTLS,
 		Sink: tel.Sink(), Telemetry: tel, Declared: splitList(*regions), Logger: log,
+		Release: release.Config{
+			Env: *env,
+			Resolve: func(ctx context.Context, image string) (string, error) {
+				m, err := artifact.Inspect(ctx, image, registryOpts...)
+				return m.Version, err
+			},
+			Verified: func(ctx context.Context, image string) error {
+				_, err := artifact.Verified(ctx, image, registryOpts...)
+				return err
+			},
+		},
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contoso/shoes/internal/artifact"
+	"github.com/contoso/shoes/internal/artifact/artifacttest"
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/deploy/deploytest"
 	"github.com/contoso/shoes/internal/store/storetest"
@@ -167,4 +169,63 @@ func TestOpsJudgesPartsItReadsOverTheNetwork(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// `contoso ops --env prod` releases an image only once it passed
+// verification: an image without a passing attestation is refused (403),
+// the same digest is accepted once Dev/Test attested it, and the release
+// names the version the image's label gives.
+func TestOpsReleasesInProdOnlyVerifiedImages(t *testing.T) {
+	bin := artifacttest.MustBinary(t, "v-ops-prod")
+	reg := artifacttest.NewRegistry(t)
+	img, err := artifact.Build(artifact.BuildConfig{Binary: bin, Version: "v-ops-prod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := artifact.Push(t.Context(), img, reg+"/contoso/shoes:v-ops-prod", artifact.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c := storetest.NewCluster(t, "westeurope")
+	dir := t.TempDir()
+	var opsLine struct{ Event, Ops string }
+	startCommand(t, nil, &opsLine, "ops", "--env", "prod", "--registry-insecure", "--nats", c.Nodes[0].ClientURL(),
+		"--listen", "127.0.0.1:0", "--otlp-listen", "127.0.0.1:0", "--data", dir, "--regions", "westeurope")
+	// A stamp to release next to.
+	var stamp struct{ Event, URL string }
+	startProcess(t, map[string]string{envEdgeCredential: "a-long-random-credential"}, &stamp, "stamp", "--region", "westeurope",
+		"--nats", c.Nodes[0].ClientURL(), "--replicas", "1", "--listen", "127.0.0.1:0", "--data", dir, "--probe-interval", "200ms")
+
+	iss, err := auth.LoadOrCreateIssuer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := iss.Mint("release-manager", true, time.Hour, time.Now())
+	start := func() (int, []byte) {
+		return do(t, nil, http.MethodPost, opsLine.Ops+"/ops/releases", `{"image":"`+ref+`","steps":[100]}`, "Authorization", "Bearer "+admin)
+	}
+	// Refused for want of a verification, whether or not the stamp has
+	// been heard yet: prod checks that first.
+	if status, body := start(); status != http.StatusForbidden || !strings.Contains(string(body), "did not pass verification") {
+		t.Fatalf("release of an unverified image in prod = %d %s; want 403, did not pass verification", status, body)
+	}
+	if err := artifact.Attest(t.Context(), ref, artifact.Attestation{Env: "dev", Profile: "ci", Passed: true, Experiments: 1, By: "ops test"},
+		artifact.WithInsecure()); err != nil {
+		t.Fatal(err)
+	}
+	var rec struct{ Version, Image, Env string }
+	poll(t, 60*time.Second, "the attested image's release to start", func() error {
+		status, body := start()
+		switch {
+		case status == http.StatusConflict && strings.Contains(string(body), "no running stamp"):
+			return fmt.Errorf("the stamp is not heard yet: %s", body) // ops has not heard the stamp yet
+		case status != http.StatusCreated:
+			t.Fatalf("release of the attested image in prod = %d %s; want 201", status, body)
+		}
+		return json.Unmarshal(body, &rec)
+	})
+	if rec.Version != "v-ops-prod" || rec.Image != ref || rec.Env != "prod" {
+		t.Fatalf("release record = %+v; want version v-ops-prod of %s in prod", rec, ref)
+	}
 }

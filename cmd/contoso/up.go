@@ -42,6 +42,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		procs    = fs.Bool("processes", false, "run every part as its own OS process: nats-server, contoso stamp and pop per region, the global parts, a toxiproxy-server per pair of regions")
 		env      = fs.String("env", "", "environment: dev or prod; empty: $CONTOSO_ENV, else dev. Each has its own data directory (prod's default is .contoso-prod); prod refuses unverified releases and injected faults, and its operations address trusts no one without a token")
 		bin      = fs.String("bin", "", "with --processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them into <data>/bin with the go command")
+		insecure = fs.Bool("registry-insecure", false, "with --processes: speak plain HTTP to a release registry on loopback (a development registry)")
 	)
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -97,6 +98,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 			Regions: splitList(*regions), DataDir: dir, BinDir: *bin, EdgeAddr: *addr, OpsAddr: *opsAddr,
 			OpsTrustLoopback: *dev, OpsHosts: splitList(*opsHosts), Latency: netCfg.Latency, NoLatency: netCfg.Off,
 			ProbeInterval: *interval, ClientRate: *rate, ClientBurst: *burst, Logger: log,
+			Environment: *env, RegistryInsecure: *insecure,
 		}, stdout)
 	}
 	start := time.Now()
@@ -137,7 +139,7 @@ func runFleet(ctx context.Context, cfg fleet.Config, stdout io.Writer) error {
 		return err
 	}
 	services := f.ServiceURLs()
-	printReady(stdout, upReady{Regions: f.Regions(), Data: f.DataDir(), Partner: services["partner"], Secrets: services["secrets"],
+	printReady(stdout, upReady{Regions: f.Regions(), Data: f.DataDir(), Env: cfg.Environment, Partner: services["partner"], Secrets: services["secrets"],
 		Edge: f.EdgeURL(), Ops: f.OpsURL(), Processes: f.Processes(), POPs: f.POPs()})
 	cfg.Logger.Info("every process ready", "elapsed", time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()

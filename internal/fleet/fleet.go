@@ -31,8 +31,10 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/buildinfo"
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/store"
 )
 
@@ -81,8 +83,20 @@ type Config struct {
 	StartTimeout time.Duration
 	// Env is the environment every child starts with (e.g. OTEL_*
 	// settings); the fleet adds the variables each part needs. Nil: none.
-	Env    []string
-	Logger *slog.Logger // nil: discard
+	Env []string
+	// Environment is the deployment's environment, given to the
+	// operations plane and every stamp (--env): release.EnvDev (zero) or
+	// release.EnvProd.
+	Environment string
+	// Release is the version the stamps the fleet starts by itself run
+	// and announce (--release); zero: buildinfo.Version(). A release
+	// changes it region by region once it ends.
+	Release string
+	// RegistryInsecure lets the operations plane and the release launcher
+	// speak plain HTTP to a registry on loopback (a development
+	// registry); false: HTTPS only.
+	RegistryInsecure bool
+	Logger           *slog.Logger // nil: discard
 }
 
 // Fleet is a running multi-region system of separate processes.
@@ -103,10 +117,21 @@ type Fleet struct {
 	links            map[netsim.Pair]*link
 	registry         *registryView
 	front            *frontDoor // the dispatcher and the operations address; nil until started
+	agent            *agentRun  // the release agent; nil until started
 
-	mu      sync.Mutex // guards each region's stamps
+	mu      sync.Mutex // guards each region's stamps, release and binary, and the fields below
 	regions map[string]*region
 	nextID  int // numbers added stamp instances
+	// retired are the stamp processes a release stopped, kept to report
+	// how they ended (Stamps) and to be stopped by Close if one still
+	// drains.
+	retired []*stampProc
+	// releaseBins maps a version a release started to the binary it runs;
+	// a version absent runs the fleet's contoso binary.
+	releaseBins map[string]string
+
+	extractMu sync.Mutex        // serialises extractions; guards extracted
+	extracted map[string]string // image digest → the extracted binary's path
 }
 
 // region is one region's processes.
@@ -121,12 +146,23 @@ type region struct {
 	pop    *proc
 	popURL string
 	popOps string
+	// release is the version the region's stamps started by the fleet
+	// itself (the first one, a revived one) run, and binary the program
+	// that runs it.
+	release, binary string
 }
 
 // stampProc is one stamp instance's process and URL.
 type stampProc struct {
 	*proc
-	url string
+	url     string
+	region  string
+	release string // the version it runs and announces
+	binary  string // the program it runs
+	id      string // its registry id once a release started or stopped it; else read from the registry
+	// starting is set while a release starts it: not yet one of the
+	// region's running stamps.
+	starting bool
 }
 
 // Start starts every process, the dispatcher and the operations address,
@@ -163,7 +199,15 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 			return nil, fmt.Errorf("start fleet: %w", err)
 		}
 	}
-	f := &Fleet{cfg: cfg, log: cfg.Logger, order: cfg.Regions, ports: newPortSet(), regions: map[string]*region{}, links: map[netsim.Pair]*link{}, repl: 3}
+	if cfg.Environment == "" {
+		cfg.Environment = release.EnvDev
+	}
+	if cfg.Environment != release.EnvDev && cfg.Environment != release.EnvProd {
+		return nil, fmt.Errorf("start fleet: environment %q: want dev or prod", cfg.Environment)
+	}
+	cfg.Release = cmp.Or(cfg.Release, buildinfo.Version())
+	f := &Fleet{cfg: cfg, log: cfg.Logger, order: cfg.Regions, ports: newPortSet(), regions: map[string]*region{}, links: map[netsim.Pair]*link{}, repl: 3,
+		releaseBins: map[string]string{}, extracted: map[string]string{}}
 	if len(cfg.Regions) == 1 {
 		f.repl = 1
 	}
@@ -221,6 +265,9 @@ func (f *Fleet) start(ctx context.Context) error {
 		return err
 	}
 	f.registry = reg
+	if err := f.startAgent(); err != nil {
+		return err
+	}
 	if err := each(f.regionList(), func(r *region) error { return r.pop.start(ctx) }); err != nil {
 		return err
 	}
@@ -282,7 +329,7 @@ func (f *Fleet) plan() error {
 		return p
 	}
 	for _, name := range f.order {
-		r := &region{name: name}
+		r := &region{name: name, release: f.cfg.Release, binary: f.bin.contoso}
 		r.natsCfg = natsServer{region: name, storeDir: filepath.Join(f.cfg.DataDir, "store", name),
 			client: port(), cluster: port(), monitor: port(), routePassword: f.keys.RoutePassword, users: f.users.Users()}
 		r.stamps = []*stampProc{{url: fmt.Sprintf("http://127.0.0.1:%d", port())}}
@@ -350,7 +397,8 @@ func (f *Fleet) plan() error {
 	f.partner.fields = map[string]string{"url": partnerURL}
 	for _, name := range f.order {
 		r := f.regions[name]
-		r.stamps[0].proc = f.stampProc(name, 0, r.stamps[0].url, secretsURL, partnerURL)
+		r.stamps[0].region, r.stamps[0].release, r.stamps[0].binary = name, r.release, r.binary
+		r.stamps[0].proc = f.stampProc(r.stamps[0], 0, "", secretsURL, partnerURL)
 		r.pop = f.popProc(r)
 	}
 	return nil
@@ -359,21 +407,28 @@ func (f *Fleet) plan() error {
 // stampChannel names the link channel to a region's stamp instance i.
 func stampChannel(region string, i int) string { return "stamp-" + region + "-" + strconv.Itoa(i) }
 
-// stampProc is the process of region's stamp instance i, listening at url.
-func (f *Fleet) stampProc(region string, i int, url, secretsURL, partnerURL string) *proc {
+// stampProc is the process of s, its region's stamp instance i: s's
+// binary, running and announcing s's release, with an injected fault
+// (experiments only) when fault is not empty.
+func (f *Fleet) stampProc(s *stampProc, i int, fault, secretsURL, partnerURL string) *proc {
+	region := s.region
 	name, lkg := "stamp-"+region, filepath.Join(f.cfg.DataDir, "stamps", region, "secrets.lkg")
 	if i > 0 {
 		name = fmt.Sprintf("stamp-%s-%d", region, i)
 		lkg = filepath.Join(f.cfg.DataDir, "stamps", region, fmt.Sprintf("instance-%d.lkg", i))
 	}
-	p := f.newProc(name, f.bin.contoso, "stamp", "--region", region,
+	args := []string{"stamp", "--region", region,
 		"--nats", fmt.Sprintf("nats://127.0.0.1:%d", f.regions[region].natsCfg.client), "--nats-nkey", f.seedPath(store.RoleStamp),
-		"--listen", hostOf(url), "--replicas", strconv.Itoa(f.repl), "--probe-interval", f.cfg.ProbeInterval.String(),
+		"--listen", hostOf(s.url), "--replicas", strconv.Itoa(f.repl), "--probe-interval", f.cfg.ProbeInterval.String(),
 		"--data", f.cfg.DataDir, "--secrets", secretsURL, "--secrets-token-file", deploy.SecretStoreTokenPath(f.cfg.DataDir),
-		"--lkg", lkg, "--partner", partnerURL+"/v1/orders")
+		"--lkg", lkg, "--partner", partnerURL + "/v1/orders", "--env", f.cfg.Environment, "--release", s.release}
+	if fault != "" {
+		args = append(args, "--fault", fault)
+	}
+	p := f.newProc(name, s.binary, args...)
 	p.line = true
 	p.env = f.childEnv("CONTOSO_LKG_KEY="+f.keys.LKGKeyHex(), "CONTOSO_EDGE_CREDENTIAL="+f.keys.EdgeCredential)
-	p.check = httpOK(url+"/health/ready", nil)
+	p.check = httpOK(s.url+"/health/ready", nil)
 	return p
 }
 
@@ -470,6 +525,9 @@ func (f *Fleet) Close() error {
 	if f.front != nil {
 		f.front.close()
 	}
+	if f.agent != nil {
+		f.agent.stop() // no release starts or stops a stamp from here on
+	}
 	var pops, stamps []*proc
 	var servers []*proc
 	f.mu.Lock()
@@ -485,6 +543,9 @@ func (f *Fleet) Close() error {
 		if r.nats != nil {
 			servers = append(servers, r.nats)
 		}
+	}
+	for _, s := range f.retired {
+		stamps = append(stamps, s.proc)
 	}
 	f.mu.Unlock()
 	stopAll(pops)
@@ -590,6 +651,8 @@ func (f *Fleet) DataDir() string { return f.cfg.DataDir }
 
 // Regions maps each region to its first stamp's URL.
 func (f *Fleet) Regions() map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	out := map[string]string{}
 	for _, r := range f.regionList() {
 		out[r.name] = r.stamps[0].url

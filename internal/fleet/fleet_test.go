@@ -38,7 +38,11 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "contoso"), "github.com/contoso/shoes/cmd/contoso").CombinedOutput()
+		// Static (CGO_ENABLED=0), as a release binary is: the release test
+		// packs this very binary into an image.
+		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "contoso"), "github.com/contoso/shoes/cmd/contoso")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := build.CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build contoso: %v\n%s", err, out)
 			return 1
@@ -61,8 +65,8 @@ func startFleet(t *testing.T) *fleet.Fleet {
 	defer cancel()
 	f, err := fleet.Start(ctx, fleet.Config{
 		DataDir: t.TempDir(), BinDir: bins, Contoso: filepath.Join(bins, "contoso"),
-		OpsTrustLoopback: true,
-		Logger:           slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		OpsTrustLoopback: true, RegistryInsecure: true,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -265,6 +269,8 @@ func TestFleet(t *testing.T) {
 	t.Run("LinkCutBreaksTheRouteAndHealRestoresIt", func(t *testing.T) { testLinkCut(t, f) })
 	t.Run("ChaosActsOnTheProcesses", func(t *testing.T) { testChaosTarget(t, f) })
 	t.Run("OneProcessAndManyAreJudgedAlike", func(t *testing.T) { testSameJudgement(t, f) })
+	// Last: it replaces every stamp process.
+	t.Run("ReleaseOfAnImageReplacesEveryStampProcess", func(t *testing.T) { testImageRelease(t, f) })
 }
 
 // traffic is the continuous load of the outage test: per region, reads

@@ -31,6 +31,10 @@ func (f *Fleet) planOps(port func() int) {
 	if f.cfg.OpsTrustLoopback {
 		args = append(args, "--dev")
 	}
+	args = append(args, "--env", f.cfg.Environment)
+	if f.cfg.RegistryInsecure {
+		args = append(args, "--registry-insecure")
+	}
 	f.ops = f.newProc("ops", f.bin.contoso, args...)
 	f.ops.line = true
 	f.ops.env = f.childEnv()

@@ -40,6 +40,7 @@ type proc struct {
 	cmd    *exec.Cmd  // nil before the first start
 	done   chan struct{}
 	fields map[string]string // the last ready line's string fields
+	exit   error             // how the last run ended (cmd.Wait's error), once done is closed
 }
 
 // logPath is the file the child's stderr (and stdout after its ready
@@ -84,10 +85,15 @@ func (p *proc) start(ctx context.Context) error {
 			}
 			_, _ = io.Copy(logf, r) // whatever else it prints, until it exits
 		}
-		_ = cmd.Wait()
+		werr := cmd.Wait()
+		p.mu.Lock()
+		if p.done == done {
+			p.exit = werr
+		}
+		p.mu.Unlock()
 	}()
 	p.mu.Lock()
-	p.cmd, p.done, p.fields = cmd, done, nil
+	p.cmd, p.done, p.fields, p.exit = cmd, done, nil, nil
 	p.mu.Unlock()
 
 	startCtx, cancel := context.WithTimeout(ctx, p.startTimeout)
@@ -176,6 +182,44 @@ func (p *proc) stop(grace time.Duration) {
 	}
 }
 
+// drain asks the child to drain (SIGTERM) and waits until it exits, for
+// at most grace (then it is killed) or until ctx is done (then it drains
+// on); it returns how the child ended: nil for exit status 0.
+func (p *proc) drain(ctx context.Context, grace time.Duration) error {
+	done, ok := p.signal(syscall.SIGTERM)
+	if done == nil {
+		return errors.New("it never ran")
+	}
+	if ok {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			p.kill()
+			return fmt.Errorf("still draining after %s: killed", grace)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return p.exitErr()
+}
+
+// exitErr is how the child's last run ended (nil for exit status 0);
+// nil while it runs.
+func (p *proc) exitErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exit
+}
+
+// ran reports whether the child was ever started.
+func (p *proc) ran() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil
+}
+
 // running reports whether the child runs.
 func (p *proc) running() bool {
 	p.mu.Lock()
@@ -198,6 +242,17 @@ func (p *proc) pid() int {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
+
+// lastPID is the process id of the child's last run, running or not; 0
+// before the first.
+func (p *proc) lastPID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
 	return p.cmd.Process.Pid
 }
 

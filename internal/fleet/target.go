@@ -66,7 +66,10 @@ func (f *Fleet) ReviveRegion(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("revive region: %w", err)
 	}
-	for _, p := range []*proc{r.nats, r.stamps[0].proc, r.pop} {
+	f.mu.Lock()
+	first := r.stamps[0].proc
+	f.mu.Unlock()
+	for _, p := range []*proc{r.nats, first, r.pop} {
 		if p.running() {
 			continue
 		}
@@ -207,7 +210,10 @@ func (f *Fleet) AddInstance(ctx context.Context, name string) (string, error) {
 		return "", fmt.Errorf("add instance: %w", err)
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	s := &stampProc{url: url, proc: f.stampProc(name, i, url, f.secrets.field("url"), f.partner.field("url"))}
+	f.mu.Lock()
+	s := &stampProc{url: url, region: name, release: r.release, binary: r.binary}
+	f.mu.Unlock()
+	s.proc = f.stampProc(s, i, "", f.secrets.field("url"), f.partner.field("url"))
 	if err := s.start(ctx); err != nil {
 		return "", fmt.Errorf("add instance: %w", err)
 	}
