@@ -189,10 +189,15 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The plane shows the release its controller drives; the controller
+	// reads the stamps through the plane, so it is built after it, before
+	// NewOps returns.
+	var releases *release.Controller
 	plane, err := opsplane.New(opsplane.Config{
 		Conn: nc, Sink: cfg.Sink, Telemetry: cfg.Telemetry,
 		StampClient: &http.Client{Transport: ServiceTransport(cfg.StampTLS)},
 		Regions:     cfg.Regions, Declared: cfg.Declared, Baseline: cfg.Baseline, Logger: log,
+		Release: func(ctx context.Context) (*release.Record, error) { return releases.Current(ctx) },
 	})
 	if err != nil {
 		nc.Close()
@@ -209,7 +214,7 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 		rcfg.Regions = func() []string { return slices.Clone(cfg.Declared) }
 	}
 	rcfg.Logger = log
-	releases, err := release.NewController(rcfg)
+	releases, err = release.NewController(rcfg)
 	if err != nil {
 		nc.Close()
 		return nil, err

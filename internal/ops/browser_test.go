@@ -293,3 +293,140 @@ func TestBrowserSnapshotError(t *testing.T) {
 	waitFor(t, ctx, `document.getElementById("problem").hidden`, 5*time.Second)
 	assertNoConsoleErrors(t, ctx)
 }
+
+// TestBrowserShowsRelease: the Release panel shows the fixture's release
+// at 50 %: its version and phase, each region's old and new share as a
+// bar, every step of the plan with its verdict and gate readings, and each
+// stamp its release; pausing it stands out, live, and its end shows.
+func TestBrowserShowsRelease(t *testing.T) {
+	live := newLiveSnapshot()
+	ctx := openDashboard(t, live)
+	waitFor(t, ctx, `document.querySelectorAll("#release [data-split]").length === 3`, 5*time.Second)
+
+	type head struct{ Version, Phase, Paused string }
+	got := eval[head](t, ctx, `({Version: document.querySelector("#release .release-version").textContent,
+		Phase: document.querySelector("#release .phase").dataset.phase,
+		Paused: document.querySelector("#release .release-summary").dataset.paused})`)
+	if got != (head{"v2", "shifting", "false"}) {
+		t.Errorf("release head %+v", got)
+	}
+	if eval[bool](t, ctx, `document.querySelector("#release .paused") !== null`) {
+		t.Error("a release under way shows as paused")
+	}
+
+	type split struct {
+		Region, Old, New, Label string
+		NewShare, OldShare      float64 // of the bar's track
+	}
+	splits := eval[[]split](t, ctx, `[...document.querySelectorAll("#release [data-split]")].map(e => {
+		const track = e.querySelector(".split-track").getBoundingClientRect();
+		const share = (sel) => e.querySelector(sel).getBoundingClientRect().width / track.width;
+		return {Region: e.dataset.split, Old: e.dataset.old, New: e.dataset.new, Label: e.querySelector(".split-label").textContent,
+			NewShare: share(".split-new"), OldShare: share(".split-old")};
+	})`)
+	want := []split{
+		{"westeurope", "50", "50", "v1 50% · v2 50%", 0.5, 0.5},
+		{"northeurope", "50", "50", "v1 50% · v2 50%", 0.5, 0.5},
+		{"eastus", "100", "0", "v1 100% · v2 0%", 0, 1},
+	}
+	if len(splits) != len(want) {
+		t.Fatalf("splits %+v", splits)
+	}
+	for i, w := range want {
+		s := splits[i]
+		if s.Region != w.Region || s.Old != w.Old || s.New != w.New || s.Label != w.Label ||
+			math.Abs(s.NewShare-w.NewShare) > 0.01 || math.Abs(s.OldShare-w.OldShare) > 0.01 {
+			t.Errorf("split %d: %+v, want %+v", i, s, w)
+		}
+	}
+
+	type step struct {
+		Verdict, Region, Share string
+		Current                bool
+		NewFlows, OldFlows     []string
+	}
+	steps := eval[[]step](t, ctx, `[...document.querySelectorAll("#release [data-step]")].map(e => ({
+		Verdict: e.dataset.verdict, Region: e.children[1].textContent, Share: e.children[2].textContent,
+		Current: e.getAttribute("aria-current") === "step",
+		NewFlows: [...e.children[4].querySelectorAll("[data-flow]")].map(f => f.textContent),
+		OldFlows: [...e.children[5].querySelectorAll("[data-flow]")].map(f => f.textContent)}))`)
+	wantVerdicts := []string{"passed", "holding", "pending", "pending", "pending", "pending"}
+	if len(steps) != len(wantVerdicts) {
+		t.Fatalf("%d steps shown, want %d: %+v", len(steps), len(wantVerdicts), steps)
+	}
+	for i, w := range wantVerdicts {
+		s := steps[i]
+		if s.Verdict != w || s.Current != (i == 1) {
+			t.Errorf("step %d: %+v, want verdict %s, current %v", i, s, w, i == 1)
+		}
+	}
+	if s := steps[0]; s.Region != "westeurope" || s.Share != "50%" ||
+		!reflect.DeepEqual(s.NewFlows, []string{"browse412 req0%p99 31 ms", "checkout40 req2.5%p99 88 ms"}) ||
+		!reflect.DeepEqual(s.OldFlows, []string{"browse398 req0%p99 29 ms", "checkout38 req2.6%p99 90 ms"}) {
+		t.Errorf("first step's gate readings: %+v", s)
+	}
+	if len(steps[2].NewFlows) != 0 {
+		t.Errorf("a pending step shows readings: %+v", steps[2])
+	}
+	// Data is text, never markup.
+	if r := eval[string](t, ctx, `document.querySelector('#release [data-step="1"] .step-reason').textContent`); r != hostileReason {
+		t.Errorf("step reason shown as %q, want %q", r, hostileReason)
+	}
+	if eval[bool](t, ctx, `document.querySelector("#release b") !== null`) {
+		t.Error("a reason was inserted as markup")
+	}
+
+	releases := eval[map[string]string](t, ctx, `Object.fromEntries([...document.querySelectorAll("[data-stamp]")].map(e => [e.dataset.stamp, e.querySelector(".stamp-release").textContent]))`)
+	if w := map[string]string{"we-1": "v1", "we-2": "v2", "ne-1": "v1", "ne-2": "v2", "eus-1": "v1"}; !reflect.DeepEqual(releases, w) {
+		t.Errorf("stamp releases %v, want %v", releases, w)
+	}
+	saveScreenshot(t, ctx, "dashboard-release.png")
+
+	// Paused: the badge and the summary's edge turn amber, over the stream.
+	live.update(t, func(s *Snapshot) {
+		s.Release.Paused, s.Release.Reason = true, "paused by ops@contoso"
+	})
+	waitFor(t, ctx, `(e => e && getComputedStyle(e).backgroundColor === "`+amber+`")(document.querySelector("#release .paused"))`, 5*time.Second)
+	type paused struct{ Edge, Reason string }
+	p := eval[paused](t, ctx, `({Edge: getComputedStyle(document.querySelector("#release .release-summary")).borderLeftColor,
+		Reason: document.querySelector("#release .release-reason").textContent})`)
+	if p != (paused{amber, "paused by ops@contoso"}) {
+		t.Errorf("paused release: %+v", p)
+	}
+
+	// Done: the POPs cleared the table; every step passed.
+	live.update(t, func(s *Snapshot) {
+		r := s.Release
+		r.Paused, r.Reason, r.Phase, r.Stage, r.EndedAt = false, "", "done", len(r.Plan)-1, fixtureTime
+		r.Steps = r.Steps[:0]
+		for _, st := range r.Plan {
+			r.Steps = append(r.Steps, ReleaseStep{Region: st.Region, Percent: st.Percent, StartedAt: fixtureTime, EndedAt: fixtureTime, Verdict: "passed"})
+		}
+		for i := range r.Split {
+			r.Split[i].Percents = map[string]int{}
+		}
+	})
+	waitFor(t, ctx, `document.querySelector("#release .phase").dataset.phase === "done"`, 5*time.Second)
+	if n := eval[int](t, ctx, `document.querySelectorAll('#release [data-verdict="passed"]').length`); n != 6 {
+		t.Errorf("%d passed steps shown, want 6", n)
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll('#release .split-none').length`); n != 3 {
+		t.Errorf("%d regions say they have no split table, want 3", n)
+	}
+	if eval[bool](t, ctx, `document.querySelector("#release .paused, #release [aria-current]") !== null`) {
+		t.Error("a finished release still shows as paused or with a step under way")
+	}
+	assertNoConsoleErrors(t, ctx)
+}
+
+// TestBrowserWithoutRelease: before any release the panel says so, and a
+// release that could not be read says that instead.
+func TestBrowserWithoutRelease(t *testing.T) {
+	live := newLiveSnapshot()
+	live.update(t, func(s *Snapshot) { s.Release = nil })
+	ctx := openDashboard(t, live)
+	waitFor(t, ctx, `document.querySelector("#release .empty")?.textContent === "No release has run."`, 5*time.Second)
+	live.update(t, func(s *Snapshot) { s.ReleaseProblem = "the release could not be read" })
+	waitFor(t, ctx, `document.querySelector("#release .release-problem")?.textContent === "the release could not be read"`, 5*time.Second)
+	assertNoConsoleErrors(t, ctx)
+}

@@ -1,7 +1,9 @@
 // Package ops serves the operations dashboard: one page that shows the
-// whole system live — the regions with their stamps and traffic, where each
-// edge POP sends its clients, the health model tree, the SLOs with their
-// burn rates and alerts, and the recent errors with their traces.
+// whole system live — the regions with their stamps (and the release each
+// runs) and traffic, where each edge POP sends its clients, the release
+// under way with its steps and each region's split, the health model tree,
+// the SLOs with their burn rates and alerts, and the recent errors with
+// their traces.
 //
 // The page is plain HTML, one script and one style sheet, embedded in the
 // binary and served under /ops/dashboard/; it needs no build step and loads

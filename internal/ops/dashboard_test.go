@@ -228,22 +228,38 @@ func TestSnapshotEndpoint(t *testing.T) {
 func TestSnapshotJSONContract(t *testing.T) {
 	s := &Snapshot{
 		Time:    fixtureTime,
-		Regions: []Region{{Name: "r", State: health.Healthy, Reason: "x", Stamps: []Stamp{{ID: "s", State: health.Drained, Reason: "y", URL: "u"}}, RPS: 1, ErrorRatio: 0.5, P99Ms: 2}},
+		Regions: []Region{{Name: "r", State: health.Healthy, Reason: "x", Stamps: []Stamp{{ID: "s", State: health.Drained, Reason: "y", URL: "u", Release: "v1"}}, RPS: 1, ErrorRatio: 0.5, P99Ms: 2}},
 		POPs:    []POP{{Region: "r", Routes: []string{"r"}, FailOpen: true}},
 		Health: &HealthNode{ID: "system", Name: "n", Kind: "system", State: health.Healthy, Score: 1, Reason: "ok",
 			Children: []*HealthNode{{ID: "c", Name: "c", Kind: "flow", Region: "r", State: health.Degraded, Score: 0.5, Reason: "z", Impact: "i",
 				Signals: []Signal{{Name: "g", Value: 3, State: health.Degraded, Degraded: 2, Unhealthy: 4, Reason: "w"}}}}},
 		SLOs:   []SLOStatus{{SLO: "o", Flow: "c", Kind: "availability", Objective: 0.999, Windows: []SLOWindow{{Window: "5m", Total: 10, Bad: 1, ErrorRatio: 0.1, BurnRate: 100, OK: false}}, BudgetRemaining: -0.5, Alerts: []string{"a"}}},
 		Errors: []ErrorEntry{{Time: fixtureTime, Level: "ERROR", Message: "m", Region: "r", TraceID: "t", Attrs: map[string]string{"k": "v"}}},
+		Release: &Release{ID: "i", Version: "v2", Image: "img", Env: "dev", From: map[string]string{"r": "v1"}, Phase: "shifting", Paused: true,
+			Reason: "p", By: "b", Plan: []ReleaseStage{{Region: "r", Percent: 100}}, Stage: 0,
+			Steps: []ReleaseStep{{Region: "r", Percent: 100, StartedAt: fixtureTime, EndedAt: fixtureTime, Verdict: "failed", Reason: "e",
+				New: GateReading{Health: health.Unhealthy, Instances: 1, Flows: []FlowReading{{Flow: "browse", Requests: 10, ErrorRatio: 0.5, P99Ms: 3}}},
+				Old: GateReading{Health: health.Healthy, Instances: 2}}},
+			StartedAt: fixtureTime, EndedAt: fixtureTime, FirstBadAt: fixtureTime, RollbackAt: fixtureTime,
+			Split: []RegionSplit{{Region: "r", Percents: map[string]int{"v1": 100, "v2": 0}, Settled: false}}},
+		ReleaseProblem: "q",
 	}
 	const want = `{"time":"2026-05-01T12:00:00Z",
-	"regions":[{"name":"r","state":"healthy","reason":"x","stamps":[{"id":"s","state":"drained","reason":"y","url":"u"}],"rps":1,"errorRatio":0.5,"p99Ms":2}],
+	"regions":[{"name":"r","state":"healthy","reason":"x","stamps":[{"id":"s","state":"drained","reason":"y","url":"u","release":"v1"}],"rps":1,"errorRatio":0.5,"p99Ms":2}],
 	"pops":[{"region":"r","routes":["r"],"failOpen":true}],
 	"health":{"id":"system","name":"n","kind":"system","state":"healthy","score":1,"reason":"ok",
 		"children":[{"id":"c","name":"c","kind":"flow","region":"r","state":"degraded","score":0.5,"reason":"z","impact":"i",
 			"signals":[{"name":"g","value":3,"state":"degraded","degraded":2,"unhealthy":4,"reason":"w"}]}]},
 	"slos":[{"slo":"o","flow":"c","kind":"availability","objective":0.999,"windows":[{"window":"5m","total":10,"bad":1,"errorRatio":0.1,"burnRate":100,"ok":false}],"budgetRemaining":-0.5,"alerts":["a"]}],
-	"errors":[{"time":"2026-05-01T12:00:00Z","level":"ERROR","message":"m","region":"r","traceId":"t","attrs":{"k":"v"}}]}`
+	"errors":[{"time":"2026-05-01T12:00:00Z","level":"ERROR","message":"m","region":"r","traceId":"t","attrs":{"k":"v"}}],
+	"release":{"id":"i","version":"v2","image":"img","env":"dev","from":{"r":"v1"},"phase":"shifting","paused":true,"reason":"p","by":"b",
+		"plan":[{"region":"r","percent":100}],"stage":0,
+		"steps":[{"region":"r","percent":100,"startedAt":"2026-05-01T12:00:00Z","endedAt":"2026-05-01T12:00:00Z","verdict":"failed","reason":"e",
+			"new":{"health":"unhealthy","instances":1,"flows":[{"flow":"browse","requests":10,"errorRatio":0.5,"p99Ms":3}]},
+			"old":{"health":"healthy","instances":2,"flows":null}}],
+		"startedAt":"2026-05-01T12:00:00Z","endedAt":"2026-05-01T12:00:00Z","firstBadAt":"2026-05-01T12:00:00Z","rollbackAt":"2026-05-01T12:00:00Z",
+		"split":[{"region":"r","percents":{"v1":100,"v2":0},"settled":false}]},
+	"releaseProblem":"q"}`
 	b, err := json.Marshal(s)
 	if err != nil {
 		t.Fatal(err)

@@ -31,23 +31,23 @@ func fixture() *Snapshot {
 			{
 				Name: "westeurope", State: health.Healthy, Reason: "all stamps healthy",
 				Stamps: []Stamp{
-					{ID: "we-1", State: health.Healthy, URL: "http://127.0.0.1:41001"},
-					{ID: "we-2", State: health.Healthy, URL: "http://127.0.0.1:41002"},
+					{ID: "we-1", State: health.Healthy, URL: "http://127.0.0.1:41001", Release: "v1"},
+					{ID: "we-2", State: health.Healthy, URL: "http://127.0.0.1:41002", Release: "v2"},
 				},
 				RPS: 120.5, ErrorRatio: 0.001, P99Ms: 85,
 			},
 			{
 				Name: "northeurope", State: health.Degraded, Reason: "ne-2 degraded: p99 above 400 ms",
 				Stamps: []Stamp{
-					{ID: "ne-1", State: health.Healthy, URL: "http://127.0.0.1:42001"},
-					{ID: "ne-2", State: health.Degraded, Reason: "p99 612 ms", URL: "http://127.0.0.1:42002"},
+					{ID: "ne-1", State: health.Healthy, URL: "http://127.0.0.1:42001", Release: "v1"},
+					{ID: "ne-2", State: health.Degraded, Reason: "p99 612 ms", URL: "http://127.0.0.1:42002", Release: "v2"},
 				},
 				RPS: 80, ErrorRatio: 0.02, P99Ms: 612,
 			},
 			{
 				Name: "eastus", State: health.Unhealthy, Reason: "no stamp in rotation",
 				Stamps: []Stamp{
-					{ID: "eus-1", State: health.Drained, Reason: "drained by an operator", URL: "http://127.0.0.1:43001"},
+					{ID: "eus-1", State: health.Drained, Reason: "drained by an operator", URL: "http://127.0.0.1:43001", Release: "v1"},
 				},
 				RPS: 0, ErrorRatio: 0, P99Ms: 0,
 			},
@@ -105,6 +105,49 @@ func fixture() *Snapshot {
 			{Time: fixtureTime.Add(-2 * time.Second), Level: "ERROR", Message: hostileMessage, Region: "northeurope", TraceID: traceID,
 				Attrs: map[string]string{"stamp": "ne-2", "route": "POST /api/orders"}},
 			{Time: fixtureTime.Add(-5 * time.Second), Level: "ERROR", Message: "inventory cache miss storm", Region: "westeurope"},
+		},
+		Release: fixtureRelease(),
+	}
+}
+
+// hostileReason is a gate reason that would be bold if the page inserted
+// it as markup.
+const hostileReason = `p99 <b>612 ms</b> & rising`
+
+// fixtureRelease is v2 replacing v1 in 50 % steps: westeurope's first step
+// passed, northeurope's is holding, so both POP-applied splits are at 50 %
+// and eastus's still at 0 %.
+func fixtureRelease() *Release {
+	t0 := fixtureTime.Add(-time.Minute)
+	reading := func(h health.Status, n int, browse, checkout FlowReading) GateReading {
+		return GateReading{Health: h, Instances: n, Flows: []FlowReading{browse, checkout}}
+	}
+	return &Release{
+		ID: "20260501T115900Z-v2", Version: "v2", Env: "dev", By: "ops@contoso",
+		From:  map[string]string{"westeurope": "v1", "northeurope": "v1", "eastus": "v1"},
+		Phase: "shifting",
+		Plan: []ReleaseStage{
+			{Region: "westeurope", Percent: 50}, {Region: "northeurope", Percent: 50}, {Region: "eastus", Percent: 50},
+			{Region: "westeurope", Percent: 100}, {Region: "northeurope", Percent: 100}, {Region: "eastus", Percent: 100},
+		},
+		Stage: 1,
+		Steps: []ReleaseStep{
+			{
+				Region: "westeurope", Percent: 50, StartedAt: t0.Add(20 * time.Second), EndedAt: t0.Add(30 * time.Second), Verdict: "passed",
+				New: reading(health.Healthy, 1, FlowReading{Flow: "browse", Requests: 412, P99Ms: 31}, FlowReading{Flow: "checkout", Requests: 40, ErrorRatio: 0.025, P99Ms: 88}),
+				Old: reading(health.Healthy, 1, FlowReading{Flow: "browse", Requests: 398, P99Ms: 29}, FlowReading{Flow: "checkout", Requests: 38, ErrorRatio: 0.026, P99Ms: 90}),
+			},
+			{
+				Region: "northeurope", Percent: 50, StartedAt: t0.Add(30 * time.Second), Verdict: "holding", Reason: hostileReason,
+				New: reading(health.Degraded, 1, FlowReading{Flow: "browse", Requests: 12, P99Ms: 612}, FlowReading{Flow: "checkout", Requests: 1, P99Ms: 140}),
+				Old: reading(health.Healthy, 1, FlowReading{Flow: "browse", Requests: 15, P99Ms: 35}, FlowReading{Flow: "checkout", Requests: 2, P99Ms: 95}),
+			},
+		},
+		StartedAt: t0,
+		Split: []RegionSplit{
+			{Region: "westeurope", Percents: map[string]int{"v1": 50, "v2": 50}, Settled: true},
+			{Region: "northeurope", Percents: map[string]int{"v1": 50, "v2": 50}, Settled: true},
+			{Region: "eastus", Percents: map[string]int{"v1": 100, "v2": 0}, Settled: true},
 		},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +17,7 @@ import (
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/httpapi"
+	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/slo"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/telemetry"
@@ -55,6 +57,11 @@ type Config struct {
 	Baseline func(a, b string) time.Duration
 	// Model is the health model; nil: healthmodel.Default().
 	Model *healthmodel.Model
+	// Release returns the release under way or the last one (nil when
+	// none was ever run), for the dashboard's release section; the
+	// release controller's Current. It is called once per snapshot, so it
+	// should answer from memory. Nil: the dashboard shows no release.
+	Release func(ctx context.Context) (*release.Record, error)
 	// Now is the plane's clock; nil: time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger // nil: discard
@@ -74,6 +81,10 @@ type Plane struct {
 	cached   map[signalKey]healthmodel.Reading
 	leastRTT map[[2]string]float64
 	queues   map[string]queueState
+
+	// releaseFailing is set while Config.Release fails, so that the
+	// snapshot logs when it starts and stops failing, not every time.
+	releaseFailing atomic.Bool
 }
 
 // queueState is a work queue's backlog as last read.

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/ops"
+	"github.com/contoso/shoes/internal/release"
 )
 
 // staleReport is the age past which a stamp's last report no longer says
@@ -17,11 +20,12 @@ import (
 const staleReport = 5 * time.Second
 
 // Snapshot is what the operations dashboard shows now: regions and their
-// stamps, where every POP routes, the health model, the SLOs and the
-// recent errors. It reads what the plane holds (the last reports and
-// statuses heard, the model's last evaluation, the metric history) and
-// never waits on the network.
-func (p *Plane) Snapshot(context.Context) (*ops.Snapshot, error) {
+// stamps, where every POP routes, the health model, the SLOs, the recent
+// errors and the release with each region's split. It reads what the plane
+// holds (the last reports and statuses heard, the model's last evaluation,
+// the metric history) and never waits on the network; the release is what
+// Config.Release answers.
+func (p *Plane) Snapshot(ctx context.Context) (*ops.Snapshot, error) {
 	now := p.now()
 	snap := &ops.Snapshot{Time: now.UTC(), Regions: []ops.Region{}, POPs: []ops.POP{}, SLOs: []ops.SLOStatus{}, Errors: []ops.ErrorEntry{}}
 	tree := p.eval.Latest()
@@ -41,7 +45,7 @@ func (p *Plane) Snapshot(context.Context) (*ops.Snapshot, error) {
 	}
 	byRegion := map[string][]ops.Stamp{}
 	for _, s := range p.in.stampList() {
-		st := ops.Stamp{ID: s.id, URL: s.url, State: health.Unknown, Reason: "no health report read yet"}
+		st := ops.Stamp{ID: s.id, URL: s.url, Release: s.release, State: health.Unknown, Reason: "no health report read yet"}
 		switch {
 		case s.report == nil:
 		case now.Sub(s.freshAt) > staleReport:
@@ -56,7 +60,8 @@ func (p *Plane) Snapshot(context.Context) (*ops.Snapshot, error) {
 		}
 		byRegion[s.region] = append(byRegion[s.region], st)
 	}
-	for _, name := range p.Regions() {
+	regions := p.Regions()
+	for _, name := range regions {
 		reg := ops.Region{Name: name, State: health.Unknown, Stamps: append([]ops.Stamp{}, byRegion[name]...)}
 		if n := tree.Find("region." + name); n != nil {
 			reg.State, reg.Reason = n.State, n.Reason
@@ -70,7 +75,104 @@ func (p *Plane) Snapshot(context.Context) (*ops.Snapshot, error) {
 		snap.Errors = append(snap.Errors, ops.ErrorEntry{Time: l.Time, Level: l.Level, Message: l.Message,
 			Region: l.Attrs["region"], TraceID: l.TraceID, Attrs: l.Attrs})
 	}
+	p.releaseSection(ctx, snap, regions, status)
 	return snap, nil
+}
+
+// releaseSection fills in the release, if there is one, with the split
+// the POPs apply now. A release that cannot be read leaves the rest of the
+// snapshot standing: the page says so in place of the section.
+func (p *Plane) releaseSection(ctx context.Context, snap *ops.Snapshot, regions []string, status []edge.POPStatus) {
+	if p.cfg.Release == nil {
+		return
+	}
+	rec, err := p.cfg.Release(ctx)
+	if err != nil {
+		if !p.releaseFailing.Swap(true) {
+			p.log.WarnContext(ctx, "dashboard snapshot: release not read", "error", err)
+		}
+		snap.ReleaseProblem = "the release could not be read; see the operations plane's log"
+		return
+	}
+	if p.releaseFailing.Swap(false) {
+		p.log.InfoContext(ctx, "dashboard snapshot: release read again")
+	}
+	if rec != nil {
+		snap.Release = releaseView(rec, regions, status)
+	}
+}
+
+// releaseView is the dashboard's view of rec, with the split of every
+// region the snapshot shows or the release plans, in that order, as the
+// POPs apply it.
+func releaseView(rec *release.Record, regions []string, status []edge.POPStatus) *ops.Release {
+	v := &ops.Release{
+		ID: rec.ID, Version: rec.Version, Image: rec.Image, Env: rec.Env, From: maps.Clone(rec.From),
+		Phase: string(rec.Phase), Paused: rec.Paused, Reason: rec.Reason, By: rec.By,
+		Plan: []ops.ReleaseStage{}, Stage: rec.Stage, Steps: []ops.ReleaseStep{},
+		StartedAt: rec.StartedAt, EndedAt: rec.EndedAt, FirstBadAt: rec.FirstBadAt, RollbackAt: rec.RollbackAt,
+		Split: []ops.RegionSplit{},
+	}
+	if v.From == nil {
+		v.From = map[string]string{}
+	}
+	for _, st := range rec.Plan {
+		v.Plan = append(v.Plan, ops.ReleaseStage{Region: st.Region, Percent: st.Percent})
+	}
+	for _, st := range rec.Steps {
+		v.Steps = append(v.Steps, ops.ReleaseStep{
+			Region: st.Region, Percent: st.Percent, StartedAt: st.StartedAt, EndedAt: st.EndedAt,
+			Verdict: st.Verdict, Reason: st.Reason, New: gateReading(st.New), Old: gateReading(st.Old),
+		})
+	}
+	order := slices.Clone(regions)
+	var more []string
+	for _, st := range rec.Plan {
+		more = append(more, st.Region)
+	}
+	for _, ps := range status {
+		for region := range ps.Split {
+			more = append(more, region)
+		}
+	}
+	slices.Sort(more)
+	for _, r := range slices.Compact(more) {
+		if !slices.Contains(order, r) {
+			order = append(order, r)
+		}
+	}
+	for _, region := range order {
+		v.Split = append(v.Split, regionSplit(region, status))
+	}
+	return v
+}
+
+// regionSplit is region's split as the POPs apply it: the first POP's,
+// settled when every POP applies the same.
+func regionSplit(region string, status []edge.POPStatus) ops.RegionSplit {
+	rs := ops.RegionSplit{Region: region, Percents: map[string]int{}, Settled: true}
+	for i, ps := range status {
+		split := ps.Split[region]
+		if i == 0 {
+			maps.Copy(rs.Percents, split)
+			continue
+		}
+		if !maps.Equal(split, status[0].Split[region]) {
+			rs.Settled = false
+		}
+	}
+	return rs
+}
+
+// gateReading is the dashboard's view of one release's reading, its flows
+// by name.
+func gateReading(r release.Reading) ops.GateReading {
+	g := ops.GateReading{Health: r.Health, Instances: r.Instances, Flows: []ops.FlowReading{}}
+	for _, flow := range slices.Sorted(maps.Keys(r.Flows)) {
+		f := r.Flows[flow]
+		g.Flows = append(g.Flows, ops.FlowReading{Flow: flow, Requests: f.Requests, ErrorRatio: f.ErrorRatio(), P99Ms: f.P99 * 1000})
+	}
+	return g
 }
 
 // convert copies one JSON shape into another with the same field names

@@ -20,6 +20,7 @@ const ui = {
   favicon: $("favicon"),
   regions: $("regions"),
   pops: $("pops"),
+  release: $("release"),
   health: $("health"),
   slos: $("slos"),
   errors: document.querySelector("#errors tbody"),
@@ -160,9 +161,10 @@ function renderRegions(regions, pops) {
             const ss = st.state || "unknown";
             return el(
               "li",
-              { class: `stamp state-${stateClass(ss)}`, "data-stamp": st.id, "data-state": ss, title: [st.id, ss, st.reason, st.url].filter(Boolean).join(" · ") },
+              { class: `stamp state-${stateClass(ss)}`, "data-stamp": st.id, "data-state": ss, "data-release": st.release || null, title: [st.id, st.release, ss, st.reason, st.url].filter(Boolean).join(" · ") },
               el("span", { class: "stamp-id", text: st.id }),
               el("span", { class: "stamp-state", text: ss }),
+              st.release ? el("span", { class: "stamp-release", "data-release": st.release, title: "release", text: st.release }) : null,
               st.reason && ss !== "healthy" ? el("span", { class: "stamp-reason", text: st.reason }) : null,
             );
           }),
@@ -195,6 +197,145 @@ function renderRegions(regions, pops) {
     }),
   );
   if (!pops.length) ui.pops.append(el("li", { class: "empty", text: "No POPs." }));
+}
+
+// ---- release ----
+
+const FINAL_PHASES = new Set(["done", "rolled-back", "failed"]);
+const VERDICTS = new Set(["holding", "passed", "promoted", "failed"]);
+
+// renderRelease shows the release under way or the last one: what it
+// runs, its phase (paused stands out), each region's split as the POPs
+// apply it, and every step of its plan with the gate's readings.
+function renderRelease(rel, problem) {
+  if (!rel) {
+    ui.release.replaceChildren(el("p", { class: problem ? "release-problem" : "empty", text: problem || "No release has run." }));
+    return;
+  }
+  const phase = rel.phase || "unknown";
+  const from = rel.from || {};
+  const olds = [...new Set(Object.values(from))].sort();
+  const head = el(
+    "div",
+    { class: "release-head" },
+    el("span", { class: "release-version", "data-release-version": rel.version, text: rel.version }),
+    olds.length ? el("span", { class: "release-from", text: `from ${olds.join(", ")}` }) : null,
+    el("span", { class: `phase phase-${phase}` + (FINAL_PHASES.has(phase) ? " final" : ""), "data-phase": phase, text: phase }),
+    rel.paused ? el("span", { class: "paused", "data-paused": "true", text: "⏸ paused" }) : null,
+    rel.env ? el("span", { class: "release-meta", text: rel.env }) : null,
+    rel.image ? el("code", { class: "release-meta release-image", text: rel.image }) : null,
+  );
+  const times = [
+    `started ${fmtTime(rel.startedAt)} UTC`,
+    rel.by ? `by ${rel.by}` : "",
+    rel.firstBadAt ? `first bad request ${fmtTime(rel.firstBadAt)}` : "",
+    rel.rollbackAt ? `rollback ${fmtTime(rel.rollbackAt)}` : "",
+    rel.endedAt ? `ended ${fmtTime(rel.endedAt)}` : "",
+  ].filter(Boolean);
+  ui.release.replaceChildren(
+    el("div", { class: "release-summary" + (rel.paused ? " is-paused" : ""), "data-release": rel.id, "data-phase": phase, "data-paused": String(!!rel.paused) },
+      head,
+      el("p", { class: "release-times", text: times.join(" · ") }),
+      rel.reason ? el("p", { class: "release-reason", text: rel.reason }) : null,
+    ),
+    el("h3", { class: "sub", text: "Traffic split, as the POPs apply it" }),
+    el("div", { class: "splits" }, (rel.split || []).map((sp) => splitBar(sp, rel.version, from))),
+    el("h3", { class: "sub", text: "Steps" }),
+    stepTable(rel),
+  );
+}
+
+// splitBar draws one region's old and new shares: new is the release's
+// version, old everything else the POPs send traffic to.
+function splitBar(sp, version, from) {
+  const percents = sp.percents || {};
+  const entries = Object.entries(percents);
+  const row = el("div", { class: "split" + (sp.settled === false ? " unsettled" : ""), "data-split": sp.region });
+  row.append(el("span", { class: "split-region", text: sp.region }));
+  if (!entries.length) {
+    row.dataset.new = "";
+    row.dataset.old = "";
+    row.append(
+      el("span", { class: "split-track" }, el("span", { class: "split-none", text: "no split table: every stamp at its default weight" })),
+      el("span", { class: "split-label" }),
+    );
+    return row;
+  }
+  const pct = (v) => (finite(v) ? Math.max(0, Math.min(100, v)) : 0);
+  const nw = pct(percents[version]);
+  const old = pct(entries.filter(([r]) => r !== version).reduce((sum, [, v]) => sum + (finite(v) ? v : 0), 0));
+  const oldNames = entries.filter(([r]) => r !== version).map(([r]) => r);
+  const oldName = oldNames.length ? oldNames.join(", ") : from[sp.region] || "old";
+  row.dataset.new = String(nw);
+  row.dataset.old = String(old);
+  const oldSeg = el("span", { class: "split-old", title: `${oldName} ${old}%` });
+  const newSeg = el("span", { class: "split-new", title: `${version} ${nw}%` });
+  const total = Math.max(old + nw, 100);
+  oldSeg.style.width = `${(old / total) * 100}%`;
+  newSeg.style.width = `${(nw / total) * 100}%`;
+  row.append(
+    el("span", { class: "split-track", role: "img", "aria-label": `${sp.region}: ${oldName} ${old}%, ${version} ${nw}%` }, oldSeg, newSeg),
+    el("span", { class: "split-label" },
+      el("span", { class: "split-old-label", text: `${oldName} ${old}%` }),
+      " · ",
+      el("span", { class: "split-new-label", text: `${version} ${nw}%` }),
+      sp.settled === false ? el("span", { class: "badge note", title: "the POPs do not all apply the same split yet", text: "changing" }) : null,
+    ),
+  );
+  return row;
+}
+
+function stepTable(rel) {
+  const plan = rel.plan || [];
+  const steps = rel.steps || [];
+  if (!plan.length) return el("p", { class: "empty", text: "The release has no plan." });
+  const final = FINAL_PHASES.has(rel.phase);
+  return el(
+    "table",
+    { class: "steps" },
+    el("thead", null, el("tr", null, ["#", "region", "new share", "verdict", "new release", "old release", "reason"].map((h) => el("th", { scope: "col", text: h })))),
+    el(
+      "tbody",
+      null,
+      plan.map((stage, i) => {
+        const st = steps[i];
+        const verdict = st ? st.verdict || "holding" : final ? "skipped" : "pending";
+        const current = i === rel.stage && !final;
+        return el(
+          "tr",
+          { class: `step verdict-${VERDICTS.has(verdict) ? verdict : "other"}` + (current ? " current" : ""), "data-step": String(i), "data-verdict": verdict, "aria-current": current ? "step" : null },
+          el("td", { class: "num", text: String(i + 1) }),
+          el("td", { text: stage.region }),
+          el("td", { class: "num", text: `${stage.percent}%` }),
+          el("td", null, el("span", { class: "verdict", text: verdict })),
+          el("td", null, st ? gateCell(st.new) : null),
+          el("td", null, st ? gateCell(st.old) : null),
+          el("td", { class: "step-reason", text: st ? st.reason || "" : "" }),
+        );
+      }),
+    ),
+  );
+}
+
+// gateCell lists what one release served over a step's window, by flow.
+function gateCell(g) {
+  if (!g) return null;
+  const flows = g.flows || [];
+  return el(
+    "div",
+    { class: "gate" },
+    el("div", { class: "gate-head" }, light(g.health), ` ${g.instances || 0} stamp${g.instances === 1 ? "" : "s"}`),
+    flows.length
+      ? flows.map((f) =>
+          el("div", { class: "gate-flow", "data-flow": f.flow },
+            el("span", { class: "gate-flow-name", text: f.flow }),
+            el("span", { class: "num", title: "requests", text: `${fmtValue(f.requests)} req` }),
+            el("span", { class: "num" + (f.errorRatio > 0 ? " gate-errors" : ""), title: "error ratio", text: fmtPct(f.errorRatio) }),
+            el("span", { class: "num", title: "p99", text: `p99 ${fmtMs(f.p99Ms)}` }),
+          ),
+        )
+      : el("div", { class: "quiet", text: "no requests" }),
+  );
 }
 
 // ---- health model ----
@@ -521,6 +662,7 @@ function render(snap) {
   const regions = snap.regions || [];
   const pops = snap.pops || [];
   if (changed("map", [regions, pops])) renderRegions(regions, pops);
+  if (changed("release", [snap.release || null, snap.releaseProblem || ""])) renderRelease(snap.release || null, snap.releaseProblem || "");
   if (changed("health", snap.health || null)) renderHealth(snap.health || null);
   const slos = snap.slos || [];
   if (changed("slos", slos)) renderSLOs(slos);
