@@ -240,15 +240,19 @@ func (s *Stamp) gauges() map[string]float64 {
 
 // hold is why the health report must keep the stamp out of rotation while
 // its checks pass: an injected never-ready fault, or a warm-up that has
-// not passed yet.
+// not passed yet ("warming up", with what it waits for before it can
+// start: "warming up: seeding the catalog").
 func (s *Stamp) hold() string {
 	switch {
 	case s.cfg.Fault.NeverReady:
 		return errNeverReady.Error()
-	case s.warmed.Load() == nil:
-		return "warming up"
+	case s.warmed.Load() != nil:
+		return ""
 	}
-	return ""
+	if err := s.serving(); err != nil {
+		return "warming up: " + err.Error()
+	}
+	return "warming up"
 }
 
 // Crash stops a serving stamp the way a crash would: its listener and
@@ -370,9 +374,9 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Run runs the stamp's background parts until ctx is done: the read model
-// watches, the processor, the prober, seeding and the warm-up. None of them gives up
-// while ctx lasts: each retries its dependency with back-off and the health
-// checks report the trouble meanwhile.
+// watches, the processor, the prober, seeding and the warm-up. None of
+// them gives up while ctx lasts: each retries its dependency with back-off
+// and the health checks report the trouble meanwhile.
 func (s *Stamp) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for i, bucket := range watched {
