@@ -104,8 +104,12 @@ type Controller struct {
 	// by flow: what a step is compared with once the old version serves
 	// nothing more in its region.
 	baseline map[string]FlowReading
-	// notReadySince is when each new instance was last seen not ready.
-	loaded bool
+	loaded   bool
+	// unhealthySince is, per region and version, since when its stamps
+	// have read unhealthy without a break: a health state counts for the
+	// gate only once it has lasted UnhealthyFor, so one bad probe under a
+	// burst of load does not roll a release back (or pause it).
+	unhealthySince map[[2]string]time.Time
 }
 
 // NewController validates cfg.
@@ -663,7 +667,12 @@ func (c *Controller) shifting(ctx context.Context, r *Record, insts []Instance, 
 	if old.Requests() >= float64(r.Gate.MinRequests) {
 		c.baseline = old.Flows
 	}
+	cur.Health = c.lasting(st.Region, r.Version, cur.Health, now)
+	old.Health = c.lasting(st.Region, r.From[st.Region], old.Health, now)
 	st.New, st.Old = cur, old
+	if st.EnoughAt.IsZero() && cur.Requests() >= float64(r.Gate.MinRequests) {
+		st.EnoughAt = now
+	}
 	for _, f := range cur.Flows {
 		if f.Errors > 0 && r.FirstBadAt.IsZero() {
 			r.FirstBadAt = now
@@ -687,6 +696,31 @@ func (c *Controller) shifting(ctx context.Context, r *Record, insts []Instance, 
 		return c.rollback(ctx, r, now, fmt.Sprintf("gate failed at %s %d %%: %s", st.Region, st.Percent, why))
 	}
 	return nil
+}
+
+// UnhealthyFor is how long a version's stamps must read unhealthy before
+// the gate counts it.
+const UnhealthyFor = 3 * time.Second
+
+// lasting is h, except that unhealthy counts only once it has lasted
+// UnhealthyFor; until then it reads degraded. c.mu is held.
+func (c *Controller) lasting(region, version string, h health.Status, now time.Time) health.Status {
+	if c.unhealthySince == nil {
+		c.unhealthySince = map[[2]string]time.Time{}
+	}
+	k := [2]string{region, version}
+	if !h.AtLeast(health.Unhealthy) {
+		delete(c.unhealthySince, k)
+		return h
+	}
+	since, ok := c.unhealthySince[k]
+	if !ok {
+		c.unhealthySince[k], since = now, now
+	}
+	if now.Sub(since) < UnhealthyFor {
+		return health.Degraded
+	}
+	return h
 }
 
 func (c *Controller) reading(region, version string, since time.Time, insts []Instance) Reading {

@@ -47,10 +47,15 @@ type Step struct {
 	EndedAt   time.Time `json:"endedAt,omitzero"`
 	// Verdict: "holding" while the gate waits, then "passed", "promoted"
 	// (an operator skipped the gate) or "failed".
-	Verdict string  `json:"verdict"`
-	Reason  string  `json:"reason,omitempty"`
-	New     Reading `json:"new"` // the new version's stamps in the stage's region, over the step's window
-	Old     Reading `json:"old"` // the old version's stamps it is compared with
+	Verdict string `json:"verdict"`
+	// EnoughAt is when the new version had served the gate's MinRequests
+	// in the step: from then on the gate has enough to judge. Zero while
+	// it has not (a gate that fails early, on certain errors, judged
+	// before).
+	EnoughAt time.Time `json:"enoughAt,omitzero"`
+	Reason   string    `json:"reason,omitempty"`
+	New      Reading   `json:"new"` // the new version's stamps in the stage's region, over the step's window
+	Old      Reading   `json:"old"` // the old version's stamps it is compared with
 }
 
 // Record is one release: what it runs, its plan, where it is and what

@@ -70,8 +70,9 @@ type ReleaseExpect struct {
 	// MaxErrorShare bounds the failed requests (5xx and transport errors)
 	// over all requests of the load; nil: not checked.
 	MaxErrorShare *float64 `yaml:"max_error_share,omitempty" json:"maxErrorShare,omitempty"`
-	// RollbackWithin bounds the time from the first error the gate saw on
-	// the new version to the rollback; zero: not checked.
+	// RollbackWithin bounds the time from when the gate had enough
+	// requests to judge the failing step to the rollback (the time from
+	// the first bad request is reported beside it); zero: not checked.
 	RollbackWithin Duration `yaml:"rollback_within,omitempty" json:"rollbackWithin,omitempty"`
 	// NoTraffic: no answer of the load came from the new version and the
 	// release took no step (a version that never became ready).

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -271,14 +272,24 @@ func judgeRelease(e Experiment, rr releaseRun, load LoadOutcome) []Verdict {
 			all > 0 && share <= *x.MaxErrorShare, map[string]float64{"error_share": share})
 	}
 	if x.RollbackWithin > 0 {
-		expect := fmt.Sprintf("release.rollback: within %s of the first bad request", x.RollbackWithin.D())
+		// Bounded from when the gate had enough requests to judge the
+		// failing step (the new version's MinRequests, or the early
+		// verdict on certain errors); the time from the first bad request
+		// is reported beside it.
+		expect := fmt.Sprintf("release.rollback: within %s of the gate seeing enough requests", x.RollbackWithin.D())
+		var enough time.Time
+		if n := len(rec.Steps); n > 0 {
+			last := rec.Steps[n-1]
+			enough = cmp.Or(last.EnoughAt, last.EndedAt)
+		}
 		switch {
-		case rec.FirstBadAt.IsZero() || rec.RollbackAt.IsZero():
-			add(expect, fmt.Sprintf("first bad request at %s, rollback at %s", stamp(rec.FirstBadAt), stamp(rec.RollbackAt)), false, nil)
+		case enough.IsZero() || rec.RollbackAt.IsZero():
+			add(expect, fmt.Sprintf("gate had enough at %s, rollback at %s", stamp(enough), stamp(rec.RollbackAt)), false, nil)
 		default:
-			took := rec.RollbackAt.Sub(rec.FirstBadAt)
-			add(expect, fmt.Sprintf("%s (first bad request at %s, rollback at %s)", took.Round(time.Millisecond), stamp(rec.FirstBadAt), stamp(rec.RollbackAt)),
-				took >= 0 && took <= x.RollbackWithin.D(), map[string]float64{"rollback_seconds": took.Seconds()})
+			took := rec.RollbackAt.Sub(enough)
+			fromBad := rec.RollbackAt.Sub(rec.FirstBadAt)
+			add(expect, fmt.Sprintf("%s (gate had enough at %s, rollback at %s; %s after the first bad request)", took.Round(time.Millisecond), stamp(enough), stamp(rec.RollbackAt), fromBad.Round(time.Millisecond)),
+				took >= 0 && took <= x.RollbackWithin.D(), map[string]float64{"rollback_seconds": took.Seconds(), "first_bad_to_rollback_seconds": fromBad.Seconds()})
 		}
 	}
 	if x.NoTraffic {

@@ -128,11 +128,12 @@ func TestJudgeRelease(t *testing.T) {
 		rr: releaseRun{Version: "v-1", GoneOf: []string{"v-1"}, Record: &release.Record{Version: "v-1", Phase: release.PhaseRolledBack,
 			Plan: plan, Steps: steps("failed"), StartedAt: t0, FirstBadAt: t0.Add(6 * time.Second), RollbackAt: t0.Add(8 * time.Second), EndedAt: t0.Add(9 * time.Second)}},
 		pass:    map[string]bool{"release.outcome": true, "release.rollback": true, "release.new_gone": true},
-		numbers: map[string]float64{"rollback_seconds": 2, "release_seconds": 9},
+		numbers: map[string]float64{"rollback_seconds": 1, "first_bad_to_rollback_seconds": 2, "release_seconds": 9},
 	}, {
 		name: "rolled back too late",
 		x:    ReleaseExpect{Outcome: "rolled-back", Within: Duration(time.Minute), RollbackWithin: Duration(time.Second)},
 		rr: releaseRun{Version: "v-1", Record: &release.Record{Version: "v-1", Phase: release.PhaseRolledBack,
+			Steps:     []release.Step{{Stage: plan[0], StartedAt: t0.Add(4 * time.Second), EnoughAt: t0.Add(5 * time.Second), EndedAt: t0.Add(8 * time.Second), Verdict: "failed"}},
 			StartedAt: t0, FirstBadAt: t0.Add(6 * time.Second), RollbackAt: t0.Add(8 * time.Second), EndedAt: t0.Add(9 * time.Second)}},
 		pass: map[string]bool{"release.outcome": true, "release.rollback": false},
 	}, {
