@@ -316,7 +316,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	}
 	// The release agent starts and drains this process's instances as
 	// the release under way desires.
-	agent, err := release.NewAgent(release.AgentConfig{Records: opsSvc.Records(), Launcher: launcher{d}, Settled: d.settled, Logger: d.log})
+	agent, err := release.NewAgent(release.AgentConfig{Records: opsSvc.Records(), Launcher: launcher{d}, Hosts: d.regionUp, Settled: d.settled, Logger: d.log})
 	if err != nil {
 		return err
 	}

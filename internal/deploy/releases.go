@@ -115,3 +115,13 @@ func (d *Deployment) InstanceReleases() map[string][]string {
 	}
 	return out
 }
+
+// regionUp reports whether a region's store server runs (a region without
+// one, stamps only, is up): a lost region's agent is lost with it, so
+// nothing starts there until it is revived.
+func (d *Deployment) regionUp(name string) bool {
+	d.mu.Lock()
+	r, ok := d.regions[name]
+	d.mu.Unlock()
+	return ok && (r.node == nil || r.node.Server().Running())
+}
