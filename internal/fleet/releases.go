@@ -41,6 +41,7 @@ func (f *Fleet) startAgent() error {
 	agent, err := release.NewAgent(release.AgentConfig{
 		Records:  store.NewReleases(store.Config{Conn: f.registry.nc, Logger: f.log.With("component", "fleet-releases")}),
 		Launcher: launcher{f},
+		Hosts:    f.regionUp,
 		Settled:  f.settled,
 		Logger:   f.log,
 	})
@@ -286,4 +287,11 @@ func (f *Fleet) Stamps() []Stamp {
 		add(s)
 	}
 	return out
+}
+
+// regionUp reports whether a region's store server runs: a lost region's
+// agent is lost with it, so nothing starts there until it is revived.
+func (f *Fleet) regionUp(name string) bool {
+	r, err := f.region(name)
+	return err == nil && r.nats != nil && r.nats.running()
 }
