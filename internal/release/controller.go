@@ -858,9 +858,14 @@ func (c *Controller) lostRegions(r *Record) []string {
 }
 
 func (c *Controller) lostRegionsIn(r *Record, insts []Instance) []string {
+	// A region runs when one of its stamps answers its health reads: a
+	// registry entry alone may outlive its stamp for a while (its TTL, or
+	// a registry watch that has yet to hear of the loss).
 	running := map[string]bool{}
 	for _, in := range insts {
-		running[in.Region] = true
+		if in.Health != health.Unknown {
+			running[in.Region] = true
+		}
 	}
 	var lost []string
 	for _, region := range slices.Sorted(maps.Keys(r.Desired)) {
