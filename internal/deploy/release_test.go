@@ -3,10 +3,10 @@ package deploy_test
 import (
 	"cmp"
 	"context"
-	"os"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
