@@ -56,13 +56,13 @@ func runImage(ctx context.Context, args []string, getenv func(string) string, st
 	case "build":
 		return runImageBuild(ctx, rest, getenv, stdout, stderr)
 	case "inspect":
-		return runImageInspect(ctx, rest, getenv, stdout, stderr)
+		return runImageRead(ctx, "inspect", artifact.Inspect, rest, getenv, stdout, stderr)
 	case "pull":
 		return runImagePull(ctx, rest, getenv, stdout, stderr)
 	case "attest":
 		return runImageAttest(ctx, rest, getenv, stdout, stderr)
 	case "verified":
-		return runImageVerified(ctx, rest, getenv, stdout, stderr)
+		return runImageRead(ctx, "verified", artifact.Verified, rest, getenv, stdout, stderr)
 	case "registry":
 		return runImageRegistry(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
@@ -187,9 +187,12 @@ func runImageBuild(ctx context.Context, args []string, getenv func(string) strin
 	return printJSON(stdout, map[string]string{"event": "pushed", "ref": ref, "version": *version})
 }
 
-// runImageInspect prints a release's metadata as JSON.
-func runImageInspect(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("image inspect", flag.ContinueOnError)
+// runImageRead is a subcommand that reads one release by reference and
+// prints what read returns as JSON: inspect (its metadata) and verified
+// (its passing verification, or why there is none).
+func runImageRead[T any](ctx context.Context, name string, read func(context.Context, string, ...artifact.Option) (T, error),
+	args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("image "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var reg registryFlags
 	reg.register(fs)
@@ -201,11 +204,11 @@ func runImageInspect(ctx context.Context, args []string, getenv func(string) str
 	if err != nil {
 		return err
 	}
-	meta, err := artifact.Inspect(ctx, ref, opts...)
+	v, err := read(ctx, ref, opts...)
 	if err != nil {
 		return err
 	}
-	return printJSON(stdout, meta)
+	return printJSON(stdout, v)
 }
 
 // runImagePull writes a release's binary to a file.
@@ -266,28 +269,6 @@ func runImageAttest(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	return printJSON(stdout, map[string]any{"event": "attested", "ref": ref, "env": *env, "profile": *profile, "passed": *passed})
-}
-
-// runImageVerified prints a release's passing verification as JSON, or
-// returns why there is none.
-func runImageVerified(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("image verified", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var reg registryFlags
-	reg.register(fs)
-	ref, err := oneRef(fs, args)
-	if err != nil {
-		return err
-	}
-	opts, err := reg.options(getenv)
-	if err != nil {
-		return err
-	}
-	a, err := artifact.Verified(ctx, ref, opts...)
-	if err != nil {
-		return err
-	}
-	return printJSON(stdout, a)
 }
 
 // runImageRegistry runs go-containerregistry's registry as the
