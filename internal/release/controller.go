@@ -281,7 +281,8 @@ func (c *Controller) Start(ctx context.Context, req Request) (*Record, error) {
 		return nil, fmt.Errorf("start release: %w", err)
 	}
 	data, _ := json.Marshal(rec)
-	if _, err := c.cfg.Records.Save(ctx, keyPrefix+rec.ID, data, 0); err != nil {
+	rev, err := c.cfg.Records.Save(ctx, keyPrefix+rec.ID, data, 0)
+	if err != nil {
 		return nil, fmt.Errorf("start release: %w", err)
 	}
 	cur, _ := json.Marshal(map[string]string{"id": rec.ID})
@@ -292,10 +293,7 @@ func (c *Controller) Start(ctx context.Context, req Request) (*Record, error) {
 	if _, err := c.cfg.Records.Save(ctx, keyCurrent, cur, curRev); err != nil {
 		return nil, fmt.Errorf("start release: %w", err)
 	}
-	c.cur, c.rev, c.baseline = rec, 0, nil
-	if _, rev, err := c.cfg.Records.Load(ctx, keyPrefix+rec.ID); err == nil {
-		c.rev = rev
-	}
+	c.cur, c.rev, c.baseline, c.unhealthySince = rec, rev, nil, nil
 	c.log.Info("release started", "release", rec.ID, "version", version, "image", req.Image, "from", from, "plan", len(plan), "by", req.By, "fault", req.Fault)
 	return rec.clone(), nil
 }
@@ -789,7 +787,6 @@ func (c *Controller) fail(ctx context.Context, r *Record, now time.Time, why str
 	if err := c.rollback(ctx, r, now, why); err != nil {
 		return err
 	}
-	r.Phase = PhaseRollingBack
 	r.Reason = "failed: " + why
 	return nil
 }
