@@ -58,7 +58,10 @@ func (s *Store) SeedCatalog(ctx context.Context, products []shop.Product) (int, 
 // then sets marker. Creates run in parallel: one quorum round trip each
 // would make a first start take minutes over slow inter-region links.
 func (s *Store) seedOnce(ctx context.Context, marker string, kv jetstream.KeyValue, entries map[string][]byte) (int, error) {
-	if _, err := s.meta.Get(ctx, marker); err == nil {
+	gctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+	_, err := s.meta.Get(gctx, marker)
+	cancel()
+	if err == nil {
 		return 0, nil
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, fmt.Errorf("seed %s: %w", kv.Bucket(), err)
@@ -203,6 +206,13 @@ func (s *Store) RecordCanary(ctx context.Context, c Canary) error {
 	return nil
 }
 
+// watchStallTimeout is how long a watch's initial values may pause before
+// the watch is abandoned and set up again.
+const watchStallTimeout = 10 * time.Second
+
+// errWatchStalled: a watch's initial values stopped arriving.
+var errWatchStalled = errors.New("initial values stalled")
+
 // WatchFunc receives every key of a bucket, then every change. value is nil
 // for a deleted or purged key. It must not block for long. A record
 // written with a newer schema than this release reads never reaches it
@@ -215,6 +225,11 @@ type WatchFunc func(key string, value []byte)
 // held when the watch began: the watcher's own end-of-initial-values marker
 // is not enough after a restart, when a replica may still be replaying its
 // log, so Watch also waits to see the stream leader's last sequence.
+//
+// A watch whose initial values stop arriving (nothing for
+// watchStallTimeout before the marker: an ordered consumer left behind by
+// a server that restarted under it) returns an error, for the caller to
+// watch again, rather than leaving the reader loading for ever.
 func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded func()) error {
 	kv, kind, err := s.bucket(bucket)
 	if err != nil {
@@ -230,7 +245,9 @@ func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded f
 		maxRev   uint64
 		marker   bool
 		fallback <-chan time.Time
+		stall    = time.NewTimer(watchStallTimeout)
 	)
+	defer stall.Stop()
 	check := func() {
 		if loaded != nil && marker && maxRev >= lastSeq {
 			loaded()
@@ -241,6 +258,10 @@ func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded f
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-stall.C:
+			if !marker {
+				return fmt.Errorf("watch %s: %w: nothing for %s after revision %d", bucket, errWatchStalled, watchStallTimeout, maxRev)
+			}
 		case <-fallback:
 			if loaded != nil {
 				s.log.Warn("watch: the leader's last sequence never arrived; serving what arrived", "bucket", bucket, "last_seq", lastSeq, "seen", maxRev)
@@ -250,6 +271,9 @@ func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded f
 		case e, ok := <-w.Updates():
 			if !ok {
 				return fmt.Errorf("watch %s: closed", bucket)
+			}
+			if !marker {
+				stall.Reset(watchStallTimeout)
 			}
 			if e == nil {
 				marker = true

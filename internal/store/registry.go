@@ -105,15 +105,26 @@ func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry),
 		return fmt.Errorf("watch registry: %w", err)
 	}
 	defer w.Stop()
+	stall := time.NewTimer(watchStallTimeout) // as Store.Watch: a stalled first load is set up again
+	defer stall.Stop()
+	marker := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-stall.C:
+			if !marker {
+				return fmt.Errorf("watch registry: %w for %s", errWatchStalled, watchStallTimeout)
+			}
 		case u, ok := <-w.Updates():
 			if !ok {
 				return fmt.Errorf("watch registry: closed")
 			}
+			if !marker {
+				stall.Reset(watchStallTimeout)
+			}
 			if u == nil {
+				marker = true
 				if loaded != nil {
 					loaded()
 					loaded = nil
