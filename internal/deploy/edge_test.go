@@ -33,11 +33,16 @@ func viaEdge(t *testing.T, url, clientRegion string) (served, pop string) {
 func TestEdgeServesFromTheNearestHealthyRegion(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{Latency: true, Probe: 200 * time.Millisecond}, regions3...)
 	edge := d.EdgeURL()
+	// Ready means every POP routes home; on a machine so busy that a
+	// stamp's probe answers late, a POP may measure a neighbour as nearer
+	// for a moment, and must come back.
 	for _, r := range regions3 {
-		served, pop := viaEdge(t, edge, r)
-		if served != r || pop != r {
-			t.Fatalf("client in %s served by %s through POP %s", r, served, pop)
-		}
+		deploytest.Eventually(t, 5*time.Second, func() error {
+			if served, pop := viaEdge(t, edge, r); served != r || pop != r {
+				return fmt.Errorf("client in %s served by %s through POP %s", r, served, pop)
+			}
+			return nil
+		})
 	}
 	admin := deploytest.Token(t, d, "ops", true)
 	if res := deploytest.Do(t, http.MethodPost, d.Regions()["northeurope"]+"/ops/drain", admin, nil); res.Status != http.StatusOK {
