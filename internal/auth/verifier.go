@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,14 @@ type VerifierConfig struct {
 
 	Now    func() time.Time // the current time; nil: time.Now
 	Leeway time.Duration    // clock skew allowed on exp, nbf and iat; zero: 30 s
+
+	// CacheSize bounds how many verified tokens are remembered, so that a
+	// token seen again skips the signature check: zero, 10,000; negative,
+	// none. CacheTTL is the longest a remembered token is trusted without
+	// a new check (a key withdrawn from the JWKS, or a token's expiry, is
+	// honoured within it; the expiry always is): zero, one minute.
+	CacheSize int
+	CacheTTL  time.Duration
 }
 
 // Verifier verifies bearer JWTs. It is safe for concurrent use.
@@ -56,6 +65,7 @@ type Verifier struct {
 	static *keySet     // the keys of a static JWKS, or nil
 	remote *remoteKeys // the keys of a JWKS URL, or nil
 	parser *jwt.Parser // checks signatures, exp, nbf, iat, iss and aud
+	cache  *tokenCache // tokens that verified; nil: none
 }
 
 // NewVerifier returns a Verifier for cfg, or an error when cfg is invalid
@@ -84,7 +94,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	// The algorithm is restricted by keyfunc, which maps each failure to
 	// its own error; jwt.WithValidMethods would report it as a bad signature.
-	v := &Verifier{parser: jwt.NewParser(
+	v := &Verifier{cache: newTokenCache(cfg.CacheSize, cfg.CacheTTL, leeway, now), parser: jwt.NewParser(
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithExpirationRequired(),
@@ -138,11 +148,25 @@ type tokenClaims struct {
 // passed, nbf and iat that have, and a sub of 1 to 128 characters without
 // control characters. Failures are shop.KindUnauthorized errors, except when
 // a JWKS URL has never been fetched successfully (shop.KindUnavailable).
-// ctx bounds any JWKS fetch.
+// ctx bounds any JWKS fetch. A token verified within the cache's TTL is
+// answered from the cache (VerifierConfig.CacheSize).
 func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if len(token) > maxTokenSize {
 		return Claims{}, unauthorized("malformed token", fmt.Errorf("token is %d bytes; the limit is %d", len(token), maxTokenSize))
 	}
+	key := sha256.Sum256([]byte(token))
+	if c, ok := v.cache.get(key); ok {
+		return c, nil
+	}
+	c, err := v.verify(ctx, token)
+	if err == nil {
+		v.cache.put(key, c)
+	}
+	return c, err
+}
+
+// verify checks token in full: its signature and every claim.
+func (v *Verifier) verify(ctx context.Context, token string) (Claims, error) {
 	var tc tokenClaims
 	if _, err := v.parser.ParseWithClaims(token, &tc, v.keyfunc(ctx)); err != nil {
 		return Claims{}, classify(err, &tc)
