@@ -306,6 +306,7 @@ func (d *Deployment) start(ctx context.Context) error {
 	if err := d.provision(ctx, nodes); err != nil {
 		return err
 	}
+	d.log.Debug("store assets declared; starting the stamps")
 	var wg sync.WaitGroup
 	errs := make([]error, len(names))
 	for i, name := range names {
@@ -318,6 +319,7 @@ func (d *Deployment) start(ctx context.Context) error {
 	if err := d.waitReady(ctx); err != nil {
 		return err
 	}
+	d.log.Debug("every stamp ready; starting the edge")
 	addr := d.cfg.EdgeAddr
 	if addr == "" {
 		addr = "127.0.0.1:0"

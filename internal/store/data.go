@@ -70,7 +70,7 @@ func (s *Store) seedOnce(ctx context.Context, marker string, kv jetstream.KeyVal
 		created atomic.Int64
 		wg      sync.WaitGroup
 		errs    = make(chan error, 1)
-		slots   = make(chan struct{}, 32)
+		slots   = make(chan struct{}, 128)
 	)
 	for key, b := range entries {
 		slots <- struct{}{}

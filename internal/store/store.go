@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go"
@@ -339,35 +340,40 @@ func (s *Store) provisionAssets(ctx context.Context) error {
 // next finds done.
 const assetTimeout = 5 * time.Second
 
+// eachAsset opens (or declares) every asset at once: each new stream
+// elects its own leader, and one after another those elections made a
+// first start take seconds. Every handle is its own variable, so the
+// goroutines share nothing but the error list.
 func (s *Store) eachAsset(ctx context.Context, update bool) error {
 	buckets, streams := s.handles()
-	for _, a := range assets {
-		actx, cancel := context.WithTimeout(ctx, assetTimeout)
-		var err error
-		switch a.Kind {
-		case AssetBucket:
-			h := buckets[a.Name]
-			if h == nil {
-				err = fmt.Errorf("bucket %s: no handle for it", a.Name)
-				break
+	errs := make([]error, len(assets))
+	var wg sync.WaitGroup
+	for i, a := range assets {
+		wg.Go(func() {
+			actx, cancel := context.WithTimeout(ctx, assetTimeout)
+			defer cancel()
+			switch a.Kind {
+			case AssetBucket:
+				h := buckets[a.Name]
+				if h == nil {
+					errs[i] = fmt.Errorf("bucket %s: no handle for it", a.Name)
+					return
+				}
+				*h, errs[i] = s.openBucket(actx, a, update)
+			case AssetQueue:
+				h := streams[a.Name]
+				if h == nil {
+					errs[i] = fmt.Errorf("stream %s: no handle for it", a.Name)
+					return
+				}
+				*h, errs[i] = s.openQueue(actx, a, update)
+			default:
+				errs[i] = fmt.Errorf("asset %s: unknown kind %q", a.Name, a.Kind)
 			}
-			*h, err = s.openBucket(actx, a, update)
-		case AssetQueue:
-			h := streams[a.Name]
-			if h == nil {
-				err = fmt.Errorf("stream %s: no handle for it", a.Name)
-				break
-			}
-			*h, err = s.openQueue(actx, a, update)
-		default:
-			err = fmt.Errorf("asset %s: unknown kind %q", a.Name, a.Kind)
-		}
-		cancel()
-		if err != nil {
-			return err
-		}
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // openBucket finds a's bucket, or declares it when it is missing or update is
