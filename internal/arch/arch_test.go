@@ -87,6 +87,9 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "internal/release", only: []string{"internal/shop", "internal/httpapi", "internal/health"}},
 		{pkg: "internal/buildinfo", only: []string{}},
 		{pkg: "internal/artifact", only: []string{}},
+		// Child processes: the standard library only, so that every
+		// supervisor (the fleet, the host) runs them the same way.
+		{pkg: "internal/child", only: []string{}},
 	}
 	for _, r := range rules {
 		deps, ok := g[r.pkg]
