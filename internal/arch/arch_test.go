@@ -90,6 +90,9 @@ func TestDependencyDirection(t *testing.T) {
 		// Child processes: the standard library only, so that every
 		// supervisor (the fleet, the host) runs them the same way.
 		{pkg: "internal/child", only: []string{}},
+		// A host runs stamps as processes and follows the releases: it
+		// never builds a stamp or a deployment itself.
+		{pkg: "internal/host", only: []string{"internal/artifact", "internal/buildinfo", "internal/child", "internal/release", "internal/store"}},
 	}
 	for _, r := range rules {
 		deps, ok := g[r.pkg]

@@ -156,6 +156,9 @@ type region struct {
 	// itself (the first one, a revived one) run, and binary the program
 	// that runs it.
 	release, binary string
+	// handedOver is set once another supervisor carries the region's
+	// stamps (HandOver).
+	handedOver bool
 }
 
 // stampProc is one stamp instance's process and URL.
@@ -426,19 +429,30 @@ func (f *Fleet) stampProc(s *stampProc, i int, fault string) *child.Process {
 		name = fmt.Sprintf("stamp-%s-%d", region, i)
 		lkg = filepath.Join(f.cfg.DataDir, "stamps", region, fmt.Sprintf("instance-%d.lkg", i))
 	}
-	args := []string{"stamp", "--region", region,
-		"--nats", fmt.Sprintf("nats://127.0.0.1:%d", f.regions[region].natsCfg.client), "--nats-nkey", f.seedPath(store.RoleStamp),
-		"--listen", hostOf(s.url), "--replicas", strconv.Itoa(f.repl), "--probe-interval", f.cfg.ProbeInterval.String(),
-		"--data", f.cfg.DataDir, "--secrets", f.secretsURL, "--secrets-token-file", deploy.SecretStoreTokenPath(f.cfg.DataDir),
-		"--lkg", lkg, "--partner", f.partnerURL + "/v1/orders", "--env", f.cfg.Environment, "--release", s.release}
+	args := []string{"stamp", "--region", region, "--listen", hostOf(s.url), "--env", f.cfg.Environment, "--release", s.release}
 	if fault != "" {
 		args = append(args, "--fault", fault)
 	}
-	p := f.newProc(name, s.binary, args...)
+	p := f.newProc(name, s.binary, append(args, f.stampFlags(region, lkg)...)...)
 	p.Line = true
-	p.Env = f.childEnv("CONTOSO_LKG_KEY="+f.keys.LKGKeyHex(), "CONTOSO_EDGE_CREDENTIAL="+f.keys.EdgeCredential)
+	p.Env = f.stampEnv()
 	p.Check = httpOK(s.url+"/health/ready", nil)
 	return p
+}
+
+// stampFlags are the flags of every stamp of region besides those of the
+// instance itself (--region, --listen, --env, --release, --fault), with
+// lkg its last-known-good file.
+func (f *Fleet) stampFlags(region, lkg string) []string {
+	return []string{"--nats", fmt.Sprintf("nats://127.0.0.1:%d", f.regions[region].natsCfg.client), "--nats-nkey", f.seedPath(store.RoleStamp),
+		"--replicas", strconv.Itoa(f.repl), "--probe-interval", f.cfg.ProbeInterval.String(),
+		"--data", f.cfg.DataDir, "--secrets", f.secretsURL, "--secrets-token-file", deploy.SecretStoreTokenPath(f.cfg.DataDir),
+		"--lkg", lkg, "--partner", f.partnerURL + "/v1/orders"}
+}
+
+// stampEnv is the environment of every stamp.
+func (f *Fleet) stampEnv() []string {
+	return f.childEnv("CONTOSO_LKG_KEY="+f.keys.LKGKeyHex(), "CONTOSO_EDGE_CREDENTIAL="+f.keys.EdgeCredential)
 }
 
 // popProc is region r's POP: it reaches its own region's stamps directly

@@ -264,9 +264,10 @@ func (f *Fleet) Stamps() []Stamp {
 	return out
 }
 
-// regionUp reports whether a region's store server runs: a lost region's
-// agent is lost with it, so nothing starts there until it is revived.
+// regionUp reports whether the fleet's agent acts on a region: its store
+// server runs (a lost region's agent is lost with it, so nothing starts
+// there until it is revived) and no other supervisor carries its stamps.
 func (f *Fleet) regionUp(name string) bool {
 	r, err := f.region(name)
-	return err == nil && r.nats != nil && r.nats.Running()
+	return err == nil && r.nats != nil && r.nats.Running() && !f.handedOver(name)
 }

@@ -68,9 +68,12 @@ func (f *Fleet) ReviveRegion(ctx context.Context, name string) error {
 		return fmt.Errorf("revive region: %w", err)
 	}
 	f.mu.Lock()
-	first := r.stamps[0].Process
+	parts := []*child.Process{r.nats, r.stamps[0].Process, r.pop}
+	if r.handedOver {
+		parts = []*child.Process{r.nats, r.pop} // its stamps are another supervisor's
+	}
 	f.mu.Unlock()
-	for _, p := range []*child.Process{r.nats, first, r.pop} {
+	for _, p := range parts {
 		if p.Running() {
 			continue
 		}
