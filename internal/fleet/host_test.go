@@ -208,7 +208,7 @@ func TestHostCarriesARegionThroughARelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	var again host.Stamp
-	eventually(t, 2*time.Minute, func() error {
+	eventually(t, time.Minute, func() error {
 		back := running(h)
 		if len(back) != 1 || back[0].PID == now[0].PID || back[0].Name != now[0].Name || back[0].Restarts == 0 {
 			return fmt.Errorf("stamps %+v, want %s restarted", h.Stamps(), now[0].Name)
