@@ -88,8 +88,16 @@ func (f *registryFlags) register(fs *flag.FlagSet) {
 // options turns the flags and the credentials in the environment into
 // the artifact package's options.
 func (f *registryFlags) options(getenv func(string) string) ([]artifact.Option, error) {
-	opts := []artifact.Option{artifact.WithTimeout(f.timeout)}
-	if f.insecure {
+	return registryOptions(f.insecure, f.timeout, getenv)
+}
+
+// registryOptions are the artifact package's options of a command that
+// pulls or pushes: plain HTTP to a loopback registry when insecure, its
+// timeout (zero: the package's default), and the registry credentials in
+// the environment.
+func registryOptions(insecure bool, timeout time.Duration, getenv func(string) string) ([]artifact.Option, error) {
+	opts := []artifact.Option{artifact.WithTimeout(timeout)}
+	if insecure {
 		opts = append(opts, artifact.WithInsecure())
 	}
 	user, password := getenv(envRegistryUsername), getenv(envRegistryPassword)

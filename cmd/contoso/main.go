@@ -1,7 +1,8 @@
 // Command contoso runs the Contoso Shoes store: the whole multi-region
 // system on one machine (up), or each part as its own process for a
 // deployment on many machines — one region's stamp against an external
-// NATS cluster (stamp), the global entry point (edge) or one point of
+// NATS cluster (stamp), the supervisor of a region's stamps on one host
+// (host), the global entry point (edge) or one point of
 // presence (pop), the operations plane (ops), the secret store (secrets),
 // the partner stand-in (partner) — and the tooling: development tokens and
 // their JWKS (token), the SLO rules (health), load tests (load), faults
@@ -35,6 +36,7 @@ const usage = `usage: contoso <command> [flags]
 commands:
   up        run the whole multi-region system on this machine
   stamp     run one region's stamp against an external NATS cluster
+  host      run one region's stamps on this host: keep them running, restart them, replace them in a release
   edge      run the global entry point alone, following the stamps registry
   pop       run one region's point of presence alone, following the stamps registry
   ops       run the operations plane alone: health model, SLOs, dashboard and the OTLP receiver, read over the network
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runUp(ctx, rest, getenv, stdout, stderr)
 	case "stamp":
 		return runStamp(ctx, rest, getenv, stdout, stderr)
+	case "host":
+		return runHost(ctx, rest, getenv, stdout, stderr)
 	case "edge":
 		return runEdge(ctx, rest, getenv, stdout, stderr)
 	case "pop":

@@ -87,6 +87,12 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "internal/release", only: []string{"internal/shop", "internal/httpapi", "internal/health"}},
 		{pkg: "internal/buildinfo", only: []string{}},
 		{pkg: "internal/artifact", only: []string{}},
+		// Child processes: the standard library only, so that every
+		// supervisor (the fleet, the host) runs them the same way.
+		{pkg: "internal/child", only: []string{}},
+		// A host runs stamps as processes and follows the releases: it
+		// never builds a stamp or a deployment itself.
+		{pkg: "internal/host", only: []string{"internal/artifact", "internal/buildinfo", "internal/child", "internal/release", "internal/store"}},
 	}
 	for _, r := range rules {
 		deps, ok := g[r.pkg]

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,6 +140,38 @@ func TestRelease(t *testing.T) {
 		}
 		if info.Version != testVersion {
 			t.Errorf("the extracted binary says it is %q, want %q", info.Version, testVersion)
+		}
+	})
+
+	t.Run("a cache extracts each digest once", func(t *testing.T) {
+		dir := t.TempDir()
+		reach := &gate{next: http.DefaultTransport}
+		cache := artifact.NewCache(dir, artifact.WithInsecure(), artifact.WithTransport(reach), artifact.WithTimeout(10*time.Second))
+		path, meta, err := cache.Binary(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantPath := filepath.Join(dir, meta.Digest, "contoso"); path != wantPath || meta.Version != testVersion {
+			t.Fatalf("cached at %s with version %q, want %s and %s", path, meta.Version, wantPath, testVersion)
+		}
+		if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, want) {
+			t.Fatalf("the cached binary differs from the built one (%v)", err)
+		}
+		// With the registry out of reach, the digest it holds is still
+		// answered; a new cache over the same directory does not trust
+		// a file it did not check, and fetches.
+		reach.closed.Store(true)
+		again, _, err := cache.Binary(ctx, ref)
+		if err != nil || again != path {
+			t.Fatalf("second call = %s, %v; want %s from the cache", again, err, path)
+		}
+		fresh := artifact.NewCache(dir, artifact.WithInsecure(), artifact.WithTransport(reach), artifact.WithTimeout(10*time.Second))
+		if _, _, err := fresh.Binary(ctx, ref); err == nil {
+			t.Fatal("a new cache answered without the registry")
+		}
+		tag := strings.SplitN(ref, "@", 2)[0] + ":" + testVersion
+		if _, _, err := cache.Binary(ctx, tag); !errors.Is(err, artifact.ErrNotByDigest) {
+			t.Errorf("a tag = %v, want ErrNotByDigest", err)
 		}
 	})
 
@@ -307,4 +340,17 @@ func BenchmarkBuildAndPush(b *testing.B) {
 	}
 	b.ReportMetric(float64(fi.Size()), "binary-bytes")
 	b.ReportMetric(float64(size), "layer-bytes")
+}
+
+// gate passes requests to next until closed.
+type gate struct {
+	next   http.RoundTripper
+	closed atomic.Bool
+}
+
+func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
+	if g.closed.Load() {
+		return nil, errors.New("the registry is out of reach")
+	}
+	return g.next.RoundTrip(r)
 }

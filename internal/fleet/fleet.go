@@ -30,8 +30,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/contoso/shoes/internal/artifact"
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/buildinfo"
+	"github.com/contoso/shoes/internal/child"
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/release"
@@ -111,13 +113,16 @@ type Fleet struct {
 	order  []string // the regions as configured; the first serves clients without a region
 	repl   int      // replicas of every asset
 
-	secrets, partner *proc
-	ops              *proc // the operations plane (contoso ops)
-	otlp             string
-	links            map[netsim.Pair]*link
-	registry         *registryView
-	front            *frontDoor // the dispatcher and the operations address; nil until started
-	agent            *agentRun  // the release agent; nil until started
+	secrets, partner *child.Process
+	// secretsURL and partnerURL are where the secret store and the partner
+	// stand-in listen, chosen once at start.
+	secretsURL, partnerURL string
+	ops                    *child.Process // the operations plane (contoso ops)
+	otlp                   string
+	links                  map[netsim.Pair]*link
+	registry               *registryView
+	front                  *frontDoor // the dispatcher and the operations address; nil until started
+	agent                  *agentRun  // the release agent; nil until started
 
 	mu      sync.Mutex // guards each region's stamps, release and binary, and the fields below
 	regions map[string]*region
@@ -130,31 +135,35 @@ type Fleet struct {
 	// a version absent runs the fleet's contoso binary.
 	releaseBins map[string]string
 
-	extractMu sync.Mutex        // serialises extractions; guards extracted
-	extracted map[string]string // image digest → the extracted binary's path
+	// releases holds the binaries of the images releases run, each
+	// extracted once per digest into <data>/releases/<digest>/.
+	releases *artifact.Cache
 }
 
 // region is one region's processes.
 type region struct {
 	name    string
-	nats    *proc
+	nats    *child.Process
 	natsCfg natsServer
 	// stamps are the region's stamp instances; stamps[0], its first, is
 	// kept (stopped or running) for the life of the fleet: its address is
 	// the one every other region's POP reaches through the link.
 	stamps []*stampProc
-	pop    *proc
+	pop    *child.Process
 	popURL string
 	popOps string
 	// release is the version the region's stamps started by the fleet
 	// itself (the first one, a revived one) run, and binary the program
 	// that runs it.
 	release, binary string
+	// handedOver is set once another supervisor carries the region's
+	// stamps (HandOver).
+	handedOver bool
 }
 
 // stampProc is one stamp instance's process and URL.
 type stampProc struct {
-	*proc
+	*child.Process
 	url     string
 	region  string
 	release string // the version it runs and announces
@@ -207,7 +216,12 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	}
 	cfg.Release = cmp.Or(cfg.Release, buildinfo.Version())
 	f := &Fleet{cfg: cfg, log: cfg.Logger, order: cfg.Regions, ports: newPortSet(), regions: map[string]*region{}, links: map[netsim.Pair]*link{}, repl: 3,
-		releaseBins: map[string]string{}, extracted: map[string]string{}}
+		releaseBins: map[string]string{}}
+	var pull []artifact.Option
+	if cfg.RegistryInsecure {
+		pull = append(pull, artifact.WithInsecure())
+	}
+	f.releases = artifact.NewCache(filepath.Join(cfg.DataDir, "releases"), pull...)
 	if len(cfg.Regions) == 1 {
 		f.repl = 1
 	}
@@ -238,14 +252,14 @@ func (f *Fleet) start(ctx context.Context) error {
 		return err
 	}
 	if err := each(slices.Collect(maps.Values(f.links)), func(l *link) error {
-		if err := l.server.start(ctx); err != nil {
+		if err := l.server.Start(ctx); err != nil {
 			return err
 		}
 		return l.setup()
 	}); err != nil {
 		return err
 	}
-	if err := each(f.regionList(), func(r *region) error { return r.nats.start(ctx) }); err != nil {
+	if err := each(f.regionList(), func(r *region) error { return r.nats.Start(ctx) }); err != nil {
 		return err
 	}
 	if err := f.provision(ctx); err != nil {
@@ -254,10 +268,10 @@ func (f *Fleet) start(ctx context.Context) error {
 	if err := f.startOps(ctx); err != nil {
 		return err
 	}
-	if err := each([]*proc{f.secrets, f.partner}, func(p *proc) error { return p.start(ctx) }); err != nil {
+	if err := each([]*child.Process{f.secrets, f.partner}, func(p *child.Process) error { return p.Start(ctx) }); err != nil {
 		return err
 	}
-	if err := each(f.regionList(), func(r *region) error { return r.stamps[0].start(ctx) }); err != nil {
+	if err := each(f.regionList(), func(r *region) error { return r.stamps[0].Start(ctx) }); err != nil {
 		return err
 	}
 	reg, err := watchRegistry(ctx, f.clientURLs(f.order[0]), f.users[store.RoleEdge], f.log)
@@ -268,7 +282,7 @@ func (f *Fleet) start(ctx context.Context) error {
 	if err := f.startAgent(); err != nil {
 		return err
 	}
-	if err := each(f.regionList(), func(r *region) error { return r.pop.start(ctx) }); err != nil {
+	if err := each(f.regionList(), func(r *region) error { return r.pop.Start(ctx) }); err != nil {
 		return err
 	}
 	if err := f.startFront(); err != nil {
@@ -311,8 +325,8 @@ func (f *Fleet) seedPath(r store.Role) string {
 }
 
 // newProc is a child process of the fleet with the common settings.
-func (f *Fleet) newProc(name, path string, args ...string) *proc {
-	return &proc{name: name, path: path, args: args, logDir: filepath.Join(f.cfg.DataDir, "logs"), startTimeout: f.cfg.StartTimeout}
+func (f *Fleet) newProc(name, path string, args ...string) *child.Process {
+	return &child.Process{Name: name, Path: path, Args: args, LogDir: filepath.Join(f.cfg.DataDir, "logs"), StartTimeout: f.cfg.StartTimeout}
 }
 
 // plan chooses every port and writes every process's command line and
@@ -347,8 +361,8 @@ func (f *Fleet) plan() error {
 			api := port()
 			l.api = fmt.Sprintf("http://127.0.0.1:%d", api)
 			l.server = f.newProc("link-"+pair.String(), f.bin.toxiproxy, "-host", "127.0.0.1", "-port", strconv.Itoa(api))
-			l.server.env = slices.Clone(f.cfg.Env)
-			l.server.check = httpOK(l.api+"/version", nil)
+			l.server.Env = slices.Clone(f.cfg.Env)
+			l.server.Check = httpOK(l.api+"/version", nil)
 			for _, ends := range [][2]*region{{f.regions[a], f.regions[b]}, {f.regions[b], f.regions[a]}} {
 				near, far := ends[0], ends[1]
 				l.channels = append(l.channels,
@@ -375,8 +389,8 @@ func (f *Fleet) plan() error {
 			return fmt.Errorf("nats-server %s: %w", name, err)
 		}
 		r.nats = f.newProc("nats-"+name, f.bin.nats, "-c", confPath)
-		r.nats.env = slices.Clone(f.cfg.Env)
-		r.nats.check = httpOK(fmt.Sprintf("http://127.0.0.1:%d/varz", r.natsCfg.monitor), nil)
+		r.nats.Env = slices.Clone(f.cfg.Env)
+		r.nats.Check = httpOK(fmt.Sprintf("http://127.0.0.1:%d/varz", r.natsCfg.monitor), nil)
 	}
 	values, err := deploy.LoadSecretValues(f.cfg.DataDir)
 	if err != nil {
@@ -384,21 +398,19 @@ func (f *Fleet) plan() error {
 	}
 	f.secrets = f.newProc("secrets", f.bin.contoso, "secrets", "--listen", fmt.Sprintf("127.0.0.1:%d", secretsPort),
 		"--values", values.Path(), "--token-file", deploy.SecretStoreTokenPath(f.cfg.DataDir))
-	f.secrets.line = true
+	f.secrets.Line = true
 	f.partner = f.newProc("partner", f.bin.contoso, "partner", "--listen", fmt.Sprintf("127.0.0.1:%d", partnerPort))
-	f.partner.line = true
+	f.partner.Line = true
 	apiKey, _ := values.Get(deploy.SecretPartnerAPIKey)
 	signingKey, _ := values.Get(deploy.SecretPartnerSigningKey)
-	f.partner.env = f.childEnv("CONTOSO_PARTNER_API_KEY="+apiKey, "CONTOSO_PARTNER_SIGNING_KEY="+signingKey)
-	f.secrets.env = f.childEnv()
-	secretsURL := fmt.Sprintf("http://127.0.0.1:%d", secretsPort)
-	partnerURL := fmt.Sprintf("http://127.0.0.1:%d", partnerPort)
-	f.secrets.fields = map[string]string{"url": secretsURL}
-	f.partner.fields = map[string]string{"url": partnerURL}
+	f.partner.Env = f.childEnv("CONTOSO_PARTNER_API_KEY="+apiKey, "CONTOSO_PARTNER_SIGNING_KEY="+signingKey)
+	f.secrets.Env = f.childEnv()
+	f.secretsURL = fmt.Sprintf("http://127.0.0.1:%d", secretsPort)
+	f.partnerURL = fmt.Sprintf("http://127.0.0.1:%d", partnerPort)
 	for _, name := range f.order {
 		r := f.regions[name]
 		r.stamps[0].region, r.stamps[0].release, r.stamps[0].binary = name, r.release, r.binary
-		r.stamps[0].proc = f.stampProc(r.stamps[0], 0, "", secretsURL, partnerURL)
+		r.stamps[0].Process = f.stampProc(r.stamps[0], 0, "")
 		r.pop = f.popProc(r)
 	}
 	return nil
@@ -410,31 +422,42 @@ func stampChannel(region string, i int) string { return "stamp-" + region + "-" 
 // stampProc is the process of s, its region's stamp instance i: s's
 // binary, running and announcing s's release, with an injected fault
 // (experiments only) when fault is not empty.
-func (f *Fleet) stampProc(s *stampProc, i int, fault, secretsURL, partnerURL string) *proc {
+func (f *Fleet) stampProc(s *stampProc, i int, fault string) *child.Process {
 	region := s.region
 	name, lkg := "stamp-"+region, filepath.Join(f.cfg.DataDir, "stamps", region, "secrets.lkg")
 	if i > 0 {
 		name = fmt.Sprintf("stamp-%s-%d", region, i)
 		lkg = filepath.Join(f.cfg.DataDir, "stamps", region, fmt.Sprintf("instance-%d.lkg", i))
 	}
-	args := []string{"stamp", "--region", region,
-		"--nats", fmt.Sprintf("nats://127.0.0.1:%d", f.regions[region].natsCfg.client), "--nats-nkey", f.seedPath(store.RoleStamp),
-		"--listen", hostOf(s.url), "--replicas", strconv.Itoa(f.repl), "--probe-interval", f.cfg.ProbeInterval.String(),
-		"--data", f.cfg.DataDir, "--secrets", secretsURL, "--secrets-token-file", deploy.SecretStoreTokenPath(f.cfg.DataDir),
-		"--lkg", lkg, "--partner", partnerURL + "/v1/orders", "--env", f.cfg.Environment, "--release", s.release}
+	args := []string{"stamp", "--region", region, "--listen", hostOf(s.url), "--env", f.cfg.Environment, "--release", s.release}
 	if fault != "" {
 		args = append(args, "--fault", fault)
 	}
-	p := f.newProc(name, s.binary, args...)
-	p.line = true
-	p.env = f.childEnv("CONTOSO_LKG_KEY="+f.keys.LKGKeyHex(), "CONTOSO_EDGE_CREDENTIAL="+f.keys.EdgeCredential)
-	p.check = httpOK(s.url+"/health/ready", nil)
+	p := f.newProc(name, s.binary, append(args, f.stampFlags(region, lkg)...)...)
+	p.Line = true
+	p.Env = f.stampEnv()
+	p.Check = httpOK(s.url+"/health/ready", nil)
 	return p
+}
+
+// stampFlags are the flags of every stamp of region besides those of the
+// instance itself (--region, --listen, --env, --release, --fault), with
+// lkg its last-known-good file.
+func (f *Fleet) stampFlags(region, lkg string) []string {
+	return []string{"--nats", fmt.Sprintf("nats://127.0.0.1:%d", f.regions[region].natsCfg.client), "--nats-nkey", f.seedPath(store.RoleStamp),
+		"--replicas", strconv.Itoa(f.repl), "--probe-interval", f.cfg.ProbeInterval.String(),
+		"--data", f.cfg.DataDir, "--secrets", f.secretsURL, "--secrets-token-file", deploy.SecretStoreTokenPath(f.cfg.DataDir),
+		"--lkg", lkg, "--partner", f.partnerURL + "/v1/orders"}
+}
+
+// stampEnv is the environment of every stamp.
+func (f *Fleet) stampEnv() []string {
+	return f.childEnv("CONTOSO_LKG_KEY="+f.keys.LKGKeyHex(), "CONTOSO_EDGE_CREDENTIAL="+f.keys.EdgeCredential)
 }
 
 // popProc is region r's POP: it reaches its own region's stamps directly
 // and every other region's first stamp through the link (--via).
-func (f *Fleet) popProc(r *region) *proc {
+func (f *Fleet) popProc(r *region) *child.Process {
 	var via []string
 	for _, other := range f.order {
 		if other == r.name {
@@ -455,9 +478,9 @@ func (f *Fleet) popProc(r *region) *proc {
 		args = append(args, "--client-burst", strconv.Itoa(f.cfg.ClientBurst))
 	}
 	p := f.newProc("pop-"+r.name, f.bin.contoso, args...)
-	p.line = true
-	p.env = f.childEnv("CONTOSO_EDGE_CREDENTIAL=" + f.keys.EdgeCredential)
-	p.check = f.popRoutesHome(r)
+	p.Line = true
+	p.Env = f.childEnv("CONTOSO_EDGE_CREDENTIAL=" + f.keys.EdgeCredential)
+	p.Check = f.popRoutesHome(r)
 	return p
 }
 
@@ -508,12 +531,12 @@ func (f *Fleet) childEnv(extra ...string) []string {
 func (f *Fleet) provision(ctx context.Context) error {
 	p := f.newProc("provision", f.bin.contoso, "store", "provision", "--nats", f.clientURLs(f.order[0]),
 		"--nats-nkey", f.seedPath(store.RoleAdmin), "--replicas", strconv.Itoa(f.repl), "--timeout", f.cfg.StartTimeout.String())
-	p.line = true
-	p.env = slices.Clone(f.cfg.Env)
-	if err := p.start(ctx); err != nil {
+	p.Line = true
+	p.Env = slices.Clone(f.cfg.Env)
+	if err := p.Start(ctx); err != nil {
 		return err
 	}
-	p.stop(stopGrace) // it exits by itself after its line
+	p.Stop(child.StopGrace) // it exits by itself after its line
 	return nil
 }
 
@@ -528,16 +551,16 @@ func (f *Fleet) Close() error {
 	if f.agent != nil {
 		f.agent.stop() // no release starts or stops a stamp from here on
 	}
-	var pops, stamps []*proc
-	var servers []*proc
+	var pops, stamps []*child.Process
+	var servers []*child.Process
 	f.mu.Lock()
 	for _, r := range f.regions {
 		if r.pop != nil {
 			pops = append(pops, r.pop)
 		}
 		for _, s := range r.stamps {
-			if s.proc != nil {
-				stamps = append(stamps, s.proc)
+			if s.Process != nil {
+				stamps = append(stamps, s.Process)
 			}
 		}
 		if r.nats != nil {
@@ -545,17 +568,17 @@ func (f *Fleet) Close() error {
 		}
 	}
 	for _, s := range f.retired {
-		stamps = append(stamps, s.proc)
+		stamps = append(stamps, s.Process)
 	}
 	f.mu.Unlock()
 	stopAll(pops)
 	stopAll(stamps)
-	stopAll(slices.DeleteFunc([]*proc{f.secrets, f.partner, f.ops}, func(p *proc) bool { return p == nil }))
+	stopAll(slices.DeleteFunc([]*child.Process{f.secrets, f.partner, f.ops}, func(p *child.Process) bool { return p == nil }))
 	if f.registry != nil {
 		f.registry.close()
 	}
 	stopAll(servers)
-	var links []*proc
+	var links []*child.Process
 	for _, l := range f.links {
 		if l.server != nil {
 			links = append(links, l.server)
@@ -565,10 +588,10 @@ func (f *Fleet) Close() error {
 	return nil
 }
 
-func stopAll(ps []*proc) {
+func stopAll(ps []*child.Process) {
 	var wg sync.WaitGroup
 	for _, p := range ps {
-		wg.Go(func() { p.stop(stopGrace) })
+		wg.Go(func() { p.Stop(child.StopGrace) })
 	}
 	wg.Wait()
 }
@@ -694,7 +717,7 @@ func (f *Fleet) ClientURLs(region string) string { return f.clientURLs(region) }
 // ServiceURLs maps "secrets" and "partner" (and "otlp" when the
 // operations plane runs) to their URLs.
 func (f *Fleet) ServiceURLs() map[string]string {
-	out := map[string]string{"secrets": f.secrets.field("url"), "partner": f.partner.field("url")}
+	out := map[string]string{"secrets": f.secretsURL, "partner": f.partnerURL}
 	if f.otlp != "" {
 		out["otlp"] = f.otlp
 	}
@@ -709,9 +732,9 @@ func (f *Fleet) Processes() map[string]map[string]int {
 	defer f.mu.Unlock()
 	out := map[string]map[string]int{}
 	for _, r := range f.regions {
-		m := map[string]int{"store": r.nats.pid(), "stamp": r.stamps[0].pid(), "pop": r.pop.pid()}
+		m := map[string]int{"store": r.nats.PID(), "stamp": r.stamps[0].PID(), "pop": r.pop.PID()}
 		for i, s := range r.stamps[1:] {
-			m[fmt.Sprintf("stamp-%d", i+1)] = s.pid()
+			m[fmt.Sprintf("stamp-%d", i+1)] = s.PID()
 		}
 		out[r.name] = m
 	}
@@ -722,9 +745,9 @@ func (f *Fleet) Processes() map[string]map[string]int {
 // named) to its process id.
 func (f *Fleet) AllProcesses() map[string]int {
 	out := map[string]int{}
-	add := func(p *proc) {
-		if p != nil && p.running() {
-			out[p.name] = p.pid()
+	add := func(p *child.Process) {
+		if p != nil && p.Running() {
+			out[p.Name] = p.PID()
 		}
 	}
 	add(f.secrets)
@@ -739,7 +762,7 @@ func (f *Fleet) AllProcesses() map[string]int {
 		add(r.nats)
 		add(r.pop)
 		for _, s := range r.stamps {
-			add(s.proc)
+			add(s.Process)
 		}
 	}
 	return out

@@ -57,14 +57,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startFleet starts a fleet of three regions for a test and stops it when
-// the test ends.
-func startFleet(t *testing.T) *fleet.Fleet {
+// startFleet starts a fleet of regions (none: the three default ones) for
+// a test and stops it when the test ends.
+func startFleet(t *testing.T, regions ...string) *fleet.Fleet {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f, err := fleet.Start(ctx, fleet.Config{
-		DataDir: t.TempDir(), BinDir: bins, Contoso: filepath.Join(bins, "contoso"),
+		Regions: regions, DataDir: t.TempDir(), BinDir: bins, Contoso: filepath.Join(bins, "contoso"),
 		OpsTrustLoopback: true, RegistryInsecure: true,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/chaos"
+	"github.com/contoso/shoes/internal/child"
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
@@ -36,8 +37,8 @@ func (f *Fleet) planOps(port func() int) {
 		args = append(args, "--registry-insecure")
 	}
 	f.ops = f.newProc("ops", f.bin.contoso, args...)
-	f.ops.line = true
-	f.ops.env = f.childEnv()
+	f.ops.Line = true
+	f.ops.Env = f.childEnv()
 	f.otlp = fmt.Sprintf("http://127.0.0.1:%d", otlp)
 }
 
@@ -45,7 +46,7 @@ func (f *Fleet) planOps(port func() int) {
 // a stamp announced with a health report, and its POP's status. Until
 // then, /ops/health would judge regions it has not heard from.
 func (f *Fleet) opsHeardAll(ctx context.Context) error {
-	return poll(ctx, "the operations plane to hear every region", func() error {
+	return child.Poll(ctx, "the operations plane to hear every region", func() error {
 		var regions struct {
 			Regions []struct {
 				Name   string   `json:"name"`
@@ -53,7 +54,7 @@ func (f *Fleet) opsHeardAll(ctx context.Context) error {
 				POP    bool     `json:"pop"`
 			} `json:"regions"`
 		}
-		if err := f.getJSON(ctx, f.ops.field("ops")+"/ops/regions", &regions); err != nil {
+		if err := f.getJSON(ctx, f.ops.Field("ops")+"/ops/regions", &regions); err != nil {
 			return err
 		}
 		heard := 0
@@ -70,7 +71,7 @@ func (f *Fleet) opsHeardAll(ctx context.Context) error {
 }
 
 // startOps starts the operations plane.
-func (f *Fleet) startOps(ctx context.Context) error { return f.ops.start(ctx) }
+func (f *Fleet) startOps(ctx context.Context) error { return f.ops.Start(ctx) }
 
 // frontDoor is the fleet's two addresses in the up process: the
 // dispatcher and the operations address.
@@ -155,9 +156,9 @@ func (f *Fleet) opsHandler(faults *chaos.Chaos) (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	faults.Routes(mux)
-	target, err := url.Parse(f.ops.field("ops"))
+	target, err := url.Parse(f.ops.Field("ops"))
 	if err != nil || target.Host == "" {
-		return nil, fmt.Errorf("the operations plane's ready line names no ops URL: %q", f.ops.field("ops"))
+		return nil, fmt.Errorf("the operations plane's ready line names no ops URL: %q", f.ops.Field("ops"))
 	}
 	plane := &httputil.ReverseProxy{
 		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target) },

@@ -10,6 +10,7 @@ import (
 	toxiproxy "github.com/Shopify/toxiproxy/v2/client"
 
 	"github.com/contoso/shoes/internal/chaos"
+	"github.com/contoso/shoes/internal/child"
 	"github.com/contoso/shoes/internal/netsim"
 )
 
@@ -35,7 +36,7 @@ type channel struct {
 // every byte. It is the chaos.Link of the pair.
 type link struct {
 	pair     netsim.Pair
-	server   *proc
+	server   *child.Process
 	api      string // http://127.0.0.1:port of the toxiproxy-server
 	base     time.Duration
 	off      bool // no latency at all (Config.NoLatency)

@@ -3,7 +3,6 @@ package fleet
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,16 +10,14 @@ import (
 	"github.com/contoso/shoes/internal/store"
 )
 
-// registryView follows the stamps registry (as the edge's user, which may
-// only read it), so the fleet can name the instance a process runs: a
-// stamp's registry id is made when it starts.
+// registryView is the fleet's own view of the store, as the edge's user
+// (which may read the stamps registry and the releases bucket, nothing
+// else): the registry, so the fleet can name the instance a process runs
+// (a stamp's registry id is made when it starts), and the connection its
+// release agent reads the release records through.
 type registryView struct {
-	nc     *nats.Conn
-	cancel context.CancelFunc
-	done   chan struct{}
-
-	mu    sync.Mutex        // guards byURL
-	byURL map[string]string // stamp URL → registry id
+	nc    *nats.Conn
+	index *store.RegistryIndex
 }
 
 func watchRegistry(ctx context.Context, urls string, seed []byte, log *slog.Logger) (*registryView, error) {
@@ -34,50 +31,18 @@ func watchRegistry(ctx context.Context, urls string, seed []byte, log *slog.Logg
 	}
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	reg, err := store.OpenRegistry(openCtx, store.Config{Conn: nc, Logger: log.With("component", "fleet-registry")})
+	index, err := store.FollowRegistry(openCtx, store.Config{Conn: nc, Logger: log.With("component", "fleet-registry")})
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	runCtx, stop := context.WithCancel(context.Background())
-	v := &registryView{nc: nc, cancel: stop, done: make(chan struct{}), byURL: map[string]string{}}
-	go func() {
-		defer close(v.done)
-		for runCtx.Err() == nil {
-			err := reg.Watch(runCtx, func(id string, e *store.StampEntry) {
-				v.mu.Lock()
-				defer v.mu.Unlock()
-				if e == nil {
-					for u, known := range v.byURL {
-						if known == id {
-							delete(v.byURL, u)
-						}
-					}
-					return
-				}
-				v.byURL[e.URL] = e.ID
-			}, nil)
-			if err != nil && runCtx.Err() == nil {
-				log.Warn("stamps registry watch ended; watching again", "error", err)
-				select {
-				case <-runCtx.Done():
-				case <-time.After(time.Second):
-				}
-			}
-		}
-	}()
-	return v, nil
+	return &registryView{nc: nc, index: index}, nil
 }
 
 // id is the registry id of the stamp at url; empty when it is unknown.
-func (v *registryView) id(url string) string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.byURL[url]
-}
+func (v *registryView) id(url string) string { return v.index.ID(url) }
 
 func (v *registryView) close() {
-	v.cancel()
-	<-v.done
+	v.index.Close()
 	v.nc.Close()
 }

@@ -4,13 +4,9 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
-	"strings"
 
-	"github.com/contoso/shoes/internal/artifact"
+	"github.com/contoso/shoes/internal/child"
 	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/store"
 )
@@ -91,13 +87,13 @@ func (l launcher) Start(ctx context.Context, spec release.Spec) (string, error) 
 		return "", fmt.Errorf("start stamp %s: %w", spec.Region, err)
 	}
 	s := &stampProc{url: fmt.Sprintf("http://127.0.0.1:%d", port), region: spec.Region, release: spec.Version, binary: binary, starting: true}
-	s.proc = f.stampProc(s, i, spec.Fault, f.secrets.field("url"), f.partner.field("url"))
-	s.check = f.announced(s.url)
+	s.Process = f.stampProc(s, i, spec.Fault)
+	s.Check = f.announced(s.url)
 	// Listed before it starts, so Close stops it even while it starts.
 	f.mu.Lock()
 	r.stamps = append(r.stamps, s)
 	f.mu.Unlock()
-	if err := s.start(ctx); err != nil {
+	if err := s.Start(ctx); err != nil {
 		f.mu.Lock()
 		r.stamps = slices.DeleteFunc(r.stamps, func(x *stampProc) bool { return x == s })
 		f.mu.Unlock()
@@ -124,14 +120,14 @@ func (f *Fleet) announced(url string) func(context.Context) error {
 // Stop drains the stamp process with registry id id: SIGTERM, upon which
 // the stamp leaves the registry, completes the requests in flight and
 // stops its processor (what it had not acknowledged is redelivered to
-// another stamp); after stopGrace it is killed. It returns once the
+// another stamp); after child.StopGrace it is killed. It returns once the
 // process is gone, with an error unless it exited with status 0.
 func (l launcher) Stop(ctx context.Context, id string) error {
 	f := l.Fleet
 	f.mu.Lock()
 	var victim *stampProc
 	for _, r := range f.regions {
-		i := slices.IndexFunc(r.stamps, func(s *stampProc) bool { return !s.starting && s.running() && f.stampID(s) == id })
+		i := slices.IndexFunc(r.stamps, func(s *stampProc) bool { return !s.starting && s.Running() && f.stampID(s) == id })
 		if i < 0 {
 			continue
 		}
@@ -153,8 +149,8 @@ func (l launcher) Stop(ctx context.Context, id string) error {
 	if victim == nil {
 		return fmt.Errorf("stop stamp %s: no such stamp process", id)
 	}
-	if err := victim.drain(ctx, stopGrace); err != nil {
-		return fmt.Errorf("stop stamp %s (%s): %w", id, victim.name, err)
+	if err := victim.Drain(ctx, child.StopGrace); err != nil {
+		return fmt.Errorf("stop stamp %s (%s): %w", id, victim.Name, err)
 	}
 	return nil
 }
@@ -168,7 +164,7 @@ func (l launcher) Running() []release.Instance {
 	var out []release.Instance
 	for _, r := range f.regions {
 		for _, s := range r.stamps {
-			if s.starting || !s.running() {
+			if s.starting || !s.Running() {
 				continue
 			}
 			if id := f.stampID(s); id != "" {
@@ -192,7 +188,7 @@ func (f *Fleet) stampID(s *stampProc) string {
 // region's release and binary; f.mu is held.
 func (f *Fleet) baseStamp(r *region, url string) *stampProc {
 	s := &stampProc{url: url, region: r.name, release: r.release, binary: r.binary}
-	s.proc = f.stampProc(s, 0, "", f.secrets.field("url"), f.partner.field("url"))
+	s.Process = f.stampProc(s, 0, "")
 	return s
 }
 
@@ -207,41 +203,20 @@ func (f *Fleet) settled(region, version string) {
 		return
 	}
 	r.release, r.binary = version, cmp.Or(f.releaseBins[version], f.bin.contoso)
-	if first := r.stamps[0]; !first.running() {
+	if first := r.stamps[0]; !first.Running() {
 		r.stamps[0] = f.baseStamp(r, first.url)
 	}
 	f.log.Info("release settled", "region", region, "release", version, "binary", r.binary)
 }
 
-var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-
-// extract writes the binary of image (REPOSITORY@sha256:...) to
-// <data>/releases/<digest>/contoso, once per digest, and returns its path.
+// extract is the binary of image (REPOSITORY@sha256:...), extracted
+// once per digest to <data>/releases/<digest>/contoso.
 func (f *Fleet) extract(ctx context.Context, image string) (string, error) {
-	_, digest, _ := strings.Cut(image, "@")
-	if !digestRE.MatchString(digest) {
-		return "", fmt.Errorf("image %q is not referenced by a sha256 digest", image)
-	}
-	f.extractMu.Lock()
-	defer f.extractMu.Unlock()
-	if path, ok := f.extracted[digest]; ok {
-		return path, nil
-	}
-	dir := filepath.Join(f.cfg.DataDir, "releases", digest)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("extract %s: %w", image, err)
-	}
-	var opts []artifact.Option
-	if f.cfg.RegistryInsecure {
-		opts = append(opts, artifact.WithInsecure())
-	}
-	path := filepath.Join(dir, "contoso")
-	meta, err := artifact.Extract(ctx, image, path, opts...)
+	path, meta, err := f.releases.Binary(ctx, image)
 	if err != nil {
 		return "", err
 	}
-	f.extracted[digest] = path
-	f.log.Info("release binary extracted", "image", image, "version", meta.Version, "path", path)
+	f.log.Info("release binary ready", "image", image, "version", meta.Version, "path", path)
 	return path, nil
 }
 
@@ -266,13 +241,13 @@ func (f *Fleet) Stamps() []Stamp {
 	defer f.mu.Unlock()
 	var out []Stamp
 	add := func(s *stampProc) {
-		if !s.ran() {
+		if !s.Ran() {
 			return
 		}
-		st := Stamp{Region: s.region, ID: f.stampID(s), Release: s.release, Binary: s.binary, PID: s.lastPID(), Running: s.running()}
+		st := Stamp{Region: s.region, ID: f.stampID(s), Release: s.release, Binary: s.binary, PID: s.LastPID(), Running: s.Running()}
 		if !st.Running {
 			st.Exit = "exit status 0"
-			if err := s.exitErr(); err != nil {
+			if err := s.ExitErr(); err != nil {
 				st.Exit = err.Error()
 			}
 		}
@@ -289,9 +264,10 @@ func (f *Fleet) Stamps() []Stamp {
 	return out
 }
 
-// regionUp reports whether a region's store server runs: a lost region's
-// agent is lost with it, so nothing starts there until it is revived.
+// regionUp reports whether the fleet's agent acts on a region: its store
+// server runs (a lost region's agent is lost with it, so nothing starts
+// there until it is revived) and no other supervisor carries its stamps.
 func (f *Fleet) regionUp(name string) bool {
 	r, err := f.region(name)
-	return err == nil && r.nats != nil && r.nats.running()
+	return err == nil && r.nats != nil && r.nats.Running() && !f.handedOver(name)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/chaos"
+	"github.com/contoso/shoes/internal/child"
 	"github.com/contoso/shoes/internal/partner"
 )
 
@@ -50,11 +51,11 @@ func (f *Fleet) KillRegion(name string) error {
 	stamps := r.stamps
 	r.stamps = r.stamps[:1]
 	f.mu.Unlock()
-	all := []*proc{r.pop, r.nats}
+	all := []*child.Process{r.pop, r.nats}
 	for _, s := range stamps {
-		all = append(all, s.proc)
+		all = append(all, s.Process)
 	}
-	_ = each(all, func(p *proc) error { p.kill(); return nil })
+	_ = each(all, func(p *child.Process) error { p.Kill(); return nil })
 	return nil
 }
 
@@ -67,13 +68,16 @@ func (f *Fleet) ReviveRegion(ctx context.Context, name string) error {
 		return fmt.Errorf("revive region: %w", err)
 	}
 	f.mu.Lock()
-	first := r.stamps[0].proc
+	parts := []*child.Process{r.nats, r.stamps[0].Process, r.pop}
+	if r.handedOver {
+		parts = []*child.Process{r.nats, r.pop} // its stamps are another supervisor's
+	}
 	f.mu.Unlock()
-	for _, p := range []*proc{r.nats, first, r.pop} {
-		if p.running() {
+	for _, p := range parts {
+		if p.Running() {
 			continue
 		}
-		if err := p.start(ctx); err != nil {
+		if err := p.Start(ctx); err != nil {
 			return fmt.Errorf("revive region %s: %w", name, err)
 		}
 	}
@@ -87,7 +91,7 @@ func (f *Fleet) StopServer(name string) error {
 	if err != nil {
 		return fmt.Errorf("stop server: %w", err)
 	}
-	r.nats.kill()
+	r.nats.Kill()
 	return nil
 }
 
@@ -97,10 +101,10 @@ func (f *Fleet) StartServer(name string) error {
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
-	if r.nats.running() {
+	if r.nats.Running() {
 		return nil
 	}
-	return r.nats.start(context.Background())
+	return r.nats.Start(context.Background())
 }
 
 // Link is the link between two regions: every proxy between them, both
@@ -116,13 +120,13 @@ func (f *Fleet) Link(a, b string) (chaos.Link, error) {
 // it again.
 func (f *Fleet) SetSecretStore(up bool) {
 	if !up {
-		f.secrets.stop(stopGrace)
+		f.secrets.Stop(child.StopGrace)
 		return
 	}
-	if f.secrets.running() {
+	if f.secrets.Running() {
 		return
 	}
-	if err := f.secrets.start(context.Background()); err != nil {
+	if err := f.secrets.Start(context.Background()); err != nil {
 		f.log.Error("secret store did not start again", "error", err)
 	}
 }
@@ -133,7 +137,7 @@ func (f *Fleet) SetPartner(mode string, delay time.Duration) error {
 		return fmt.Errorf("partner mode %q", mode)
 	}
 	body, _ := json.Marshal(map[string]any{"mode": mode, "delayMs": delay.Milliseconds()})
-	return f.call(context.Background(), http.MethodPut, f.partner.field("url")+"/v1/mode", body, false)
+	return f.call(context.Background(), http.MethodPut, f.partnerURL+"/v1/mode", body, false)
 }
 
 // SetDrained drains (or restores) every running stamp instance of the
@@ -150,7 +154,7 @@ func (f *Fleet) SetDrained(name string, drained bool) error {
 	n := 0
 	var errs []error
 	for _, s := range f.stampsOf(r) {
-		if !s.running() {
+		if !s.Running() {
 			continue
 		}
 		n++
@@ -172,7 +176,7 @@ func (f *Fleet) KillInstance(name string) (string, error) {
 	f.mu.Lock()
 	var victim *stampProc
 	for i := len(r.stamps) - 1; i >= 0; i-- {
-		if r.stamps[i].running() {
+		if r.stamps[i].Running() {
 			victim = r.stamps[i]
 			if i > 0 {
 				r.stamps = append(r.stamps[:i], r.stamps[i+1:]...)
@@ -185,9 +189,9 @@ func (f *Fleet) KillInstance(name string) (string, error) {
 		return "", fmt.Errorf("kill instance: region %q has no running instance", name)
 	}
 	id := f.registry.id(victim.url)
-	victim.kill()
+	victim.Kill()
 	if id == "" {
-		id = victim.name
+		id = victim.Name
 	}
 	return id, nil
 }
@@ -213,8 +217,8 @@ func (f *Fleet) AddInstance(ctx context.Context, name string) (string, error) {
 	f.mu.Lock()
 	s := &stampProc{url: url, region: name, release: r.release, binary: r.binary}
 	f.mu.Unlock()
-	s.proc = f.stampProc(s, i, "", f.secrets.field("url"), f.partner.field("url"))
-	if err := s.start(ctx); err != nil {
+	s.Process = f.stampProc(s, i, "")
+	if err := s.Start(ctx); err != nil {
 		return "", fmt.Errorf("add instance: %w", err)
 	}
 	f.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -39,6 +40,13 @@ type AgentConfig struct {
 	// Hosts reports whether this agent starts the instances of a region;
 	// nil: every region.
 	Hosts func(region string) bool
+	// Instances, when more than zero, is how many instances of each
+	// version the agent keeps in a region it hosts, whatever the region's
+	// desired count of that version, as long as it is not zero: an agent
+	// of one host among several that carry a region runs its own share
+	// (the controller's counts are the whole region's). A version desired
+	// at zero is drained all the same. Zero: the desired counts.
+	Instances int
 	// Settled is called once with the version a release left running, when
 	// it ends (the new version when done, the old one after a rollback):
 	// what later instances of the deployment should run. Nil: none.
@@ -99,9 +107,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// current reads the release under way; nil when there is none.
-func (a *Agent) current(ctx context.Context) (*Record, error) {
-	data, _, err := a.cfg.Records.Load(ctx, keyCurrent)
+// loadCurrent reads the current release (under way or the last one
+// ended); nil when there was none.
+func loadCurrent(ctx context.Context, records Records) (*Record, error) {
+	data, _, err := records.Load(ctx, keyCurrent)
 	if err != nil || data == nil {
 		return nil, err
 	}
@@ -111,7 +120,7 @@ func (a *Agent) current(ctx context.Context) (*Record, error) {
 	if err := json.Unmarshal(data, &cur); err != nil {
 		return nil, fmt.Errorf("current release: %w", err)
 	}
-	rdata, _, err := a.cfg.Records.Load(ctx, keyPrefix+cur.ID)
+	rdata, _, err := records.Load(ctx, keyPrefix+cur.ID)
 	if err != nil || rdata == nil {
 		return nil, err
 	}
@@ -125,7 +134,7 @@ func (a *Agent) hosts(region string) bool { return a.cfg.Hosts == nil || a.cfg.H
 // retired that was slow to stop is stopped still.
 func (a *Agent) reconcile(ctx context.Context) error {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	r, err := a.current(lctx)
+	r, err := loadCurrent(lctx, a.cfg.Records)
 	cancel()
 	if err != nil || r == nil {
 		return err
@@ -161,6 +170,9 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			continue
 		}
 		for version, want := range versions {
+			if a.cfg.Instances > 0 && want > 0 {
+				want = a.cfg.Instances
+			}
 			k := [2]string{region, version}
 			var live []string
 			for _, id := range running[k] {
@@ -225,4 +237,54 @@ func (a *Agent) stop(ctx context.Context, id, release string) {
 		return
 	}
 	a.log.Info("release: instance drained and stopped", "release", release, "instance", id)
+}
+
+// Left is what region runs by the releases' account: the version the last
+// release left there (its new version when done, the old one after a
+// rollback or a failure) or, while one is under way, the version it
+// started from; with the image (REF@sha256:...) a done release of an
+// image brought that version from, else an empty Image. ok is false when
+// no release has named region. A supervisor that starts stamps by itself
+// (after a restart, say) starts them of this version, so that the agent
+// does not take them for a retired version's and drain them.
+func Left(ctx context.Context, records Records, region string) (spec Spec, ok bool, err error) {
+	r, err := loadCurrent(ctx, records)
+	if err != nil || r == nil {
+		return Spec{}, false, err
+	}
+	from, named := r.From[region]
+	if !named {
+		return Spec{}, false, nil
+	}
+	if r.Phase == PhaseDone {
+		return Spec{Region: region, Version: r.Version, Image: r.Image}, true, nil
+	}
+	spec = Spec{Region: region, Version: from}
+	// The old version's image, if a release of an image brought it: the
+	// last such release that ended done.
+	keys, err := records.Keys(ctx)
+	if err != nil {
+		return Spec{}, false, fmt.Errorf("releases of %s: %w", from, err)
+	}
+	var last time.Time
+	for _, k := range keys {
+		if !strings.HasPrefix(k, keyPrefix) || k == keyPrefix+r.ID {
+			continue
+		}
+		data, _, err := records.Load(ctx, k)
+		if err != nil {
+			return Spec{}, false, fmt.Errorf("releases of %s: %w", from, err)
+		}
+		if data == nil {
+			continue
+		}
+		past, err := decodeRecord(data)
+		if err != nil {
+			return Spec{}, false, fmt.Errorf("releases of %s: %w", from, err)
+		}
+		if past.Phase == PhaseDone && past.Version == from && past.Image != "" && !past.EndedAt.Before(last) {
+			spec.Image, last = past.Image, past.EndedAt
+		}
+	}
+	return spec, true, nil
 }

@@ -20,8 +20,10 @@
 //     point of presence follows, and declares how many instances of each
 //     version every region should run (Record.Desired).
 //   - Agent runs wherever stamps are started (in `contoso up`, in the
-//     supervisor of `up --processes`): it reads the current record and
-//     starts or drains instances until what runs matches what is desired.
+//     supervisor of `up --processes`, in `contoso host` on each host of a
+//     region): it reads the current record and starts or drains instances
+//     until what runs matches what is desired, or, on a host that carries
+//     a fixed part of a region, its own share of it (AgentConfig.Instances).
 //   - Judge is the gate, a pure function of two Readings.
 //
 // What it reads and writes comes in through small interfaces (Records,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -156,4 +157,73 @@ func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry),
 // RegistryID makes the registry id of an instance of region.
 func RegistryID(region, instance string) string {
 	return region + "." + strings.ReplaceAll(instance, ".", "-")
+}
+
+// RegistryIndex follows the stamps registry and knows each running stamp
+// instance's id by the URL it announces: how a supervisor of stamp
+// processes names the instance a process runs (a stamp makes its id when
+// it starts). A watch that ends is set up again after a second.
+type RegistryIndex struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex        // guards byURL
+	byURL map[string]string // stamp URL → registry id
+}
+
+// FollowRegistry opens the registry through cfg's connection, retrying
+// until ctx is done as OpenRegistry does, and follows it until Close.
+// Only cfg's Conn and Logger are used.
+func FollowRegistry(ctx context.Context, cfg Config) (*RegistryIndex, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	reg, err := OpenRegistry(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	x := &RegistryIndex{cancel: stop, done: make(chan struct{}), byURL: map[string]string{}}
+	go func() {
+		defer close(x.done)
+		for runCtx.Err() == nil {
+			err := reg.Watch(runCtx, x.apply, nil)
+			if err != nil && runCtx.Err() == nil {
+				cfg.Logger.Warn("stamps registry watch ended; watching again", "error", err)
+				select {
+				case <-runCtx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}()
+	return x, nil
+}
+
+func (x *RegistryIndex) apply(id string, e *StampEntry) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e == nil {
+		for u, known := range x.byURL {
+			if known == id {
+				delete(x.byURL, u)
+			}
+		}
+		return
+	}
+	x.byURL[e.URL] = e.ID
+}
+
+// ID is the registry id of the stamp that announces url; empty when none
+// does.
+func (x *RegistryIndex) ID(url string) string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.byURL[url]
+}
+
+// Close stops following the registry; the connection stays open.
+func (x *RegistryIndex) Close() {
+	x.cancel()
+	<-x.done
 }

@@ -168,6 +168,48 @@ func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
 	t.Logf("an unrefreshed entry disappeared %s after the watcher saw it", took)
 }
 
+// A registry index names the stamp that announces a URL, and forgets it
+// when it leaves.
+func TestRegistryIndexNamesTheStampAtAURL(t *testing.T) {
+	c := storetest.NewCluster(t, "a")
+	st, nc := c.MustOpen(t, 0)
+	ctx := t.Context()
+	x, err := store.FollowRegistry(ctx, store.Config{Conn: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	now := time.Now()
+	for _, e := range []store.StampEntry{
+		{ID: "a.1", Region: "a", URL: "http://10.0.0.1:8081", StartedAt: now, HeartbeatAt: now},
+		{ID: "a.2", Region: "a", URL: "http://10.0.0.1:8082", StartedAt: now, HeartbeatAt: now},
+	} {
+		if err := st.Heartbeat(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll := func(url, want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for x.ID(url) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("ID(%s) = %q, want %q", url, x.ID(url), want)
+			}
+			time.Sleep(20 * time.Millisecond) // polling the index, with a deadline
+		}
+	}
+	poll("http://10.0.0.1:8081", "a.1")
+	poll("http://10.0.0.1:8082", "a.2")
+	if err := st.Deregister(ctx, "a.1"); err != nil {
+		t.Fatal(err)
+	}
+	poll("http://10.0.0.1:8081", "")
+	poll("http://10.0.0.1:8082", "a.2")
+	if id := x.ID("http://10.0.0.1:9999"); id != "" {
+		t.Errorf("ID of a URL no stamp announces = %q", id)
+	}
+}
+
 // Reads of orders, carts and idempotency records go to a stream's leader.
 // While a bucket has no leader (its leader's server lost, an election not
 // yet won), a read waits for one within the write budget: the caller sees

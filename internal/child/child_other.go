@@ -1,11 +1,11 @@
 //go:build unix && !linux
 
-package fleet
+package child
 
 import "syscall"
 
 // sysProcAttr puts a child in its own process group. Only Linux can tie a
-// child's life to the fleet's process; elsewhere a fleet killed with
+// child's life to the supervisor's process; elsewhere a supervisor killed with
 // SIGKILL leaves its children running.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
