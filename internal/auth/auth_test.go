@@ -682,7 +682,12 @@ func TestLoadOrCreateIssuerConcurrently(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			kids[i] = onlyJWK(t, iss.JWKS()).Kid
+			k, err := parseOnlyJWK(iss.JWKS())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			kids[i] = k.Kid
 		})
 	}
 	wg.Wait()
@@ -742,14 +747,23 @@ type devJWK struct {
 
 func onlyJWK(t testing.TB, doc []byte) devJWK {
 	t.Helper()
-	var set struct{ Keys []devJWK }
-	if err := json.Unmarshal(doc, &set); err != nil {
+	k, err := parseOnlyJWK(doc)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(set.Keys) != 1 {
-		t.Fatalf("JWKS has %d keys, want 1: %s", len(set.Keys), doc)
+	return k
+}
+
+// parseOnlyJWK is onlyJWK returning its error, for goroutines.
+func parseOnlyJWK(doc []byte) (devJWK, error) {
+	var set struct{ Keys []devJWK }
+	if err := json.Unmarshal(doc, &set); err != nil {
+		return devJWK{}, fmt.Errorf("decode JWKS: %w", err)
 	}
-	return set.Keys[0]
+	if len(set.Keys) != 1 {
+		return devJWK{}, fmt.Errorf("JWKS has %d keys, want 1: %s", len(set.Keys), doc)
+	}
+	return set.Keys[0], nil
 }
 
 func decodeToken(t testing.TB, tok string) (header, payload map[string]any) {
