@@ -6,12 +6,27 @@ import (
 	"testing"
 )
 
+// FuzzDecodeAttestation: what decodeAttestation accepts is complete and
+// re-encodes to JSON that decodes to the same attestation. The valid seeds
+// are accepted and the others refused.
 func FuzzDecodeAttestation(f *testing.F) {
-	f.Add([]byte(`{"digest":"sha256:` + strings.Repeat("ab", 32) + `","env":"dev","profile":"ci","passed":true,"experiments":7,"at":"2026-05-04T01:02:01Z","by":"ci"}`))
-	f.Add([]byte(`{"digest":"sha256:` + strings.Repeat("ab", 32) + `","env":"dev","profile":"ci","passed":false,"experiments":0,"at":"2026-05-04T01:02:01Z","future":1}`))
-	f.Add([]byte(`{"digest":"sha256:abc","env":"dev","profile":"ci","at":"2026-05-04T01:02:01Z"}`))
-	f.Add([]byte(`{} {}`))
-	f.Add([]byte(`null`))
+	for _, tc := range []struct {
+		json  string
+		valid bool
+	}{
+		{`{"digest":"sha256:` + strings.Repeat("ab", 32) + `","env":"dev","profile":"ci","passed":true,"experiments":7,"at":"2026-05-04T01:02:01Z","by":"ci"}`, true},
+		{`{"digest":"sha256:` + strings.Repeat("ab", 32) + `","env":"dev","profile":"ci","passed":false,"experiments":0,"at":"2026-05-04T01:02:01Z","future":1}`, true},
+		{`{"digest":"sha256:abc","env":"dev","profile":"ci","at":"2026-05-04T01:02:01Z"}`, false},
+		{`{"digest":"sha256:` + strings.Repeat("ab", 32) + `","env":"dev","profile":"ci","experiments":-1,"at":"2026-05-04T01:02:01Z"}`, false},
+		{`{"digest":"sha256:` + strings.Repeat("ab", 32) + `","env":"dev","profile":"ci"}`, false},
+		{`{} {}`, false},
+		{`null`, false},
+	} {
+		if _, err := decodeAttestation([]byte(tc.json)); (err == nil) != tc.valid {
+			f.Fatalf("decodeAttestation(%s) = %v; valid: %v", tc.json, err, tc.valid)
+		}
+		f.Add([]byte(tc.json))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := decodeAttestation(b)
 		if err != nil {
@@ -32,14 +47,31 @@ func FuzzDecodeAttestation(f *testing.F) {
 	})
 }
 
+// FuzzDigestRef: a reference digestRef accepts names a sha256 digest, over
+// plain HTTP only on loopback, and prints as a reference that parses to
+// itself. The valid seeds are accepted and the others refused.
 func FuzzDigestRef(f *testing.F) {
-	f.Add("127.0.0.1:5000/contoso/shoes@sha256:"+strings.Repeat("ab", 32), true)
-	f.Add("contoso.azurecr.io/contoso/shoes@sha256:"+strings.Repeat("01", 32), false)
-	f.Add("contoso.azurecr.io/contoso/shoes:v1.4.0@sha256:"+strings.Repeat("01", 32), false)
-	f.Add("[::1]:5000/contoso/shoes@sha256:"+strings.Repeat("ab", 32), true)
-	f.Add("127.0.0.1:5000/contoso/shoes:v1.4.0", true)
-	f.Add("registry.example.com/x@sha256:"+strings.Repeat("ab", 32), true)
-	f.Add("@@", false)
+	for _, tc := range []struct {
+		ref             string
+		insecure, valid bool
+	}{
+		{"127.0.0.1:5000/contoso/shoes@sha256:" + strings.Repeat("ab", 32), true, true},
+		{"contoso.azurecr.io/contoso/shoes@sha256:" + strings.Repeat("01", 32), false, true},
+		{"contoso.azurecr.io/contoso/shoes:v1.4.0@sha256:" + strings.Repeat("01", 32), false, true},
+		{"[::1]:5000/contoso/shoes@sha256:" + strings.Repeat("ab", 32), true, true},
+		{"127.0.0.1:5000/contoso/shoes:v1.4.0", true, false},
+		{"registry.example.com/x@sha256:" + strings.Repeat("ab", 32), true, false},
+		{"contoso.azurecr.io/contoso/shoes@sha256:" + strings.Repeat("ab", 31), false, false},
+		{"contoso.azurecr.io/contoso/shoes@sha512:" + strings.Repeat("ab", 64), false, false},
+		{"@@", false, false},
+	} {
+		o := newOptions(nil)
+		o.insecure = tc.insecure
+		if _, err := o.digestRef(tc.ref); (err == nil) != tc.valid {
+			f.Fatalf("digestRef(%q) with insecure %v = %v; valid: %v", tc.ref, tc.insecure, err, tc.valid)
+		}
+		f.Add(tc.ref, tc.insecure)
+	}
 	f.Fuzz(func(t *testing.T, ref string, insecure bool) {
 		o := newOptions(nil)
 		o.insecure = insecure

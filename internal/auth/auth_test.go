@@ -15,11 +15,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -682,7 +684,12 @@ func TestLoadOrCreateIssuerConcurrently(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			kids[i] = onlyJWK(t, iss.JWKS()).Kid
+			k, err := parseOnlyJWK(iss.JWKS())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			kids[i] = k.Kid
 		})
 	}
 	wg.Wait()
@@ -742,14 +749,23 @@ type devJWK struct {
 
 func onlyJWK(t testing.TB, doc []byte) devJWK {
 	t.Helper()
-	var set struct{ Keys []devJWK }
-	if err := json.Unmarshal(doc, &set); err != nil {
+	k, err := parseOnlyJWK(doc)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(set.Keys) != 1 {
-		t.Fatalf("JWKS has %d keys, want 1: %s", len(set.Keys), doc)
+	return k
+}
+
+// parseOnlyJWK is onlyJWK returning its error, for goroutines.
+func parseOnlyJWK(doc []byte) (devJWK, error) {
+	var set struct{ Keys []devJWK }
+	if err := json.Unmarshal(doc, &set); err != nil {
+		return devJWK{}, fmt.Errorf("decode JWKS: %w", err)
 	}
-	return set.Keys[0]
+	if len(set.Keys) != 1 {
+		return devJWK{}, fmt.Errorf("JWKS has %d keys, want 1: %s", len(set.Keys), doc)
+	}
+	return set.Keys[0], nil
 }
 
 func decodeToken(t testing.TB, tok string) (header, payload map[string]any) {
@@ -1008,15 +1024,22 @@ var fuzzDetails = map[string]bool{
 	"invalid token":                     true,
 }
 
+// FuzzVerify: whatever Verify accepts carries the subject, expiry and
+// admin role its payload, decoded here on its own, says, and expires after
+// now; whatever it refuses is refused with one of the fixed client-safe
+// details. The valid seeds verify and the broken ones do not.
 func FuzzVerify(f *testing.F) {
 	ecKey := newECSigner(f, "ec-1")
 	rsaKey := newRSASigner(f, "rsa-1")
 	v := newVerifier(f, auth.VerifierConfig{JWKS: jwksOf(f, ecKey, rsaKey)})
 
 	valid := ecKey.sign(f, claims(set("roles", []string{"admin"})))
-	for _, seed := range []string{
-		valid,
-		rsaKey.sign(f, claims()),
+	good := map[string]auth.Claims{
+		valid:                    {Subject: "user-1", Admin: true, ExpiresAt: t0.Add(time.Hour)},
+		rsaKey.sign(f, claims()): {Subject: "user-1", ExpiresAt: t0.Add(time.Hour)},
+		ecKey.sign(f, claims(set("roles", "admin"), set("sub", "ü"))): {Subject: "ü", ExpiresAt: t0.Add(time.Hour)},
+	}
+	bad := []string{
 		ecKey.sign(f, claims(set("exp", t0.Add(-time.Hour).Unix()))),
 		ecKey.sign(f, claims(del("sub"))),
 		ecKey.sign(f, claims(set("exp", 1e300), set("nbf", -1e300))),
@@ -1027,13 +1050,30 @@ func FuzzVerify(f *testing.F) {
 		"", "abc", "a.b.c", "..", "e30.e30.", "eyJhbGciOiJFUzI1NiJ9.e30.AA",
 		"Bearer " + valid,
 		strings.Repeat("A", 9<<10),
-	} {
-		f.Add(seed)
+	}
+	for tok, want := range good {
+		if got, err := v.Verify(context.Background(), tok); err != nil || got != want {
+			f.Fatalf("valid seed %q: Verify = %+v, %v; want %+v", tok, got, err, want)
+		}
+		f.Add(tok)
+	}
+	for _, tok := range bad {
+		if got, err := v.Verify(context.Background(), tok); err == nil {
+			f.Fatalf("broken seed %q verified: %+v", tok, got)
+		}
+		f.Add(tok)
 	}
 	f.Fuzz(func(t *testing.T, token string) {
 		got, err := v.Verify(context.Background(), token)
 		if err == nil {
-			if got.Subject == "" || got.ExpiresAt.IsZero() {
+			want, err := payloadClaims(token)
+			if err != nil {
+				t.Fatalf("Verify(%q) accepted a token whose payload does not decode: %v", token, err)
+			}
+			if got.Subject != want.Subject || got.Admin != want.Admin || got.ExpiresAt.Unix() != want.ExpiresAt.Unix() {
+				t.Fatalf("Verify(%q) = %+v; its payload says %+v", token, got, want)
+			}
+			if got.Subject == "" || !got.ExpiresAt.After(t0) {
 				t.Fatalf("Verify(%q) = %+v without an error", token, got)
 			}
 			return
@@ -1046,6 +1086,35 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("Verify(%q) error detail %q is not one of the fixed, client-safe details", token, se.Detail)
 		}
 	})
+}
+
+// payloadClaims reads the claims Verify reports straight from a compact
+// JWS's payload, without checking anything: sub, exp (whole seconds) and
+// whether roles is a list of strings holding "admin".
+func payloadClaims(token string) (auth.Claims, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return auth.Claims{}, fmt.Errorf("%d parts", len(parts))
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return auth.Claims{}, fmt.Errorf("payload: %w", err)
+	}
+	var p struct {
+		Sub   string          `json:"sub"`
+		Exp   json.Number     `json:"exp"`
+		Roles json.RawMessage `json:"roles"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return auth.Claims{}, fmt.Errorf("payload: %w", err)
+	}
+	exp, err := p.Exp.Float64()
+	if err != nil {
+		return auth.Claims{}, fmt.Errorf("exp: %w", err)
+	}
+	var roles []string
+	_ = json.Unmarshal(p.Roles, &roles)
+	return auth.Claims{Subject: p.Sub, Admin: slices.Contains(roles, "admin"), ExpiresAt: time.Unix(int64(math.Floor(exp)), 0).UTC()}, nil
 }
 
 // Example output for a reader of the tests: a minted token and the claims

@@ -63,6 +63,10 @@ var (
 	}
 )
 
+// FuzzDecodeSpec: whatever DecodeSpec accepts is a spec by the rules
+// stated independently above, and its canonical form decodes to itself;
+// whatever it refuses is refused as invalid. The valid seeds are accepted
+// and the others refused.
 func FuzzDecodeSpec(f *testing.F) {
 	for _, s := range []string{
 		`{"fault":"region-outage","target":"eastus","duration":"30s"}`,
@@ -70,6 +74,13 @@ func FuzzDecodeSpec(f *testing.F) {
 		`{"fault":"partition","target":"us-east-eu-west","duration":"1h"}`,
 		`{"fault":"partner-slow","duration":"10s","params":{"delay":"5s"}}`,
 		`{"fault":"secret-store-outage","target":"global","duration":"1s"}`,
+	} {
+		if _, err := chaos.DecodeSpec([]byte(s)); err != nil {
+			f.Fatalf("valid seed %s refused: %v", s, err)
+		}
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
 		`{"fault":"partition","target":"a-a","duration":"30s"}`,
 		`{"fault":"stamp-drain","target":"eastus","duration":"61m"}`,
 		`{"fault":"instance-kill","target":"-","duration":"30s"}`,
@@ -78,6 +89,9 @@ func FuzzDecodeSpec(f *testing.F) {
 		`{"fault":"partition","duration":"1m","params":null}`,
 		`{"duration":1}`, `[]`, `null`, `{}`, "\xff",
 	} {
+		if got, err := chaos.DecodeSpec([]byte(s)); err == nil {
+			f.Fatalf("invalid seed %s accepted as %+v", s, got)
+		}
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {

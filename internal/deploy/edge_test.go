@@ -127,12 +127,20 @@ func TestRegionKilledUnderReadsAndOrdersFailsNoRequest(t *testing.T) {
 						return
 					default:
 					}
-					var res deploytest.Response
+					var (
+						res deploytest.Response
+						err error
+					)
 					if kind == 0 {
-						res = sendAs(t, d, region, http.MethodGet, product, "", "", nil)
+						res, err = requestAs(d, region, http.MethodGet, product, "", "", nil)
 					} else {
 						body := map[string]any{"items": []map[string]any{{"sku": p.Sizes[i%len(p.Sizes)].SKU, "quantity": 1}}}
-						res = sendAs(t, d, region, http.MethodPost, "/api/orders", tokens[(ri*10+i)%len(tokens)], fmt.Sprintf("kill-%s-%d", region, i), body)
+						res, err = requestAs(d, region, http.MethodPost, "/api/orders", tokens[(ri*10+i)%len(tokens)], fmt.Sprintf("kill-%s-%d", region, i), body)
+					}
+					if err != nil { // this client stops: the test fails below
+						failed.Add(1)
+						t.Errorf("client in %s: %v", region, err)
+						return
 					}
 					now := time.Now()
 					mu.Lock()

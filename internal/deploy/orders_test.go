@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -35,24 +36,59 @@ func setStock(t *testing.T, d *deploy.Deployment, sku string, n int) {
 
 func getStock(t *testing.T, d *deploy.Deployment, region, sku string) stock {
 	t.Helper()
-	var st stock
-	res := deploytest.Do(t, http.MethodGet, d.Regions()[region]+"/api/inventory/"+sku, deploytest.Token(t, d, "ops", true), nil)
-	if res.Status != http.StatusOK {
-		t.Fatalf("stock %s = %d %s", sku, res.Status, res.Body)
+	st, err := readStock(d, region, sku)
+	if err != nil {
+		t.Fatal(err)
 	}
-	res.JSON(t, &st)
 	return st
+}
+
+// readStock is getStock returning its error, for goroutines.
+func readStock(d *deploy.Deployment, region, sku string) (stock, error) {
+	var st stock
+	admin, err := deploytest.NewToken(d, "ops", true)
+	if err != nil {
+		return st, err
+	}
+	req, err := deploytest.NewRequest(http.MethodGet, d.Regions()[region]+"/api/inventory/"+sku, admin, "", nil)
+	if err != nil {
+		return st, err
+	}
+	res, err := deploytest.Exchange(req)
+	if err != nil {
+		return st, err
+	}
+	if res.Status != http.StatusOK {
+		return st, fmt.Errorf("stock %s in %s = %d %s", sku, region, res.Status, res.Body)
+	}
+	return st, res.Decode(&st)
 }
 
 // placeOrder posts an order and returns the answer.
 func placeOrder(t *testing.T, url, token, key string, body any) (deploytest.Response, order) {
 	t.Helper()
-	res := deploytest.DoKeyed(t, http.MethodPost, url+"/api/orders", token, key, body)
-	var o order
-	if res.Status < 300 {
-		res.JSON(t, &o)
+	res, o, err := postOrder(url, token, key, body)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return res, o
+}
+
+// postOrder is placeOrder returning its error, for goroutines.
+func postOrder(url, token, key string, body any) (deploytest.Response, order, error) {
+	var o order
+	req, err := deploytest.NewRequest(http.MethodPost, url+"/api/orders", token, key, body)
+	if err != nil {
+		return deploytest.Response{}, o, err
+	}
+	res, err := deploytest.Exchange(req)
+	if err != nil {
+		return res, o, err
+	}
+	if res.Status < 300 {
+		err = res.Decode(&o)
+	}
+	return res, o, err
 }
 
 // waitFinal polls until every order is confirmed or rejected.
@@ -86,6 +122,23 @@ func waitFinal(t testing.TB, d *deploy.Deployment, tokens map[string]string, wit
 	return final
 }
 
+// buyOne orders one unit of sku as user through url and returns the
+// accepted order's id and the user's token.
+func buyOne(d *deploy.Deployment, url, user, sku string) (id, token string, err error) {
+	tok, err := deploytest.NewToken(d, user, false)
+	if err != nil {
+		return "", "", err
+	}
+	res, o, err := postOrder(url, tok, "launch-"+user, map[string]any{"items": []shop.Line{{SKU: sku, Quantity: 1}}})
+	if err != nil {
+		return "", "", err
+	}
+	if res.Status != http.StatusAccepted || o.Status != shop.OrderAccepted {
+		return "", "", fmt.Errorf("POST = %d %s", res.Status, res.Body)
+	}
+	return o.ID, tok, nil
+}
+
 func TestNoOversellWhen200BuyersRaceForTenUnits(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
 	sku := shop.SKU(shop.SeedCatalog()[0].ID, shop.SeedCatalog()[0].Sizes[0])
@@ -100,6 +153,7 @@ func TestNoOversellWhen200BuyersRaceForTenUnits(t *testing.T) {
 	var (
 		mu     sync.Mutex
 		tokens = map[string]string{}
+		failed []error
 		wg     sync.WaitGroup
 	)
 	stop := make(chan struct{})
@@ -112,31 +166,38 @@ func TestNoOversellWhen200BuyersRaceForTenUnits(t *testing.T) {
 				return
 			default:
 			}
-			if st := getStock(t, d, "northeurope", sku); st.Available < 0 || st.Held < 0 || st.Available+st.Held > 10 {
+			st, err := readStock(d, "northeurope", sku)
+			if err != nil {
+				observed <- fmt.Errorf("watch stock: %w", err)
+				return
+			}
+			if st.Available < 0 || st.Held < 0 || st.Available+st.Held > 10 {
 				observed <- fmt.Errorf("observed stock %+v", st)
 				return
 			}
 		}
 	}()
+	watched := sync.OnceValue(func() error { close(stop); return <-observed })
+	defer watched()
 	for i := range 200 {
 		wg.Go(func() {
 			user := fmt.Sprintf("buyer-%03d", i)
-			tok := deploytest.Token(t, d, user, false)
-			url := d.Regions()[regions3[i%3]]
-			res, o := placeOrder(t, url, tok, "launch-"+user, map[string]any{"items": []shop.Line{{SKU: sku, Quantity: 1}}})
-			if res.Status != http.StatusAccepted || o.Status != shop.OrderAccepted {
-				t.Errorf("%s: POST = %d %s", user, res.Status, res.Body)
+			id, tok, err := buyOne(d, d.Regions()[regions3[i%3]], user, sku)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, fmt.Errorf("%s: %w", user, err))
 				return
 			}
-			mu.Lock()
-			tokens[o.ID] = tok
-			mu.Unlock()
+			tokens[id] = tok
 		})
 	}
 	wg.Wait()
+	if err := errors.Join(failed...); err != nil {
+		t.Fatal(err)
+	}
 	final := waitFinal(t, d, tokens, 90*time.Second)
-	close(stop)
-	if err := <-observed; err != nil {
+	if err := watched(); err != nil {
 		t.Fatal(err)
 	}
 	confirmed, rejected := 0, 0

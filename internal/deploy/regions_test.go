@@ -17,21 +17,21 @@ import (
 // sendAs sends one request through the edge as a client in region.
 func sendAs(t *testing.T, d interface{ EdgeURL() string }, region, method, path, token, key string, body any) deploytest.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, d.EdgeURL()+path, deploytest.Body(t, body))
+	res, err := requestAs(d, region, method, path, token, key, body)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return res
+}
+
+// requestAs is sendAs returning its error, for goroutines.
+func requestAs(d interface{ EdgeURL() string }, region, method, path, token, key string, body any) (deploytest.Response, error) {
+	req, err := deploytest.NewRequest(method, d.EdgeURL()+path, token, key, body)
+	if err != nil {
+		return deploytest.Response{}, err
+	}
 	req.Header.Set("X-Client-Region", region)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
-	return deploytest.Send(t, req)
+	return deploytest.Exchange(req)
 }
 
 // A stamp region added at run time gets a stamp, a POP and links, and
@@ -99,18 +99,29 @@ func TestRegionAddedAtRunTimeTakesTrafficAndRemovedLosesNothing(t *testing.T) {
 					return
 				default:
 				}
-				var r deploytest.Response
+				var (
+					r   deploytest.Response
+					err error
+				)
 				if i%2 == 0 {
-					r = sendAs(t, d, "uksouth", http.MethodGet, product, "", "", nil)
+					r, err = requestAs(d, "uksouth", http.MethodGet, product, "", "", nil)
 				} else {
 					text := fmt.Sprintf("worker %d comment %d", w, i)
-					shopper := deploytest.Token(t, d, fmt.Sprintf("shopper-%d-%d", w, i), false) // one user would meet its comment limit
-					r = sendAs(t, d, "uksouth", http.MethodPost, product+"/comments", shopper, fmt.Sprintf("rm-%d-%d", w, i), map[string]string{"text": text})
-					if r.Status == http.StatusAccepted {
+					var shopper string
+					shopper, err = deploytest.NewToken(d, fmt.Sprintf("shopper-%d-%d", w, i), false) // one user would meet its comment limit
+					if err == nil {
+						r, err = requestAs(d, "uksouth", http.MethodPost, product+"/comments", shopper, fmt.Sprintf("rm-%d-%d", w, i), map[string]string{"text": text})
+					}
+					if err == nil && r.Status == http.StatusAccepted {
 						mu.Lock()
 						accepted[r.Header.Get("Location")] = text
 						mu.Unlock()
 					}
+				}
+				if err != nil { // this client stops: the test fails below
+					failures.Add(1)
+					t.Errorf("during removal: %v", err)
+					return
 				}
 				mu.Lock()
 				served[r.Header.Get("X-Served-Region")]++

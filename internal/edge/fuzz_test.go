@@ -16,11 +16,16 @@ import (
 // stamp failed; 501 and 505 are net/http's own refusals of a transfer
 // coding or a protocol version); the foreign listener hears nothing; the
 // stamp sees only public paths carrying the edge's credential and is never
-// ejected. Seeded with the hostile table.
+// ejected. Seeded with the hostile table and a plain GET, each answered as
+// the table says (the GET by the stamp with 200).
 func FuzzEdgeRawRequest(f *testing.F) {
 	rig := newHostileRig(f, edge.Config{ClientRate: 1e9, ClientBurst: 1 << 30})
-	for _, c := range edgetest.Hostile(rig.targets()) {
+	seeds := map[string]edgetest.Case{}
+	plain := edgetest.Case{Name: "plain GET", Raw: "GET /api/products HTTP/1.1\r\nHost: " + rig.front + "\r\n\r\n",
+		Want: []edgetest.Answer{{Status: http.StatusOK, By: edgetest.ByStamp}}}
+	for _, c := range append(edgetest.Hostile(rig.targets()), plain) {
 		if len(c.Raw) <= 64<<10 { // the overlong header would only slow the mutator down
+			seeds[c.Raw] = c
 			f.Add([]byte(c.Raw))
 		}
 	}
@@ -40,6 +45,11 @@ func FuzzEdgeRawRequest(f *testing.F) {
 				g.Header.Get("Content-Type") != "application/problem+json" && g.Header.Get("X-Served-Region") == "":
 			default:
 				t.Fatalf("answer %d: %d: %s", i+1, g.Status, edgetest.Describe(got))
+			}
+		}
+		if c, ok := seeds[string(raw)]; ok {
+			if err := edgetest.Check(c, got); err != nil {
+				t.Fatalf("seed %q: %v", c.Name, err)
 			}
 		}
 		rig.foreign.MustBeSilent(t, "this input")

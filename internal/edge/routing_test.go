@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -843,6 +844,28 @@ func FuzzDecide(f *testing.F) {
 		for _, id := range slices.Concat(d.Near, d.Fallback) {
 			if anyActive && onlyStandby[id] {
 				t.Fatalf("stamp %q on standby is routed to beside others: %+v", id, d)
+			}
+		}
+		// With distinct ids and something routable (rules 0 to 3): Near and
+		// Fallback are exactly the routable stamps, and the nearest of
+		// those with a known RTT is near.
+		if len(ids) == len(cands) && !d.FailOpen && len(cands) > 0 {
+			routable := map[string]bool{}
+			var nearest *Candidate
+			for i, c := range cands {
+				if (c.Health != health.Healthy && c.Health != health.Degraded) || t0.Before(c.EjectedUntil) || (c.Standby && anyActive) {
+					continue
+				}
+				routable[c.ID] = true
+				if c.RTT > 0 && (nearest == nil || c.RTT < nearest.RTT) {
+					nearest = &cands[i]
+				}
+			}
+			if !maps.Equal(routable, seen) {
+				t.Fatalf("Near+Fallback %q %q, want the routable stamps %v", d.Near, d.Fallback, routable)
+			}
+			if nearest != nil && !slices.Contains(d.Near, nearest.ID) {
+				t.Fatalf("the nearest routable stamp %q (RTT %s) is not near: %+v", nearest.ID, nearest.RTT, d)
 			}
 		}
 		reversed := slices.Clone(cands)

@@ -1,7 +1,10 @@
 package release
 
 import (
+	"bytes"
+	"encoding/json"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -117,10 +120,49 @@ func TestARecordOfANewerSchemaIsRefused(t *testing.T) {
 	}
 }
 
+// FuzzDecodeRecord: decodeRecord never panics; what it accepts is of this
+// schema or older, re-encodes, and decodes again to a record that encodes
+// the same; its clone is equal to it and shares nothing with it. A record
+// the controller writes decodes to itself, and the invalid seeds are
+// refused.
 func FuzzDecodeRecord(f *testing.F) {
-	f.Add([]byte(`{"schema":1,"id":"20261203T170501Z-v2","phase":"shifting","plan":[{"region":"eastus","percent":10}],"stage":0}`))
-	f.Add([]byte(`{"schema":9}`))
-	f.Add([]byte(`[]`))
+	at := time.Date(2026, 12, 3, 17, 5, 1, 0, time.UTC)
+	full := &Record{
+		Schema: Schema, ID: "20261203T170501Z-v2", Version: "v2", Image: "127.0.0.1:5000/contoso/shoes@sha256:" + strings.Repeat("ab", 32),
+		Env: "dev", From: map[string]string{"eastus": "v1"}, Fault: "error=0.1", Forced: true,
+		Plan: []Stage{{"eastus", 10}, {"eastus", 100}}, Gate: Gate{MinHold: time.Second, MinRequests: 5, ErrorTolerance: 0.01, Confidence: 0.99},
+		Stage: 1, Phase: PhaseShifting, Paused: true, Reason: "held", By: "fuzz",
+		Steps: []Step{{Stage: Stage{"eastus", 10}, StartedAt: at, EndedAt: at.Add(time.Minute), Verdict: "passed", EnoughAt: at.Add(time.Second),
+			New: Reading{Flows: flows("browse", FlowReading{Requests: 40, Errors: 1, P99: 0.25}), Health: health.Healthy, Instances: 2},
+			Old: Reading{Health: health.Degraded, Instances: 3}}},
+		Desired:   map[string]map[string]int{"eastus": {"v1": 1, "v2": 2}},
+		Traffic:   map[string]map[string]int{"eastus": {"v1": 90, "v2": 10}},
+		StartedAt: at, UpdatedAt: at.Add(time.Hour), ReadyAt: at.Add(time.Second),
+		FirstBadAt: at.Add(2 * time.Second), RollbackAt: at.Add(3 * time.Second), EndedAt: at.Add(4 * time.Second),
+	}
+	written, err := json.Marshal(full)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if r, err := decodeRecord(written); err != nil || !reflect.DeepEqual(r, full) {
+		f.Fatalf("a written record decodes as %+v, %v; want %+v", r, err, full)
+	}
+	f.Add(written)
+	for _, s := range []string{
+		`{"schema":1,"id":"20261203T170501Z-v2","phase":"shifting","plan":[{"region":"eastus","percent":10}],"stage":0}`,
+		`{"id":"x"}`,
+	} {
+		if _, err := decodeRecord([]byte(s)); err != nil {
+			f.Fatalf("valid seed %s refused: %v", s, err)
+		}
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{`{"schema":9}`, `[]`, `{"stage":"x"}`, `{"steps":[{"new":{"health":"fine"}}]}`, ``} {
+		if _, err := decodeRecord([]byte(s)); err == nil {
+			f.Fatalf("invalid seed %s accepted", s)
+		}
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := decodeRecord(data)
 		if err != nil {
@@ -129,7 +171,38 @@ func FuzzDecodeRecord(f *testing.F) {
 		if r.Schema > Schema {
 			t.Fatalf("accepted schema %d", r.Schema)
 		}
-		_ = r.clone()
-		_ = r.current()
+		enc, err := json.Marshal(r)
+		if err != nil {
+			t.Fatalf("%q decodes to a record that does not encode: %v", data, err)
+		}
+		r2, err := decodeRecord(enc)
+		if err != nil {
+			t.Fatalf("%q re-encoded as %s does not decode: %v", data, enc, err)
+		}
+		if enc2, err := json.Marshal(r2); err != nil || !bytes.Equal(enc, enc2) {
+			t.Fatalf("%q: encoded %s, decoded and encoded again %s, %v", data, enc, enc2, err)
+		}
+		c := r.clone()
+		if !reflect.DeepEqual(c, r) {
+			t.Fatalf("clone %+v of %+v differs", c, r)
+		}
+		for k := range c.Desired {
+			c.Desired[k] = nil
+		}
+		for i := range c.Steps {
+			c.Steps[i].Verdict += "x"
+			if c.Steps[i].New.Flows != nil {
+				c.Steps[i].New.Flows["x"] = FlowReading{Requests: 1}
+			}
+			clear(c.Steps[i].Old.Flows)
+		}
+		clear(c.From)
+		clear(c.Traffic)
+		if again, _ := json.Marshal(r); !bytes.Equal(again, enc) {
+			t.Fatalf("changing the clone changed the record: %s, was %s", again, enc)
+		}
+		if cur := r.current(); (cur == nil) != (len(r.Steps) == 0) || cur != nil && cur != &r.Steps[len(r.Steps)-1] {
+			t.Fatalf("current() = %v with %d steps", cur, len(r.Steps))
+		}
 	})
 }

@@ -123,6 +123,10 @@ func (r *Record) clone() *Record {
 	c.From = cloneMap(r.From)
 	c.Plan = slices.Clone(r.Plan)
 	c.Steps = slices.Clone(r.Steps)
+	for i := range c.Steps {
+		c.Steps[i].New.Flows = cloneMap(c.Steps[i].New.Flows)
+		c.Steps[i].Old.Flows = cloneMap(c.Steps[i].Old.Flows)
+	}
 	c.Desired = cloneSplit(r.Desired)
 	c.Traffic = cloneSplit(r.Traffic)
 	return &c

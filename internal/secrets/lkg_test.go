@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func testAEAD(t testing.TB, b byte) cipher.AEAD {
@@ -126,11 +127,36 @@ func TestLKGKnownAnswerIsBoundToItsRegionAndVersion(t *testing.T) {
 	}
 }
 
-// Whatever decodes is a file this code could have written for that region:
-// it re-encodes and opens to the same contents, and does not open for
-// another region. Anything else is an error, never a panic.
+// FuzzDecodeLKG: whatever decodes is a file this code could have written
+// for that region: it re-encodes and opens to the same contents, and does
+// not open for another region. Anything else is an error, never a panic.
+// The input also serves as contents, sealed and opened again: as a secret's
+// value it opens to itself (when it is UTF-8; JSON replaces the bytes that
+// are not), and as a secret's name it opens to itself when it is a valid
+// name and not at all otherwise. The valid seeds
+// open to what was sealed.
 func FuzzDecodeLKG(f *testing.F) {
 	aead := testAEAD(f, 9)
+	at := time.Date(2026, 5, 4, 1, 2, 3, 4, time.UTC)
+	sealed := map[string]lkgContents{}
+	for _, c := range []lkgContents{
+		{FetchedAt: time.Unix(0, 0).UTC(), Secrets: map[string]string{"a": "b"}},
+		{},
+		{FetchedAt: at, Secrets: map[string]string{"partner-api-key": "k\u00e9y \"quoted\"\n", "partner-signing-key": ""}},
+	} {
+		b, err := encodeLKG(aead, "westeurope", c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		sealed[string(b)] = c
+	}
+	for b, want := range sealed {
+		got, err := decodeLKG(aead, "westeurope", []byte(b))
+		if err != nil || !got.FetchedAt.Equal(want.FetchedAt) || !maps.Equal(got.Secrets, want.Secrets) {
+			f.Fatalf("valid seed opens to %+v, %v; want %+v", got, err, want)
+		}
+		f.Add([]byte(b))
+	}
 	valid, err := encodeLKG(aead, "westeurope", lkgContents{FetchedAt: time.Unix(0, 0), Secrets: map[string]string{"a": "b"}})
 	if err != nil {
 		f.Fatal(err)
@@ -139,19 +165,39 @@ func FuzzDecodeLKG(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	empty, err := encodeLKG(aead, "westeurope", lkgContents{})
-	if err != nil {
-		f.Fatal(err)
-	}
 	for _, s := range [][]byte{
-		valid, other, empty, []byte(knownLKG), []byte(`{}`), []byte(`{"version":2}`), []byte(`{"version":2,"region":"westeurope","nonce":"","ciphertext":""}`),
+		other, []byte(knownLKG), []byte(`{}`), []byte(`{"version":2}`), []byte(`{"version":2,"region":"westeurope","nonce":"","ciphertext":""}`),
 		[]byte(`{"version":2,"region":"westeurope","nonce":"AAAAAAAAAAAAAAAA","ciphertext":"AAAAAAAAAAAAAAAAAAAAAA=="}`),
 		[]byte(`{"version":1,"nonce":"AAAAAAAAAAAAAAAA","ciphertext":"AAAAAAAAAAAAAAAAAAAAAA=="}`),
 		[]byte(`[]`), []byte("\xff"), valid[:len(valid)/2], append(bytes.Clone(valid), valid...),
 	} {
+		if c, err := decodeLKG(aead, "westeurope", s); err == nil {
+			f.Fatalf("%q opened for westeurope under key 9: %+v", s, c)
+		}
 		f.Add(s)
 	}
+	f.Add([]byte("partner-api-key"))
+	f.Add([]byte("Upper-Case"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		asValue := lkgContents{FetchedAt: at, Secrets: map[string]string{"value": string(data)}}
+		got, err := sealAndOpen(t, aead, asValue)
+		switch {
+		case err != nil:
+			t.Fatalf("%+v sealed does not open: %v", asValue, err)
+		case !got.FetchedAt.Equal(at) || len(got.Secrets) != 1 || !utf8.ValidString(got.Secrets["value"]):
+			t.Fatalf("%+v sealed opens as %+v", asValue, got)
+		case utf8.Valid(data) && got.Secrets["value"] != string(data):
+			t.Fatalf("%+v sealed opens as %+v", asValue, got)
+		}
+		asName := lkgContents{FetchedAt: at, Secrets: map[string]string{string(data): "v"}}
+		got, err = sealAndOpen(t, aead, asName)
+		switch {
+		case ValidName(string(data)) && (err != nil || !got.FetchedAt.Equal(at) || !maps.Equal(got.Secrets, asName.Secrets)):
+			t.Fatalf("%+v sealed opens as %+v, %v", asName, got, err)
+		case !ValidName(string(data)) && err == nil:
+			t.Fatalf("%+v, whose name is invalid, sealed opens as %+v", asName, got)
+		}
+
 		c, err := decodeLKG(aead, "westeurope", data)
 		if err != nil {
 			if c.Secrets != nil || !c.FetchedAt.IsZero() {
@@ -176,6 +222,16 @@ func FuzzDecodeLKG(f *testing.F) {
 			t.Fatalf("re-encoded file opens to %+v, %v; want %+v", c2, err, c)
 		}
 	})
+}
+
+// sealAndOpen seals c for westeurope and opens the file again.
+func sealAndOpen(t *testing.T, aead cipher.AEAD, c lkgContents) (lkgContents, error) {
+	t.Helper()
+	b, err := encodeLKG(aead, "westeurope", c)
+	if err != nil {
+		t.Fatalf("encode %+v: %v", c, err)
+	}
+	return decodeLKG(aead, "westeurope", b)
 }
 
 func TestHumanAge(t *testing.T) {

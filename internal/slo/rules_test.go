@@ -187,11 +187,19 @@ func TestRulesContent(t *testing.T) {
 	}
 }
 
-// promtool returns the path of promtool, or skips the test.
+// envRequirePromtool, set to 1, turns a missing promtool from a skip into a
+// failure (CI sets it after installing promtool).
+const envRequirePromtool = "CONTOSO_REQUIRE_PROMTOOL"
+
+// promtool returns the path of promtool. Without one on PATH it skips the
+// test, or fails it when CONTOSO_REQUIRE_PROMTOOL=1.
 func promtool(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("promtool")
 	if err != nil {
+		if os.Getenv(envRequirePromtool) == "1" {
+			t.Fatalf("promtool not found on PATH and %s=1: install the Debian package prometheus", envRequirePromtool)
+		}
 		t.Skip("promtool not found: install the Debian package prometheus (apt-get install prometheus) to check the rules with Prometheus itself; CI installs it")
 	}
 	return p

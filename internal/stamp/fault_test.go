@@ -84,10 +84,20 @@ func TestParseFault(t *testing.T) {
 }
 
 // Whatever ParseFault accepts, String writes in a form it reads back to the
-// same fault, which String writes the same again.
+// same fault, which String writes the same again. The valid seeds are
+// accepted and the invalid ones refused.
 func FuzzParseFault(f *testing.F) {
 	for _, s := range []string{"", "error=0.05,route=checkout", "latency=300ms", "crash-on-start", "never-ready",
 		"error=1,route=browse,latency=1h2m3.000000004s,crash-on-start,never-ready", "error=1e-9", "latency=1µs", "error=0x1p-2"} {
+		if _, err := stamp.ParseFault(s); err != nil {
+			f.Fatalf("valid seed %q refused: %v", s, err)
+		}
+		f.Add(s)
+	}
+	for _, s := range []string{"error=1.5", "error=NaN", "latency=-1s", "route=checkout", "error=0.1,error=0.2", ",", "crash-on-start=true"} {
+		if got, err := stamp.ParseFault(s); err == nil {
+			f.Fatalf("invalid seed %q accepted as %+v", s, got)
+		}
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

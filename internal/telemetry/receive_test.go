@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"compress/gzip"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -180,24 +181,58 @@ func TestOTLPReceiverRefusesBadRequests(t *testing.T) {
 }
 
 // FuzzOTLPMetrics feeds arbitrary bytes to the metrics receiver: it never
-// panics, and whatever it accepts the history can collect.
+// panics, it answers 200 exactly when the body is an OTLP metrics request
+// (as the protobuf package itself decodes it) and 400 otherwise, whatever
+// it accepts the history can collect, and a request of one gauge with one
+// point can be read back with its value.
 func FuzzOTLPMetrics(f *testing.F) {
 	f.Add(gaugeRequest("x", 1))
+	f.Add(gaugeRequest("queue.depth", -2.5))
 	f.Add([]byte{})
+	f.Add([]byte("\xff\xff\xff garbage"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rx, err := New(t.Context(), Config{Service: "fuzz"})
 		if err != nil {
 			t.Fatal(err)
 		}
+		var want colmetricpb.ExportMetricsServiceRequest
+		decodes := proto.Unmarshal(body, &want) == nil
 		req := httptest.NewRequest(http.MethodPost, OTLPMetricsPath, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/x-protobuf")
 		rec := httptest.NewRecorder()
 		rx.Sink().OTLPHandler().ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {
-			t.Fatalf("status %d for %d bytes", rec.Code, len(body))
+		if decodes && rec.Code != http.StatusOK || !decodes && rec.Code != http.StatusBadRequest {
+			t.Fatalf("status %d for %d bytes that decode: %v", rec.Code, len(body), decodes)
 		}
 		if err := rx.Sink().Collect(t.Context()); err != nil {
 			t.Fatal(err)
 		}
+		name, v, ok := onlyGaugePoint(&want)
+		if !decodes || !ok {
+			return
+		}
+		got, _, found := rx.Sink().Last(name, nil)
+		if !found || got != v && !(math.IsNaN(got) && math.IsNaN(v)) {
+			t.Fatalf("the one gauge %q = %v was received; Last = %v (found %v)", name, v, got, found)
+		}
 	})
+}
+
+// onlyGaugePoint is the name and value of the one data point of req when
+// req holds one metric, a gauge with one point.
+func onlyGaugePoint(req *colmetricpb.ExportMetricsServiceRequest) (name string, v float64, ok bool) {
+	var metrics []*metricpb.Metric
+	for _, rm := range req.GetResourceMetrics() {
+		for _, sm := range rm.GetScopeMetrics() {
+			metrics = append(metrics, sm.GetMetrics()...)
+		}
+	}
+	if len(metrics) != 1 || len(metrics[0].GetGauge().GetDataPoints()) != 1 {
+		return "", 0, false
+	}
+	dp := metrics[0].GetGauge().GetDataPoints()[0]
+	if i, isInt := dp.GetValue().(*metricpb.NumberDataPoint_AsInt); isInt {
+		return metrics[0].GetName(), float64(i.AsInt), true
+	}
+	return metrics[0].GetName(), dp.GetAsDouble(), true
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -228,28 +229,45 @@ type Response struct {
 // JSON decodes the body into v, failing the test when it does not decode.
 func (r Response) JSON(tb testing.TB, v any) {
 	tb.Helper()
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		tb.Fatalf("decode %q: %v", r.Body, err)
+	if err := r.Decode(v); err != nil {
+		tb.Fatal(err)
 	}
+}
+
+// Decode decodes the body into v: JSON for goroutines, which must not end
+// the test.
+func (r Response) Decode(v any) error {
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		return fmt.Errorf("decode %q: %w", r.Body, err)
+	}
+	return nil
 }
 
 // Body turns a test body into a reader: nil is no body, a string or
 // []byte is sent as is, anything else is marshalled as JSON.
 func Body(tb testing.TB, body any) io.Reader {
 	tb.Helper()
+	rd, err := encodeBody(body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rd
+}
+
+func encodeBody(body any) (io.Reader, error) {
 	switch b := body.(type) {
 	case nil:
-		return nil
+		return nil, nil
 	case string:
-		return strings.NewReader(b)
+		return strings.NewReader(b), nil
 	case []byte:
-		return bytes.NewReader(b)
+		return bytes.NewReader(b), nil
 	default:
 		enc, err := json.Marshal(b)
 		if err != nil {
-			tb.Fatal(err)
+			return nil, fmt.Errorf("encode body: %w", err)
 		}
-		return bytes.NewReader(enc)
+		return bytes.NewReader(enc), nil
 	}
 }
 
@@ -263,10 +281,23 @@ func Do(tb testing.TB, method, url, token string, body any) Response {
 // DoKeyed is Do with an Idempotency-Key header (none when key is empty).
 func DoKeyed(tb testing.TB, method, url, token, key string, body any) Response {
 	tb.Helper()
-	rd := Body(tb, body)
-	req, err := http.NewRequest(method, url, rd)
+	req, err := NewRequest(method, url, token, key, body)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return Send(tb, req)
+}
+
+// NewRequest builds the request DoKeyed sends: an optional bearer token,
+// Idempotency-Key and body (see Body, sent as JSON).
+func NewRequest(method, url, token, key string, body any) (*http.Request, error) {
+	rd, err := encodeBody(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return nil, fmt.Errorf("new request: %w", err)
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -277,22 +308,32 @@ func DoKeyed(tb testing.TB, method, url, token, key string, body any) Response {
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
-	return Send(tb, req)
+	return req, nil
 }
 
 // Send sends req and reads the answer whole.
 func Send(tb testing.TB, req *http.Request) Response {
 	tb.Helper()
+	res, err := Exchange(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return res
+}
+
+// Exchange is Send returning its error: for goroutines, which must not
+// end the test.
+func Exchange(req *http.Request) (Response, error) {
 	resp, err := Client.Do(req)
 	if err != nil {
-		tb.Fatalf("%s %s: %v", req.Method, req.URL, err)
+		return Response{}, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("%s %s: read body: %v", req.Method, req.URL, err)
+		return Response{}, fmt.Errorf("%s %s: read body: %w", req.Method, req.URL, err)
 	}
-	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }
 
 // StoreConn connects to region's store server as the store's
@@ -319,9 +360,19 @@ func StoreConn(tb testing.TB, d *deploy.Deployment, region string) *nats.Conn {
 // Token mints a development token of d's issuer.
 func Token(tb testing.TB, d *deploy.Deployment, sub string, admin bool) string {
 	tb.Helper()
-	tok, err := d.Issuer().Mint(sub, admin, time.Hour, time.Now())
+	tok, err := NewToken(d, sub, admin)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return tok
+}
+
+// NewToken is Token returning its error: for goroutines, which must not
+// end the test.
+func NewToken(d *deploy.Deployment, sub string, admin bool) (string, error) {
+	tok, err := d.Issuer().Mint(sub, admin, time.Hour, time.Now())
+	if err != nil {
+		return "", fmt.Errorf("mint a token for %s: %w", sub, err)
+	}
+	return tok, nil
 }
