@@ -1,4 +1,4 @@
-package release
+package release_test
 
 import (
 	"context"
@@ -10,65 +10,52 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	. "github.com/contoso/shoes/internal/release"
+	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/store/storetest"
 )
 
-// memRecords is Records in memory.
-type memRecords struct {
-	mu   sync.Mutex
-	data map[string][]byte
-	revs map[string]uint64
+// newRecords is the release records of a store of its own on an embedded
+// one-node cluster: a table row's records never meet another row's.
+func newRecords(t *testing.T) *testRecords {
+	t.Helper()
+	_, nc := storetest.NewCluster(t, "a").MustOpen(t, 0)
+	return &testRecords{store.NewReleases(store.Config{Conn: nc})}
 }
 
-func newMemRecords() *memRecords {
-	return &memRecords{data: map[string][]byte{}, revs: map[string]uint64{}}
-}
+type testRecords struct{ *store.Releases }
 
-func (m *memRecords) Load(_ context.Context, key string) ([]byte, uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.data[key], m.revs[key], nil
-}
-
-func (m *memRecords) Save(_ context.Context, key string, data []byte, rev uint64) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.revs[key] != rev {
-		return 0, fmt.Errorf("save %s: revision %d, not %d", key, m.revs[key], rev)
-	}
-	m.data[key] = data
-	m.revs[key]++
-	return m.revs[key], nil
-}
-
-func (m *memRecords) Keys(context.Context) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Sorted(maps.Keys(m.data)), nil
-}
-
-func (m *memRecords) SetTraffic(context.Context, string, map[string]map[string]int) error {
-	return nil
-}
-
-// put stores r, and makes it the current release when current is set.
-func (m *memRecords) put(t *testing.T, r Record, current bool) {
+// put stores r, and makes it the current release when current is set, as
+// the controller writes them ("r.<id>" and "current").
+func (m *testRecords) put(t *testing.T, r Record, current bool) {
 	t.Helper()
 	r.Schema = Schema
 	data, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.data[keyPrefix+r.ID] = data
-	m.revs[keyPrefix+r.ID]++
+	m.save(t, "r."+r.ID, data)
 	if current {
-		m.data[keyCurrent], _ = json.Marshal(map[string]string{"id": r.ID})
-		m.revs[keyCurrent]++
+		cur, _ := json.Marshal(map[string]string{"id": r.ID})
+		m.save(t, "current", cur)
 	}
 }
 
-// memLauncher runs instances as entries in memory: each starts at once.
+func (m *testRecords) save(t *testing.T, key string, data []byte) {
+	t.Helper()
+	_, rev, err := m.Load(t.Context(), key)
+	if err == nil {
+		_, err = m.Save(t.Context(), key, data, rev)
+	}
+	if err != nil {
+		t.Fatalf("save %s: %v", key, err)
+	}
+}
+
+// memLauncher stands for the machine an agent starts instances on (the
+// in-process, process and host launchers are proven with real stamps in
+// deploy, fleet and host): each instance starts at once, as an entry.
 type memLauncher struct {
 	mu      sync.Mutex
 	running []Instance
@@ -119,20 +106,26 @@ func (l *memLauncher) callCount() int {
 	return l.calls
 }
 
-// settle runs the agent's passes until one starts and stops nothing.
-func settle(t *testing.T, a *Agent, l *memLauncher) {
+// settle runs the agent until the instances match want, or fails.
+func settle(t *testing.T, a *Agent, l *memLauncher, want map[string]int) {
 	t.Helper()
-	for range 10 {
-		before := l.callCount()
-		if err := a.reconcile(t.Context()); err != nil {
-			t.Fatal(err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !maps.Equal(l.counts(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("runs %v, want %v", l.counts(), want)
 		}
-		a.wg.Wait()
-		if l.callCount() == before {
-			return
-		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("the agent never settled: %v", l.counts())
+	// And it stays so: a few more passes change nothing.
+	calls := l.callCount()
+	time.Sleep(100 * time.Millisecond) // five ticks
+	if got := l.counts(); !maps.Equal(got, want) || l.callCount() != calls {
+		t.Fatalf("after settling: runs %v, want %v", got, want)
+	}
 }
 
 func TestAgentKeepsItsShareOfEveryVersion(t *testing.T) {
@@ -205,7 +198,7 @@ func TestAgentKeepsItsShareOfEveryVersion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			records := newMemRecords()
+			records := newRecords(t)
 			records.put(t, Record{ID: "r1", Version: "v2", From: map[string]string{"westeurope": "v1"}, Phase: tt.phase, Desired: tt.desired}, true)
 			l := &memLauncher{}
 			for k, n := range tt.running {
@@ -214,7 +207,7 @@ func TestAgentKeepsItsShareOfEveryVersion(t *testing.T) {
 					_, _ = l.Start(t.Context(), Spec{Region: region, Version: version})
 				}
 			}
-			cfg := AgentConfig{Records: records, Launcher: l, Instances: tt.instances}
+			cfg := AgentConfig{Records: records, Launcher: l, Instances: tt.instances, Tick: 20 * time.Millisecond}
 			if tt.hosts != nil {
 				cfg.Hosts = func(r string) bool { return slices.Contains(tt.hosts, r) }
 			}
@@ -222,10 +215,7 @@ func TestAgentKeepsItsShareOfEveryVersion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			settle(t, a, l)
-			if got := l.counts(); !maps.Equal(got, tt.want) {
-				t.Errorf("runs %v, want %v", got, tt.want)
-			}
+			settle(t, a, l, tt.want)
 		})
 	}
 }
@@ -273,7 +263,7 @@ func TestLeftIsWhatTheLastReleaseLeft(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			records := newMemRecords()
+			records := newRecords(t)
 			for _, r := range tt.past {
 				records.put(t, r, false)
 			}
