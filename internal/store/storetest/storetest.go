@@ -1,5 +1,6 @@
 // Package storetest starts real embedded JetStream clusters for tests of
-// the store: one server per region, routed directly on loopback.
+// the store: one server per region, routed directly on loopback or through
+// simulated inter-region links that a test can cut.
 package storetest
 
 import (
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/store"
 )
 
@@ -25,10 +27,16 @@ func NewCluster(tb testing.TB, regions ...string) *Cluster {
 	return NewClusterWith(tb, Options{}, regions...)
 }
 
-// Options secure a test cluster as a deployment's is secured.
+// Options secure a test cluster as a deployment's is secured, or route it
+// as a deployment's is routed.
 type Options struct {
 	Users []store.User   // the only clients the servers accept; empty: anyone
 	TLS   *store.NodeTLS // required of clients and routes; nil: plain TCP
+	// Net carries every route between two servers over the link of their
+	// regions' pair, so a test can cut a region off (Net.Link(a, b).Cut())
+	// while its clients stay connected to it. Nil: routes go directly over
+	// loopback.
+	Net *netsim.Network
 }
 
 // routePassword authenticates a secured test cluster's routes.
@@ -55,9 +63,17 @@ func NewClusterWith(tb testing.TB, opts Options, regions ...string) *Cluster {
 		if len(regions) > 1 {
 			cfg.ClusterPort = ports[i]
 			for j := range regions {
-				if j != i {
-					cfg.Routes = append(cfg.Routes, store.RouteURL(fmt.Sprintf("127.0.0.1:%d", ports[j]), routeUser, cfg.RoutePassword))
+				if j == i {
+					continue
 				}
+				addr := fmt.Sprintf("127.0.0.1:%d", ports[j])
+				if opts.Net != nil {
+					var err error
+					if addr, err = opts.Net.Route(r, regions[j], addr); err != nil {
+						tb.Fatal(err)
+					}
+				}
+				cfg.Routes = append(cfg.Routes, store.RouteURL(addr, routeUser, cfg.RoutePassword))
 			}
 		}
 		n, err := store.StartNode(cfg)
