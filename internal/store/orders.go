@@ -33,8 +33,14 @@ const (
 var errNotFound = jetstream.ErrKeyNotFound
 
 // leaderValue reads key from bucket on the stream leader, which, unlike a
-// direct get, sees every write acknowledged before. It returns the value and
-// its revision; for a deleted key, errNotFound and the delete marker's
+// direct get, sees every write acknowledged before, except in one case: a
+// leader cut off from the others answers as leader until it steps down
+// (the engine's lost-quorum check, up to about 20 s), and meanwhile misses
+// what the new leader acknowledged. Writes stay safe (that server can
+// commit nothing); such a read can be stale, and a client that reaches the
+// cut-off region sees it (TestRememberCreatesAgainWhenItsFirstCreateNeverCommitted
+// waits for the step-down before it reads). It returns the value and its
+// revision; for a deleted key, errNotFound and the delete marker's
 // revision (which an update must name).
 func (s *Store) leaderValue(ctx context.Context, bucket, key string) ([]byte, uint64, error) {
 	seq, data, hdrs, err := s.leaderGet(ctx, "KV_"+bucket, "$KV."+bucket+"."+key)
