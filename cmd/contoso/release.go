@@ -17,7 +17,7 @@ import (
 )
 
 const releaseUsage = `usage:
-  contoso release start (-version V | -image REF@sha256:...) [-steps 10,50,100] [-regions a,b,c] [-hold 5s] [-min-requests 30] [-fault SPEC] [-force] [-by NAME] [-wait]
+  contoso release start (-version V | -image REF@sha256:...) [-steps 10,50,100] [-regions a,b,c] [-hold 5s] [-min-requests 30] [-start-timeout 90s] [-fault SPEC] [-force] [-by NAME] [-wait]
   contoso release status
   contoso release pause|resume|promote|rollback [-by NAME]
 
@@ -52,6 +52,7 @@ func runRelease(ctx context.Context, args []string, getenv func(string) string, 
 		hold        = fs.Duration("hold", 0, "start: the least time each step is held (default 5s)")
 		minRequests = fs.Int("min-requests", 0, "start: requests the new version must serve in a step before it can pass (default 30)")
 		fault       = fs.String("fault", "", "start: a defect the new stamps carry, to prove the gate (dev only): error=0.05,route=checkout | latency=300ms | crash-on-start | never-ready")
+		startWithin = fs.Duration("start-timeout", 0, "start: how long the new stamps may take to be ready before the release fails, 1s to 10m (default: the deployment's, 90s)")
 		force       = fs.Bool("force", false, "start: in prod, release an artifact that did not pass verification in dev")
 		by          = fs.String("by", "", "who asks (recorded)")
 		wait        = fs.Bool("wait", false, "start: wait until the release ends and print its record; exit non-zero unless it is done")
@@ -76,7 +77,7 @@ func runRelease(ctx context.Context, args []string, getenv func(string) string, 
 	var out any
 	switch cmd := pos[0]; cmd {
 	case "start":
-		req := release.Request{Version: *version, Image: *image, Fault: *fault, Force: *force, By: *by,
+		req := release.Request{Version: *version, Image: *image, Fault: *fault, Force: *force, By: *by, StartTimeout: *startWithin,
 			Gate: release.Gate{MinHold: *hold, MinRequests: *minRequests}}
 		if *steps != "" {
 			for _, s := range strings.Split(*steps, ",") {

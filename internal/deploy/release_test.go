@@ -242,16 +242,17 @@ func TestABadReleaseIsRolledBackByItsGate(t *testing.T) {
 // A release that never becomes ready never takes a user request and fails
 // cleanly, leaving the old version as it was.
 func TestAReleaseThatNeverBecomesReadyTakesNoTrafficAndFails(t *testing.T) {
-	d := deploytest.MustStart(t, deploytest.Options{ReleaseStartTimeout: 8 * time.Second, EdgeRate: 1e9, EdgeBurst: 1e9}, regions3...)
+	d := deploytest.MustStart(t, deploytest.Options{EdgeRate: 1e9, EdgeBurst: 1e9}, regions3...)
 	before := d.Release()
 	load := startUserTraffic(t, d, "", false)
-	if _, err := releases(d).Start(t.Context(), release.Request{Version: "v-stuck", Fault: "never-ready"}); err != nil {
+	// The request shortens the deployment's 90 s start timeout.
+	if _, err := releases(d).Start(t.Context(), release.Request{Version: "v-stuck", Fault: "never-ready", StartTimeout: 8 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	end := waitRelease(t, d, 2*time.Minute)
 	load.end()
-	if end.Phase != release.PhaseFailed || !strings.Contains(end.Reason, "not ready") {
-		t.Fatalf("release ended %s: %q; want failed, not ready", end.Phase, end.Reason)
+	if end.Phase != release.PhaseFailed || !strings.Contains(end.Reason, "not ready after 8s") {
+		t.Fatalf("release ended %s: %q; want failed, not ready after 8s", end.Phase, end.Reason)
 	}
 	if len(end.Steps) != 0 {
 		t.Fatalf("a release that never became ready took steps: %+v", end.Steps)
@@ -283,6 +284,9 @@ func TestTheReleaseAPIRefusesBadRequests(t *testing.T) {
 		{"unknown field", "POST", "", `{"version":"v2","colour":"red"}`, 400, "colour"},
 		{"not json", "POST", "", `version=v2`, 400, ""},
 		{"already running", "POST", "", `{"version":"` + d.Release() + `"}`, 409, "already runs"},
+		{"start timeout too short", "POST", "", `{"version":"v2","startTimeout":999000000}`, 400, "start timeout"},
+		{"start timeout too long", "POST", "", `{"version":"v2","startTimeout":601000000000}`, 400, "start timeout"},
+		{"start timeout not a number", "POST", "", `{"version":"v2","startTimeout":"90s"}`, 400, ""},
 		{"bad fault", "POST", "", `{"version":"v2","fault":"` + strings.Repeat("x", 300) + `"}`, 400, "fault"},
 		{"no release to pause", "POST", "/current/pause", ``, 409, "no release is under way"},
 		{"unknown action", "POST", "/current/explode", ``, 400, "pause, resume, promote or rollback"},

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -167,6 +168,9 @@ type Request struct {
 	// Fault is an injected defect the new stamps carry, to prove the gate
 	// (stamp.ParseFault's syntax). Refused in prod.
 	Fault string `json:"fault,omitempty"`
+	// StartTimeout bounds the wait for this release's new stamps to be
+	// ready, 1 s to 10 min; zero: the controller's (90 s).
+	StartTimeout time.Duration `json:"startTimeout,omitempty"`
 	// Force starts a prod release whose artifact did not pass
 	// verification.
 	Force bool   `json:"force,omitempty"`
@@ -194,6 +198,9 @@ func (c *Controller) Start(ctx context.Context, req Request) (*Record, error) {
 	}
 	if len(req.By) > 128 || len(req.Fault) > 256 {
 		return nil, shop.Invalid("", "by is at most 128 bytes and fault at most 256")
+	}
+	if req.StartTimeout != 0 && (req.StartTimeout < time.Second || req.StartTimeout > 10*time.Minute) {
+		return nil, shop.Invalid("startTimeout", "the start timeout is 1 s to 10 min (in nanoseconds), or zero for the deployment's")
 	}
 	if c.cfg.Env == EnvProd {
 		if req.Fault != "" {
@@ -267,7 +274,7 @@ func (c *Controller) Start(ctx context.Context, req Request) (*Record, error) {
 	now := c.cfg.Now().UTC()
 	rec := &Record{
 		Schema: Schema, ID: releaseID(now, version), Version: version, Image: req.Image, Env: c.cfg.Env,
-		From: from, Fault: req.Fault, Forced: req.Force && c.cfg.Env == EnvProd, Plan: plan, Gate: gate, Stage: -1,
+		From: from, Fault: req.Fault, StartTimeout: req.StartTimeout, Forced: req.Force && c.cfg.Env == EnvProd, Plan: plan, Gate: gate, Stage: -1,
 		Phase: PhaseStarting, By: req.By, Steps: []Step{}, StartedAt: now, UpdatedAt: now,
 		Desired: map[string]map[string]int{}, Traffic: map[string]map[string]int{},
 	}
@@ -625,8 +632,8 @@ func (c *Controller) starting(ctx context.Context, r *Record, insts []Instance, 
 		return c.advance(ctx, r, now)
 	}
 	slices.Sort(waiting)
-	if now.Sub(r.StartedAt) > c.cfg.StartTimeout {
-		return c.fail(ctx, r, now, fmt.Sprintf("new stamps not ready after %s: %s", c.cfg.StartTimeout, strings.Join(waiting, ", ")))
+	if limit := cmp.Or(r.StartTimeout, c.cfg.StartTimeout); now.Sub(r.StartedAt) > limit {
+		return c.fail(ctx, r, now, fmt.Sprintf("new stamps not ready after %s: %s", limit, strings.Join(waiting, ", ")))
 	}
 	if reason := "waiting for new stamps: " + strings.Join(waiting, ", "); reason != r.Reason {
 		r.Reason, r.UpdatedAt = reason, now

@@ -70,10 +70,13 @@ type Record struct {
 	From map[string]string `json:"from"`
 	// Fault is an injected defect the new stamps carry (experiments only;
 	// refused in prod).
-	Fault  string  `json:"fault,omitempty"`
-	Forced bool    `json:"forced,omitempty"` // started in prod without a passing verification
-	Plan   []Stage `json:"plan"`
-	Gate   Gate    `json:"gate"`
+	Fault  string `json:"fault,omitempty"`
+	Forced bool   `json:"forced,omitempty"` // started in prod without a passing verification
+	// StartTimeout bounds the wait for the new stamps; zero: the
+	// controller's.
+	StartTimeout time.Duration `json:"startTimeout,omitempty"`
+	Plan         []Stage       `json:"plan"`
+	Gate         Gate          `json:"gate"`
 	// Stage is the index in Plan of the step under way; -1 before the
 	// first.
 	Stage  int    `json:"stage"`
