@@ -49,13 +49,16 @@ type Release struct {
 	Version string `yaml:"version" json:"version"`
 	// Fault is a defect the new stamps carry (error=R[,route=...],
 	// latency=D, crash-on-start, never-ready); empty: none.
-	Fault          string        `yaml:"fault,omitempty" json:"fault,omitempty"`
-	Steps          []int         `yaml:"steps,omitempty" json:"steps,omitempty"`
-	Hold           Duration      `yaml:"hold,omitempty" json:"hold,omitempty"`
-	MinRequests    int           `yaml:"min_requests,omitempty" json:"minRequests,omitempty"`
-	ErrorTolerance float64       `yaml:"error_tolerance,omitempty" json:"errorTolerance,omitempty"`
-	After          Duration      `yaml:"after" json:"after"`
-	Expect         ReleaseExpect `yaml:"expect" json:"expect"`
+	Fault          string   `yaml:"fault,omitempty" json:"fault,omitempty"`
+	Steps          []int    `yaml:"steps,omitempty" json:"steps,omitempty"`
+	Hold           Duration `yaml:"hold,omitempty" json:"hold,omitempty"`
+	MinRequests    int      `yaml:"min_requests,omitempty" json:"minRequests,omitempty"`
+	ErrorTolerance float64  `yaml:"error_tolerance,omitempty" json:"errorTolerance,omitempty"`
+	// StartTimeout bounds the wait for the new stamps to be ready; zero:
+	// the deployment's (90 s).
+	StartTimeout Duration      `yaml:"start_timeout,omitempty" json:"startTimeout,omitempty"`
+	After        Duration      `yaml:"after" json:"after"`
+	Expect       ReleaseExpect `yaml:"expect" json:"expect"`
 }
 
 // Outcomes a release can end in: its final phases.

@@ -65,7 +65,7 @@ func newReleaser(cfg Config, obs *observer) *releaser {
 // request is the release the block asks for, as version.
 func (b *Release) request(version string) release.Request {
 	return release.Request{
-		Version: version, Steps: b.Steps, Fault: b.Fault, By: "verify",
+		Version: version, Steps: b.Steps, Fault: b.Fault, By: "verify", StartTimeout: b.StartTimeout.D(),
 		Gate: release.Gate{MinHold: b.Hold.D(), MinRequests: b.MinRequests, ErrorTolerance: b.ErrorTolerance},
 	}
 }
