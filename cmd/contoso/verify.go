@@ -43,6 +43,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		data    = fs.String("data", ".contoso", "its data directory, whose development issuer signs the shoppers' tokens (with -edge)")
 		out     = fs.String("out", "", "file for the verdicts as JSON; empty: none")
 		noRetry = fs.Bool("break-edge-retry", false, "start the deployment with the edge's retry off: a broken guarantee, to see verify catch it")
+		noCAS   = fs.Bool("break-stock-cas", false, "start the deployment writing the inventory blindly, without compare-and-set: a broken guarantee, to see verify catch it")
 		procs   = fs.Bool("processes", false, "start the deployment as separate OS processes (up --processes) instead of in this process")
 		bin     = fs.String("bin", "", "with -processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them with the go command")
 		skip    = fs.String("skip", "", "regular expression: leave out the experiments whose name it matches")
@@ -57,8 +58,11 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	if (*edge == "") != (*ops == "") {
 		return errors.New("verify: -edge and -ops go together")
 	}
-	if *procs && (*edge != "" || *noRetry) {
-		return errors.New("verify: -processes starts a deployment of its own, with the edge's retry on: not with -edge or -break-edge-retry")
+	if *procs && (*edge != "" || *noRetry || *noCAS) {
+		return errors.New("verify: -processes starts a deployment of its own, with every guarantee on: not with -edge, -break-edge-retry or -break-stock-cas")
+	}
+	if *edge != "" && (*noRetry || *noCAS) {
+		return errors.New("verify: -break-edge-retry and -break-stock-cas start a deployment of their own: not with -edge")
 	}
 	exps := verify.Default()
 	if *file != "" {
@@ -125,7 +129,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		} else {
 			d, err := deploy.Start(startCtx, deploy.Config{
 				DataDir: dir, Network: netsim.Config{Latency: netsim.DefaultLatencies()}, OpsTrustLoopback: true,
-				EdgeClientRate: 1e9, EdgeClientBurst: 1e9, EdgeNoRetry: *noRetry, Getenv: getenv,
+				EdgeClientRate: 1e9, EdgeClientBurst: 1e9, EdgeNoRetry: *noRetry, UnsafeBlindStockWrites: *noCAS, Getenv: getenv,
 				Logger: log.With("component", "deployment"),
 			})
 			if err != nil {

@@ -106,3 +106,27 @@ func TestVerifyRefusesBadAttestFlags(t *testing.T) {
 		}
 	}
 }
+
+// The switches that break a guarantee apply to the deployment verify
+// starts in process: with a deployment it does not start, or one of
+// separate processes, verify refuses them before anything runs.
+func TestVerifyRefusesBrokenGuaranteesItCannotApply(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--break-stock-cas", "--edge", "http://127.0.0.1:1", "--ops", "http://127.0.0.1:2"}, "not with -edge"},
+		{[]string{"--break-edge-retry", "--edge", "http://127.0.0.1:1", "--ops", "http://127.0.0.1:2"}, "not with -edge"},
+		{[]string{"--break-stock-cas", "--processes"}, "-break-stock-cas"},
+		{[]string{"--break-edge-retry", "--processes"}, "-break-edge-retry"},
+	} {
+		var stdout bytes.Buffer
+		err := run(t.Context(), append([]string{"verify"}, tt.args...), noEnv, &stdout, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("verify %v = %v, want an error saying %q", tt.args, err, tt.want)
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("verify %v printed %q before refusing", tt.args, stdout.String())
+		}
+	}
+}

@@ -75,7 +75,18 @@ type Config struct {
 	// EdgeNoRetry turns off the edge's retry of idempotent requests: a
 	// broken guarantee on purpose, for experiments that must catch it.
 	EdgeNoRetry bool
-	Network     netsim.Config
+	// UnsafeBlindStockWrites makes every stamp's store write the inventory
+	// blindly instead of with compare-and-set
+	// (store.Config.UnsafeBlindStockWrites): a broken guarantee on
+	// purpose, for experiments that must catch it.
+	UnsafeBlindStockWrites bool
+	// StampFault is a defect every stamp instance of the deployment's own
+	// regions injects from its start (stamp.Config.Fault), such as a
+	// latency that keeps requests in flight for experiments that crash a
+	// stamp under them; a release's new stamps carry their release's fault
+	// instead. Zero: none.
+	StampFault stamp.Fault
+	Network    netsim.Config
 	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
 	ProbeInterval time.Duration
 	// SecretRefresh is how often stamps refresh their secrets; zero: 30 s.
@@ -181,6 +192,9 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 	}
 	if err := claimEnv(cfg.DataDir, cfg.Env); err != nil {
 		return nil, fmt.Errorf("start deployment: %w", err)
+	}
+	if cfg.Env == release.EnvProd && (cfg.EdgeNoRetry || cfg.UnsafeBlindStockWrites || !cfg.StampFault.Zero()) {
+		return nil, errors.New("start deployment: broken guarantees and injected faults (EdgeNoRetry, UnsafeBlindStockWrites, StampFault) are refused in the prod environment")
 	}
 	if cfg.Release == "" {
 		cfg.Release = buildinfo.Version()
@@ -369,6 +383,9 @@ func (d *Deployment) waitEdge(ctx context.Context) error {
 // spec names the instance's release and injected fault; its zero value is
 // the region's current release without a fault.
 func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSpec) (*instance, error) {
+	if sp == (instanceSpec{}) {
+		sp.fault = d.cfg.StampFault
+	}
 	if sp.release == "" {
 		d.mu.Lock()
 		sp.release = d.versionOf(r.name)
@@ -403,6 +420,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSp
 		EdgeCredential: d.edgeCred,
 		Release:        sp.release,
 		Fault:          sp.fault,
+		BlindStock:     d.cfg.UnsafeBlindStockWrites,
 		Telemetry:      tel,
 		Logger:         d.log,
 	})

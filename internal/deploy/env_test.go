@@ -3,6 +3,9 @@ package deploy
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/contoso/shoes/internal/stamp"
 )
 
 func TestADataDirectoryBelongsToOneEnvironment(t *testing.T) {
@@ -19,5 +22,27 @@ func TestADataDirectoryBelongsToOneEnvironment(t *testing.T) {
 	}
 	if err := claimEnv(t.TempDir(), "staging"); err == nil {
 		t.Fatal("an unknown environment was accepted")
+	}
+}
+
+// The switches that break a guarantee on purpose, and injected faults,
+// never start in prod.
+func TestProdRefusesBrokenGuarantees(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"edge without retry":  {EdgeNoRetry: true},
+		"blind stock writes":  {UnsafeBlindStockWrites: true},
+		"a fault every stamp": {StampFault: stamp.Fault{Latency: time.Second}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg.DataDir, cfg.Env = t.TempDir(), "prod"
+			d, err := Start(t.Context(), cfg)
+			if err == nil {
+				d.Close()
+				t.Fatal("started in prod")
+			}
+			if !strings.Contains(err.Error(), "refused in the prod environment") {
+				t.Fatalf("Start = %v, want a refusal in prod", err)
+			}
+		})
 	}
 }

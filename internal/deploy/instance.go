@@ -57,6 +57,9 @@ type InstanceConfig struct {
 	// Fault is a defect the stamp injects, for release experiments
 	// (stamp.Config.Fault); zero: none.
 	Fault stamp.Fault
+	// BlindStock is store.Config.UnsafeBlindStockWrites: a broken
+	// guarantee on purpose; false for every real deployment.
+	BlindStock bool
 	// WarmRequests is stamp.Config.WarmRequests: zero 20, negative none.
 	WarmRequests int
 	// TLS, when set, makes the instance serve HTTPS with it (and advertise
@@ -120,7 +123,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	}
 	inject, process := workerTel.StreamHooks("processor", cfg.Region)
 	st, err := store.Open(ctx, store.Config{Conn: nc, Replicas: cfg.Replicas, Logger: log.With("component", "store"),
-		Inject: inject, Process: process})
+		Inject: inject, Process: process, UnsafeBlindStockWrites: cfg.BlindStock})
 	if err != nil {
 		return fail(err)
 	}

@@ -3,10 +3,15 @@ package loadtest
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"math"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
 func TestCheckStock(t *testing.T) {
@@ -139,6 +144,44 @@ func TestTagRoundTrip(t *testing.T) {
 	}
 	if f, r := untag("http://127.0.0.1/api/products"); f != "" || r != "" {
 		t.Errorf("untagged URL gave %q, %q", f, r)
+	}
+	u := "http://127.0.0.1:1/api/orders#" + tag(FlowCheckout, "eastus", "p-42", "p-43")
+	if f, r := untag(u); f != FlowCheckout || r != "eastus" {
+		t.Errorf("untag(%q) = %q, %q", u, f, r)
+	}
+	if got := taggedSKUs(u); !slices.Equal(got, []string{"p-42", "p-43"}) {
+		t.Errorf("taggedSKUs(%q) = %q", u, got)
+	}
+}
+
+// The collector knows every SKU a checkout named, and counts as of
+// unknown fate the units of checkouts that may have made an order it does
+// not follow: no answer, a 5xx, an accepted answer that did not decode.
+func TestCollectorCountsCheckoutsOfUnknownFate(t *testing.T) {
+	col := newCollector([]string{"westeurope"}, Profile{Hold: time.Second, HoldRate: 1}, time.Second)
+	now := time.Now()
+	col.start = now
+	for _, r := range []struct {
+		code uint16
+		body string
+		skus []string
+	}{
+		{202, `{"id":"o1","user":"u1","items":[{"sku":"a-1","quantity":1}],"status":"accepted"}`, []string{"a-1"}},
+		{202, `not json`, []string{"b-1"}},
+		{503, ``, []string{"c-1", "c-2"}},
+		{0, ``, []string{"d-1"}},
+		{409, `{"detail":"no"}`, []string{"e-1"}},
+		{429, ``, []string{"a-1"}},
+	} {
+		col.add(&vegeta.Result{Code: r.code, Body: []byte(r.body), Timestamp: now, Latency: time.Millisecond,
+			URL: "http://edge.test/api/orders#" + tag(FlowCheckout, "westeurope", r.skus...), Method: http.MethodPost})
+	}
+	want := map[string]int{"a-1": 0, "b-1": 1, "c-1": 1, "c-2": 1, "d-1": 1, "e-1": 0}
+	if !maps.Equal(col.named, want) {
+		t.Errorf("named = %v, want %v", col.named, want)
+	}
+	if len(col.orders) != 1 || col.orders["o1"] == nil {
+		t.Errorf("orders followed: %v", col.orders)
 	}
 }
 

@@ -79,7 +79,11 @@ type collector struct {
 	limited  RateLimited
 	idem     IdempotentFailures
 
-	attempted      int64
+	attempted int64
+	// named counts, for every SKU a checkout named, the units of the
+	// checkouts whose outcome is unknown: no answer, a 5xx, or an accepted
+	// answer that did not decode. Any of them may have made an order.
+	named          map[string]int
 	orders         map[string]*order
 	orderOrder     []string // ids in the order they were accepted
 	undecodedOrder int64
@@ -110,6 +114,7 @@ func newCollector(regions []string, p Profile, timeout time.Duration) *collector
 		servedBy: map[string]map[string]int64{},
 		releases: map[string]int64{},
 		orders:   map[string]*order{},
+		named:    map[string]int{},
 		open:     map[int]openSecond{},
 		idem:     IdempotentFailures{ByFlow: map[Flow]int64{}, Samples: []FailureSample{}},
 	}
@@ -228,14 +233,22 @@ func (c *collector) add(res *vegeta.Result) {
 	}
 	if flow == FlowCheckout {
 		c.attempted++
+		unknown := res.Code == 0 || res.Code >= 500
 		if res.Code == 200 || res.Code == 202 {
-			c.addOrder(res.Body, region)
+			unknown = !c.addOrder(res.Body, region)
+		}
+		for _, sku := range taggedSKUs(res.URL) {
+			c.named[sku] += 0
+			if unknown {
+				c.named[sku] += checkoutQuantity
+			}
 		}
 	}
 }
 
-// addOrder records an accepted order from the body of its answer.
-func (c *collector) addOrder(body []byte, region string) {
+// addOrder records an accepted order from the body of its answer, and
+// reports whether the body decoded as one.
+func (c *collector) addOrder(body []byte, region string) bool {
 	var o struct {
 		ID     string      `json:"id"`
 		User   string      `json:"user"`
@@ -245,13 +258,14 @@ func (c *collector) addOrder(body []byte, region string) {
 	}
 	if err := json.Unmarshal(body, &o); err != nil || o.ID == "" {
 		c.undecodedOrder++
-		return
+		return false
 	}
 	if _, dup := c.orders[o.ID]; dup {
-		return
+		return true
 	}
 	c.orders[o.ID] = &order{id: o.ID, user: o.User, region: region, lines: o.Items, status: o.Status, reason: o.Reason}
 	c.orderOrder = append(c.orderOrder, o.ID)
+	return true
 }
 
 // timelineAdd counts a result in the second it was sent in, and closes

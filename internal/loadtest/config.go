@@ -102,6 +102,13 @@ type Config struct {
 	// stock as it is. Either way the stock is read before and after.
 	SpikeStock int
 
+	// Conservation also reads the stock of every SKU of the catalog before
+	// the load, not only the launch SKUs', and accounts afterwards for
+	// every SKU the run's checkouts named (Report.Conservation). It costs
+	// two admin reads per SKU, 16 at a time, which the edge's per-client
+	// limit must let through. False: the launch SKUs only.
+	Conservation bool
+
 	// Users is how many distinct shoppers send the comments, carts and
 	// checkouts; checkouts take them in turn so no shopper exceeds the
 	// per-user order admission. Zero: 500.
@@ -115,6 +122,11 @@ type Config struct {
 	// set, for an administrator. It is called once per subject, from
 	// several goroutines. Required.
 	Tokens func(sub string, admin bool) (string, error)
+
+	// Started is called once when the schedule starts, after the catalog
+	// and the stock are read and before the first request; nil: not
+	// called. A caller timing events within the load counts from then.
+	Started func()
 
 	// Progress receives one line of plain text per ProgressEvery while the
 	// load runs; nil: none.

@@ -15,7 +15,9 @@
 // logarithmic histograms ([Histogram]), so memory does not grow with the
 // number of requests. After the schedule ends the runner follows every
 // accepted order until it is confirmed or rejected, then reads the launch
-// SKUs' stock back and checks that no unit was sold twice.
+// SKUs' stock back and checks that no unit was sold twice; with
+// Config.Conservation it also reads back every SKU its checkouts named and
+// accounts for every unit: in stock, held, or sold to one of its orders.
 //
 // The package speaks only the shop's public HTTP API, through the edge, as
 // a client would: it imports nothing of the shop itself.

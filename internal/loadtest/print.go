@@ -158,6 +158,25 @@ func (r *Report) Print(w io.Writer) error {
 			}
 		}
 	}
+	if c := r.Conservation; c != nil {
+		var initial, confirmed, available, held, uncertain, off, unread int
+		for _, s := range c.SKUs {
+			if s.ReadError != "" {
+				unread++
+				continue
+			}
+			initial += s.Initial + s.InitialHeld
+			confirmed, available, held, uncertain = confirmed+s.Confirmed, available+s.Available, held+s.Held, uncertain+s.Uncertain
+			if s.Unaccounted != 0 {
+				off++
+			}
+		}
+		fmt.Fprintf(&b, "stock of the %d SKUs the checkouts named: initial %d = confirmed %d + available %d + held %d + unaccounted %d; %d SKUs with unaccounted units, %d units of unknown fate\n",
+			len(c.SKUs), initial, confirmed, available, held, initial-confirmed-available-held, off, uncertain)
+		if unread > 0 {
+			fmt.Fprintf(&b, "  %d SKUs could not be read (first: %s)\n", unread, firstReadError(c.SKUs))
+		}
+	}
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
 	}

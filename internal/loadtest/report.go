@@ -50,6 +50,9 @@ type Report struct {
 	LaunchStock []StockCheck `json:"launchStock"`
 	// Oversold is set when any launch SKU was oversold.
 	Oversold bool `json:"oversold"`
+	// Conservation accounts for every SKU the run's checkouts named,
+	// launch SKUs or not; nil unless Config.Conservation.
+	Conservation *Conservation `json:"conservation,omitempty"`
 
 	// Timeline has one entry per second of the schedule, by the second in
 	// which each request was sent.
@@ -183,6 +186,26 @@ type StockCheck struct {
 	// ReadError is set when the stock could not be read back; Available,
 	// Held and Unaccounted are then zero and only Confirmed > Initial counts.
 	ReadError string `json:"readError,omitempty"`
+	// Uncertain, in Report.Conservation, is the units of this SKU in the
+	// run's checkouts whose fate the run does not know when the stock is
+	// read back: orders not final yet, and checkouts that got no answer, a
+	// 5xx or an accepted answer that did not decode. Each may hold or have
+	// sold its units without counting in Confirmed, so Unaccounted from 0
+	// to Uncertain loses no unit for sure.
+	Uncertain int `json:"uncertain,omitempty"`
+}
+
+// Conservation accounts for the units of every SKU the run's checkouts
+// named (Config.Conservation): its stock before the load, the units of
+// the run's confirmed orders, and its stock read back after the orders
+// settled. No unit was lost or made up when Initial + InitialHeld =
+// Confirmed + Available + Held, Unaccounted 0.
+type Conservation struct {
+	SKUs []StockCheck `json:"skus"` // by SKU
+	// Rereads counts the rounds in which some SKUs were read back again
+	// because they showed more units than the run left: a confirmed
+	// order's hold is released just after its confirmation.
+	Rereads int `json:"rereads"`
 }
 
 // Second is one second of the timeline.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -84,6 +85,10 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return fail(err)
 	}
+	var before map[string]stockRead
+	if cfg.Conservation {
+		before = r.readStocks(ctx, cat.skus(), admin)
+	}
 	runID := make([]byte, 6)
 	_, _ = rand.Read(runID)
 
@@ -102,6 +107,9 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	)
 	gen.start = time.Now()
 	col.start = gen.start
+	if cfg.Started != nil {
+		cfg.Started()
+	}
 	results := atk.Attack(gen.next, p, p.Duration(), "contoso-load")
 	stopOnCancel := context.AfterFunc(ctx, func() { atk.Stop() })
 	var tick <-chan time.Time
@@ -138,6 +146,9 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		rep.Warnings = append(rep.Warnings, settleErr.Error())
 	}
 	rep.LaunchStock, rep.Oversold = r.checkLaunchStock(ctx, skus, initial, confirmedUnits(col), admin)
+	if cfg.Conservation {
+		rep.Conservation = r.conserve(ctx, col, before, admin)
+	}
 	if err := toks.firstErr(); err != nil {
 		rep.Warnings = append(rep.Warnings, "some requests went without a token: "+err.Error())
 	}
@@ -309,4 +320,102 @@ func checkStock(sku string, initial stockView, confirmed int, final stockView, r
 	}
 	c.Oversold = confirmed > initial.Available || (readErr == nil && final.Available < 0)
 	return c
+}
+
+// stockRead is one SKU's stock as read, or why it could not be.
+type stockRead struct {
+	view stockView
+	err  error
+}
+
+// readStocks reads the stock of every SKU of skus, a few at a time.
+func (r *Runner) readStocks(ctx context.Context, skus []string, admin string) map[string]stockRead {
+	out := make(map[string]stockRead, len(skus))
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, 16)
+	)
+	for _, sku := range skus {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			var st stockView
+			err := r.call(ctx, http.MethodGet, "/api/inventory/"+sku, admin, r.cfg.Regions[0], nil, &st)
+			mu.Lock()
+			out[sku] = stockRead{st, err}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// Waiting for the stock to account for every unit: a confirmed order's
+// hold is released just after its confirmation, and until then its units
+// count as held and as sold. A SKU showing more units than the run left
+// is read again every conservePoll, for up to conserveWait.
+const (
+	conservePoll = 250 * time.Millisecond
+	conserveWait = 10 * time.Second
+)
+
+// conserve accounts for every unit of every SKU the run's checkouts named:
+// its stock before the load (before), the units of the run's confirmed
+// orders and its stock read back now, with the units whose fate the run
+// does not know (orders not final, checkouts without a usable answer).
+func (r *Runner) conserve(ctx context.Context, col *collector, before map[string]stockRead, admin string) *Conservation {
+	uncertain := maps.Clone(col.named)
+	for _, o := range col.orders {
+		for _, l := range o.lines {
+			if _, ok := uncertain[l.SKU]; !ok {
+				uncertain[l.SKU] = 0
+			}
+			if !o.final() {
+				uncertain[l.SKU] += l.Quantity
+			}
+		}
+	}
+	confirmed := confirmedUnits(col)
+	cons := &Conservation{SKUs: []StockCheck{}}
+	checks := map[string]StockCheck{}
+	pending := slices.Sorted(maps.Keys(uncertain))
+	deadline := time.Now().Add(conserveWait)
+	for {
+		after := r.readStocks(ctx, pending, admin)
+		var again []string
+		for _, sku := range pending {
+			b, a := before[sku], after[sku]
+			c := checkStock(sku, b.view, confirmed[sku], a.view, a.err)
+			c.Uncertain = uncertain[sku]
+			switch {
+			case b.err != nil || before == nil:
+				c.ReadError, c.Unaccounted, c.Oversold = "the stock before the load was not read", 0, false
+				if b.err != nil {
+					c.ReadError = "before the load: " + b.err.Error()
+				}
+			case c.ReadError != "" || c.Unaccounted < 0:
+				again = append(again, sku)
+			}
+			checks[sku] = c
+		}
+		if len(again) == 0 || time.Now().After(deadline) {
+			break
+		}
+		t := time.NewTimer(conservePoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		cons.Rereads++
+		pending = again
+	}
+	for _, sku := range slices.Sorted(maps.Keys(checks)) {
+		cons.SKUs = append(cons.SKUs, checks[sku])
+	}
+	return cons
 }

@@ -44,6 +44,7 @@ func TestRun(t *testing.T) {
 		Tokens:        tokensOf(d),
 		Progress:      &progress,
 		ProgressEvery: 500 * time.Millisecond,
+		Conservation:  true,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -150,6 +151,25 @@ func TestRun(t *testing.T) {
 	}
 	if confirmedLaunch == 0 {
 		t.Error("no launch unit was sold")
+	}
+	// Every unit of every SKU the checkouts named, launch or not, is sold
+	// to the run or still in stock.
+	if rep.Conservation == nil {
+		t.Fatal("no conservation accounting with Config.Conservation")
+	}
+	var launch, other int
+	for _, c := range rep.Conservation.SKUs {
+		if c.ReadError != "" || c.Unaccounted != 0 || c.Uncertain != 0 || c.Initial+c.InitialHeld != c.Confirmed+c.Available+c.Held {
+			t.Errorf("conservation: %+v", c)
+		}
+		if strings.Contains(c.SKU, "-launch-edition") {
+			launch++
+		} else {
+			other++
+		}
+	}
+	if launch == 0 || other == 0 {
+		t.Errorf("conservation covers %d launch and %d other SKUs; want both", launch, other)
 	}
 
 	// Progress: one plain line per tick.

@@ -57,6 +57,15 @@ func (c *catalog) launchSKUs() []string {
 	return skus
 }
 
+// skus returns every SKU of the catalog.
+func (c *catalog) skus() []string {
+	var skus []string
+	for _, p := range c.products {
+		skus = append(skus, p.SKUs...)
+	}
+	return skus
+}
+
 // maxCursors bounds the cursors kept for browsing.
 const maxCursors = 1000
 
@@ -294,9 +303,27 @@ func pick(cum []float64) Flow {
 // oneOf returns an element of s chosen at random.
 func oneOf[T any](s []T) T { return s[rand.IntN(len(s))] }
 
-// tag is the URL fragment carrying a request's flow and client region.
-func tag(f Flow, region string) string {
-	return url.Values{"flow": {string(f)}, "region": {region}}.Encode()
+// tag is the URL fragment carrying a request's flow and client region
+// and, for a checkout, the SKUs it orders.
+func tag(f Flow, region string, skus ...string) string {
+	v := url.Values{"flow": {string(f)}, "region": {region}}
+	if len(skus) > 0 {
+		v["sku"] = skus
+	}
+	return v.Encode()
+}
+
+// taggedSKUs reads back the SKUs a checkout's tag names.
+func taggedSKUs(rawURL string) []string {
+	i := strings.LastIndexByte(rawURL, '#')
+	if i < 0 {
+		return nil
+	}
+	v, err := url.ParseQuery(rawURL[i+1:])
+	if err != nil {
+		return nil
+	}
+	return v["sku"]
 }
 
 // untag reads the flow and client region back from a result's URL.
@@ -329,6 +356,7 @@ func (g *generator) next(t *vegeta.Target) error {
 	h.Set(headerClientRegion, region)
 	var path string
 	var body any
+	var skus []string // a checkout's
 	switch f {
 	case FlowBrowse:
 		path = "/api/products?limit=20"
@@ -351,7 +379,12 @@ func (g *generator) next(t *vegeta.Target) error {
 		g.authorize(h, oneOf(g.tokens.users))
 	case FlowCheckout:
 		path = "/api/orders"
-		body = map[string]any{"items": []map[string]any{{"sku": oneOf(p.SKUs), "quantity": 1}}}
+		skus = checkoutSKUs(p, spike)
+		items := make([]map[string]any, len(skus))
+		for i, sku := range skus {
+			items[i] = map[string]any{"sku": sku, "quantity": checkoutQuantity}
+		}
+		body = map[string]any{"items": items}
 		h.Set(headerIdempotencyKey, fmt.Sprintf("load-%s-o%d", g.runID, n))
 		// Shoppers take turns, so each stays far below its order admission.
 		i := (g.checkouts.Add(1) - 1) % uint64(len(g.tokens.users))
@@ -368,9 +401,26 @@ func (g *generator) next(t *vegeta.Target) error {
 		h.Set("Content-Type", "application/json")
 		t.Method = bodyMethod[f]
 	}
-	t.URL = g.edge + path + "#" + tag(f, region)
+	t.URL = g.edge + path + "#" + tag(f, region, skus...)
 	t.Header = h
 	return nil
+}
+
+// checkoutQuantity is how many units of each SKU a checkout orders.
+const checkoutQuantity = 1
+
+// checkoutSKUs are the SKUs one checkout of product p orders: one size;
+// during the launch spike, one checkout in four asks for two sizes of the
+// launch shoe (a shopper unsure of the size), so that a size selling out
+// rejects an order that already holds the other one and its stock must
+// go back.
+func checkoutSKUs(p product, spike bool) []string {
+	first := rand.IntN(len(p.SKUs))
+	if !spike || len(p.SKUs) < 2 || rand.IntN(4) != 0 {
+		return []string{p.SKUs[first]}
+	}
+	second := (first + 1 + rand.IntN(len(p.SKUs)-1)) % len(p.SKUs)
+	return []string{p.SKUs[first], p.SKUs[second]}
 }
 
 // bodyMethod is the method of each flow that sends a body.

@@ -146,7 +146,9 @@ func update[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.Key
 			return v, fmt.Errorf("%s: %w", key, err)
 		}
 		actx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
-		if rev == 0 {
+		if k == kindStock && s.cfg.UnsafeBlindStockWrites {
+			_, err = kv.Put(actx, key, b) // no revision check: see Config
+		} else if rev == 0 {
 			_, err = kv.Create(actx, key, b)
 		} else {
 			_, err = kv.Update(actx, key, b, rev)

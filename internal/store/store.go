@@ -68,6 +68,13 @@ type Config struct {
 	// answered call takes milliseconds; a leaderless one is dropped, and
 	// the retry finds the new leader sooner).
 	OpTimeout time.Duration
+	// UnsafeBlindStockWrites replaces the inventory's compare-and-set with
+	// a blind write: two reservations of one SKU at once both write what
+	// they computed from the same read, and one of them is lost (oversell,
+	// units that vanish or appear). A broken guarantee on purpose, only to
+	// prove that the experiments catch it; false (the zero value) is the
+	// only setting for a system of record.
+	UnsafeBlindStockWrites bool
 }
 
 // Store is the client side of the replicated state. It is safe for

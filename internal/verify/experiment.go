@@ -6,7 +6,9 @@
 // reaches which state within how long and which must never turn
 // unhealthy, how fast the faulted region leaves rotation, and what the data
 // must look like after the heal (no failed idempotent request, every
-// accepted order final, nothing oversold). An experiment may also run a
+// accepted order final, nothing oversold); and every experiment, that
+// every unit of stock its checkouts touched is still available, held or
+// sold to one of its confirmed orders. An experiment may also run a
 // release of the deployment under the load, with or without a fault, and
 // judge how it ends: its final phase, its steps, the share of failed
 // requests, how fast a bad version was rolled back, that a version never
@@ -87,14 +89,25 @@ type ReleaseExpect struct {
 }
 
 // Load is the experiment's load profile: 0 to Rate requests/s over Ramp,
-// then Rate for Hold, of the flows weighed by Mix.
+// then Rate for Hold, of the flows weighed by Mix; then, when Spike is
+// set, the launch: SpikeRate requests/s for Spike of product pages, carts
+// and checkouts of the launch shoes only (loadtest.DefaultSpikeMix).
 type Load struct {
-	Rate float64  `yaml:"rate" json:"rate"`
-	Ramp Duration `yaml:"ramp" json:"ramp"`
-	Hold Duration `yaml:"hold" json:"hold"`
+	Rate  float64  `yaml:"rate" json:"rate"`
+	Ramp  Duration `yaml:"ramp" json:"ramp"`
+	Hold  Duration `yaml:"hold" json:"hold"`
+	Spike Duration `yaml:"spike,omitempty" json:"spike,omitempty"`
+	// SpikeRate is the rate of the spike; zero: twice Rate.
+	SpikeRate float64 `yaml:"spike_rate,omitempty" json:"spikeRate,omitempty"`
+	// Stock, when positive, is what every launch SKU's stock is set to
+	// before the load: few units for many buyers. Zero: as it is.
+	Stock int `yaml:"stock,omitempty" json:"stock,omitempty"`
 	// Mix weighs the flows; nil: the load tool's launch mix.
 	Mix *Mix `yaml:"mix,omitempty" json:"mix,omitempty"`
 }
+
+// length is how long the load's schedule lasts.
+func (l Load) length() time.Duration { return l.Ramp.D() + l.Hold.D() + l.Spike.D() }
 
 // Mix weighs the load's flows (relative weights, not percents): browse
 // (catalog listings), product (product pages), comment, cart (not
@@ -173,7 +186,7 @@ func (r *Release) check(where string, e Experiment) []error {
 	if r.Version == "" || len(r.Version) > 48 {
 		bad("a version of 1 to 48 characters is required (the runner appends the time)")
 	}
-	if r.After.D() < 0 || r.After.D() >= e.Load.Ramp.D()+e.Load.Hold.D() {
+	if r.After.D() < 0 || r.After.D() >= e.Load.length() {
 		bad("after must fall within the load")
 	}
 	if r.Hold.D() < 0 || r.MinRequests < 0 || r.ErrorTolerance < 0 || r.ErrorTolerance > 1 {
@@ -251,6 +264,8 @@ func Parse(b []byte) ([]Experiment, error) {
 			errs = append(errs, fmt.Errorf("%s: load rate must be in (0, 100000]", where))
 		case e.Load.Hold.D() <= 0:
 			errs = append(errs, fmt.Errorf("%s: load hold must be positive", where))
+		case e.Load.Spike.D() < 0 || e.Load.SpikeRate < 0 || e.Load.SpikeRate > 100_000 || e.Load.Stock < 0 || e.Load.Stock > 1_000_000:
+			errs = append(errs, fmt.Errorf("%s: load spike, spike_rate and stock must not be negative (spike_rate at most 100000, stock at most 1000000)", where))
 		case e.Load.Mix != nil && (min(e.Load.Mix.Browse, e.Load.Mix.Product, e.Load.Mix.Comment, e.Load.Mix.Cart, e.Load.Mix.Checkout) < 0 ||
 			*e.Load.Mix == Mix{}):
 			errs = append(errs, fmt.Errorf("%s: a load mix needs a positive weight and no negative one", where))
@@ -258,7 +273,7 @@ func Parse(b []byte) ([]Experiment, error) {
 			errs = append(errs, fmt.Errorf("%s: a fault with a positive duration is required", where))
 		case e.Fault.Fault != "" && e.Fault.Duration.D() <= 0:
 			errs = append(errs, fmt.Errorf("%s: the fault needs a positive duration", where))
-		case e.Fault.After.D()+e.Fault.Duration.D() > e.Load.Ramp.D()+e.Load.Hold.D():
+		case e.Fault.After.D()+e.Fault.Duration.D() > e.Load.length():
 			errs = append(errs, fmt.Errorf("%s: the fault must heal before the load ends", where))
 		}
 		seen[e.Name] = true

@@ -48,7 +48,30 @@ type LoadOutcome struct {
 	Oversold           bool                   `json:"oversold"`
 	Served             map[string]int64       `json:"served"`   // answers by the region that served them
 	ServedReleases     map[string]int64       `json:"releases"` // answers by the release that served them
+	// Stock is every SKU a checkout of the run named, as read back after
+	// the orders settled; nil: the load did not read the stock back.
+	Stock []StockCount `json:"stock"`
 }
+
+// StockCount is one SKU's units: its stock before the load (available
+// and held), the units of the run's confirmed orders, and its stock read
+// back once the orders settled.
+type StockCount struct {
+	SKU       string `json:"sku"`
+	Initial   int    `json:"initial"` // available + held before the load
+	Sold      int    `json:"sold"`
+	Available int    `json:"available"`
+	Held      int    `json:"held"`
+	// Uncertain is the units of the run's checkouts of the SKU whose fate
+	// the load does not know: orders not final, checkouts without a
+	// usable answer. They may be sold without counting in Sold.
+	Uncertain int    `json:"uncertain,omitempty"`
+	ReadError string `json:"readError,omitempty"` // why the stock was not read, before or after
+}
+
+// Missing is the units of the SKU neither in stock, held nor sold:
+// negative when there are more than there were.
+func (c StockCount) Missing() int { return c.Initial - c.Sold - c.Available - c.Held }
 
 // String sums the outcome up for the progress log: each flow's requests,
 // errors and p99, by flow name, then the idempotent failures, the orders
@@ -169,7 +192,69 @@ func judge(r run) []Verdict {
 			add("no oversell", map[bool]string{true: "oversold", false: "none"}[r.load.Oversold], r.load.Oversold == *g.Oversell)
 		}
 	}
+	measured, pass := conservation(r.load.Stock)
+	add(expectConservation, measured, pass)
 	return out
+}
+
+// expectConservation is the expectation every experiment gets.
+const expectConservation = "stock conserved: available + held + sold = initial"
+
+// conservation judges the stock the load read back after the orders
+// settled: for every SKU a checkout of the run named, the units available,
+// held and sold to the run's confirmed orders must add up to its stock
+// before the load. A SKU short of units lost them (a hold never given
+// back, a lost write); one with units to spare made them up (a lost
+// decrement). Units of orders whose fate the run does not know may be
+// sold without counting as such, so a SKU short of at most that many
+// loses nothing for sure: it passes, and the measured value says so (the
+// orders-final expectation judges those orders). nil stock was not
+// measured, and fails.
+func conservation(stock []StockCount) (measured string, pass bool) {
+	if stock == nil {
+		return "not measured: the load read no stock back", false
+	}
+	var bad []string
+	unsure, unsureSKUs := 0, 0
+	for _, c := range stock {
+		m := c.Missing()
+		numbers := fmt.Sprintf("initial %d, available %d, held %d, sold %d", c.Initial, c.Available, c.Held, c.Sold)
+		if c.Uncertain > 0 {
+			numbers += fmt.Sprintf(", %d of unknown fate", c.Uncertain)
+		}
+		switch {
+		case c.ReadError != "":
+			bad = append(bad, fmt.Sprintf("the stock of SKU %s was not read: %s", c.SKU, c.ReadError))
+		case m < 0:
+			bad = append(bad, fmt.Sprintf("%s more than the stock on SKU %s (%s)", count(-m, "unit"), c.SKU, numbers))
+		case m > c.Uncertain:
+			bad = append(bad, fmt.Sprintf("%s unaccounted on SKU %s (%s)", count(m, "unit"), c.SKU, numbers))
+		case m > 0:
+			unsure, unsureSKUs = unsure+m, unsureSKUs+1
+		}
+	}
+	switch {
+	case len(bad) == 1:
+		return bad[0], false
+	case len(bad) > 1:
+		return fmt.Sprintf("%s; %s off", bad[0], count(len(bad)-1, "more SKU")), false
+	case len(stock) == 0:
+		return "no checkout named a SKU", true
+	}
+	measured = fmt.Sprintf("%s, every unit accounted for", count(len(stock), "SKU"))
+	if unsure > 0 {
+		measured = fmt.Sprintf("%s accounted for, but %s on %s may be held by orders of unknown fate",
+			count(len(stock), "SKU"), count(unsure, "unit"), count(unsureSKUs, "SKU"))
+	}
+	return measured, true
+}
+
+// count is n things: "1 unit", "3 units".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // rootCause follows the "caused by" reasons from id down to the first

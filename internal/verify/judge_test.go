@@ -102,6 +102,7 @@ func TestJudge(t *testing.T) {
 			cellKey("checkout", "northeurope"): {Requests: 40, P99: 16 * time.Second},
 		},
 		IdempotentFailures: 0, OrdersAccepted: 50, OrdersUnsettled: 0,
+		Stock: []StockCount{{SKU: "a-42", Initial: 5, Sold: 2, Available: 2, Held: 1}},
 	}}
 	got := map[string]Verdict{}
 	for _, v := range judge(r) {
@@ -122,6 +123,7 @@ func TestJudge(t *testing.T) {
 		"failed idempotent requests <= 0":                true,
 		"every accepted order final after the heal":      true,
 		"no oversell":                                    true,
+		expectConservation:                               true,
 	} {
 		v, ok := got[expect]
 		if !ok {
@@ -137,11 +139,12 @@ func TestJudge(t *testing.T) {
 	}
 	// Broken guarantees fail.
 	r.load.IdempotentFailures, r.load.OrdersUnsettled, r.load.Oversold = 3, 2, true
+	r.load.Stock[0].Available = 0
 	r.samples = r.samples[:1]
 	for _, v := range judge(r) {
 		switch v.Expectation {
 		case "failed idempotent requests <= 0", "every accepted order final after the heal", "no oversell",
-			"eastus out of rotation within 2s", "region.eastus unhealthy within 5s":
+			"eastus out of rotation within 2s", "region.eastus unhealthy within 5s", expectConservation:
 			if v.Pass {
 				t.Errorf("%q passed with broken data: %q", v.Expectation, v.Measured)
 			}
@@ -149,5 +152,43 @@ func TestJudge(t *testing.T) {
 	}
 	if !Failed(judge(r)) {
 		t.Fatal("Failed = false")
+	}
+}
+
+// Conservation passes when every unit is available, held or sold, and
+// fails with the SKU and the units when some are missing or made up;
+// units that orders of unknown fate may hold excuse that many missing.
+func TestConservation(t *testing.T) {
+	ok := StockCount{SKU: "ok-42", Initial: 5, Sold: 2, Available: 2, Held: 1}
+	for _, tt := range []struct {
+		name     string
+		stock    []StockCount
+		pass     bool
+		measured string
+	}{
+		{"not measured", nil, false, "not measured: the load read no stock back"},
+		{"no SKU", []StockCount{}, true, "no checkout named a SKU"},
+		{"conserved", []StockCount{ok, {SKU: "b-40", Initial: 25, Available: 25}}, true, "2 SKUs, every unit accounted for"},
+		{"leak", []StockCount{ok, {SKU: "x-42", Initial: 5, Sold: 2, Available: 0}}, false,
+			"3 units unaccounted on SKU x-42 (initial 5, available 0, held 0, sold 2)"},
+		{"made up", []StockCount{{SKU: "x-42", Initial: 2, Sold: 2, Available: 1}}, false,
+			"1 unit more than the stock on SKU x-42 (initial 2, available 1, held 0, sold 2)"},
+		{"a confirmed order's hold counted as sold too", []StockCount{{SKU: "x-42", Initial: 2, Sold: 1, Available: 1, Held: 1}}, false,
+			"1 unit more than the stock on SKU x-42 (initial 2, available 1, held 1, sold 1)"},
+		{"orders of unknown fate", []StockCount{ok, {SKU: "x-42", Initial: 5, Sold: 1, Available: 2, Uncertain: 2}}, true,
+			"2 SKUs accounted for, but 2 units on 1 SKU may be held by orders of unknown fate"},
+		{"more missing than unknown", []StockCount{{SKU: "x-42", Initial: 5, Sold: 1, Available: 1, Uncertain: 2}}, false,
+			"3 units unaccounted on SKU x-42 (initial 5, available 1, held 0, sold 1, 2 of unknown fate)"},
+		{"not read", []StockCount{ok, {SKU: "x-42", ReadError: "GET /api/inventory/x-42: 503"}}, false,
+			"the stock of SKU x-42 was not read: GET /api/inventory/x-42: 503"},
+		{"several off", []StockCount{{SKU: "x-42", Initial: 1}, ok, {SKU: "y-42", Initial: 1}}, false,
+			"1 unit unaccounted on SKU x-42 (initial 1, available 0, held 0, sold 0); 1 more SKU off"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			measured, pass := conservation(tt.stock)
+			if pass != tt.pass || measured != tt.measured {
+				t.Errorf("conservation = %q, %v; want %q, %v", measured, pass, tt.measured, tt.pass)
+			}
+		})
 	}
 }

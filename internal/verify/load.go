@@ -10,12 +10,17 @@ import (
 
 // LoadWith runs an experiment's load with the launch-day load tool against
 // the edge: base carries the edge, the regions, the tokens and the rest;
-// the experiment sets the rate, the ramp, the hold and, if it names one,
-// the mix (no spike: the fault is the event).
-func LoadWith(base loadtest.Config) func(ctx context.Context, l Load) (LoadOutcome, error) {
-	return func(ctx context.Context, l Load) (LoadOutcome, error) {
+// the experiment sets the rate, the ramp, the hold, the launch spike and
+// its stock, and, if it names one, the mix. The load always reads back
+// the stock of every SKU its checkouts named (loadtest.Config.Conservation),
+// which needs an edge whose per-client limit lets its admin reads through.
+func LoadWith(base loadtest.Config) func(ctx context.Context, l Load, started func()) (LoadOutcome, error) {
+	return func(ctx context.Context, l Load, started func()) (LoadOutcome, error) {
 		cfg := base
+		cfg.Started = started
 		cfg.Rate, cfg.Ramp, cfg.Hold = l.Rate, l.Ramp.D(), l.Hold.D()
+		cfg.Spike, cfg.SpikeRate, cfg.SpikeStock = l.Spike.D(), l.SpikeRate, l.Stock
+		cfg.Conservation = true
 		if m := l.Mix; m != nil {
 			cfg.Mix = loadtest.Mix{Browse: m.Browse, Product: m.Product, Comment: m.Comment, Cart: m.Cart, Checkout: m.Checkout}
 		}
@@ -52,6 +57,13 @@ func outcome(rep *loadtest.Report) LoadOutcome {
 			Requests: f.Requests, Errors: errs,
 			P95: time.Duration(f.Latency.P95Ms * float64(time.Millisecond)),
 			P99: time.Duration(f.Latency.P99Ms * float64(time.Millisecond)),
+		}
+	}
+	if c := rep.Conservation; c != nil {
+		out.Stock = make([]StockCount, 0, len(c.SKUs))
+		for _, s := range c.SKUs {
+			out.Stock = append(out.Stock, StockCount{SKU: s.SKU, Initial: s.Initial + s.InitialHeld, Sold: s.Confirmed,
+				Available: s.Available, Held: s.Held, Uncertain: s.Uncertain, ReadError: s.ReadError})
 		}
 	}
 	for _, c := range rep.Cells {

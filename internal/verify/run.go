@@ -22,8 +22,10 @@ type Config struct {
 	Ops        string // the operations address, e.g. http://127.0.0.1:8090
 	AdminToken string // bearer token for the operations API; empty: none (loopback in development mode)
 	// Load runs one load profile against the edge to its end, settles the
-	// accepted orders and checks the stock.
-	Load   func(ctx context.Context, l Load) (LoadOutcome, error)
+	// accepted orders and checks the stock. It calls started once, when
+	// its schedule starts (after whatever it reads first): the fault's
+	// and the release's times count from then.
+	Load   func(ctx context.Context, l Load, started func()) (LoadOutcome, error)
 	Chaos  Injector
 	Log    io.Writer     // progress lines; nil: discard
 	Sample time.Duration // how often the health model and the routing are read; zero: 200 ms
@@ -101,11 +103,25 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 		err error
 	}
 	done := make(chan loaded, 1)
-	loadStart := time.Now()
+	startedAt := make(chan time.Time, 1)
 	go func() {
-		out, err := cfg.Load(ctx, e.Load)
+		out, err := cfg.Load(ctx, e.Load, func() {
+			select {
+			case startedAt <- time.Now():
+			default: // started twice: the first counts
+			}
+		})
 		done <- loaded{out, err}
 	}()
+	var loadStart time.Time
+	select {
+	case loadStart = <-startedAt:
+	case l := <-done:
+		if l.err == nil {
+			l.err = errors.New("it ended without starting")
+		}
+		return []Verdict{steady}, fmt.Errorf("load: %w", l.err)
+	}
 	// The release, if any, runs beside the load and the fault; injected
 	// tells it when the fault went in.
 	var (

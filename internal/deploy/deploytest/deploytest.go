@@ -23,6 +23,7 @@ import (
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/stamp"
 	"github.com/contoso/shoes/internal/store"
 )
 
@@ -39,6 +40,12 @@ type Options struct {
 	// EdgeNoRetry turns the edge's retry of idempotent requests off (a
 	// guarantee broken on purpose).
 	EdgeNoRetry bool
+	// UnsafeBlindStockWrites makes the stamps write the inventory without
+	// compare-and-set (a guarantee broken on purpose).
+	UnsafeBlindStockWrites bool
+	// StampFault is a defect every stamp injects from its start
+	// (deploy.Config.StampFault); zero: none.
+	StampFault stamp.Fault
 	// OpsNeedToken makes the operations endpoints require an admin token
 	// from loopback clients too (production mode).
 	OpsNeedToken bool
@@ -100,19 +107,21 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	d, err := deploy.Start(ctx, deploy.Config{
-		Regions:             regions,
-		DataDir:             opts.DataDir,
-		Network:             netsim.Config{Off: !opts.Latency},
-		ProbeInterval:       opts.Probe,
-		SecretRefresh:       opts.SecretRefresh,
-		EdgeClientRate:      opts.EdgeRate,
-		EdgeClientBurst:     opts.EdgeBurst,
-		OpsTrustLoopback:    !opts.OpsNeedToken,
-		EdgeNoRetry:         opts.EdgeNoRetry,
-		Env:                 opts.Env,
-		ReleaseStartTimeout: opts.ReleaseStartTimeout,
-		TLS:                 (opts.TLS || os.Getenv("CONTOSO_TEST_TLS") == "1") && !opts.NoTLS,
-		Logger:              log,
+		Regions:                regions,
+		DataDir:                opts.DataDir,
+		Network:                netsim.Config{Off: !opts.Latency},
+		ProbeInterval:          opts.Probe,
+		SecretRefresh:          opts.SecretRefresh,
+		EdgeClientRate:         opts.EdgeRate,
+		EdgeClientBurst:        opts.EdgeBurst,
+		OpsTrustLoopback:       !opts.OpsNeedToken,
+		EdgeNoRetry:            opts.EdgeNoRetry,
+		UnsafeBlindStockWrites: opts.UnsafeBlindStockWrites,
+		StampFault:             opts.StampFault,
+		Env:                    opts.Env,
+		ReleaseStartTimeout:    opts.ReleaseStartTimeout,
+		TLS:                    (opts.TLS || os.Getenv("CONTOSO_TEST_TLS") == "1") && !opts.NoTLS,
+		Logger:                 log,
 	})
 	if err == nil {
 		deployments.Store(d, PlainClient(d).Transport)
