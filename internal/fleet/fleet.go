@@ -96,7 +96,11 @@ type Config struct {
 	// speak plain HTTP to a registry on loopback (a development
 	// registry); false: HTTPS only.
 	RegistryInsecure bool
-	Logger           *slog.Logger // nil: discard
+	// Pprof gives every POP and every stamp the fleet's own binary runs
+	// --pprof: the Go runtime's profiles on their operations routes (a
+	// stamp of a released image keeps the flags its version knows).
+	Pprof  bool
+	Logger *slog.Logger // nil: discard
 }
 
 // Fleet is a running multi-region system of separate processes.
@@ -425,6 +429,9 @@ func (f *Fleet) stampProc(s *stampProc, i int, fault, secretsURL, partnerURL str
 	if fault != "" {
 		args = append(args, "--fault", fault)
 	}
+	if f.cfg.Pprof && s.binary == f.bin.contoso {
+		args = append(args, "--pprof")
+	}
 	p := f.newProc(name, s.binary, args...)
 	p.line = true
 	p.env = f.childEnv("CONTOSO_LKG_KEY="+f.keys.LKGKeyHex(), "CONTOSO_EDGE_CREDENTIAL="+f.keys.EdgeCredential)
@@ -453,6 +460,9 @@ func (f *Fleet) popProc(r *region) *proc {
 	}
 	if f.cfg.ClientBurst > 0 {
 		args = append(args, "--client-burst", strconv.Itoa(f.cfg.ClientBurst))
+	}
+	if f.cfg.Pprof {
+		args = append(args, "--pprof")
 	}
 	p := f.newProc("pop-"+r.name, f.bin.contoso, args...)
 	p.line = true
