@@ -154,6 +154,10 @@ type Telemetry struct {
 	serverHist metric.Float64Histogram
 	clientHist metric.Float64Histogram
 	throttled  metric.Int64Counter
+
+	// The metric options of the server recordings, per labels.
+	serverOptions    optionCache[serverKey]
+	throttledOptions optionCache[throttledKey]
 }
 
 // process is what every part of one process shares: the configuration,
