@@ -131,8 +131,9 @@ func (t *Telemetry) finishServer(r *http.Request, st *serverState, span trace.Sp
 		if route != RouteUnmatched {
 			span.SetName(method + " " + route)
 		}
-		attrs := make([]attribute.KeyValue, 0, 7)
-		attrs = append(attrs,
+		scratch := t.p.scratch.Get().(*[]attribute.KeyValue)
+		defer t.p.scratch.Put(scratch)
+		attrs := append((*scratch)[:0],
 			attribute.String(AttrMethod, method),
 			attribute.String("url.path", r.URL.Path),
 			attribute.String(AttrRegion, region),
@@ -362,8 +363,9 @@ func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if failed {
 			outcome = "error"
 		}
-		attrs := make([]attribute.KeyValue, 0, 9)
-		attrs = append(attrs,
+		scratch := tr.t.p.scratch.Get().(*[]attribute.KeyValue)
+		defer tr.t.p.scratch.Put(scratch)
+		attrs := append((*scratch)[:0],
 			attribute.String(AttrDependency, tr.dependency),
 			attribute.String(AttrRegion, region),
 			attribute.String(AttrMethod, method),
