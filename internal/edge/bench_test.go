@@ -59,9 +59,11 @@ func benchEdge(tb testing.TB, stampURL string, tel *telemetry.Telemetry) *edge.E
 	return e
 }
 
-func benchTelemetry(tb testing.TB) *telemetry.Telemetry {
+// benchTelemetry is the edge's telemetry with the standard sampler
+// variables env sets (nil: every trace kept).
+func benchTelemetry(tb testing.TB, env map[string]string) *telemetry.Telemetry {
 	tb.Helper()
-	tel, err := telemetry.New(context.Background(), telemetry.Config{Service: telemetry.ServiceEdge})
+	tel, err := telemetry.New(context.Background(), telemetry.Config{Service: telemetry.ServiceEdge, Getenv: func(k string) string { return env[k] }})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -124,7 +126,9 @@ func BenchmarkProxy(b *testing.B) {
 	}{
 		{"reverseproxy", reverseProxy(b, stamp)},
 		{"edge", benchEdge(b, stamp, nil).Handler()},
-		{"edge-traced", benchEdge(b, stamp, benchTelemetry(b)).Handler()},
+		{"edge-traced", benchEdge(b, stamp, benchTelemetry(b, nil)).Handler()},
+		{"edge-sampled-1pct", benchEdge(b, stamp, benchTelemetry(b, map[string]string{
+			"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"})).Handler()},
 	}
 	b.Run("network/direct", func(b *testing.B) {
 		b.ReportAllocs()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -82,7 +83,12 @@ type Config struct {
 	// follows it (no probe needed). nil: no release ever shifts weights.
 	Traffic Traffic
 	Dial    Dialer
-	Policy  Policy
+	// DialContext opens the connections to the stamps (probes and proxied
+	// requests alike), to the address Dial gives; nil: a net.Dialer's.
+	// Tests run the edge over a network in memory with it
+	// (edgetest.Net), under testing/synctest.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	Policy      Policy
 	// ProbeInterval is how often each POP probes every stamp; zero: 1 s.
 	// ProbeTimeout bounds one probe; zero: 500 ms.
 	ProbeInterval time.Duration
@@ -243,8 +249,9 @@ func New(cfg Config) (*Edge, error) {
 		tel: tel, cfg: cfg, log: cfg.Logger,
 		stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, due: map[string]time.Time{},
 		pops: map[string]*pop{}, redirects: map[string][]string{}, closed: map[string]*pop{},
-		conns:  newTransport(cfg),
-		probes: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.StampTLS.Clone()}},
+		conns: newTransport(cfg),
+		probes: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.StampTLS.Clone(),
+			DialContext: cfg.DialContext}},
 	}
 	e.proxy = newProxy(e, e.conns)
 	for _, r := range cfg.POPs {

@@ -52,6 +52,7 @@ func newTransport(cfg Config) *http.Transport {
 		MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute,
 		ResponseHeaderTimeout: cfg.Timeout, DisableCompression: true,
 		TLSClientConfig: cfg.StampTLS.Clone(), TLSHandshakeTimeout: 10 * time.Second,
+		DialContext: cfg.DialContext,
 	}
 }
 
