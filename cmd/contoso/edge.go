@@ -50,6 +50,7 @@ type edgeFlags struct {
 	rate     float64
 	burst    int
 	via      string
+	pprof    bool
 }
 
 // register adds the flags; what names the client-facing address.
@@ -59,6 +60,7 @@ func (f *edgeFlags) register(fs *flag.FlagSet, what string) {
 	fs.StringVar(&f.opsHosts, "ops-host", "", "comma-separated names (name or name:port) the operations endpoints also answer to, e.g. their DNS name; their own address and localhost always")
 	fs.Float64Var(&f.rate, "client-rate", 200, "requests per second each client may send")
 	fs.IntVar(&f.burst, "client-burst", 400, "burst of each client's rate")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve the Go runtime's profiles at /debug/pprof/ on the operations address (admin token required)")
 	fs.StringVar(&f.via, "via", "", "comma-separated ADDR=VIA: reach the stamp at host:port ADDR through VIA (a link or proxy, host:port); other stamps are dialled directly")
 	f.logs.register(fs)
 	f.tokens.register(fs)
@@ -129,6 +131,9 @@ func (f *edgeFlags) run(ctx context.Context, r edgeRun, getenv func(string) stri
 	ops := http.NewServeMux()
 	ops.Handle("GET /ops/edge", svc.Edge.StatusHandler())
 	ops.Handle("GET /metrics", tel.MetricsHandler())
+	if f.pprof {
+		ops.Handle(httpapi.ProfilingPrefix, httpapi.Profiling())
+	}
 	return serveEndpoints(ctx, stdout, log, p.serverTLS, r.line,
 		endpoint{name: r.urlName, addr: f.listen, handler: svc.Edge.Handler()},
 		endpoint{name: "ops", addr: f.opsAddr, handler: httpapi.Chain(ops, httpapi.RequestIDs, guard, deploy.AdminOnly(verifier, false, log))})

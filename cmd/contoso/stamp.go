@@ -68,6 +68,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		faultSpec  = fs.String("fault", "", "a defect to inject for a release experiment, e.g. error=0.05,route=checkout; latency=300ms; crash-on-start; never-ready (refused with --env prod)")
 		env        = fs.String("env", "", "the environment: dev or prod; empty: "+envEnvironment+", else dev")
 		warm       = fs.Int("warm-requests", 20, "synthetic requests the stamp answers through its own handler before it first reports ready; 0: none")
+		profile    = fs.Bool("pprof", false, "serve the Go runtime's profiles at /debug/pprof/ beside the operations routes (/ops/drain), with their admin token check")
 	)
 	logs.register(fs)
 	tokens.register(fs)
@@ -110,7 +111,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		Region: *region, NATSURL: conn.nats.url, NATS: p.store, TLS: p.serverTLS, ClientTLS: p.clientTLS, Replicas: *replicas, Verifier: vcfg,
 		SecretRefresh: *refresh, PartnerURL: *partnerURL, ProbeInterval: *interval, Seed: *seed, Logger: log,
 		EdgeCredential: getenv(envEdgeCredential), Telemetry: tel, AdvertiseURL: *advertise,
-		Release: *release, Fault: fault, WarmRequests: *warm,
+		Release: *release, Fault: fault, WarmRequests: *warm, Pprof: *profile,
 	}
 	if *warm <= 0 {
 		cfg.WarmRequests = -1 // none; the stamp's zero means its default

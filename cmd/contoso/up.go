@@ -43,6 +43,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		env      = fs.String("env", "", "environment: dev or prod; empty: $CONTOSO_ENV, else dev. Each has its own data directory (prod's default is .contoso-prod); prod refuses unverified releases and injected faults, and its operations address trusts no one without a token")
 		bin      = fs.String("bin", "", "with --processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them into <data>/bin with the go command")
 		insecure = fs.Bool("registry-insecure", false, "with --processes: speak plain HTTP to a release registry on loopback (a development registry)")
+		profile  = fs.Bool("pprof", false, "serve the Go runtime's profiles at /debug/pprof/ on the operations address (admin only; with --processes, on every stamp and POP's)")
 	)
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -98,7 +99,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 			Regions: splitList(*regions), DataDir: dir, BinDir: *bin, EdgeAddr: *addr, OpsAddr: *opsAddr,
 			OpsTrustLoopback: *dev, OpsHosts: splitList(*opsHosts), Latency: netCfg.Latency, NoLatency: netCfg.Off,
 			ProbeInterval: *interval, ClientRate: *rate, ClientBurst: *burst, Logger: log,
-			Environment: *env, RegistryInsecure: *insecure,
+			Environment: *env, RegistryInsecure: *insecure, Pprof: *profile,
 		}, stdout)
 	}
 	start := time.Now()
@@ -112,6 +113,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		OpsAddr:          *opsAddr,
 		OpsTrustLoopback: *dev,
 		OpsHosts:         splitList(*opsHosts),
+		Pprof:            *profile,
 		EdgeClientRate:   *rate,
 		EdgeClientBurst:  *burst,
 		TLS:              *withTLS,

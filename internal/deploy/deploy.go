@@ -68,6 +68,10 @@ type Config struct {
 	// own address and localhost (httpapi.OpsGuardConfig.Hosts), e.g. its
 	// DNS name; nil: none.
 	OpsHosts []string
+	// Pprof mounts the Go runtime's profiles (httpapi.Profiling) at
+	// /debug/pprof/ on the operations address, behind its guard and admin
+	// check, never on the edge's; false: none.
+	Pprof bool
 	// EdgeClientRate and EdgeClientBurst are the edge's per-client limit;
 	// zero: the edge's defaults (200/s, burst 400).
 	EdgeClientRate  float64

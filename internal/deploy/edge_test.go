@@ -356,6 +356,33 @@ func TestStampsAcceptAPITrafficOnlyFromTheEdge(t *testing.T) {
 	}
 }
 
+// With Pprof, the Go runtime's profiles are on the operations address,
+// for admins only, and never on the edge's.
+func TestProfilesOnlyOnTheOperationsAddress(t *testing.T) {
+	d := deploytest.MustStart(t, deploytest.Options{OpsNeedToken: true, Pprof: true}, "westeurope")
+	user := deploytest.Token(t, d, "shopper", false)
+	admin := deploytest.Token(t, d, "ops", true)
+	for _, c := range []struct {
+		name, url, token string
+		want             int
+	}{
+		{"no token", d.OpsURL() + "/debug/pprof/", "", http.StatusUnauthorized},
+		{"user token", d.OpsURL() + "/debug/pprof/", user, http.StatusForbidden},
+		{"admin token", d.OpsURL() + "/debug/pprof/", admin, http.StatusOK},
+		{"admin token, a heap profile", d.OpsURL() + "/debug/pprof/heap?debug=1", admin, http.StatusOK},
+		{"through the edge", d.EdgeURL() + "/debug/pprof/", admin, http.StatusNotFound},
+		{"through the edge, a heap profile", d.EdgeURL() + "/debug/pprof/heap", admin, http.StatusNotFound},
+	} {
+		res := deploytest.Do(t, http.MethodGet, c.url, c.token, nil)
+		if res.Status != c.want {
+			t.Errorf("%s: %d %.200s, want %d", c.name, res.Status, res.Body, c.want)
+		}
+		if c.want == http.StatusOK && !strings.Contains(string(res.Body), "heap") {
+			t.Errorf("%s: %.200s, want a profile", c.name, res.Body)
+		}
+	}
+}
+
 // Outside development mode the operations address wants an admin token
 // from everyone, loopback included.
 func TestOpsAddressRequiresAnAdminToken(t *testing.T) {
@@ -373,6 +400,7 @@ func TestOpsAddressRequiresAnAdminToken(t *testing.T) {
 		{"user token adding a region", http.MethodPost, "/ops/regions", user, map[string]string{"name": "uksouth"}, http.StatusForbidden},
 		{"admin token", http.MethodGet, "/ops/edge", admin, nil, http.StatusOK},
 		{"admin token, regions", http.MethodGet, "/ops/regions", admin, nil, http.StatusOK},
+		{"profiles without --pprof", http.MethodGet, "/debug/pprof/", admin, nil, http.StatusNotFound},
 	} {
 		res := deploytest.Do(t, c.method, d.OpsURL()+c.path, c.token, c.body)
 		if res.Status != c.want {

@@ -77,7 +77,10 @@ type InstanceConfig struct {
 	// Release as their service.version (a Telemetry of another version gets
 	// a part of Release's beside it). Nil: none.
 	Telemetry *telemetry.Telemetry
-	Logger    *slog.Logger // nil: discard
+	// Pprof serves the Go runtime's profiles on the stamp's operations
+	// routes (stamp.Config.Pprof); false: none.
+	Pprof  bool
+	Logger *slog.Logger // nil: discard
 }
 
 // Instance is a stamp instance, built and connected, not yet serving.
@@ -132,7 +135,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 		return fail(err)
 	}
 	// The stamp adds the region to its logger itself.
-	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: cfg.Logger, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential,
+	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: cfg.Logger, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential, Pprof: cfg.Pprof,
 		TLS: cfg.TLS, AdvertiseURL: cfg.AdvertiseURL, Telemetry: stampTel, WorkerTelemetry: workerTel,
 		Release: cfg.Release, Fault: cfg.Fault, WarmRequests: cfg.WarmRequests}
 	if cfg.Secrets != nil {

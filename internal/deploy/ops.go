@@ -50,6 +50,9 @@ func (d *Deployment) opsRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /ops/regions", h(d.postRegion))
 	mux.Handle("DELETE /ops/regions/{name}", h(d.deleteRegion))
 	mux.Handle("GET /metrics", d.tel.MetricsHandler())
+	if d.cfg.Pprof {
+		mux.Handle(httpapi.ProfilingPrefix, httpapi.Profiling())
+	}
 	d.front.chaos.Routes(mux)
 	d.front.releases.Routes(mux, d.log)
 }

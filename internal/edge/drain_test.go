@@ -3,26 +3,31 @@ package edge_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/edge/edgetest"
 	"github.com/contoso/shoes/internal/health"
 )
 
-// reportingStamp is a stamp's health endpoint answering code and body.
-func reportingStamp(t *testing.T, code int, body string) string {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// reportingHandler answers every request with code and body.
+func reportingHandler(code int, body string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		_, _ = w.Write([]byte(body))
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
+	})
+}
+
+// memStamp serves h at addr on n, 1 ms away, and returns its URL.
+func memStamp(t *testing.T, n *edgetest.Net, addr string, h http.Handler) string {
+	t.Helper()
+	n.SetLatency(addr, time.Millisecond)
+	return n.Serve(t, addr, h)
 }
 
 // runLocalEdge runs an edge with cfg, one POP in westeurope and a probe
@@ -72,49 +77,62 @@ func TestEdgeReadsTheDrainedField(t *testing.T) {
 		{"reason-reads-drained", `{"status":"unhealthy","reason":"drained","drained":false}`, http.StatusServiceUnavailable, health.Unhealthy, "unhealthy"},
 	} {
 		t.Run(tc.id, func(t *testing.T) {
-			in := edge.StampInfo{ID: "westeurope.in", Region: "westeurope", URL: reportingStamp(t, http.StatusOK, `{"status":"healthy","drained":false}`)}
-			probed := edge.StampInfo{ID: "westeurope." + tc.id, Region: "westeurope", URL: reportingStamp(t, tc.code, tc.body)}
-			e := runLocalEdge(t, edge.Config{}, in, probed)
-			// Both probed, and the routing decided since.
-			stamps, near := waitStamps(t, e, 5*time.Second, func(s map[string]edge.StampStatus, _ []string) bool {
-				return s[in.ID].Reached && s[probed.ID].Reached && !strings.HasPrefix(s[probed.ID].Routing, "unknown")
+			synctest.Test(t, func(t *testing.T) {
+				n := edgetest.NewNet()
+				in := edge.StampInfo{ID: "westeurope.in", Region: "westeurope", URL: memStamp(t, n, "in.stamp:80", reportingHandler(http.StatusOK, `{"status":"healthy","drained":false}`))}
+				probed := edge.StampInfo{ID: "westeurope." + tc.id, Region: "westeurope", URL: memStamp(t, n, "probed.stamp:80", reportingHandler(tc.code, tc.body))}
+				e := runLocalEdge(t, edge.Config{DialContext: n.DialContext}, in, probed)
+				// Both probed, and the routing decided since.
+				stamps, near := waitStamps(t, e, 5*time.Second, func(s map[string]edge.StampStatus, _ []string) bool {
+					return s[in.ID].Reached && s[probed.ID].Reached && !strings.HasPrefix(s[probed.ID].Routing, "unknown")
+				})
+				got := stamps[probed.ID]
+				if got.State != tc.state || (tc.routing != "" && got.Routing != tc.routing) {
+					t.Fatalf("stamp %s: state %s, routing %q; want %s, %q (last probe %q)", tc.id, got.State, got.Routing, tc.state, tc.routing, got.LastProbe)
+				}
+				if inNear := slices.Contains(near, probed.ID); inNear != tc.state.Routable() || !slices.Contains(near, in.ID) {
+					t.Fatalf("near = %q; want %s in it: %v", near, probed.ID, tc.state.Routable())
+				}
 			})
-			got := stamps[probed.ID]
-			if got.State != tc.state || (tc.routing != "" && got.Routing != tc.routing) {
-				t.Fatalf("stamp %s: state %s, routing %q; want %s, %q (last probe %q)", tc.id, got.State, got.Routing, tc.state, tc.routing, got.LastProbe)
-			}
-			if inNear := slices.Contains(near, probed.ID); inNear != tc.state.Routable() || !slices.Contains(near, in.ID) {
-				t.Fatalf("near = %q; want %s in it: %v", near, probed.ID, tc.state.Routable())
-			}
 		})
 	}
 }
+
+// The tests below run in a testing/synctest bubble over a network in
+// memory: routing by measured round trips does not depend on how busy
+// the machine is.
 
 // A real prober's drain reaches the edge through /health/stamp: the stamp
 // leaves rotation as drained at the next probe and comes back when
 // restored without the recovery probes a failure needs (Rise is set so
 // high here that a recovery would outlast the test).
 func TestEdgeFollowsAProberDrain(t *testing.T) {
-	p := health.NewProber(health.Config{Region: "westeurope", Interval: 50 * time.Millisecond, Checks: []health.Check{
-		{Name: "ok", Run: func(context.Context) (string, error) { return "fine", nil }},
-	}})
-	go p.Run(t.Context())
-	srv := httptest.NewServer(p.StampHandler())
-	t.Cleanup(srv.Close)
-	stamp := edge.StampInfo{ID: "westeurope.1", Region: "westeurope", URL: srv.URL}
-	other := edge.StampInfo{ID: "westeurope.2", Region: "westeurope", URL: reportingStamp(t, http.StatusOK, `{"status":"healthy","drained":false}`)}
-	e := runLocalEdge(t, edge.Config{Rise: 1000}, stamp, other)
-	inRotation := func(s map[string]edge.StampStatus, near []string) bool {
-		return s[stamp.ID].State == health.Healthy && len(near) == 2
-	}
-	waitStamps(t, e, 5*time.Second, inRotation)
-	p.SetDrained(true)
-	stamps, near := waitStamps(t, e, 5*time.Second, func(s map[string]edge.StampStatus, _ []string) bool {
-		return s[stamp.ID].State == health.Drained
+	synctest.Test(t, func(t *testing.T) {
+		n := edgetest.NewNet()
+		p := health.NewProber(health.Config{Region: "westeurope", Interval: 50 * time.Millisecond, Checks: []health.Check{
+			{Name: "ok", Run: func(context.Context) (string, error) { return "fine", nil }},
+		}})
+		ctx, stop := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { p.Run(ctx); close(done) }()
+		t.Cleanup(func() { stop(); <-done })
+		stamp := edge.StampInfo{ID: "westeurope.1", Region: "westeurope", URL: memStamp(t, n, "one.stamp:80", p.StampHandler())}
+		other := edge.StampInfo{ID: "westeurope.2", Region: "westeurope", URL: memStamp(t, n, "two.stamp:80", reportingHandler(http.StatusOK, `{"status":"healthy","drained":false}`))}
+		e := runLocalEdge(t, edge.Config{Rise: 1000, DialContext: n.DialContext}, stamp, other)
+		inRotation := func(s map[string]edge.StampStatus, near []string) bool {
+			return s[stamp.ID].State == health.Healthy && len(near) == 2
+		}
+		waitStamps(t, e, 5*time.Second, inRotation)
+		p.SetDrained(true)
+		// The probe's verdict comes first, the decision at the end of its
+		// round: wait for both.
+		stamps, near := waitStamps(t, e, 5*time.Second, func(s map[string]edge.StampStatus, _ []string) bool {
+			return s[stamp.ID].State == health.Drained && !strings.HasPrefix(s[stamp.ID].Routing, "within") && !strings.HasPrefix(s[stamp.ID].Routing, "nearest")
+		})
+		if got := stamps[stamp.ID]; got.Routing != "drained" || got.LastProbe != "drained by an operator" || len(near) != 1 || near[0] != other.ID {
+			t.Fatalf("drained stamp: %+v, near %q; want it out of rotation as drained", got, near)
+		}
+		p.SetDrained(false)
+		waitStamps(t, e, 5*time.Second, inRotation)
 	})
-	if got := stamps[stamp.ID]; got.Routing != "drained" || got.LastProbe != "drained by an operator" || len(near) != 1 || near[0] != other.ID {
-		t.Fatalf("drained stamp: %+v, near %q; want it out of rotation as drained", got, near)
-	}
-	p.SetDrained(false)
-	waitStamps(t, e, 5*time.Second, inRotation)
 }

@@ -3,23 +3,16 @@ package edge
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
+	"net"
 	"net/http"
-	"net/url"
 	"slices"
-	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/contoso/shoes/internal/health"
-	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/telemetry"
 )
@@ -90,7 +83,12 @@ type Config struct {
 	// follows it (no probe needed). nil: no release ever shifts weights.
 	Traffic Traffic
 	Dial    Dialer
-	Policy  Policy
+	// DialContext opens the connections to the stamps (probes and proxied
+	// requests alike), to the address Dial gives; nil: a net.Dialer's.
+	// Tests run the edge over a network in memory with it
+	// (edgetest.Net), under testing/synctest.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	Policy      Policy
 	// ProbeInterval is how often each POP probes every stamp; zero: 1 s.
 	// ProbeTimeout bounds one probe; zero: 500 ms.
 	ProbeInterval time.Duration
@@ -146,7 +144,10 @@ type Config struct {
 	// watch's delivery), time to arrive, so that the edge's own expiry is
 	// only the backstop for a delete it missed, never the usual way out.
 	RegistryTTL time.Duration
-	// Now is the clock of registry expiry; nil: time.Now.
+	// Now is the edge's clock: registry expiry, probe round trips and
+	// times, ejections, flap damping, client rate limits; nil: time.Now.
+	// (Tickers and timeouts use the time package, which testing/synctest
+	// fakes.)
 	Now func() time.Time
 	// Telemetry records the edge's traces and metrics and carries the
 	// trace context to the stamps; nil: none.
@@ -169,13 +170,16 @@ const defaultRegistryTTL = 7 * time.Second
 // count towards any stamp's expiry.
 const registryQuiet = 2 * time.Second
 
-// Edge is the global entry point.
+// Edge is the global entry point: the registry's stamps and the traffic
+// table as it hears them (this file), a POP per region that probes every
+// stamp and decides where its clients go (pop.go), and the proxy that
+// forwards each request through its client's POP (proxy.go).
 type Edge struct {
 	cfg    Config
 	log    *slog.Logger
-	client *http.Client // proxied requests, traced
-	probes *http.Client // health probes, untraced
-	limits *limiter
+	proxy  *proxy
+	conns  *http.Transport // the proxy's connections to the stamps, closed when Run ends
+	probes *http.Client    // health probes, untraced
 	tel    edgeTelemetry
 
 	mu        sync.Mutex // guards the fields below and pops' maps
@@ -191,72 +195,6 @@ type Edge struct {
 	closed    map[string]*pop     // removed POPs, whose last requests may still be in flight
 	run       context.Context     // Run's context, for the probe loops of POPs added later; nil before Run
 	loops     sync.WaitGroup      // the probe loops
-}
-
-// pop is one point of presence: what it knows about every stamp.
-type pop struct {
-	region   string
-	stop     context.CancelFunc // ends its probe loop; nil until Run starts it
-	inflight atomic.Int64       // requests this POP is serving now
-	mu       sync.Mutex         // guards everything below
-	state    map[string]*stampState
-	prev     []string
-	dec      Decision
-	changes  int                                           // how often the near set changed
-	attempts map[string]map[uint64]context.CancelCauseFunc // attempts in flight per stamp, aborted when its probe fails
-	seq      uint64
-}
-
-// stampState is a POP's view of one stamp.
-type stampState struct {
-	region      string // the stamp's, as announced
-	url         string // the announced URL the two fields below come from
-	scheme      string // "http" or "https", as announced
-	addr        string // as reached from this POP
-	health      health.Status
-	rtt         time.Duration // EWMA of probe round trips
-	verdict     string        // the last probe's outcome, for operators
-	answered    bool          // the last probe got an answer (of any status)
-	probedAt    time.Time
-	failures    int // consecutive passive failures
-	ejectedTill time.Time
-	release     string      // the stamp's, as announced
-	share       share       // its weight under the traffic table, copied from Edge.shares
-	downs       []time.Time // when probes started failing, within the flap window
-	recovering  int         // good probes still needed before rotation; 0: not recovering
-}
-
-// riseNeeded is how many consecutive good probes a stamp needs after its
-// n-th failure within the flap window: rise, doubled for every earlier
-// failure, at most 16 times rise.
-func riseNeeded(rise, n int) int {
-	return rise << min(max(n-1, 0), 4)
-}
-
-// observe folds one probe verdict into the flap damping: a failure starts
-// (or restarts) recovery; good probes count it down.
-func (st *stampState) observe(h health.Status, now time.Time, rise int, window time.Duration) {
-	st.downs = slices.DeleteFunc(st.downs, func(t time.Time) bool { return now.Sub(t) > window })
-	switch {
-	case h == health.Unhealthy:
-		if st.recovering == 0 || st.health != health.Unhealthy {
-			st.downs = append(st.downs, now)
-		}
-		st.recovering = riseNeeded(rise, len(st.downs))
-	case h.Routable():
-		if st.recovering > 0 {
-			st.recovering--
-		}
-	}
-}
-
-// routedHealth is the health routing sees: a stamp still recovering from a
-// failure counts as unhealthy.
-func (st *stampState) routedHealth() health.Status {
-	if st.recovering > 0 && st.health.Routable() {
-		return health.Unhealthy
-	}
-	return st.health
 }
 
 // New validates cfg and returns an edge; call Run to start its probes.
@@ -308,19 +246,16 @@ func New(cfg Config) (*Edge, error) {
 		return nil, fmt.Errorf("new edge: %w", err)
 	}
 	e := &Edge{
-		tel:    tel,
-		limits: newLimiter(cfg.ClientRate, cfg.ClientBurst),
-		cfg:    cfg, log: cfg.Logger, stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, due: map[string]time.Time{}, pops: map[string]*pop{}, redirects: map[string][]string{}, closed: map[string]*pop{},
-		client: &http.Client{
-			Transport: cfg.Telemetry.Transport(&http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: cfg.Timeout,
-				TLSClientConfig: cfg.StampTLS.Clone(), TLSHandshakeTimeout: 10 * time.Second},
-				"stamp", "global"),
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		probes: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.StampTLS.Clone()}},
+		tel: tel, cfg: cfg, log: cfg.Logger,
+		stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, due: map[string]time.Time{},
+		pops: map[string]*pop{}, redirects: map[string][]string{}, closed: map[string]*pop{},
+		conns: newTransport(cfg),
+		probes: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.StampTLS.Clone(),
+			DialContext: cfg.DialContext}},
 	}
+	e.proxy = newProxy(e, e.conns)
 	for _, r := range cfg.POPs {
-		e.pops[r] = &pop{region: r, state: map[string]*stampState{}}
+		e.pops[r] = newPOP(r)
 		e.order = append(e.order, r)
 	}
 	return e, nil
@@ -337,7 +272,7 @@ func (e *Edge) AddPOP(ctx context.Context, region string) {
 	if exists {
 		return
 	}
-	p := &pop{region: region, state: map[string]*stampState{}}
+	p := newPOP(region)
 	e.probeAll(ctx, p)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -389,24 +324,6 @@ func (e *Edge) RemovePOP(region string, instead []string, abort bool) error {
 	return nil
 }
 
-// retryVia is where a retry goes: the stamp chosen with the first attempt,
-// from the same POP, unless that POP closed meanwhile: then the POP that
-// took its clients over picks.
-func (e *Edge) retryVia(r *http.Request, p *pop, retry upstream) (*pop, upstream) {
-	e.mu.Lock()
-	_, open := e.pops[p.region]
-	e.mu.Unlock()
-	if open {
-		return p, retry
-	}
-	np, err := e.popFor(r)
-	if err != nil || np == p {
-		return p, retry
-	}
-	primary, _, _ := np.route()
-	return np, primary
-}
-
 // InFlight is how many requests the POP of region is serving now, open or
 // removed: a removed POP's links can go once it reaches zero.
 func (e *Edge) InFlight(region string) int64 {
@@ -448,6 +365,8 @@ func (e *Edge) Run(ctx context.Context) {
 	e.mu.Unlock()
 	wg.Wait()
 	e.loops.Wait()
+	e.conns.CloseIdleConnections()
+	e.probes.CloseIdleConnections()
 }
 
 // follow runs watch until ctx is done, restarting it a second after it
@@ -502,7 +421,7 @@ func (e *Edge) sharesToLocked(p *pop) {
 		}
 	}
 	if changed {
-		p.decideLocked(e.cfg.Policy, time.Now())
+		p.decideLocked(e.cfg.Policy, e.cfg.Now())
 	}
 }
 
@@ -594,211 +513,11 @@ func (e *Edge) forgetLocked(id string) {
 		p.mu.Lock()
 		if _, ok := p.state[id]; ok {
 			delete(p.state, id)
-			p.decideLocked(e.cfg.Policy, time.Now())
+			p.decideLocked(e.cfg.Policy, e.cfg.Now())
 		}
 		p.mu.Unlock()
 	}
 	e.reweighLocked() // the others of its release take its part
-}
-
-func (e *Edge) probeLoop(ctx context.Context, p *pop) {
-	t := time.NewTicker(e.cfg.ProbeInterval)
-	defer t.Stop()
-	for {
-		e.probeAll(ctx, p)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// probeAll probes every known stamp from p in parallel and recomputes p's
-// decision.
-func (e *Edge) probeAll(ctx context.Context, p *pop) {
-	e.mu.Lock()
-	e.expireLocked(e.cfg.Now())
-	stamps := make([]StampInfo, 0, len(e.stamps))
-	for _, s := range e.stamps {
-		stamps = append(stamps, s)
-	}
-	e.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range stamps {
-		wg.Go(func() { e.probe(ctx, p, s) })
-	}
-	wg.Wait()
-	// Only stamps still in the registry now: one that left or expired
-	// while it was probed stays out.
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for id := range p.state {
-		if _, ok := e.stamps[id]; !ok {
-			delete(p.state, id)
-		}
-	}
-	p.decideLocked(e.cfg.Policy, time.Now())
-}
-
-func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
-	p.mu.Lock()
-	st := p.state[s.ID]
-	var scheme, addr string
-	if st != nil && st.url == s.URL {
-		scheme, addr = st.scheme, st.addr
-	}
-	p.mu.Unlock()
-	if addr == "" { // new, or announced at another URL
-		var hostport string
-		var err error
-		scheme, hostport, err = stampAddress(s.URL)
-		if err == nil {
-			addr, err = e.cfg.Dial(p.region, s.Region, hostport)
-		}
-		if err != nil {
-			e.log.Warn("no route from POP to stamp", "pop", p.region, "stamp", s.ID, "url", s.URL, "error", err)
-			if st != nil { // never keep routing to its old address
-				p.mu.Lock()
-				delete(p.state, s.ID)
-				p.mu.Unlock()
-			}
-			return
-		}
-		e.mu.Lock() // a stamp that left or expired meanwhile gets no state
-		_, known := e.stamps[s.ID]
-		p.mu.Lock()
-		if known && st == nil {
-			st = &stampState{health: health.Unknown, share: e.shares[s.ID], release: e.stamps[s.ID].Release}
-			p.state[s.ID] = st
-		}
-		if st != nil {
-			st.url, st.scheme, st.addr, st.region = s.URL, scheme, addr, s.Region
-		}
-		p.mu.Unlock()
-		e.mu.Unlock()
-		if st == nil {
-			return
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
-	defer cancel()
-	start := time.Now()
-	h, verdict, answered := e.fetchHealth(ctx, scheme, addr)
-	rtt := time.Since(start)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if st.health != health.Unknown || h == health.Unhealthy { // the first verdict of a new stamp needs no recovery
-		st.observe(h, now, e.cfg.Rise, e.cfg.FlapWindow)
-	}
-	st.health, st.verdict, st.probedAt, st.answered = h, verdict, now, answered
-	if !answered {
-		p.abortLocked(s.ID)
-	}
-	if st.recovering > 0 && h != health.Unhealthy {
-		st.verdict = fmt.Sprintf("%s; recovering: %d more good probes before rotation", verdict, st.recovering)
-	}
-	if answered {
-		// Only answered probes measure the path; a smoothed RTT (EWMA,
-		// alpha 0.3) keeps one slow answer from moving traffic.
-		if st.rtt == 0 {
-			st.rtt = rtt
-		} else {
-			st.rtt = time.Duration(0.7*float64(st.rtt) + 0.3*float64(rtt))
-		}
-	}
-}
-
-// fetchHealth reads a stamp's /health/stamp over scheme (http, or https
-// verified with Config.StampTLS): its verdict, why, and whether the stamp
-// answered at all. A report with Drained set is a drained stamp, whatever
-// its reason says; otherwise the answer's status code decides (200 is in
-// rotation, degraded when the report says so).
-func (e *Edge) fetchHealth(ctx context.Context, scheme, addr string) (health.Status, string, bool) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "", nil)
-	if err != nil {
-		return health.Unhealthy, "probe failed: " + err.Error(), false
-	}
-	req.URL = &url.URL{Scheme: scheme, Host: addr, Path: "/health/stamp"}
-	req.Host = addr
-	resp, err := e.probes.Do(req)
-	if err != nil {
-		return health.Unhealthy, "probe failed: " + err.Error(), false
-	}
-	defer resp.Body.Close()
-	var rep health.Report
-	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rep)
-	switch {
-	case rep.Drained:
-		return health.Drained, "drained by an operator", true
-	case resp.StatusCode == http.StatusOK && rep.Status == health.Degraded:
-		return health.Degraded, "degraded: " + rep.Reason, true
-	case resp.StatusCode == http.StatusOK:
-		return health.Healthy, "healthy", true
-	}
-	return health.Unhealthy, fmt.Sprintf("unhealthy (%d): %s", resp.StatusCode, rep.Reason), true
-}
-
-// decideLocked recomputes the POP's routing decision; p.mu must be held.
-func (p *pop) decideLocked(pol Policy, now time.Time) {
-	p.dec = Decide(pol, p.candidatesLocked(), p.prev, now)
-	if !slices.Equal(p.prev, p.dec.Near) {
-		p.changes++
-	}
-	p.prev = p.dec.Near
-}
-
-func (p *pop) candidatesLocked() []Candidate {
-	cands := make([]Candidate, 0, len(p.state))
-	for id, st := range p.state {
-		cands = append(cands, Candidate{ID: id, Region: st.region, Release: st.release, Health: st.routedHealth(), RTT: st.rtt,
-			Weight: st.share.weight, Standby: st.share.standby, EjectedUntil: st.ejectedTill})
-	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].ID < cands[j].ID })
-	return cands
-}
-
-// route picks the stamp for one request from POP p and the one to retry
-// (an empty id: none).
-func (p *pop) route() (primary, retry upstream, failOpen bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	pid, rid := Pick(p.dec, p.candidatesLocked(), rand.Float64())
-	return p.upstreamLocked(pid), p.upstreamLocked(rid), p.dec.FailOpen
-}
-
-// upstreamLocked is how p reaches stamp id; p.mu must be held.
-func (p *pop) upstreamLocked(id string) upstream {
-	if st, ok := p.state[id]; ok {
-		return upstream{id: id, region: st.region, scheme: st.scheme, addr: st.addr}
-	}
-	return upstream{id: id}
-}
-
-// report records the outcome of real traffic to a stamp: consecutive
-// failures eject it from the POP for a while (passive outlier detection).
-func (e *Edge) report(ctx context.Context, p *pop, id string, failed bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st, ok := p.state[id]
-	if !ok {
-		return
-	}
-	if !failed {
-		st.failures = 0
-		return
-	}
-	st.failures++
-	if st.failures >= e.cfg.EjectAfter && time.Now().After(st.ejectedTill) {
-		st.ejectedTill = time.Now().Add(e.cfg.EjectFor)
-		st.failures = 0
-		e.tel.ejected(ctx, p.region, st.region, st.release)
-		e.log.WarnContext(ctx, "stamp ejected after consecutive failures", "pop", p.region, "stamp", id, "until", st.ejectedTill)
-		p.decideLocked(e.cfg.Policy, time.Now())
-	}
 }
 
 // popFor returns the POP that serves a client: its region's; the nearest
@@ -823,240 +542,4 @@ func (e *Edge) popFor(r *http.Request) (*pop, error) {
 		return e.pops[e.order[0]], nil
 	}
 	return nil, shop.Invalid(HeaderClientRegion, "no point of presence in region %q", region)
-}
-
-// Handler serves the public API: each request through its client's POP to
-// the chosen stamp, retried once elsewhere when it is idempotent. What it
-// refuses without reaching a stamp is listed in the package documentation.
-func (e *Edge) Handler() http.Handler {
-	// Telemetry first, so that what the others log carries the trace.
-	return httpapi.Chain(httpapi.Handle(e.log, e.serve),
-		e.cfg.Telemetry.Middleware("edge", "global", httpapi.Flow), httpapi.RequestIDs, httpapi.Recover(e.log))
-}
-
-func (e *Edge) serve(w http.ResponseWriter, r *http.Request) error {
-	e.tel.route(r)
-	if !e.limits.allow(clientKey(r)) {
-		return shop.Errorf(shop.KindTooMany, "", "too many requests from this client; retry in a second")
-	}
-	if err := publicTarget(r); err != nil {
-		return err
-	}
-	p, err := e.popFor(r)
-	if err != nil {
-		return err
-	}
-	p.inflight.Add(1)
-	defer p.inflight.Add(-1)
-	telemetry.SetRegion(r.Context(), p.region)
-	w.Header().Set(HeaderEdgePop, p.region)
-	retryable := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Header.Get("Idempotency-Key") != ""
-	body, err := readPayload(w, r, retryable)
-	if err != nil {
-		return err
-	}
-	primary, retry, failOpen := p.route()
-	if failOpen {
-		// Nothing is healthy: serve from the least-bad stamp rather than
-		// fail every request, and say so.
-		w.Header().Set(HeaderFailOpen, "true")
-	}
-	if primary.id == "" {
-		return shop.Unavailable("no stamp can serve this request right now", errors.New("no routable stamp"))
-	}
-	resp, err := e.attempt(r, p, primary, body)
-	f := blame(r, resp, err, body)
-	if f == clientFault {
-		closeBody(resp)
-		return clientProblem(err, body)
-	}
-	if f != clientGone {
-		e.report(r.Context(), p, primary.id, f == stampFault)
-	}
-	if f == stampFault && retryable && !e.cfg.NoRetry && retry.id != "" {
-		closeBody(resp)
-		rp, up := e.retryVia(r, p, retry)
-		e.tel.retried(r.Context(), p.region)
-		resp, err = e.attempt(r, rp, up, body)
-		switch f = blame(r, resp, err, body); f {
-		case clientFault:
-			closeBody(resp)
-			return clientProblem(err, body)
-		case stampFault, noFault:
-			e.report(r.Context(), rp, up.id, f == stampFault)
-		}
-	}
-	if err != nil {
-		return shop.Unavailable("the stamp did not answer", err)
-	}
-	defer resp.Body.Close()
-	copyResponseHeaders(w.Header(), resp.Header)
-	w.WriteHeader(resp.StatusCode)
-	if resp.ContentLength >= 0 {
-		_, _ = io.Copy(w, resp.Body)
-		return nil
-	}
-	// A response of unknown length may be a stream (events, a long
-	// listing): each chunk goes to the client as it arrives.
-	flush := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
-	for {
-		n, rerr := resp.Body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return nil
-			}
-			_ = flush.Flush()
-		}
-		if rerr != nil {
-			return nil
-		}
-	}
-}
-
-// closeBody closes resp's body, if there is a response.
-func closeBody(resp *http.Response) {
-	if resp != nil {
-		resp.Body.Close()
-	}
-}
-
-// payload is a request body as the attempts send it: kept whole (bounded
-// by httpapi.MaxBodyBytes) when the request may be retried, otherwise the
-// client's stream passed through once, never held in memory.
-type payload struct {
-	buf    []byte
-	stream *clientBody
-	length int64 // of stream; -1: unknown
-}
-
-// clientErr is the error reading the client's stream gave, if any.
-func (p payload) clientErr() error {
-	if p.stream == nil {
-		return nil
-	}
-	p.stream.mu.Lock()
-	defer p.stream.mu.Unlock()
-	return p.stream.err
-}
-
-// clientBody is a client's request body passed through to a stamp,
-// remembering whether reading it failed (too long, or the client went
-// away) so that the failure is not blamed on the stamp.
-type clientBody struct {
-	r   io.Reader
-	mu  sync.Mutex // the transport may still be sending the body when the answer is in
-	err error
-}
-
-func (b *clientBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF {
-		b.mu.Lock()
-		b.err = err
-		b.mu.Unlock()
-	}
-	return n, err
-}
-
-// readPayload takes r's body for forwarding. A declared length over the
-// limit is refused before any stamp is reached; a stream that turns out
-// longer fails its attempt with *http.MaxBytesError.
-func readPayload(w http.ResponseWriter, r *http.Request, retryable bool) (payload, error) {
-	if r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return payload{}, nil
-	}
-	if r.ContentLength > httpapi.MaxBodyBytes {
-		return payload{}, httpapi.BodyTooLarge()
-	}
-	if !retryable {
-		return payload{stream: &clientBody{r: http.MaxBytesReader(w, r.Body, httpapi.MaxBodyBytes)}, length: r.ContentLength}, nil
-	}
-	buf, err := httpapi.ReadBody(r)
-	return payload{buf: buf}, err
-}
-
-// errStampDown aborts the attempts in flight to a stamp whose probe just
-// failed: a black-holed stamp never answers, and waiting for the attempt's
-// timeout would turn a failover into seconds of latency.
-var errStampDown = errors.New("the stamp failed its probe while the request was in flight")
-
-// attempt forwards r to stamp up, registered with p so that a failed probe
-// of the stamp aborts it (and an idempotent request is retried).
-func (e *Edge) attempt(r *http.Request, p *pop, up upstream, body payload) (*http.Response, error) {
-	ctx, abort := context.WithCancelCause(telemetry.WithCall(r.Context(), telemetry.Call{From: p.region, Region: up.region, Instance: up.id}))
-	key := p.track(up.id, abort)
-	resp, err := e.forward(r.WithContext(ctx), up, body)
-	if err != nil {
-		p.untrack(up.id, key)
-		abort(nil)
-		if cause := context.Cause(ctx); errors.Is(cause, errStampDown) {
-			err = fmt.Errorf("%w: %w", cause, err)
-		}
-		return nil, err
-	}
-	resp.Body = onClose{resp.Body, func() { p.untrack(up.id, key); abort(nil) }}
-	return resp, nil
-}
-
-// track registers an attempt in flight to stamp id; untrack removes it.
-func (p *pop) track(id string, abort context.CancelCauseFunc) uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.seq++
-	if p.attempts == nil {
-		p.attempts = map[string]map[uint64]context.CancelCauseFunc{}
-	}
-	if p.attempts[id] == nil {
-		p.attempts[id] = map[uint64]context.CancelCauseFunc{}
-	}
-	p.attempts[id][p.seq] = abort
-	return p.seq
-}
-
-func (p *pop) untrack(id string, key uint64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.attempts[id], key)
-}
-
-// abortLocked aborts every attempt in flight to stamp id; p.mu held.
-func (p *pop) abortLocked(id string) {
-	for key, abort := range p.attempts[id] {
-		abort(errStampDown)
-		delete(p.attempts[id], key)
-	}
-}
-
-// forward sends one attempt of r to stamp up (see upstreamRequest).
-func (e *Edge) forward(r *http.Request, up upstream, body payload) (*http.Response, error) {
-	if up.addr == "" {
-		return nil, errors.New("no address")
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.Timeout)
-	out, err := e.upstreamRequest(ctx, r, up, body)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	resp, err := e.client.Do(out)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	resp.Body = onClose{resp.Body, cancel}
-	return resp, nil
-}
-
-// onClose is a response body that runs done once closed: the attempt's
-// context and bookkeeping end with the body, not before.
-type onClose struct {
-	io.ReadCloser
-	done func()
-}
-
-func (o onClose) Close() error {
-	err := o.ReadCloser.Close()
-	o.done()
-	return err
 }

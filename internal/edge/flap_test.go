@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/edge/edgetest"
 	"github.com/contoso/shoes/internal/netsim"
 )
 
@@ -22,15 +25,6 @@ func healthyStamp(t *testing.T) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
-}
-
-// startEdge runs an edge with one POP in westeurope over real links to two
-// healthy stamps: northeurope and eastus.
-func startEdge(t *testing.T, net *netsim.Network, probe, timeout time.Duration) *edge.Edge {
-	t.Helper()
-	return runEdge(t, net, edge.Config{ProbeInterval: probe, ProbeTimeout: timeout},
-		edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: healthyStamp(t)},
-		edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: healthyStamp(t)})
 }
 
 // runEdge runs an edge with cfg, one POP in westeurope, reaching the given
@@ -80,78 +74,123 @@ func waitNear(t testing.TB, e *edge.Edge, want string, within time.Duration) {
 	}
 }
 
+// The tests below run in a testing/synctest bubble, over a network in
+// memory (edgetest.Net): the edge's probe loop, the links' latencies and
+// the stamps all run on the bubble's fake clock, so that seconds of
+// flapping take no time and every round trip lasts exactly what the
+// latencies say.
+
+// Addresses of the in-memory stamps.
+const (
+	northAddr = "northeurope.stamp:80"
+	eastAddr  = "eastus.stamp:80"
+)
+
+// bubbleEdge runs an edge with one POP in westeurope before two healthy
+// stamps on n, northeurope and eastus, each the given one-way latency
+// away; api answers their /api/ requests (nil: 200 with the stamp's
+// region).
+func bubbleEdge(t *testing.T, n *edgetest.Net, cfg edge.Config, northLatency, eastLatency time.Duration,
+	api func(region string, w http.ResponseWriter, r *http.Request)) *edge.Edge {
+	t.Helper()
+	stamp := func(region string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/") && api != nil {
+				api(region, w, r)
+				return
+			}
+			_, _ = w.Write([]byte(`{"status":"healthy","region":"` + region + `"}`))
+		})
+	}
+	n.SetLatency(northAddr, northLatency)
+	n.SetLatency(eastAddr, eastLatency)
+	north := n.Serve(t, northAddr, stamp("northeurope"))
+	east := n.Serve(t, eastAddr, stamp("eastus"))
+	cfg.DialContext = n.DialContext
+	return runEdge(t, nil, cfg,
+		edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: north},
+		edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: east})
+}
+
+// nearAfter lets the bubble's clock run for d and returns where the POP
+// routes then.
+func nearAfter(e *edge.Edge, d time.Duration) string {
+	time.Sleep(d)
+	synctest.Wait()
+	got, _ := near(e)
+	return got
+}
+
 // A link that keeps failing and recovering does not flap the routing: each
 // failure takes the far side out at once, and every failure within the
 // flap window doubles the good probes it needs to come back, so after a
 // few rounds it stays out until the link is steady again.
 func TestFlappingLinkDoesNotFlapRouting(t *testing.T) {
-	net := netsim.New(netsim.Config{})
-	t.Cleanup(func() { net.Close() })
-	const probe = 50 * time.Millisecond
-	e := startEdge(t, net, probe, 300*time.Millisecond)
-	waitNear(t, e, "northeurope.a", 5*time.Second)
-	link, ok := net.Link("westeurope", "northeurope")
-	if !ok {
-		t.Fatal("no link westeurope-northeurope")
-	}
-	_, before := near(e)
-	// 10 rounds of 400 ms cut, 400 ms healed: each heal lasts 8 probes.
-	for range 10 {
-		link.Cut()
-		waitNear(t, e, "eastus.a", 2*time.Second) // a failure moves traffic at once
-		deadline := time.Now().Add(400 * time.Millisecond)
-		for time.Now().Before(deadline) {
-			time.Sleep(probe)
+	synctest.Test(t, func(t *testing.T) {
+		n := edgetest.NewNet()
+		const probe = 50 * time.Millisecond
+		e := bubbleEdge(t, n, edge.Config{ProbeInterval: probe, ProbeTimeout: 300 * time.Millisecond}, 2*time.Millisecond, 20*time.Millisecond, nil)
+		if got := nearAfter(e, 3*probe); got != "northeurope.a" {
+			t.Fatalf("after the first probes the POP routes to %q, want northeurope.a", got)
 		}
-		link.Heal()
-		deadline = time.Now().Add(400 * time.Millisecond)
-		for time.Now().Before(deadline) {
-			time.Sleep(probe)
+		_, before := near(e)
+		// 10 rounds of 400 ms cut, 400 ms healed: each heal lasts 8 probes.
+		for round := range 10 {
+			n.Cut(northAddr)
+			// A failure moves traffic at the first probe that times out
+			// (300 ms after it starts, within a probe interval).
+			if got := nearAfter(e, 400*time.Millisecond); got != "eastus.a" {
+				t.Fatalf("round %d: with northeurope cut the POP routes to %q, want eastus.a", round, got)
+			}
+			n.Heal(northAddr)
+			time.Sleep(400 * time.Millisecond)
 		}
-	}
-	_, after := near(e)
-	flips := after - before
-	t.Logf("the near set changed %d times in 10 rounds of cut and heal", flips)
-	// Undamped it would change twice a round (20); damped, the stamp comes
-	// back after the first rounds only (3, 6, 12 good probes needed).
-	if flips > 8 {
-		t.Fatalf("routing flapped %d times in 10 link flaps", flips)
-	}
-	// Once the link is steady, the near stamp comes back.
-	waitNear(t, e, "northeurope.a", 48*probe+3*time.Second)
+		_, after := near(e)
+		flips := after - before
+		t.Logf("the near set changed %d times in 10 rounds of cut and heal", flips)
+		// Undamped it would change twice a round (20); damped, the stamp
+		// comes back after the first rounds only (3, 6, 12 good probes
+		// needed, 8 per heal).
+		if flips > 6 {
+			t.Fatalf("routing flapped %d times in 10 link flaps", flips)
+		}
+		// Once the link is steady, the near stamp comes back: 48 good
+		// probes at most (the rise, 3, doubled four times).
+		if got := nearAfter(e, 48*probe+probe); got != "northeurope.a" {
+			t.Fatalf("with the link steady the POP routes to %q, want northeurope.a", got)
+		}
+	})
 }
 
 // Latency that wobbles around the sensitivity window does not flap the
 // routing either: the smoothed RTT and the hysteresis keep the choice.
 func TestNoisyLatencyDoesNotFlapRouting(t *testing.T) {
-	net := netsim.New(netsim.Config{Latency: netsim.LatencyTable{
-		netsim.NewPair("westeurope", "northeurope"): 3 * time.Millisecond,
-		netsim.NewPair("westeurope", "eastus"):      5 * time.Millisecond,
-	}})
-	t.Cleanup(func() { net.Close() })
-	const probe = 50 * time.Millisecond
-	e := startEdge(t, net, probe, 300*time.Millisecond)
-	waitNear(t, e, "eastus.a,northeurope.a", 5*time.Second) // round trips about 4 ms apart: equally near
-	link, _ := net.Link("westeurope", "eastus")
-	_, before := near(e)
-	// eastus's one-way latency swings between 5 and 9 ms every probe: its
-	// round trip, 4 or 12 ms behind northeurope's, crosses the 10 ms window
-	// edge back and forth.
-	for i := range 40 {
-		lat := 5 * time.Millisecond
-		if i%2 == 1 {
-			lat = 9 * time.Millisecond
+	synctest.Test(t, func(t *testing.T) {
+		n := edgetest.NewNet()
+		const probe = 50 * time.Millisecond
+		// Round trips of 6 and 10 ms: 4 ms apart, equally near.
+		e := bubbleEdge(t, n, edge.Config{ProbeInterval: probe, ProbeTimeout: 300 * time.Millisecond}, 3*time.Millisecond, 5*time.Millisecond, nil)
+		if got := nearAfter(e, 3*probe); got != "eastus.a,northeurope.a" {
+			t.Fatalf("the POP routes to %q, want both stamps", got)
 		}
-		if err := link.SetLatency(lat, 0); err != nil {
-			t.Fatal(err)
+		_, before := near(e)
+		// eastus's one-way latency swings between 5 and 9 ms every probe:
+		// its round trip, 4 or 12 ms behind northeurope's, crosses the
+		// 10 ms window edge back and forth.
+		for i := range 40 {
+			lat := 5 * time.Millisecond
+			if i%2 == 1 {
+				lat = 9 * time.Millisecond
+			}
+			n.SetLatency(eastAddr, lat)
+			time.Sleep(probe)
 		}
-		time.Sleep(probe)
-	}
-	_, after := near(e)
-	t.Logf("the near set changed %d times in 40 latency swings", after-before)
-	if after-before > 2 {
-		t.Fatalf("routing flapped %d times on a noisy link", after-before)
-	}
+		_, after := near(e)
+		t.Logf("the near set changed %d times in 40 latency swings", after-before)
+		if after-before > 2 {
+			t.Fatalf("routing flapped %d times on a noisy link", after-before)
+		}
+	})
 }
 
 // A stamp that vanishes (its link black-holed: no reset, no answer) while
@@ -159,45 +198,101 @@ func TestNoisyLatencyDoesNotFlapRouting(t *testing.T) {
 // the GET is retried on the next stamp, long before the attempt's own
 // timeout.
 func TestInFlightRequestToAVanishedStampIsRetriedElsewhere(t *testing.T) {
-	net := netsim.New(netsim.Config{Latency: netsim.LatencyTable{
-		netsim.NewPair("westeurope", "northeurope"): 2 * time.Millisecond,
-		netsim.NewPair("westeurope", "eastus"):      20 * time.Millisecond,
-	}})
-	t.Cleanup(func() { net.Close() })
-	stamp := func(region string) string {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if strings.HasPrefix(r.URL.Path, "/api/") {
+	synctest.Test(t, func(t *testing.T) {
+		n := edgetest.NewNet()
+		const probe, timeout = 100 * time.Millisecond, 200 * time.Millisecond
+		e := bubbleEdge(t, n, edge.Config{ProbeInterval: probe, ProbeTimeout: timeout, Timeout: 30 * time.Second}, 2*time.Millisecond, 20*time.Millisecond,
+			func(region string, w http.ResponseWriter, r *http.Request) {
 				time.Sleep(300 * time.Millisecond) // the request is in flight when the link goes
+				_, _ = w.Write([]byte(`{"region":"` + region + `"}`))
+			})
+		if got := nearAfter(e, 3*probe); got != "northeurope.a" {
+			t.Fatalf("the POP routes to %q, want northeurope.a", got)
+		}
+		front := n.Serve(t, "edge:80", e.Handler())
+		client := &http.Client{Transport: &http.Transport{DialContext: n.DialContext}}
+		defer client.CloseIdleConnections()
+		go func() {
+			time.Sleep(100 * time.Millisecond) // while the GET waits for its answer
+			n.Cut(northAddr)
+		}()
+		start := time.Now()
+		resp, err := client.Get(front + "/api/products")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		took := time.Since(start)
+		t.Logf("answered in %s: %d %s", took, resp.StatusCode, body)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"eastus"`) {
+			t.Fatalf("GET = %d %s, want 200 from eastus", resp.StatusCode, body)
+		}
+		// Cut at 100 ms; the probe due at the next 100 ms tick times out
+		// 200 ms later and aborts the attempt; eastus answers 300 ms (and
+		// its round trip) after the retry.
+		if limit := 100*time.Millisecond + probe + timeout + 300*time.Millisecond + 100*time.Millisecond; took > limit {
+			t.Fatalf("the retry came after %s (limit %s): the attempt waited for its timeout instead of the failed probe", took, limit)
+		}
+	})
+}
+
+// Consecutive failures of real traffic eject a stamp from its POP at once,
+// for EjectFor exactly: its probes still pass, and it takes traffic again
+// once the ejection ends.
+func TestFailingStampIsEjectedForEjectFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := edgetest.NewNet()
+		const probe, ejectFor = 50 * time.Millisecond, 5 * time.Second
+		var failing atomic.Bool
+		failing.Store(true)
+		e := bubbleEdge(t, n, edge.Config{ProbeInterval: probe, EjectAfter: 2, EjectFor: ejectFor}, 2*time.Millisecond, 20*time.Millisecond,
+			func(region string, w http.ResponseWriter, r *http.Request) {
+				if region == "northeurope" && failing.Load() {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				_, _ = w.Write([]byte(`{"region":"` + region + `"}`))
+			})
+		if got := nearAfter(e, 3*probe); got != "northeurope.a" {
+			t.Fatalf("the POP routes to %q, want northeurope.a", got)
+		}
+		front := n.Serve(t, "edge:80", e.Handler())
+		client := &http.Client{Transport: &http.Transport{DialContext: n.DialContext}}
+		defer client.CloseIdleConnections()
+		get := func() string {
+			t.Helper()
+			resp, err := client.Get(front + "/api/products")
+			if err != nil {
+				t.Fatal(err)
 			}
-			_, _ = w.Write([]byte(`{"status":"healthy","region":"` + region + `"}`))
-		}))
-		t.Cleanup(srv.Close)
-		return srv.URL
-	}
-	e := runEdge(t, net, edge.Config{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond, Timeout: 30 * time.Second},
-		edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: stamp("northeurope")},
-		edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: stamp("eastus")})
-	waitNear(t, e, "northeurope.a", 5*time.Second)
-	front := httptest.NewServer(e.Handler())
-	t.Cleanup(front.Close)
-	link, _ := net.Link("westeurope", "northeurope")
-	go func() {
-		time.Sleep(100 * time.Millisecond) // while the GET waits for its answer
-		link.Cut()
-	}()
-	start := time.Now()
-	resp, err := http.Get(front.URL + "/api/products")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	took := time.Since(start)
-	t.Logf("answered in %s: %d %s", took, resp.StatusCode, body)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"eastus"`) {
-		t.Fatalf("GET = %d %s, want 200 from eastus", resp.StatusCode, body)
-	}
-	if took > 5*time.Second {
-		t.Fatalf("the retry came after %s: the attempt waited for its timeout instead of the failed probe", took)
-	}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET = %d %s, want 200 (retried elsewhere)", resp.StatusCode, body)
+			}
+			return resp.Header.Get(edge.HeaderEdgePop) + " " + string(body)
+		}
+		// Two failures (each GET retried on eastus) eject northeurope.
+		for range 2 {
+			if got := get(); !strings.Contains(got, "eastus") {
+				t.Fatalf("GET answered %q, want eastus", got)
+			}
+		}
+		ejectedAt := time.Now()
+		failing.Store(false) // its answers would be good now: the ejection still holds
+		st := e.Status()[0]
+		if st.Near[0] != "eastus.a" || !st.Stamps[1].Ejected {
+			t.Fatalf("after two failures: near %v, stamps %+v; want northeurope.a ejected", st.Near, st.Stamps)
+		}
+		if got := nearAfter(e, ejectFor-probe); got != "eastus.a" {
+			t.Fatalf("%s into the ejection the POP routes to %q, want eastus.a", time.Since(ejectedAt), got)
+		}
+		if got := nearAfter(e, 2*probe); got != "northeurope.a" {
+			t.Fatalf("%s after the ejection the POP routes to %q, want northeurope.a again", time.Since(ejectedAt), got)
+		}
+		if got := get(); !strings.Contains(got, "northeurope") {
+			t.Fatalf("GET answered %q, want northeurope", got)
+		}
+	})
 }

@@ -18,8 +18,8 @@ type limiter struct {
 	now     func() time.Time
 }
 
-func newLimiter(perSecond float64, burst int) *limiter {
-	return &limiter{clients: ratelimit.New(ratelimit.Config{Rate: perSecond, Burst: burst}), now: time.Now}
+func newLimiter(perSecond float64, burst int, now func() time.Time) *limiter {
+	return &limiter{clients: ratelimit.New(ratelimit.Config{Rate: perSecond, Burst: burst}), now: now}
 }
 
 func (l *limiter) allow(client string) bool { return l.clients.Allow(client, l.now()) }

@@ -487,25 +487,11 @@ func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
 	if len(d.Near) == 0 {
 		return "", ""
 	}
-	weight := make(map[string]int, len(cands))
-	for _, c := range cands {
-		w := c.Weight
-		if w <= 0 {
-			w = DefaultWeight
-		}
-		if old, ok := weight[c.ID]; !ok || w < old {
-			weight[c.ID] = w
-		}
-	}
-	ws := make([]float64, len(d.Near))
+	// Weights are looked up in cands, not copied into a map: a POP picks
+	// for every request, and cands are few.
 	var total float64
-	for i, id := range d.Near {
-		w, ok := weight[id]
-		if !ok {
-			w = DefaultWeight
-		}
-		ws[i] = float64(w)
-		total += ws[i]
+	for _, id := range d.Near {
+		total += weightOf(cands, id)
 	}
 	if !(r >= 0) { // negative or NaN
 		r = 0
@@ -513,8 +499,8 @@ func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
 	target := r * total
 	idx := len(d.Near) - 1
 	var cum float64
-	for i, w := range ws {
-		cum += w
+	for i, id := range d.Near {
+		cum += weightOf(cands, id)
 		if target < cum {
 			idx = i
 			break
@@ -532,4 +518,23 @@ func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
 		}
 	}
 	return primary, ""
+}
+
+// weightOf is the weight Pick gives stamp id: the smallest weight cands
+// give it (zero or negative: DefaultWeight), DefaultWeight when none.
+func weightOf(cands []Candidate, id string) float64 {
+	w, found := DefaultWeight, false
+	for _, c := range cands {
+		if c.ID != id {
+			continue
+		}
+		cw := c.Weight
+		if cw <= 0 {
+			cw = DefaultWeight
+		}
+		if !found || cw < w {
+			w, found = cw, true
+		}
+	}
+	return float64(w)
 }

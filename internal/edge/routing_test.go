@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -748,6 +749,36 @@ func TestPickAfterDecide(t *testing.T) {
 	down := []Candidate{stamp("a", health.Unhealthy, 20*ms), stamp("b", health.Unhealthy, 25*ms)}
 	if p, r := Pick(Decide(Policy{}, down, nil, t0), down, 0.7); p != "b" || r != "a" {
 		t.Fatalf("fail open Pick = %q, %q; want b, a", p, r)
+	}
+}
+
+// A POP picks for every request: neither Pick nor the POP's route, which
+// reads its last decision, allocates.
+func TestPickAndRouteAllocateNothing(t *testing.T) {
+	cands := []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 25*ms), stamp("c", health.Healthy, 70*ms), stamp("d", health.Unhealthy, 1*ms)}
+	cands[1].Weight = 30
+	// Sixteen equally near stamps: more than fits in a small stack frame.
+	var many []Candidate
+	for i := range 16 {
+		many = append(many, stamp(fmt.Sprintf("s%02d", i), health.Healthy, 20*ms))
+	}
+	for _, cs := range [][]Candidate{cands, many} {
+		d := Decide(Policy{}, cs, nil, t0)
+		if n := testing.AllocsPerRun(100, func() { Pick(d, cs, 0.7) }); n != 0 {
+			t.Errorf("Pick among %d allocates %v times", len(cs), n)
+		}
+	}
+	p := newPOP("westeurope")
+	for _, c := range cands {
+		p.state[c.ID] = &stampState{region: "westeurope", scheme: "http", addr: "127.0.0.1:1", health: c.Health, rtt: c.RTT, share: share{weight: c.Weight}}
+	}
+	p.decideLocked(Policy{}, t0)
+	var primary, retry upstream
+	if n := testing.AllocsPerRun(100, func() { primary, retry, _ = p.route() }); n != 0 {
+		t.Errorf("route allocates %v times", n)
+	}
+	if primary.id != "a" && primary.id != "b" || retry.id == "" || primary.addr != "127.0.0.1:1" {
+		t.Errorf("route = %+v, %+v; want a or b, and a retry", primary, retry)
 	}
 }
 

@@ -133,7 +133,7 @@ func (e *requestError) Unwrap() error { return e.err }
 // The transport frames the body anew: its length when known, chunked
 // otherwise; the client's framing headers never reach the stamp. A failure
 // is a *requestError.
-func (e *Edge) upstreamRequest(ctx context.Context, r *http.Request, up upstream, body payload) (*http.Request, error) {
+func (px *proxy) upstreamRequest(ctx context.Context, r *http.Request, up upstream, body payload) (*http.Request, error) {
 	var rd io.Reader
 	switch {
 	case body.buf != nil:
@@ -141,27 +141,30 @@ func (e *Edge) upstreamRequest(ctx context.Context, r *http.Request, up upstream
 	case body.stream != nil:
 		rd = body.stream
 	}
+	if hasCTL(r.URL.RawQuery) {
+		return nil, &requestError{errors.New("control character in the query")}
+	}
 	// The URL is set below from its parts; the empty string parses to an
 	// empty URL.
 	out, err := http.NewRequestWithContext(ctx, r.Method, "", rd)
 	if err != nil {
 		return nil, &requestError{err}
 	}
-	out.URL = &url.URL{Scheme: up.scheme, Host: up.addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	*out.URL = url.URL{Scheme: up.scheme, Host: up.addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	out.Host = up.addr
 	if body.stream != nil {
 		out.ContentLength = body.length
 	}
-	if hasCTL(r.URL.RawQuery) {
-		return nil, &requestError{errors.New("control character in the query")}
-	}
-	copyRequestHeaders(out.Header, r.Header, e.cfg.Telemetry != nil)
+	// Room for every header of the client's and the edge's own, so that
+	// the map is made once.
+	out.Header = make(http.Header, len(r.Header)+2)
+	copyRequestHeaders(out.Header, r.Header, px.e.cfg.Telemetry != nil)
 	if err := checkHeaders(out.Header); err != nil {
 		return nil, &requestError{err}
 	}
-	out.Header.Set(httpapi.HeaderRequestID, httpapi.RequestID(r.Context()))
-	if e.cfg.Credential != "" {
-		out.Header.Set(httpapi.HeaderEdgeCredential, e.cfg.Credential)
+	out.Header[httpapi.HeaderRequestID] = []string{httpapi.RequestID(r.Context())}
+	if px.credential != nil {
+		out.Header[httpapi.HeaderEdgeCredential] = px.credential
 	}
 	return out, nil
 }

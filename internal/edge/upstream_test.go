@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contoso/shoes/internal/httpapi"
 )
@@ -127,13 +128,14 @@ func TestBlame(t *testing.T) {
 // and request id. A header the transport would refuse is the client's
 // fault.
 func TestUpstreamRequest(t *testing.T) {
-	e := &Edge{cfg: Config{Credential: "cred"}}
+	e := &Edge{cfg: Config{Credential: "cred", Now: time.Now}}
+	e.proxy = newProxy(e, newTransport(e.cfg))
 	up := upstream{id: "s", scheme: "https", addr: "10.0.0.7:8443"}
 	r := httptest.NewRequest("GET", "/api/products/a%2Fb?q=1&r=%20", nil)
 	r.URL.Host, r.URL.User = "127.0.0.1:1", nil // as if the target had named a host
 	r.Header.Set("X-Edge-Credential", "forged")
 	r.Header.Set("Authorization", "Bearer t")
-	out, err := e.upstreamRequest(context.Background(), r, up, payload{})
+	out, err := e.proxy.upstreamRequest(context.Background(), r, up, payload{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,11 +148,11 @@ func TestUpstreamRequest(t *testing.T) {
 	body := "twelve bytes"
 	r = httptest.NewRequest("POST", "/api/x", strings.NewReader(body))
 	r.ContentLength = -1
-	out, err = e.upstreamRequest(context.Background(), r, up, payload{stream: &clientBody{r: r.Body}, length: -1})
+	out, err = e.proxy.upstreamRequest(context.Background(), r, up, payload{stream: &clientBody{r: r.Body}, length: -1})
 	if err != nil || out.ContentLength != -1 {
 		t.Errorf("a stream of unknown length: ContentLength %d, %v", out.ContentLength, err)
 	}
-	out, err = e.upstreamRequest(context.Background(), r, up, payload{buf: []byte(body)})
+	out, err = e.proxy.upstreamRequest(context.Background(), r, up, payload{buf: []byte(body)})
 	if err != nil || out.ContentLength != int64(len(body)) || out.GetBody == nil {
 		t.Errorf("a buffered body: ContentLength %d, %v", out.ContentLength, err)
 	}
@@ -166,7 +168,7 @@ func TestUpstreamRequest(t *testing.T) {
 	} {
 		r := httptest.NewRequest("GET", "/api/x", nil)
 		r.Header = h
-		_, err := e.upstreamRequest(context.Background(), r, up, payload{})
+		_, err := e.proxy.upstreamRequest(context.Background(), r, up, payload{})
 		if _, ok := errors.AsType[*requestError](err); !ok {
 			t.Errorf("%s: %v, want a *requestError", name, err)
 		}
@@ -174,11 +176,11 @@ func TestUpstreamRequest(t *testing.T) {
 	r = httptest.NewRequest("GET", "/api/x", nil)
 	r.Header.Set("X-Tab", "a\tb")
 	r.Header.Set("X-Utf8", "größe")
-	if _, err := e.upstreamRequest(context.Background(), r, up, payload{}); err != nil {
+	if _, err := e.proxy.upstreamRequest(context.Background(), r, up, payload{}); err != nil {
 		t.Errorf("a tab and obs-text are valid: %v", err)
 	}
 	r.Method = "BAD METHOD"
-	if _, err := e.upstreamRequest(context.Background(), r, up, payload{}); err == nil {
+	if _, err := e.proxy.upstreamRequest(context.Background(), r, up, payload{}); err == nil {
 		t.Error("an invalid method was accepted")
 	} else if _, ok := errors.AsType[*requestError](err); !ok {
 		t.Errorf("an invalid method: %v, want a *requestError", err)

@@ -98,7 +98,11 @@ type Config struct {
 	// speak plain HTTP to a registry on loopback (a development
 	// registry); false: HTTPS only.
 	RegistryInsecure bool
-	Logger           *slog.Logger // nil: discard
+	// Pprof gives every POP and every stamp the fleet's own binary runs
+	// --pprof: the Go runtime's profiles on their operations routes (a
+	// stamp of a released image keeps the flags its version knows).
+	Pprof  bool
+	Logger *slog.Logger // nil: discard
 }
 
 // Fleet is a running multi-region system of separate processes.
@@ -433,6 +437,9 @@ func (f *Fleet) stampProc(s *stampProc, i int, fault string) *child.Process {
 	if fault != "" {
 		args = append(args, "--fault", fault)
 	}
+	if f.cfg.Pprof && s.binary == f.bin.contoso {
+		args = append(args, "--pprof")
+	}
 	p := f.newProc(name, s.binary, append(args, f.stampFlags(region, lkg)...)...)
 	p.Line = true
 	p.Env = f.stampEnv()
@@ -476,6 +483,9 @@ func (f *Fleet) popProc(r *region) *child.Process {
 	}
 	if f.cfg.ClientBurst > 0 {
 		args = append(args, "--client-burst", strconv.Itoa(f.cfg.ClientBurst))
+	}
+	if f.cfg.Pprof {
+		args = append(args, "--pprof")
 	}
 	p := f.newProc("pop-"+r.name, f.bin.contoso, args...)
 	p.Line = true

@@ -175,9 +175,14 @@ func TestRequestIDEchoedOrGenerated(t *testing.T) {
 	}), RequestIDs, ServedRegion("westeurope", ""))
 	for _, tc := range []struct{ sent, want string }{
 		{"abc-123", "abc-123"},
+		{"A.b_c:d-9", "A.b_c:d-9"},
+		{strings.Repeat("x", 128), strings.Repeat("x", 128)},
 		{"", ""},
+		{strings.Repeat("x", 129), ""},
 		{strings.Repeat("x", 200), ""},
 		{"bad id\n", ""},
+		{"bad/id", ""},
+		{"caf\u00e9", ""},
 	} {
 		rec := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodGet, "/", nil)

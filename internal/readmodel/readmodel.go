@@ -5,6 +5,8 @@
 package readmodel
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -60,6 +62,15 @@ type Model struct {
 	// stock per SKU, and which product and size each catalog SKU is.
 	stock map[string]int
 	skus  map[string]SKURef
+
+	// encoded holds products as ProductJSON answers them, made on the
+	// first read after anything a product's view shows changed (the
+	// product, the stock of its sizes, its ratings); a writer forgets its
+	// product's. encMu guards it; a reader stores into it only while it
+	// holds mu for reading, so that no writer (which holds mu) forgets
+	// a view between a reader making it and storing it.
+	encMu   sync.Mutex
+	encoded map[string][]byte
 }
 
 // SKURef names the product and size of a SKU.
@@ -78,7 +89,43 @@ func New() *Model {
 		ratingSums:   map[string]ratingSum{},
 		stock:        map[string]int{},
 		skus:         map[string]SKURef{},
+		encoded:      map[string][]byte{},
 	}
+}
+
+// changed forgets the encoded view of product id; m.mu must be held.
+func (m *Model) changed(id string) {
+	m.encMu.Lock()
+	delete(m.encoded, id)
+	m.encMu.Unlock()
+}
+
+// ProductJSON returns product id as GET /api/products/{id} answers it:
+// the JSON of Product(id) and a newline, as json.Encoder writes it. It is
+// made once per change of what the view shows, and shared: the caller
+// must not modify it.
+func (m *Model) ProductJSON(id string) ([]byte, bool, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	p, ok := m.products[id]
+	if !ok {
+		return nil, false, nil
+	}
+	m.encMu.Lock()
+	b, cached := m.encoded[id]
+	m.encMu.Unlock()
+	if cached {
+		return b, true, nil
+	}
+	b, err := json.Marshal(m.view(p))
+	if err != nil {
+		return nil, false, fmt.Errorf("encode product %s: %w", id, err)
+	}
+	b = append(b, '\n')
+	m.encMu.Lock()
+	m.encoded[id] = b
+	m.encMu.Unlock()
+	return b, true, nil
 }
 
 // PutProduct adds or replaces a product.
@@ -92,6 +139,7 @@ func (m *Model) PutProduct(p shop.Product) {
 		m.forgetSKUs(old)
 	}
 	m.products[p.ID] = p
+	m.changed(p.ID)
 	for _, size := range p.Sizes {
 		m.skus[shop.SKU(p.ID, size)] = SKURef{ProductID: p.ID, Size: size}
 	}
@@ -109,6 +157,9 @@ func (m *Model) PutStock(sku string, available int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stock[sku] = available
+	if ref, ok := m.skus[sku]; ok {
+		m.changed(ref.ProductID)
+	}
 }
 
 // DeleteStock forgets the stock of sku.
@@ -116,6 +167,9 @@ func (m *Model) DeleteStock(sku string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.stock, sku)
+	if ref, ok := m.skus[sku]; ok {
+		m.changed(ref.ProductID)
+	}
 }
 
 // SKU reports which product and size sku is, if it is in the catalog.
@@ -137,6 +191,7 @@ func (m *Model) DeleteProduct(id string) {
 	}
 	m.forgetSKUs(p)
 	delete(m.products, id)
+	m.changed(id)
 	if i, found := slices.BinarySearch(m.ids, id); found {
 		m.ids = slices.Delete(m.ids, i, i+1)
 	}
@@ -181,6 +236,7 @@ func (m *Model) PutRating(r shop.Rating) {
 	sum.stars += r.Stars
 	sum.count++
 	m.ratingSums[r.ProductID] = sum
+	m.changed(r.ProductID)
 }
 
 // Len reports how many products the model holds.

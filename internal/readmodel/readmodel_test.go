@@ -1,6 +1,8 @@
 package readmodel
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -141,5 +143,55 @@ func BenchmarkProduct(b *testing.B) {
 		if _, ok := m.Product(id); !ok {
 			b.Fatal("missing")
 		}
+	}
+}
+
+// ProductJSON is what json.Encoder writes for Product(id), whatever
+// changed since it was last read: the product, the stock of a size,
+// a rating, the product's deletion.
+func TestProductJSONFollowsEveryChange(t *testing.T) {
+	m := New()
+	p := shop.SeedCatalog()[3]
+	m.PutProduct(p)
+	sku := shop.SKU(p.ID, p.Sizes[0])
+	check := func(when string) {
+		t.Helper()
+		got, ok, err := m.ProductJSON(p.ID)
+		view, found := m.Product(p.ID)
+		if err != nil || ok != found {
+			t.Fatalf("%s: ProductJSON ok %v, err %v; Product found %v", when, ok, err, found)
+		}
+		if !found {
+			return
+		}
+		var want bytes.Buffer
+		if err := json.NewEncoder(&want).Encode(view); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("%s: ProductJSON\n%s\nwant\n%s", when, got, want.Bytes())
+		}
+	}
+	check("first read")
+	check("second read")
+	m.PutStock(sku, 7)
+	check("stock of a size set")
+	m.PutStock(shop.SKU("another-product", "42"), 3)
+	check("stock of another product's size set")
+	m.PutRating(shop.Rating{ProductID: p.ID, ID: shop.NewID(time.Now()), User: "ann", Stars: 4})
+	check("a rating")
+	changed := p
+	changed.Price.AmountCents++
+	changed.Sizes = append(changed.Sizes[:1:1], "47")
+	m.PutProduct(changed)
+	check("the product changed")
+	m.PutStock(shop.SKU(p.ID, "47"), 2)
+	check("stock of its new size set")
+	m.DeleteStock(shop.SKU(p.ID, "47"))
+	check("stock of its new size deleted")
+	m.DeleteProduct(p.ID)
+	check("the product deleted")
+	if _, ok, _ := m.ProductJSON(p.ID); ok {
+		t.Fatal("a deleted product is still answered")
 	}
 }

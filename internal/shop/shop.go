@@ -27,7 +27,6 @@ const (
 var Categories = []string{"running", "trail", "basketball", "lifestyle", "hiking", "tennis", "training", "sandals", "boots", "formal"}
 
 var (
-	idPattern       = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$`)
 	sizePattern     = regexp.MustCompile(`^[0-9]{1,2}(?:\.5)?$`)
 	currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 )
@@ -59,10 +58,24 @@ func SKU(productID, size string) string { return productID + "-" + strings.Repla
 // ValidateID checks a product id: lowercase letters, digits and inner
 // hyphens, at most 64 characters.
 func ValidateID(field, id string) error {
-	if !idPattern.MatchString(id) {
+	if !validID(id) {
 		return Invalid(field, "must be 1-64 lowercase letters, digits or inner hyphens")
 	}
 	return nil
+}
+
+// validID is ValidateID's rule as a loop (every product read checks an
+// id): 1 to 64 of a-z, 0-9 and "-", not starting or ending with "-".
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 || id[0] == '-' || id[len(id)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Validate checks every field of p and names the first bad one.

@@ -62,12 +62,25 @@ func (s *Stamp) product(r *http.Request) (readmodel.Product, error) {
 	return p, nil
 }
 
+// getProduct answers with the read model's encoded view, made once per
+// change of the product (readmodel.Model.ProductJSON): a product page is
+// the most frequent read, and encoding it each time cost more than the
+// rest of the request.
 func (s *Stamp) getProduct(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.product(r)
-	if err != nil {
+	id := r.PathValue("id")
+	if err := shop.ValidateID("id", id); err != nil {
 		return err
 	}
-	httpapi.WriteJSON(w, http.StatusOK, p)
+	b, ok, err := s.model.ProductJSON(id)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return shop.NotFound("product", id)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
 	return nil
 }
 

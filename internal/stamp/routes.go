@@ -110,6 +110,16 @@ func (s *Stamp) routes(mux *http.ServeMux, api httpapi.Middleware) {
 	mux.Handle("POST /ops/drain", ops(h(s.drain(true))))
 	mux.Handle("DELETE /ops/drain", ops(h(s.drain(false))))
 	mux.Handle("GET /ops/drain", ops(h(s.drainState)))
+	if s.cfg.Pprof {
+		prof := httpapi.Profiling()
+		mux.Handle(httpapi.ProfilingPrefix, ops(h(func(w http.ResponseWriter, r *http.Request) error {
+			if err := s.requireAdmin(r); err != nil {
+				return err
+			}
+			prof.ServeHTTP(w, r)
+			return nil
+		})))
+	}
 }
 
 // opsGuard is httpapi.OpsGuard for the stamp's operations routes: besides

@@ -98,6 +98,10 @@ type Config struct {
 	// without it get 403. Empty: the API is open to anyone who can reach
 	// the stamp (a stamp run alone for development).
 	EdgeCredential string
+	// Pprof serves the Go runtime's profiles (httpapi.Profiling) at
+	// /debug/pprof/ beside the operations routes, behind their guard and
+	// admin check; false: none. The edge never forwards the path.
+	Pprof bool
 }
 
 // Stamp is one region's stamp.

@@ -10,7 +10,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -75,16 +74,10 @@ func (t *Telemetry) Middleware(component, region string, flowOf func(pattern str
 			ctx := t.p.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 			st := &serverState{region: region}
 			ctx = context.WithValue(ctx, serverStateKey{}, st)
-			ctx, span := t.tracer.Start(ctx, method,
-				trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithTimestamp(start),
-				trace.WithAttributes(
-					attribute.String(AttrMethod, method),
-					attribute.String("url.path", r.URL.Path),
-					attribute.String(AttrRegion, region),
-					attribute.String(AttrComponent, component),
-				))
-			w.Header().Set(HeaderTraceID, span.SpanContext().TraceID().String())
+			// The span's attributes are set once, when it ends (finishServer):
+			// the samplers read none, and a span they drop gets none.
+			ctx, span := t.tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+			w.Header()[HeaderTraceID] = []string{span.SpanContext().TraceID().String()}
 			sw := &statusWriter{ResponseWriter: w}
 			inner := r.WithContext(ctx)
 			finished := false
@@ -132,34 +125,71 @@ func (t *Telemetry) finishServer(r *http.Request, st *serverState, span trace.Sp
 		}
 	}
 	region := st.getRegion()
-	if route != RouteUnmatched {
-		span.SetName(method + " " + route)
-	}
-	span.SetAttributes(attribute.String(AttrRoute, route), attribute.Int(AttrStatusCode, status), attribute.String(AttrRegion, region))
-	if flow != "" {
-		span.SetAttributes(attribute.String(AttrFlow, flow))
-	}
-	if status >= 500 {
-		span.SetStatus(codes.Error, http.StatusText(status))
+	// A span the sampler dropped records nothing: its name and attributes
+	// are not even made.
+	if span.IsRecording() {
+		if route != RouteUnmatched {
+			span.SetName(method + " " + route)
+		}
+		scratch := t.p.scratch.Get().(*[]attribute.KeyValue)
+		defer t.p.scratch.Put(scratch)
+		attrs := append((*scratch)[:0],
+			attribute.String(AttrMethod, method),
+			attribute.String("url.path", r.URL.Path),
+			attribute.String(AttrRegion, region),
+			attribute.String(AttrComponent, component),
+			attribute.String(AttrRoute, route),
+			attribute.Int(AttrStatusCode, status),
+		)
+		if flow != "" {
+			attrs = append(attrs, attribute.String(AttrFlow, flow))
+		}
+		span.SetAttributes(attrs...)
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
 	}
 	end := time.Now()
 	span.End(trace.WithTimestamp(end))
-	t.serverHist.Record(r.Context(), end.Sub(start).Seconds(), metric.WithAttributeSet(attribute.NewSet(
-		attribute.String(AttrMethod, method),
-		attribute.String(AttrRoute, route),
-		attribute.Int(AttrStatusCode, status),
-		attribute.String(AttrRegion, region),
-		attribute.String(AttrComponent, component),
-		attribute.String(AttrFlow, flow),
-	)))
+	key := serverKey{method: method, route: route, status: status, region: region, component: component, flow: flow}
+	t.serverHist.Record(r.Context(), end.Sub(start).Seconds(), t.serverOptions.get(key).record...)
 	if status == http.StatusTooManyRequests {
-		t.throttled.Add(r.Context(), 1, metric.WithAttributeSet(attribute.NewSet(
-			attribute.String(AttrRoute, route),
-			attribute.String(AttrRegion, region),
-			attribute.String(AttrComponent, component),
-			attribute.String(AttrFlow, flow),
-		)))
+		t.throttled.Add(r.Context(), 1, t.throttledOptions.get(throttledKey{key}).add...)
 	}
+}
+
+// serverKey is what a server request's metrics are labelled with.
+type serverKey struct {
+	method, route string
+	status        int
+	region        string
+	component     string
+	flow          string
+}
+
+// options are those of http.server.request.duration.
+func (k serverKey) options() measureOptions {
+	return optionsOf(attribute.NewSet(
+		attribute.String(AttrMethod, k.method),
+		attribute.String(AttrRoute, k.route),
+		attribute.Int(AttrStatusCode, k.status),
+		attribute.String(AttrRegion, k.region),
+		attribute.String(AttrComponent, k.component),
+		attribute.String(AttrFlow, k.flow),
+	))
+}
+
+// throttledKey labels contoso.requests.throttled: a serverKey without its
+// method and status (it is 429).
+type throttledKey struct{ serverKey }
+
+func (k throttledKey) options() measureOptions {
+	return optionsOf(attribute.NewSet(
+		attribute.String(AttrRoute, k.route),
+		attribute.String(AttrRegion, k.region),
+		attribute.String(AttrComponent, k.component),
+		attribute.String(AttrFlow, k.flow),
+	))
 }
 
 // serverState is what a handler tells the Middleware around it about its
@@ -291,8 +321,11 @@ func (t *Telemetry) Transport(base http.RoundTripper, dependency, region string)
 	if t == nil {
 		return base
 	}
-	tr := &transport{t: t, base: base, dependency: dependency, region: region}
-	tr.ok, tr.bad = tr.outcomes(region, "")
+	tr := &transport{t: t, base: base, dependency: dependency, region: region, names: map[string]string{}}
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace, "_OTHER"} {
+		tr.names[m] = dependency + " " + m
+	}
 	return tr
 }
 
@@ -300,71 +333,87 @@ type transport struct {
 	t                  *Telemetry
 	base               http.RoundTripper
 	dependency, region string
-	ok, bad            attribute.Set // metric attributes per outcome
+	names              map[string]string // span name by method (methodOf); read only
+	outcomes           optionCache[outcomeKey]
 }
 
 func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	method := methodOf(req.Method)
-	region, ok, bad := tr.region, tr.ok, tr.bad
-	call, called := req.Context().Value(callKey{}).(Call)
-	if called {
-		if call.From != "" {
-			region = call.From
-		}
-		ok, bad = tr.outcomes(region, call.Region)
+	region := tr.region
+	call, _ := req.Context().Value(callKey{}).(Call)
+	if call.From != "" {
+		region = call.From
 	}
-	attrs := []attribute.KeyValue{
-		attribute.String(AttrDependency, tr.dependency),
-		attribute.String(AttrRegion, region),
-		attribute.String(AttrMethod, method),
-		attribute.String("server.address", req.URL.Host),
-		attribute.String("url.path", req.URL.Path),
+	// The span's attributes are set once, when it ends.
+	ctx, span := tr.t.tracer.Start(req.Context(), tr.names[method], trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(start))
+	// The caller's request is not modified: its copy has a header map of
+	// its own, whose values (never changed, only replaced) it shares.
+	out := req.WithContext(ctx)
+	out.Header = make(http.Header, len(req.Header)+2)
+	for k, vs := range req.Header {
+		out.Header[k] = vs
 	}
-	if call.Region != "" {
-		attrs = append(attrs, attribute.String(AttrDependencyRegion, call.Region))
-	}
-	if call.Instance != "" {
-		attrs = append(attrs, attribute.String(AttrDependencyInstance, call.Instance))
-	}
-	ctx, span := tr.t.tracer.Start(req.Context(), tr.dependency+" "+method,
-		trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithTimestamp(start),
-		trace.WithAttributes(attrs...))
-	out := req.Clone(ctx)
 	tr.t.p.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
 	resp, err := tr.base.RoundTrip(out)
 	end := time.Now()
-	outcome, name := ok, "ok"
-	switch {
-	case err != nil:
-		outcome, name = bad, "error"
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	case resp.StatusCode >= 500:
-		outcome, name = bad, "error"
-		span.SetAttributes(attribute.Int(AttrStatusCode, resp.StatusCode))
-		span.SetStatus(codes.Error, strconv.Itoa(resp.StatusCode)+" "+http.StatusText(resp.StatusCode))
-	default:
-		span.SetAttributes(attribute.Int(AttrStatusCode, resp.StatusCode))
+	failed := err != nil || resp.StatusCode >= 500
+	if span.IsRecording() {
+		outcome := "ok"
+		if failed {
+			outcome = "error"
+		}
+		scratch := tr.t.p.scratch.Get().(*[]attribute.KeyValue)
+		defer tr.t.p.scratch.Put(scratch)
+		attrs := append((*scratch)[:0],
+			attribute.String(AttrDependency, tr.dependency),
+			attribute.String(AttrRegion, region),
+			attribute.String(AttrMethod, method),
+			attribute.String("server.address", req.URL.Host),
+			attribute.String("url.path", req.URL.Path),
+			attribute.String(AttrOutcome, outcome),
+		)
+		if call.Region != "" {
+			attrs = append(attrs, attribute.String(AttrDependencyRegion, call.Region))
+		}
+		if call.Instance != "" {
+			attrs = append(attrs, attribute.String(AttrDependencyInstance, call.Instance))
+		}
+		switch {
+		case err != nil:
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		case resp.StatusCode >= 500:
+			span.SetStatus(codes.Error, strconv.Itoa(resp.StatusCode)+" "+http.StatusText(resp.StatusCode))
+			fallthrough
+		default:
+			attrs = append(attrs, attribute.Int(AttrStatusCode, resp.StatusCode))
+		}
+		span.SetAttributes(attrs...)
 	}
-	span.SetAttributes(attribute.String(AttrOutcome, name))
 	span.End(trace.WithTimestamp(end))
-	tr.t.clientHist.Record(ctx, end.Sub(start).Seconds(), metric.WithAttributeSet(outcome))
+	key := outcomeKey{dependency: tr.dependency, region: region, called: call.Region, failed: failed}
+	tr.t.clientHist.Record(ctx, end.Sub(start).Seconds(), tr.outcomes.get(key).record...)
 	return resp, err
 }
 
-// outcomes are the metric attributes of a call from region to an instance
-// in calledRegion ("": none), per outcome.
-func (tr *transport) outcomes(region, calledRegion string) (ok, bad attribute.Set) {
-	attrs := func(outcome string) attribute.Set {
-		kvs := []attribute.KeyValue{attribute.String(AttrDependency, tr.dependency), attribute.String(AttrRegion, region), attribute.String(AttrOutcome, outcome)}
-		if calledRegion != "" {
-			kvs = append(kvs, attribute.String(AttrDependencyRegion, calledRegion))
-		}
-		return attribute.NewSet(kvs...)
+// outcomeKey labels contoso.dependency.duration: a call to dependency
+// from region to an instance in called ("": none), and its outcome.
+type outcomeKey struct {
+	dependency, region, called string
+	failed                     bool
+}
+
+func (k outcomeKey) options() measureOptions {
+	outcome := "ok"
+	if k.failed {
+		outcome = "error"
 	}
-	return attrs("ok"), attrs("error")
+	kvs := []attribute.KeyValue{attribute.String(AttrDependency, k.dependency), attribute.String(AttrRegion, k.region), attribute.String(AttrOutcome, outcome)}
+	if k.called != "" {
+		kvs = append(kvs, attribute.String(AttrDependencyRegion, k.called))
+	}
+	return optionsOf(attribute.NewSet(kvs...))
 }
 
 // Call says more of one call made through a Transport than the Transport

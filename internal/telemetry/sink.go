@@ -138,7 +138,7 @@ type LogRecord struct {
 type traceEntry struct {
 	id      trace.TraceID
 	seq     uint64
-	spans   []Span
+	spans   []keptSpan
 	dropped int
 	start   time.Time
 	end     time.Time
@@ -154,7 +154,7 @@ type spanRecorder struct {
 var _ sdktrace.SpanProcessor = spanRecorder{}
 
 func (spanRecorder) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (p spanRecorder) OnEnd(s sdktrace.ReadOnlySpan)                 { p.s.addSpan(spanOf(s)) }
+func (p spanRecorder) OnEnd(s sdktrace.ReadOnlySpan)                 { p.s.addLocal(s) }
 func (spanRecorder) Shutdown(context.Context) error                  { return nil }
 func (spanRecorder) ForceFlush(context.Context) error                { return nil }
 
@@ -197,11 +197,39 @@ func spanOf(s sdktrace.ReadOnlySpan) Span {
 	return sp
 }
 
+// keptSpan is one span of a kept trace: a span this process ended, as
+// the SDK handed it over, made a Span only when it is read (spanOf), or a
+// span another process sent, already one. Keeping a span so costs the
+// same whatever its attributes; the spans nobody reads, most of them,
+// are never converted.
+type keptSpan struct {
+	local    sdktrace.ReadOnlySpan // nil: received holds the span
+	received *Span
+}
+
+func (k keptSpan) span() Span {
+	if k.local != nil {
+		return spanOf(k.local)
+	}
+	return *k.received
+}
+
+// addLocal keeps a span this process ended.
+func (s *Sink) addLocal(sp sdktrace.ReadOnlySpan) {
+	s.keep(sp.SpanContext().TraceID(), keptSpan{local: sp}, sp.StartTime(), sp.EndTime(), sp.Status().Code == codes.Error)
+}
+
+// addSpan keeps a span another process sent.
 func (s *Sink) addSpan(sp Span) {
 	id, err := trace.TraceIDFromHex(sp.TraceID)
 	if err != nil {
 		return
 	}
+	s.keep(id, keptSpan{received: &sp}, sp.Start, sp.End, sp.Status == "error")
+}
+
+// keep adds span k of trace id, which ran from start to end.
+func (s *Sink) keep(id trace.TraceID, k keptSpan, start, end time.Time, errored bool) {
 	s.traceMu.Lock()
 	defer s.traceMu.Unlock()
 	e, ok := s.traces[id]
@@ -210,21 +238,23 @@ func (s *Sink) addSpan(sp Span) {
 			delete(s.traces, evicted)
 		}
 		s.seq++
-		e = &traceEntry{id: id, seq: s.seq, start: sp.Start, end: sp.End}
+		// Room for a request's usual spans (server, client, the next
+		// server) from the start.
+		e = &traceEntry{id: id, seq: s.seq, start: start, end: end, spans: make([]keptSpan, 0, 4)}
 		s.traces[id] = e
 	}
 	if len(e.spans) >= MaxSpansPerTrace {
 		e.dropped++
 		return
 	}
-	e.spans = append(e.spans, sp)
-	if sp.Start.Before(e.start) {
-		e.start = sp.Start
+	e.spans = append(e.spans, k)
+	if start.Before(e.start) {
+		e.start = start
 	}
-	if sp.End.After(e.end) {
-		e.end = sp.End
+	if end.After(e.end) {
+		e.end = end
 	}
-	if sp.Status == "error" {
+	if errored {
 		e.errored = true
 	}
 }
@@ -241,13 +271,17 @@ func (s *Sink) Trace(id string) ([]Span, bool) {
 	}
 	s.traceMu.Lock()
 	e, ok := s.traces[tid]
-	var spans []Span
+	var kept []keptSpan
 	if ok {
-		spans = slices.Clone(e.spans)
+		kept = slices.Clone(e.spans)
 	}
 	s.traceMu.Unlock()
 	if !ok {
 		return nil, false
+	}
+	spans := make([]Span, len(kept))
+	for i, k := range kept {
+		spans[i] = k.span()
 	}
 	slices.SortStableFunc(spans, func(a, b Span) int { return a.Start.Compare(b.Start) })
 	return spans, true
@@ -263,15 +297,22 @@ func (s *Sink) RecentTraces(n int, onlyErrors bool) []TraceSummary {
 		sum TraceSummary
 		seq uint64
 	}
+	// The entries are copied under the lock and summarised after it, so
+	// that spans keep being recorded meanwhile. A copy is a snapshot: its
+	// spans slice is only ever appended to beyond its length.
 	s.traceMu.Lock()
-	items := make([]item, 0, len(s.traces))
+	entries := make([]traceEntry, 0, len(s.traces))
 	for _, e := range s.traces {
 		if onlyErrors && !e.errored {
 			continue
 		}
-		items = append(items, item{e.summary(), e.seq})
+		entries = append(entries, *e)
 	}
 	s.traceMu.Unlock()
+	items := make([]item, len(entries))
+	for i := range entries {
+		items[i] = item{entries[i].summary(), entries[i].seq}
+	}
 	slices.SortFunc(items, func(a, b item) int {
 		if c := b.sum.Start.Compare(a.sum.Start); c != 0 {
 			return c
@@ -288,7 +329,7 @@ func (s *Sink) RecentTraces(n int, onlyErrors bool) []TraceSummary {
 	return out
 }
 
-// summary describes e; the caller holds traceMu.
+// summary describes e, a copy made under traceMu.
 func (e *traceEntry) summary() TraceSummary {
 	sum := TraceSummary{
 		TraceID:    e.id.String(),
@@ -298,13 +339,15 @@ func (e *traceEntry) summary() TraceSummary {
 		Dropped:    e.dropped,
 		Error:      e.errored,
 	}
+	spans := make([]Span, len(e.spans))
 	ids := make(map[string]bool, len(e.spans))
-	for _, sp := range e.spans {
-		ids[sp.SpanID] = true
+	for i, k := range e.spans {
+		spans[i] = k.span()
+		ids[spans[i].SpanID] = true
 	}
 	var root *Span
-	for i := range e.spans {
-		sp := &e.spans[i]
+	for i := range spans {
+		sp := &spans[i]
 		if (sp.ParentID == "" || !ids[sp.ParentID]) && (root == nil || sp.Start.Before(root.Start)) {
 			root = sp
 		}
@@ -313,8 +356,8 @@ func (e *traceEntry) summary() TraceSummary {
 		sum.Root = root.Name
 		sum.Region = root.Attributes[AttrRegion]
 	}
-	for i := 0; sum.Region == "" && i < len(e.spans); i++ {
-		sum.Region = e.spans[i].Attributes[AttrRegion]
+	for i := 0; sum.Region == "" && i < len(spans); i++ {
+		sum.Region = spans[i].Attributes[AttrRegion]
 	}
 	return sum
 }

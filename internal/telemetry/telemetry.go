@@ -154,6 +154,10 @@ type Telemetry struct {
 	serverHist metric.Float64Histogram
 	clientHist metric.Float64Histogram
 	throttled  metric.Int64Counter
+
+	// The metric options of the server recordings, per labels.
+	serverOptions    optionCache[serverKey]
+	throttledOptions optionCache[throttledKey]
 }
 
 // process is what every part of one process shares: the configuration,
@@ -170,6 +174,11 @@ type process struct {
 
 	mu    sync.Mutex   // guards parts
 	parts []*Telemetry // every part, New's first
+
+	// scratch holds *[]attribute.KeyValue that spans are given their
+	// attributes through: SetAttributes copies them, so that one slice
+	// serves every span in turn instead of one made per span.
+	scratch sync.Pool
 
 	shutdownOne sync.Once
 	shutdownErr error // set once by Shutdown
@@ -224,6 +233,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 		prop:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		reg:     prometheus.NewRegistry(),
 		sink:    sink,
+		scratch: sync.Pool{New: func() any { s := make([]attribute.KeyValue, 0, 16); return &s }},
 	}
 	exp, err := newOTLPExporter(ctx, cfg.Getenv)
 	if err != nil {

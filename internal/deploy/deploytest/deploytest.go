@@ -57,6 +57,9 @@ type Options struct {
 	Env string
 	// ReleaseStartTimeout is deploy.Config.ReleaseStartTimeout.
 	ReleaseStartTimeout time.Duration
+	// Pprof serves the Go runtime's profiles on the operations address
+	// (deploy.Config.Pprof).
+	Pprof bool
 	// NoTLS keeps plain HTTP whatever CONTOSO_TEST_TLS says: for tests that
 	// drive a browser, which does not trust the deployment's CA.
 	NoTLS bool
@@ -118,6 +121,7 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 		EdgeNoRetry:            opts.EdgeNoRetry,
 		UnsafeBlindStockWrites: opts.UnsafeBlindStockWrites,
 		StampFault:             opts.StampFault,
+		Pprof:                  opts.Pprof,
 		Env:                    opts.Env,
 		ReleaseStartTimeout:    opts.ReleaseStartTimeout,
 		TLS:                    (opts.TLS || os.Getenv("CONTOSO_TEST_TLS") == "1") && !opts.NoTLS,

@@ -1,7 +1,9 @@
 // Package edgetest holds what tests of the edge share, in its own tests and
 // against a whole deployment: a table of hostile requests written as raw
 // bytes, a raw HTTP/1.1 exchange over TCP (net/http's client cannot write
-// these requests), and a listener that records every byte anyone sends it.
+// these requests), a listener that records every byte anyone sends it,
+// and a network in memory (Net) that runs an edge and its stamps under
+// testing/synctest.
 package edgetest
 
 import (

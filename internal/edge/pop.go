@@ -1,0 +1,326 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/contoso/shoes/internal/health"
+)
+
+// pop is one point of presence: what it knows about every stamp (its
+// probes' verdicts, the passive failures of real traffic, the traffic
+// table's shares), the routing decision it makes of that, and the attempts
+// it has in flight. The proxy (proxy.go) asks it where each request goes
+// (route) and tells it how each attempt went (report).
+type pop struct {
+	region   string
+	header   []string           // region, as the value of HeaderEdgePop: shared by every answer, never changed
+	stop     context.CancelFunc // ends its probe loop; nil until Run starts it
+	inflight atomic.Int64       // requests this POP is serving now
+	mu       sync.Mutex         // guards everything below
+	state    map[string]*stampState
+	prev     []string
+	dec      Decision
+	// cands are the candidates dec was decided from, sorted by ID: what
+	// Pick weighs each request by until the next decision. Every change
+	// of what they hold (a probe round, an ejection, a share, a stamp
+	// leaving) makes a new decision.
+	cands    []Candidate
+	changes  int                              // how often the near set changed
+	attempts map[string]map[*attempt]struct{} // attempts in flight per stamp, aborted when its probe fails
+}
+
+func newPOP(region string) *pop {
+	return &pop{region: region, header: []string{region}, state: map[string]*stampState{}}
+}
+
+// stampState is a POP's view of one stamp.
+type stampState struct {
+	region      string // the stamp's, as announced
+	url         string // the announced URL the two fields below come from
+	scheme      string // "http" or "https", as announced
+	addr        string // as reached from this POP
+	health      health.Status
+	rtt         time.Duration // EWMA of probe round trips
+	verdict     string        // the last probe's outcome, for operators
+	answered    bool          // the last probe got an answer (of any status)
+	probedAt    time.Time
+	failures    int // consecutive passive failures
+	ejectedTill time.Time
+	release     string      // the stamp's, as announced
+	share       share       // its weight under the traffic table, copied from Edge.shares
+	downs       []time.Time // when probes started failing, within the flap window
+	recovering  int         // good probes still needed before rotation; 0: not recovering
+}
+
+// riseNeeded is how many consecutive good probes a stamp needs after its
+// n-th failure within the flap window: rise, doubled for every earlier
+// failure, at most 16 times rise.
+func riseNeeded(rise, n int) int {
+	return rise << min(max(n-1, 0), 4)
+}
+
+// observe folds one probe verdict into the flap damping: a failure starts
+// (or restarts) recovery; good probes count it down.
+func (st *stampState) observe(h health.Status, now time.Time, rise int, window time.Duration) {
+	st.downs = slices.DeleteFunc(st.downs, func(t time.Time) bool { return now.Sub(t) > window })
+	switch {
+	case h == health.Unhealthy:
+		if st.recovering == 0 || st.health != health.Unhealthy {
+			st.downs = append(st.downs, now)
+		}
+		st.recovering = riseNeeded(rise, len(st.downs))
+	case h.Routable():
+		if st.recovering > 0 {
+			st.recovering--
+		}
+	}
+}
+
+// routedHealth is the health routing sees: a stamp still recovering from a
+// failure counts as unhealthy.
+func (st *stampState) routedHealth() health.Status {
+	if st.recovering > 0 && st.health.Routable() {
+		return health.Unhealthy
+	}
+	return st.health
+}
+
+func (e *Edge) probeLoop(ctx context.Context, p *pop) {
+	t := time.NewTicker(e.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		e.probeAll(ctx, p)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probeAll probes every known stamp from p in parallel and recomputes p's
+// decision.
+func (e *Edge) probeAll(ctx context.Context, p *pop) {
+	e.mu.Lock()
+	e.expireLocked(e.cfg.Now())
+	stamps := make([]StampInfo, 0, len(e.stamps))
+	for _, s := range e.stamps {
+		stamps = append(stamps, s)
+	}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range stamps {
+		wg.Go(func() { e.probe(ctx, p, s) })
+	}
+	wg.Wait()
+	// Only stamps still in the registry now: one that left or expired
+	// while it was probed stays out.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id := range p.state {
+		if _, ok := e.stamps[id]; !ok {
+			delete(p.state, id)
+		}
+	}
+	p.decideLocked(e.cfg.Policy, e.cfg.Now())
+}
+
+func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
+	p.mu.Lock()
+	st := p.state[s.ID]
+	var scheme, addr string
+	if st != nil && st.url == s.URL {
+		scheme, addr = st.scheme, st.addr
+	}
+	p.mu.Unlock()
+	if addr == "" { // new, or announced at another URL
+		var hostport string
+		var err error
+		scheme, hostport, err = stampAddress(s.URL)
+		if err == nil {
+			addr, err = e.cfg.Dial(p.region, s.Region, hostport)
+		}
+		if err != nil {
+			e.log.Warn("no route from POP to stamp", "pop", p.region, "stamp", s.ID, "url", s.URL, "error", err)
+			if st != nil { // never keep routing to its old address
+				p.mu.Lock()
+				delete(p.state, s.ID)
+				p.mu.Unlock()
+			}
+			return
+		}
+		e.mu.Lock() // a stamp that left or expired meanwhile gets no state
+		_, known := e.stamps[s.ID]
+		p.mu.Lock()
+		if known && st == nil {
+			st = &stampState{health: health.Unknown, share: e.shares[s.ID], release: e.stamps[s.ID].Release}
+			p.state[s.ID] = st
+		}
+		if st != nil {
+			st.url, st.scheme, st.addr, st.region = s.URL, scheme, addr, s.Region
+		}
+		p.mu.Unlock()
+		e.mu.Unlock()
+		if st == nil {
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
+	defer cancel()
+	start := e.cfg.Now()
+	h, verdict, answered := e.fetchHealth(ctx, scheme, addr)
+	now := e.cfg.Now()
+	rtt := now.Sub(start)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st.health != health.Unknown || h == health.Unhealthy { // the first verdict of a new stamp needs no recovery
+		st.observe(h, now, e.cfg.Rise, e.cfg.FlapWindow)
+	}
+	st.health, st.verdict, st.probedAt, st.answered = h, verdict, now, answered
+	if !answered {
+		p.abortLocked(s.ID)
+	}
+	if st.recovering > 0 && h != health.Unhealthy {
+		st.verdict = fmt.Sprintf("%s; recovering: %d more good probes before rotation", verdict, st.recovering)
+	}
+	if answered {
+		// Only answered probes measure the path; a smoothed RTT (EWMA,
+		// alpha 0.3) keeps one slow answer from moving traffic.
+		if st.rtt == 0 {
+			st.rtt = rtt
+		} else {
+			st.rtt = time.Duration(0.7*float64(st.rtt) + 0.3*float64(rtt))
+		}
+	}
+}
+
+// fetchHealth reads a stamp's /health/stamp over scheme (http, or https
+// verified with Config.StampTLS): its verdict, why, and whether the stamp
+// answered at all. A report with Drained set is a drained stamp, whatever
+// its reason says; otherwise the answer's status code decides (200 is in
+// rotation, degraded when the report says so).
+func (e *Edge) fetchHealth(ctx context.Context, scheme, addr string) (health.Status, string, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "", nil)
+	if err != nil {
+		return health.Unhealthy, "probe failed: " + err.Error(), false
+	}
+	req.URL = &url.URL{Scheme: scheme, Host: addr, Path: "/health/stamp"}
+	req.Host = addr
+	resp, err := e.probes.Do(req)
+	if err != nil {
+		return health.Unhealthy, "probe failed: " + err.Error(), false
+	}
+	defer resp.Body.Close()
+	var rep health.Report
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rep)
+	switch {
+	case rep.Drained:
+		return health.Drained, "drained by an operator", true
+	case resp.StatusCode == http.StatusOK && rep.Status == health.Degraded:
+		return health.Degraded, "degraded: " + rep.Reason, true
+	case resp.StatusCode == http.StatusOK:
+		return health.Healthy, "healthy", true
+	}
+	return health.Unhealthy, fmt.Sprintf("unhealthy (%d): %s", resp.StatusCode, rep.Reason), true
+}
+
+// decideLocked recomputes the POP's routing decision; p.mu must be held.
+func (p *pop) decideLocked(pol Policy, now time.Time) {
+	p.cands = p.candidatesLocked()
+	p.dec = Decide(pol, p.cands, p.prev, now)
+	if !slices.Equal(p.prev, p.dec.Near) {
+		p.changes++
+	}
+	p.prev = p.dec.Near
+}
+
+func (p *pop) candidatesLocked() []Candidate {
+	cands := make([]Candidate, 0, len(p.state))
+	for id, st := range p.state {
+		cands = append(cands, Candidate{ID: id, Region: st.region, Release: st.release, Health: st.routedHealth(), RTT: st.rtt,
+			Weight: st.share.weight, Standby: st.share.standby, EjectedUntil: st.ejectedTill})
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].ID < cands[j].ID })
+	return cands
+}
+
+// route picks the stamp for one request from POP p and the one to retry
+// (an empty id: none), from the last decision and the candidates it was
+// made of: nothing is allocated or sorted per request.
+func (p *pop) route() (primary, retry upstream, failOpen bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pid, rid := Pick(p.dec, p.cands, rand.Float64())
+	return p.upstreamLocked(pid), p.upstreamLocked(rid), p.dec.FailOpen
+}
+
+// upstreamLocked is how p reaches stamp id; p.mu must be held.
+func (p *pop) upstreamLocked(id string) upstream {
+	if st, ok := p.state[id]; ok {
+		return upstream{id: id, region: st.region, scheme: st.scheme, addr: st.addr}
+	}
+	return upstream{id: id}
+}
+
+// report records the outcome of real traffic to a stamp: consecutive
+// failures eject it from the POP for a while (passive outlier detection).
+func (e *Edge) report(ctx context.Context, p *pop, id string, failed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, ok := p.state[id]
+	if !ok {
+		return
+	}
+	if !failed {
+		st.failures = 0
+		return
+	}
+	st.failures++
+	if now := e.cfg.Now(); st.failures >= e.cfg.EjectAfter && now.After(st.ejectedTill) {
+		st.ejectedTill = now.Add(e.cfg.EjectFor)
+		st.failures = 0
+		e.tel.ejected(ctx, p.region, st.region, st.release)
+		e.log.WarnContext(ctx, "stamp ejected after consecutive failures", "pop", p.region, "stamp", id, "until", st.ejectedTill)
+		p.decideLocked(e.cfg.Policy, now)
+	}
+}
+
+// track registers attempt a in flight to its stamp; untrack removes it.
+func (p *pop) track(a *attempt) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.attempts == nil {
+		p.attempts = map[string]map[*attempt]struct{}{}
+	}
+	if p.attempts[a.stamp] == nil {
+		p.attempts[a.stamp] = map[*attempt]struct{}{}
+	}
+	p.attempts[a.stamp][a] = struct{}{}
+}
+
+func (p *pop) untrack(a *attempt) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.attempts[a.stamp], a)
+}
+
+// abortLocked aborts every attempt in flight to stamp id; p.mu held.
+func (p *pop) abortLocked(id string) {
+	for a := range p.attempts[id] {
+		a.abort()
+		delete(p.attempts[id], a)
+	}
+}
