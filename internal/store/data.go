@@ -206,9 +206,13 @@ func (s *Store) RecordCanary(ctx context.Context, c Canary) error {
 	return nil
 }
 
-// watchStallTimeout is how long a watch's initial values may pause before
-// the watch is abandoned and set up again.
-const watchStallTimeout = 10 * time.Second
+// watchStallTimeout is how long a watch's initial values may make no
+// progress before the watch is abandoned and set up again;
+// watchLoadTimeout is the longest a watch may take to load at all.
+const (
+	watchStallTimeout = 10 * time.Second
+	watchLoadTimeout  = 30 * time.Second
+)
 
 // errWatchStalled: a watch's initial values stopped arriving.
 var errWatchStalled = errors.New("initial values stalled")
@@ -226,10 +230,12 @@ type WatchFunc func(key string, value []byte)
 // is not enough after a restart, when a replica may still be replaying its
 // log, so Watch also waits to see the stream leader's last sequence.
 //
-// A watch whose initial values stop arriving (nothing for
-// watchStallTimeout before the marker: an ordered consumer left behind by
-// a server that restarted under it) returns an error, for the caller to
-// watch again, rather than leaving the reader loading for ever.
+// A watch whose initial values stop making progress (no newer revision
+// for watchStallTimeout before the marker: an ordered consumer left behind
+// by a server that restarted under it), or that has not loaded within
+// watchLoadTimeout (a consumer on a replica still catching up, which can
+// deliver without ever reaching the end), returns an error, for the caller
+// to watch again, rather than leaving the reader loading for ever.
 func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded func()) error {
 	kv, kind, err := s.bucket(bucket)
 	if err != nil {
@@ -246,8 +252,10 @@ func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded f
 		marker   bool
 		fallback <-chan time.Time
 		stall    = time.NewTimer(watchStallTimeout)
+		load     = time.NewTimer(watchLoadTimeout)
 	)
 	defer stall.Stop()
+	defer load.Stop()
 	check := func() {
 		if loaded != nil && marker && maxRev >= lastSeq {
 			loaded()
@@ -260,7 +268,11 @@ func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded f
 			return nil
 		case <-stall.C:
 			if !marker {
-				return fmt.Errorf("watch %s: %w: nothing for %s after revision %d", bucket, errWatchStalled, watchStallTimeout, maxRev)
+				return fmt.Errorf("watch %s: %w: nothing new for %s after revision %d", bucket, errWatchStalled, watchStallTimeout, maxRev)
+			}
+		case <-load.C:
+			if loaded != nil {
+				return fmt.Errorf("watch %s: %w: not loaded after %s (marker %t, revision %d of %d)", bucket, errWatchStalled, watchLoadTimeout, marker, maxRev, lastSeq)
 			}
 		case <-fallback:
 			if loaded != nil {
@@ -272,7 +284,7 @@ func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded f
 			if !ok {
 				return fmt.Errorf("watch %s: closed", bucket)
 			}
-			if !marker {
+			if !marker && e != nil && e.Revision() > maxRev {
 				stall.Reset(watchStallTimeout)
 			}
 			if e == nil {

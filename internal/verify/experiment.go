@@ -56,6 +56,9 @@ type Release struct {
 	Hold           Duration `yaml:"hold,omitempty" json:"hold,omitempty"`
 	MinRequests    int      `yaml:"min_requests,omitempty" json:"minRequests,omitempty"`
 	ErrorTolerance float64  `yaml:"error_tolerance,omitempty" json:"errorTolerance,omitempty"`
+	// LatencyFactor is how many times the old version's p99 the new one's
+	// may reach (and 100 ms more) before a step fails; zero: the gate's (2).
+	LatencyFactor float64 `yaml:"latency_factor,omitempty" json:"latencyFactor,omitempty"`
 	// StartTimeout bounds the wait for the new stamps to be ready; zero:
 	// the deployment's (90 s).
 	StartTimeout Duration      `yaml:"start_timeout,omitempty" json:"startTimeout,omitempty"`
@@ -189,8 +192,8 @@ func (r *Release) check(where string, e Experiment) []error {
 	if r.After.D() < 0 || r.After.D() >= e.Load.length() {
 		bad("after must fall within the load")
 	}
-	if r.Hold.D() < 0 || r.MinRequests < 0 || r.ErrorTolerance < 0 || r.ErrorTolerance > 1 {
-		bad("hold, min_requests and error_tolerance must not be negative (error_tolerance at most 1)")
+	if r.Hold.D() < 0 || r.MinRequests < 0 || r.ErrorTolerance < 0 || r.ErrorTolerance > 1 || r.LatencyFactor < 0 {
+		bad("hold, min_requests, error_tolerance and latency_factor must not be negative (error_tolerance at most 1)")
 	}
 	if !slices.Contains(outcomes, x.Outcome) {
 		bad("expect.outcome %q: want one of %s", x.Outcome, strings.Join(outcomes, ", "))

@@ -66,7 +66,7 @@ func newReleaser(cfg Config, obs *observer) *releaser {
 func (b *Release) request(version string) release.Request {
 	return release.Request{
 		Version: version, Steps: b.Steps, Fault: b.Fault, By: "verify", StartTimeout: b.StartTimeout.D(),
-		Gate: release.Gate{MinHold: b.Hold.D(), MinRequests: b.MinRequests, ErrorTolerance: b.ErrorTolerance},
+		Gate: release.Gate{MinHold: b.Hold.D(), MinRequests: b.MinRequests, ErrorTolerance: b.ErrorTolerance, LatencyFactor: b.LatencyFactor},
 	}
 }
 
