@@ -125,8 +125,12 @@ type Deployment struct {
 	tel      *telemetry.Telemetry
 	stopTel  func() error // ends the telemetry's collection and flushes it
 
-	mu      sync.Mutex // guards regions and their fields, and versions
-	regions map[string]*region
+	mu sync.Mutex // guards regions and their fields, and versions
+	// reviving serializes ReviveRegion: a fault's expiry and an operator's
+	// heal can revive the same region at once, and each would otherwise
+	// see it empty and start an instance.
+	reviving sync.Mutex
+	regions  map[string]*region
 	// versions is the release each region runs since a release ended
 	// there; a region absent runs cfg.Release.
 	versions map[string]string
@@ -669,6 +673,8 @@ func (d *Deployment) KillRegion(name string) error {
 // ports and data (it rejoins and catches up), a new stamp instance, and its
 // POP once the stamp is ready.
 func (d *Deployment) ReviveRegion(ctx context.Context, name string) error {
+	d.reviving.Lock()
+	defer d.reviving.Unlock()
 	d.mu.Lock()
 	r, ok := d.regions[name]
 	d.mu.Unlock()

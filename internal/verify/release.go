@@ -84,7 +84,24 @@ func (rl *releaser) run(ctx context.Context, e Experiment, start time.Time, inje
 		return out
 	}
 	out.Version = fmt.Sprintf("%s-%d", b.Version, time.Now().Unix())
-	rec, err := rl.client.Start(ctx, b.request(out.Version))
+	// A region still draining the version an earlier experiment retired
+	// runs two versions, and the controller refuses to start: the runner
+	// waits for the drain, a minute at most, then reports the refusal.
+	var (
+		rec *release.Record
+		err error
+	)
+	for give := time.Now().Add(time.Minute); ; {
+		rec, err = rl.client.Start(ctx, b.request(out.Version))
+		var api *httpapi.APIError
+		if err == nil || !errors.As(err, &api) || api.Status != http.StatusConflict || !strings.Contains(api.Detail, "runs two versions") || time.Now().After(give) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 	if err != nil {
 		out.Err = err
 		return out
