@@ -41,6 +41,7 @@ type stampSeen struct {
 	report          *health.Report // the last report read; nil: none yet
 	freshAt         time.Time      // when a report with a new CheckedAt was last read
 	readAt          time.Time      // when a report was last read
+	failedAt        time.Time      // when a read last failed
 	left            time.Time      // when the registry stopped announcing it; zero: announced
 	scraping        bool
 }
@@ -124,6 +125,7 @@ type stampView struct {
 	report          *health.Report
 	freshAt         time.Time
 	announced       bool // the registry announces it now
+	silent          bool // its last health read failed
 }
 
 // stampList is every known stamp instance, by id. A stamp the registry
@@ -139,7 +141,7 @@ func (in *inputs) stampList() []stampView {
 			delete(in.stamps, id)
 			continue
 		}
-		out = append(out, stampView{id: s.id, region: s.region, url: s.url, release: s.release, report: s.report, freshAt: s.freshAt, announced: s.left.IsZero()})
+		out = append(out, stampView{id: s.id, region: s.region, url: s.url, release: s.release, report: s.report, freshAt: s.freshAt, announced: s.left.IsZero(), silent: s.failedAt.After(s.readAt)})
 	}
 	slices.SortFunc(out, func(a, b stampView) int { return strings.Compare(a.id, b.id) })
 	return out
@@ -195,10 +197,11 @@ func (in *inputs) scrapeAll(ctx context.Context, client *http.Client) {
 			in.mu.Lock()
 			defer in.mu.Unlock()
 			s.scraping = false
+			now := in.now()
 			if err != nil {
+				s.failedAt = now
 				return
 			}
-			now := in.now()
 			if s.report == nil || !rep.CheckedAt.Equal(s.report.CheckedAt) {
 				s.freshAt = now
 			}

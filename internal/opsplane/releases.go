@@ -18,7 +18,7 @@ func (p *Plane) Instances() []release.Instance {
 		if !s.announced {
 			continue
 		}
-		in := release.Instance{ID: s.id, Region: s.region, Release: s.release, Health: health.Unknown}
+		in := release.Instance{ID: s.id, Region: s.region, Release: s.release, Health: health.Unknown, Silent: s.silent}
 		// A stamp that stopped answering is unknown, as on the dashboard.
 		if s.report != nil && now.Sub(s.freshAt) <= staleReport {
 			in.Health, in.Reason = s.report.Status, s.report.Reason

@@ -111,7 +111,30 @@ type Controller struct {
 	// gate only once it has lasted UnhealthyFor, so one bad probe under a
 	// burst of load does not roll a release back (or pause it).
 	unhealthySince map[[2]string]time.Time
+	// failHeld is since when the current step's failing verdict has been
+	// held back because stamps of the release's regions stopped answering.
+	failHeld struct {
+		step  stepKey
+		since time.Time
+	}
 }
+
+// stepKey names one hold of one step: a resumed step is a new hold.
+type stepKey struct {
+	release string
+	stage   int
+	started time.Time
+}
+
+// OutageGrace is how long a failing verdict waits while stamps of the
+// release's regions do not answer their health reads. A region killed
+// while a step is held makes requests fail on both versions for a few
+// seconds before the region reads as lost (its last report ages for
+// five seconds): the gate would blame the release for the outage. Within
+// the grace the region is found lost and the release pauses instead; a
+// stamp that answers again, or stays silent past the grace while its
+// region still runs, lets the verdict stand.
+const OutageGrace = 10 * time.Second
 
 // NewController validates cfg.
 func NewController(cfg Config) (*Controller, error) {
@@ -696,6 +719,17 @@ func (c *Controller) shifting(ctx context.Context, r *Record, insts []Instance, 
 		c.log.Info("release step passed", "release", r.ID, "region", st.Region, "percent", st.Percent, "reason", why)
 		return c.advance(ctx, r, now)
 	case Fail:
+		if silent := silentIn(r, insts); len(silent) > 0 {
+			k := stepKey{r.ID, r.Stage, st.StartedAt}
+			if c.failHeld.step != k {
+				c.failHeld.step, c.failHeld.since = k, now
+			}
+			if now.Sub(c.failHeld.since) < OutageGrace {
+				st.Verdict = Hold.String()
+				st.Reason = "would fail (" + why + "), but " + strings.Join(silent, ", ") + " do not answer: telling an outage from a bad release"
+				return nil
+			}
+		}
 		st.EndedAt = now
 		c.log.Warn("release gate failed", "release", r.ID, "region", st.Region, "percent", st.Percent, "reason", why)
 		return c.rollback(ctx, r, now, fmt.Sprintf("gate failed at %s %d %%: %s", st.Region, st.Percent, why))
@@ -859,6 +893,18 @@ func (c *Controller) draining(ctx context.Context, r *Record, insts []Instance, 
 // lostRegions lists the regions of r with no stamp running; c.mu is held.
 func (c *Controller) lostRegions(r *Record) []string {
 	return c.lostRegionsIn(r, c.cfg.Observer.Instances())
+}
+
+// silentIn lists the stamps of r's regions whose last health read failed.
+func silentIn(r *Record, insts []Instance) []string {
+	var out []string
+	for _, in := range insts {
+		if _, ok := r.Desired[in.Region]; ok && in.Silent {
+			out = append(out, in.ID)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (c *Controller) lostRegionsIn(r *Record, insts []Instance) []string {

@@ -202,4 +202,7 @@ type Instance struct {
 	Release string        `json:"release"`
 	Health  health.Status `json:"health"` // its last health report; Unknown before the first
 	Reason  string        `json:"reason,omitempty"`
+	// Silent: its last health read failed (it may be dying, or its
+	// region going down) while its last report may still look fresh.
+	Silent bool `json:"silent,omitempty"`
 }
