@@ -670,8 +670,11 @@ func (d *Deployment) KillRegion(name string) error {
 }
 
 // ReviveRegion brings a killed region back: its store server on its old
-// ports and data (it rejoins and catches up), a new stamp instance, and its
-// POP once the stamp is ready.
+// ports and data (it rejoins and catches up), a new stamp instance unless
+// one runs already, and its POP once one of the region's stamps is ready.
+// A release agent may start and stop instances of the region meanwhile
+// (it keeps each version's count): whichever instance is ready first
+// brings the POP back, not necessarily the one started here.
 func (d *Deployment) ReviveRegion(ctx context.Context, name string) error {
 	d.reviving.Lock()
 	defer d.reviving.Unlock()
@@ -690,16 +693,30 @@ func (d *Deployment) ReviveRegion(ctx context.Context, name string) error {
 	serving := len(r.instances)
 	d.mu.Unlock()
 	if serving == 0 {
-		in, err := d.startInstance(ctx, r, instanceSpec{})
-		if err != nil {
-			return fmt.Errorf("revive region %s: %w", name, err)
-		}
-		if err := waitFor(ctx, "the revived stamp to be ready", in.stamp.Ready); err != nil {
+		if _, err := d.startInstance(ctx, r, instanceSpec{}); err != nil {
 			return fmt.Errorf("revive region %s: %w", name, err)
 		}
 	}
+	if err := waitFor(ctx, "a stamp of the region to be ready", func() error { return d.anyReady(r) }); err != nil {
+		return fmt.Errorf("revive region %s: %w", name, err)
+	}
 	d.front.edge.AddPOP(ctx, name)
 	return nil
+}
+
+// anyReady is nil once one of r's running instances is ready, else why
+// none is.
+func (d *Deployment) anyReady(r *region) error {
+	d.mu.Lock()
+	instances := slices.Clone(r.instances)
+	d.mu.Unlock()
+	err := errors.New("no stamp instance runs")
+	for _, in := range instances {
+		if err = in.stamp.Ready(); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // KillInstance crashes one stamp instance of a region (the newest), as a

@@ -34,6 +34,16 @@ const maxReport = 1 << 20
 // that is gone stops answering, and its last report ages meanwhile.
 const forgetStamp = 30 * time.Second
 
+// registryGone is how long a stamp the registry stopped announcing
+// counts as announced when its delete does not arrive: the registry's
+// 5 s TTL plus two heartbeats, as at the edge. It counts only while the
+// registry is heard (some stamp announced within registryHeard): a watch
+// that hears nothing at all may be the one that is lost.
+const (
+	registryGone  = 7 * time.Second
+	registryHeard = 2 * time.Second
+)
+
 // stampSeen is one stamp instance as the plane knows it.
 type stampSeen struct {
 	id, region, url string
@@ -42,6 +52,7 @@ type stampSeen struct {
 	freshAt         time.Time      // when a report with a new CheckedAt was last read
 	readAt          time.Time      // when a report was last read
 	failedAt        time.Time      // when a read last failed
+	heardAt         time.Time      // when the registry last announced it
 	left            time.Time      // when the registry stopped announcing it; zero: announced
 	scraping        bool
 }
@@ -60,6 +71,7 @@ type inputs struct {
 	stamps map[string]*stampSeen
 	pops   map[string]popSeen
 	beats  map[string]time.Time // region -> last registry heartbeat heard
+	heard  time.Time            // when the registry last announced any stamp
 	seen   map[string]time.Time // region -> last time a stamp of it was in the registry
 }
 
@@ -82,12 +94,13 @@ func (in *inputs) registry(id string, e *store.StampEntry) {
 	}
 	in.beats[e.Region] = now
 	in.seen[e.Region] = now
+	in.heard = now
 	s, ok := in.stamps[id]
 	if !ok {
 		s = &stampSeen{id: id}
 		in.stamps[id] = s
 	}
-	s.region, s.url, s.release, s.left = e.Region, e.URL, e.Release, time.Time{}
+	s.region, s.url, s.release, s.left, s.heardAt = e.Region, e.URL, e.Release, time.Time{}, now
 }
 
 // pop records a POP's published status.
@@ -140,6 +153,12 @@ func (in *inputs) stampList() []stampView {
 		if !s.left.IsZero() && now.Sub(s.left) > forgetStamp && now.Sub(s.readAt) > forgetStamp {
 			delete(in.stamps, id)
 			continue
+		}
+		if s.left.IsZero() && now.Sub(s.heardAt) > registryGone && now.Sub(in.heard) < registryHeard {
+			// Its delete never arrived (a watch set up again replays
+			// entries, not deletes), while the registry goes on
+			// announcing others: gone, as the edge decides too.
+			s.left = s.heardAt.Add(registryGone)
 		}
 		out = append(out, stampView{id: s.id, region: s.region, url: s.url, release: s.release, report: s.report, freshAt: s.freshAt, announced: s.left.IsZero(), silent: s.failedAt.After(s.readAt)})
 	}

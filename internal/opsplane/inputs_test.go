@@ -58,3 +58,45 @@ func TestAStampThatStopsAnsweringReadsSilentAtOnce(t *testing.T) {
 		t.Fatal("not silent once its server is gone")
 	}
 }
+
+// TestAStampWhoseDeleteNeverArrivesIsGone: a stamp the registry stops
+// announcing while it goes on announcing others leaves once
+// registryGone has passed, though no delete arrived (a watch set up again
+// replays entries, not deletes); while the registry announces nothing at
+// all, nobody leaves, since the plane's own watch may be what is lost.
+// (Mutation tried: without the expiry in stampList, s1 stays announced.)
+func TestAStampWhoseDeleteNeverArrivesIsGone(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	in := newInputs(func() time.Time { return now })
+	announce := func(ids ...string) {
+		for _, id := range ids {
+			in.registry(id, &store.StampEntry{ID: id, Region: "westeurope", URL: "http://" + id, Release: "v1"})
+		}
+	}
+	announced := func() map[string]bool {
+		out := map[string]bool{}
+		for _, s := range in.stampList() {
+			out[s.id] = s.announced
+		}
+		return out
+	}
+	announce("s1", "s2")
+	// Quiet: nothing heard for longer than registryGone.
+	now = now.Add(registryGone + time.Second)
+	if got := announced(); !got["s1"] || !got["s2"] {
+		t.Fatalf("after a quiet spell: %v, want both still announced", got)
+	}
+	// s2 goes on heartbeating; s1 does not.
+	for range int(registryGone/time.Second) + 1 {
+		now = now.Add(time.Second)
+		announce("s2")
+	}
+	if got := announced(); got["s1"] || !got["s2"] {
+		t.Fatalf("s1 silent for %s while s2 heartbeats: %v, want only s2 announced", registryGone, got)
+	}
+	// s1 comes back.
+	announce("s1")
+	if got := announced(); !got["s1"] {
+		t.Fatalf("after s1 announced again: %v", got)
+	}
+}

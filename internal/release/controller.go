@@ -1,6 +1,7 @@
 package release
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -111,6 +112,9 @@ type Controller struct {
 	// gate only once it has lasted UnhealthyFor, so one bad probe under a
 	// burst of load does not roll a release back (or pause it).
 	unhealthySince map[[2]string]time.Time
+	// unsure is the record of the last save that failed without a
+	// conflict: it may have landed all the same.
+	unsure []byte
 	// failHeld is since when the current step's failing verdict has been
 	// held back because stamps of the release's regions stopped answering.
 	failHeld struct {
@@ -454,6 +458,7 @@ func (c *Controller) Do(ctx context.Context, a Action, by string) (*Record, erro
 	if r == nil || r.Phase.Final() {
 		return nil, &shop.Error{Kind: shop.KindConflict, Detail: "no release is under way"}
 	}
+	before := r.clone()
 	now := c.cfg.Now().UTC()
 	switch a {
 	case ActionPause:
@@ -494,6 +499,11 @@ func (c *Controller) Do(ctx context.Context, a Action, by string) (*Record, erro
 	r.UpdatedAt = now
 	c.dirty = true
 	if err := c.save(ctx); err != nil {
+		if a == ActionPause || a == ActionResume {
+			// Not done, as the error says: the release keeps its state
+			// (promote and roll back moved traffic already, and stand).
+			c.cur = before
+		}
 		return nil, err
 	}
 	c.log.Info("release action", "release", r.ID, "action", a, "by", by, "phase", r.Phase)
@@ -549,13 +559,26 @@ func (c *Controller) save(ctx context.Context) error {
 	if !c.dirty || c.cur == nil {
 		return nil
 	}
+	key := keyPrefix + c.cur.ID
 	data, _ := json.Marshal(c.cur)
-	rev, err := c.cfg.Records.Save(ctx, keyPrefix+c.cur.ID, data, c.rev)
-	if err != nil {
-		return fmt.Errorf("save release %s: %w", c.cur.ID, err)
+	rev, err := c.cfg.Records.Save(ctx, key, data, c.rev)
+	if shop.KindOf(err) == shop.KindConflict && c.unsure != nil {
+		// The last save that failed may have landed all the same (its
+		// answer lost in an outage): then the stored record is that one,
+		// and this save follows it.
+		if stored, srev, lerr := c.cfg.Records.Load(ctx, key); lerr == nil && bytes.Equal(stored, c.unsure) {
+			c.rev = srev
+			rev, err = c.cfg.Records.Save(ctx, key, data, c.rev)
+		}
 	}
-	c.rev, c.dirty = rev, false
-	return nil
+	switch {
+	case err == nil:
+		c.rev, c.dirty, c.unsure = rev, false, nil
+		return nil
+	case shop.KindOf(err) != shop.KindConflict:
+		c.unsure = data
+	}
+	return fmt.Errorf("save release %s: %w", c.cur.ID, err)
 }
 
 // Run drives the release under way until ctx is done.

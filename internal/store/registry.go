@@ -98,8 +98,21 @@ func OpenRegistry(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 }
 
+// registryQuiet is how long a registry watch that has announced stamps
+// may then hear nothing before it is set up again: twice the TTL, so the
+// expiry of the last stamp (a delete some time after its TTL) still
+// arrives on the watch that announced it.
+const registryQuiet = 2 * RegistryTTL
+
+// errWatchQuiet: a watch that delivered heard nothing more for too long.
+var errWatchQuiet = errors.New("watch went quiet")
+
 // Watch streams the registry to fn until ctx is done, as
-// Store.WatchRegistry does.
+// Store.WatchRegistry does. It returns an error (and the caller watches
+// again) when the watch breaks, when its first values stall, or when,
+// after it announced stamps, nothing arrives for registryQuiet: a watch
+// set up again replays every entry, but not the deletes it missed, so a
+// caller keeps its own expiry as the edge does.
 func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry), loaded func()) error {
 	w, err := r.kv.WatchAll(ctx)
 	if err != nil {
@@ -108,7 +121,7 @@ func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry),
 	defer w.Stop()
 	stall := time.NewTimer(watchStallTimeout) // as Store.Watch: a stalled first load is set up again
 	defer stall.Stop()
-	marker := false
+	marker, heard := false, false
 	for {
 		select {
 		case <-ctx.Done():
@@ -117,12 +130,22 @@ func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry),
 			if !marker {
 				return fmt.Errorf("watch registry: %w for %s", errWatchStalled, watchStallTimeout)
 			}
+			if heard {
+				// Every running stamp heartbeats each second: a registry
+				// that announced stamps and then says nothing for this
+				// long is a watch that stopped delivering (seen after a
+				// region's server was lost), or no stamp is left; set up
+				// again either way.
+				return fmt.Errorf("watch registry: %w: nothing heard for %s", errWatchQuiet, registryQuiet)
+			}
 		case u, ok := <-w.Updates():
 			if !ok {
 				return fmt.Errorf("watch registry: closed")
 			}
 			if !marker {
 				stall.Reset(watchStallTimeout)
+			} else {
+				stall.Reset(registryQuiet)
 			}
 			if u == nil {
 				marker = true
@@ -136,6 +159,7 @@ func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry),
 				fn(u.Key(), nil)
 				continue
 			}
+			heard = true
 			var e StampEntry
 			err := decodeRecord(kindStampEntry, u.Key(), u.Value(), &e)
 			if errors.Is(err, ErrSchema) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -61,7 +62,9 @@ func (r *Releases) Load(ctx context.Context, key string) ([]byte, uint64, error)
 }
 
 // Save writes key if its revision is still rev (0: if it does not exist)
-// and returns the new revision. A lost race is shop.KindConflict.
+// and returns the new revision. A lost race is shop.KindConflict; a key
+// that already holds exactly data is not one (an earlier attempt of this
+// save landed, its answer lost).
 func (r *Releases) Save(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
 	s, err := r.store(ctx)
 	if err != nil {
@@ -74,6 +77,14 @@ func (r *Releases) Save(ctx context.Context, key string, data []byte, rev uint64
 		}
 		return s.releases.Update(ctx, key, data, rev)
 	})
+	if isExists(err) {
+		// An attempt whose answer was lost may have landed, and the
+		// retry after it then reads as a conflict: the record stored
+		// is ours.
+		if stored, srev, lerr := s.readLeader(ctx, BucketReleases, key); lerr == nil && bytes.Equal(stored, data) {
+			n, err = srev, nil
+		}
+	}
 	endSpan(span, err)
 	switch {
 	case isExists(err):

@@ -45,6 +45,13 @@ func TestReleaseRecordsAreComparedAndSetByTheOpsUser(t *testing.T) {
 	if data, got, err := rel.Load(ctx, "r.a"); err != nil || got != rev2 || string(data) != `{"schema":1,"phase":"shifting"}` {
 		t.Fatalf("Load = %q, %d, %v; want the update at revision %d", data, got, err, rev2)
 	}
+	// The same update again at the old revision: what a retry sends after
+	// its first attempt landed without an answer. The record stored is
+	// the one asked for, so it is no conflict, and nothing is written.
+	// (Mutation tried: without the re-read in Save this is a conflict.)
+	if got, err := rel.Save(ctx, "r.a", []byte(`{"schema":1,"phase":"shifting"}`), rev); err != nil || got != rev2 {
+		t.Fatalf("the landed update again = %d, %v; want revision %d and no error", got, err, rev2)
+	}
 	if err := rel.SetTraffic(ctx, "a", map[string]map[string]int{"westeurope": {"v1": 50, "v2": 50}}); err != nil {
 		t.Fatalf("SetTraffic: %v", err)
 	}

@@ -129,8 +129,9 @@ func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
 		alive bool
 	}
 	events := make(chan event, 16)
+	ended := make(chan error, 1)
 	go func() {
-		_ = watcher.WatchRegistry(ctx, func(id string, e *store.StampEntry) {
+		ended <- watcher.WatchRegistry(ctx, func(id string, e *store.StampEntry) {
 			events <- event{id, e != nil}
 		}, nil)
 	}()
@@ -166,6 +167,16 @@ func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
 	// A crashed stamp just stops heartbeating: it expires on its own.
 	took := want(event{"a.1", false}, store.RegistryTTL+10*time.Second)
 	t.Logf("an unrefreshed entry disappeared %s after the watcher saw it", took)
+	// Then nothing more is heard: the watch gives up, so that its caller
+	// sets it up again (a watch that stopped delivering looks the same).
+	select {
+	case err := <-ended:
+		if err == nil || !strings.Contains(err.Error(), "nothing heard") {
+			t.Fatalf("the watch ended with %v, want it to say it heard nothing", err)
+		}
+	case <-time.After(2*store.RegistryTTL + 10*time.Second):
+		t.Fatal("the watch goes on though the registry has been quiet for twice its TTL")
+	}
 }
 
 // A registry index names the stamp that announces a URL, and forgets it

@@ -18,7 +18,7 @@ func TestDefaultExperimentsRelease(t *testing.T) {
 		"release-good":          {"done", "ci full"},
 		"release-bad":           {"rolled-back", "ci full"},
 		"release-never-ready":   {"failed", "ci full"},
-		"release-region-outage": {"done", "full"},
+		"release-region-outage": {"done", "ci full"},
 	}
 	for _, e := range Default() {
 		w, ok := want[e.Name]
