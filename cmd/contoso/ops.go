@@ -41,6 +41,7 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 		opsHosts  = fs.String("ops-host", "", "comma-separated names (name or name:port) the operations endpoints also answer to, e.g. their DNS name; their own address and localhost always")
 		dev       = fs.Bool("dev", false, "development mode: loopback clients use the operations endpoints without an admin token")
 		regions   = fs.String("regions", "", "comma-separated regions the deployment has: judged (unhealthy) even before or after anything is heard from them; empty: the regions stamps announce")
+		insts     = fs.Int("instances", 1, "stamp instances each region should run, one per zone: fewer serving is redundancy lost (the region degraded)")
 		env       = fs.String("env", "", "the environment releases go to: dev or prod (prod releases only images that passed verification, and no injected faults); empty: $"+envEnv+", else dev")
 		insecure  = fs.Bool("registry-insecure", false, "speak plain HTTP to a release registry on loopback (a development registry)")
 	)
@@ -92,7 +93,7 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer stopTelemetry()
 	svc, err := deploy.NewOps(deploy.OpsConfig{
 		NATSURL: conn.nats.url, NATS: p.store, StampTLS: p.clientTLS,
-		Sink: tel.Sink(), Telemetry: tel, Declared: splitList(*regions), Logger: log,
+		Sink: tel.Sink(), Telemetry: tel, Declared: splitList(*regions), Logger: log, Instances: *insts,
 		Release: release.Config{
 			Env: *env,
 			Resolve: func(ctx context.Context, image string) (string, error) {

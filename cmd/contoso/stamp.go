@@ -51,6 +51,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	var (
 		logs       logFlags
 		region     = fs.String("region", "", "the stamp's region; required")
+		zone       = fs.String("zone", "", "the stamp's failure domain in its region (an availability zone, e.g. westeurope-2), announced in the registry, its health report and its telemetry; empty: <region>-1")
 		conn       partFlags
 		listen     = fs.String("listen", "127.0.0.1:8081", "HTTP listen address")
 		advertise  = fs.String("advertise", "", "URL the edge reaches this stamp at, announced in the stamps registry: http://host:port, or https://host:port with -tls-cert; empty: the -listen address, which then must not be a wildcard (0.0.0.0, ::)")
@@ -108,7 +109,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer stopTelemetry()
 	cfg := deploy.InstanceConfig{
-		Region: *region, NATSURL: conn.nats.url, NATS: p.store, TLS: p.serverTLS, ClientTLS: p.clientTLS, Replicas: *replicas, Verifier: vcfg,
+		Region: *region, Zone: *zone, NATSURL: conn.nats.url, NATS: p.store, TLS: p.serverTLS, ClientTLS: p.clientTLS, Replicas: *replicas, Verifier: vcfg,
 		SecretRefresh: *refresh, PartnerURL: *partnerURL, ProbeInterval: *interval, Seed: *seed, Logger: log,
 		EdgeCredential: getenv(envEdgeCredential), Telemetry: tel, AdvertiseURL: *advertise,
 		Release: *release, Fault: fault, WarmRequests: *warm, Pprof: *profile,

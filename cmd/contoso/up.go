@@ -32,6 +32,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		latency  = fs.String("latency", "on", "simulated inter-region latency: on or off")
 		table    = fs.String("latency-table", "", "one-way latencies that override the defaults, e.g. westeurope-northeurope=10ms,eastus-westeurope=40ms")
 		interval = fs.Duration("probe-interval", time.Second, "health probe interval of every stamp")
+		insts    = fs.Int("instances", 2, "stamp instances per region, each in its own zone (<region>-1, <region>-2, ...), so that losing one leaves the region serving; 1 for development")
 		addr     = fs.String("addr", "127.0.0.1:8080", "address of the global entry point (the edge)")
 		opsAddr  = fs.String("ops-addr", "127.0.0.1:8090", "address of the operations endpoints (/ops/...) and the dashboard")
 		opsHosts = fs.String("ops-host", "", "comma-separated names (name or name:port) the operations address also answers to, e.g. its DNS name; its own address and localhost always")
@@ -87,6 +88,9 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 			netCfg.Latency[p] = d
 		}
 	}
+	if *insts < 1 || *insts > 9 {
+		return fmt.Errorf("-instances must be 1 to 9, not %d", *insts)
+	}
 	dir, err := filepath.Abs(*data)
 	if err != nil {
 		return fmt.Errorf("-data: %w", err)
@@ -99,7 +103,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 			Regions: splitList(*regions), DataDir: dir, BinDir: *bin, EdgeAddr: *addr, OpsAddr: *opsAddr,
 			OpsTrustLoopback: *dev, OpsHosts: splitList(*opsHosts), Latency: netCfg.Latency, NoLatency: netCfg.Off,
 			ProbeInterval: *interval, ClientRate: *rate, ClientBurst: *burst, Logger: log,
-			Environment: *env, RegistryInsecure: *insecure, Pprof: *profile,
+			Environment: *env, RegistryInsecure: *insecure, Pprof: *profile, Instances: *insts,
 		}, stdout)
 	}
 	start := time.Now()
@@ -109,6 +113,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		Env:              *env,
 		Network:          netCfg,
 		ProbeInterval:    *interval,
+		Instances:        *insts,
 		EdgeAddr:         *addr,
 		OpsAddr:          *opsAddr,
 		OpsTrustLoopback: *dev,
@@ -124,7 +129,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	services := d.ServiceURLs()
-	printReady(stdout, upReady{Regions: d.Regions(), Data: dir, Env: *env, Release: d.Release(), Partner: services["partner"], Secrets: services["secrets"],
+	printReady(stdout, upReady{Regions: d.Regions(), Instances: *insts, Data: dir, Env: *env, Release: d.Release(), Partner: services["partner"], Secrets: services["secrets"],
 		Edge: d.EdgeURL(), Ops: d.OpsURL(), CA: d.CAPath()})
 	log.Info("all stamps ready", "elapsed", time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()
@@ -141,7 +146,7 @@ func runFleet(ctx context.Context, cfg fleet.Config, stdout io.Writer) error {
 		return err
 	}
 	services := f.ServiceURLs()
-	printReady(stdout, upReady{Regions: f.Regions(), Data: f.DataDir(), Env: cfg.Environment, Partner: services["partner"], Secrets: services["secrets"],
+	printReady(stdout, upReady{Regions: f.Regions(), Instances: max(1, cfg.Instances), Data: f.DataDir(), Env: cfg.Environment, Partner: services["partner"], Secrets: services["secrets"],
 		Edge: f.EdgeURL(), Ops: f.OpsURL(), Processes: f.Processes(), POPs: f.POPs()})
 	cfg.Logger.Info("every process ready", "elapsed", time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()
@@ -151,15 +156,18 @@ func runFleet(ctx context.Context, cfg fleet.Config, stdout io.Writer) error {
 
 // upReady is up's ready line, in both shapes.
 type upReady struct {
-	Regions map[string]string `json:"regions"` // each region's stamp URL
-	Data    string            `json:"data"`
-	Env     string            `json:"env,omitempty"`     // dev or prod
-	Release string            `json:"release,omitempty"` // the version the stamps run
-	Partner string            `json:"partner"`
-	Secrets string            `json:"secrets"`
-	Edge    string            `json:"edge"`
-	Ops     string            `json:"ops"`
-	CA      string            `json:"ca,omitempty"` // with --tls: the CA certificate every URL above is signed by
+	Regions map[string]string `json:"regions"` // each region's stamp URL (its first instance's)
+	// Instances is how many stamp instances each region runs, one per
+	// zone.
+	Instances int    `json:"instances"`
+	Data      string `json:"data"`
+	Env       string `json:"env,omitempty"`     // dev or prod
+	Release   string `json:"release,omitempty"` // the version the stamps run
+	Partner   string `json:"partner"`
+	Secrets   string `json:"secrets"`
+	Edge      string `json:"edge"`
+	Ops       string `json:"ops"`
+	CA        string `json:"ca,omitempty"` // with --tls: the CA certificate every URL above is signed by
 	// With --processes: each region's process ids ("store", "stamp",
 	// "pop") and POP URL.
 	Processes map[string]map[string]int `json:"processes,omitempty"`

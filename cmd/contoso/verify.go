@@ -47,6 +47,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		procs   = fs.Bool("processes", false, "start the deployment as separate OS processes (up --processes) instead of in this process")
 		bin     = fs.String("bin", "", "with -processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them with the go command")
 		skip    = fs.String("skip", "", "regular expression: leave out the experiments whose name it matches")
+		insts   = fs.Int("instances", 2, "stamp instances per region of the deployment it starts, one per zone (as up)")
 		attest  = fs.String("attest", "", "REGISTRY/REPO@sha256:...: record the outcome as that image's verification (docs/releases.md); empty: none")
 		regIns  = fs.Bool("registry-insecure", false, "with -attest: speak plain HTTP to a registry on loopback (the development registry)")
 		by      = fs.String("by", "", "with -attest: who verifies; empty: $USER")
@@ -118,7 +119,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		var closeDeployment func() error
 		if *procs {
 			f, err := fleet.Start(startCtx, fleet.Config{
-				DataDir: dir, BinDir: *bin, OpsTrustLoopback: true, ClientRate: 1e9, ClientBurst: 1e9,
+				DataDir: dir, BinDir: *bin, OpsTrustLoopback: true, ClientRate: 1e9, ClientBurst: 1e9, Instances: *insts,
 				Logger: log.With("component", "fleet"),
 			})
 			if err != nil {
@@ -128,7 +129,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			*edge, *ops, issuer, closeDeployment = f.EdgeURL(), f.OpsURL(), f.Issuer(), f.Close
 		} else {
 			d, err := deploy.Start(startCtx, deploy.Config{
-				DataDir: dir, Network: netsim.Config{Latency: netsim.DefaultLatencies()}, OpsTrustLoopback: true,
+				DataDir: dir, Network: netsim.Config{Latency: netsim.DefaultLatencies()}, OpsTrustLoopback: true, Instances: *insts,
 				EdgeClientRate: 1e9, EdgeClientBurst: 1e9, EdgeNoRetry: *noRetry, UnsafeBlindStockWrites: *noCAS, Getenv: getenv,
 				Logger: log.With("component", "deployment"),
 			})

@@ -48,6 +48,11 @@ type Target interface {
 	SetDrained(region string, drained bool) error      // every stamp instance of the region
 	KillInstance(region string) (id string, err error) // crash one stamp instance of the region
 	AddInstance(ctx context.Context, region string) (url string, err error)
+	// KillZone crashes every stamp instance in zone k of region (of every
+	// region when region is EveryRegion) and returns their ids;
+	// RestoreZone starts in that zone the instances it should run.
+	KillZone(region string, k int) (ids []string, err error)
+	RestoreZone(ctx context.Context, region string, k int) error
 }
 
 // Link is a simulated link between two regions.
@@ -237,6 +242,12 @@ func (c *Chaos) resolve(p *plan) error {
 			return err
 		}
 		p.a, p.b = a, b
+	case scopeZone:
+		region, _, _ := splitZone(p.target)
+		regions := c.target.Regions()
+		if region != EveryRegion && !slices.Contains(regions, region) {
+			return shop.Invalid("target", "unknown region %q; regions: %s", region, strings.Join(regions, ", "))
+		}
 	}
 	return nil
 }
@@ -327,6 +338,13 @@ func (c *Chaos) inject(e *entry) error {
 			return err
 		}
 		e.Params = map[string]string{"instance": id} // e is not shared until inject returns
+	case FaultZoneOutage:
+		region, k, _ := splitZone(p.target)
+		ids, err := t.KillZone(region, k)
+		if err != nil {
+			return err
+		}
+		e.Params = map[string]string{"instances": strings.Join(ids, ",")}
 	default:
 		return fmt.Errorf("fault %q has no injection", p.fault)
 	}
@@ -359,6 +377,9 @@ func (c *Chaos) undo(ctx context.Context, e *entry) error {
 			return err
 		}
 		c.log.Info("replacement instance added", "id", e.ID, "region", p.target, "url", url)
+	case FaultZoneOutage:
+		region, k, _ := splitZone(p.target)
+		return t.RestoreZone(ctx, region, k)
 	default:
 		return fmt.Errorf("fault %q has no heal", p.fault)
 	}

@@ -101,6 +101,18 @@ func TestEveryFaultInjectsAndHealsAtItsDuration(t *testing.T) {
 		{"instance-kill", spec(chaos.FaultInstanceKill, "eastus", 20*time.Second), "eastus",
 			map[string]string{"instance": "eastus-1"},
 			[]string{"KillInstance eastus"}, []string{"AddInstance eastus"}},
+		{"zone-outage of one region", spec(chaos.FaultZoneOutage, "eastus-2", 20*time.Second), "eastus-2",
+			map[string]string{"instances": "eastus.z2"},
+			[]string{"KillZone eastus 2"}, []string{"RestoreZone eastus 2"}},
+		{"zone-outage of every region", spec(chaos.FaultZoneOutage, "*-1", 20*time.Second), "*-1",
+			map[string]string{"instances": strings.Join(func() []string {
+				var ids []string
+				for _, r := range regions {
+					ids = append(ids, r+".z1")
+				}
+				return ids
+			}(), ",")},
+			[]string{"KillZone * 1"}, []string{"RestoreZone * 1"}},
 	}
 	covered := map[string]bool{}
 	for _, tc := range cases {
@@ -301,6 +313,8 @@ func TestConflictsAreSymmetric(t *testing.T) {
 			return "westeurope-eastus"
 		case chaos.FaultSecretStoreOutage, chaos.FaultPartnerOutage, chaos.FaultPartnerSlow:
 			return chaos.GlobalTarget
+		case chaos.FaultZoneOutage:
+			return "eastus-2"
 		}
 		return "eastus"
 	}

@@ -25,7 +25,13 @@ const (
 	FaultPartnerSlow       = "partner-slow"        // the fulfilment partner answers late (param delay)
 	FaultStampDrain        = "stamp-drain"         // every stamp instance of a region is drained
 	FaultInstanceKill      = "instance-kill"       // one stamp instance of a region crashes; the heal adds a replacement
+	FaultZoneOutage        = "zone-outage"         // every stamp instance of one zone crashes (target "westeurope-2", or "*-2": zone 2 of every region); the heal restarts them
 )
+
+// EveryRegion is the region part of a zone-outage target that names the
+// zone of that index in every region ("*-2"), as a datacenter-wide event
+// would.
+const EveryRegion = "*"
 
 // GlobalTarget is the target of the faults of shared dependencies (the secret
 // store, the partner). An empty target means it too.
@@ -51,8 +57,10 @@ const (
 type Spec struct {
 	Fault string `json:"fault"` // one of the Fault constants
 	// Target is a region for region faults, two regions joined by "-" for
-	// link faults ("westeurope-eastus", in either order), and GlobalTarget
-	// (or empty) for the secret store and partner faults.
+	// link faults ("westeurope-eastus", in either order), a zone for zone
+	// faults (a region and the zone's index, "westeurope-2", or "*-2" for
+	// that zone of every region), and GlobalTarget (or empty) for the
+	// secret store and partner faults.
 	Target   string   `json:"target"`
 	Duration Duration `json:"duration"` // required, MinDuration..MaxDuration; the fault heals itself after it
 	// Params are the fault's parameters, durations written like "300ms":
@@ -114,7 +122,26 @@ const (
 	scopeRegion scope = iota // one region
 	scopeLink                // the link between two regions
 	scopeGlobal              // a shared dependency
+	scopeZone                // one zone of a region, or of every region
 )
+
+// maxZone is the highest zone index a target may name.
+const maxZone = 9
+
+// splitZone splits a zone target, "westeurope-2" or "*-2", into its region
+// (EveryRegion for every region) and index; ok is false when target is not
+// shaped so.
+func splitZone(target string) (region string, zone int, ok bool) {
+	i := strings.LastIndexByte(target, '-')
+	if i <= 0 || i != len(target)-2 {
+		return "", 0, false
+	}
+	region, d := target[:i], target[i+1]
+	if d < '1' || d > '0'+maxZone || (region != EveryRegion && !regionName.MatchString(region)) {
+		return "", 0, false
+	}
+	return region, int(d - '0'), true
+}
 
 // param is a duration parameter of a fault, with its default and inclusive
 // bounds.
@@ -150,6 +177,7 @@ var faultDefs = map[string]faultDef{
 	// A replacement instance would come up undrained inside a drained region.
 	FaultStampDrain:   {scope: scopeRegion, fights: []string{FaultRegionOutage, FaultInstanceKill}},
 	FaultInstanceKill: {scope: scopeRegion, fights: []string{FaultRegionOutage, FaultStampDrain}},
+	FaultZoneOutage:   {scope: scopeZone},
 }
 
 // Faults returns the names of every fault, sorted.
@@ -194,6 +222,10 @@ func parseSpec(s Spec) (plan, error) {
 	case scopeLink:
 		if !linkShaped(s.Target) {
 			return plan{}, shop.Invalid("target", "%s takes two different regions joined by \"-\" as its target (like \"westeurope-eastus\"), not %q", s.Fault, s.Target)
+		}
+	case scopeZone:
+		if _, _, ok := splitZone(s.Target); !ok {
+			return plan{}, shop.Invalid("target", "%s takes a zone as its target: a region and the zone's index 1 to %d (like \"westeurope-2\"), or \"*-2\" for that zone of every region, not %q", s.Fault, maxZone, s.Target)
 		}
 	case scopeGlobal:
 		if s.Target != "" && s.Target != GlobalTarget {

@@ -30,6 +30,23 @@ func (t chaosTarget) AddInstance(ctx context.Context, region string) (string, er
 	return t.d.AddInstance(ctx, region)
 }
 
+func (t chaosTarget) KillZone(region string, k int) ([]string, error) {
+	return t.d.KillZone(zoneRegion(region), k)
+}
+
+func (t chaosTarget) RestoreZone(ctx context.Context, region string, k int) error {
+	return t.d.RestoreZone(ctx, zoneRegion(region), k)
+}
+
+// zoneRegion is a zone fault's region as the deployment takes it: empty
+// for every region.
+func zoneRegion(region string) string {
+	if region == chaos.EveryRegion {
+		return ""
+	}
+	return region
+}
+
 // Link is the simulated link between two regions; a pair that has never
 // carried traffic gets one now.
 func (t chaosTarget) Link(a, b string) (chaos.Link, error) {

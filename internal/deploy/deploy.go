@@ -91,6 +91,11 @@ type Config struct {
 	// instead. Zero: none.
 	StampFault stamp.Fault
 	Network    netsim.Config
+	// Instances is how many stamp instances each region runs, each in its
+	// own zone (<region>-1, <region>-2, ...: a failure domain, as an
+	// availability zone), so that losing one instance or one zone leaves
+	// the region serving; zero: 1.
+	Instances int
 	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
 	ProbeInterval time.Duration
 	// SecretRefresh is how often stamps refresh their secrets; zero: 30 s.
@@ -152,11 +157,13 @@ type region struct {
 type instanceSpec struct {
 	release string      // zero: the region's current release
 	fault   stamp.Fault // an injected defect (release experiments)
+	zone    string      // zero: the region's zone with the fewest instances of the release
 }
 
 // instance is one running instance of a region's stamp.
 type instance struct {
 	release string // the release it runs
+	zone    string // its failure domain in the region
 	stamp   *stamp.Stamp
 	partner *partner.Client // nil when it processes no orders
 	url     string
@@ -330,9 +337,13 @@ func (d *Deployment) start(ctx context.Context) error {
 	}
 	d.log.Debug("store assets declared; starting the stamps")
 	var wg sync.WaitGroup
-	errs := make([]error, len(names))
+	errs := make([]error, len(names)*d.instances())
 	for i, name := range names {
-		wg.Go(func() { _, errs[i] = d.startInstance(ctx, d.regions[name], instanceSpec{}) })
+		for k := range d.instances() {
+			wg.Go(func() {
+				_, errs[i*d.instances()+k] = d.startInstance(ctx, d.regions[name], instanceSpec{zone: ZoneName(name, k+1)})
+			})
+		}
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -391,14 +402,17 @@ func (d *Deployment) waitEdge(ctx context.Context) error {
 // spec names the instance's release and injected fault; its zero value is
 // the region's current release without a fault.
 func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSpec) (*instance, error) {
-	if sp == (instanceSpec{}) {
+	if sp.release == "" && sp.fault.Zero() {
 		sp.fault = d.cfg.StampFault
 	}
+	d.mu.Lock()
 	if sp.release == "" {
-		d.mu.Lock()
 		sp.release = d.versionOf(r.name)
-		d.mu.Unlock()
 	}
+	if sp.zone == "" {
+		sp.zone = d.zoneFor(r, sp.release)
+	}
+	d.mu.Unlock()
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	natsURL, err := d.natsURL(r)
@@ -411,6 +425,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSp
 	}
 	built, err := NewInstance(openCtx, InstanceConfig{
 		Region:   r.name,
+		Zone:     sp.zone,
 		NATSURL:  natsURL,
 		Replicas: d.replicas(),
 		NATS:     d.access.store(store.RoleStamp),
@@ -441,12 +456,38 @@ func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSp
 		return nil, fmt.Errorf("listen stamp %s: %w", r.name, err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	in := &instance{stamp: built.Stamp, partner: built.Partner, release: sp.release, url: httpapi.Scheme(d.access.ca != nil) + "://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
+	in := &instance{stamp: built.Stamp, partner: built.Partner, release: sp.release, zone: sp.zone, url: httpapi.Scheme(d.access.ca != nil) + "://" + ln.Addr().String(), cancel: stop, done: make(chan error, 1)}
 	go func() { in.done <- built.Serve(runCtx, ln) }()
 	d.mu.Lock()
 	r.instances = append(r.instances, in)
 	d.mu.Unlock()
 	return in, nil
+}
+
+// ZoneName names zone k (from 1) of a region: "westeurope-2".
+func ZoneName(region string, k int) string { return fmt.Sprintf("%s-%d", region, k) }
+
+// instances is how many instances each region runs.
+func (d *Deployment) instances() int { return max(1, d.cfg.Instances) }
+
+// zoneFor is the zone of r where a new instance of release goes: the one
+// with the fewest instances of that release, the first of them on a tie,
+// so a release's new instances spread over the zones as the old ones do.
+// d.mu is held.
+func (d *Deployment) zoneFor(r *region, release string) string {
+	best, fewest := ZoneName(r.name, 1), -1
+	for k := 1; k <= d.instances(); k++ {
+		z, n := ZoneName(r.name, k), 0
+		for _, in := range r.instances {
+			if in.zone == z && in.release == release {
+				n++
+			}
+		}
+		if fewest < 0 || n < fewest {
+			best, fewest = z, n
+		}
+	}
+	return best
 }
 
 // AddInstance starts one more instance of a region's stamp (a scale-out)
@@ -670,8 +711,9 @@ func (d *Deployment) KillRegion(name string) error {
 }
 
 // ReviveRegion brings a killed region back: its store server on its old
-// ports and data (it rejoins and catches up), a new stamp instance unless
-// one runs already, and its POP once one of the region's stamps is ready.
+// ports and data (it rejoins and catches up), a new stamp instance in each
+// zone unless one runs already, and its POP once one of the region's
+// stamps is ready.
 // A release agent may start and stop instances of the region meanwhile
 // (it keeps each version's count): whichever instance is ready first
 // brings the POP back, not necessarily the one started here.
@@ -693,7 +735,14 @@ func (d *Deployment) ReviveRegion(ctx context.Context, name string) error {
 	serving := len(r.instances)
 	d.mu.Unlock()
 	if serving == 0 {
-		if _, err := d.startInstance(ctx, r, instanceSpec{}); err != nil {
+		// One instance per zone, started together.
+		errs := make([]error, d.instances())
+		var wg sync.WaitGroup
+		for k := range d.instances() {
+			wg.Go(func() { _, errs[k] = d.startInstance(ctx, r, instanceSpec{zone: ZoneName(name, k+1)}) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("revive region %s: %w", name, err)
 		}
 	}
@@ -736,6 +785,68 @@ func (d *Deployment) KillInstance(name string) (string, error) {
 	in.stamp.Crash()
 	<-in.done
 	return in.stamp.ID(), nil
+}
+
+// KillZone crashes every stamp instance in zone k of a region (of every
+// region when region is empty), as the loss of an availability zone
+// would, and returns their ids. The regions' other zones carry on.
+func (d *Deployment) KillZone(region string, k int) ([]string, error) {
+	d.mu.Lock()
+	var killed []*instance
+	for name, r := range d.regions {
+		if region != "" && name != region {
+			continue
+		}
+		zone := ZoneName(name, k)
+		for _, in := range r.instances {
+			if in.zone == zone {
+				killed = append(killed, in)
+			}
+		}
+		r.instances = slices.DeleteFunc(r.instances, func(in *instance) bool { return in.zone == zone })
+	}
+	d.mu.Unlock()
+	if region != "" && !slices.Contains(d.regionNames(), region) {
+		return nil, fmt.Errorf("kill zone: unknown region %q", region)
+	}
+	ids := make([]string, 0, len(killed))
+	for _, in := range killed {
+		in.stamp.Crash()
+		<-in.done
+		ids = append(ids, in.stamp.ID())
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// RestoreZone starts, in zone k of a region (of every region when region
+// is empty), an instance of the region's release wherever the zone runs
+// none, and returns once they are ready: the heal of a zone outage.
+func (d *Deployment) RestoreZone(ctx context.Context, only string, k int) error {
+	d.mu.Lock()
+	var todo []*region
+	for name, r := range d.regions {
+		if (only == "" || name == only) && k <= d.instances() && r.node != nil &&
+			!slices.ContainsFunc(r.instances, func(in *instance) bool { return in.zone == ZoneName(name, k) }) {
+			todo = append(todo, r)
+		}
+	}
+	d.mu.Unlock()
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i, r := range todo {
+		wg.Go(func() {
+			in, err := d.startInstance(ctx, r, instanceSpec{zone: ZoneName(r.name, k)})
+			if err == nil {
+				err = waitFor(ctx, "the restored instance to be ready", in.stamp.Ready)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("restore zone %s: %w", ZoneName(r.name, k), err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // SetDrained drains (or restores) every stamp instance of a region.

@@ -78,7 +78,7 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 					fn(id, nil)
 					return
 				}
-				fn(id, &edge.StampInfo{ID: s.ID, Region: s.Region, URL: s.URL, Release: s.Release})
+				fn(id, &edge.StampInfo{ID: s.ID, Region: s.Region, URL: s.URL, Release: s.Release, Zone: s.Zone})
 			}, nil)
 		},
 		// The release controller's traffic table, from the same store
@@ -157,6 +157,9 @@ type OpsConfig struct {
 	Regions  func() []string                 // see opsplane.Config.Regions
 	Declared []string                        // see opsplane.Config.Declared
 	Baseline func(a, b string) time.Duration // see opsplane.Config.Baseline
+	// Instances is how many stamp instances each region should run
+	// (opsplane.Config.Instances); zero: 1.
+	Instances int
 	// Release configures the release controller: its Env, Resolve,
 	// Verified, Steps, Gate and timeouts (its records, observer and
 	// regions are the plane's). Zero: dev, versions in process only.
@@ -194,7 +197,7 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 	// NewOps returns.
 	var releases *release.Controller
 	plane, err := opsplane.New(opsplane.Config{
-		Conn: nc, Sink: cfg.Sink, Telemetry: cfg.Telemetry,
+		Conn: nc, Sink: cfg.Sink, Telemetry: cfg.Telemetry, Instances: cfg.Instances,
 		StampClient: &http.Client{Transport: ServiceTransport(cfg.StampTLS)},
 		Regions:     cfg.Regions, Declared: cfg.Declared, Baseline: cfg.Baseline, Logger: log,
 		Release: func(ctx context.Context) (*release.Record, error) { return releases.Current(ctx) },
@@ -308,7 +311,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	opsSvc, err := NewOps(OpsConfig{
 		NATSURL: strings.Join(urls, ","), NATS: d.access.store(store.RoleOps),
 		Sink: d.tel.Sink(), Telemetry: d.tel, StampTLS: d.access.clientTLS(),
-		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log,
+		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log, Instances: d.instances(),
 		Release: release.Config{Env: d.cfg.Env, Gate: d.cfg.ReleaseGate, StartTimeout: d.cfg.ReleaseStartTimeout},
 	})
 	if err != nil {

@@ -26,7 +26,10 @@ import (
 // same whether `up` runs it beside the others or `contoso stamp` runs it
 // alone on its own host.
 type InstanceConfig struct {
-	Region  string // required
+	Region string // required
+	// Zone is the instance's failure domain in its region
+	// (stamp.Config.Zone); zero: Region + "-1".
+	Zone    string
 	NATSURL string // required: the region's NATS server(s), comma-separated, nearest first
 	// NATS is how the instance authenticates to the store servers (a
 	// RoleStamp user) and the CA it trusts them with; zero: no credentials,
@@ -114,13 +117,16 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	if cfg.Release == "" {
 		cfg.Release = buildinfo.Version()
 	}
+	if cfg.Zone == "" {
+		cfg.Zone = cfg.Region + "-1"
+	}
 	id := cfg.Telemetry.Identity()
-	id.Version = cfg.Release
+	id.Version, id.Zone = cfg.Release, cfg.Zone
 	stampTel, err := cfg.Telemetry.Part(id)
 	if err != nil {
 		return fail(err)
 	}
-	workerTel, err := cfg.Telemetry.Part(telemetry.Identity{Service: telemetry.ServiceWorker, Region: cfg.Region, Instance: id.Instance, Version: cfg.Release})
+	workerTel, err := cfg.Telemetry.Part(telemetry.Identity{Service: telemetry.ServiceWorker, Region: cfg.Region, Zone: cfg.Zone, Instance: id.Instance, Version: cfg.Release})
 	if err != nil {
 		return fail(err)
 	}
@@ -135,7 +141,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 		return fail(err)
 	}
 	// The stamp adds the region to its logger itself.
-	scfg := stamp.Config{Region: cfg.Region, Store: st, Verifier: verifier, Logger: cfg.Logger, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential, Pprof: cfg.Pprof,
+	scfg := stamp.Config{Region: cfg.Region, Zone: cfg.Zone, Store: st, Verifier: verifier, Logger: cfg.Logger, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential, Pprof: cfg.Pprof,
 		TLS: cfg.TLS, AdvertiseURL: cfg.AdvertiseURL, Telemetry: stampTel, WorkerTelemetry: workerTel,
 		Release: cfg.Release, Fault: cfg.Fault, WarmRequests: cfg.WarmRequests}
 	if cfg.Secrets != nil {

@@ -38,6 +38,10 @@ type StampInfo struct {
 	// splits each region's traffic by it. Empty: none announced (such a
 	// stamp is on standby in a region the table lists).
 	Release string
+	// Zone is the stamp's failure domain in its region, for operators;
+	// routing does not read it (a region's instances share its traffic
+	// whatever their zones). Empty: not announced.
+	Zone string
 }
 
 // Registry streams the stamps registry: every current stamp, then every

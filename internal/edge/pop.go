@@ -47,6 +47,7 @@ func newPOP(region string) *pop {
 // stampState is a POP's view of one stamp.
 type stampState struct {
 	region      string // the stamp's, as announced
+	zone        string // the stamp's, as announced
 	url         string // the announced URL the two fields below come from
 	scheme      string // "http" or "https", as announced
 	addr        string // as reached from this POP
@@ -55,7 +56,8 @@ type stampState struct {
 	verdict     string        // the last probe's outcome, for operators
 	answered    bool          // the last probe got an answer (of any status)
 	probedAt    time.Time
-	failures    int // consecutive passive failures
+	failures    int    // consecutive passive failures
+	sent        uint64 // requests this POP sent it (answered or failed), since it joined
 	ejectedTill time.Time
 	release     string      // the stamp's, as announced
 	share       share       // its weight under the traffic table, copied from Edge.shares
@@ -170,7 +172,7 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 			p.state[s.ID] = st
 		}
 		if st != nil {
-			st.url, st.scheme, st.addr, st.region = s.URL, scheme, addr, s.Region
+			st.url, st.scheme, st.addr, st.region, st.zone = s.URL, scheme, addr, s.Region, s.Zone
 		}
 		p.mu.Unlock()
 		e.mu.Unlock()
@@ -284,6 +286,7 @@ func (e *Edge) report(ctx context.Context, p *pop, id string, failed bool) {
 	if !ok {
 		return
 	}
+	st.sent++
 	if !failed {
 		st.failures = 0
 		return

@@ -478,9 +478,14 @@ func trafficShares(w Weights, stamps []StampInfo) map[string]share {
 // holds r*total. An r below 0 (or NaN) counts as 0, and an r of 1 or more
 // picks the last member.
 //
-// retry is the first entry of d.Fallback other than primary; when there is
-// none, the next member of d.Near after primary (wrapping) other than
-// primary; otherwise "". Both are "" when d.Near is empty. Pick reads no
+// retry stays in primary's region when it can (another instance there,
+// another zone, answers as the region would): the next member of d.Near
+// after primary (wrapping) in primary's Region, else the first entry of
+// d.Fallback in that Region; only then the first entry of d.Fallback
+// other than primary, else the next member of d.Near other than primary;
+// otherwise "". Regions come from cands by id (a Near id missing there has
+// none, and shares it with no other). Both are "" when d.Near is empty.
+// Pick reads no
 // Standby: Decide leaves stamps on standby out of Near and Fallback while
 // any other stamp exists, so neither primary nor retry is one of them.
 func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
@@ -507,6 +512,18 @@ func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
 		}
 	}
 	primary = d.Near[idx]
+	if home := regionOf(cands, primary); home != "" {
+		for k := 1; k < len(d.Near); k++ {
+			if id := d.Near[(idx+k)%len(d.Near)]; id != primary && regionOf(cands, id) == home {
+				return primary, id
+			}
+		}
+		for _, id := range d.Fallback {
+			if id != primary && regionOf(cands, id) == home {
+				return primary, id
+			}
+		}
+	}
 	for _, id := range d.Fallback {
 		if id != primary {
 			return primary, id
@@ -518,6 +535,16 @@ func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
 		}
 	}
 	return primary, ""
+}
+
+// regionOf is the Region cands give stamp id; empty when none does.
+func regionOf(cands []Candidate, id string) string {
+	for _, c := range cands {
+		if c.ID == id {
+			return c.Region
+		}
+	}
+	return ""
 }
 
 // weightOf is the weight Pick gives stamp id: the smallest weight cands

@@ -613,6 +613,33 @@ func TestPickRetry(t *testing.T) {
 	}
 }
 
+// A retry stays in the primary's region while another instance of it is
+// routable (near, or even among the fallbacks), and leaves it only when
+// none is: losing one instance never sends a request across an ocean.
+// (Mutation tried: without the same-region loops in Pick, "another zone
+// before the next region" retries on eastus/1.)
+func TestPickRetriesInTheSameRegionFirst(t *testing.T) {
+	cands := []Candidate{stamp("westeurope/1", health.Healthy, 2*ms), stamp("westeurope/2", health.Healthy, 3*ms),
+		stamp("northeurope/1", health.Healthy, 9*ms), stamp("eastus/1", health.Healthy, 80*ms), stamp("westeurope/3", health.Healthy, 95*ms)}
+	for _, tc := range []struct {
+		name          string
+		d             Decision
+		r             float64
+		primary, want string
+	}{
+		{"another zone before the next region", Decision{Near: []string{"northeurope/1", "westeurope/1", "westeurope/2"}, Fallback: []string{"eastus/1"}}, 0.5, "westeurope/1", "westeurope/2"},
+		{"wraps within the region", Decision{Near: []string{"northeurope/1", "westeurope/1", "westeurope/2"}, Fallback: []string{"eastus/1"}}, 0.9, "westeurope/2", "westeurope/1"},
+		{"a far instance of the region before another region", Decision{Near: []string{"westeurope/1"}, Fallback: []string{"eastus/1", "westeurope/3"}}, 0, "westeurope/1", "westeurope/3"},
+		{"alone in its region: the nearest other", Decision{Near: []string{"northeurope/1", "westeurope/1"}, Fallback: []string{"eastus/1"}}, 0, "northeurope/1", "eastus/1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if p, r := Pick(tc.d, cands, tc.r); p != tc.primary || r != tc.want {
+				t.Fatalf("Pick = %q, %q; want %q, %q", p, r, tc.primary, tc.want)
+			}
+		})
+	}
+}
+
 // Neither the primary nor the retry is ever a stamp on standby, whatever r
 // and however near the standby stamps are: they are in neither Near nor
 // Fallback while another stamp exists.

@@ -15,8 +15,9 @@ import (
 type StampStatus struct {
 	ID           string        `json:"id"`
 	Region       string        `json:"region"`
-	Release      string        `json:"release"` // as the registry announces it; empty: none
-	State        health.Status `json:"state"`   // healthy, degraded, unhealthy, unknown or drained
+	Zone         string        `json:"zone,omitempty"` // its failure domain in the region, as announced
+	Release      string        `json:"release"`        // as the registry announces it; empty: none
+	State        health.Status `json:"state"`          // healthy, degraded, unhealthy, unknown or drained
 	RTTMs        float64       `json:"rttMs"`
 	LastProbe    string        `json:"lastProbe"`
 	Reached      bool          `json:"reached"` // the last probe got an answer from the stamp
@@ -27,9 +28,13 @@ type StampStatus struct {
 	// DefaultWeight without a traffic table for its region, its release's
 	// percent scaled by its instances under one (see Weights), and 0 on
 	// standby.
-	Weight  int    `json:"weight"`
-	Standby bool   `json:"standby"` // its release takes no traffic in its region: it takes no user request
-	Routing string `json:"routing"` // why it is or is not taking this POP's traffic
+	Weight int `json:"weight"`
+	// Requests is how many requests this POP sent the stamp (answered or
+	// failed) since the stamp joined: over a window, the stamps' shares of
+	// a region's traffic.
+	Requests uint64 `json:"requests"`
+	Standby  bool   `json:"standby"` // its release takes no traffic in its region: it takes no user request
+	Routing  string `json:"routing"` // why it is or is not taking this POP's traffic
 }
 
 // POPStatus is one POP's routing table and its reasons.
@@ -77,9 +82,9 @@ func (e *Edge) Status() []POPStatus {
 		}
 		for id, st := range p.state {
 			ps.Stamps = append(ps.Stamps, StampStatus{
-				ID: id, Region: regions[id], Release: st.release, State: st.routedHealth(), RTTMs: float64(st.rtt.Microseconds()) / 1000,
+				ID: id, Region: regions[id], Zone: st.zone, Release: st.release, State: st.routedHealth(), RTTMs: float64(st.rtt.Microseconds()) / 1000,
 				LastProbe: st.verdict, Reached: st.answered, ProbedAt: st.probedAt, Ejected: now.Before(st.ejectedTill),
-				EjectedUntil: st.ejectedTill, Weight: st.share.effective(), Standby: st.share.standby, Routing: p.dec.Reasons[id],
+				EjectedUntil: st.ejectedTill, Weight: st.share.effective(), Requests: st.sent, Standby: st.share.standby, Routing: p.dec.Reasons[id],
 			})
 		}
 		p.mu.Unlock()

@@ -73,6 +73,9 @@ type Config struct {
 	// netsim.DefaultLatencies. NoLatency keeps the links without latency.
 	Latency   netsim.LatencyTable
 	NoLatency bool
+	// Instances is how many stamp processes each region runs, each in its
+	// own zone (<region>-1, <region>-2, ...); zero: 1.
+	Instances int
 	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
 	ProbeInterval time.Duration
 	// ClientRate and ClientBurst are each POP's per-client limit; zero:
@@ -172,6 +175,7 @@ type stampProc struct {
 	region  string
 	release string // the version it runs and announces
 	binary  string // the program it runs
+	zone    string // its failure domain in the region
 	id      string // its registry id once a release started or stopped it; else read from the registry
 	// starting is set while a release starts it: not yet one of the
 	// region's running stamps.
@@ -276,6 +280,16 @@ func (f *Fleet) start(ctx context.Context) error {
 		return err
 	}
 	if err := each(f.regionList(), func(r *region) error { return r.stamps[0].Start(ctx) }); err != nil {
+		return err
+	}
+	if err := each(f.regionList(), func(r *region) error {
+		for k := 2; k <= f.instances(); k++ {
+			if _, err := f.addInstance(ctx, r.name, deploy.ZoneName(r.name, k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	reg, err := watchRegistry(ctx, f.clientURLs(f.order[0]), f.users[store.RoleEdge], f.log)
@@ -413,7 +427,7 @@ func (f *Fleet) plan() error {
 	f.partnerURL = fmt.Sprintf("http://127.0.0.1:%d", partnerPort)
 	for _, name := range f.order {
 		r := f.regions[name]
-		r.stamps[0].region, r.stamps[0].release, r.stamps[0].binary = name, r.release, r.binary
+		r.stamps[0].region, r.stamps[0].release, r.stamps[0].binary, r.stamps[0].zone = name, r.release, r.binary, deploy.ZoneName(name, 1)
 		r.stamps[0].Process = f.stampProc(r.stamps[0], 0, "")
 		r.pop = f.popProc(r)
 	}
@@ -433,7 +447,7 @@ func (f *Fleet) stampProc(s *stampProc, i int, fault string) *child.Process {
 		name = fmt.Sprintf("stamp-%s-%d", region, i)
 		lkg = filepath.Join(f.cfg.DataDir, "stamps", region, fmt.Sprintf("instance-%d.lkg", i))
 	}
-	args := []string{"stamp", "--region", region, "--listen", hostOf(s.url), "--env", f.cfg.Environment, "--release", s.release}
+	args := []string{"stamp", "--region", region, "--zone", s.zone, "--listen", hostOf(s.url), "--env", f.cfg.Environment, "--release", s.release}
 	if fault != "" {
 		args = append(args, "--fault", fault)
 	}

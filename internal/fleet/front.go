@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,7 +28,7 @@ import (
 func (f *Fleet) planOps(port func() int) {
 	listen, otlp := port(), port()
 	args := []string{"ops", "--nats", f.clientURLs(f.order[0]), "--nats-nkey", f.seedPath(store.RoleOps), "--data", f.cfg.DataDir,
-		"--regions", strings.Join(f.order, ","),
+		"--regions", strings.Join(f.order, ","), "--instances", strconv.Itoa(f.instances()),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", listen), "--otlp-listen", fmt.Sprintf("127.0.0.1:%d", otlp)}
 	if f.cfg.OpsTrustLoopback {
 		args = append(args, "--dev")

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/child"
+	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/partner"
 )
 
@@ -201,11 +203,20 @@ func (f *Fleet) KillInstance(name string) (string, error) {
 // other regions' POPs reach it without the link's latency, since their
 // --via was set when they started.
 func (f *Fleet) AddInstance(ctx context.Context, name string) (string, error) {
+	return f.addInstance(ctx, name, "")
+}
+
+// addInstance starts a stamp process of region name in zone (empty: the
+// zone with the fewest running stamps).
+func (f *Fleet) addInstance(ctx context.Context, name, zone string) (string, error) {
 	r, err := f.region(name)
 	if err != nil {
 		return "", fmt.Errorf("add instance: %w", err)
 	}
 	f.mu.Lock()
+	if zone == "" {
+		zone = f.emptiestZone(r)
+	}
 	f.nextID++
 	i := f.nextID
 	port, err := f.ports.take()
@@ -215,7 +226,7 @@ func (f *Fleet) AddInstance(ctx context.Context, name string) (string, error) {
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	f.mu.Lock()
-	s := &stampProc{url: url, region: name, release: r.release, binary: r.binary}
+	s := &stampProc{url: url, region: name, release: r.release, binary: r.binary, zone: zone}
 	f.mu.Unlock()
 	s.Process = f.stampProc(s, i, "")
 	if err := s.Start(ctx); err != nil {
@@ -225,6 +236,82 @@ func (f *Fleet) AddInstance(ctx context.Context, name string) (string, error) {
 	r.stamps = append(r.stamps, s)
 	f.mu.Unlock()
 	return url, nil
+}
+
+// instances is how many stamps each region runs.
+func (f *Fleet) instances() int { return max(1, f.cfg.Instances) }
+
+// emptiestZone is r's zone with the fewest running stamps, the first on a
+// tie; f.mu is held.
+func (f *Fleet) emptiestZone(r *region) string {
+	best, fewest := deploy.ZoneName(r.name, 1), -1
+	for k := 1; k <= f.instances(); k++ {
+		z, n := deploy.ZoneName(r.name, k), 0
+		for _, s := range r.stamps {
+			if s.zone == z && s.Running() {
+				n++
+			}
+		}
+		if fewest < 0 || n < fewest {
+			best, fewest = z, n
+		}
+	}
+	return best
+}
+
+// KillZone SIGKILLs every running stamp process in zone k of a region (of
+// every region for chaos.EveryRegion) and returns their registry ids.
+func (f *Fleet) KillZone(name string, k int) ([]string, error) {
+	if name != chaos.EveryRegion {
+		if _, err := f.region(name); err != nil {
+			return nil, fmt.Errorf("kill zone: %w", err)
+		}
+	}
+	f.mu.Lock()
+	var victims []*stampProc
+	for _, r := range f.regions {
+		if name != chaos.EveryRegion && r.name != name {
+			continue
+		}
+		zone := deploy.ZoneName(r.name, k)
+		for _, s := range r.stamps {
+			if s.zone == zone && s.Running() {
+				victims = append(victims, s)
+			}
+		}
+	}
+	f.mu.Unlock()
+	var ids []string
+	for _, s := range victims {
+		id := f.registry.id(s.url)
+		s.Kill()
+		if id == "" {
+			id = s.Name
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// RestoreZone starts again every stamp process of zone k of a region (of
+// every region for chaos.EveryRegion) that is not running, and returns
+// once they are ready.
+func (f *Fleet) RestoreZone(ctx context.Context, name string, k int) error {
+	f.mu.Lock()
+	var todo []*stampProc
+	for _, r := range f.regions {
+		if name != chaos.EveryRegion && r.name != name {
+			continue
+		}
+		for _, s := range r.stamps {
+			if s.zone == deploy.ZoneName(r.name, k) && !s.Running() && !s.starting {
+				todo = append(todo, s)
+			}
+		}
+	}
+	f.mu.Unlock()
+	return each(todo, func(s *stampProc) error { return s.Start(ctx) })
 }
 
 func (f *Fleet) stampsOf(r *region) []*stampProc {

@@ -77,6 +77,9 @@ type Report struct {
 	// Release is the release the reporting stamp runs, as in the stamps
 	// registry; empty for a prober without one.
 	Release string `json:"release,omitempty"`
+	// Zone is the failure domain the reporting stamp runs in inside its
+	// region (e.g. "westeurope-2"); empty for a prober without one.
+	Zone string `json:"zone,omitempty"`
 	// Gauges are numbers the stamp reports beside its checks for the
 	// operations plane, e.g. "partner.breaker" (0 closed, 1 half-open, 2
 	// open); nil: none.
@@ -94,6 +97,8 @@ type Config struct {
 	Instance string
 	// Release is Report.Release.
 	Release string
+	// Zone is Report.Zone.
+	Zone string
 	// Hold, when set, is asked at every Report: a non-empty reason reports
 	// the stamp unhealthy with that reason while its checks pass (or only
 	// degrade), for a stamp that must not take traffic although its
@@ -158,7 +163,7 @@ func (p *Prober) RunOnce(ctx context.Context) {
 		wg.Go(func() { results[i] = p.run(ctx, c) })
 	}
 	wg.Wait()
-	rep := &Report{Region: p.cfg.Region, Instance: p.cfg.Instance, Release: p.cfg.Release, CheckedAt: time.Now(), Checks: results, Status: Healthy}
+	rep := &Report{Region: p.cfg.Region, Instance: p.cfg.Instance, Release: p.cfg.Release, Zone: p.cfg.Zone, CheckedAt: time.Now(), Checks: results, Status: Healthy}
 	if p.cfg.Gauges != nil {
 		rep.Gauges = p.cfg.Gauges()
 	}
@@ -284,7 +289,7 @@ func (p *Prober) Drained() bool { return p.drained.Load() }
 func (p *Prober) Report() Report {
 	var rep Report
 	if last := p.last.Load(); last == nil {
-		rep = Report{Status: Unhealthy, Region: p.cfg.Region, Instance: p.cfg.Instance, Release: p.cfg.Release, Reason: "starting", Checks: []CheckResult{}}
+		rep = Report{Status: Unhealthy, Region: p.cfg.Region, Instance: p.cfg.Instance, Release: p.cfg.Release, Zone: p.cfg.Zone, Reason: "starting", Checks: []CheckResult{}}
 	} else {
 		rep = *last
 		if age := time.Since(last.CheckedAt); age > 3*p.cfg.Interval {

@@ -741,7 +741,7 @@ var threeRegions = []string{"westeurope", "northeurope", "eastus"}
 func healthyDefaultReadings(c *clock, regions []string) *readings {
 	r := newReadings(c)
 	perRegion := map[string]float64{
-		"stamp.drained": 0, "stamp.routable_pops": 1, "http.error_ratio": 0.001, "http.p99": 0.1, "http.write_p99": 0.2,
+		"stamp.drained": 0, "stamp.routable_pops": 1, "stamp.capacity": 1, "http.error_ratio": 0.001, "http.p99": 0.1, "http.write_p99": 0.2,
 		"probe.async-path": 0, "probe.age": 1, "probe.store-read": 0, "probe.store-write": 0,
 		"probe.stream-publish": 0, "probe.secret-store": 0, "probe.partner": 0, "partner.breaker": 0,
 		"registry.age": 1, "probe.read-model": 0,
@@ -919,6 +919,18 @@ func TestDefaultModelFaults(t *testing.T) {
 			reasons: map[string]string{"component.stamp.eastus": "drained (stamp.drained 1 >= 1)", "regions.checkout": "redundancy lost"},
 			healthy: []string{"component.api.eastus", "component.processor.eastus", "region.westeurope", "component.stamp.westeurope", "links"},
 			leaves:  []string{"component.stamp.eastus"},
+		},
+		{
+			// One of eastus's two instances is lost: the region is
+			// degraded (its redundancy), its flows are not.
+			name: "an instance of eastus lost",
+			set:  map[string]float64{region("stamp.capacity", "eastus"): 0.5},
+			want: map[string]health.Status{"component.zones.eastus": D, "region.eastus": D, "regions": D, "system": D},
+			reasons: map[string]string{
+				"component.zones.eastus": "redundancy lost in the region (instances down) (stamp.capacity 0.5 <= 0.99)",
+			},
+			healthy: []string{"flow.browse", "flow.comment", "flow.checkout", "region.eastus.browse", "component.stamp.eastus", "region.westeurope"},
+			leaves:  []string{"component.zones.eastus"},
 		},
 		{
 			name: "region eastus lost",

@@ -18,6 +18,7 @@ func TestDefaultModelLoads(t *testing.T) {
 	// The signal names are a contract with the Source that feeds the model.
 	want := map[string][]string{
 		"component.stamp.{region}":         {"stamp.drained", "stamp.routable_pops"},
+		"component.zones.{region}":         {"stamp.capacity"},
 		"component.api.{region}":           {"http.error_ratio", "http.p99", "http.write_p99"},
 		"component.processor.{region}":     {"probe.async-path"},
 		"component.health.{region}":        {"probe.age"},

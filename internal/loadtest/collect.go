@@ -173,7 +173,7 @@ func (c *collector) add(res *vegeta.Result) {
 	ok := res.Code >= 200 && res.Code <= 299
 	served := res.Headers.Get(headerServedRegion)
 	if served == "" {
-		served = "none"
+		served = NotServed
 	}
 
 	if c.first.IsZero() || res.Timestamp.Before(c.first) {

@@ -38,6 +38,8 @@ type Report struct {
 	// answer had none, as the edge's own refusals and transport errors).
 	ServedRegions map[string]int64 `json:"servedRegions"`
 	// ServedByClientRegion breaks ServedRegions down by client region.
+	// Answers without a served-by region (no answer, or one from no stamp)
+	// count under NotServed.
 	ServedByClientRegion map[string]map[string]int64 `json:"servedByClientRegion"`
 	// ServedReleases counts answers by X-Served-Release, the release of
 	// the stamp that answered ("none" when the answer had none).
@@ -245,3 +247,6 @@ func latencyOf(h *Histogram) Latency {
 		MeanMs: ms(h.Mean()),
 	}
 }
+
+// NotServed is the served region of a request no stamp answered.
+const NotServed = "none"

@@ -52,6 +52,9 @@ type Stamp struct {
 	URL    string        `json:"url"`
 	// Release is the release the stamp announces; empty: none.
 	Release string `json:"release"`
+	// Zone is the failure domain the stamp runs in inside its region, as
+	// it announces it; empty: not announced.
+	Zone string `json:"zone,omitempty"`
 }
 
 // POP is a point of presence of the global edge and where it sends its

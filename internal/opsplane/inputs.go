@@ -48,6 +48,7 @@ const (
 type stampSeen struct {
 	id, region, url string
 	release         string         // the release the registry entry announces
+	zone            string         // the zone the registry entry announces
 	report          *health.Report // the last report read; nil: none yet
 	freshAt         time.Time      // when a report with a new CheckedAt was last read
 	readAt          time.Time      // when a report was last read
@@ -100,7 +101,7 @@ func (in *inputs) registry(id string, e *store.StampEntry) {
 		s = &stampSeen{id: id}
 		in.stamps[id] = s
 	}
-	s.region, s.url, s.release, s.left, s.heardAt = e.Region, e.URL, e.Release, time.Time{}, now
+	s.region, s.url, s.release, s.zone, s.left, s.heardAt = e.Region, e.URL, e.Release, e.Zone, time.Time{}, now
 }
 
 // pop records a POP's published status.
@@ -134,7 +135,7 @@ func (in *inputs) popStatus() []edge.POPStatus {
 // stampView is a copy of one stampSeen, safe to read without the lock.
 type stampView struct {
 	id, region, url string
-	release         string
+	release, zone   string
 	report          *health.Report
 	freshAt         time.Time
 	announced       bool // the registry announces it now
@@ -160,7 +161,7 @@ func (in *inputs) stampList() []stampView {
 			// announcing others: gone, as the edge decides too.
 			s.left = s.heardAt.Add(registryGone)
 		}
-		out = append(out, stampView{id: s.id, region: s.region, url: s.url, release: s.release, report: s.report, freshAt: s.freshAt, announced: s.left.IsZero(), silent: s.failedAt.After(s.readAt)})
+		out = append(out, stampView{id: s.id, region: s.region, url: s.url, release: s.release, zone: s.zone, report: s.report, freshAt: s.freshAt, announced: s.left.IsZero(), silent: s.failedAt.After(s.readAt)})
 	}
 	slices.SortFunc(out, func(a, b stampView) int { return strings.Compare(a.id, b.id) })
 	return out

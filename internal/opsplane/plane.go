@@ -55,6 +55,10 @@ type Config struct {
 	// Baseline is the expected one-way latency between two regions, for
 	// the link signals; nil: the least round trip seen on each path.
 	Baseline func(a, b string) time.Duration
+	// Instances is how many stamp instances each region should run (one
+	// per zone): fewer serving is redundancy lost, the region degraded
+	// (the signal stamp.capacity, the share that serves). Zero: 1.
+	Instances int
 	// Model is the health model; nil: healthmodel.Default().
 	Model *healthmodel.Model
 	// Release returns the release under way or the last one (nil when

@@ -96,6 +96,16 @@ func (p *Plane) collect(now time.Time) map[signalKey]healthmodel.Reading {
 			put("probe.age", scope, now.Sub(best.freshAt).Seconds(), now, 0)
 		}
 		put("stamp.drained", scope, map[bool]float64{true: 1}[drained], now, 0)
+		// Redundancy inside the region: the share of the instances it
+		// should run (one per zone) that serve, by their own fresh
+		// reports; a release's new instances count too.
+		serving := 0
+		for _, s := range byRegion[region] {
+			if s.announced && s.report != nil && now.Sub(s.freshAt) <= staleReport && s.report.Status.Routable() && !s.report.Drained {
+				serving++
+			}
+		}
+		put("stamp.capacity", scope, float64(serving)/float64(max(1, p.cfg.Instances)), now, 0)
 		routing := 0
 		for _, ps := range status {
 			if slices.Contains(routes[ps.Region], region) && !ps.FailOpen {

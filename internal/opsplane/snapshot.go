@@ -45,7 +45,7 @@ func (p *Plane) Snapshot(ctx context.Context) (*ops.Snapshot, error) {
 	}
 	byRegion := map[string][]ops.Stamp{}
 	for _, s := range p.in.stampList() {
-		st := ops.Stamp{ID: s.id, URL: s.url, Release: s.release, State: health.Unknown, Reason: "no health report read yet"}
+		st := ops.Stamp{ID: s.id, URL: s.url, Release: s.release, Zone: s.zone, State: health.Unknown, Reason: "no health report read yet"}
 		switch {
 		case s.report == nil:
 		case now.Sub(s.freshAt) > staleReport:

@@ -31,7 +31,12 @@ import (
 
 // Config configures a Stamp.
 type Config struct {
-	Region   string         // required
+	Region string // required
+	// Zone is the failure domain this instance runs in inside its region
+	// (an availability zone: "westeurope-1", "westeurope-2", ...),
+	// announced in the stamps registry and its health report; zero:
+	// Region + "-1".
+	Zone     string
 	Store    *store.Store   // required
 	Verifier *auth.Verifier // required: verifies user and admin tokens
 	Logger   *slog.Logger   // nil: discard
@@ -145,6 +150,9 @@ func New(cfg Config) (*Stamp, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Zone == "" {
+		cfg.Zone = cfg.Region + "-1"
+	}
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = time.Second
 	}
@@ -209,6 +217,7 @@ func New(cfg Config) (*Stamp, error) {
 		Region:   cfg.Region,
 		Instance: s.id,
 		Release:  cfg.Release,
+		Zone:     cfg.Zone,
 		Interval: cfg.ProbeInterval,
 		Checks:   append(s.checks(), cfg.Checks...),
 		Gauges:   s.gauges,
@@ -345,7 +354,7 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	entry := store.StampEntry{ID: s.id, Region: s.cfg.Region,
-		URL: url, Release: s.cfg.Release, StartedAt: s.start.UTC()}
+		URL: url, Release: s.cfg.Release, Zone: s.cfg.Zone, StartedAt: s.start.UTC()}
 	hbDone := make(chan struct{})
 	go func() { s.heartbeat(bgCtx, entry); close(hbDone) }()
 

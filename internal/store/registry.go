@@ -25,8 +25,9 @@ const (
 type StampEntry struct {
 	ID          string    `json:"id"` // "<region>.<instance>", unique per running instance
 	Region      string    `json:"region"`
-	URL         string    `json:"url"`     // where the edge reaches it
-	Release     string    `json:"release"` // the release it runs
+	URL         string    `json:"url"`            // where the edge reaches it
+	Release     string    `json:"release"`        // the release it runs
+	Zone        string    `json:"zone,omitempty"` // its failure domain in the region, e.g. "westeurope-2"; empty: unknown (an older release)
 	StartedAt   time.Time `json:"startedAt"`
 	HeartbeatAt time.Time `json:"heartbeatAt"`
 }

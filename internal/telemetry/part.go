@@ -24,6 +24,7 @@ const (
 	AttrServiceName     = "service.name"
 	AttrServiceInstance = "service.instance.id"
 	AttrCloudRegion     = "cloud.region"
+	AttrCloudZone       = "cloud.availability_zone"
 	AttrServiceVersion  = "service.version"
 )
 
@@ -45,6 +46,9 @@ type Identity struct {
 	// the stamps of a new release from the old ones beside them; empty:
 	// this binary's version (buildinfo.Version).
 	Version string
+	// Zone is cloud.availability_zone, the failure domain inside the
+	// region; empty: none.
+	Zone string
 }
 
 func (id Identity) attributes() []attribute.KeyValue {
@@ -52,6 +56,9 @@ func (id Identity) attributes() []attribute.KeyValue {
 		attribute.String(AttrServiceVersion, id.Version)}
 	if id.Region != "" {
 		attrs = append(attrs, attribute.String(AttrCloudRegion, id.Region))
+	}
+	if id.Zone != "" {
+		attrs = append(attrs, attribute.String(AttrCloudZone, id.Zone))
 	}
 	return attrs
 }

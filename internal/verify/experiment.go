@@ -166,10 +166,15 @@ type HealthGate struct {
 }
 
 // RoutingGate: no POP routes to a stamp of OutOfRotation within Within of
-// the injection.
+// the injection; some POP routes to a stamp of InRotation at every look
+// from the injection on (losing part of a region does not take it out);
+// with StaysHome, every client region's answers came from its own region
+// for the whole load.
 type RoutingGate struct {
-	OutOfRotation string   `yaml:"out_of_rotation" json:"outOfRotation"`
-	Within        Duration `yaml:"within" json:"within"`
+	OutOfRotation string   `yaml:"out_of_rotation,omitempty" json:"outOfRotation,omitempty"`
+	Within        Duration `yaml:"within,omitempty" json:"within,omitempty"`
+	InRotation    string   `yaml:"in_rotation,omitempty" json:"inRotation,omitempty"`
+	StaysHome     bool     `yaml:"stays_home,omitempty" json:"staysHome,omitempty"`
 }
 
 // DataGate: what the data must look like once the fault has healed.
@@ -298,8 +303,8 @@ func Parse(b []byte) ([]Experiment, error) {
 				errs = append(errs, fmt.Errorf("%s: the SLO gate of %s in %s: only p99 is judged per region", where, g.Flow, g.Region))
 			}
 		}
-		if r := e.Expect.Routing; r != nil && (r.OutOfRotation == "" || r.Within <= 0) {
-			errs = append(errs, fmt.Errorf("%s: routing wants out_of_rotation and within", where))
+		if r := e.Expect.Routing; r != nil && ((r.OutOfRotation == "") != (r.Within <= 0) || (r.OutOfRotation == "" && r.InRotation == "" && !r.StaysHome)) {
+			errs = append(errs, fmt.Errorf("%s: routing wants out_of_rotation with within, in_rotation, or stays_home", where))
 		}
 	}
 	if len(f.Experiments) == 0 {

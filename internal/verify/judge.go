@@ -1,11 +1,14 @@
 package verify
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/contoso/shoes/internal/loadtest"
 )
 
 // Verdict is one expectation of one experiment, judged.
@@ -46,8 +49,11 @@ type LoadOutcome struct {
 	OrdersAccepted     int                    `json:"ordersAccepted"`
 	OrdersUnsettled    int                    `json:"ordersUnsettled"` // accepted but not confirmed or rejected by the deadline
 	Oversold           bool                   `json:"oversold"`
-	Served             map[string]int64       `json:"served"`   // answers by the region that served them
-	ServedReleases     map[string]int64       `json:"releases"` // answers by the release that served them
+	Served             map[string]int64       `json:"served"` // answers by the region that served them
+	// ServedByClient is, by client region, its answers by the region
+	// that served them ("" for no answer).
+	ServedByClient map[string]map[string]int64 `json:"servedByClient,omitempty"`
+	ServedReleases map[string]int64            `json:"releases"` // answers by the release that served them
 	// Stock is every SKU a checkout of the run named, as read back after
 	// the orders settled; nil: the load did not read the stock back.
 	Stock []StockCount `json:"stock"`
@@ -166,7 +172,7 @@ func judge(r run) []Verdict {
 		}
 		add(expect, measured, pass)
 	}
-	if g := r.exp.Expect.Routing; g != nil {
+	if g := r.exp.Expect.Routing; g != nil && g.OutOfRotation != "" {
 		measured, pass := "still routed", false
 		for _, s := range r.samples {
 			if s.At.Before(r.injected) || s.Err != nil || s.Routed[g.OutOfRotation] {
@@ -177,6 +183,24 @@ func judge(r run) []Verdict {
 			break
 		}
 		add(fmt.Sprintf("%s out of rotation within %s", g.OutOfRotation, g.Within.D()), measured, pass)
+	}
+	if g := r.exp.Expect.Routing; g != nil && g.InRotation != "" {
+		looks, out := 0, ""
+		for _, s := range r.samples {
+			if s.At.Before(r.injected) || s.Err != nil {
+				continue
+			}
+			looks++
+			if !s.Routed[g.InRotation] && out == "" {
+				out = fmt.Sprintf("out of rotation %s after the injection", s.At.Sub(r.injected).Round(10*time.Millisecond))
+			}
+		}
+		measured := cmp.Or(out, fmt.Sprintf("routed at every one of %d looks", looks))
+		add(fmt.Sprintf("%s stays in rotation", g.InRotation), measured, out == "" && looks > 0)
+	}
+	if g := r.exp.Expect.Routing; g != nil && g.StaysHome {
+		measured, pass := staysHome(r.load.ServedByClient)
+		add("every client region served by its own region", measured, pass)
 	}
 	if g := r.exp.Expect.Data; g != nil {
 		if g.IdempotentFailures != nil {
@@ -195,6 +219,30 @@ func judge(r run) []Verdict {
 	measured, pass := conservation(r.load.Stock)
 	add(expectConservation, measured, pass)
 	return out
+}
+
+// staysHome reports whether every client region's answers came from its
+// own region, with what came from elsewhere; requests without an answer
+// (loadtest.NotServed) are the failure expectations' to judge.
+func staysHome(byClient map[string]map[string]int64) (string, bool) {
+	var away []string
+	total := int64(0)
+	for _, client := range slices.Sorted(maps.Keys(byClient)) {
+		for _, served := range slices.Sorted(maps.Keys(byClient[client])) {
+			n := byClient[client][served]
+			total += n
+			if served != client && served != "" && served != loadtest.NotServed && n > 0 {
+				away = append(away, fmt.Sprintf("%d of %s's answers from %s", n, client, served))
+			}
+		}
+	}
+	if total == 0 {
+		return "no answers", false
+	}
+	if len(away) > 0 {
+		return strings.Join(away, ", "), false
+	}
+	return fmt.Sprintf("%d answers, each from its client's region", total), true
 }
 
 // expectConservation is the expectation every experiment gets.

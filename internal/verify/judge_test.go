@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/contoso/shoes/internal/loadtest"
 )
 
 func TestDefaultExperimentsLoad(t *testing.T) {
@@ -43,6 +45,8 @@ func TestParseRejectsBadExperiments(t *testing.T) {
 		"health no within": good + "    expect: {health: [{entity: system, state: degraded}]}\n",
 		"health bad state": good + "    expect: {health: [{entity: system, never: purple}]}\n",
 		"routing no when":  good + "    expect: {routing: {out_of_rotation: eastus}}\n",
+		"routing nothing":  good + "    expect: {routing: {within: 2s}}\n",
+		"routing empty":    good + "    expect: {routing: {}}\n",
 		"region p95":       good + "    expect: {slo: [{flow: browse, region: eastus, p95: 1s}]}\n",
 		"region errors":    good + "    expect: {slo: [{flow: browse, region: eastus, errors: 0}]}\n",
 		"duplicate name":   good + strings.TrimPrefix(good, "experiments:\n"),
@@ -152,6 +156,50 @@ func TestJudge(t *testing.T) {
 	}
 	if !Failed(judge(r)) {
 		t.Fatal("Failed = false")
+	}
+}
+
+// Losing part of a region: it must stay in rotation at every look after
+// the injection, and every client region's answers come from its own
+// region (requests that got no answer are judged elsewhere).
+func TestJudgeInRotationAndStaysHome(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	look := func(d time.Duration, routed ...string) sample {
+		s := sample{At: t0.Add(d), States: map[string]entityState{}, Routed: map[string]bool{}}
+		for _, r := range routed {
+			s.Routed[r] = true
+		}
+		return s
+	}
+	verdicts := func(samples []sample, byClient map[string]map[string]int64) map[string]Verdict {
+		r := run{exp: Experiment{Name: "e", Expect: Expect{Routing: &RoutingGate{InRotation: "eastus", StaysHome: true}}},
+			injected: t0, samples: samples, load: LoadOutcome{ServedByClient: byClient}}
+		out := map[string]Verdict{}
+		for _, v := range judge(r) {
+			out[v.Expectation] = v
+		}
+		return out
+	}
+	home := map[string]map[string]int64{"eastus": {"eastus": 40, loadtest.NotServed: 1}, "westeurope": {"westeurope": 50}}
+	got := verdicts([]sample{look(-time.Second), look(time.Second, "eastus"), look(2*time.Second, "eastus", "westeurope")}, home)
+	if v := got["eastus stays in rotation"]; !v.Pass || v.Measured != "routed at every one of 2 looks" {
+		t.Errorf("in rotation: %+v", v)
+	}
+	if v := got["every client region served by its own region"]; !v.Pass {
+		t.Errorf("stays home: %+v", v)
+	}
+	away := map[string]map[string]int64{"eastus": {"eastus": 40, "westeurope": 3}}
+	got = verdicts([]sample{look(time.Second, "eastus"), look(1500*time.Millisecond, "westeurope"), look(2*time.Second, "eastus")}, away)
+	if v := got["eastus stays in rotation"]; v.Pass || v.Measured != "out of rotation 1.5s after the injection" {
+		t.Errorf("out of rotation for one look: %+v", v)
+	}
+	if v := got["every client region served by its own region"]; v.Pass || v.Measured != "3 of eastus's answers from westeurope" {
+		t.Errorf("answers from another region: %+v", v)
+	}
+	// Nothing looked at, nothing answered: no pass on an empty record.
+	got = verdicts(nil, nil)
+	if got["eastus stays in rotation"].Pass || got["every client region served by its own region"].Pass {
+		t.Errorf("passed on nothing: %+v", got)
 	}
 }
 

@@ -44,6 +44,7 @@ func outcome(rep *loadtest.Report) LoadOutcome {
 		OrdersUnsettled:    int(rep.Orders.Unsettled),
 		Oversold:           rep.Oversold,
 		Served:             rep.ServedRegions,
+		ServedByClient:     rep.ServedByClientRegion,
 		ServedReleases:     rep.ServedReleases,
 	}
 	for _, f := range rep.Flows {

@@ -151,6 +151,33 @@ func (t *Target) KillInstance(region string) (string, error) {
 	return fmt.Sprintf("%s-%d", region, t.instances[region]), nil
 }
 
+// KillZone records "KillZone region k" and returns one id per region it
+// covers, like "westeurope.z2".
+func (t *Target) KillZone(region string, k int) ([]string, error) {
+	if err := t.record(fmt.Sprintf("KillZone %s %d", region, k)); err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	regions := []string{region}
+	if region == chaos.EveryRegion {
+		regions = t.regions
+	}
+	var ids []string
+	for _, r := range regions {
+		ids = append(ids, fmt.Sprintf("%s.z%d", r, k))
+	}
+	return ids, nil
+}
+
+// RestoreZone records "RestoreZone region k".
+func (t *Target) RestoreZone(ctx context.Context, region string, k int) error {
+	if err := t.record(fmt.Sprintf("RestoreZone %s %d", region, k)); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
 // AddInstance records "AddInstance region" and returns a loopback URL.
 func (t *Target) AddInstance(ctx context.Context, region string) (string, error) {
 	if err := t.record("AddInstance " + region); err != nil {

@@ -161,8 +161,9 @@ function renderRegions(regions, pops) {
             const ss = st.state || "unknown";
             return el(
               "li",
-              { class: `stamp state-${stateClass(ss)}`, "data-stamp": st.id, "data-state": ss, "data-release": st.release || null, title: [st.id, st.release, ss, st.reason, st.url].filter(Boolean).join(" · ") },
+              { class: `stamp state-${stateClass(ss)}`, "data-stamp": st.id, "data-state": ss, "data-release": st.release || null, title: [st.id, st.zone, st.release, ss, st.reason, st.url].filter(Boolean).join(" · ") },
               el("span", { class: "stamp-id", text: st.id }),
+              st.zone ? el("span", { class: "stamp-zone", "data-zone": st.zone, title: "zone", text: st.zone }) : null,
               el("span", { class: "stamp-state", text: ss }),
               st.release ? el("span", { class: "stamp-release", "data-release": st.release, title: "release", text: st.release }) : null,
               st.reason && ss !== "healthy" ? el("span", { class: "stamp-reason", text: st.reason }) : null,
