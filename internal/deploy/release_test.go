@@ -30,6 +30,7 @@ type userTraffic struct {
 	failures []string
 	served   map[string]int // release -> answers
 	orders   map[string]string
+	away     []string // answers from a region other than the client's
 }
 
 func startUserTraffic(t *testing.T, d *deploy.Deployment, sku string, orders bool) *userTraffic {
@@ -84,6 +85,9 @@ func startUserTraffic(t *testing.T, d *deploy.Deployment, sku string, orders boo
 					u.failures = append(u.failures, fmt.Sprintf("%s %s from %s: %d (release %q)", req.Method, req.URL.Path, region, res.StatusCode, res.Header.Get(httpapi.HeaderServedRelease)))
 				default:
 					u.served[res.Header.Get(httpapi.HeaderServedRelease)]++
+					if got := res.Header.Get(httpapi.HeaderServedRegion); got != region {
+						u.away = append(u.away, fmt.Sprintf("%s %s from %s served by %q", req.Method, req.URL.Path, region, got))
+					}
 					if o.ID != "" {
 						u.orders[o.ID] = tok
 					}

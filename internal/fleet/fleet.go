@@ -279,17 +279,11 @@ func (f *Fleet) start(ctx context.Context) error {
 	if err := each([]*child.Process{f.secrets, f.partner}, func(p *child.Process) error { return p.Start(ctx) }); err != nil {
 		return err
 	}
-	if err := each(f.regionList(), func(r *region) error { return r.stamps[0].Start(ctx) }); err != nil {
-		return err
+	var planned []*stampProc
+	for _, r := range f.regionList() {
+		planned = append(planned, r.stamps...)
 	}
-	if err := each(f.regionList(), func(r *region) error {
-		for k := 2; k <= f.instances(); k++ {
-			if _, err := f.addInstance(ctx, r.name, deploy.ZoneName(r.name, k)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := each(planned, func(s *stampProc) error { return s.Start(ctx) }); err != nil {
 		return err
 	}
 	reg, err := watchRegistry(ctx, f.clientURLs(f.order[0]), f.users[store.RoleEdge], f.log)
@@ -364,13 +358,17 @@ func (f *Fleet) plan() error {
 		r := &region{name: name, release: f.cfg.Release, binary: f.bin.contoso}
 		r.natsCfg = natsServer{region: name, storeDir: filepath.Join(f.cfg.DataDir, "store", name),
 			client: port(), cluster: port(), monitor: port(), routePassword: f.keys.RoutePassword, users: f.users.Users()}
-		r.stamps = []*stampProc{{url: fmt.Sprintf("http://127.0.0.1:%d", port())}}
+		for range f.instances() {
+			r.stamps = append(r.stamps, &stampProc{url: fmt.Sprintf("http://127.0.0.1:%d", port())})
+		}
 		r.popURL = fmt.Sprintf("http://127.0.0.1:%d", port())
 		r.popOps = fmt.Sprintf("http://127.0.0.1:%d", port())
 		f.regions[name] = r
 	}
+	f.nextID = f.instances() - 1 // stamps 1 to instances-1 of each region are its stamps of the start
 	// One link per pair of regions: a route each way between the store
-	// servers, and each region's POP to the other's first stamp.
+	// servers, and each region's POP to each of the other's stamps (one
+	// per zone).
 	for i, a := range f.order {
 		for _, b := range f.order[i+1:] {
 			pair := netsim.NewPair(a, b)
@@ -384,8 +382,11 @@ func (f *Fleet) plan() error {
 			for _, ends := range [][2]*region{{f.regions[a], f.regions[b]}, {f.regions[b], f.regions[a]}} {
 				near, far := ends[0], ends[1]
 				l.channels = append(l.channels,
-					channel{name: "route-" + near.name + "-" + far.name, listen: fmt.Sprintf("127.0.0.1:%d", port()), upstream: fmt.Sprintf("127.0.0.1:%d", far.natsCfg.cluster)},
-					channel{name: "pop-" + near.name + "-" + stampChannel(far.name, 0), listen: fmt.Sprintf("127.0.0.1:%d", port()), upstream: hostOf(far.stamps[0].url)})
+					channel{name: "route-" + near.name + "-" + far.name, listen: fmt.Sprintf("127.0.0.1:%d", port()), upstream: fmt.Sprintf("127.0.0.1:%d", far.natsCfg.cluster)})
+				for k, s := range far.stamps {
+					l.channels = append(l.channels,
+						channel{name: "pop-" + near.name + "-" + stampChannel(far.name, k), listen: fmt.Sprintf("127.0.0.1:%d", port()), upstream: hostOf(s.url)})
+				}
 			}
 			f.links[pair] = l
 		}
@@ -427,8 +428,10 @@ func (f *Fleet) plan() error {
 	f.partnerURL = fmt.Sprintf("http://127.0.0.1:%d", partnerPort)
 	for _, name := range f.order {
 		r := f.regions[name]
-		r.stamps[0].region, r.stamps[0].release, r.stamps[0].binary, r.stamps[0].zone = name, r.release, r.binary, deploy.ZoneName(name, 1)
-		r.stamps[0].Process = f.stampProc(r.stamps[0], 0, "")
+		for k, s := range r.stamps {
+			s.region, s.release, s.binary, s.zone = name, r.release, r.binary, deploy.ZoneName(name, k+1)
+			s.Process = f.stampProc(s, k, "")
+		}
 		r.pop = f.popProc(r)
 	}
 	return nil
@@ -477,15 +480,18 @@ func (f *Fleet) stampEnv() []string {
 }
 
 // popProc is region r's POP: it reaches its own region's stamps directly
-// and every other region's first stamp through the link (--via).
+// and every other region's stamps of the start (one per zone) through the
+// link (--via).
 func (f *Fleet) popProc(r *region) *child.Process {
 	var via []string
 	for _, other := range f.order {
 		if other == r.name {
 			continue
 		}
-		addr := f.link(r.name, other).addr("pop-" + r.name + "-" + stampChannel(other, 0))
-		via = append(via, hostOf(f.regions[other].stamps[0].url)+"="+addr)
+		for k, s := range f.regions[other].stamps[:f.instances()] {
+			addr := f.link(r.name, other).addr("pop-" + r.name + "-" + stampChannel(other, k))
+			via = append(via, hostOf(s.url)+"="+addr)
+		}
 	}
 	args := []string{"pop", "--region", r.name, "--nats", f.clientURLs(r.name), "--nats-nkey", f.seedPath(store.RoleEdge),
 		"--listen", hostOf(r.popURL), "--ops-listen", hostOf(r.popOps), "--data", f.cfg.DataDir}

@@ -804,9 +804,9 @@ func testChaosTarget(t *testing.T, f *fleet.Fleet) {
 		if id := kill.Params["instance"]; !strings.HasPrefix(id, "eastus.") {
 			t.Errorf("killed instance %q, want its registry id eastus.<instance>", id)
 		}
-		heal(t, c, kill) // a replacement instance
-		if p := f.Processes()["eastus"]["stamp-1"]; !alive(p) {
-			t.Fatalf("no replacement stamp after the heal: %v", f.Processes()["eastus"])
+		heal(t, c, kill) // the instance again, on its port: every POP reaches it as before
+		if p := f.Processes()["eastus"]["stamp"]; !alive(p) || p == pid {
+			t.Fatalf("no replacement stamp after the heal (killed %d): %v", pid, f.Processes()["eastus"])
 		}
 		eventually(t, time.Minute, func() error {
 			a := send(f, "eastus", http.MethodGet, "/api/products", "", "", nil)

@@ -40,7 +40,8 @@ func (f *Fleet) region(name string) (*region, error) {
 
 // KillRegion SIGKILLs the region's POP, stamp instances and store server,
 // as a crash of the whole region would; its added instances are gone for
-// good, its first stamp comes back with ReviveRegion. The dispatcher takes
+// good, its stamps of the start (one per zone) come back with
+// ReviveRegion. The dispatcher takes
 // the POP out of rotation first, as geo-DNS does for a region known to be
 // down; requests in flight there are retried on the next POP.
 func (f *Fleet) KillRegion(name string) error {
@@ -51,7 +52,7 @@ func (f *Fleet) KillRegion(name string) error {
 	f.withdraw(name, true)
 	f.mu.Lock()
 	stamps := r.stamps
-	r.stamps = r.stamps[:1]
+	r.stamps = r.stamps[:min(len(r.stamps), f.instances())]
 	f.mu.Unlock()
 	all := []*child.Process{r.pop, r.nats}
 	for _, s := range stamps {
@@ -62,15 +63,19 @@ func (f *Fleet) KillRegion(name string) error {
 }
 
 // ReviveRegion restarts what of the region is not running, on its ports
-// and data: the store server, the first stamp, the POP; it returns once
-// the POP routes to the region's stamp again.
+// and data: the store server, its stamps of the start, the POP; it
+// returns once the POP routes to the region's stamps again.
 func (f *Fleet) ReviveRegion(ctx context.Context, name string) error {
 	r, err := f.region(name)
 	if err != nil {
 		return fmt.Errorf("revive region: %w", err)
 	}
 	f.mu.Lock()
-	parts := []*child.Process{r.nats, r.stamps[0].Process, r.pop}
+	parts := []*child.Process{r.nats}
+	for _, s := range r.stamps {
+		parts = append(parts, s.Process)
+	}
+	parts = append(parts, r.pop)
 	if r.handedOver {
 		parts = []*child.Process{r.nats, r.pop} // its stamps are another supervisor's
 	}
@@ -180,7 +185,7 @@ func (f *Fleet) KillInstance(name string) (string, error) {
 	for i := len(r.stamps) - 1; i >= 0; i-- {
 		if r.stamps[i].Running() {
 			victim = r.stamps[i]
-			if i > 0 {
+			if i >= f.instances() { // an added one is gone for good
 				r.stamps = append(r.stamps[:i], r.stamps[i+1:]...)
 			}
 			break
@@ -199,10 +204,31 @@ func (f *Fleet) KillInstance(name string) (string, error) {
 }
 
 // AddInstance starts one more stamp process in the region and returns its
-// URL once it is ready. The region's own POP reaches it directly; the
-// other regions' POPs reach it without the link's latency, since their
-// --via was set when they started.
+// URL once it is ready: one of the region's stamps of the start that is
+// down (a crash), on its port and in its zone, so every POP reaches it as
+// before; else a new process. The region's own POP reaches a new one
+// directly; the other regions' POPs reach it without the link's latency,
+// since their --via was set when they started.
 func (f *Fleet) AddInstance(ctx context.Context, name string) (string, error) {
+	r, err := f.region(name)
+	if err != nil {
+		return "", fmt.Errorf("add instance: %w", err)
+	}
+	f.mu.Lock()
+	var down *stampProc
+	for _, s := range r.stamps[:min(len(r.stamps), f.instances())] {
+		if !s.Running() && !s.starting && !r.handedOver {
+			down = s
+			break
+		}
+	}
+	f.mu.Unlock()
+	if down != nil {
+		if err := down.Start(ctx); err != nil {
+			return "", fmt.Errorf("add instance: %w", err)
+		}
+		return down.url, nil
+	}
 	return f.addInstance(ctx, name, "")
 }
 

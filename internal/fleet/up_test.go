@@ -60,6 +60,7 @@ type upReady struct {
 	Ops       string
 	Processes map[string]map[string]int
 	POPs      map[string]string `json:"pops"`
+	Instances int
 }
 
 // pids lists every process id of the ready line.
@@ -91,7 +92,7 @@ func TestUpProcessesServesAndStopsEveryProcessOnSIGTERM(t *testing.T) {
 	}
 	cmd, ready := upProcesses(t)
 	if ready.Event != "ready" || !strings.HasPrefix(ready.Edge, "http://127.0.0.1:") || !strings.HasPrefix(ready.Ops, "http://127.0.0.1:") ||
-		ready.Partner == "" || ready.Secrets == "" || ready.Data == "" {
+		ready.Partner == "" || ready.Secrets == "" || ready.Data == "" || ready.Instances != 2 {
 		t.Fatalf("ready line %+v", ready)
 	}
 	for _, region := range regions {
@@ -101,7 +102,8 @@ func TestUpProcessesServesAndStopsEveryProcessOnSIGTERM(t *testing.T) {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		if !slices.Equal(keys, []string{"pop", "stamp", "store"}) || ready.POPs[region] == "" || ready.Regions[region] == "" {
+		// Two stamp instances per region by default, one per zone.
+		if !slices.Equal(keys, []string{"pop", "stamp", "stamp-1", "store"}) || ready.POPs[region] == "" || ready.Regions[region] == "" {
 			t.Fatalf("%s: processes %v, POP %q, stamp %q", region, parts, ready.POPs[region], ready.Regions[region])
 		}
 		for part, pid := range parts {

@@ -55,6 +55,9 @@ type Options struct {
 	TLS bool
 	// Env is the deployment's environment (deploy.Config.Env); zero: dev.
 	Env string
+	// Instances is deploy.Config.Instances: stamp instances per region,
+	// one per zone; zero: 1.
+	Instances int
 	// ReleaseStartTimeout is deploy.Config.ReleaseStartTimeout.
 	ReleaseStartTimeout time.Duration
 	// Pprof serves the Go runtime's profiles on the operations address
@@ -114,6 +117,7 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 		DataDir:                opts.DataDir,
 		Network:                netsim.Config{Off: !opts.Latency},
 		ProbeInterval:          opts.Probe,
+		Instances:              opts.Instances,
 		SecretRefresh:          opts.SecretRefresh,
 		EdgeClientRate:         opts.EdgeRate,
 		EdgeClientBurst:        opts.EdgeBurst,
