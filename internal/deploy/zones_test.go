@@ -43,7 +43,8 @@ func homeInEveryZone(status []edge.POPStatus, zones int) error {
 // from every region: no request fails, every answer still comes from the
 // client's own region, each region reads degraded (redundancy lost) and
 // never unhealthy, and once the zone is back every POP routes to both
-// zones again. (Mutation tried: Pick's retry without its same-region
+// zones again, the regions read healthy, and each region's two instances
+// share its traffic. (Mutation tried: Pick's retry without its same-region
 // loops; requests of eastus's clients failed with 503 and the test went
 // red.)
 func TestAZoneLostLeavesEveryRegionServingItsOwnClients(t *testing.T) {
@@ -89,6 +90,11 @@ func TestAZoneLostLeavesEveryRegionServingItsOwnClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	deploytest.Eventually(t, 30*time.Second, func() error { return homeInEveryZone(d.Edge().Status(), 2) })
+	healthyAgain := map[string]health.Status{}
+	for _, r := range regions3 {
+		healthyAgain["component.zones."+r] = health.Healthy
+	}
+	deploytest.Eventually(t, 30*time.Second, func() error { return expectStates(healthTree(t, d), healthyAgain) })
 	// Both zones back: each region's traffic is shared between its two
 	// instances, neither taking more than 70 % of it.
 	before, n0 := sentTo(d.Edge().Status()), load.requests.Load()
