@@ -33,14 +33,19 @@ func (partnerKeys) PartnerSigningKey() (string, error) { return "signing-key", n
 // request emptied, is found on the queue; another body is 422. Once a
 // processor recorded them: the replays are answered from the idempotency
 // record (the same orders, 200 once confirmed), another body is still
-// 422, and the stock was taken once per order.
+// 422, and the stock was taken once per order; a request recorded long
+// ago (its message id forgotten by the stream) is answered from its record
+// alone.
 //
-// Mutations tried: the message id of AcceptOrder the order id instead of
-// the request's idempotency id → "queued replay = 202, order ... want
-// ..." (a second order); PendingOrder not consulted by GET → "GET right
-// after the 202 = 404"; the hash check of the duplicate path removed →
+// Mutations tried, each red: the message id of AcceptOrder the order id
+// instead of the request's idempotency id → "queued replay = 202, order
+// X; want 202, order Y" (a second order); GET without PendingOrder → "GET
+// right after the 202 = 404"; no hash check on the duplicate path →
 // "queued replay with another body = 202, want 422"; QueuedRequest not
-// consulted for an empty cart → "queued replay from the cart = 400".
+// consulted for an empty cart → "queued replay from the cart = 400"; no
+// Recall before the publish → "replay of an old request = 202, order X;
+// want 200, order Y" and "1 orders queued"; no hash check on the recorded
+// path → "recorded replay with another body = 200, want 422".
 func TestAnOrderReplayIsTheSameOrderQueuedOrRecorded(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope", "northeurope", "eastus")
 	ts := serveStamp(t, c, stamp.Config{})
@@ -143,6 +148,29 @@ func TestAnOrderReplayIsTheSameOrderQueuedOrRecorded(t *testing.T) {
 	}
 	if code, again := post("cart-1", `{"fromCart":true}`); code != http.StatusOK || again.ID != fromCart.ID {
 		t.Errorf("recorded replay from the cart = %d, order %s; want 200, order %s", code, again.ID, fromCart.ID)
+	}
+	// A request recorded long ago, its message id forgotten by the
+	// stream: the record alone answers a replay, nothing is queued.
+	// Another user, within his own admission limit.
+	tok = ts.token(t, "oscar")
+	now := time.Now().UTC()
+	old := shop.Order{ID: shop.NewID(now.Add(-time.Hour)), User: "oscar", Lines: []shop.Line{{SKU: a, Quantity: 2}},
+		Status: shop.OrderConfirmed, Region: "eastus", CreatedAt: now.Add(-time.Hour), UpdatedAt: now.Add(-time.Hour)}
+	if err := ts.store.CreateOrder(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	rec := store.IdempotencyRecord{ID: old.ID, UserKey: shop.UserKey("oscar"), RequestHash: shop.RequestHash(false, old.Lines)}
+	if _, _, err := ts.store.Remember(t.Context(), shop.IdempotencyID("oscar", "old-1"), rec); err != nil {
+		t.Fatal(err)
+	}
+	if code, again := post("old-1", items); code != http.StatusOK || again.ID != old.ID {
+		t.Errorf("replay of an old request = %d, order %s; want 200, order %s", code, again.ID, old.ID)
+	}
+	if code, _ := post("old-1", other); code != http.StatusUnprocessableEntity {
+		t.Errorf("replay of an old request with another body = %d, want 422", code)
+	}
+	if _, pending, err := ts.store.QueueAge(t.Context(), store.StreamOrders); err != nil || pending != 0 {
+		t.Errorf("%d orders queued (%v) after replays of recorded requests, want none", pending, err)
 	}
 	if got, want := stock(a), stockA-2; got != want {
 		t.Errorf("stock %s = %d, want %d (taken once)", a, got, want)

@@ -51,12 +51,12 @@ func waitQueueEmpty(t *testing.T, st *store.Store, within time.Duration) {
 // stock once and confirms the order: a replay finds this order, the stock
 // is exact, the partner holds the order once.
 //
-// Mutations tried: Take's Remember skipped (the order recorded, the
-// request not) → "request recorded: false; want order ..."; CreateOrder
-// skipped in Take → the "order ... status" check fails with not found only
-// while the processor... (see the report); the reservation made before the
-// records (Order called first in Take) with the crash "before recording" →
-// the crash leaves a hold: "after the crash: stock ... holds map[...]".
+// Mutations tried: the reservation made before the records (Order called
+// first in Take) → "after the crash: order record <nil>, want not found"
+// in both cases; a request found recorded always taken for a duplicate
+// (the order id not compared) → the redelivery drops its own order:
+// "order ... not found, want confirmed", "stock {Available:5 ...}, want 3
+// available", "the partner took the order 0 times".
 func TestAnOrderWhoseProcessorDiedBeforeRecordingItIsRecordedOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -189,8 +189,9 @@ func TestAnOrderWhoseProcessorDiedBeforeRecordingItIsRecordedOnce(t *testing.T) 
 // request: the processor records the first order it takes and drops the
 // other, reserving nothing for it.
 //
-// Mutation tried: the drop in Take removed → "stock ...: want 3
-// available" (the duplicate reserved too) and the duplicate recorded.
+// Mutation tried: the drop in Take removed → "the duplicate order was
+// recorded", "stock {Available:1 Holds:map[]}, want 3 available", "the
+// partner took the duplicate 1 times".
 func TestAReplayQueuedAfterTheDuplicateWindowIsDropped(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope")
 	ctx := t.Context()
