@@ -27,7 +27,8 @@ func (partnerKeys) PartnerSigningKey() (string, error) { return "signing-key", n
 // message or not. The stamp here has no processor of its own: its orders
 // wait on the queue until the test starts one.
 //
-// While queued: GET finds the order right after its 202; a replay is
+// While queued: GET finds the order right after its 202 (the user's and
+// an admin's); a replay is
 // answered through the stream's deduplication (the same order, one
 // message); a replay of an order from the cart, whose cart the first
 // request emptied, is found on the queue; another body is 422. Once a
@@ -45,7 +46,9 @@ func (partnerKeys) PartnerSigningKey() (string, error) { return "signing-key", n
 // consulted for an empty cart → "queued replay from the cart = 400"; no
 // Recall before the publish → "replay of an old request = 202, order X;
 // want 200, order Y" and "1 orders queued"; no hash check on the recorded
-// path → "recorded replay with another body = 200, want 422".
+// path → "recorded replay with another body = 200, want 422"; FindOrder
+// without its look at the stream → "an admin's GET right after the 202 =
+// 404".
 func TestAnOrderReplayIsTheSameOrderQueuedOrRecorded(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope", "northeurope", "eastus")
 	ts := serveStamp(t, c, stamp.Config{})
@@ -84,6 +87,13 @@ func TestAnOrderReplayIsTheSameOrderQueuedOrRecorded(t *testing.T) {
 	var got shop.Order
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &got) != nil || got.ID != first.ID || got.Status != shop.OrderAccepted {
 		t.Fatalf("GET right after the 202 = %d %s, want 200 with order %s accepted", resp.StatusCode, raw, first.ID)
+	}
+	admin, err := ts.issuer.Mint("ops", true, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, raw := ts.do(t, http.MethodGet, "/api/orders/"+first.ID, admin, "", ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("an admin's GET right after the 202 = %d %s, want 200", resp.StatusCode, raw)
 	}
 	if code, again := post("items-1", items); code != http.StatusAccepted || again.ID != first.ID {
 		t.Fatalf("queued replay = %d, order %s; want 202, order %s", code, again.ID, first.ID)

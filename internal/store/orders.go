@@ -564,7 +564,8 @@ func (s *Store) Order(ctx context.Context, userKey, id string) (shop.Order, erro
 	return o, nil
 }
 
-// FindOrder finds any user's order by id (for admins): a scan of the keys.
+// FindOrder finds any user's order by id (for admins): a scan of the keys,
+// then, for an order no processor has recorded yet, of the order stream.
 func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 	keys, err := s.listKeys(ctx, s.orders, "*."+id)
 	if err != nil {
@@ -574,7 +575,24 @@ func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 		userKey, _, _ := strings.Cut(k, ".")
 		return s.Order(ctx, userKey, id)
 	}
-	return shop.Order{}, shop.NotFound("order", id)
+	m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		m, err := s.orderQ.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(orderSubject("*", id)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		return m, err
+	})
+	if err != nil {
+		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("find order %s: %w", id, err))
+	}
+	if m == nil {
+		return shop.Order{}, shop.NotFound("order", id)
+	}
+	in, err := decodeIntake(m.Data, m.Header)
+	if err != nil {
+		return shop.Order{}, newerRecord(fmt.Errorf("find order %s: %w", id, err))
+	}
+	return in.Order, nil
 }
 
 // Orders lists one page of a user's orders, newest first: the orders
