@@ -297,11 +297,25 @@ func (s *Stamp) replayOrder(w http.ResponseWriter, r *http.Request, rec store.Id
 	if rec.RequestHash != hash {
 		return true, errReusedKey
 	}
-	prev, err := s.order(r.Context(), rec.UserKey, rec.ID)
+	ctx := r.Context()
+	prev, err := s.cfg.Store.Order(ctx, rec.UserKey, rec.ID)
 	switch {
 	case err == nil:
+		if prev.Status == shop.OrderAccepted {
+			// A release before the processor recorded orders could
+			// record one without queueing it: queue it again (a repeat
+			// is processed as a no-op).
+			if err := s.cfg.Store.SubmitOrder(ctx, prev); err != nil {
+				return true, err
+			}
+		}
 	case shop.KindOf(err) == shop.KindNotFound:
-		return false, nil
+		if prev, err = s.cfg.Store.PendingOrder(ctx, rec.UserKey, rec.ID); shop.KindOf(err) == shop.KindNotFound {
+			return false, nil
+		}
+		if err != nil {
+			return true, err
+		}
 	default:
 		return true, err
 	}
