@@ -1,6 +1,7 @@
 package stamp
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -158,10 +159,13 @@ type orderRequest struct {
 	FromCart bool        `json:"fromCart"`
 }
 
-// postOrder accepts an order: once the order is durably on the replicated
-// order stream it answers 202 with its Location. The same user and
-// Idempotency-Key again, in any region within 24 hours, gets the same
-// order back; with another body, 422.
+// postOrder accepts an order: once the order's message is durably on the
+// replicated order stream (one quorum write) it answers 202 with its
+// Location. The same user and Idempotency-Key again, in any region within
+// 24 hours, gets the same order back; with another body, 422. A replay
+// the processor has recorded is found by one read of the idempotency
+// record; one still on the queue, by the stream's deduplication of the
+// message id (the request's idempotency id).
 func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 	claims, err := s.cfg.Verifier.Authenticate(r)
 	if err != nil {
@@ -191,68 +195,69 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 	// or its lines, in a canonical order, so a replay listing the same lines
 	// in another order is the same request.
 	hash := shop.RequestHash(true, nil)
-	// A replay of an order from the cart is answered from what the first
-	// request did, before the cart (empty by now) is read again. Other
-	// replays are caught by Remember below, without the extra read.
-	var (
-		rec  store.IdempotencyRecord
-		seen bool
-	)
-	if in.FromCart {
-		if rec, seen, err = s.cfg.Store.Recall(ctx, idemID); err != nil {
+	var lines []shop.Line
+	if !in.FromCart {
+		if lines, err = s.orderLines(in.Items); err != nil {
 			return err
 		}
+		hash = shop.RequestHash(false, lines)
+	}
+	// A replay the processor recorded is answered from what the first
+	// request made, before the cart (empty by now) is read again.
+	rec, seen, err := s.cfg.Store.Recall(ctx, idemID)
+	if err != nil {
+		return err
 	}
 	if seen {
 		if done, err := s.replayOrder(w, r, rec, hash); done || err != nil {
 			return err
 		}
 	}
-	lines, cartRev := in.Items, uint64(0)
+	cartRev := uint64(0)
 	if in.FromCart {
 		cart, rev, err := s.cfg.Store.Cart(ctx, userKey)
 		if err != nil {
 			return err
 		}
 		if len(cart.Items) == 0 {
+			// The cart the first request of a replay emptied, its order
+			// still on the queue.
+			prev, queued, err := s.cfg.Store.QueuedRequest(ctx, userKey, idemID)
+			if err != nil {
+				return err
+			}
+			if queued && prev.RequestHash != hash {
+				return errReusedKey
+			}
+			if queued {
+				return writeOrder(w, prev.Order, false)
+			}
 			return shop.Invalid("fromCart", "the cart is empty")
 		}
-		lines, cartRev = cart.Items, rev
+		if lines, err = s.orderLines(cart.Items); err != nil {
+			return err
+		}
+		cartRev = rev
 	}
-	asked := lines
-	lines, err = shop.ValidateLines(lines)
+	now := s.cfg.Now().UTC()
+	id := shop.NewID(now)
+	if seen {
+		// The request was recorded without its order ever queued (a
+		// release before the processor recorded requests): finish it.
+		id = rec.ID
+	}
+	o := shop.Order{ID: id, User: claims.Subject, Lines: lines, Status: shop.OrderAccepted,
+		Region: s.cfg.Region, CreatedAt: now, UpdatedAt: now}
+	prev, fresh, err := s.cfg.Store.AcceptOrder(ctx, store.Intake{Order: o, IdempotencyID: idemID, RequestHash: hash})
 	if err != nil {
 		return err
 	}
-	for i, l := range asked { // the client's order, so the index names its line
-		if err := s.knownSKU(fmt.Sprintf("items[%d].sku", i), l.SKU); err != nil {
-			return err
+	if !fresh {
+		// The same request, still remembered by the stream.
+		if prev.RequestHash != hash {
+			return errReusedKey
 		}
-	}
-	if !in.FromCart {
-		hash = shop.RequestHash(false, lines)
-	}
-	now := s.cfg.Now().UTC()
-	if !seen {
-		var won bool
-		rec, won, err = s.cfg.Store.Remember(ctx, idemID, store.IdempotencyRecord{ID: shop.NewID(now), UserKey: userKey, RequestHash: hash})
-		if err != nil {
-			return err
-		}
-		if !won {
-			// A concurrent request with the same key won the race.
-			if done, err := s.replayOrder(w, r, rec, hash); done || err != nil {
-				return err
-			}
-		}
-	}
-	o := shop.Order{ID: rec.ID, User: claims.Subject, Lines: lines, Status: shop.OrderAccepted,
-		Region: s.cfg.Region, CreatedAt: now, UpdatedAt: now}
-	if err := s.cfg.Store.CreateOrder(ctx, o); err != nil {
-		return err
-	}
-	if err := s.cfg.Store.SubmitOrder(ctx, o); err != nil {
-		return err
+		return writeOrder(w, prev.Order, false)
 	}
 	if in.FromCart {
 		// Best effort: the order is accepted either way, and a cart changed
@@ -265,29 +270,66 @@ func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 	return writeOrder(w, o, true)
 }
 
-// replayOrder answers a request whose Idempotency-Key was used before:
-// 422 for another body, else the order the first request made (queued
-// again if it may not have been). done is false when the first request
-// stopped before recording its order, which the caller then finishes.
+// errReusedKey answers a replay with another body.
+var errReusedKey = shop.Errorf(shop.KindUnprocessable, "Idempotency-Key", "was used before with a different request body")
+
+// orderLines validates the lines of an order, in a canonical order, each
+// a size in the catalog.
+func (s *Stamp) orderLines(asked []shop.Line) ([]shop.Line, error) {
+	lines, err := shop.ValidateLines(asked)
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range asked { // the client's order, so the index names its line
+		if err := s.knownSKU(fmt.Sprintf("items[%d].sku", i), l.SKU); err != nil {
+			return nil, err
+		}
+	}
+	return lines, nil
+}
+
+// replayOrder answers a request whose Idempotency-Key the processor
+// recorded: 422 for another body, else the order the first request made,
+// recorded or still on the queue. done is false when the order is neither
+// (the request of an older release, recorded before its order was queued),
+// which the caller then queues.
 func (s *Stamp) replayOrder(w http.ResponseWriter, r *http.Request, rec store.IdempotencyRecord, hash string) (done bool, err error) {
 	if rec.RequestHash != hash {
-		return true, shop.Errorf(shop.KindUnprocessable, "Idempotency-Key", "was used before with a different request body")
+		return true, errReusedKey
 	}
-	prev, err := s.cfg.Store.Order(r.Context(), rec.UserKey, rec.ID)
+	ctx := r.Context()
+	prev, err := s.cfg.Store.Order(ctx, rec.UserKey, rec.ID)
 	switch {
 	case err == nil:
+		if prev.Status == shop.OrderAccepted {
+			// A release before the processor recorded orders could
+			// record one without queueing it: queue it again (a repeat
+			// is processed as a no-op).
+			if err := s.cfg.Store.SubmitOrder(ctx, prev); err != nil {
+				return true, err
+			}
+		}
 	case shop.KindOf(err) == shop.KindNotFound:
-		return false, nil
+		if prev, err = s.cfg.Store.PendingOrder(ctx, rec.UserKey, rec.ID); shop.KindOf(err) == shop.KindNotFound {
+			return false, nil
+		}
+		if err != nil {
+			return true, err
+		}
 	default:
 		return true, err
 	}
-	if prev.Status == shop.OrderAccepted {
-		// The first attempt may have stopped before queueing it.
-		if err := s.cfg.Store.SubmitOrder(r.Context(), prev); err != nil {
-			return true, err
-		}
-	}
 	return true, writeOrder(w, prev, false)
+}
+
+// order reads a user's order as recorded or, before the processor
+// recorded it, as queued.
+func (s *Stamp) order(ctx context.Context, userKey, id string) (shop.Order, error) {
+	o, err := s.cfg.Store.Order(ctx, userKey, id)
+	if shop.KindOf(err) == shop.KindNotFound {
+		return s.cfg.Store.PendingOrder(ctx, userKey, id)
+	}
+	return o, err
 }
 
 // writeOrder answers with an order and its Location: 202 while it is
@@ -311,7 +353,7 @@ func (s *Stamp) getOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := shop.ValidateWriteID("id", id); err != nil {
 		return err
 	}
-	o, err := s.cfg.Store.Order(r.Context(), shop.UserKey(claims.Subject), id)
+	o, err := s.order(r.Context(), shop.UserKey(claims.Subject), id)
 	if shop.KindOf(err) == shop.KindNotFound && claims.Admin {
 		o, err = s.cfg.Store.FindOrder(r.Context(), id)
 	}

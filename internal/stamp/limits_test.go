@@ -64,19 +64,26 @@ func TestCommentsAndRatingsAreLimitedPerUser(t *testing.T) {
 }
 
 // When the store refuses writes because an asset is full, the client gets
-// a 503 problem that says so, and every order accepted before stays.
+// a 503 problem that says so, and every order accepted before stays. The
+// orders bucket fills first: the processor cannot record what it takes,
+// so accepted orders stay on the order stream until it is full too.
 func TestAFullStoreAnswers503AndKeepsAcceptedOrders(t *testing.T) {
 	d := deploytest.MustStart(t, deploytest.Options{}, "westeurope")
 	base := d.Regions()["westeurope"]
 	js, _ := jetstream.New(deploytest.StoreConn(t, d, "westeurope"))
-	st, err := js.Stream(t.Context(), "KV_"+store.BucketOrders)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := st.CachedInfo().Config
-	cfg.MaxBytes = 4 << 10 // about ten orders
-	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
-		t.Fatal(err)
+	for name, size := range map[string]int64{
+		"KV_" + store.BucketOrders: 4 << 10, // about ten orders
+		store.StreamOrders:         8 << 10, // about fifteen order messages
+	} {
+		st, err := js.Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		cfg.MaxBytes = size
+		if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p := shop.SeedCatalog()[8]
 	body := map[string]any{"items": []shop.Line{{SKU: shop.SKU(p.ID, p.Sizes[0]), Quantity: 1}}}

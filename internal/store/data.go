@@ -131,18 +131,29 @@ func (s *Store) SubmitCanary(ctx context.Context, c Canary) error {
 // the span in ctx), whose trace context the message carries in its
 // headers, so the consumer's span continues the trace under it.
 func (s *Store) publish(ctx context.Context, subject, id string, data []byte) error {
-	ctx, span := startSpan(ctx, "publish "+subjectKind(subject), trace.SpanKindProducer,
+	_, err := s.publishMsg(ctx, &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}, id)
+	return err
+}
+
+// publishMsg is publish for a message with headers of its own; it returns
+// the stream's acknowledgement, which tells a duplicate (a message id the
+// stream took within its duplicate window) and the sequence of the
+// message stored first.
+func (s *Store) publishMsg(ctx context.Context, msg *nats.Msg, id string) (*jetstream.PubAck, error) {
+	ctx, span := startSpan(ctx, "publish "+subjectKind(msg.Subject), trace.SpanKindProducer,
 		attribute.String(attrMsgSystem, "nats"), attribute.String(attrMsgOperation, "send"),
-		attribute.String(attrMsgDest, subject), attribute.String(attrMsgID, id))
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+		attribute.String(attrMsgDest, msg.Subject), attribute.String(attrMsgID, id))
+	if msg.Header == nil {
+		msg.Header = nats.Header{}
+	}
 	if s.cfg.Inject != nil {
 		s.cfg.Inject(ctx, msg.Header)
 	}
-	_, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.PubAck, error) {
+	ack, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.PubAck, error) {
 		return s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
 	})
 	endSpan(span, err)
-	return err
+	return ack, err
 }
 
 // subjectKind names a subject without its ids ("writes.comment.x" ->

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -369,17 +370,182 @@ func (s *Store) CreateOrder(ctx context.Context, o shop.Order) error {
 	return nil
 }
 
-// SubmitOrder puts the order on the order stream, deduplicated by its id.
-// Acknowledged means the stream has it on a quorum of regions.
+// SubmitOrder puts an order that is recorded already on the order stream,
+// deduplicated by its id, without the identity of a request (Intake):
+// the processor takes it as it is. Acknowledged means the stream has it
+// on a quorum of regions.
 func (s *Store) SubmitOrder(ctx context.Context, o shop.Order) error {
 	b, err := s.encode(kindOrder, o)
 	if err != nil {
 		return fmt.Errorf("submit order %s: %w", o.ID, err)
 	}
-	if err := s.publish(ctx, subjectOrder, o.ID, b); err != nil {
+	if err := s.publish(ctx, orderSubject(shop.UserKey(o.User), o.ID), o.ID, b); err != nil {
 		return refused("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("submit order %s: %w", o.ID, err))
 	}
 	return nil
+}
+
+// orderSubject is the subject of order id's message: one subject per
+// order, so the order is found on the queue by its id (PendingOrder), and
+// a user's orders under one prefix (QueuedRequest).
+func orderSubject(userKey, id string) string { return subjectOrder + "." + userKey + "." + id }
+
+// Headers of an order message that carry the request that made it.
+const (
+	headerIdempotencyID = "Contoso-Idempotency-Id"
+	headerRequestHash   = "Contoso-Request-Hash"
+)
+
+// Intake is an order as the order stream carries it: the order and the
+// request that made it, which the processor records (Remember) before it
+// reserves anything.
+type Intake struct {
+	Order shop.Order
+	// IdempotencyID is shop.IdempotencyID of the user and the request's
+	// Idempotency-Key; empty for an order queued by SubmitOrder.
+	IdempotencyID string
+	RequestHash   string
+}
+
+// Record is what the processor remembers of the intake's request.
+func (in Intake) Record() IdempotencyRecord {
+	return IdempotencyRecord{ID: in.Order.ID, UserKey: shop.UserKey(in.Order.User), RequestHash: in.RequestHash}
+}
+
+// decodeIntake reads an order message.
+func decodeIntake(data []byte, h nats.Header) (Intake, error) {
+	var in Intake
+	if err := decodeRecord(kindOrder, "", data, &in.Order); err != nil {
+		return Intake{}, err
+	}
+	in.IdempotencyID, in.RequestHash = h.Get(headerIdempotencyID), h.Get(headerRequestHash)
+	return in, nil
+}
+
+// AcceptOrder puts a new order on the order stream: the one quorum write
+// that accepts it. The message id is the request's IdempotencyID, so the
+// same request again, while the stream's duplicate window (10 minutes)
+// remembers the first, stores nothing: AcceptOrder then returns the intake
+// the first request queued and fresh false. When the processor has taken
+// that message off the queue already, the intake is rebuilt from what the
+// processor recorded. fresh is true when in is the order queued, also
+// when a retried publish finds its own first attempt.
+func (s *Store) AcceptOrder(ctx context.Context, in Intake) (_ Intake, fresh bool, err error) {
+	o := in.Order
+	b, err := s.encode(kindOrder, o)
+	if err != nil {
+		return in, false, fmt.Errorf("accept order %s: %w", o.ID, err)
+	}
+	msg := &nats.Msg{Subject: orderSubject(shop.UserKey(o.User), o.ID), Data: b, Header: nats.Header{}}
+	msg.Header.Set(headerIdempotencyID, in.IdempotencyID)
+	msg.Header.Set(headerRequestHash, in.RequestHash)
+	ack, err := s.publishMsg(ctx, msg, in.IdempotencyID)
+	if err != nil {
+		return in, false, refused("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("accept order %s: %w", o.ID, err))
+	}
+	if !ack.Duplicate {
+		return in, true, nil
+	}
+	prev, err := s.queuedAt(ctx, ack.Sequence, in.IdempotencyID)
+	if err != nil {
+		return in, false, err
+	}
+	return prev, prev.Order.ID == o.ID, nil
+}
+
+// queuedAt reads the order message at seq from the stream leader or, when
+// a processor has finished it (a work queue deletes what is
+// acknowledged), what the processor recorded of request idemID.
+func (s *Store) queuedAt(ctx context.Context, seq uint64, idemID string) (Intake, error) {
+	m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		m, err := s.orderQ.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		return m, err
+	})
+	if err != nil {
+		return Intake{}, shop.Unavailable("the order cannot be read back; retry with the same Idempotency-Key", fmt.Errorf("queued order %d: %w", seq, err))
+	}
+	if m != nil && m.Header.Get(headerIdempotencyID) == idemID {
+		in, err := decodeIntake(m.Data, m.Header)
+		if err != nil {
+			return Intake{}, newerRecord(fmt.Errorf("queued order %d: %w", seq, err))
+		}
+		return in, nil
+	}
+	rec, ok, err := s.Recall(ctx, idemID)
+	if err != nil {
+		return Intake{}, err
+	}
+	if !ok {
+		return Intake{}, shop.Unavailable("the order cannot be read back; retry with the same Idempotency-Key", fmt.Errorf("queued order %d: neither queued nor recorded", seq))
+	}
+	prev, err := s.Order(ctx, rec.UserKey, rec.ID)
+	if err != nil {
+		return Intake{}, err
+	}
+	return Intake{Order: prev, IdempotencyID: idemID, RequestHash: rec.RequestHash}, nil
+}
+
+// PendingOrder finds a user's order on the order stream, where it waits
+// until a processor records it: read from the stream leader, which sees
+// every order acknowledged before.
+func (s *Store) PendingOrder(ctx context.Context, userKey, id string) (shop.Order, error) {
+	m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		m, err := s.orderQ.GetLastMsgForSubject(ctx, orderSubject(userKey, id))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		return m, err
+	})
+	if err != nil {
+		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("pending order %s: %w", id, err))
+	}
+	if m == nil {
+		return shop.Order{}, shop.NotFound("order", id)
+	}
+	in, err := decodeIntake(m.Data, m.Header)
+	if err != nil {
+		return shop.Order{}, newerRecord(fmt.Errorf("pending order %s: %w", id, err))
+	}
+	return in.Order, nil
+}
+
+// maxQueuedScan bounds how many of a user's queued orders QueuedRequest
+// reads.
+const maxQueuedScan = 100
+
+// QueuedRequest finds, among a user's orders still on the order stream,
+// the one request idemID made: for a replay that cannot be published again
+// (an order from a cart the first request emptied). It reads each of the
+// user's queued messages from the stream leader, at most maxQueuedScan.
+func (s *Store) QueuedRequest(ctx context.Context, userKey, idemID string) (Intake, bool, error) {
+	subject := orderSubject(userKey, ">")
+	for seq, n := uint64(1), 0; n < maxQueuedScan; n++ {
+		m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			m, err := s.orderQ.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil, nil
+			}
+			return m, err
+		})
+		if err != nil {
+			return Intake{}, false, shop.Unavailable("orders cannot be checked right now; retry with the same Idempotency-Key", fmt.Errorf("queued request: %w", err))
+		}
+		if m == nil {
+			return Intake{}, false, nil
+		}
+		if m.Header.Get(headerIdempotencyID) == idemID {
+			in, err := decodeIntake(m.Data, m.Header)
+			if err != nil {
+				return Intake{}, false, newerRecord(fmt.Errorf("queued request: %w", err))
+			}
+			return in, true, nil
+		}
+		seq = m.Sequence + 1
+	}
+	return Intake{}, false, nil
 }
 
 // Order reads a user's order from the stream leader.
@@ -398,7 +564,8 @@ func (s *Store) Order(ctx context.Context, userKey, id string) (shop.Order, erro
 	return o, nil
 }
 
-// FindOrder finds any user's order by id (for admins): a scan of the keys.
+// FindOrder finds any user's order by id (for admins): a scan of the keys,
+// then, for an order no processor has recorded yet, of the order stream.
 func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 	keys, err := s.listKeys(ctx, s.orders, "*."+id)
 	if err != nil {
@@ -408,7 +575,24 @@ func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 		userKey, _, _ := strings.Cut(k, ".")
 		return s.Order(ctx, userKey, id)
 	}
-	return shop.Order{}, shop.NotFound("order", id)
+	m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		m, err := s.orderQ.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(orderSubject("*", id)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		return m, err
+	})
+	if err != nil {
+		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("find order %s: %w", id, err))
+	}
+	if m == nil {
+		return shop.Order{}, shop.NotFound("order", id)
+	}
+	in, err := decodeIntake(m.Data, m.Header)
+	if err != nil {
+		return shop.Order{}, newerRecord(fmt.Errorf("find order %s: %w", id, err))
+	}
+	return in.Order, nil
 }
 
 // Orders lists one page of a user's orders, newest first: the orders

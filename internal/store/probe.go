@@ -153,10 +153,10 @@ const (
 )
 
 // ProcessOrders runs order processing until ctx is done: it pulls from the
-// order consumer that all regions share and hands each order to h, with at
-// most concurrency orders in flight. Acknowledgement works as in
+// order consumer that all regions share and hands each order, with the
+// request that made it, to h, with at most concurrency orders in flight. Acknowledgement works as in
 // ProcessWrites.
-func (s *Store) ProcessOrders(ctx context.Context, h func(ctx context.Context, o shop.Order) error, poisoned func(error) bool, concurrency int) error {
+func (s *Store) ProcessOrders(ctx context.Context, h func(ctx context.Context, in Intake) error, poisoned func(error) bool, concurrency int) error {
 	c, err := retrying(ctx, s, func(ctx context.Context) (jetstream.Consumer, error) {
 		return s.orderQ.Consumer(ctx, ConsumerOrders)
 	})
@@ -164,15 +164,14 @@ func (s *Store) ProcessOrders(ctx context.Context, h func(ctx context.Context, o
 		return fmt.Errorf("process orders: %w", err)
 	}
 	return s.consume(ctx, poisoned, concurrency, func(ctx context.Context, msg jetstream.Msg) error {
-		var o shop.Order
-		err := decodeRecord(kindOrder, "", msg.Data(), &o)
+		in, err := decodeIntake(msg.Data(), msg.Headers())
 		if errors.Is(err, ErrSchema) {
 			return newerRecord(err)
 		}
 		if err != nil {
 			return shop.Invalid("", "undecodable order: %v", err)
 		}
-		return h(ctx, o)
+		return h(ctx, in)
 	}, c)
 }
 

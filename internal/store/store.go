@@ -417,8 +417,10 @@ type workQueue struct {
 	subjects    []string
 }
 
+// The order queue takes orders.new.<user key>.<order id> and, from
+// releases before one subject per order, orders.new.
 var (
-	orderQueue = workQueue{ConsumerOrders, "the order processors of every stamp share this consumer", []string{subjectOrder}}
+	orderQueue = workQueue{ConsumerOrders, "the order processors of every stamp share this consumer", []string{subjectOrder, subjectOrder + ".>"}}
 	writeQueue = workQueue{ConsumerWrites, "the background processors of every stamp share this consumer", []string{subjectComment + ">", subjectRating + ">"}}
 )
 

@@ -94,7 +94,7 @@ func TestStoreWritesAreSpansOfTheCallersTrace(t *testing.T) {
 	}{
 		{"create orders", "POST /api/orders", trace.SpanKindClient, map[string]string{"db.system.name": "nats", "db.operation.name": "create", "db.collection.name": "orders"}},
 		{"publish orders.new", "POST /api/orders", trace.SpanKindProducer, map[string]string{"messaging.system": "nats", "messaging.operation.type": "send",
-			"messaging.destination.name": "orders.new", "messaging.message.id": o.ID}},
+			"messaging.destination.name": "orders.new." + shop.UserKey(o.User) + "." + o.ID, "messaging.message.id": o.ID}},
 		{"reserve stock", "POST /api/orders", trace.SpanKindInternal, map[string]string{"contoso.order.lines": "1"}},
 		{"update inventory", "reserve stock", trace.SpanKindClient, map[string]string{"db.operation.name": "update", "contoso.cas.attempts": "1", "contoso.cas.conflicts": "0"}},
 		{"get idempotency", "POST /api/orders", trace.SpanKindClient, map[string]string{"db.operation.name": "get"}},

@@ -102,7 +102,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.cfg.Partner != nil {
 		wg.Go(func() {
 			w.forever(ctx, "orders", func() error {
-				return w.cfg.Store.ProcessOrders(ctx, w.Order, poisoned, w.cfg.OrderConcurrency)
+				return w.cfg.Store.ProcessOrders(ctx, w.Take, poisoned, w.cfg.OrderConcurrency)
 			})
 		})
 	}
@@ -125,6 +125,44 @@ func (w *Worker) forever(ctx context.Context, what string, process func() error)
 		}
 		delay = min(2*delay, 10*time.Second)
 	}
+}
+
+// Take handles an order message. An order accepted with the one write of
+// its message comes with the request that made it: before anything is
+// reserved, Take records that request (create-if-absent, so a replay in
+// any region later gets this order) and the order itself. When the
+// request is recorded already with another order (a replay published again
+// after the stream's duplicate window, while this message still waited),
+// the message is a duplicate: it is dropped, nothing reserved. Then Order
+// takes the order further. A crash anywhere leaves the message
+// unacknowledged, and its redelivery records nothing twice.
+func (w *Worker) Take(ctx context.Context, in store.Intake) error {
+	o := in.Order
+	if err := validOrder(o); err != nil {
+		return err
+	}
+	if in.IdempotencyID != "" {
+		rec, won, err := w.cfg.Store.Remember(ctx, in.IdempotencyID, in.Record())
+		if err != nil {
+			return fmt.Errorf("record the request of order %s: %w", o.ID, err)
+		}
+		if !won && rec.ID != o.ID {
+			w.log.WarnContext(ctx, "dropping an order whose request made another order", "order", o.ID, "kept", rec.ID)
+			return nil
+		}
+		if err := w.cfg.Store.CreateOrder(ctx, o); err != nil {
+			return fmt.Errorf("record order %s: %w", o.ID, err)
+		}
+	}
+	return w.Order(ctx, o)
+}
+
+func validOrder(o shop.Order) error {
+	_, err := shop.ValidateLines(o.Lines)
+	if err != nil || shop.ValidateWriteID("id", o.ID) != nil || o.User == "" {
+		return shop.Invalid("", "malformed order %q: %v", o.ID, err)
+	}
+	return nil
 }
 
 // Order takes one order one step further, from whatever state it is in,
