@@ -75,9 +75,10 @@ func TestAnOrderIsOneTraceFromEdgeToPartner(t *testing.T) {
 	})
 	// Each span carries the identity of the part that made it, though all
 	// of them share one process: the edge, the stamp that took the order
-	// (its API and the store work it did), the processor that handled it
-	// (its store work and partner call, in whichever region took it from
-	// the queue), the partner.
+	// (its API, its read of the idempotency record and its one write, the
+	// order's message), the processor that handled it (its records of the
+	// request and the order, the stock and partner call, in whichever
+	// region took it from the queue), the partner.
 	served := res.Header.Get("X-Served-Region")
 	for _, s := range trace.Spans {
 		var want map[string]string
@@ -86,7 +87,7 @@ func TestAnOrderIsOneTraceFromEdgeToPartner(t *testing.T) {
 			want = map[string]string{"service.name": "contoso-edge", "cloud.region": ""}
 		case s.Attributes["component"] == "partner":
 			want = map[string]string{"service.name": "contoso-partner", "cloud.region": ""}
-		case slices.Contains([]string{"POST /api/orders", "create idempotency", "create orders", "publish orders.new"}, s.Name):
+		case slices.Contains([]string{"POST /api/orders", "get idempotency", "publish orders.new"}, s.Name):
 			want = map[string]string{"service.name": "contoso-stamp", "cloud.region": served}
 		default:
 			want = map[string]string{"service.name": "contoso-worker"}
