@@ -103,7 +103,10 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	tel, log, stopTelemetry, err := startTelemetryAs(telemetry.Identity{Service: telemetry.ServiceStamp, Region: *region, Version: *release}, getenv, log)
+	// The identity NewInstance gives the stamp's part, so that the
+	// process has that one part: its zone is the stamp's default too.
+	tel, log, stopTelemetry, err := startTelemetryAs(telemetry.Identity{Service: telemetry.ServiceStamp, Region: *region, Version: *release,
+		Zone: cmp.Or(*zone, *region+"-1")}, getenv, log)
 	if err != nil {
 		return err
 	}

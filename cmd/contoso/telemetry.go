@@ -21,7 +21,7 @@ func startTelemetry(service, region string, getenv func(string) string, log *slo
 // startTelemetryAs is startTelemetry for a part that names more of its
 // identity than its service and region: a stamp, its release.
 func startTelemetryAs(id telemetry.Identity, getenv func(string) string, log *slog.Logger) (*telemetry.Telemetry, *slog.Logger, func(), error) {
-	tel, stopTel, err := telemetry.Start(context.Background(), telemetry.Config{Service: id.Service, Region: id.Region, Version: id.Version, Getenv: getenv, Logger: log})
+	tel, stopTel, err := telemetry.Start(context.Background(), telemetry.Config{Service: id.Service, Region: id.Region, Version: id.Version, Zone: id.Zone, Getenv: getenv, Logger: log})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("telemetry: %w", err)
 	}

@@ -492,22 +492,30 @@ func (s *Store) queuedAt(ctx context.Context, seq uint64, idemID string) (Intake
 // until a processor records it: read from the stream leader, which sees
 // every order acknowledged before.
 func (s *Store) PendingOrder(ctx context.Context, userKey, id string) (shop.Order, error) {
+	return s.queuedOrder(ctx, id, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.orderQ.GetLastMsgForSubject(ctx, orderSubject(userKey, id))
+	})
+}
+
+// queuedOrder is order id as the message get finds it on the order
+// stream, read from the stream leader; shop.NotFound when there is none.
+func (s *Store) queuedOrder(ctx context.Context, id string, get func(context.Context) (*jetstream.RawStreamMsg, error)) (shop.Order, error) {
 	m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		m, err := s.orderQ.GetLastMsgForSubject(ctx, orderSubject(userKey, id))
+		m, err := get(ctx)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil, nil
 		}
 		return m, err
 	})
 	if err != nil {
-		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("pending order %s: %w", id, err))
+		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("queued order %s: %w", id, err))
 	}
 	if m == nil {
 		return shop.Order{}, shop.NotFound("order", id)
 	}
 	in, err := decodeIntake(m.Data, m.Header)
 	if err != nil {
-		return shop.Order{}, newerRecord(fmt.Errorf("pending order %s: %w", id, err))
+		return shop.Order{}, newerRecord(fmt.Errorf("queued order %s: %w", id, err))
 	}
 	return in.Order, nil
 }
@@ -575,24 +583,9 @@ func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 		userKey, _, _ := strings.Cut(k, ".")
 		return s.Order(ctx, userKey, id)
 	}
-	m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		m, err := s.orderQ.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(orderSubject("*", id)))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil, nil
-		}
-		return m, err
+	return s.queuedOrder(ctx, id, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.orderQ.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(orderSubject("*", id)))
 	})
-	if err != nil {
-		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("find order %s: %w", id, err))
-	}
-	if m == nil {
-		return shop.Order{}, shop.NotFound("order", id)
-	}
-	in, err := decodeIntake(m.Data, m.Header)
-	if err != nil {
-		return shop.Order{}, newerRecord(fmt.Errorf("find order %s: %w", id, err))
-	}
-	return in.Order, nil
 }
 
 // Orders lists one page of a user's orders, newest first: the orders

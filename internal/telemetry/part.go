@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -30,6 +31,10 @@ const (
 
 // identityAttributeKeys are the resource attributes that name a part.
 var identityAttributeKeys = []attribute.Key{AttrServiceName, AttrServiceInstance, AttrCloudRegion, AttrServiceVersion}
+
+// spanIdentityKeys are the resource attributes a received span keeps: the
+// identity and the zone.
+var spanIdentityKeys = append(slices.Clone(identityAttributeKeys), AttrCloudZone)
 
 // Identity names one part of the system: the resource attributes every
 // span and metric it records carries.

@@ -30,7 +30,7 @@ func TestPartsOfOneProcessKeepTheirIdentity(t *testing.T) {
 	t.Cleanup(func() { _ = ops.Shutdown(ctx) })
 	edge := mustPart(t, ops, Identity{Service: ServiceEdge, Instance: "edge-1"})
 	stamp1 := mustPart(t, ops, Identity{Service: ServiceStamp, Region: "westeurope", Instance: "stamp-1"})
-	stamp2 := mustPart(t, ops, Identity{Service: ServiceStamp, Region: "westeurope", Instance: "stamp-2"})
+	stamp2 := mustPart(t, ops, Identity{Service: ServiceStamp, Region: "westeurope", Instance: "stamp-2", Zone: "westeurope-2"})
 	stamp3 := mustPart(t, ops, Identity{Service: ServiceStamp, Region: "westeurope", Instance: "stamp-3", Version: "v2"})
 	worker := mustPart(t, stamp1, Identity{Service: ServiceWorker, Region: "westeurope", Instance: "stamp-1"})
 	dev := buildinfo.Version()
@@ -74,8 +74,8 @@ func TestPartsOfOneProcessKeepTheirIdentity(t *testing.T) {
 	// In the sink: every span with its part's identity.
 	want := map[*Telemetry]map[string]string{
 		edge:   {"service.name": ServiceEdge, "service.instance.id": "edge-1", "cloud.region": "", "service.version": dev},
-		stamp1: {"service.name": ServiceStamp, "service.instance.id": "stamp-1", "cloud.region": "westeurope", "service.version": dev},
-		stamp2: {"service.name": ServiceStamp, "service.instance.id": "stamp-2", "cloud.region": "westeurope", "service.version": dev},
+		stamp1: {"service.name": ServiceStamp, "service.instance.id": "stamp-1", "cloud.region": "westeurope", "service.version": dev, "cloud.availability_zone": ""},
+		stamp2: {"service.name": ServiceStamp, "service.instance.id": "stamp-2", "cloud.region": "westeurope", "service.version": dev, "cloud.availability_zone": "westeurope-2"},
 		stamp3: {"service.name": ServiceStamp, "service.instance.id": "stamp-3", "cloud.region": "westeurope", "service.version": "v2"},
 		worker: {"service.name": ServiceWorker, "service.instance.id": "stamp-1", "cloud.region": "westeurope", "service.version": dev},
 	}

@@ -118,11 +118,13 @@ func writeOTLP(w http.ResponseWriter, m proto.Message) {
 // identity is the sender's identity attributes of a resource
 // (identityAttributeKeys), which the receiver copies onto every span and
 // data point it keeps, so that series of two processes never collide and a
-// trace shows which part made each span.
-func identity(attrs []*commonpb.KeyValue) []attribute.KeyValue {
+// trace shows which part made each span. Spans also keep the sender's zone
+// (spanIdentityKeys): a trace says where each span ran, while a metric
+// series stays one per instance, not one more per zone.
+func identity(attrs []*commonpb.KeyValue, keys []attribute.Key) []attribute.KeyValue {
 	var out []attribute.KeyValue
 	for _, kv := range attrs {
-		for _, k := range identityAttributeKeys {
+		for _, k := range keys {
 			if kv.GetKey() == string(k) {
 				out = append(out, attribute.String(string(k), anyString(kv.GetValue())))
 			}
@@ -159,7 +161,7 @@ func (s *Sink) receiveSpans(rss []*tracepb.ResourceSpans) {
 		return
 	}
 	for _, rs := range rss {
-		who := identity(rs.GetResource().GetAttributes())
+		who := identity(rs.GetResource().GetAttributes(), spanIdentityKeys)
 		for _, ss := range rs.GetScopeSpans() {
 			for _, p := range ss.GetSpans() {
 				if len(p.GetTraceId()) != 16 || len(p.GetSpanId()) != 8 {
@@ -236,7 +238,7 @@ func (s *Sink) receiveMetrics(rms []*metricpb.ResourceMetrics) (rejected int64, 
 		return false
 	}
 	for _, rm := range rms {
-		who := identity(rm.GetResource().GetAttributes())
+		who := identity(rm.GetResource().GetAttributes(), identityAttributeKeys)
 		for _, sm := range rm.GetScopeMetrics() {
 			scope := sm.GetScope().GetName()
 			for _, m := range sm.GetMetrics() {

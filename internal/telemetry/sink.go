@@ -182,13 +182,13 @@ func spanOf(s sdktrace.ReadOnlySpan) Span {
 		sp.Status = "ok"
 	}
 	attrs := s.Attributes()
-	sp.Attributes = make(map[string]string, len(attrs)+len(identityAttributeKeys))
+	sp.Attributes = make(map[string]string, len(attrs)+len(spanIdentityKeys))
 	for _, kv := range attrs {
 		sp.Attributes[string(kv.Key)] = kv.Value.Emit()
 	}
 	if res := s.Resource(); res != nil {
 		set := res.Set()
-		for _, k := range identityAttributeKeys {
+		for _, k := range spanIdentityKeys {
 			if v, ok := set.Value(k); ok {
 				sp.Attributes[string(k)] = v.Emit()
 			}

@@ -102,6 +102,8 @@ type Config struct {
 	// Version is the service.version resource attribute: the release the
 	// part runs; empty: this binary's version (buildinfo.Version).
 	Version string
+	// Zone is cloud.availability_zone (Identity.Zone); empty: none.
+	Zone string
 	// Getenv reads the standard OTLP variables. OTLP export of traces is on
 	// when it returns a non-empty OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used
 	// as is) or OTEL_EXPORTER_OTLP_ENDPOINT (with /v1/traces appended), and
@@ -251,7 +253,7 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 		return nil, fmt.Errorf("telemetry: process collector: %w", err)
 	}
 	p.metrics = promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{})
-	t, err := p.newPart(ctx, Identity{Service: cfg.Service, Region: cfg.Region, Instance: cfg.Instance, Version: cfg.Version}, false)
+	t, err := p.newPart(ctx, Identity{Service: cfg.Service, Region: cfg.Region, Instance: cfg.Instance, Version: cfg.Version, Zone: cfg.Zone}, false)
 	if err != nil {
 		_ = p.shutdown(ctx)
 		return nil, err
