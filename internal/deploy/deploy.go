@@ -821,12 +821,14 @@ func (d *Deployment) KillZone(region string, k int) ([]string, error) {
 
 // RestoreZone starts, in zone k of a region (of every region when region
 // is empty), an instance of the region's release wherever the zone runs
-// none, and returns once they are ready: the heal of a zone outage.
+// none, and returns once they are ready: the heal of a zone outage. A
+// region whose store server is down (a region outage) is left to its own
+// revive.
 func (d *Deployment) RestoreZone(ctx context.Context, only string, k int) error {
 	d.mu.Lock()
 	var todo []*region
 	for name, r := range d.regions {
-		if (only == "" || name == only) && k <= d.instances() && r.node != nil &&
+		if (only == "" || name == only) && k <= d.instances() && (r.node == nil || r.node.Server().Running()) &&
 			!slices.ContainsFunc(r.instances, func(in *instance) bool { return in.zone == ZoneName(name, k) }) {
 			todo = append(todo, r)
 		}

@@ -241,8 +241,8 @@ func TestStampIsNotReadyUntilWarmed(t *testing.T) {
 	for {
 		_, rep := ts.report(t)
 		if rep.Gauges["warm.requests"] == warmRequests && rep.Gauges["warm.ms"] > 0 {
-			if rep.Release != buildinfo.Version() {
-				t.Errorf("report's release = %q, want the binary's %q", rep.Release, buildinfo.Version())
+			if rep.Release != buildinfo.Version() || rep.Zone != "westeurope-1" {
+				t.Errorf("report's release = %q and zone %q, want the binary's %q and the region's first zone", rep.Release, rep.Zone, buildinfo.Version())
 			}
 			break
 		}
@@ -251,8 +251,8 @@ func TestStampIsNotReadyUntilWarmed(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if e, ok := ts.registered(t); !ok || e.Release != buildinfo.Version() {
-		t.Errorf("registry entry = %+v (%v), want release %q", e, ok, buildinfo.Version())
+	if e, ok := ts.registered(t); !ok || e.Release != buildinfo.Version() || e.Zone != "westeurope-1" {
+		t.Errorf("registry entry = %+v (%v), want release %q in zone westeurope-1", e, ok, buildinfo.Version())
 	}
 }
 
@@ -268,7 +268,8 @@ func isCheckReason(rep health.Report) bool {
 	return false
 }
 
-// A stamp of release v7 says so in the registry and its health report, and
+// A stamp of release v7 in zone westeurope-2 says both in the registry and
+// its health report, and
 // its HTTP server metric in the sink carries service.version v7, so the
 // requests of one release can be selected beside another's.
 func TestStampVersionNamesItsReleaseInTheSink(t *testing.T) {
@@ -281,7 +282,7 @@ func TestStampVersionNamesItsReleaseInTheSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	ts := serveStamp(t, c, stamp.Config{Release: "v7", Telemetry: tel})
+	ts := serveStamp(t, c, stamp.Config{Release: "v7", Zone: "westeurope-2", Telemetry: tel})
 	ts.waitReady(t)
 	if err := tel.Sink().Collect(t.Context()); err != nil {
 		t.Fatal(err)
@@ -305,10 +306,10 @@ func TestStampVersionNamesItsReleaseInTheSink(t *testing.T) {
 	if got, ok := tel.Sink().Increase(telemetry.MetricHTTPServerDuration, match, time.Minute); ok && got != 0 {
 		t.Errorf("requests of release v6 = %v, want none", got)
 	}
-	if _, rep := ts.report(t); rep.Release != "v7" {
-		t.Errorf("health report's release = %q, want v7", rep.Release)
+	if _, rep := ts.report(t); rep.Release != "v7" || rep.Zone != "westeurope-2" {
+		t.Errorf("health report's release = %q and zone %q, want v7 in westeurope-2", rep.Release, rep.Zone)
 	}
-	if e, ok := ts.registered(t); !ok || e.Release != "v7" {
-		t.Errorf("registry entry = %+v (%v), want release v7", e, ok)
+	if e, ok := ts.registered(t); !ok || e.Release != "v7" || e.Zone != "westeurope-2" {
+		t.Errorf("registry entry = %+v (%v), want release v7 in zone westeurope-2", e, ok)
 	}
 }
