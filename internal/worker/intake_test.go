@@ -3,7 +3,6 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/store/storetest"
@@ -82,13 +80,7 @@ func TestAnOrderWhoseProcessorDiedBeforeRecordingItIsRecordedOnce(t *testing.T) 
 				t.Fatalf("accept: fresh %v, %v", fresh, err)
 			}
 
-			standIn := partner.NewStandIn(partner.StandInConfig{APIKey: func() string { return "api-key" }, SigningKey: func() string { return "signing-key" }})
-			srv := httptest.NewServer(standIn.Handler())
-			t.Cleanup(srv.Close)
-			client, err := partner.NewClient(partner.ClientConfig{URL: srv.URL + "/v1/orders", Secrets: keys{}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			standIn, client := partnerStandIn(t)
 
 			// The first processor dies at the request's create: its
 			// connection closes as the create starts (nothing sent) or
@@ -225,13 +217,7 @@ func TestAReplayQueuedAfterTheDuplicateWindowIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	standIn := partner.NewStandIn(partner.StandInConfig{APIKey: func() string { return "api-key" }, SigningKey: func() string { return "signing-key" }})
-	srv := httptest.NewServer(standIn.Handler())
-	t.Cleanup(srv.Close)
-	client, err := partner.NewClient(partner.ClientConfig{URL: srv.URL + "/v1/orders", Secrets: keys{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	standIn, client := partnerStandIn(t)
 	run, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -21,12 +21,10 @@ type keys struct{}
 func (keys) PartnerAPIKey() (string, error)     { return "api-key", nil }
 func (keys) PartnerSigningKey() (string, error) { return "signing-key", nil }
 
-// The worker counts the orders it confirms and rejects (by reason), once
-// per order: a redelivered order that is already final is not counted
-// again.
-func TestWorkerCountsConfirmedAndRejectedOrders(t *testing.T) {
-	c := storetest.NewCluster(t, "westeurope")
-	st, _ := c.MustOpen(t, 0)
+// partnerStandIn is the partner stand-in on a test server of its own,
+// checking keys' credentials, and a partner client that reaches it.
+func partnerStandIn(t *testing.T) (*partner.StandIn, *partner.Client) {
+	t.Helper()
 	standIn := partner.NewStandIn(partner.StandInConfig{APIKey: func() string { return "api-key" }, SigningKey: func() string { return "signing-key" }})
 	srv := httptest.NewServer(standIn.Handler())
 	t.Cleanup(srv.Close)
@@ -34,6 +32,16 @@ func TestWorkerCountsConfirmedAndRejectedOrders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return standIn, client
+}
+
+// The worker counts the orders it confirms and rejects (by reason), once
+// per order: a redelivered order that is already final is not counted
+// again.
+func TestWorkerCountsConfirmedAndRejectedOrders(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	st, _ := c.MustOpen(t, 0)
+	_, client := partnerStandIn(t)
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/store/storetest"
@@ -59,13 +57,7 @@ func TestAMessageOfANewerSchemaStaysQueuedForANewerProcessor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	standIn := partner.NewStandIn(partner.StandInConfig{APIKey: func() string { return "api-key" }, SigningKey: func() string { return "signing-key" }})
-	srv := httptest.NewServer(standIn.Handler())
-	t.Cleanup(srv.Close)
-	client, err := partner.NewClient(partner.ClientConfig{URL: srv.URL + "/v1/orders", Secrets: keys{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	standIn, client := partnerStandIn(t)
 	w := worker.New(worker.Config{Region: "westeurope", Store: st, Partner: client})
 
 	const sku = "contoso-skyline-1-42"
