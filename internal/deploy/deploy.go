@@ -470,24 +470,33 @@ func ZoneName(region string, k int) string { return fmt.Sprintf("%s-%d", region,
 // instances is how many instances each region runs.
 func (d *Deployment) instances() int { return max(1, d.cfg.Instances) }
 
-// zoneFor is the zone of r where a new instance of release goes: the one
-// with the fewest instances of that release, the first of them on a tie,
-// so a release's new instances spread over the zones as the old ones do.
-// d.mu is held.
-func (d *Deployment) zoneFor(r *region, release string) string {
-	best, fewest := ZoneName(r.name, 1), -1
-	for k := 1; k <= d.instances(); k++ {
-		z, n := ZoneName(r.name, k), 0
-		for _, in := range r.instances {
-			if in.zone == z && in.release == release {
-				n++
-			}
-		}
-		if fewest < 0 || n < fewest {
+// FewestZone is the zone of region, among its first zones, where count
+// finds the fewest instances, the first of them on a tie: where a new
+// instance goes, so instances spread over the zones.
+func FewestZone(region string, zones int, count func(zone string) int) string {
+	best, fewest := ZoneName(region, 1), -1
+	for k := 1; k <= zones; k++ {
+		z := ZoneName(region, k)
+		if n := count(z); fewest < 0 || n < fewest {
 			best, fewest = z, n
 		}
 	}
 	return best
+}
+
+// zoneFor is the zone of r where a new instance of release goes: the one
+// with the fewest instances of that release, so a release's new instances
+// spread over the zones as the old ones do. d.mu is held.
+func (d *Deployment) zoneFor(r *region, release string) string {
+	return FewestZone(r.name, d.instances(), func(zone string) int {
+		n := 0
+		for _, in := range r.instances {
+			if in.zone == zone && in.release == release {
+				n++
+			}
+		}
+		return n
+	})
 }
 
 // AddInstance starts one more instance of a region's stamp (a scale-out)

@@ -267,22 +267,17 @@ func (f *Fleet) addInstance(ctx context.Context, name, zone string) (string, err
 // instances is how many stamps each region runs.
 func (f *Fleet) instances() int { return max(1, f.cfg.Instances) }
 
-// emptiestZone is r's zone with the fewest running stamps, the first on a
-// tie; f.mu is held.
+// emptiestZone is r's zone with the fewest running stamps; f.mu is held.
 func (f *Fleet) emptiestZone(r *region) string {
-	best, fewest := deploy.ZoneName(r.name, 1), -1
-	for k := 1; k <= f.instances(); k++ {
-		z, n := deploy.ZoneName(r.name, k), 0
+	return deploy.FewestZone(r.name, f.instances(), func(zone string) int {
+		n := 0
 		for _, s := range r.stamps {
-			if s.zone == z && s.Running() {
+			if s.zone == zone && s.Running() {
 				n++
 			}
 		}
-		if fewest < 0 || n < fewest {
-			best, fewest = z, n
-		}
-	}
-	return best
+		return n
+	})
 }
 
 // KillZone SIGKILLs every running stamp process in zone k of a region (of
