@@ -336,17 +336,11 @@ func (d *Deployment) start(ctx context.Context) error {
 		return err
 	}
 	d.log.Debug("store assets declared; starting the stamps")
-	var wg sync.WaitGroup
-	errs := make([]error, len(names)*d.instances())
-	for i, name := range names {
-		for k := range d.instances() {
-			wg.Go(func() {
-				_, errs[i*d.instances()+k] = d.startInstance(ctx, d.regions[name], instanceSpec{zone: ZoneName(name, k+1)})
-			})
-		}
+	regions := make([]*region, 0, len(names))
+	for _, name := range names {
+		regions = append(regions, d.regions[name])
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := d.startInZones(ctx, regions, d.zones(), false); err != nil {
 		return err
 	}
 	if err := d.waitReady(ctx); err != nil {
@@ -744,14 +738,7 @@ func (d *Deployment) ReviveRegion(ctx context.Context, name string) error {
 	serving := len(r.instances)
 	d.mu.Unlock()
 	if serving == 0 {
-		// One instance per zone, started together.
-		errs := make([]error, d.instances())
-		var wg sync.WaitGroup
-		for k := range d.instances() {
-			wg.Go(func() { _, errs[k] = d.startInstance(ctx, r, instanceSpec{zone: ZoneName(name, k+1)}) })
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
+		if err := d.startInZones(ctx, []*region{r}, d.zones(), false); err != nil {
 			return fmt.Errorf("revive region %s: %w", name, err)
 		}
 	}
@@ -843,21 +830,43 @@ func (d *Deployment) RestoreZone(ctx context.Context, only string, k int) error 
 		}
 	}
 	d.mu.Unlock()
-	errs := make([]error, len(todo))
+	if err := d.startInZones(ctx, todo, []int{k}, true); err != nil {
+		return fmt.Errorf("restore zone: %w", err)
+	}
+	return nil
+}
+
+// startInZones starts, together, an instance of its region's release in
+// each of zones (indexes from 1) of each of regions, and returns once each
+// started or, with ready, is ready.
+func (d *Deployment) startInZones(ctx context.Context, regions []*region, zones []int, ready bool) error {
+	errs := make([]error, len(regions)*len(zones))
 	var wg sync.WaitGroup
-	for i, r := range todo {
-		wg.Go(func() {
-			in, err := d.startInstance(ctx, r, instanceSpec{zone: ZoneName(r.name, k)})
-			if err == nil {
-				err = waitFor(ctx, "the restored instance to be ready", in.stamp.Ready)
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("restore zone %s: %w", ZoneName(r.name, k), err)
-			}
-		})
+	for i, r := range regions {
+		for j, k := range zones {
+			wg.Go(func() {
+				zone := ZoneName(r.name, k)
+				in, err := d.startInstance(ctx, r, instanceSpec{zone: zone})
+				if err == nil && ready {
+					err = waitFor(ctx, "the instance in "+zone+" to be ready", in.stamp.Ready)
+				}
+				if err != nil {
+					errs[i*len(zones)+j] = fmt.Errorf("zone %s: %w", zone, err)
+				}
+			})
+		}
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// zones are the indexes of a region's zones, from 1.
+func (d *Deployment) zones() []int {
+	out := make([]int, d.instances())
+	for i := range out {
+		out[i] = i + 1
+	}
+	return out
 }
 
 // SetDrained drains (or restores) every stamp instance of a region.
