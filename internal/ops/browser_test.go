@@ -430,3 +430,99 @@ func TestBrowserWithoutRelease(t *testing.T) {
 	waitFor(t, ctx, `document.querySelector("#release .release-problem")?.textContent === "the release could not be read"`, 5*time.Second)
 	assertNoConsoleErrors(t, ctx)
 }
+
+// TestBrowserShowsScaling: the Autoscaling panel shows the fixture's
+// scaler: a row per region with its count, what it wants, its bounds, its
+// pre-scale, its utilisation and what it shed; the events newest first,
+// a scale-out with its change and the inputs behind it, a serving event
+// with its time to traffic. A new event arrives over the stream; without
+// a scaler the panel is hidden.
+func TestBrowserShowsScaling(t *testing.T) {
+	live := newLiveSnapshot()
+	ctx := openDashboard(t, live)
+	waitFor(t, ctx, `!document.getElementById("scaling-panel").hidden && document.querySelectorAll("#scaling [data-scaling-region]").length === 3`, 5*time.Second)
+
+	type row struct {
+		Region, Header, Instances, Want, Bounds, PreScale, Utilisation, Shed, Reason string
+		Over                                                                         bool
+	}
+	rows := eval[[]row](t, ctx, `[...document.querySelectorAll("#scaling [data-scaling-region]")].map(e => {
+		const cell = (c) => e.querySelector('[data-cell="' + c + '"]').textContent;
+		return {Region: e.dataset.scalingRegion, Header: e.querySelector('th[scope="row"]').textContent,
+			Instances: cell("instances"), Want: cell("want"), Bounds: cell("bounds"), PreScale: cell("pre-scale"),
+			Utilisation: cell("utilisation"), Shed: cell("shed"), Reason: cell("reason"),
+			Over: e.querySelector('[data-cell="utilisation"]').classList.contains("over")};
+	})`)
+	want := []row{
+		{"eastus", "eastus", "1", "1", "1–4", "at least 3 until 11:00:00 UTC (ended)", "0%", "0", "", false},
+		{"northeurope", "northeurope", "4", "4", "2–8", "at least 4 until 14:00:00 UTC", "35%", "0", "pre-scale: at least 4", false},
+		{"westeurope", "westeurope", "2", "3 ▲ (scaling out)", "2–6", "–", "82%", "12", hostileScaleReason, true},
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("scaling rows\n got %+v\nwant %+v", rows, want)
+	}
+	if got := eval[[]string](t, ctx, `[...document.querySelectorAll("#scaling .scaling-regions thead th")].map(e => e.getAttribute("scope") + ":" + e.textContent)`); !reflect.DeepEqual(got, []string{
+		"col:region", "col:instances", "col:want", "col:min–max", "col:pre-scale until", "col:utilisation", "col:shed", "col:reason"}) {
+		t.Errorf("region table headers %q", got)
+	}
+	if l := eval[string](t, ctx, `document.querySelector('#scaling [data-scaling-region="westeurope"] .meter').getAttribute("aria-label")`); l != "utilisation 82% of capacity, target 60%" {
+		t.Errorf("utilisation meter's text alternative %q", l)
+	}
+	if c := eval[string](t, ctx, `getComputedStyle(document.querySelector('#scaling [data-scaling-region="westeurope"] .meter .fill')).backgroundColor`); c != amber {
+		t.Errorf("utilisation above the target is %s, want %s", c, amber)
+	}
+
+	type event struct {
+		Action, Region, Time, Change, Reason, Inputs, ToTraffic, From, To, ToTrafficMs string
+	}
+	const events = `[...document.querySelectorAll("#scaling [data-scaling-event]")].map(e => ({
+		Action: e.dataset.action, Region: e.children[1].textContent, Time: e.children[0].textContent,
+		Change: e.children[3].textContent, Reason: e.children[4].textContent, Inputs: e.children[5].textContent,
+		ToTraffic: e.children[6].textContent, From: e.dataset.from || "", To: e.dataset.to || "", ToTrafficMs: e.dataset.toTrafficMs || ""}))`
+	got := eval[[]event](t, ctx, events)
+	wantEvents := []event{
+		{"serving", "westeurope", "11:59:55.400", "we-3", "", "", "3.4 s", "", "", "3400"},
+		{"started", "westeurope", "11:59:55.000", "we-3", "", "", "", "", "", ""},
+		{"scale-out", "westeurope", "11:59:54.000", "2 → 3", hostileScaleReason,
+			"2 instances, 2 reporting · 16.4 of 20 in flight · shed 12 · waiting 3 · p99 180 ms · bounds 2–6", "", "2", "3", ""},
+		{"settings", "all", "11:59:00.000", "", `{"regions":{"northeurope":{"preScale":{"min":4}}}}`, "", "", "", "", ""},
+	}
+	if !reflect.DeepEqual(got, wantEvents) {
+		t.Errorf("scaling events\n got %+v\nwant %+v", got, wantEvents)
+	}
+	// Data is text, never markup.
+	if eval[bool](t, ctx, `document.querySelector("#scaling i") !== null`) {
+		t.Error("a scaling reason was inserted as markup")
+	}
+	saveScreenshot(t, ctx, "dashboard-scaling.png")
+
+	// Held, with a new scale-in on top: over the stream, not a reload.
+	eval[chromedp.Void](t, ctx, `window.sameDocument = true`)
+	live.update(t, func(s *Snapshot) {
+		sc := s.Scaling
+		sc.Held = "release 20260501T115900Z-v2 under way"
+		in := ScalingInputs{Instances: 4, Reporting: 4, InFlight: 4, Capacity: 40, Min: 2, Max: 8}
+		sc.Events = append([]ScalingEvent{{At: fixtureTime, Region: "northeurope", Action: "scale-in", From: 4, To: 3, Reason: "utilisation 10% below the target for 1m", Inputs: &in, Instance: "ne-4"}}, sc.Events...)
+	})
+	waitFor(t, ctx, `document.querySelector('#scaling [data-scaling-event="0"]').dataset.action === "scale-in"`, 5*time.Second)
+	first := eval[event](t, ctx, `(`+events+`)[0]`)
+	if first.From != "4" || first.To != "3" || first.Change != "4 → 3" || first.Region != "northeurope" {
+		t.Errorf("new scale-in event %+v", first)
+	}
+	type held struct{ Held, Reason, Badge string }
+	if h := eval[held](t, ctx, `({Held: document.querySelector("#scaling .scaling-summary").dataset.held,
+		Reason: document.querySelector("#scaling .held-reason").textContent,
+		Badge: getComputedStyle(document.querySelector("#scaling .held")).backgroundColor})`); h != (held{"true", "release 20260501T115900Z-v2 under way", amber}) {
+		t.Errorf("held scaler: %+v", h)
+	}
+	if !eval[bool](t, ctx, `window.sameDocument === true`) {
+		t.Error("the page reloaded instead of updating live")
+	}
+
+	live.update(t, func(s *Snapshot) { s.Scaling = nil })
+	waitFor(t, ctx, `document.getElementById("scaling-panel").hidden`, 5*time.Second)
+	if n := eval[int](t, ctx, `document.querySelectorAll("#scaling *").length`); n != 0 {
+		t.Errorf("a hidden scaling panel keeps %d elements", n)
+	}
+	assertNoConsoleErrors(t, ctx)
+}

@@ -1,7 +1,9 @@
 // Package ops serves the operations dashboard: one page that shows the
 // whole system live — the regions with their stamps (and the release each
 // runs) and traffic, where each edge POP sends its clients, the release
-// under way with its steps and each region's split, the health model tree,
+// under way with its steps and each region's split, the autoscaler's
+// regions and recent events (when the deployment runs one), the health
+// model tree,
 // the SLOs with their burn rates and alerts, and the recent errors with
 // their traces.
 //

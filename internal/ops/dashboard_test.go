@@ -243,6 +243,14 @@ func TestSnapshotJSONContract(t *testing.T) {
 			StartedAt: fixtureTime, EndedAt: fixtureTime, FirstBadAt: fixtureTime, RollbackAt: fixtureTime,
 			Split: []RegionSplit{{Region: "r", Percents: map[string]int{"v1": 100, "v2": 0}, Settled: false}}},
 		ReleaseProblem: "q",
+		Scaling: &Scaling{Policy: ScalingPolicy{Target: 0.6, Tolerance: 0.1, ScaleOutAfterSeconds: 2, ScaleInAfterSeconds: 60}, Held: "h",
+			Regions: []ScalingRegion{{Region: "r", Min: 1, Max: 4, PreScale: &ScalingPreScale{Min: 3, Until: fixtureTime, Active: true}, Want: 3, Reason: "u", Utilisation: 0.82,
+				Inputs: ScalingInputs{Instances: 2, Reporting: 2, InFlight: 16.5, Capacity: 20, Requests: 900, Shed: 12, Waiting: 3, P99Ms: 180, Min: 3, Max: 4}}},
+			Events: []ScalingEvent{
+				{At: fixtureTime, Region: "r", Action: "scale-out", From: 2, To: 3, Reason: "u", Inputs: &ScalingInputs{Instances: 2, Capacity: 20}, ExceededAt: fixtureTime},
+				{At: fixtureTime, Region: "r", Action: "serving", Instance: "i", ExceededAt: fixtureTime, ToTrafficMs: 3400},
+				{At: fixtureTime, Action: "held", Reason: "h"},
+			}},
 	}
 	const want = `{"time":"2026-05-01T12:00:00Z",
 	"regions":[{"name":"r","state":"healthy","reason":"x","stamps":[{"id":"s","state":"drained","reason":"y","url":"u","release":"v1"}],"rps":1,"errorRatio":0.5,"p99Ms":2}],
@@ -259,7 +267,15 @@ func TestSnapshotJSONContract(t *testing.T) {
 			"old":{"health":"healthy","instances":2,"flows":null}}],
 		"startedAt":"2026-05-01T12:00:00Z","endedAt":"2026-05-01T12:00:00Z","firstBadAt":"2026-05-01T12:00:00Z","rollbackAt":"2026-05-01T12:00:00Z",
 		"split":[{"region":"r","percents":{"v1":100,"v2":0},"settled":false}]},
-	"releaseProblem":"q"}`
+	"releaseProblem":"q",
+	"scaling":{"policy":{"target":0.6,"tolerance":0.1,"scaleOutAfterSeconds":2,"scaleInAfterSeconds":60},"held":"h",
+		"regions":[{"region":"r","min":1,"max":4,"preScale":{"min":3,"until":"2026-05-01T12:00:00Z","active":true},"want":3,"reason":"u","utilisation":0.82,
+			"inputs":{"instances":2,"reporting":2,"inFlight":16.5,"capacity":20,"requests":900,"shed":12,"waiting":3,"p99Ms":180,"min":3,"max":4}}],
+		"events":[
+			{"at":"2026-05-01T12:00:00Z","region":"r","action":"scale-out","from":2,"to":3,"reason":"u",
+				"inputs":{"instances":2,"reporting":0,"inFlight":0,"capacity":20,"requests":0,"shed":0,"waiting":0,"p99Ms":0,"min":0,"max":0},"exceededAt":"2026-05-01T12:00:00Z"},
+			{"at":"2026-05-01T12:00:00Z","region":"r","action":"serving","instance":"i","exceededAt":"2026-05-01T12:00:00Z","toTrafficMs":3400},
+			{"at":"2026-05-01T12:00:00Z","action":"held","reason":"h"}]}}`
 	b, err := json.Marshal(s)
 	if err != nil {
 		t.Fatal(err)

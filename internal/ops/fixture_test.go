@@ -107,6 +107,37 @@ func fixture() *Snapshot {
 			{Time: fixtureTime.Add(-5 * time.Second), Level: "ERROR", Message: "inventory cache miss storm", Region: "westeurope"},
 		},
 		Release: fixtureRelease(),
+		Scaling: fixtureScaling(),
+	}
+}
+
+// hostileScaleReason is a scaling reason that would be italic if the page
+// inserted it as markup.
+const hostileScaleReason = `utilisation <i>82%</i> above the target & rising`
+
+// fixtureScaling is an autoscaler steering to 60 %: westeurope runs 2
+// instances at 82 % and shedding, so it scaled out to 3 and the new
+// instance took traffic 3.4 s after the load exceeded the target;
+// northeurope is held at 4 by a pre-scale; eastus's pre-scale has ended.
+func fixtureScaling() *Scaling {
+	exceeded := fixtureTime.Add(-8 * time.Second)
+	we := ScalingInputs{Instances: 2, Reporting: 2, InFlight: 16.4, Capacity: 20, Requests: 900, Shed: 12, Waiting: 3, P99Ms: 180, Min: 2, Max: 6}
+	return &Scaling{
+		Policy: ScalingPolicy{Target: 0.6, Tolerance: 0.1, ScaleOutAfterSeconds: 2, ScaleInAfterSeconds: 60},
+		Regions: []ScalingRegion{
+			{Region: "eastus", Min: 1, Max: 4, PreScale: &ScalingPreScale{Min: 3, Until: fixtureTime.Add(-time.Hour)},
+				Want: 1, Utilisation: 0, Inputs: ScalingInputs{Instances: 1, Min: 1, Max: 4}},
+			{Region: "northeurope", Min: 2, Max: 8, PreScale: &ScalingPreScale{Min: 4, Until: fixtureTime.Add(2 * time.Hour), Active: true},
+				Want: 4, Reason: "pre-scale: at least 4", Utilisation: 0.35,
+				Inputs: ScalingInputs{Instances: 4, Reporting: 4, InFlight: 14, Capacity: 40, Requests: 1500, P99Ms: 95, Min: 4, Max: 8}},
+			{Region: "westeurope", Min: 2, Max: 6, Want: 3, Reason: hostileScaleReason, Utilisation: 0.82, Inputs: we},
+		},
+		Events: []ScalingEvent{
+			{At: fixtureTime.Add(-4600 * time.Millisecond), Region: "westeurope", Action: "serving", Instance: "we-3", ExceededAt: exceeded, ToTrafficMs: 3400},
+			{At: fixtureTime.Add(-5 * time.Second), Region: "westeurope", Action: "started", Instance: "we-3"},
+			{At: fixtureTime.Add(-6 * time.Second), Region: "westeurope", Action: "scale-out", From: 2, To: 3, Reason: hostileScaleReason, Inputs: &we, ExceededAt: exceeded},
+			{At: fixtureTime.Add(-time.Minute), Action: "settings", Reason: `{"regions":{"northeurope":{"preScale":{"min":4}}}}`},
+		},
 	}
 }
 

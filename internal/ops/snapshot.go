@@ -31,6 +31,9 @@ type Snapshot struct {
 	// ReleaseProblem says why Release is missing when the release could
 	// not be read; empty otherwise.
 	ReleaseProblem string `json:"releaseProblem,omitempty"`
+	// Scaling is the autoscaler's state; nil when the deployment runs
+	// none (the page then shows no scaling section).
+	Scaling *Scaling `json:"scaling,omitempty"`
 }
 
 // Region is one region with its stamps and its traffic.
@@ -202,4 +205,85 @@ type RegionSplit struct {
 	// table change on its way); Percents is then the split of the first
 	// POP in region order.
 	Settled bool `json:"settled"`
+}
+
+// Scaling is the autoscaler as of its last evaluation: its rules, each
+// region's count and the load behind it, and its recent events.
+type Scaling struct {
+	Policy ScalingPolicy `json:"policy"`
+	// Held says why the scaler holds every change (a release under way);
+	// empty: it does not.
+	Held    string          `json:"held,omitempty"`
+	Regions []ScalingRegion `json:"regions"` // by name
+	Events  []ScalingEvent  `json:"events"`  // the most recent, newest first
+}
+
+// ScalingPolicy is how the scaler damps its decisions.
+type ScalingPolicy struct {
+	Target               float64 `json:"target"`    // the utilisation it steers to, 0..1
+	Tolerance            float64 `json:"tolerance"` // how far from Target, as a fraction of it, counts as on target
+	ScaleOutAfterSeconds float64 `json:"scaleOutAfterSeconds"`
+	ScaleInAfterSeconds  float64 `json:"scaleInAfterSeconds"`
+}
+
+// ScalingRegion is one region's scaling: its limits and what the last
+// evaluation read and wanted.
+type ScalingRegion struct {
+	Region string `json:"region"`
+	Min    int    `json:"min"`
+	Max    int    `json:"max"`
+	// PreScale raises Min until a time (capacity warmed for a known
+	// launch); nil: none. One whose time has passed stays until an
+	// operator removes it, inactive.
+	PreScale *ScalingPreScale `json:"preScale,omitempty"`
+	// Want is the count the last evaluation wanted; Reason, why.
+	Want        int           `json:"want"`
+	Reason      string        `json:"reason,omitempty"`
+	Utilisation float64       `json:"utilisation"` // demand over capacity, 0..1 and beyond
+	Inputs      ScalingInputs `json:"inputs"`
+}
+
+// ScalingPreScale is a temporary minimum.
+type ScalingPreScale struct {
+	Min   int       `json:"min"`
+	Until time.Time `json:"until"`
+	// Active is set while it raises Min: Until is after the snapshot's
+	// Time.
+	Active bool `json:"active"`
+}
+
+// ScalingInputs is what one evaluation knew of a region.
+type ScalingInputs struct {
+	Instances int     `json:"instances"` // running, and starting on the scaler's word
+	Reporting int     `json:"reporting"` // instances whose fresh report carries a load; the sums are over them
+	InFlight  float64 `json:"inFlight"`  // mean requests in flight
+	Capacity  int     `json:"capacity"`  // requests they take at once
+	Requests  int64   `json:"requests"`  // answered in their last window
+	Shed      int64   `json:"shed"`      // refused for want of a slot in their last window
+	Waiting   int     `json:"waiting"`   // waiting for a slot
+	P99Ms     float64 `json:"p99Ms"`     // the highest p99 of their handlers
+	Min       int     `json:"min"`       // the bounds in force: Min raised by a pre-scale under way
+	Max       int     `json:"max"`
+}
+
+// ScalingEvent is one thing the scaler did or saw.
+type ScalingEvent struct {
+	At     time.Time `json:"at"`
+	Region string    `json:"region,omitempty"` // empty: every region (held, resumed, settings)
+	// Action is scale-out or scale-in (a decision), started, stopped or
+	// failed (an instance's start or drain ended), serving (a started
+	// instance took its first request), held or resumed, or settings (an
+	// operator changed the rules).
+	Action   string         `json:"action"`
+	From     int            `json:"from,omitempty"`
+	To       int            `json:"to,omitempty"`
+	Reason   string         `json:"reason,omitempty"`
+	Inputs   *ScalingInputs `json:"inputs,omitempty"` // what a decision read; nil for other events
+	Instance string         `json:"instance,omitempty"`
+	// ExceededAt is when the load first exceeded the target, for a
+	// scale-out on load and the serving events it led to; zero otherwise.
+	ExceededAt time.Time `json:"exceededAt,omitzero"`
+	// ToTrafficMs is, for a serving event, the time from ExceededAt to
+	// the instance's first request.
+	ToTrafficMs int64 `json:"toTrafficMs,omitempty"`
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/contoso/shoes/internal/autoscale"
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/httpapi"
@@ -66,6 +67,11 @@ type Config struct {
 	// release controller's Current. It is called once per snapshot, so it
 	// should answer from memory. Nil: the dashboard shows no release.
 	Release func(ctx context.Context) (*release.Record, error)
+	// Scaling returns the autoscaler's status, for the dashboard's
+	// scaling section; the scaler's Status. It is called once per
+	// snapshot, so it should answer from memory. Nil, or a nil status:
+	// the dashboard shows no scaling section.
+	Scaling func() *autoscale.Status
 	// Now is the plane's clock; nil: time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger // nil: discard

@@ -9,11 +9,16 @@ import (
 	"slices"
 	"time"
 
+	"github.com/contoso/shoes/internal/autoscale"
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/release"
 )
+
+// scalingEvents is how many of the autoscaler's events the dashboard
+// shows.
+const scalingEvents = 20
 
 // staleReport is the age past which a stamp's last report no longer says
 // how it is (it publishes one every probe interval, a second by default).
@@ -21,10 +26,11 @@ const staleReport = 5 * time.Second
 
 // Snapshot is what the operations dashboard shows now: regions and their
 // stamps, where every POP routes, the health model, the SLOs, the recent
-// errors and the release with each region's split. It reads what the plane
-// holds (the last reports and statuses heard, the model's last evaluation,
-// the metric history) and never waits on the network; the release is what
-// Config.Release answers.
+// errors, the release with each region's split and the autoscaler's state.
+// It reads what the plane holds (the last reports and statuses heard, the
+// model's last evaluation, the metric history) and never waits on the
+// network; the release is what Config.Release answers, the scaling what
+// Config.Scaling does.
 func (p *Plane) Snapshot(ctx context.Context) (*ops.Snapshot, error) {
 	now := p.now()
 	snap := &ops.Snapshot{Time: now.UTC(), Regions: []ops.Region{}, POPs: []ops.POP{}, SLOs: []ops.SLOStatus{}, Errors: []ops.ErrorEntry{}}
@@ -76,6 +82,9 @@ func (p *Plane) Snapshot(ctx context.Context) (*ops.Snapshot, error) {
 			Region: l.Attrs["region"], TraceID: l.TraceID, Attrs: l.Attrs})
 	}
 	p.releaseSection(ctx, snap, regions, status)
+	if p.cfg.Scaling != nil {
+		snap.Scaling = scalingView(p.cfg.Scaling(), now)
+	}
 	return snap, nil
 }
 
@@ -162,6 +171,43 @@ func regionSplit(region string, status []edge.POPStatus) ops.RegionSplit {
 		}
 	}
 	return rs
+}
+
+// scalingView is the dashboard's view of the autoscaler's status at now,
+// with its most recent events; nil for a nil status.
+func scalingView(st *autoscale.Status, now time.Time) *ops.Scaling {
+	if st == nil {
+		return nil
+	}
+	p := st.Policy
+	v := &ops.Scaling{
+		Policy: ops.ScalingPolicy{Target: p.Target, Tolerance: p.Tolerance,
+			ScaleOutAfterSeconds: p.ScaleOutAfterSeconds, ScaleInAfterSeconds: p.ScaleInAfterSeconds},
+		Held: st.Held, Regions: []ops.ScalingRegion{}, Events: []ops.ScalingEvent{},
+	}
+	for _, r := range st.Regions {
+		sr := ops.ScalingRegion{Region: r.Region, Min: r.Min, Max: r.Max, Want: r.Want, Reason: r.Reason,
+			Utilisation: r.Utilisation, Inputs: scalingInputs(r.Inputs)}
+		if r.PreScale != nil {
+			sr.PreScale = &ops.ScalingPreScale{Min: r.PreScale.Min, Until: r.PreScale.Until, Active: now.Before(r.PreScale.Until)}
+		}
+		v.Regions = append(v.Regions, sr)
+	}
+	for _, e := range st.Events[:min(len(st.Events), scalingEvents)] {
+		se := ops.ScalingEvent{At: e.At, Region: e.Region, Action: e.Action, From: e.From, To: e.To, Reason: e.Reason,
+			Instance: e.Instance, ExceededAt: e.ExceededAt, ToTrafficMs: e.ToTrafficMs}
+		if e.Inputs != nil {
+			in := scalingInputs(*e.Inputs)
+			se.Inputs = &in
+		}
+		v.Events = append(v.Events, se)
+	}
+	return v
+}
+
+func scalingInputs(in autoscale.Inputs) ops.ScalingInputs {
+	return ops.ScalingInputs{Instances: in.Instances, Reporting: in.Reporting, InFlight: in.InFlight, Capacity: in.Capacity,
+		Requests: in.Requests, Shed: in.Shed, Waiting: in.Waiting, P99Ms: in.P99Ms, Min: in.Min, Max: in.Max}
 }
 
 // gateReading is the dashboard's view of one release's reading, its flows

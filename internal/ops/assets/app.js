@@ -21,6 +21,8 @@ const ui = {
   regions: $("regions"),
   pops: $("pops"),
   release: $("release"),
+  scalingPanel: $("scaling-panel"),
+  scaling: $("scaling"),
   health: $("health"),
   slos: $("slos"),
   errors: document.querySelector("#errors tbody"),
@@ -336,6 +338,148 @@ function gateCell(g) {
           ),
         )
       : el("div", { class: "quiet", text: "no requests" }),
+  );
+}
+
+// ---- autoscaling ----
+
+// renderScaling shows the autoscaler: its rules (a hold stands out), a
+// row per region with its count, what the last evaluation wanted and the
+// load behind it, and its recent events with what each read. Without an
+// autoscaler the panel is hidden.
+function renderScaling(sc) {
+  ui.scalingPanel.hidden = !sc;
+  if (!sc) {
+    ui.scaling.replaceChildren();
+    return;
+  }
+  const policy = sc.policy || {};
+  const rules = [
+    `target ${fmtPct(policy.target)} ± ${fmtPct(policy.tolerance)} of it`,
+    `out after ${fmtSeconds(policy.scaleOutAfterSeconds)} above`,
+    `in after ${fmtSeconds(policy.scaleInAfterSeconds)} below`,
+  ];
+  ui.scaling.replaceChildren(
+    el("div", { class: "scaling-summary" + (sc.held ? " is-held" : ""), "data-held": sc.held ? "true" : "false" },
+      el("span", { class: "scaling-rules", text: rules.join(" · ") }),
+      sc.held ? el("span", { class: "held", text: "⏸ held" }) : null,
+      sc.held ? el("span", { class: "held-reason", text: sc.held }) : null,
+    ),
+    scalingRegions(sc.regions || [], policy.target),
+    el("h3", { class: "sub", id: "scaling-events-title", text: "Events, newest first" }),
+    scalingEvents(sc.events || []),
+  );
+}
+
+function fmtSeconds(v) {
+  return finite(v) ? fmtMs(v * 1000) : "–";
+}
+
+// fmtCount shows an instance count as text.
+function fmtCount(v) {
+  return finite(v) ? String(v) : "0";
+}
+
+function scalingRegions(regions, target) {
+  if (!regions.length) return el("p", { class: "empty", text: "The autoscaler has not evaluated a region yet." });
+  return el(
+    "table",
+    { class: "scaling-regions" },
+    el("caption", { class: "visually-hidden", text: "Instances of each region, as of the autoscaler's last evaluation" }),
+    el("thead", null, el("tr", null, ["region", "instances", "want", "min–max", "pre-scale until", "utilisation", "shed", "reason"].map((h) => el("th", { scope: "col", text: h })))),
+    el(
+      "tbody",
+      null,
+      regions.map((r) => {
+        const inputs = r.inputs || {};
+        const n = fmtCount(inputs.instances);
+        const want = fmtCount(r.want);
+        const trend = r.want > (inputs.instances || 0) ? "out" : r.want < (inputs.instances || 0) ? "in" : "";
+        const util = finite(r.utilisation) ? r.utilisation : 0;
+        const over = finite(target) && util > target;
+        const fill = el("span", { class: "fill" });
+        fill.style.width = `${Math.max(0, Math.min(1, util)) * 100}%`;
+        const ps = r.preScale;
+        return el(
+          "tr",
+          {
+            class: trend ? `scaling-${trend}` : "",
+            "data-scaling-region": r.region,
+            "data-instances": n,
+            "data-want": want,
+            "data-utilisation": String(util),
+          },
+          el("th", { scope: "row", text: r.region }),
+          el("td", { class: "num", "data-cell": "instances", title: `${fmtCount(inputs.reporting)} reporting a load` }, n),
+          el("td", { class: "num", "data-cell": "want" },
+            want,
+            trend ? el("span", { class: "trend", "aria-hidden": "true", text: trend === "out" ? " ▲" : " ▼" }) : null,
+            trend ? el("span", { class: "visually-hidden", text: trend === "out" ? " (scaling out)" : " (scaling in)" }) : null,
+          ),
+          el("td", { class: "num", "data-cell": "bounds", text: `${fmtCount(r.min)}–${fmtCount(r.max)}` }),
+          el("td", { "data-cell": "pre-scale", class: ps && !ps.active ? "quiet" : "" },
+            ps ? `at least ${fmtCount(ps.min)} until ${fmtTime(ps.until)} UTC` + (ps.active ? "" : " (ended)") : "–",
+          ),
+          el("td", { class: "utilisation" + (over ? " over" : ""), "data-cell": "utilisation" },
+            el("span", { class: "meter", role: "img", "aria-label": `utilisation ${fmtPct(util)} of capacity, target ${fmtPct(target)}` }, fill),
+            el("span", { class: "num", text: fmtPct(util) }),
+          ),
+          el("td", { class: "num" + (inputs.shed > 0 ? " shed" : ""), "data-cell": "shed", text: fmtValue(inputs.shed || 0) }),
+          el("td", { class: "scaling-reason", "data-cell": "reason", text: r.reason || "" }),
+        );
+      }),
+    ),
+  );
+}
+
+// describeInputs is what a decision read, in one line.
+function describeInputs(inputs) {
+  if (!inputs) return "";
+  return [
+    `${fmtCount(inputs.instances)} instances, ${fmtCount(inputs.reporting)} reporting`,
+    `${fmtValue(inputs.inFlight || 0)} of ${fmtCount(inputs.capacity)} in flight`,
+    `shed ${fmtValue(inputs.shed || 0)}`,
+    `waiting ${fmtValue(inputs.waiting || 0)}`,
+    `p99 ${fmtMs(inputs.p99Ms || 0)}`,
+    `bounds ${fmtCount(inputs.min)}–${fmtCount(inputs.max)}`,
+  ].join(" · ");
+}
+
+const DECISIONS = new Set(["scale-out", "scale-in"]);
+
+function scalingEvents(events) {
+  if (!events.length) return el("p", { class: "empty", text: "No scaling events yet." });
+  return el(
+    "table",
+    { class: "scaling-events", "aria-labelledby": "scaling-events-title" },
+    el("thead", null, el("tr", null, ["time (UTC)", "region", "action", "change", "reason", "inputs", "time to traffic"].map((h) => el("th", { scope: "col", text: h })))),
+    el(
+      "tbody",
+      null,
+      events.map((e, i) => {
+        const action = e.action || "";
+        const change = DECISIONS.has(action) ? `${fmtCount(e.from || 0)} → ${fmtCount(e.to || 0)}` : e.instance || "";
+        return el(
+          "tr",
+          {
+            class: `scaling-event action-${action}`,
+            "data-scaling-event": String(i),
+            "data-action": action,
+            "data-event-region": e.region || "",
+            "data-from": DECISIONS.has(action) ? fmtCount(e.from || 0) : null,
+            "data-to": DECISIONS.has(action) ? fmtCount(e.to || 0) : null,
+            "data-to-traffic-ms": finite(e.toTrafficMs) ? String(e.toTrafficMs) : null,
+          },
+          el("td", { class: "time", title: e.at, text: fmtTime(e.at, true) }),
+          el("td", { text: e.region || "all" }),
+          el("td", null, el("span", { class: "action", text: action })),
+          el("td", { class: DECISIONS.has(action) ? "num change" : "change", title: DECISIONS.has(action) && e.instance ? e.instance : null, text: change }),
+          el("td", { class: "scaling-reason", text: e.reason || "" }),
+          el("td", { class: "scaling-inputs", text: describeInputs(e.inputs) }),
+          el("td", { class: "num", title: e.exceededAt ? `load above the target since ${fmtTime(e.exceededAt, true)} UTC` : null, text: finite(e.toTrafficMs) ? fmtMs(e.toTrafficMs) : "" }),
+        );
+      }),
+    ),
   );
 }
 
@@ -664,6 +808,7 @@ function render(snap) {
   const pops = snap.pops || [];
   if (changed("map", [regions, pops])) renderRegions(regions, pops);
   if (changed("release", [snap.release || null, snap.releaseProblem || ""])) renderRelease(snap.release || null, snap.releaseProblem || "");
+  if (changed("scaling", snap.scaling || null)) renderScaling(snap.scaling || null);
   if (changed("health", snap.health || null)) renderHealth(snap.health || null);
   const slos = snap.slos || [];
   if (changed("slos", slos)) renderSLOs(slos);
