@@ -69,6 +69,8 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		faultSpec  = fs.String("fault", "", "a defect to inject for a release experiment, e.g. error=0.05,route=checkout; latency=300ms; crash-on-start; never-ready (refused with --env prod)")
 		env        = fs.String("env", "", "the environment: dev or prod; empty: "+envEnvironment+", else dev")
 		warm       = fs.Int("warm-requests", 20, "synthetic requests the stamp answers through its own handler before it first reports ready; 0: none")
+		capacity   = fs.Int("capacity", 256, "API requests the stamp handles at once, 1 to 100000; one beyond waits up to 500 ms for a slot, else is answered 429")
+		work       = fs.Duration("work", 0, "simulated work every API request holds its slot for, up to 10s, for a test bench whose instances share one machine's cores (refused with --env prod)")
 		profile    = fs.Bool("pprof", false, "serve the Go runtime's profiles at /debug/pprof/ beside the operations routes (/ops/drain), with their admin token check")
 	)
 	logs.register(fs)
@@ -80,8 +82,15 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	if *region == "" {
 		return errors.New("-region is required")
 	}
-	fault, err := stampFault(*faultSpec, *env, getenv(envEnvironment))
+	environment, err := stampEnvironment(*env, getenv(envEnvironment))
 	if err != nil {
+		return err
+	}
+	fault, err := stampFault(*faultSpec, environment)
+	if err != nil {
+		return err
+	}
+	if err := checkStampCapacity(*capacity, *work, environment); err != nil {
 		return err
 	}
 	p, err := conn.resolve("ca")
@@ -115,7 +124,7 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 		Region: *region, Zone: *zone, NATSURL: conn.nats.url, NATS: p.store, TLS: p.serverTLS, ClientTLS: p.clientTLS, Replicas: *replicas, Verifier: vcfg,
 		SecretRefresh: *refresh, PartnerURL: *partnerURL, ProbeInterval: *interval, Seed: *seed, Logger: log,
 		EdgeCredential: getenv(envEdgeCredential), Telemetry: tel, AdvertiseURL: *advertise,
-		Release: *release, Fault: fault, WarmRequests: *warm, Pprof: *profile,
+		Release: *release, Fault: fault, WarmRequests: *warm, Pprof: *profile, Capacity: *capacity, Work: *work,
 	}
 	if *warm <= 0 {
 		cfg.WarmRequests = -1 // none; the stamp's zero means its default
@@ -156,17 +165,22 @@ func runStamp(ctx context.Context, args []string, getenv func(string) string, st
 	return in.Serve(ctx, ln)
 }
 
-// stampFault is the fault --fault asks a stamp to inject, in the
-// environment --env names (flagEnv), else CONTOSO_ENV (varEnv), else dev:
-// dev or prod, and in prod only the zero fault.
-func stampFault(spec, flagEnv, varEnv string) (stamp.Fault, error) {
+// stampEnvironment is the environment --env names (flagEnv), else
+// CONTOSO_ENV (varEnv), else dev: dev or prod.
+func stampEnvironment(flagEnv, varEnv string) (string, error) {
 	env := cmp.Or(strings.TrimSpace(flagEnv), strings.TrimSpace(varEnv), "dev")
 	if env != "dev" && env != "prod" {
 		if flagEnv == "" {
-			return stamp.Fault{}, fmt.Errorf("%s=%s: want dev or prod", envEnvironment, varEnv)
+			return "", fmt.Errorf("%s=%s: want dev or prod", envEnvironment, varEnv)
 		}
-		return stamp.Fault{}, fmt.Errorf("--env %s: want dev or prod", flagEnv)
+		return "", fmt.Errorf("--env %s: want dev or prod", flagEnv)
 	}
+	return env, nil
+}
+
+// stampFault is the fault --fault asks a stamp to inject in env (dev or
+// prod): in prod only the zero fault.
+func stampFault(spec, env string) (stamp.Fault, error) {
 	fault, err := stamp.ParseFault(spec)
 	if err != nil {
 		return stamp.Fault{}, fmt.Errorf("--fault: %w", err)
@@ -175,6 +189,28 @@ func stampFault(spec, flagEnv, varEnv string) (stamp.Fault, error) {
 		return stamp.Fault{}, fmt.Errorf("--fault %s: %w", fault, errFaultInProd)
 	}
 	return fault, nil
+}
+
+// maxStampCapacity bounds --capacity.
+const maxStampCapacity = 100000
+
+// errWorkInProd is the refusal of a stamp told to simulate work in the
+// prod environment.
+var errWorkInProd = errors.New("simulated work is refused in the prod environment: it exists to give test-bench instances a cost their capacity bounds")
+
+// checkStampCapacity refuses a --capacity outside 1 to 100000, a --work
+// outside 0 to 10s, and any --work in prod (env).
+func checkStampCapacity(capacity int, work time.Duration, env string) error {
+	if capacity < 1 || capacity > maxStampCapacity {
+		return fmt.Errorf("--capacity %d: want 1 to %d", capacity, maxStampCapacity)
+	}
+	if work < 0 || work > 10*time.Second {
+		return fmt.Errorf("--work %s: want 0 to 10s", work)
+	}
+	if env == "prod" && work != 0 {
+		return fmt.Errorf("--work %s: %w", work, errWorkInProd)
+	}
+	return nil
 }
 
 // checkAdvertise refuses, before the stamp connects to anything, a stamp

@@ -156,9 +156,10 @@ func refusesToStart(t *testing.T, args []string, env map[string]string, wants ..
 }
 
 // `contoso stamp --env prod` (or CONTOSO_ENV=prod) refuses any injected
-// fault, before it connects to anything, and says why; a fault that does
-// not parse and an unknown environment are refused too.
-func TestStampRefusesInjectedFaultsInProd(t *testing.T) {
+// fault and any simulated work, before it connects to anything, and says
+// why; a fault that does not parse, an unknown environment, a capacity
+// outside 1 to 100000 and work outside 0 to 10s are refused too.
+func TestStampRefusesFaultsAndWorkInProdAndBadValues(t *testing.T) {
 	dir := t.TempDir()
 	base := []string{"stamp", "--region", "westeurope", "--nats", "nats://127.0.0.1:1", "--data", dir, "--listen", "127.0.0.1:0"}
 	prod := map[string]string{envEnvironment: "prod"}
@@ -177,6 +178,16 @@ func TestStampRefusesInjectedFaultsInProd(t *testing.T) {
 		{"an unknown --env", []string{"--env", "staging"}, nil, []string{"--env staging", "want dev or prod"}},
 		{"an unknown CONTOSO_ENV", nil, map[string]string{envEnvironment: "qa"}, []string{"CONTOSO_ENV=qa", "want dev or prod"}},
 		{"a fault that does not parse", []string{"--fault", "error=2"}, nil, []string{"--fault", "not a share from 0 to 1"}},
+		{"--work in prod", []string{"--env", "prod", "--work", "50ms"}, nil,
+			[]string{"--work 50ms", "simulated work is refused in the prod environment"}},
+		{"--work with CONTOSO_ENV=prod", []string{"--work", "1ms"}, prod, []string{"simulated work is refused in the prod environment"}},
+		{"a capacity of 0", []string{"--capacity", "0"}, nil, []string{"--capacity 0: want 1 to 100000"}},
+		{"a negative capacity", []string{"--capacity", "-3"}, nil, []string{"--capacity -3: want 1 to 100000"}},
+		{"a capacity above the bound", []string{"--capacity", "100001"}, nil, []string{"--capacity 100001: want 1 to 100000"}},
+		{"a capacity that is no number", []string{"--capacity", "many"}, nil, []string{"invalid value \"many\" for flag -capacity"}},
+		{"negative work", []string{"--work", "-1ms"}, nil, []string{"--work -1ms: want 0 to 10s"}},
+		{"too much work", []string{"--work", "11s"}, nil, []string{"--work 11s: want 0 to 10s"}},
+		{"work that is no duration", []string{"--work", "300"}, nil, []string{"invalid value \"300\" for flag -work"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { refusesToStart(t, append(base, tc.args...), tc.env, tc.wants...) })
 	}
@@ -185,7 +196,8 @@ func TestStampRefusesInjectedFaultsInProd(t *testing.T) {
 // --release names the stamp's release in its health report and in the
 // telemetry it exports (service.version, kept by the receiving sink);
 // --warm-requests sets its warm-up; --fault injects a fault in dev (here:
-// never ready, with the report saying so).
+// never ready, with the report saying so); --capacity is the capacity its
+// report's load names.
 func TestStampReleaseFaultAndWarmUpFlags(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope")
 	rx, err := telemetry.New(t.Context(), telemetry.Config{Service: "collector"})
@@ -202,7 +214,7 @@ func TestStampReleaseFaultAndWarmUpFlags(t *testing.T) {
 	go func() {
 		errc <- run(ctx, []string{"stamp", "--region", "westeurope", "--nats", c.Nodes[0].ClientURL(), "--replicas", "1",
 			"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--probe-interval", "100ms",
-			"--release", "v9", "--fault", "never-ready", "--warm-requests", "3"},
+			"--release", "v9", "--fault", "never-ready", "--warm-requests", "3", "--capacity", "3"},
 			func(k string) string { return env[k] }, pw, io.Discard)
 		pw.Close()
 	}()
@@ -225,12 +237,12 @@ func TestStampReleaseFaultAndWarmUpFlags(t *testing.T) {
 		_ = rx.Sink().Collect(t.Context())
 		versions := rx.Sink().LabelValues(telemetry.MetricHTTPServerDuration, telemetry.AttrServiceVersion, telemetry.Labels{"component": "stamp"})
 		if code == http.StatusServiceUnavailable && rep.Release == "v9" && rep.Reason == "injected fault: never ready" &&
-			rep.Gauges["warm.requests"] == 3 && slices.Equal(versions, []string{"v9"}) {
+			rep.Gauges["warm.requests"] == 3 && rep.Load != nil && rep.Load.Capacity == 3 && slices.Equal(versions, []string{"v9"}) {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("/health/stamp = %d %+v (%v); service.version of the stamp's requests at the receiver: %q; "+
-				"want 503, release v9, reason never ready, 3 warm-up requests, v9", code, rep, err, versions)
+				"want 503, release v9, reason never ready, 3 warm-up requests, a load of capacity 3, v9", code, rep, err, versions)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

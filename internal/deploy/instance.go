@@ -65,6 +65,12 @@ type InstanceConfig struct {
 	BlindStock bool
 	// WarmRequests is stamp.Config.WarmRequests: zero 20, negative none.
 	WarmRequests int
+	// Capacity is stamp.Config.Capacity: the API requests the stamp
+	// handles at once; zero 256.
+	Capacity int
+	// Work is stamp.Config.Work: simulated work every API request holds
+	// its slot for, for a test bench; zero: none.
+	Work time.Duration
 	// TLS, when set, makes the instance serve HTTPS with it (and advertise
 	// an https:// URL); nil: plain HTTP.
 	TLS *tls.Config
@@ -143,7 +149,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 	// The stamp adds the region to its logger itself.
 	scfg := stamp.Config{Region: cfg.Region, Zone: cfg.Zone, Store: st, Verifier: verifier, Logger: cfg.Logger, ProbeInterval: cfg.ProbeInterval, Seed: cfg.Seed, EdgeCredential: cfg.EdgeCredential, Pprof: cfg.Pprof,
 		TLS: cfg.TLS, AdvertiseURL: cfg.AdvertiseURL, Telemetry: stampTel, WorkerTelemetry: workerTel,
-		Release: cfg.Release, Fault: cfg.Fault, WarmRequests: cfg.WarmRequests}
+		Release: cfg.Release, Fault: cfg.Fault, WarmRequests: cfg.WarmRequests, Capacity: cfg.Capacity, Work: cfg.Work}
 	if cfg.Secrets != nil {
 		in.Secrets, err = secrets.NewCache(secrets.CacheConfig{
 			Provider: cfg.Secrets, Names: secretNames, Refresh: cfg.SecretRefresh,

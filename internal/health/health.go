@@ -84,6 +84,27 @@ type Report struct {
 	// operations plane, e.g. "partner.breaker" (0 closed, 1 half-open, 2
 	// open); nil: none.
 	Gauges map[string]float64 `json:"gauges,omitempty"`
+	// Load is the reporting stamp's load over the window that ended with
+	// this run (Config.Load), for the autoscaler; nil for a prober
+	// without one and before the first run.
+	Load *Load `json:"load,omitempty"`
+}
+
+// Load is what a stamp instance reports of its load over its last window
+// (the time between two probe runs, about a second), for the autoscaler.
+// Requests counts the requests that held a slot and were answered; the
+// ones refused for want of a slot are in Shed only.
+type Load struct {
+	InFlight    float64 `json:"inFlight"`    // mean API requests in flight over the window
+	Peak        int     `json:"peak"`        // most API requests in flight at once in the window
+	Capacity    int     `json:"capacity"`    // API requests the instance handles at once (its admission limit)
+	Utilisation float64 `json:"utilisation"` // InFlight / Capacity
+	Waiting     int     `json:"waiting"`     // requests waiting for a slot at the end of the window
+	Shed        int64   `json:"shed"`        // requests refused in the window for want of a slot
+	Requests    int64   `json:"requests"`    // API requests answered in the window
+	P99Ms       float64 `json:"p99Ms"`       // p99 of the API handlers' latency in the window (0 when none)
+	CPU         float64 `json:"cpu"`         // the process's CPU seconds per second over the window
+	WindowMs    int64   `json:"windowMs"`    // the window's length
 }
 
 // Config configures a Prober.
@@ -109,6 +130,10 @@ type Config struct {
 	Hold func() string
 	// Gauges are read once per run into Report.Gauges; nil: none.
 	Gauges func() map[string]float64
+	// Load is called once per run, after the checks, and its result is
+	// Report.Load: the load over the window since its previous call. Nil:
+	// no load in the report.
+	Load   func() *Load
 	Logger *slog.Logger // nil: discard
 }
 
@@ -166,6 +191,9 @@ func (p *Prober) RunOnce(ctx context.Context) {
 	rep := &Report{Region: p.cfg.Region, Instance: p.cfg.Instance, Release: p.cfg.Release, Zone: p.cfg.Zone, CheckedAt: time.Now(), Checks: results, Status: Healthy}
 	if p.cfg.Gauges != nil {
 		rep.Gauges = p.cfg.Gauges()
+	}
+	if p.cfg.Load != nil {
+		rep.Load = p.cfg.Load()
 	}
 	for _, r := range results {
 		rep.Status = Worse(rep.Status, r.Status.CappedAt(r.impact))

@@ -364,3 +364,53 @@ func TestHoldKeepsAPassingStampUnhealthy(t *testing.T) {
 		t.Fatalf("released report = %s %q, want the checks' verdict (degraded)", rep.Status, rep.Reason)
 	}
 }
+
+// Config.Load is called once per run, after the checks, and its result is
+// the report's load, served under "load" with the field names the
+// autoscaler reads; before the first run and without Config.Load the
+// report has none, and "load" is left out of its JSON.
+func TestLoadIsReadOncePerRunIntoTheReport(t *testing.T) {
+	calls := 0
+	p := NewProber(Config{Region: "r1", Checks: []Check{{Name: "a", Run: okCheck}}, Load: func() *Load {
+		calls++
+		return &Load{InFlight: 1.5, Peak: 3, Capacity: 4, Utilisation: 0.375, Waiting: 1, Shed: 2,
+			Requests: int64(10 * calls), P99Ms: 12.5, CPU: 0.25, WindowMs: 1000}
+	}})
+	if rep := p.Report(); rep.Load != nil || calls != 0 {
+		t.Fatalf("starting report has load %+v after %d calls, want none and none", rep.Load, calls)
+	}
+	p.RunOnce(t.Context())
+	p.RunOnce(t.Context())
+	if calls != 2 {
+		t.Fatalf("Load called %d times in two runs, want 2", calls)
+	}
+	if l := p.Report().Load; l == nil || l.Requests != 20 {
+		t.Fatalf("report load = %+v, want the second run's (20 requests)", l)
+	}
+	rec := httptest.NewRecorder()
+	p.StampHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health/stamp", nil))
+	var raw struct {
+		Load map[string]float64 `json:"load"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"inFlight": 1.5, "peak": 3, "capacity": 4, "utilisation": 0.375, "waiting": 1, "shed": 2,
+		"requests": 20, "p99Ms": 12.5, "cpu": 0.25, "windowMs": 1000}
+	if len(raw.Load) != len(want) {
+		t.Errorf("load fields = %v, want %v", raw.Load, want)
+	}
+	for k, v := range want {
+		if got, ok := raw.Load[k]; !ok || got != v {
+			t.Errorf("load[%q] = %v (present: %v), want %v", k, got, ok, v)
+		}
+	}
+
+	none := NewProber(Config{Region: "r1", Checks: []Check{{Name: "a", Run: okCheck}}})
+	none.RunOnce(t.Context())
+	rec = httptest.NewRecorder()
+	none.StampHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health/stamp", nil))
+	if strings.Contains(rec.Body.String(), `"load"`) {
+		t.Errorf("a report without a load names one: %s", rec.Body.String())
+	}
+}

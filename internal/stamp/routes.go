@@ -14,10 +14,12 @@ import (
 // middleware every response passes through. Telemetry comes first, so
 // that every line the others log carries the request's trace;
 // problemFallback tells it the route pattern the mux matched. The API
-// routes pass through the injected fault, if any (injectFault).
+// routes, once the edge credential has been checked, take a slot of the
+// stamp's capacity (admit) and hold it through the simulated work and the
+// injected fault, if any (injectFault), to the handler's answer.
 func (s *Stamp) Handler() http.Handler {
 	mux := http.NewServeMux()
-	s.routes(mux, s.injectFault)
+	s.routes(mux, func(h http.Handler) http.Handler { return httpapi.Chain(h, s.admit, s.injectFault) })
 	return httpapi.Chain(problemFallback(mux, s),
 		s.cfg.Telemetry.Middleware("stamp", s.cfg.Region, httpapi.Flow),
 		httpapi.RequestIDs,
@@ -71,9 +73,10 @@ func APIRoutes() []string {
 
 // warmHandler is the handler the warm-up's synthetic requests go through:
 // the stamp's routes behind the middleware that shapes their answers,
-// without what would count them as traffic (telemetry, the access log) and
-// without the injected fault, which is for users' requests (a stamp that
-// must fail its warm-up has Fault.NeverReady).
+// without what would count them as traffic (telemetry, the access log, the
+// capacity's slots: the warm-up is never refused) and without the
+// simulated work and the injected fault, which are for users' requests (a
+// stamp that must fail its warm-up has Fault.NeverReady).
 func (s *Stamp) warmHandler() http.Handler {
 	mux := http.NewServeMux()
 	s.routes(mux, nil)

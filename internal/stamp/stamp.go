@@ -103,6 +103,20 @@ type Config struct {
 	// without it get 403. Empty: the API is open to anyone who can reach
 	// the stamp (a stamp run alone for development).
 	EdgeCredential string
+	// Capacity is how many API requests (paths under /api/) the stamp
+	// handles at once. A request beyond it waits for a slot, at most 500 ms
+	// and behind at most Capacity others; otherwise it is answered 429
+	// (Retry-After: 1) and counted as shed in the health report's load.
+	// Health, readiness, operations and warm-up requests take no slot.
+	// Zero: 256; negative: New refuses it. SetCapacity changes it while
+	// the stamp runs.
+	Capacity int
+	// Work is simulated work every API request holds its slot for, before
+	// it is handled: a test bench's knob that gives each request a cost
+	// the capacity bounds, as an instance's own cores would where
+	// instances share one machine's. Zero: none; New refuses one below 0
+	// or above 10 s. SetWork changes it while the stamp runs.
+	Work time.Duration
 	// Pprof serves the Go runtime's profiles (httpapi.Profiling) at
 	// /debug/pprof/ beside the operations routes, behind their guard and
 	// admin check; false: none. The edge never forwards the path.
@@ -120,6 +134,9 @@ type Stamp struct {
 	seeded    atomic.Bool            // the seed catalog is stored (set at once when Seed is off)
 	warmed    atomic.Pointer[warmth] // nil until the warm-up has passed (set at once without warm requests)
 	admission *admission
+	slots     *slots       // the API's capacity, and its load
+	work      atomic.Int64 // Work, in nanoseconds
+	meter     loadMeter
 	accepted  metric.Int64Counter // orders accepted, by region
 	start     time.Time
 	id        string // this instance's id in the stamps registry
@@ -189,6 +206,15 @@ func New(cfg Config) (*Stamp, error) {
 	if cfg.WarmRequests == 0 {
 		cfg.WarmRequests = defaultWarmRequests
 	}
+	if cfg.Capacity == 0 {
+		cfg.Capacity = defaultCapacity
+	}
+	if err := checkCapacity(cfg.Capacity); err != nil {
+		return nil, fmt.Errorf("new stamp %s: %w", cfg.Region, err)
+	}
+	if err := checkWork(cfg.Work); err != nil {
+		return nil, fmt.Errorf("new stamp %s: %w", cfg.Region, err)
+	}
 	if err := cfg.Fault.validate(); err != nil {
 		return nil, fmt.Errorf("new stamp %s: fault: %w", cfg.Region, err)
 	}
@@ -201,6 +227,9 @@ func New(cfg Config) (*Stamp, error) {
 		s.warmed.Store(&warmth{})
 	}
 	s.admission = newAdmission(cfg)
+	s.slots = newSlots(cfg.Capacity, capacityWait)
+	s.work.Store(int64(cfg.Work))
+	s.meter.cpu = processCPU()
 	var err error
 	s.accepted, err = cfg.Telemetry.Meter(scopeName).Int64Counter(MetricOrdersAccepted,
 		metric.WithUnit("{order}"), metric.WithDescription("Orders accepted: durably queued for processing."))
@@ -221,6 +250,7 @@ func New(cfg Config) (*Stamp, error) {
 		Interval: cfg.ProbeInterval,
 		Checks:   append(s.checks(), cfg.Checks...),
 		Gauges:   s.gauges,
+		Load:     s.load,
 		Hold:     s.hold,
 		Logger:   log.With("component", "health"),
 	})
