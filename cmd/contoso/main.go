@@ -47,6 +47,7 @@ commands:
   certs     make a deployment CA and issue a certificate from it
   health    health tooling: 'health rules' writes the Prometheus SLO and alert rules
   chaos     inject a fault into a running deployment, list faults, heal one early
+  scale     the autoscaler: print its status, change a region's limits, pre-scale for a launch
   release   release a new version without downtime: start, status, pause, resume, promote, rollback
   load      launch-day load test through the edge; writes report.json and report.html
   verify    run the experiments (load + one fault + expectations) and print the verdicts
@@ -90,6 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runHealth(rest, stdout, stderr)
 	case "chaos":
 		return runChaos(ctx, rest, getenv, stdout, stderr)
+	case "scale":
+		return runScale(ctx, rest, getenv, stdout, stderr)
 	case "release":
 		return runRelease(ctx, rest, getenv, stdout, stderr)
 	case "load":

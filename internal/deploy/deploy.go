@@ -6,6 +6,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/autoscale"
 	"github.com/contoso/shoes/internal/buildinfo"
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/httpapi"
@@ -96,6 +98,16 @@ type Config struct {
 	// availability zone), so that losing one instance or one zone leaves
 	// the region serving; zero: 1.
 	Instances int
+	// ScaleMax is the most instances the autoscaler runs in a region;
+	// zero: three times Instances. The least is Instances: the
+	// autoscaler adds instances on load and removes them down to it.
+	// Both can be changed at run time (PUT /ops/scaling).
+	ScaleMax int
+	// Scaling is the autoscaler's damping; zero: autoscale.DefaultPolicy.
+	Scaling autoscale.Policy
+	// StampCapacity is how many API requests each stamp instance handles
+	// at once (stamp.Config.Capacity); zero: 256.
+	StampCapacity int
 	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
 	ProbeInterval time.Duration
 	// SecretRefresh is how often stamps refresh their secrets; zero: 30 s.
@@ -139,6 +151,9 @@ type Deployment struct {
 	// versions is the release each region runs since a release ended
 	// there; a region absent runs cfg.Release.
 	versions map[string]string
+	// load is the capacity and simulated work of every stamp instance,
+	// those started later included (SetInstanceSettings).
+	load autoscale.InstanceSettings
 	// regionOps serialises adding and removing regions (each takes
 	// seconds; mu is not held meanwhile).
 	regionOps sync.Mutex
@@ -244,7 +259,8 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 		_ = stopTel()
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
-	d := &Deployment{tel: tel, stopTel: stopTel, cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, access: acc, regions: map[string]*region{}}
+	d := &Deployment{tel: tel, stopTel: stopTel, cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, access: acc, regions: map[string]*region{},
+		load: autoscale.InstanceSettings{Capacity: cmp.Or(cfg.StampCapacity, defaultCapacity)}}
 	if err := d.start(ctx); err != nil {
 		d.Close()
 		return nil, err
@@ -406,6 +422,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSp
 	if sp.zone == "" {
 		sp.zone = d.zoneFor(r, sp.release)
 	}
+	load := d.load
 	d.mu.Unlock()
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -438,6 +455,8 @@ func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSp
 		Release:        sp.release,
 		Fault:          sp.fault,
 		BlindStock:     d.cfg.UnsafeBlindStockWrites,
+		Capacity:       load.Capacity,
+		Work:           time.Duration(load.WorkMs) * time.Millisecond,
 		Telemetry:      tel,
 		Logger:         d.log,
 	})

@@ -9,11 +9,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/autoscale"
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/httpapi"
@@ -164,6 +166,9 @@ type OpsConfig struct {
 	// Verified, Steps, Gate and timeouts (its records, observer and
 	// regions are the plane's). Zero: dev, versions in process only.
 	Release release.Config
+	// Scaling is the autoscaler's status for the dashboard
+	// (opsplane.Config.Scaling); nil: no scaling section.
+	Scaling func() *autoscale.Status
 	Logger  *slog.Logger // nil: discard
 }
 
@@ -201,6 +206,7 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 		StampClient: &http.Client{Transport: ServiceTransport(cfg.StampTLS)},
 		Regions:     cfg.Regions, Declared: cfg.Declared, Baseline: cfg.Baseline, Logger: log,
 		Release: func(ctx context.Context) (*release.Record, error) { return releases.Current(ctx) },
+		Scaling: cfg.Scaling,
 	})
 	if err != nil {
 		nc.Close()
@@ -263,6 +269,7 @@ type frontDoor struct {
 	dashboard *ops.Dashboard // its event streams end before the ops listener shuts down
 	plane     *opsplane.Plane
 	releases  *release.Controller
+	scaler    *autoscale.Scaler
 	edge      *edge.Edge
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -308,7 +315,17 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	// `contoso ops` reads it over the network: the registry, the stamps'
 	// reports, the POPs' published status, the queues; only its telemetry
 	// sink is this process's own.
+	// The scaler reads the plane and the plane shows the scaler: the
+	// plane is built first and finds the scaler here once it exists.
+	var scaling atomic.Pointer[autoscale.Scaler]
 	opsSvc, err := NewOps(OpsConfig{
+		Scaling: func() *autoscale.Status {
+			if sc := scaling.Load(); sc != nil {
+				st := sc.Status()
+				return &st
+			}
+			return nil
+		},
 		NATSURL: strings.Join(urls, ","), NATS: d.access.store(store.RoleOps),
 		Sink: d.tel.Sink(), Telemetry: d.tel, StampTLS: d.access.clientTLS(),
 		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log, Instances: d.instances(),
@@ -323,7 +340,12 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	fd := &frontDoor{edge: svc.Edge, plane: opsSvc.Plane, releases: opsSvc.Releases, done: make(chan struct{}), listeners: listeners{log: d.log}}
+	scaler, err := d.newScaler(opsSvc.Plane, opsSvc.Releases)
+	if err != nil {
+		return err
+	}
+	scaling.Store(scaler)
+	fd := &frontDoor{edge: svc.Edge, plane: opsSvc.Plane, releases: opsSvc.Releases, scaler: scaler, done: make(chan struct{}), listeners: listeners{log: d.log}}
 	runCtx, stop := context.WithCancel(context.Background())
 	fd.cancel = stop
 	d.front = fd
@@ -331,6 +353,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		var wg sync.WaitGroup
 		wg.Go(func() { svc.Run(runCtx) })
 		wg.Go(func() { _ = agent.Run(runCtx) })
+		wg.Go(func() { scaler.Run(runCtx) })
 		wg.Go(func() {
 			if err := opsSvc.Run(runCtx); err != nil {
 				d.log.Error("operations plane stopped", "error", err)

@@ -55,6 +55,7 @@ func (d *Deployment) opsRoutes(mux *http.ServeMux) {
 	}
 	d.front.chaos.Routes(mux)
 	d.front.releases.Routes(mux, d.log)
+	d.front.scaler.Routes(mux, d.log)
 }
 
 func isLoopback(remote string) bool {

@@ -17,6 +17,11 @@ import (
 // defaultCapacity is Config.Capacity when it is zero.
 const defaultCapacity = 256
 
+// maxWaiting is how many requests may wait for a slot: four times the
+// capacity, and at least 64, so that a small capacity (a test bench's one
+// slot) queues a burst for the wait's length instead of refusing it.
+func maxWaiting(capacity int) int { return max(4*capacity, 64) }
+
 // capacityWait is how long an API request waits for a slot at most before
 // it is refused.
 const capacityWait = 500 * time.Millisecond
@@ -40,7 +45,7 @@ var slotBounds = [...]time.Duration{
 
 // slots bounds the API requests a stamp handles at once (its capacity) and
 // measures its load. A request beyond the capacity waits for a slot, first
-// come first served, at most wait and with at most capacity requests
+// come first served, at most wait and with at most maxWaiting requests
 // waiting; otherwise it is refused (errAtCapacity) and counted as shed.
 //
 // The mean in flight is integrated, not sampled: at every change of the
@@ -96,7 +101,7 @@ func (s *slots) acquire(ctx context.Context) (arrived time.Time, err error) {
 		s.mu.Unlock()
 		return now, nil
 	}
-	if s.waiters.Len() >= s.capacity {
+	if s.waiters.Len() >= maxWaiting(s.capacity) {
 		s.shed++
 		s.mu.Unlock()
 		return now, errAtCapacity

@@ -94,23 +94,28 @@ func TestSlotsWaitAtMostTheBound(t *testing.T) {
 	})
 }
 
-// At most capacity requests wait: the next is refused at once.
+// At most maxWaiting(capacity) requests wait: the next is refused at once.
 func TestSlotsBoundTheWaiting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newSlots(2, capacityWait)
 		mustTake(t, s)
 		mustTake(t, s)
-		w1, w2 := wait(t.Context(), s), wait(t.Context(), s)
+		n := maxWaiting(2)
+		waiters := make([]<-chan waiter, n)
+		for i := range waiters {
+			waiters[i] = wait(t.Context(), s)
+		}
 		synctest.Wait()
 		start := time.Now()
 		if _, err := s.acquire(t.Context()); !errors.Is(err, errAtCapacity) || time.Since(start) != 0 {
-			t.Fatalf("acquire with 2 held and 2 waiting = %v after %s, want errAtCapacity at once", err, time.Since(start))
+			t.Fatalf("acquire with 2 held and %d waiting = %v after %s, want errAtCapacity at once", n, err, time.Since(start))
 		}
-		if got := s.window(); got.shed != 1 || got.waiting != 2 {
-			t.Fatalf("window = %+v, want 1 shed, 2 waiting", got)
+		if got := s.window(); got.shed != 1 || got.waiting != n {
+			t.Fatalf("window = %+v, want 1 shed, %d waiting", got, n)
 		}
-		<-w1
-		<-w2
+		for _, w := range waiters {
+			<-w
+		}
 	})
 }
 

@@ -105,7 +105,7 @@ type Config struct {
 	EdgeCredential string
 	// Capacity is how many API requests (paths under /api/) the stamp
 	// handles at once. A request beyond it waits for a slot, at most 500 ms
-	// and behind at most Capacity others; otherwise it is answered 429
+	// and behind at most max(4 × Capacity, 64) others; otherwise it is answered 429
 	// (Retry-After: 1) and counted as shed in the health report's load.
 	// Health, readiness, operations and warm-up requests take no slot.
 	// Zero: 256; negative: New refuses it. SetCapacity changes it while

@@ -39,6 +39,10 @@ type Experiment struct {
 	// load and judges how it ends. An experiment with a release may have
 	// no fault; with one, the fault hits the release under way.
 	Release *Release `yaml:"release,omitempty" json:"release,omitempty"`
+	// Scaling, when set, gives the autoscaler and every instance the
+	// experiment's rules and capacity, and judges what the autoscaler
+	// did. An experiment with scaling may have no fault.
+	Scaling *Scaling `yaml:"scaling,omitempty" json:"scaling,omitempty"`
 }
 
 // Release is a release started After the load starts, with its plan and
@@ -107,6 +111,9 @@ type Load struct {
 	Stock int `yaml:"stock,omitempty" json:"stock,omitempty"`
 	// Mix weighs the flows; nil: the load tool's launch mix.
 	Mix *Mix `yaml:"mix,omitempty" json:"mix,omitempty"`
+	// Regions are where the clients are; empty: as the runner's load
+	// has them (every region).
+	Regions []string `yaml:"regions,omitempty" json:"regions,omitempty"`
 }
 
 // length is how long the load's schedule lasts.
@@ -277,7 +284,7 @@ func Parse(b []byte) ([]Experiment, error) {
 		case e.Load.Mix != nil && (min(e.Load.Mix.Browse, e.Load.Mix.Product, e.Load.Mix.Comment, e.Load.Mix.Cart, e.Load.Mix.Checkout) < 0 ||
 			*e.Load.Mix == Mix{}):
 			errs = append(errs, fmt.Errorf("%s: a load mix needs a positive weight and no negative one", where))
-		case e.Release == nil && (e.Fault.Fault == "" || e.Fault.Duration.D() <= 0):
+		case e.Release == nil && e.Scaling == nil && (e.Fault.Fault == "" || e.Fault.Duration.D() <= 0):
 			errs = append(errs, fmt.Errorf("%s: a fault with a positive duration is required", where))
 		case e.Fault.Fault != "" && e.Fault.Duration.D() <= 0:
 			errs = append(errs, fmt.Errorf("%s: the fault needs a positive duration", where))
@@ -287,6 +294,9 @@ func Parse(b []byte) ([]Experiment, error) {
 		seen[e.Name] = true
 		if r := e.Release; r != nil {
 			errs = append(errs, r.check(where, e)...)
+		}
+		if sc := e.Scaling; sc != nil {
+			errs = append(errs, sc.check(where)...)
 		}
 		for _, g := range e.Expect.Health {
 			ok := g.Entity != "" && ((g.State != "" && g.Within > 0 && slices.Contains(states, g.State) && g.Never == "") ||

@@ -25,10 +25,13 @@ type Verdict struct {
 
 // FlowOutcome is one user flow's results over a load run.
 type FlowOutcome struct {
-	Requests int64         `json:"requests"`
-	Errors   int64         `json:"errors"` // 5xx and transport errors
-	P95      time.Duration `json:"p95"`
-	P99      time.Duration `json:"p99"`
+	Requests int64 `json:"requests"`
+	Errors   int64 `json:"errors"` // 5xx and transport errors
+	// TooMany counts 429s: requests shed by an admission limit (not
+	// errors to the SLO gates, failed requests to a scaling gate).
+	TooMany int64         `json:"tooMany"`
+	P95     time.Duration `json:"p95"`
+	P99     time.Duration `json:"p99"`
 }
 
 // ErrorRatio is Errors over Requests (0 without requests).

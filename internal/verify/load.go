@@ -21,6 +21,9 @@ func LoadWith(base loadtest.Config) func(ctx context.Context, l Load, started fu
 		cfg.Rate, cfg.Ramp, cfg.Hold = l.Rate, l.Ramp.D(), l.Hold.D()
 		cfg.Spike, cfg.SpikeRate, cfg.SpikeStock = l.Spike.D(), l.SpikeRate, l.Stock
 		cfg.Conservation = true
+		if len(l.Regions) > 0 {
+			cfg.Regions = l.Regions
+		}
 		if m := l.Mix; m != nil {
 			cfg.Mix = loadtest.Mix{Browse: m.Browse, Product: m.Product, Comment: m.Comment, Cart: m.Cart, Checkout: m.Checkout}
 		}
@@ -48,14 +51,17 @@ func outcome(rep *loadtest.Report) LoadOutcome {
 		ServedReleases:     rep.ServedReleases,
 	}
 	for _, f := range rep.Flows {
-		var errs int64
+		var errs, tooMany int64
 		for code, n := range f.Codes {
-			if strings.HasPrefix(code, "5") || strings.HasPrefix(code, "error:") {
+			switch {
+			case strings.HasPrefix(code, "5") || strings.HasPrefix(code, "error:"):
 				errs += n
+			case code == "429":
+				tooMany += n
 			}
 		}
 		out.Flows[string(f.Flow)] = FlowOutcome{
-			Requests: f.Requests, Errors: errs,
+			Requests: f.Requests, Errors: errs, TooMany: tooMany,
 			P95: time.Duration(f.Latency.P95Ms * float64(time.Millisecond)),
 			P99: time.Duration(f.Latency.P99Ms * float64(time.Millisecond)),
 		}

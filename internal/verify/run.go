@@ -75,6 +75,21 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 	began := time.Now()
 	defer func() { fmt.Fprintf(cfg.Log, "   %s took %s\n", e.Name, time.Since(began).Round(100*time.Millisecond)) }()
 	fmt.Fprintf(cfg.Log, "== %s: %s, load %g/s\n", e.Name, e.what(), e.Load.Rate)
+	var sr *scalingRun
+	if sc := e.Scaling; sc != nil {
+		var err error
+		if sr, err = startScaling(ctx, cfg, sc); err != nil {
+			return nil, fmt.Errorf("set the scaling rules: %w", err)
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := sr.restore(rctx); err != nil {
+				fmt.Fprintf(cfg.Log, "   restore the scaling rules: %v\n", err)
+			}
+		}()
+		fmt.Fprintf(cfg.Log, "   scaling: capacity %d, work %s, min %d, max %d\n", sc.Capacity, sc.Work.D(), sc.Min, sc.Max)
+	}
 	// The steady-state hypothesis: the system is healthy before the fault.
 	steady := Verdict{Experiment: e.Name, Expectation: "steady state: system healthy before the fault"}
 	start := time.Now()
@@ -190,6 +205,9 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 	r.load = l.out
 	fmt.Fprintf(cfg.Log, "   load: %s\n", l.out)
 	vs := append([]Verdict{steady}, judge(r)...)
+	if sr != nil {
+		vs = append(vs, sr.judge(ctx, e, l.out)...)
+	}
 	if e.Release != nil {
 		vs = append(vs, judgeRelease(e, rr, r.load)...)
 	}

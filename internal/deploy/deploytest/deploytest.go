@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/contoso/shoes/internal/autoscale"
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/netsim"
@@ -63,6 +64,10 @@ type Options struct {
 	// Pprof serves the Go runtime's profiles on the operations address
 	// (deploy.Config.Pprof).
 	Pprof bool
+	// ScaleMax and Scaling are the autoscaler's (deploy.Config.ScaleMax
+	// and Scaling); zero: the deployment's defaults.
+	ScaleMax int
+	Scaling  autoscale.Policy
 	// NoTLS keeps plain HTTP whatever CONTOSO_TEST_TLS says: for tests that
 	// drive a browser, which does not trust the deployment's CA.
 	NoTLS bool
@@ -118,6 +123,8 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 		Network:                netsim.Config{Off: !opts.Latency},
 		ProbeInterval:          opts.Probe,
 		Instances:              opts.Instances,
+		ScaleMax:               opts.ScaleMax,
+		Scaling:                opts.Scaling,
 		SecretRefresh:          opts.SecretRefresh,
 		EdgeClientRate:         opts.EdgeRate,
 		EdgeClientBurst:        opts.EdgeBurst,

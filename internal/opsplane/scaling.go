@@ -1,0 +1,37 @@
+package opsplane
+
+import (
+	"github.com/contoso/shoes/internal/autoscale"
+	"github.com/contoso/shoes/internal/health"
+)
+
+// Loads lists every stamp instance the registry announces, with the load
+// its last fresh report gave (when it serves: healthy or degraded) and the
+// requests the POPs sent it. It implements autoscale.Observer.
+func (p *Plane) Loads() []autoscale.InstanceLoad {
+	now := p.now()
+	sent := map[string]uint64{}
+	for _, pop := range p.in.popStatus() {
+		for _, s := range pop.Stamps {
+			sent[s.ID] += s.Requests
+		}
+	}
+	var out []autoscale.InstanceLoad
+	for _, s := range p.in.stampList() {
+		if !s.announced {
+			continue
+		}
+		l := autoscale.InstanceLoad{ID: s.id, Region: s.region, Zone: s.zone, Release: s.release, Requests: sent[s.id]}
+		if r := s.report; r != nil && now.Sub(s.freshAt) <= staleReport && (r.Status == health.Healthy || r.Status == health.Degraded) {
+			l.Ready = true
+			if r.Load != nil {
+				l.Load = &autoscale.Load{InFlight: r.Load.InFlight, Capacity: r.Load.Capacity, Requests: r.Load.Requests,
+					Shed: r.Load.Shed, Waiting: r.Load.Waiting, P99Ms: r.Load.P99Ms}
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+var _ autoscale.Observer = (*Plane)(nil)
