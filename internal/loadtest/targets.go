@@ -132,21 +132,28 @@ func (r *Runner) readCatalog(ctx context.Context) (*catalog, error) {
 // decodes a 2xx JSON answer into out, when out is not nil.
 func (r *Runner) call(ctx context.Context, method, path, token, region string, body, out any) error {
 	// The tool's own reads and its idempotent stock settings are retried
-	// when the system fails them (5xx, no answer): a bookkeeping call
-	// caught in the middle of a fault must not void the whole run.
+	// when the system fails them (5xx, no answer) or sheds them (429,
+	// after its Retry-After of a second): a bookkeeping call caught in
+	// the middle of a fault or of a full stamp must not void the whole run.
 	var err error
-	for attempt := range 4 {
+	delay := time.Duration(0)
+	for attempt := range 5 {
 		if attempt > 0 {
 			select {
 			case <-ctx.Done():
 				return err
-			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+			case <-time.After(delay):
 			}
 		}
 		err = r.callOnce(ctx, method, path, token, region, body, out)
 		var se *statusError
-		if err == nil || (errors.As(err, &se) && se.code < 500) || ctx.Err() != nil {
+		shed := errors.As(err, &se) && se.code == http.StatusTooManyRequests
+		if err == nil || (se != nil && se.code < 500 && !shed) || ctx.Err() != nil {
 			return err
+		}
+		delay = time.Duration(attempt+1) * 500 * time.Millisecond
+		if shed {
+			delay = max(delay, time.Second)
 		}
 	}
 	return err

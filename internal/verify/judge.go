@@ -60,6 +60,10 @@ type LoadOutcome struct {
 	// Stock is every SKU a checkout of the run named, as read back after
 	// the orders settled; nil: the load did not read the stock back.
 	Stock []StockCount `json:"stock"`
+	// Seconds are each flow's p99 by second of the load's schedule (the
+	// second a request was sent in); zero where no answer of the second
+	// was measured.
+	Seconds []map[string]time.Duration `json:"seconds,omitempty"`
 }
 
 // StockCount is one SKU's units: its stock before the load (available

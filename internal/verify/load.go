@@ -73,6 +73,14 @@ func outcome(rep *loadtest.Report) LoadOutcome {
 				Available: s.Available, Held: s.Held, Uncertain: s.Uncertain, ReadError: s.ReadError})
 		}
 	}
+	for _, sec := range rep.Timeline {
+		for len(out.Seconds) <= sec.Second {
+			out.Seconds = append(out.Seconds, map[string]time.Duration{})
+		}
+		for flow, p := range sec.Flows {
+			out.Seconds[sec.Second][string(flow)] = time.Duration(p.P99Ms * float64(time.Millisecond))
+		}
+	}
 	for _, c := range rep.Cells {
 		out.Cells[cellKey(string(c.Flow), c.Region)] = FlowOutcome{Requests: c.Requests,
 			P99: time.Duration(c.P99Ms * float64(time.Millisecond))}

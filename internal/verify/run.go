@@ -206,7 +206,7 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 	fmt.Fprintf(cfg.Log, "   load: %s\n", l.out)
 	vs := append([]Verdict{steady}, judge(r)...)
 	if sr != nil {
-		vs = append(vs, sr.judge(ctx, e, l.out)...)
+		vs = append(vs, sr.judge(ctx, e, l.out, loadStart)...)
 	}
 	if e.Release != nil {
 		vs = append(vs, judgeRelease(e, rr, r.load)...)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -46,6 +47,10 @@ type ScalingExpect struct {
 	// NoFlapping: no region reverses its count (an instance added then
 	// one removed, or the other way) within one stabilisation window.
 	NoFlapping bool `yaml:"no_flapping,omitempty" json:"noFlapping,omitempty"`
+	// ReadP99 bounds every second's p99 of the read flows (browse and
+	// product pages) from the second after the first new instance took
+	// traffic to the load's end; zero: not judged.
+	ReadP99 Duration `yaml:"read_p99,omitempty" json:"readP99,omitempty"`
 	// NoFailedRequests: no request of the load failed, 429s (shed for
 	// want of capacity) included.
 	NoFailedRequests bool `yaml:"no_failed_requests,omitempty" json:"noFailedRequests,omitempty"`
@@ -66,14 +71,15 @@ func (s *Scaling) check(where string) []error {
 	if s.Expect.Region == "" || s.Expect.OutWithin.D() <= 0 {
 		bad("expect needs the region that scales out and out_within")
 	}
-	if s.Expect.BackToMin.D() < 0 {
-		bad("back_to_min must not be negative")
+	if s.Expect.BackToMin.D() < 0 || s.Expect.ReadP99.D() < 0 {
+		bad("back_to_min and read_p99 must not be negative")
 	}
 	return errs
 }
 
 // scalingRun applies an experiment's scaling, and reads what came of it.
 type scalingRun struct {
+	log    io.Writer
 	client *autoscale.Client
 	before autoscale.Status
 	began  time.Time
@@ -81,7 +87,7 @@ type scalingRun struct {
 
 // startScaling reads the rules as they are and sets the experiment's.
 func startScaling(ctx context.Context, cfg Config, s *Scaling) (*scalingRun, error) {
-	sr := &scalingRun{client: &autoscale.Client{BaseURL: cfg.Ops, Token: cfg.AdminToken, HTTP: cfg.HTTP}, began: time.Now()}
+	sr := &scalingRun{log: cfg.Log, client: &autoscale.Client{BaseURL: cfg.Ops, Token: cfg.AdminToken, HTTP: cfg.HTTP}, began: time.Now()}
 	before, err := sr.client.Status(ctx)
 	if err != nil {
 		return nil, err
@@ -159,7 +165,7 @@ func (sr *scalingRun) events(ctx context.Context) ([]autoscale.Event, error) {
 
 // judgeScaling checks an experiment's scaling expectations against the
 // scaler's events and the load's outcome.
-func judgeScaling(e Experiment, events []autoscale.Event, load LoadOutcome, window time.Duration, backAfter time.Duration, backOK bool) []Verdict {
+func judgeScaling(e Experiment, events []autoscale.Event, load LoadOutcome, loadStart time.Time, window time.Duration, backAfter time.Duration, backOK bool) []Verdict {
 	s := e.Scaling
 	x := s.Expect
 	v := func(expectation, measured string, pass bool) Verdict {
@@ -169,6 +175,7 @@ func judgeScaling(e Experiment, events []autoscale.Event, load LoadOutcome, wind
 
 	// Scale-out on load in the region, and its first instance serving.
 	outs, serving := 0, time.Duration(-1)
+	var servingAt time.Time
 	for _, ev := range events {
 		if ev.Region != x.Region {
 			continue
@@ -178,7 +185,7 @@ func judgeScaling(e Experiment, events []autoscale.Event, load LoadOutcome, wind
 			outs++
 		case "serving":
 			if serving < 0 && ev.ToTrafficMs > 0 {
-				serving = time.Duration(ev.ToTrafficMs) * time.Millisecond
+				serving, servingAt = time.Duration(ev.ToTrafficMs)*time.Millisecond, ev.At
 			}
 		}
 	}
@@ -190,6 +197,9 @@ func judgeScaling(e Experiment, events []autoscale.Event, load LoadOutcome, wind
 	default:
 		out = append(out, v(fmt.Sprintf("a new %s instance takes traffic within %s of the target exceeded", x.Region, x.OutWithin.D()),
 			fmt.Sprintf("%s (%d scale-outs)", serving.Round(100*time.Millisecond), outs), serving <= x.OutWithin.D()))
+	}
+	if x.ReadP99 > 0 {
+		out = append(out, judgeReadP99(e.Name, x.ReadP99.D(), load.Seconds, loadStart, servingAt))
 	}
 	if x.BackToMin > 0 {
 		m := fmt.Sprintf("every region at %d after %s", s.Min, backAfter.Round(100*time.Millisecond))
@@ -226,6 +236,36 @@ func judgeScaling(e Experiment, events []autoscale.Event, load LoadOutcome, wind
 	return out
 }
 
+// judgeReadP99 checks every second's p99 of the read flows from the
+// second after servingAt (the first new instance's first request) on.
+func judgeReadP99(name string, bound time.Duration, seconds []map[string]time.Duration, loadStart, servingAt time.Time) Verdict {
+	v := Verdict{Experiment: name, Expectation: fmt.Sprintf("read p99 <= %s every second once a new instance serves", bound)}
+	if servingAt.IsZero() {
+		v.Measured = "no new instance served"
+		return v
+	}
+	from := int(servingAt.Sub(loadStart)/time.Second) + 1
+	worst, at, over, judged := time.Duration(0), 0, 0, 0
+	for i := max(from, 0); i < len(seconds); i++ {
+		for _, flow := range []string{"browse", "product"} {
+			p := seconds[i][flow]
+			if p == 0 {
+				continue
+			}
+			judged++
+			if p > worst {
+				worst, at = p, i
+			}
+			if p > bound {
+				over++
+			}
+		}
+	}
+	v.Measured = fmt.Sprintf("worst %s at second %d, %d of %d second-flows over, from second %d", worst.Round(time.Millisecond), at, over, judged, from)
+	v.Pass = judged > 0 && over == 0
+	return v
+}
+
 // reversals counts, over every region, a change whose direction is the
 // opposite of the region's previous change made less than window before
 // (an instance added, then one removed, or the other way): flapping. It
@@ -253,7 +293,7 @@ func reversals(events []autoscale.Event, window time.Duration) (int, string) {
 
 // judge waits for the regions to come back to min, if expected, then
 // judges the experiment's scaling.
-func (sr *scalingRun) judge(ctx context.Context, e Experiment, load LoadOutcome) []Verdict {
+func (sr *scalingRun) judge(ctx context.Context, e Experiment, load LoadOutcome, loadStart time.Time) []Verdict {
 	s := e.Scaling
 	var back time.Duration
 	backOK := true
@@ -264,9 +304,24 @@ func (sr *scalingRun) judge(ctx context.Context, e Experiment, load LoadOutcome)
 	if err != nil {
 		return []Verdict{{Experiment: e.Name, Expectation: "the scaler's events are read", Measured: err.Error()}}
 	}
+	for _, ev := range events {
+		if ev.Action == "settings" {
+			continue
+		}
+		line := fmt.Sprintf("   scaler +%s %s %s", ev.At.Sub(sr.began).Round(100*time.Millisecond), ev.Region, ev.Action)
+		switch {
+		case ev.To > 0:
+			line += fmt.Sprintf(" %d -> %d: %s", ev.From, ev.To, ev.Reason)
+		case ev.ToTrafficMs > 0:
+			line += fmt.Sprintf(" %s, %d ms after the target was exceeded", ev.Instance, ev.ToTrafficMs)
+		case ev.Instance != "" || ev.Reason != "":
+			line += " " + strings.TrimSpace(ev.Instance+" "+ev.Reason)
+		}
+		fmt.Fprintln(sr.log, line)
+	}
 	window := s.ScaleInAfter.D()
 	if window <= 0 {
 		window = time.Duration(sr.before.Policy.ScaleInAfterSeconds * float64(time.Second))
 	}
-	return judgeScaling(e, events, load, window, back, backOK)
+	return judgeScaling(e, events, load, loadStart, window, back, backOK)
 }
