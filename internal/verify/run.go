@@ -121,6 +121,12 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 	startedAt := make(chan time.Time, 1)
 	go func() {
 		out, err := cfg.Load(ctx, e.Load, func() {
+			if sr != nil {
+				// The instances get the experiment's capacity only now:
+				// the load's own reads before its schedule (the stock of
+				// every SKU) are not the load the scaler is judged on.
+				sr.applyInstances(ctx)
+			}
 			select {
 			case startedAt <- time.Now():
 			default: // started twice: the first counts

@@ -79,6 +79,7 @@ func (s *Scaling) check(where string) []error {
 
 // scalingRun applies an experiment's scaling, and reads what came of it.
 type scalingRun struct {
+	spec   *Scaling
 	log    io.Writer
 	client *autoscale.Client
 	before autoscale.Status
@@ -87,14 +88,13 @@ type scalingRun struct {
 
 // startScaling reads the rules as they are and sets the experiment's.
 func startScaling(ctx context.Context, cfg Config, s *Scaling) (*scalingRun, error) {
-	sr := &scalingRun{log: cfg.Log, client: &autoscale.Client{BaseURL: cfg.Ops, Token: cfg.AdminToken, HTTP: cfg.HTTP}, began: time.Now()}
+	sr := &scalingRun{spec: s, log: cfg.Log, client: &autoscale.Client{BaseURL: cfg.Ops, Token: cfg.AdminToken, HTTP: cfg.HTTP}, began: time.Now()}
 	before, err := sr.client.Status(ctx)
 	if err != nil {
 		return nil, err
 	}
 	sr.before = before
-	u := autoscale.Update{Regions: map[string]autoscale.RegionUpdate{},
-		Instance: &autoscale.InstanceSettings{Capacity: s.Capacity, WorkMs: int(s.Work.D().Milliseconds())}}
+	u := autoscale.Update{Regions: map[string]autoscale.RegionUpdate{}}
 	for _, r := range before.Regions {
 		u.Regions[r.Region] = autoscale.RegionUpdate{Min: &s.Min, Max: &s.Max, CancelPreScale: r.PreScale != nil}
 	}
@@ -113,6 +113,18 @@ func startScaling(ctx context.Context, cfg Config, s *Scaling) (*scalingRun, err
 		return nil, err
 	}
 	return sr, nil
+}
+
+// applyInstances gives every instance the experiment's capacity and work,
+// and starts the experiment's clock: events before it (the load's own
+// reads of the stock) are not judged. A failure is logged and judged by
+// what follows (no scale-out).
+func (sr *scalingRun) applyInstances(ctx context.Context) {
+	sr.began = time.Now()
+	is := autoscale.InstanceSettings{Capacity: sr.spec.Capacity, WorkMs: int(sr.spec.Work.D().Milliseconds())}
+	if _, err := sr.client.Apply(ctx, autoscale.Update{Instance: &is}); err != nil {
+		fmt.Fprintf(sr.log, "   set the instances' capacity: %v\n", err)
+	}
 }
 
 // waitMin waits up to d for every region to run min instances, and
@@ -165,7 +177,7 @@ func (sr *scalingRun) events(ctx context.Context) ([]autoscale.Event, error) {
 
 // judgeScaling checks an experiment's scaling expectations against the
 // scaler's events and the load's outcome.
-func judgeScaling(e Experiment, events []autoscale.Event, load LoadOutcome, loadStart time.Time, window time.Duration, backAfter time.Duration, backOK bool) []Verdict {
+func judgeScaling(e Experiment, events []autoscale.Event, load LoadOutcome, began, loadStart time.Time, window time.Duration, backAfter time.Duration, backOK bool) []Verdict {
 	s := e.Scaling
 	x := s.Expect
 	v := func(expectation, measured string, pass bool) Verdict {
@@ -184,7 +196,9 @@ func judgeScaling(e Experiment, events []autoscale.Event, load LoadOutcome, load
 		case "scale-out":
 			outs++
 		case "serving":
-			if serving < 0 && ev.ToTrafficMs > 0 {
+			// An instance started in an earlier experiment may take its
+			// first request only now: only this one's scale-outs count.
+			if serving < 0 && ev.ToTrafficMs > 0 && !ev.ExceededAt.Before(began) {
 				serving, servingAt = time.Duration(ev.ToTrafficMs)*time.Millisecond, ev.At
 			}
 		}
@@ -323,5 +337,5 @@ func (sr *scalingRun) judge(ctx context.Context, e Experiment, load LoadOutcome,
 	if window <= 0 {
 		window = time.Duration(sr.before.Policy.ScaleInAfterSeconds * float64(time.Second))
 	}
-	return judgeScaling(e, events, load, loadStart, window, back, backOK)
+	return judgeScaling(e, events, load, sr.began, loadStart, window, back, backOK)
 }
