@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/stamp"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/store/storetest"
@@ -25,14 +24,7 @@ import (
 func TestAStampAdvertisesOnlyAReachableURL(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope")
 	st, _ := c.MustOpen(t, 0)
-	iss, err := auth.LoadOrCreateIssuer(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(iss.VerifierConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, verifier := testIssuer(t)
 	cfg := func(advertise string, withTLS bool) stamp.Config {
 		c := stamp.Config{Region: "westeurope", Store: st, Verifier: verifier, AdvertiseURL: advertise, ProbeInterval: 100 * time.Millisecond}
 		if withTLS {

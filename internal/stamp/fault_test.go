@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
@@ -325,14 +324,7 @@ func TestStampFaultNeverReady(t *testing.T) {
 func TestStampFaultCrashOnStart(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope")
 	st, _ := c.MustOpen(t, 0)
-	iss, err := auth.LoadOrCreateIssuer(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(iss.VerifierConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, verifier := testIssuer(t)
 	cfg := stamp.Config{Region: "westeurope", Store: st, Verifier: verifier}
 	for _, bad := range []stamp.Fault{{ErrorRatio: 1.5}, {ErrorRatio: -1}, {ErrorRatio: 0.1, Route: "payments"}, {Latency: -time.Second}} {
 		cfg.Fault = bad

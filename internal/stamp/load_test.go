@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/deploy/deploytest"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/stamp"
@@ -153,14 +152,7 @@ func TestStampCapacityShedsAndReportsTheLoad(t *testing.T) {
 func TestStampRefusesBadCapacityAndWork(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope")
 	st, _ := c.MustOpen(t, 0)
-	iss, err := auth.LoadOrCreateIssuer(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(iss.VerifierConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, verifier := testIssuer(t)
 	base := stamp.Config{Region: "westeurope", Store: st, Verifier: verifier}
 	for _, tc := range []struct {
 		name     string

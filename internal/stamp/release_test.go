@@ -35,12 +35,10 @@ type testStamp struct {
 	logs   *lineBuffer
 }
 
-// serveStamp starts a westeurope stamp with cfg on the store of c's first
-// server: seeding, probing every 100 ms unless cfg says otherwise,
-// expecting testCredential, logging JSON into logs. It stops at cleanup.
-func serveStamp(t *testing.T, c *storetest.Cluster, cfg stamp.Config) *testStamp {
+// testIssuer is a development token issuer of the test's own and a
+// verifier of its tokens, as every stamp is given one.
+func testIssuer(t *testing.T) (*auth.Issuer, *auth.Verifier) {
 	t.Helper()
-	st, _ := c.MustOpen(t, 0)
 	iss, err := auth.LoadOrCreateIssuer(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +47,16 @@ func serveStamp(t *testing.T, c *storetest.Cluster, cfg stamp.Config) *testStamp
 	if err != nil {
 		t.Fatal(err)
 	}
+	return iss, verifier
+}
+
+// serveStamp starts a westeurope stamp with cfg on the store of c's first
+// server: seeding, probing every 100 ms unless cfg says otherwise,
+// expecting testCredential, logging JSON into logs. It stops at cleanup.
+func serveStamp(t *testing.T, c *storetest.Cluster, cfg stamp.Config) *testStamp {
+	t.Helper()
+	st, _ := c.MustOpen(t, 0)
+	iss, verifier := testIssuer(t)
 	logs := &lineBuffer{}
 	cfg.Region, cfg.Store, cfg.Verifier, cfg.Seed, cfg.EdgeCredential = "westeurope", st, verifier, true, testCredential
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/stamp"
@@ -46,14 +45,7 @@ func (b *lineBuffer) lines() []string {
 func TestStampRequestsAreTracedLoggedAndCounted(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope")
 	st, _ := c.MustOpen(t, 0)
-	iss, err := auth.LoadOrCreateIssuer(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(iss.VerifierConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, verifier := testIssuer(t)
 	tel, err := telemetry.New(t.Context(), telemetry.Config{Service: telemetry.ServiceStamp, Region: "westeurope"})
 	if err != nil {
 		t.Fatal(err)
