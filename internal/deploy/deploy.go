@@ -473,7 +473,16 @@ func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSp
 	go func() { in.done <- built.Serve(runCtx, ln) }()
 	d.mu.Lock()
 	r.instances = append(r.instances, in)
+	now := d.load
 	d.mu.Unlock()
+	if now != load {
+		// The settings changed while the instance was built: a
+		// SetInstanceSettings that listed the instances before this one
+		// joined them did not reach it.
+		if err := applyLoad(in, now); err != nil {
+			d.log.Warn("start instance: capacity and work", "region", r.name, "error", err)
+		}
+	}
 	return in, nil
 }
 

@@ -75,14 +75,19 @@ func (d *Deployment) SetInstanceSettings(is autoscale.InstanceSettings) error {
 	}
 	d.mu.Unlock()
 	for _, in := range all {
-		if err := in.stamp.SetCapacity(is.Capacity); err != nil {
-			return err
-		}
-		if err := in.stamp.SetWork(time.Duration(is.WorkMs) * time.Millisecond); err != nil {
+		if err := applyLoad(in, is); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// applyLoad gives one instance a capacity and a simulated work.
+func applyLoad(in *instance, is autoscale.InstanceSettings) error {
+	if err := in.stamp.SetCapacity(is.Capacity); err != nil {
+		return err
+	}
+	return in.stamp.SetWork(time.Duration(is.WorkMs) * time.Millisecond)
 }
 
 var _ autoscale.InstanceControl = (*Deployment)(nil)

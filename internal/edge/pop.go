@@ -261,18 +261,13 @@ func (p *pop) candidatesLocked() []Candidate {
 
 // route picks the stamp for one request from POP p and the one to retry
 // (an empty id: none), from the last decision and the candidates it was
-// made of, the less busy of two drawn (PickLeastLoaded): nothing is
-// allocated or sorted per request.
+// made of: nothing is allocated or sorted per request.
 func (p *pop) route() (primary, retry upstream, failOpen bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pid, rid := PickLeastLoaded(p.dec, p.cands, rand.Float64(), rand.Float64(), p.inFlightLocked)
+	pid, rid := Pick(p.dec, p.cands, rand.Float64())
 	return p.upstreamLocked(pid), p.upstreamLocked(rid), p.dec.FailOpen
 }
-
-// inFlightLocked is how many attempts p has in flight to stamp id; p.mu
-// must be held.
-func (p *pop) inFlightLocked(id string) int { return len(p.attempts[id]) }
 
 // upstreamLocked is how p reaches stamp id; p.mu must be held.
 func (p *pop) upstreamLocked(id string) upstream {

@@ -492,37 +492,6 @@ func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
 	if len(d.Near) == 0 {
 		return "", ""
 	}
-	return pickAt(d, cands, weightedIndex(d, cands, r))
-}
-
-// PickLeastLoaded is Pick with the power of two choices: it draws two
-// members of d.Near by weight (r1 and r2, as Pick draws one) and, when
-// they are interchangeable (the same release and weight, so that a
-// release's shares of traffic stay as its weights set them), keeps the one
-// with fewer requests in flight from this POP (inFlight; a tie keeps the
-// first draw). Random picks leave some instances with queues while others
-// idle; comparing two keeps every queue short, and an instance just added
-// takes its share of traffic at once. retry is chosen as Pick chooses it,
-// for the primary kept. A nil inFlight is Pick with r1.
-func PickLeastLoaded(d Decision, cands []Candidate, r1, r2 float64, inFlight func(id string) int) (primary, retry string) {
-	if len(d.Near) == 0 {
-		return "", ""
-	}
-	idx := weightedIndex(d, cands, r1)
-	if inFlight != nil && len(d.Near) > 1 {
-		if alt := weightedIndex(d, cands, r2); alt != idx {
-			a, b := d.Near[idx], d.Near[alt]
-			if releaseOf(cands, a) == releaseOf(cands, b) && weightOf(cands, a) == weightOf(cands, b) && inFlight(b) < inFlight(a) {
-				idx = alt
-			}
-		}
-	}
-	return pickAt(d, cands, idx)
-}
-
-// weightedIndex is the member of d.Near whose slice of the total weight
-// holds r*total (see Pick); d.Near is not empty.
-func weightedIndex(d Decision, cands []Candidate, r float64) int {
 	// Weights are looked up in cands, not copied into a map: a POP picks
 	// for every request, and cands are few.
 	var total float64
@@ -533,18 +502,15 @@ func weightedIndex(d Decision, cands []Candidate, r float64) int {
 		r = 0
 	}
 	target := r * total
+	idx := len(d.Near) - 1
 	var cum float64
 	for i, id := range d.Near {
 		cum += weightOf(cands, id)
 		if target < cum {
-			return i
+			idx = i
+			break
 		}
 	}
-	return len(d.Near) - 1
-}
-
-// pickAt returns d.Near[idx] and the stamp for its retry (see Pick).
-func pickAt(d Decision, cands []Candidate, idx int) (primary, retry string) {
 	primary = d.Near[idx]
 	if home := regionOf(cands, primary); home != "" {
 		for k := 1; k < len(d.Near); k++ {
@@ -569,16 +535,6 @@ func pickAt(d Decision, cands []Candidate, idx int) (primary, retry string) {
 		}
 	}
 	return primary, ""
-}
-
-// releaseOf is the Release cands give stamp id; empty when none does.
-func releaseOf(cands []Candidate, id string) string {
-	for _, c := range cands {
-		if c.ID == id {
-			return c.Release
-		}
-	}
-	return ""
 }
 
 // regionOf is the Region cands give stamp id; empty when none does.

@@ -640,54 +640,6 @@ func TestPickRetriesInTheSameRegionFirst(t *testing.T) {
 	}
 }
 
-// PickLeastLoaded keeps the less busy of its two draws when they are
-// interchangeable, and the first draw otherwise.
-// Mutation: comparing with > instead of < keeps the busier draw, and the
-// first two cases go red.
-func TestPickLeastLoadedKeepsTheLessBusyOfTwo(t *testing.T) {
-	a, b, c := stamp("eastus/1", health.Healthy, 2*ms), stamp("eastus/2", health.Healthy, 2*ms), stamp("eastus/3", health.Healthy, 2*ms)
-	newer := c
-	newer.Release = "v2"
-	heavy := c
-	heavy.Weight = 300
-	d := Decision{Near: []string{"eastus/1", "eastus/2", "eastus/3"}}
-	busy := map[string]int{"eastus/1": 4, "eastus/2": 0, "eastus/3": 1}
-	inFlight := func(id string) int { return busy[id] }
-	for _, tc := range []struct {
-		name          string
-		cands         []Candidate
-		r1, r2        float64
-		primary, want string
-	}{
-		{"the second draw is idle", []Candidate{a, b, c}, 0.1, 0.5, "eastus/2", "eastus/3"},
-		{"the second draw is less busy", []Candidate{a, b, c}, 0.1, 0.9, "eastus/3", "eastus/1"},
-		{"the first draw is less busy", []Candidate{a, b, c}, 0.5, 0.1, "eastus/2", "eastus/3"},
-		{"the same draw twice", []Candidate{a, b, c}, 0.1, 0.2, "eastus/1", "eastus/2"},
-		{"another release keeps its share", []Candidate{a, b, newer}, 0.1, 0.9, "eastus/1", "eastus/2"},
-		{"another weight keeps its share", []Candidate{a, b, heavy}, 0.1, 0.9, "eastus/1", "eastus/2"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if p, r := PickLeastLoaded(d, tc.cands, tc.r1, tc.r2, inFlight); p != tc.primary || r != tc.want {
-				t.Fatalf("PickLeastLoaded = %q, %q; want %q, %q", p, r, tc.primary, tc.want)
-			}
-		})
-	}
-	t.Run("without in-flight counts it is Pick", func(t *testing.T) {
-		for _, r := range []float64{0, 0.3, 0.5, 0.99} {
-			p1, r1 := PickLeastLoaded(d, []Candidate{a, b, c}, r, 0.9, nil)
-			p2, r2 := Pick(d, []Candidate{a, b, c}, r)
-			if p1 != p2 || r1 != r2 {
-				t.Fatalf("r %v: PickLeastLoaded = %q, %q; Pick = %q, %q", r, p1, r1, p2, r2)
-			}
-		}
-	})
-	t.Run("nothing near", func(t *testing.T) {
-		if p, r := PickLeastLoaded(Decision{}, []Candidate{a}, 0.1, 0.2, inFlight); p != "" || r != "" {
-			t.Fatalf("PickLeastLoaded with nothing near = %q, %q", p, r)
-		}
-	})
-}
-
 // Neither the primary nor the retry is ever a stamp on standby, whatever r
 // and however near the standby stamps are: they are in neither Near nor
 // Fallback while another stamp exists.
