@@ -44,14 +44,10 @@ type RegionUpdate struct {
 	CancelPreScale bool `json:"cancelPreScale,omitempty"`
 }
 
-func invalid(format string, args ...any) error {
-	return shop.Errorf(shop.KindInvalid, "", format, args...)
-}
-
 // seconds turns a number of seconds from the API into a duration.
 func seconds(name string, v float64) (time.Duration, error) {
 	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > 3600 {
-		return 0, invalid("%s %v: want seconds from 0 to 3600", name, v)
+		return 0, shop.Invalid("", "%s %v: want seconds from 0 to 3600", name, v)
 	}
 	return time.Duration(v * float64(time.Second)), nil
 }
@@ -84,13 +80,13 @@ func (s *Scaler) Apply(u Update) (Status, error) {
 		}
 	}
 	if err := p.Validate(); err != nil {
-		return Status{}, invalid("%v", err)
+		return Status{}, shop.Invalid("", "%v", err)
 	}
 	known := s.cfg.Regions()
 	for _, region := range slices.Sorted(maps.Keys(u.Regions)) {
 		ru := u.Regions[region]
 		if !slices.Contains(known, region) {
-			return Status{}, invalid("region %q: not a region of the deployment (%v)", region, known)
+			return Status{}, shop.Invalid("", "region %q: not a region of the deployment (%v)", region, known)
 		}
 		l, ok := limits[region]
 		if !ok {
@@ -107,19 +103,19 @@ func (s *Scaler) Apply(u Update) (Status, error) {
 		}
 		if ru.PreScale != nil {
 			if ru.CancelPreScale {
-				return Status{}, invalid("region %s: preScale and cancelPreScale together", region)
+				return Status{}, shop.Invalid("", "region %s: preScale and cancelPreScale together", region)
 			}
 			if !ru.PreScale.Until.After(now) || ru.PreScale.Until.Sub(now) > maxPreScale {
-				return Status{}, invalid("region %s: pre-scale until %s: want a time in the next %s", region, ru.PreScale.Until.Format(time.RFC3339), maxPreScale)
+				return Status{}, shop.Invalid("", "region %s: pre-scale until %s: want a time in the next %s", region, ru.PreScale.Until.Format(time.RFC3339), maxPreScale)
 			}
 			ps := *ru.PreScale
 			l.PreScale = &ps
 		}
 		if err := l.validate(); err != nil {
-			return Status{}, invalid("region %s: %v", region, err)
+			return Status{}, shop.Invalid("", "region %s: %v", region, err)
 		}
 		if l.PreScale != nil && l.PreScale.Min > l.Max {
-			return Status{}, invalid("region %s: pre-scale min %d above max %d", region, l.PreScale.Min, l.Max)
+			return Status{}, shop.Invalid("", "region %s: pre-scale min %d above max %d", region, l.PreScale.Min, l.Max)
 		}
 		limits[region] = l
 	}
@@ -129,9 +125,9 @@ func (s *Scaler) Apply(u Update) (Status, error) {
 		case s.cfg.Instances == nil:
 			return Status{}, shop.Errorf(shop.KindConflict, "", "this deployment's instances take their capacity and work from their own configuration")
 		case is.Capacity < 1 || is.Capacity > 100_000:
-			return Status{}, invalid("instance capacity %d: want from 1 to 100000", is.Capacity)
+			return Status{}, shop.Invalid("", "instance capacity %d: want from 1 to 100000", is.Capacity)
 		case is.WorkMs < 0 || is.WorkMs > maxWorkMs:
-			return Status{}, invalid("instance workMs %d: want from 0 to %d", is.WorkMs, maxWorkMs)
+			return Status{}, shop.Invalid("", "instance workMs %d: want from 0 to %d", is.WorkMs, maxWorkMs)
 		}
 		if err := s.cfg.Instances.SetInstanceSettings(is); err != nil {
 			return Status{}, err

@@ -287,7 +287,7 @@ func (s *Scaler) Evaluate(ctx context.Context) {
 			st = &State{}
 			s.states[region] = st
 		}
-		status := RegionStatus{Region: region, Limits: s.limitsOf(region), Want: in.Instances, Utilisation: in.Utilisation(), Inputs: in}
+		status := RegionStatus{Region: region, Want: in.Instances, Utilisation: in.Utilisation(), Inputs: in}
 		if hold != "" {
 			*st = State{lastMin: in.Min}
 			status.Reason = "held: " + hold

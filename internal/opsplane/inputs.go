@@ -144,6 +144,15 @@ type stampView struct {
 
 // stampList is every known stamp instance, by id. A stamp the registry
 // stopped announcing is forgotten once it has not answered for
+// freshReport is the stamp's last report while it still says how the
+// stamp is (no older than staleReport), else nil.
+func (s stampView) freshReport(now time.Time) *health.Report {
+	if s.report == nil || now.Sub(s.freshAt) > staleReport {
+		return nil
+	}
+	return s.report
+}
+
 // forgetStamp.
 func (in *inputs) stampList() []stampView {
 	in.mu.Lock()

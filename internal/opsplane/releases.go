@@ -20,8 +20,8 @@ func (p *Plane) Instances() []release.Instance {
 		}
 		in := release.Instance{ID: s.id, Region: s.region, Release: s.release, Health: health.Unknown, Silent: s.silent}
 		// A stamp that stopped answering is unknown, as on the dashboard.
-		if s.report != nil && now.Sub(s.freshAt) <= staleReport {
-			in.Health, in.Reason = s.report.Status, s.report.Reason
+		if r := s.freshReport(now); r != nil {
+			in.Health, in.Reason = r.Status, r.Reason
 		}
 		out = append(out, in)
 	}

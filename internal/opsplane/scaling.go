@@ -1,9 +1,6 @@
 package opsplane
 
-import (
-	"github.com/contoso/shoes/internal/autoscale"
-	"github.com/contoso/shoes/internal/health"
-)
+import "github.com/contoso/shoes/internal/autoscale"
 
 // Loads lists every stamp instance the registry announces, with the load
 // its last fresh report gave (when it serves: healthy or degraded) and the
@@ -22,7 +19,7 @@ func (p *Plane) Loads() []autoscale.InstanceLoad {
 			continue
 		}
 		l := autoscale.InstanceLoad{ID: s.id, Region: s.region, Zone: s.zone, Release: s.release, Requests: sent[s.id]}
-		if r := s.report; r != nil && now.Sub(s.freshAt) <= staleReport && (r.Status == health.Healthy || r.Status == health.Degraded) {
+		if r := s.freshReport(now); r != nil && r.Status.Routable() {
 			l.Ready = true
 			if r.Load != nil {
 				l.Load = &autoscale.Load{InFlight: r.Load.InFlight, Capacity: r.Load.Capacity, Requests: r.Load.Requests,

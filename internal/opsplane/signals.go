@@ -101,7 +101,7 @@ func (p *Plane) collect(now time.Time) map[signalKey]healthmodel.Reading {
 		// reports; a release's new instances count too.
 		serving := 0
 		for _, s := range byRegion[region] {
-			if s.announced && s.report != nil && now.Sub(s.freshAt) <= staleReport && s.report.Status.Routable() && !s.report.Drained {
+			if r := s.freshReport(now); s.announced && r != nil && r.Status.Routable() && !r.Drained {
 				serving++
 			}
 		}
