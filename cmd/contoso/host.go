@@ -67,7 +67,7 @@ func runHost(ctx context.Context, args []string, getenv func(string) string, std
 		env       = fs.String("env", "", "the environment: dev or prod (every stamp's --env); empty: "+envEnv+", else dev")
 		insecure  = fs.Bool("registry-insecure", false, "speak plain HTTP to a release registry on loopback (a development registry)")
 	)
-	conn.register(fs, "nats://127.0.0.1:4222", "the store servers, nearest first; the host reads the stamps registry and the releases as the edge's user (-nats-nkey)")
+	conn.register(fs, "nats://127.0.0.1:4222", "the store servers, nearest first; the host reads the stamps registry and the releases and takes the autoscaler's starts and drains as the agents' user (-nats-nkey, agent.nk)")
 	logs.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err

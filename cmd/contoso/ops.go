@@ -44,6 +44,7 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 		insts     = fs.Int("instances", 1, "stamp instances each region should run, one per zone: fewer serving is redundancy lost (the region degraded)")
 		env       = fs.String("env", "", "the environment releases go to: dev or prod (prod releases only images that passed verification, and no injected faults); empty: $"+envEnv+", else dev")
 		insecure  = fs.Bool("registry-insecure", false, "speak plain HTTP to a release registry on loopback (a development registry)")
+		scaleMax  = fs.Int("scale-max", 0, "the most stamp instances the autoscaler runs in a region (its least is -instances; PUT /ops/scaling changes both); 0: 3 × -instances")
 	)
 	logs.register(fs)
 	tokens.register(fs)
@@ -94,6 +95,9 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 	svc, err := deploy.NewOps(deploy.OpsConfig{
 		NATSURL: conn.nats.url, NATS: p.store, StampTLS: p.clientTLS,
 		Sink: tel.Sink(), Telemetry: tel, Declared: splitList(*regions), Logger: log, Instances: *insts,
+		// The autoscaler's starts and drains go to the supervisors and
+		// hosts that carry each region (launch.Remote).
+		Scale: deploy.ScaleConfig{Max: *scaleMax},
 		Release: release.Config{
 			Env: *env,
 			Resolve: func(ctx context.Context, image string) (string, error) {
@@ -127,6 +131,7 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 	mux := http.NewServeMux()
 	svc.Plane.Routes(mux, true)
 	svc.Releases.Routes(mux, log)
+	svc.Scaler.Routes(mux, log)
 	dash.Routes(mux)
 	mux.Handle("GET /metrics", tel.MetricsHandler())
 	return serveEndpoints(ctx, stdout, log, p.serverTLS, map[string]string{"event": "ready"},

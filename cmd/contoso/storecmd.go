@@ -47,7 +47,7 @@ func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runStoreUsers(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("store users", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", "", "directory of the seeds, one <role>.nk per role (admin, stamp, edge, ops); required")
+	dir := fs.String("dir", "", "directory of the seeds, one <role>.nk per role (admin, stamp, edge, ops, agent); required")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

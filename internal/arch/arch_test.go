@@ -92,7 +92,11 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "internal/child", only: []string{}},
 		// A host runs stamps as processes and follows the releases: it
 		// never builds a stamp or a deployment itself.
-		{pkg: "internal/host", only: []string{"internal/artifact", "internal/buildinfo", "internal/child", "internal/release", "internal/store"}},
+		{pkg: "internal/host", only: []string{"internal/artifact", "internal/buildinfo", "internal/child", "internal/launch", "internal/release", "internal/store"}},
+		// Starts and drains travel between the operations plane and the
+		// agents; the package knows the launcher interface and the store's
+		// subjects, never a stamp or a deployment.
+		{pkg: "internal/launch", only: []string{"internal/httpapi", "internal/release", "internal/store", "internal/shop"}},
 	}
 	for _, r := range rules {
 		deps, ok := g[r.pkg]

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -166,17 +165,17 @@ type OpsConfig struct {
 	// Verified, Steps, Gate and timeouts (its records, observer and
 	// regions are the plane's). Zero: dev, versions in process only.
 	Release release.Config
-	// Scaling is the autoscaler's status for the dashboard
-	// (opsplane.Config.Scaling); nil: no scaling section.
-	Scaling func() *autoscale.Status
-	Logger  *slog.Logger // nil: discard
+	// Scale configures the plane's autoscaler.
+	Scale  ScaleConfig
+	Logger *slog.Logger // nil: discard
 }
 
 // OpsService is an operations plane connected to the store, with its
-// release controller.
+// release controller and its autoscaler.
 type OpsService struct {
 	Plane    *opsplane.Plane
 	Releases *release.Controller
+	Scaler   *autoscale.Scaler
 	records  *store.Releases
 	nc       *nats.Conn
 }
@@ -197,16 +196,22 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The plane shows the release its controller drives; the controller
-	// reads the stamps through the plane, so it is built after it, before
-	// NewOps returns.
-	var releases *release.Controller
+	// The plane shows the release its controller drives and the
+	// scaler's decisions; both read the stamps through the plane, so they
+	// are built after it, before NewOps returns.
+	var (
+		releases *release.Controller
+		scaler   *autoscale.Scaler
+	)
 	plane, err := opsplane.New(opsplane.Config{
 		Conn: nc, Sink: cfg.Sink, Telemetry: cfg.Telemetry, Instances: cfg.Instances,
 		StampClient: &http.Client{Transport: ServiceTransport(cfg.StampTLS)},
 		Regions:     cfg.Regions, Declared: cfg.Declared, Baseline: cfg.Baseline, Logger: log,
 		Release: func(ctx context.Context) (*release.Record, error) { return releases.Current(ctx) },
-		Scaling: cfg.Scaling,
+		Scaling: func() *autoscale.Status {
+			st := scaler.Status()
+			return &st
+		},
 	})
 	if err != nil {
 		nc.Close()
@@ -228,7 +233,11 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &OpsService{Plane: plane, Releases: releases, records: records, nc: nc}, nil
+	if scaler, err = newScaler(cfg.Scale, cfg.Instances, nc, plane, releases, rcfg.Regions, log); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &OpsService{Plane: plane, Releases: releases, Scaler: scaler, records: records, nc: nc}, nil
 }
 
 // Run reads the deployment and drives the release under way until ctx is
@@ -238,6 +247,7 @@ func (s *OpsService) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { _ = s.Releases.Run(ctx) })
+	wg.Go(func() { s.Scaler.Run(ctx) })
 	return s.Plane.Run(ctx)
 }
 
@@ -315,17 +325,10 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	// `contoso ops` reads it over the network: the registry, the stamps'
 	// reports, the POPs' published status, the queues; only its telemetry
 	// sink is this process's own.
-	// The scaler reads the plane and the plane shows the scaler: the
-	// plane is built first and finds the scaler here once it exists.
-	var scaling atomic.Pointer[autoscale.Scaler]
+	// The autoscaler starts and drains this process's instances through
+	// the same launcher as the release agent.
 	opsSvc, err := NewOps(OpsConfig{
-		Scaling: func() *autoscale.Status {
-			if sc := scaling.Load(); sc != nil {
-				st := sc.Status()
-				return &st
-			}
-			return nil
-		},
+		Scale:   ScaleConfig{Launcher: launcher{d}, Max: d.cfg.ScaleMax, Policy: d.cfg.Scaling, Instances: d},
 		NATSURL: strings.Join(urls, ","), NATS: d.access.store(store.RoleOps),
 		Sink: d.tel.Sink(), Telemetry: d.tel, StampTLS: d.access.clientTLS(),
 		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log, Instances: d.instances(),
@@ -340,12 +343,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	scaler, err := d.newScaler(opsSvc.Plane, opsSvc.Releases)
-	if err != nil {
-		return err
-	}
-	scaling.Store(scaler)
-	fd := &frontDoor{edge: svc.Edge, plane: opsSvc.Plane, releases: opsSvc.Releases, scaler: scaler, done: make(chan struct{}), listeners: listeners{log: d.log}}
+	fd := &frontDoor{edge: svc.Edge, plane: opsSvc.Plane, releases: opsSvc.Releases, scaler: opsSvc.Scaler, done: make(chan struct{}), listeners: listeners{log: d.log}}
 	runCtx, stop := context.WithCancel(context.Background())
 	fd.cancel = stop
 	d.front = fd
@@ -353,7 +351,6 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		var wg sync.WaitGroup
 		wg.Go(func() { svc.Run(runCtx) })
 		wg.Go(func() { _ = agent.Run(runCtx) })
-		wg.Go(func() { scaler.Run(runCtx) })
 		wg.Go(func() {
 			if err := opsSvc.Run(runCtx); err != nil {
 				d.log.Error("operations plane stopped", "error", err)

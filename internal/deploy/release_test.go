@@ -86,7 +86,7 @@ func startUserTraffic(t *testing.T, d *deploy.Deployment, sku string, orders boo
 				default:
 					u.served[res.Header.Get(httpapi.HeaderServedRelease)]++
 					if got := res.Header.Get(httpapi.HeaderServedRegion); got != region {
-						u.away = append(u.away, fmt.Sprintf("%s %s from %s served by %q", req.Method, req.URL.Path, region, got))
+						u.away = append(u.away, fmt.Sprintf("%s %s %s from %s served by %q", time.Now().Format("15:04:05.000"), req.Method, req.URL.Path, region, got))
 					}
 					if o.ID != "" {
 						u.orders[o.ID] = tok

@@ -1,10 +1,16 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
+	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/contoso/shoes/internal/autoscale"
+	"github.com/contoso/shoes/internal/launch"
+	"github.com/contoso/shoes/internal/opsplane"
 	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/shop"
 )
@@ -13,26 +19,55 @@ import (
 // (stamp.Config.Capacity's default).
 const defaultCapacity = 256
 
-// newScaler builds the deployment's autoscaler: it reads the instances'
-// load from the operations plane and starts and drains this process's
-// instances through the same launcher as the release agent, holding while
-// a release is under way.
-func (d *Deployment) newScaler(plane autoscale.Observer, releases *release.Controller) (*autoscale.Scaler, error) {
-	hi := d.cfg.ScaleMax
-	if hi == 0 {
-		hi = 3 * d.instances()
+// ScaleConfig configures the operations plane's autoscaler.
+type ScaleConfig struct {
+	// Launcher starts and drains instances; nil: launch.Remote, the
+	// supervisors and hosts of a deployment of processes, reached through
+	// the store's servers.
+	Launcher release.Launcher
+	// Max is the most instances the autoscaler runs in a region; zero:
+	// 3 × the plane's Instances (its min).
+	Max int
+	// Policy is the damping; zero: autoscale.DefaultPolicy.
+	Policy autoscale.Policy
+	// Instances sets every instance's capacity and simulated work; nil:
+	// the scaling API refuses to (instances started as processes take
+	// theirs from their flags).
+	Instances autoscale.InstanceControl
+}
+
+// newScaler builds the operations plane's autoscaler: it reads the
+// instances' load from the plane and starts and drains instances through
+// cfg's launcher, holding while a release is under way; min is the
+// plane's count of instances per region.
+func newScaler(cfg ScaleConfig, instances int, nc *nats.Conn, plane *opsplane.Plane, releases *release.Controller, regions func() []string, log *slog.Logger) (*autoscale.Scaler, error) {
+	lo := max(instances, 1)
+	hi := cmp.Or(cfg.Max, 3*lo)
+	l := cfg.Launcher
+	if l == nil {
+		l = launch.Remote{Conn: nc, Instances: func() []release.Instance { return registered(plane) }}
 	}
 	return autoscale.New(autoscale.Config{
-		Launcher:  launcher{d},
+		Launcher:  l,
 		Observer:  plane,
-		Regions:   d.regionNames,
-		Spec:      func(region string) release.Spec { return release.Spec{Region: region} },
+		Regions:   regions,
 		Hold:      func(ctx context.Context) string { return releaseUnderWay(ctx, releases) },
-		Default:   autoscale.Limits{Min: d.instances(), Max: max(hi, d.instances())},
-		Policy:    d.cfg.Scaling,
-		Instances: d,
-		Logger:    d.log,
+		Default:   autoscale.Limits{Min: lo, Max: max(hi, lo)},
+		Policy:    cfg.Policy,
+		Instances: cfg.Instances,
+		Logger:    log,
 	})
+}
+
+// registered lists the instances the stamps registry announces, as the
+// plane sees it.
+func registered(plane *opsplane.Plane) []release.Instance {
+	loads := plane.Loads()
+	out := make([]release.Instance, 0, len(loads))
+	for _, l := range loads {
+		out = append(out, release.Instance{ID: l.ID, Region: l.Region, Release: l.Release})
+	}
+	return out
 }
 
 // releaseUnderWay names the release under way, if any: the scaler holds

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,6 +60,7 @@ func TestAZoneLostLeavesEveryRegionServingItsOwnClients(t *testing.T) {
 		}
 		return nil
 	})
+	routing := watchRouting(t, d)
 	load := startUserTraffic(t, d, sku, true)
 	deploytest.Eventually(t, 30*time.Second, func() error {
 		if n := load.requests.Load(); n < 150 {
@@ -66,6 +69,7 @@ func TestAZoneLostLeavesEveryRegionServingItsOwnClients(t *testing.T) {
 		return nil
 	})
 
+	routing.mark("zone 2 lost")
 	killed, err := d.KillZone("", 2)
 	if err != nil || len(killed) != len(regions3) {
 		t.Fatalf("KillZone = %v, %v; want one instance per region", killed, err)
@@ -86,6 +90,7 @@ func TestAZoneLostLeavesEveryRegionServingItsOwnClients(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
+	routing.mark("zone 2 restored")
 	if err := d.RestoreZone(ctx, "", 2); err != nil {
 		t.Fatal(err)
 	}
@@ -105,10 +110,15 @@ func TestAZoneLostLeavesEveryRegionServingItsOwnClients(t *testing.T) {
 		return nil
 	})
 	after := sentTo(d.Edge().Status())
+	routing.mark("shares measured")
 	for _, r := range regions3 {
 		var total uint64
 		byID := map[string]uint64{}
 		for id, n := range after[r] {
+			if n < before[r][id] { // a POP stopped routing to it meanwhile
+				t.Errorf("%s: instance %s left a POP's routing while the shares were measured", r, id)
+				continue
+			}
 			byID[id] = n - before[r][id]
 			total += byID[id]
 		}
@@ -126,11 +136,73 @@ func TestAZoneLostLeavesEveryRegionServingItsOwnClients(t *testing.T) {
 	load.mu.Lock()
 	away := slices.Clone(load.away)
 	load.mu.Unlock()
+	if len(away) > 0 || t.Failed() {
+		routing.explain(t)
+	}
 	if len(away) > 0 {
-		t.Fatalf("%d answers from another region than the client's, e.g. %v", len(away), away[:min(5, len(away))])
+		t.Fatalf("%d answers from another region than the client's, e.g. %v", len(away), away[:min(20, len(away))])
 	}
 	waitFinal(t, d, orders, 2*time.Minute)
 	t.Logf("%d requests, none failed, each served at home; %d orders final", load.requests.Load(), len(orders))
+}
+
+// routeLog is every change of every POP's routing during a test: what a
+// failure explains itself with.
+type routeLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// watchRouting samples the edge's routing every 100 ms until the test
+// ends, keeping each change of a POP's nearest stamps with the state and
+// last probe of every stamp of its region.
+func watchRouting(t *testing.T, d *deploy.Deployment) *routeLog {
+	l := &routeLog{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(stop); wg.Wait() })
+	wg.Go(func() {
+		last := map[string]string{}
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for _, p := range d.Edge().Status() {
+				near := fmt.Sprint(p.Near)
+				if last[p.Region] == near {
+					continue
+				}
+				last[p.Region] = near
+				var home []string
+				for _, s := range p.Stamps {
+					if s.Region == p.Region {
+						home = append(home, fmt.Sprintf("%s(%s) %s %q %s", s.ID, s.Zone, s.State, s.LastProbe, s.Routing))
+					}
+				}
+				l.add(fmt.Sprintf("POP %s routes to %s; its region: %s", p.Region, near, strings.Join(home, "; ")))
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	return l
+}
+
+func (l *routeLog) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, time.Now().Format("15:04:05.000")+" "+line)
+}
+
+// mark notes a step of the test among the routing changes.
+func (l *routeLog) mark(step string) { l.add("--- " + step) }
+
+func (l *routeLog) explain(t *testing.T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t.Logf("routing changes:\n%s", strings.Join(l.lines, "\n"))
 }
 
 // sentTo sums, by region and instance, the requests every POP sent the

@@ -286,7 +286,7 @@ func (f *Fleet) start(ctx context.Context) error {
 	if err := each(planned, func(s *stampProc) error { return s.Start(ctx) }); err != nil {
 		return err
 	}
-	reg, err := watchRegistry(ctx, f.clientURLs(f.order[0]), f.users[store.RoleEdge], f.log)
+	reg, err := watchRegistry(ctx, f.clientURLs(f.order[0]), f.users[store.RoleAgent], f.log)
 	if err != nil {
 		return err
 	}

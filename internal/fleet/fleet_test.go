@@ -52,7 +52,8 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		bins = dir
-		return m.Run()
+		// Built beside the others; run in turn with them.
+		return deploytest.RunInTurn(m)
 	}()
 	os.Exit(code)
 }

@@ -41,7 +41,7 @@ func TestHostCarriesARegionThroughARelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed, err := os.ReadFile(filepath.Join(deploy.StoreUsersDir(f.DataDir()), string(store.RoleEdge)+".nk"))
+	seed, err := os.ReadFile(filepath.Join(deploy.StoreUsersDir(f.DataDir()), string(store.RoleAgent)+".nk"))
 	if err != nil {
 		t.Fatal(err)
 	}

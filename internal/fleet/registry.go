@@ -10,11 +10,12 @@ import (
 	"github.com/contoso/shoes/internal/store"
 )
 
-// registryView is the fleet's own view of the store, as the edge's user
-// (which may read the stamps registry and the releases bucket, nothing
-// else): the registry, so the fleet can name the instance a process runs
-// (a stamp's registry id is made when it starts), and the connection its
-// release agent reads the release records through.
+// registryView is the fleet's own view of the store, as the agents' user
+// (which may read the stamps registry and the releases bucket and take the
+// autoscaler's starts and drains, nothing else): the registry, so the
+// fleet can name the instance a process runs (a stamp's registry id is
+// made when it starts), and the connection its release agent reads the
+// release records through and its launch agent takes starts and drains.
 type registryView struct {
 	nc    *nats.Conn
 	index *store.RegistryIndex

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/contoso/shoes/internal/child"
+	"github.com/contoso/shoes/internal/launch"
 	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/store"
 )
@@ -18,21 +19,26 @@ type launcher struct{ *Fleet }
 
 var _ release.Launcher = launcher{}
 
-// agentRun is the fleet's release agent, running until stop.
+// agentRun is the fleet's release agent and its taker of the
+// autoscaler's starts and drains, running until stop.
 type agentRun struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	launch *launch.Server
 }
 
 // stop ends the agent and waits for the starts and stops it began.
 func (a *agentRun) stop() {
+	a.launch.Close()
 	a.cancel()
 	<-a.done
 }
 
-// startAgent runs a release agent for every region of the fleet. It reads
-// the release records as the edge's user, through the registry view's
-// connection: that user may read the releases bucket and write nothing.
+// startAgent runs a release agent for every region of the fleet, and takes
+// the autoscaler's starts and drains for every region it carries. It reads
+// the release records as the agents' user, through the registry view's
+// connection: that user may read the releases bucket, take starts and
+// drains and answer them, and write nothing.
 func (f *Fleet) startAgent() error {
 	agent, err := release.NewAgent(release.AgentConfig{
 		Records:  store.NewReleases(store.Config{Conn: f.registry.nc, Logger: f.log.With("component", "fleet-releases")}),
@@ -44,8 +50,13 @@ func (f *Fleet) startAgent() error {
 	if err != nil {
 		return err
 	}
+	taker, err := launch.Serve(launch.ServeConfig{Conn: f.registry.nc, Launcher: launcher{f}, Carries: f.regionUp,
+		Logger: f.log.With("component", "fleet-launch")})
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &agentRun{cancel: cancel, done: make(chan struct{})}
+	a := &agentRun{cancel: cancel, done: make(chan struct{}), launch: taker}
 	go func() {
 		defer close(a.done)
 		_ = agent.Run(ctx)
@@ -54,8 +65,9 @@ func (f *Fleet) startAgent() error {
 	return nil
 }
 
-// Start starts one stamp process of spec's release in its region, with
-// the flags, credentials and secrets of the region's first stamp plus
+// Start starts one stamp process of spec's release in its region (without
+// a version, of the region's release), in the zone that runs the fewest,
+// with the flags, credentials and secrets of the region's first stamp plus
 // --release and --fault; with spec.Image, it runs the binary of that
 // artifact (extracted once per digest into <data>/releases/<digest>/).
 // It returns the stamp's registry id once the stamp announces itself:
@@ -76,17 +88,22 @@ func (l launcher) Start(ctx context.Context, spec release.Spec) (string, error) 
 		}
 	}
 	f.mu.Lock()
+	if spec.Version == "" && spec.Image == "" {
+		// The autoscaler's start: one more of what the region runs.
+		spec.Version, binary = r.release, r.binary
+	}
 	f.nextID++
 	i := f.nextID
 	port, err := f.ports.take()
 	if err == nil {
 		f.releaseBins[spec.Version] = binary
 	}
+	zone := f.emptiestZone(r)
 	f.mu.Unlock()
 	if err != nil {
 		return "", fmt.Errorf("start stamp %s: %w", spec.Region, err)
 	}
-	s := &stampProc{url: fmt.Sprintf("http://127.0.0.1:%d", port), region: spec.Region, release: spec.Version, binary: binary, starting: true}
+	s := &stampProc{url: fmt.Sprintf("http://127.0.0.1:%d", port), region: spec.Region, zone: zone, release: spec.Version, binary: binary, starting: true}
 	s.Process = f.stampProc(s, i, spec.Fault)
 	s.Check = f.announced(s.url)
 	// Listed before it starts, so Close stops it even while it starts.

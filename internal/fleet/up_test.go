@@ -3,7 +3,9 @@ package fleet_test
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -13,9 +15,26 @@ import (
 	"time"
 )
 
-// upProcesses runs `contoso up --processes` and returns its command and
-// ready line.
-func upProcesses(t *testing.T) (*exec.Cmd, upReady) {
+// upRun is a running `contoso up --processes`.
+type upRun struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited
+	err    error         // how it exited; read after exited is closed
+}
+
+// wait waits up to d for up to exit and says how it exited.
+func (u *upRun) wait(d time.Duration) (err error, ok bool) {
+	select {
+	case <-u.exited:
+		return u.err, true
+	case <-time.After(d):
+		return nil, false
+	}
+}
+
+// upProcesses runs `contoso up --processes` and returns it with its ready
+// line.
+func upProcesses(t *testing.T) (*upRun, upReady) {
 	t.Helper()
 	data := t.TempDir()
 	cmd := exec.Command(filepath.Join(bins, "contoso"), "up", "--processes", "--bin", bins, "--data", data,
@@ -24,15 +43,39 @@ func upProcesses(t *testing.T) (*exec.Cmd, upReady) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	// Stderr goes to a file: the test reads it only to explain a failure,
+	// and a file is safe to read while the process still writes to it.
+	stderrPath := filepath.Join(t.TempDir(), "up.stderr")
+	stderr, err := os.Create(stderrPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	run := &upRun{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		run.err = cmd.Wait()
+		close(run.exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-run.exited
 	})
+	// explain describes why up gave no ready line: how it exited (if it
+	// did within a few seconds), what it wrote to stderr, and the logs of
+	// the processes it started.
+	explain := func() string {
+		status := "still running"
+		if err, ok := run.wait(10 * time.Second); ok {
+			status = fmt.Sprintf("exited: %v", err)
+		}
+		b, _ := os.ReadFile(stderrPath)
+		dumpLogs(t, data)
+		return status + "\n" + string(b)
+	}
 	lines := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(stdout).ReadString('\n')
@@ -42,12 +85,12 @@ func upProcesses(t *testing.T) (*exec.Cmd, upReady) {
 	select {
 	case line := <-lines:
 		if err := json.Unmarshal([]byte(line), &ready); err != nil {
-			t.Fatalf("ready line %q: %v\n%s", line, err, stderr.String())
+			t.Fatalf("ready line %q: %v\n%s", line, err, explain())
 		}
 	case <-time.After(5 * time.Minute):
-		t.Fatalf("no ready line within 5 minutes:\n%s", stderr.String())
+		t.Fatalf("no ready line within 5 minutes:\n%s", explain())
 	}
-	return cmd, ready
+	return run, ready
 }
 
 type upReady struct {
@@ -90,7 +133,7 @@ func TestUpProcessesServesAndStopsEveryProcessOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a whole fleet of processes")
 	}
-	cmd, ready := upProcesses(t)
+	up, ready := upProcesses(t)
 	if ready.Event != "ready" || !strings.HasPrefix(ready.Edge, "http://127.0.0.1:") || !strings.HasPrefix(ready.Ops, "http://127.0.0.1:") ||
 		ready.Partner == "" || ready.Secrets == "" || ready.Data == "" || ready.Instances != 2 {
 		t.Fatalf("ready line %+v", ready)
@@ -132,18 +175,15 @@ func TestUpProcessesServesAndStopsEveryProcessOnSIGTERM(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /ops/chaos = %s", resp.Status)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := up.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("up exited with %v after SIGTERM, want status 0", err)
-		}
-	case <-time.After(2 * time.Minute):
+	err, ok := up.wait(2 * time.Minute)
+	if !ok {
 		t.Fatal("up did not stop within 2 minutes of SIGTERM")
+	}
+	if err != nil {
+		t.Fatalf("up exited with %v after SIGTERM, want status 0", err)
 	}
 	waitGone(t, ready.pids(), 10*time.Second)
 }
@@ -152,10 +192,12 @@ func TestUpProcessesTakesItsChildrenWithItWhenKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a whole fleet of processes")
 	}
-	cmd, ready := upProcesses(t)
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no chance to stop anything itself
+	up, ready := upProcesses(t)
+	if err := up.cmd.Process.Kill(); err != nil { // SIGKILL: no chance to stop anything itself
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
+	if _, ok := up.wait(time.Minute); !ok {
+		t.Fatal("up still runs a minute after SIGKILL")
+	}
 	waitGone(t, ready.pids(), 10*time.Second)
 }

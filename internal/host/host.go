@@ -74,8 +74,9 @@ type Config struct {
 	// injected fault is refused.
 	Environment string
 	// NATSURL (comma-separated, nearest first) and NATS reach the store as
-	// a user that may read the stamps registry and the releases bucket:
-	// the edge's (store.RoleEdge). Required.
+	// a user that may read the stamps registry and the releases bucket and
+	// take the autoscaler's starts and drains: the agents'
+	// (store.RoleAgent). Required.
 	NATSURL string
 	NATS    store.Credentials
 	// Registry are the options of every pull of a release's image; nil:

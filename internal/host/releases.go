@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/contoso/shoes/internal/child"
+	"github.com/contoso/shoes/internal/launch"
 	"github.com/contoso/shoes/internal/release"
 )
 
@@ -16,20 +17,25 @@ type launcher struct{ *Host }
 
 var _ release.Launcher = launcher{}
 
-// agentRun is the host's release agent, running until stop.
+// agentRun is the host's release agent and its taker of the autoscaler's
+// starts and drains, running until stop.
 type agentRun struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	launch *launch.Server
 }
 
 // stop ends the agent and waits for the starts and stops it began.
 func (a *agentRun) stop() {
+	a.launch.Close()
 	a.cancel()
 	<-a.done
 }
 
 // startAgent runs the release agent of the host's region: it keeps the
-// host's share (Instances) of each version a release desires there.
+// host's share (Instances) of each version a release desires there. It
+// also takes the autoscaler's starts (one host of the region takes each)
+// and drains (of the stamps this host runs) for the region.
 func (h *Host) startAgent(records release.Records) error {
 	agent, err := release.NewAgent(release.AgentConfig{
 		Records:   records,
@@ -42,8 +48,12 @@ func (h *Host) startAgent(records release.Records) error {
 	if err != nil {
 		return err
 	}
+	taker, err := launch.Serve(launch.ServeConfig{Conn: h.nc, Launcher: launcher{h}, Regions: []string{h.cfg.Region}, Logger: h.log})
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &agentRun{cancel: cancel, done: make(chan struct{})}
+	a := &agentRun{cancel: cancel, done: make(chan struct{}), launch: taker}
 	go func() {
 		defer close(a.done)
 		_ = agent.Run(ctx)
@@ -67,26 +77,33 @@ func (l launcher) Start(ctx context.Context, spec release.Spec) (string, error) 
 	if spec.Fault != "" && h.cfg.Environment == release.EnvProd {
 		return "", fmt.Errorf("start stamp %s: injected faults are refused in the prod environment", spec.Region)
 	}
-	var binary string
-	if spec.Image != "" {
-		var err error
-		if binary, err = h.binary(ctx, spec.Image); err != nil {
+	var t target
+	switch {
+	case spec.Version == "" && spec.Image == "":
+		// The autoscaler's start: one more of what the region runs.
+		h.mu.Lock()
+		t = h.settled
+		h.mu.Unlock()
+	case spec.Image != "":
+		binary, err := h.binary(ctx, spec.Image)
+		if err != nil {
 			return "", fmt.Errorf("start stamp %s of %s: %w", spec.Region, spec.Version, err)
 		}
-	} else {
+		t = target{version: spec.Version, binary: binary}
+	default:
 		h.mu.Lock()
-		binary = h.bins[spec.Version]
+		t = target{version: spec.Version, binary: h.bins[spec.Version]}
 		h.mu.Unlock()
-		if binary == "" {
+		if t.binary == "" {
 			return "", fmt.Errorf("start stamp %s of %s: no image names it and no binary here runs it", spec.Region, spec.Version)
 		}
 	}
 	h.mu.Lock()
-	h.bins[spec.Version] = binary
+	h.bins[t.version] = t.binary
 	h.mu.Unlock()
-	s, err := h.startStamp(ctx, target{version: spec.Version, binary: binary}, spec.Fault)
+	s, err := h.startStamp(ctx, t, spec.Fault)
 	if err != nil {
-		return "", fmt.Errorf("start stamp %s of %s: %w", spec.Region, spec.Version, err)
+		return "", fmt.Errorf("start stamp %s of %s: %w", spec.Region, t.version, err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -33,13 +34,27 @@ const (
 	RoleEdge Role = "edge"
 	// RoleOps is the operations plane: it reads asset and consumer state,
 	// the heads of the work queues and the registry, hears the POPs'
-	// status, and writes only the releases bucket (its release
-	// controller's records and the traffic table).
+	// status, writes only the releases bucket (its release controller's
+	// records and the traffic table), and sends the autoscaler's starts
+	// and drains to the agents (LaunchSubject).
 	RoleOps Role = "ops"
+	// RoleAgent is a supervisor or host that starts and drains stamp
+	// instances: it reads the registry and the releases bucket, as the
+	// edge does, and takes the autoscaler's starts and drains, answering
+	// each to its sender only; it writes nothing.
+	RoleAgent Role = "agent"
 )
 
 // Roles lists every role, in a stable order.
-var Roles = []Role{RoleAdmin, RoleStamp, RoleEdge, RoleOps}
+var Roles = []Role{RoleAdmin, RoleStamp, RoleEdge, RoleOps, RoleAgent}
+
+// LaunchSubject prefixes the subjects of the autoscaler's starts and
+// drains: LaunchSubject.start.<region> and LaunchSubject.stop.<region>.
+const LaunchSubject = "contoso.launch"
+
+// launchReplyTTL bounds how long an agent may take to answer a start or a
+// drain: an instance's start and its drain both end well within it.
+const launchReplyTTL = 10 * time.Minute
 
 // Valid reports whether r is a known role.
 func (r Role) Valid() bool { return slices.Contains(Roles, r) }
@@ -77,6 +92,21 @@ func watchAPI(stream string) []string {
 	}
 }
 
+// readRegistryAndReleases is what reading the stamps registry and the
+// releases bucket takes: their keys, read or watched.
+func readRegistryAndReleases() []string {
+	registry, releases := "KV_"+BucketRegistry, "KV_"+BucketReleases
+	return slices.Concat([]string{
+		jsAPI + "INFO",
+		jsAPI + "STREAM.INFO." + registry,
+		jsAPI + "STREAM.MSG.GET." + registry,
+		jsAPI + "DIRECT.GET." + registry, jsAPI + "DIRECT.GET." + registry + ".>",
+		jsAPI + "STREAM.INFO." + releases,
+		jsAPI + "STREAM.MSG.GET." + releases,
+		jsAPI + "DIRECT.GET." + releases, jsAPI + "DIRECT.GET." + releases + ".>",
+	}, watchAPI(registry), watchAPI(releases))
+}
+
 // Permissions are role's subject permissions on the store servers; nil for
 // RoleAdmin (everything).
 func (r Role) Permissions() *server.Permissions {
@@ -102,23 +132,24 @@ func (r Role) Permissions() *server.Permissions {
 		}
 	case RoleEdge:
 		return &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: slices.Concat([]string{
-				jsAPI + "INFO",
-				jsAPI + "STREAM.INFO." + registry,
-				jsAPI + "STREAM.MSG.GET." + registry,
-				jsAPI + "DIRECT.GET." + registry, jsAPI + "DIRECT.GET." + registry + ".>",
-				jsAPI + "STREAM.INFO." + releases,
-				jsAPI + "STREAM.MSG.GET." + releases,
-				jsAPI + "DIRECT.GET." + releases, jsAPI + "DIRECT.GET." + releases + ".>",
-			}, watchAPI(registry), watchAPI(releases), []string{popStatus})},
+			Publish:   &server.SubjectPermission{Allow: slices.Concat(readRegistryAndReleases(), []string{popStatus})},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
 		}
 	case RoleOps:
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: slices.Concat(readAPI, watchAPI(registry), watchAPI(releases),
-				// The release controller's records and the traffic table.
-				[]string{"$KV." + BucketReleases + ".>"})},
+				// The release controller's records and the traffic table;
+				// the autoscaler's starts and drains.
+				[]string{"$KV." + BucketReleases + ".>", LaunchSubject + ".>"})},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox, popStatus}},
+		}
+	case RoleAgent:
+		return &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: readRegistryAndReleases()},
+			Subscribe: &server.SubjectPermission{Allow: []string{inbox, LaunchSubject + ".>"}},
+			// Its answers go to the sender's reply subject and nowhere
+			// else: one answer each.
+			Response: &server.ResponsePermission{MaxMsgs: 1, Expires: launchReplyTTL},
 		}
 	}
 	return nil
@@ -205,6 +236,9 @@ func ServerConfig(users []User) string {
 			b.WriteString(", permissions: {\n")
 			writeSubjects(&b, "publish", p.Publish)
 			writeSubjects(&b, "subscribe", p.Subscribe)
+			if p.Response != nil {
+				fmt.Fprintf(&b, "      allow_responses: {max: %d, expires: %q}\n", p.Response.MaxMsgs, p.Response.Expires.String())
+			}
 			b.WriteString("    }")
 		}
 		b.WriteString("}\n")

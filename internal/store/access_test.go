@@ -16,7 +16,7 @@ import (
 	"github.com/contoso/shoes/internal/store"
 )
 
-// securedNode starts one store server that accepts only the four roles'
+// securedNode starts one store server that accepts only the roles'
 // users, over TLS, and returns it with each role's credentials.
 func securedNode(t *testing.T) (*store.Node, map[store.Role]store.Credentials) {
 	t.Helper()
@@ -308,6 +308,8 @@ func TestServerConfigListsEveryRoleWithItsPermissions(t *testing.T) {
 		`"$JS.API.DIRECT.GET.KV_releases"`, // the edge follows the traffic table
 		`"$KV.releases.>"`,                 // which ops writes
 		`subscribe: {allow: ["_INBOX.>"]}`,
+		`"contoso.launch.>"`,                          // the autoscaler's starts, which agents take
+		`allow_responses: {max: 1, expires: "10m0s"}`, // and answer
 	} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("server configuration lacks %s:\n%s", want, conf)
