@@ -338,3 +338,12 @@ func TestStampRunsAloneAgainstAnExternalCluster(t *testing.T) {
 		t.Fatal("OTEL_EXPORTER_OTLP_ENDPOINT was set, yet the standalone stamp exported no trace")
 	}
 }
+
+func TestOpsRefusesAScaleMaxOutOfRange(t *testing.T) {
+	for _, v := range []string{"-1", "33"} {
+		err := run(t.Context(), []string{"ops", "--scale-max", v}, func(string) string { return "" }, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-scale-max must be from 0 to 32") {
+			t.Errorf("ops --scale-max %s = %v, want the range named", v, err)
+		}
+	}
+}

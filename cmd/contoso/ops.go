@@ -13,6 +13,7 @@ import (
 
 	"github.com/contoso/shoes/internal/artifact"
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/autoscale"
 	"github.com/contoso/shoes/internal/deploy"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/ops"
@@ -58,6 +59,9 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	if *env != release.EnvDev && *env != release.EnvProd {
 		return fmt.Errorf("-env must be dev or prod, not %q", *env)
+	}
+	if *scaleMax < 0 || *scaleMax > autoscale.MaxInstances {
+		return fmt.Errorf("-scale-max must be from 0 to %d, not %d", autoscale.MaxInstances, *scaleMax)
 	}
 	var registryOpts []artifact.Option
 	if *insecure {

@@ -217,3 +217,29 @@ func TestOnlyOpsSendsAndOnlyAgentsTakeStarts(t *testing.T) {
 		t.Fatalf("an agent's own start ran %v", got)
 	}
 }
+
+// An agent of every region (a supervisor's) takes the starts of whatever
+// region it carries now and refuses those of a region it cannot start
+// instances in (its store server down, say).
+func TestAnAgentOfEveryRegionStartsOnlyWhereItCarries(t *testing.T) {
+	conns := node(t)
+	m := &machine{region: "a"}
+	s, err := launch.Serve(launch.ServeConfig{Conn: conns[store.RoleAgent], Launcher: m, Carries: func(r string) bool { return r == "westeurope" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	remote := launch.Remote{Conn: conns[store.RoleOps], Instances: m.Running, StartTimeout: 10 * time.Second}
+	if id, err := remote.Start(t.Context(), release.Spec{Region: "westeurope"}); err != nil || id != "westeurope.a1" {
+		t.Fatalf("start in westeurope = %q, %v", id, err)
+	}
+	if _, err := remote.Start(t.Context(), release.Spec{Region: "northeurope"}); err == nil || !strings.Contains(err.Error(), "cannot start instances of northeurope now") {
+		t.Fatalf("start in northeurope = %v, want refused", err)
+	}
+	if _, err := remote.Start(t.Context(), release.Spec{Region: "west.europe"}); err == nil || !strings.Contains(err.Error(), "not a region name") {
+		t.Fatalf("start in west.europe = %v, want refused before it is sent", err)
+	}
+	if got := m.Running(); len(got) != 1 {
+		t.Fatalf("running %v, want only the westeurope instance", got)
+	}
+}

@@ -326,25 +326,22 @@ func (s *Store) Watch(ctx context.Context, bucket string, fn WatchFunc, loaded f
 // Zero means unknown: the watch then trusts its own marker.
 func (s *Store) settledLastSeq(ctx context.Context, stream string) uint64 {
 	deadline := time.Now().Add(10 * time.Second)
+	var last *jetstream.ClusterInfo
 	for {
 		ictx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 		st, err := s.js.Stream(ictx, stream)
 		cancel()
 		if err == nil {
 			info := st.CachedInfo()
-			settled := info.Cluster == nil || info.Cluster.Leader != ""
-			if info.Cluster != nil {
-				for _, r := range info.Cluster.Replicas {
-					if !r.Current && !r.Offline {
-						settled = false // catching up; an offline replica serves nobody
-					}
-				}
-			}
-			if settled {
+			if replicasSettled(info.Cluster) {
 				return info.State.LastSeq
 			}
+			last = info.Cluster
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("watch: the stream's replicas never settled; trusting the watch's own end marker", "stream", stream, "cluster", describeCluster(last), "error", err)
+			}
 			return 0
 		}
 		select {
@@ -353,6 +350,49 @@ func (s *Store) settledLastSeq(ctx context.Context, stream string) uint64 {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// describeCluster is a stream's leader and replicas, for a log line.
+func describeCluster(ci *jetstream.ClusterInfo) string {
+	if ci == nil {
+		return "unknown"
+	}
+	out := "leader " + ci.Leader
+	for _, r := range ci.Replicas {
+		out += fmt.Sprintf("; %s current=%t offline=%t active=%s lag=%d", r.Name, r.Current, r.Offline, r.Active, r.Lag)
+	}
+	return out
+}
+
+// peerLostAfter is how long a replica unheard from by its leader counts
+// as lost rather than catching up: the leader hears a live follower at
+// least every second (its heartbeats' answers).
+const peerLostAfter = 3 * time.Second
+
+// replicasSettled reports whether a stream's replicas are as current as
+// they will get: it has a leader (or is not clustered) and every replica
+// is current, offline, or lost: unheard from for peerLostAfter, or never
+// heard from by this leader (Active zero: a server that died with its
+// region before the leader was elected; the engine calls it offline only
+// much later). A replica catching up, which the leader hears, keeps it
+// unsettled; a lost one serves nobody, so waiting for it would only delay
+// whoever watches (a stamp started during a region outage waited out the
+// whole bound). The watch still waits for the leader's last sequence, so
+// a replica heard a moment late costs nothing.
+func replicasSettled(ci *jetstream.ClusterInfo) bool {
+	if ci == nil {
+		return true
+	}
+	if ci.Leader == "" {
+		return false
+	}
+	for _, r := range ci.Replicas {
+		heard := r.Active > 0 && r.Active < peerLostAfter
+		if !r.Current && !r.Offline && heard {
+			return false
+		}
+	}
+	return true
 }
 
 // bucket returns the watchable bucket called name and the kind of record
