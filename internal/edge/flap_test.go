@@ -296,3 +296,55 @@ func TestFailingStampIsEjectedForEjectFor(t *testing.T) {
 		}
 	})
 }
+
+// A new stamp that answers unhealthy while it starts (read models loading,
+// checks not yet run) joins at its first good probe: damping is for stamps
+// that were in rotation and failed, not for one on its way in (a
+// scale-out's, whose every second counts). Once in rotation, a failure
+// costs it the rise again. (Mutation tried: damping from the first
+// verdict, as before; the new stamp joined three probes late and the test
+// went red.)
+func TestANewStampJoinsAtItsFirstGoodProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := edgetest.NewNet()
+		const probe = 50 * time.Millisecond
+		var ready atomic.Bool
+		stamp := func(region string, gate *atomic.Bool) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if gate != nil && !gate.Load() {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					_, _ = w.Write([]byte(`{"status":"unhealthy","reason":"read-model loading"}`))
+					return
+				}
+				_, _ = w.Write([]byte(`{"status":"healthy","region":"` + region + `"}`))
+			})
+		}
+		n.SetLatency(northAddr, 2*time.Millisecond)
+		n.SetLatency(eastAddr, 20*time.Millisecond)
+		north := n.Serve(t, northAddr, stamp("northeurope", &ready))
+		east := n.Serve(t, eastAddr, stamp("eastus", nil))
+		e := runEdge(t, nil, edge.Config{ProbeInterval: probe, ProbeTimeout: 300 * time.Millisecond, Rise: 3, DialContext: n.DialContext},
+			edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: north},
+			edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: east})
+		if got := nearAfter(e, 5*probe); got != "eastus.a" {
+			t.Fatalf("while northeurope starts the POP routes to %q, want eastus.a", got)
+		}
+		ready.Store(true)
+		if got := nearAfter(e, probe+probe/2); got != "northeurope.a" {
+			t.Fatalf("one probe after northeurope is ready the POP routes to %q, want northeurope.a", got)
+		}
+		// In rotation now: a failure is a flap, and coming back takes the
+		// rise (3 good probes).
+		ready.Store(false)
+		if got := nearAfter(e, probe+probe/2); got != "eastus.a" {
+			t.Fatalf("with northeurope failing the POP routes to %q, want eastus.a", got)
+		}
+		ready.Store(true)
+		if got := nearAfter(e, probe+probe/2); got != "eastus.a" {
+			t.Fatalf("one good probe after a failure the POP routes to %q, want eastus.a until the rise", got)
+		}
+		if got := nearAfter(e, 3*probe); got != "northeurope.a" {
+			t.Fatalf("after the rise the POP routes to %q, want northeurope.a", got)
+		}
+	})
+}

@@ -63,6 +63,7 @@ type stampState struct {
 	share       share       // its weight under the traffic table, copied from Edge.shares
 	downs       []time.Time // when probes started failing, within the flap window
 	recovering  int         // good probes still needed before rotation; 0: not recovering
+	served      bool        // a probe has found it routable: from then on failures are flaps
 }
 
 // riseNeeded is how many consecutive good probes a stamp needs after its
@@ -188,8 +189,14 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 	rtt := now.Sub(start)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if st.health != health.Unknown || h == health.Unhealthy { // the first verdict of a new stamp needs no recovery
+	// Flap damping applies to a stamp that has been in rotation: a new one
+	// (a scale-out, a release's, a restart's) that answers unhealthy while
+	// it starts, then healthy, joins at its first good probe.
+	if st.served {
 		st.observe(h, now, e.cfg.Rise, e.cfg.FlapWindow)
+	}
+	if h.Routable() {
+		st.served = true
 	}
 	st.health, st.verdict, st.probedAt, st.answered = h, verdict, now, answered
 	if !answered {

@@ -68,8 +68,8 @@ func (s *Scaling) check(where string) []error {
 	if s.Min < 1 || s.Max < s.Min || s.Max > autoscale.MaxInstances {
 		bad("want 1 <= min <= max <= %d", autoscale.MaxInstances)
 	}
-	if s.Expect.Region == "" || s.Expect.OutWithin.D() <= 0 {
-		bad("expect needs the region that scales out and out_within")
+	if s.Expect.Region == "" || (s.Max > s.Min && s.Expect.OutWithin.D() <= 0) {
+		bad("expect needs the region that scales out and, unless max = min (a fixed deployment), out_within")
 	}
 	if s.Expect.BackToMin.D() < 0 || s.Expect.ReadP99.D() < 0 {
 		bad("back_to_min and read_p99 must not be negative")
@@ -204,6 +204,10 @@ func judgeScaling(e Experiment, events []autoscale.Event, load LoadOutcome, bega
 		}
 	}
 	switch {
+	case s.Max == s.Min:
+		// A fixed deployment, the baseline autoscaled runs are compared
+		// with: it must not have grown.
+		out = append(out, v(fmt.Sprintf("%s stays at %d (max = min)", x.Region, s.Min), fmt.Sprintf("%d scale-outs", outs), outs == 0))
 	case outs == 0:
 		out = append(out, v(fmt.Sprintf("%s scales out on load", x.Region), "no scale-out", false))
 	case serving < 0:

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,18 @@ func TestJudgeScaling(t *testing.T) {
 		{"a shed request", good, LoadOutcome{Flows: map[string]FlowOutcome{"browse": {Requests: 100, TooMany: 1}}, Seconds: load.Seconds}, true, "no failed"},
 		{"a failed request", good, LoadOutcome{Flows: map[string]FlowOutcome{"browse": {Requests: 100, Errors: 1}}, Seconds: load.Seconds}, true, "no failed"},
 	}
+	// A fixed deployment (max = min) must not scale out at all.
+	fixed := e
+	fixed.Scaling = &Scaling{Min: 2, Max: 2, Expect: ScalingExpect{Region: "eastus", NoFailedRequests: true}}
+	for _, tc := range []struct {
+		events []autoscale.Event
+		pass   bool
+	}{{nil, true}, {good[:1], false}} {
+		vs := judgeScaling(fixed, tc.events, load, t0, t0, 20*time.Second, 0, true)
+		if len(vs) != 2 || vs[0].Pass != tc.pass || !strings.Contains(vs[0].Expectation, "stays at 2") || !vs[1].Pass {
+			t.Errorf("fixed deployment with %d events: %+v, want the count judged %t", len(tc.events), vs, tc.pass)
+		}
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			vs := verdicts(tt.events, tt.load, tt.backOK)
@@ -67,5 +80,33 @@ func TestJudgeScaling(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// bench/autoscale.yaml, the comparison of a fixed deployment with the
+// autoscaler that bench/autoscale.sh runs, stays a valid experiments file:
+// fixed ones never scale (max = min), autoscaled ones may.
+func TestTheAutoscaleBenchParses(t *testing.T) {
+	b, err := os.ReadFile("../../bench/autoscale.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exps, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fixed, auto int
+	for _, e := range exps {
+		switch {
+		case e.Scaling == nil:
+			t.Errorf("%s has no scaling block", e.Name)
+		case e.Scaling.Max == e.Scaling.Min:
+			fixed++
+		default:
+			auto++
+		}
+	}
+	if fixed == 0 || auto == 0 {
+		t.Fatalf("%d fixed and %d autoscaled experiments, want both", fixed, auto)
 	}
 }
