@@ -14,26 +14,14 @@ import (
 	"github.com/contoso/shoes/internal/launch"
 	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/store/storetest"
 )
 
 // node starts one store server that accepts only the roles' users and
 // returns a connection as each role.
 func node(t *testing.T) map[store.Role]*nats.Conn {
 	t.Helper()
-	seeds := map[store.Role][]byte{}
-	var users []store.User
-	for _, r := range store.Roles {
-		seed, err := store.NewUserSeed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, err := store.PublicKey(seed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds[r] = seed
-		users = append(users, store.User{Role: r, PublicKey: pub})
-	}
+	users, seeds := storetest.RoleUsers(t)
 	n, err := store.StartNode(store.NodeConfig{Region: "westeurope", StoreDir: t.TempDir(), Users: users})
 	if err != nil {
 		t.Fatal(err)

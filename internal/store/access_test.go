@@ -14,6 +14,7 @@ import (
 	"github.com/contoso/shoes/internal/pki"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/store/storetest"
 )
 
 // securedNode starts one store server that accepts only the roles'
@@ -28,18 +29,9 @@ func securedNode(t *testing.T) (*store.Node, map[store.Role]store.Credentials) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	users, seeds := storetest.RoleUsers(t)
 	creds := map[store.Role]store.Credentials{}
-	var users []store.User
-	for _, r := range store.Roles {
-		seed, err := store.NewUserSeed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, err := store.PublicKey(seed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		users = append(users, store.User{Role: r, PublicKey: pub})
+	for r, seed := range seeds {
 		creds[r] = store.Credentials{Seed: seed, TLS: pki.ClientConfig(ca.Pool())}
 	}
 	n, err := store.StartNode(store.NodeConfig{Region: "westeurope", StoreDir: t.TempDir(), Users: users,

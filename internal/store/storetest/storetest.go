@@ -108,3 +108,24 @@ func (c *Cluster) MustOpen(tb testing.TB, i int) (*store.Store, *nats.Conn) {
 	}
 	return st, nc
 }
+
+// RoleUsers makes a user nkey for every role: the users a server accepts
+// and each role's seed, to connect as it.
+func RoleUsers(tb testing.TB) ([]store.User, map[store.Role][]byte) {
+	tb.Helper()
+	seeds := map[store.Role][]byte{}
+	var users []store.User
+	for _, r := range store.Roles {
+		seed, err := store.NewUserSeed()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		pub, err := store.PublicKey(seed)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		seeds[r] = seed
+		users = append(users, store.User{Role: r, PublicKey: pub})
+	}
+	return users, seeds
+}
