@@ -34,7 +34,9 @@ func RunInTurn(m *testing.M) int {
 		return m.Run()
 	}
 	defer unlockFile(f)
-	if waited := time.Since(start); waited > time.Second && testing.Verbose() {
+	if waited := time.Since(start); waited > time.Second {
+		// Shown with the package's output (go test prints it for a
+		// failure or with -v).
 		fmt.Fprintf(os.Stderr, "deployment tests: waited %s for another package's deployments\n", waited.Round(time.Second))
 	}
 	return m.Run()
