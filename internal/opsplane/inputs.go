@@ -142,8 +142,6 @@ type stampView struct {
 	silent          bool // its last health read failed
 }
 
-// stampList is every known stamp instance, by id. A stamp the registry
-// stopped announcing is forgotten once it has not answered for
 // freshReport is the stamp's last report while it still says how the
 // stamp is (no older than staleReport), else nil.
 func (s stampView) freshReport(now time.Time) *health.Report {
@@ -153,6 +151,8 @@ func (s stampView) freshReport(now time.Time) *health.Report {
 	return s.report
 }
 
+// stampList is every known stamp instance, by id. A stamp the registry
+// stopped announcing is forgotten once it has not answered for
 // forgetStamp.
 func (in *inputs) stampList() []stampView {
 	in.mu.Lock()
