@@ -45,7 +45,7 @@ func newScaler(cfg ScaleConfig, instances int, nc *nats.Conn, plane *opsplane.Pl
 	hi := cmp.Or(cfg.Max, 3*lo)
 	l := cfg.Launcher
 	if l == nil {
-		l = launch.Remote{Conn: nc, Instances: func() []release.Instance { return registered(plane) }}
+		l = launch.Remote{Conn: nc, Instances: plane.Instances}
 	}
 	return autoscale.New(autoscale.Config{
 		Launcher:  l,
@@ -57,17 +57,6 @@ func newScaler(cfg ScaleConfig, instances int, nc *nats.Conn, plane *opsplane.Pl
 		Instances: cfg.Instances,
 		Logger:    log,
 	})
-}
-
-// registered lists the instances the stamps registry announces, as the
-// plane sees it.
-func registered(plane *opsplane.Plane) []release.Instance {
-	loads := plane.Loads()
-	out := make([]release.Instance, 0, len(loads))
-	for _, l := range loads {
-		out = append(out, release.Instance{ID: l.ID, Region: l.Region, Release: l.Release})
-	}
-	return out
 }
 
 // releaseUnderWay names the release under way, if any: the scaler holds
