@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,8 +73,13 @@ func runStoreProvision(ctx context.Context, args []string, stdout, stderr io.Wri
 	conn.register(fs, "nats://127.0.0.1:4222", "the store servers")
 	replicas := fs.Int("replicas", 3, "replicas of every asset: 3 (one per data region) or 1 for a single server")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the cluster to accept the assets")
+	regions := fs.String("regions", "", "the data regions, comma-separated: each gets its intake stream, INTAKE_<region>, led from the region (none: every order goes to ORDERS)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var intake []string
+	if *regions != "" {
+		intake = strings.Split(*regions, ",")
 	}
 	if *replicas != 1 && *replicas != 3 {
 		return fmt.Errorf("-replicas must be 1 or 3, not %d", *replicas)
@@ -93,10 +99,10 @@ func runStoreProvision(ctx context.Context, args []string, stdout, stderr io.Wri
 	defer nc.Close()
 	openCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if err := store.Provision(openCtx, store.Config{Conn: nc, Replicas: *replicas}); err != nil {
+	if err := store.Provision(openCtx, store.Config{Conn: nc, Replicas: *replicas, Regions: intake}); err != nil {
 		return err
 	}
-	line, _ := json.Marshal(map[string]any{"event": "provisioned", "replicas": *replicas})
+	line, _ := json.Marshal(map[string]any{"event": "provisioned", "replicas": *replicas, "regions": intake})
 	fmt.Fprintf(stdout, "%s\n", line)
 	return nil
 }

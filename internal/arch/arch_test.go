@@ -64,16 +64,19 @@ func TestDependencyDirection(t *testing.T) {
 		// Secret material on disk: the standard library only.
 		{pkg: "internal/keyfile", only: []string{}},
 		{pkg: "internal/auth", only: []string{"internal/shop", "internal/keyfile"}},
-		{pkg: "internal/store", only: []string{"internal/shop"}},
+		{pkg: "internal/store", only: []string{"internal/shop", "internal/backoff"}},
+		// Retries: the standard library only, so that every part may share
+		// the one loop.
+		{pkg: "internal/backoff", only: []string{}},
 		{pkg: "internal/pki", only: []string{"internal/keyfile"}},
-		{pkg: "internal/worker", only: []string{"internal/shop", "internal/store", "internal/partner"}},
+		{pkg: "internal/worker", only: []string{"internal/shop", "internal/store", "internal/partner", "internal/backoff"}},
 		{pkg: "internal/partner", only: []string{"internal/shop", "internal/httpapi"}},
 		{pkg: "internal/secrets", only: []string{"internal/shop", "internal/health", "internal/keyfile"}},
 		{pkg: "internal/secrets/secretstore", only: []string{"internal/shop", "internal/httpapi", "internal/secrets", "internal/keyfile"}},
 		// The edge routes on what stamps say about themselves (their
 		// health reports); it never reads the store directly (deploy hands
 		// it the registry).
-		{pkg: "internal/edge", only: []string{"internal/shop", "internal/httpapi", "internal/telemetry", "internal/ratelimit", "internal/health"}},
+		{pkg: "internal/edge", only: []string{"internal/shop", "internal/httpapi", "internal/telemetry", "internal/ratelimit", "internal/health", "internal/backoff"}},
 		{pkg: "internal/ratelimit", only: []string{}},
 		{pkg: "internal/stamp", banned: []string{"internal/deploy", "internal/netsim"}},
 		// Telemetry, SLOs and the dashboard know nothing of the shop's parts:

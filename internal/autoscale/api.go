@@ -18,9 +18,6 @@ import (
 // maxPreScale is how far ahead a pre-scale may last.
 const maxPreScale = 7 * 24 * time.Hour
 
-// maxWorkMs bounds the simulated work an instance may be given.
-const maxWorkMs = 10_000
-
 // Update is a change of the scaling rules, as PUT /ops/scaling takes it:
 // absent fields keep their value.
 type Update struct {
@@ -31,6 +28,9 @@ type Update struct {
 	Regions              map[string]RegionUpdate `json:"regions,omitempty"`
 	// Instance sets every instance's capacity and simulated work.
 	Instance *InstanceSettings `json:"instance,omitempty"`
+	// ResetInstance puts every instance back on its own configuration's
+	// capacity and work; not with Instance.
+	ResetInstance bool `json:"resetInstance,omitempty"`
 }
 
 // RegionUpdate changes one region's limits.
@@ -119,15 +119,19 @@ func (s *Scaler) Apply(u Update) (Status, error) {
 		}
 		limits[region] = l
 	}
-	if u.Instance != nil {
-		is := *u.Instance
+	if u.Instance != nil || u.ResetInstance {
+		var is *InstanceSettings
 		switch {
 		case s.cfg.Instances == nil:
 			return Status{}, shop.Errorf(shop.KindConflict, "", "this deployment's instances take their capacity and work from their own configuration")
-		case is.Capacity < 1 || is.Capacity > 100_000:
-			return Status{}, shop.Invalid("", "instance capacity %d: want from 1 to 100000", is.Capacity)
-		case is.WorkMs < 0 || is.WorkMs > maxWorkMs:
-			return Status{}, shop.Invalid("", "instance workMs %d: want from 0 to %d", is.WorkMs, maxWorkMs)
+		case u.Instance != nil && u.ResetInstance:
+			return Status{}, shop.Invalid("", "give instance or resetInstance, not both")
+		case u.Instance != nil:
+			v := *u.Instance
+			if err := shop.ValidateInstanceSettings(v.Capacity, v.WorkMs); err != nil {
+				return Status{}, err
+			}
+			is = &v
 		}
 		if err := s.cfg.Instances.SetInstanceSettings(is); err != nil {
 			return Status{}, err

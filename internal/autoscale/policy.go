@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/contoso/shoes/internal/health"
 )
 
 // Policy is how the scaler damps its recommendations. The zero Policy is
@@ -65,6 +67,14 @@ type Inputs struct {
 	Waiting  int   `json:"waiting"`
 	// P99Ms is the highest p99 of their handlers in their last window.
 	P99Ms float64 `json:"p99Ms"`
+	// OrdersInProcess is the sum of the orders their processors hold now;
+	// OrdersQueued and OrdersOldestMs, the order queue's backlog (every
+	// region's processors share it) and the wait of its oldest order, as
+	// the freshest of them read it. Shown with every decision; the
+	// recommendation does not read them (see Recommend).
+	OrdersInProcess int    `json:"ordersInProcess"`
+	OrdersQueued    uint64 `json:"ordersQueued"`
+	OrdersOldestMs  int64  `json:"ordersOldestMs"`
 	// Min and Max bound the count: the region's limits, Min raised by a
 	// pre-scale under way.
 	Min int `json:"min"`
@@ -78,13 +88,10 @@ func (in Inputs) Utilisation() float64 {
 	if in.Reporting == 0 || in.Capacity <= 0 {
 		return 0
 	}
-	u := in.InFlight / float64(in.Capacity)
-	if extra := float64(in.Shed) + float64(in.Waiting); extra > 0 {
-		// The in-flight mean is capped by the capacity: what was refused
-		// or waits is demand beyond it, in the proportion of requests.
-		u *= (float64(in.Requests) + extra) / float64(max(in.Requests, 1))
-	}
-	return u
+	// The region's instances as one bulkhead: the in-flight mean is
+	// capped by the capacity, and what was refused or waits is demand
+	// beyond it, in the proportion of requests (health.Bulkhead.Demand).
+	return health.Bulkhead{Utilisation: in.InFlight / float64(in.Capacity), Shed: in.Shed, Waiting: in.Waiting, Requests: in.Requests}.Demand()
 }
 
 // Recommend is the count the region's load asks for now, undamped and
@@ -92,6 +99,12 @@ func (in Inputs) Utilisation() float64 {
 // when utilisation is within the tolerance of the target or no instance
 // reports. Instances still starting count toward it: they are on their
 // way, and the load they will take is not yet theirs.
+//
+// The order backlog is not read: the queue is shared by every region, and
+// what drains it is the store's quorum writes and the partner, so a
+// growing backlog (a slow partner, an election) is no region's want of
+// instances; a region whose orders pile up because its instances are
+// busy shows it in their in-flight requests first.
 func (p Policy) Recommend(in Inputs) int {
 	if in.Reporting == 0 {
 		return in.Instances

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -29,6 +30,18 @@ type Load struct {
 	Shed     int64
 	Waiting  int
 	P99Ms    float64
+	// Orders is what the instance knows of the orders accepted and not
+	// yet processed; nil: nothing.
+	Orders *Orders
+}
+
+// Orders is an instance's view of the orders accepted and not yet
+// processed (see Inputs).
+type Orders struct {
+	InProcess int
+	Queued    uint64
+	OldestMs  int64
+	ReadAgoMs int64 // how old its reading of Queued and OldestMs is
 }
 
 // InstanceLoad is what the operations plane knows of one instance.
@@ -119,8 +132,12 @@ type Config struct {
 // InstanceControl sets what every stamp instance of the deployment
 // serves with, those started later included.
 type InstanceControl interface {
-	InstanceSettings() InstanceSettings
-	SetInstanceSettings(InstanceSettings) error
+	// InstanceSettings are the settings in force; false when each
+	// instance serves with its own configuration.
+	InstanceSettings() (InstanceSettings, bool)
+	// SetInstanceSettings gives every instance is; nil: back to each
+	// one's own configuration.
+	SetInstanceSettings(is *InstanceSettings) error
 }
 
 // InstanceSettings are every instance's capacity (API requests at once)
@@ -168,7 +185,7 @@ type RegionStatus struct {
 type Status struct {
 	Policy    PolicyJSON        `json:"policy"`
 	Held      string            `json:"held,omitempty"`
-	Instances *InstanceSettings `json:"instance,omitempty"`
+	Instances *InstanceSettings `json:"instance,omitempty"` // nil: each instance serves with its own configuration
 	Regions   []RegionStatus    `json:"regions"`
 	Events    []Event           `json:"events"`
 }
@@ -326,6 +343,7 @@ func (s *Scaler) Evaluate(ctx context.Context) {
 // inputs sums the load of a region's instances. s.mu is held.
 func (s *Scaler) inputs(region string, ids []string, loads map[string]InstanceLoad, now time.Time) Inputs {
 	in := Inputs{Instances: len(ids) + s.starting[region]}
+	freshest := int64(math.MaxInt64) // the age of the order queue's reading in in
 	for _, id := range ids {
 		l, ok := loads[id]
 		if !ok || !l.Ready || l.Load == nil {
@@ -338,6 +356,12 @@ func (s *Scaler) inputs(region string, ids []string, loads map[string]InstanceLo
 		in.Shed += l.Load.Shed
 		in.Waiting += l.Load.Waiting
 		in.P99Ms = max(in.P99Ms, l.Load.P99Ms)
+		if o := l.Load.Orders; o != nil {
+			in.OrdersInProcess += o.InProcess
+			if o.ReadAgoMs < freshest {
+				freshest, in.OrdersQueued, in.OrdersOldestMs = o.ReadAgoMs, o.Queued, o.OldestMs
+			}
+		}
 	}
 	in.Min, in.Max = s.limitsOf(region).effective(now)
 	return in
@@ -455,8 +479,9 @@ func (s *Scaler) Status() Status {
 		out.Events = append(out.Events, s.events[i])
 	}
 	if s.cfg.Instances != nil {
-		is := s.cfg.Instances.InstanceSettings()
-		out.Instances = &is
+		if is, ok := s.cfg.Instances.InstanceSettings(); ok {
+			out.Instances = &is
+		}
 	}
 	return out
 }

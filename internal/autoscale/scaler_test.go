@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contoso/shoes/internal/release"
+	"github.com/contoso/shoes/internal/shop"
 )
 
 // machine stands for the hosts the scaler starts instances on and for
@@ -325,5 +326,126 @@ func TestScalingAPIRefusesBadInput(t *testing.T) {
 	got, err := cl.Status(context.Background())
 	if err != nil || got.Policy.Target != 0.5 {
 		t.Fatalf("client status: %+v %v", got.Policy, err)
+	}
+}
+
+// A region's inputs sum the orders its ready instances process and take
+// the order queue's backlog from the freshest reading (the queue is
+// shared: summing it would count it once per instance); an instance that
+// is not ready counts for nothing. The recommendation does not read them.
+// (Mutation tried: the backlog summed: 55 queued.)
+func TestInputsCarryTheFreshestOrderQueueReading(t *testing.T) {
+	c := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	s := newScaler(t, newMachine(nil), c, nil)
+	loads := map[string]InstanceLoad{
+		"a": {Ready: true, Load: &Load{InFlight: 8, Capacity: 10, Requests: 100, Orders: &Orders{InProcess: 2, Queued: 30, OldestMs: 900, ReadAgoMs: 700}}},
+		"b": {Ready: true, Load: &Load{InFlight: 8, Capacity: 10, Requests: 100, Orders: &Orders{InProcess: 3, Queued: 25, OldestMs: 400, ReadAgoMs: 100}}},
+		"c": {Ready: true, Load: &Load{InFlight: 8, Capacity: 10, Requests: 100}},
+		"d": {Load: &Load{Orders: &Orders{InProcess: 9, Queued: 99}}},
+	}
+	s.mu.Lock()
+	in := s.inputs("eastus", []string{"a", "b", "c", "d"}, loads, c.now())
+	s.mu.Unlock()
+	if in.Reporting != 3 || in.OrdersInProcess != 5 || in.OrdersQueued != 25 || in.OrdersOldestMs != 400 {
+		t.Fatalf("inputs = %+v; want 3 reporting, 5 orders in process, 25 queued, the oldest 400 ms", in)
+	}
+	without := in
+	without.OrdersInProcess, without.OrdersQueued, without.OrdersOldestMs = 0, 0, 0
+	p := DefaultPolicy()
+	if got, want := p.Recommend(in), p.Recommend(without); got != want {
+		t.Fatalf("Recommend with orders = %d, without = %d; want the same", got, want)
+	}
+}
+
+// settingsControl keeps the instance settings the scaler gives it, as the
+// operations plane's store-backed control does; refuse, when set, is its
+// answer to settings with work (the prod environment's).
+type settingsControl struct {
+	mu     sync.Mutex
+	cur    *InstanceSettings
+	refuse error
+}
+
+func (c *settingsControl) InstanceSettings() (InstanceSettings, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return InstanceSettings{}, false
+	}
+	return *c.cur, true
+}
+
+func (c *settingsControl) SetInstanceSettings(is *InstanceSettings) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if is != nil && is.WorkMs > 0 && c.refuse != nil {
+		return c.refuse
+	}
+	c.cur = is
+	return nil
+}
+
+// PUT /ops/scaling sets every instance's settings (instance) or puts them
+// back on their own configuration (resetInstance); GET shows them only
+// while they are in force. Settings out of range, both fields at once,
+// and what the control refuses are problems that change nothing.
+func TestScalingAPISetsAndResetsTheInstanceSettings(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)}
+	ctl := &settingsControl{}
+	s, err := New(Config{Launcher: newMachine(nil), Observer: newMachine(nil), Regions: func() []string { return []string{"eastus"} },
+		Default: Limits{Min: 2, Max: 6}, Instances: ctl, Now: c.now, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	s.Routes(mux, slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	cl := &Client{BaseURL: srv.URL}
+	ctx := t.Context()
+
+	if st, err := cl.Status(ctx); err != nil || st.Instances != nil {
+		t.Fatalf("status before any settings: instance %+v, %v; want none", st.Instances, err)
+	}
+	st, err := cl.Apply(ctx, Update{Instance: &InstanceSettings{Capacity: 3, WorkMs: 20}})
+	if err != nil || st.Instances == nil || *st.Instances != (InstanceSettings{Capacity: 3, WorkMs: 20}) {
+		t.Fatalf("set: instance %+v, %v; want capacity 3, work 20 ms", st.Instances, err)
+	}
+
+	ctl.refuse = shop.Errorf(shop.KindForbidden, "", "simulated work is refused in the prod environment")
+	for _, tc := range []struct {
+		name, body string
+		status     int
+	}{
+		{"capacity zero", `{"instance": {"capacity": 0}}`, 400},
+		{"capacity too high", `{"instance": {"capacity": 100001}}`, 400},
+		{"negative work", `{"instance": {"capacity": 1, "workMs": -1}}`, 400},
+		{"work too long", `{"instance": {"capacity": 1, "workMs": 10001}}`, 400},
+		{"both", `{"instance": {"capacity": 1}, "resetInstance": true}`, 400},
+		{"reset not a boolean", `{"resetInstance": "yes"}`, 400},
+		{"refused by the control", `{"instance": {"capacity": 1, "workMs": 5}}`, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPut, srv.URL+"/ops/scaling", strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("status %d (%s), want %d problem+json", resp.StatusCode, resp.Header.Get("Content-Type"), tc.status)
+			}
+			if is, ok := ctl.InstanceSettings(); !ok || is != (InstanceSettings{Capacity: 3, WorkMs: 20}) {
+				t.Fatalf("a refused change left the settings at %+v (%v)", is, ok)
+			}
+		})
+	}
+
+	if st, err := cl.Apply(ctx, Update{ResetInstance: true}); err != nil || st.Instances != nil {
+		t.Fatalf("reset: instance %+v, %v; want none", st.Instances, err)
+	}
+	if _, ok := ctl.InstanceSettings(); ok {
+		t.Fatal("after a reset the control still has settings")
 	}
 }

@@ -135,7 +135,7 @@ func (a *access) clientTLS() *tls.Config {
 }
 
 // provision declares every replicated asset as the store's administrator,
-// before any stamp starts (stamps' users may not create or reconfigure
+// with an intake stream for each data region, before any stamp starts (stamps' users may not create or reconfigure
 // assets), and brings assets of an older data directory to their declared
 // limits.
 func (d *Deployment) provision(ctx context.Context, nodes []*store.Node) error {
@@ -150,7 +150,11 @@ func (d *Deployment) provision(ctx context.Context, nodes []*store.Node) error {
 	defer nc.Close()
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return store.Provision(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Logger: d.log.With("component", "provision")})
+	regions := make([]string, len(nodes))
+	for i, n := range nodes {
+		regions[i] = n.Config().Region
+	}
+	return store.Provision(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Regions: regions, Logger: d.log.With("component", "provision")})
 }
 
 // LogPermissionDenied is the message logged when a store server refuses

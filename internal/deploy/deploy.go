@@ -6,7 +6,6 @@
 package deploy
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -151,9 +150,6 @@ type Deployment struct {
 	// versions is the release each region runs since a release ended
 	// there; a region absent runs cfg.Release.
 	versions map[string]string
-	// load is the capacity and simulated work of every stamp instance,
-	// those started later included (SetInstanceSettings).
-	load autoscale.InstanceSettings
 	// regionOps serialises adding and removing regions (each takes
 	// seconds; mu is not held meanwhile).
 	regionOps sync.Mutex
@@ -259,8 +255,7 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 		_ = stopTel()
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
-	d := &Deployment{tel: tel, stopTel: stopTel, cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, access: acc, regions: map[string]*region{},
-		load: autoscale.InstanceSettings{Capacity: cmp.Or(cfg.StampCapacity, defaultCapacity)}}
+	d := &Deployment{tel: tel, stopTel: stopTel, cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, access: acc, regions: map[string]*region{}}
 	if err := d.start(ctx); err != nil {
 		d.Close()
 		return nil, err
@@ -422,7 +417,6 @@ func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSp
 	if sp.zone == "" {
 		sp.zone = d.zoneFor(r, sp.release)
 	}
-	load := d.load
 	d.mu.Unlock()
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -455,8 +449,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSp
 		Release:        sp.release,
 		Fault:          sp.fault,
 		BlindStock:     d.cfg.UnsafeBlindStockWrites,
-		Capacity:       load.Capacity,
-		Work:           time.Duration(load.WorkMs) * time.Millisecond,
+		Capacity:       d.cfg.StampCapacity,
 		Telemetry:      tel,
 		Logger:         d.log,
 	})
@@ -473,16 +466,7 @@ func (d *Deployment) startInstance(ctx context.Context, r *region, sp instanceSp
 	go func() { in.done <- built.Serve(runCtx, ln) }()
 	d.mu.Lock()
 	r.instances = append(r.instances, in)
-	now := d.load
 	d.mu.Unlock()
-	if now != load {
-		// The settings changed while the instance was built: a
-		// SetInstanceSettings that listed the instances before this one
-		// joined them did not reach it.
-		if err := applyLoad(in, now); err != nil {
-			d.log.Warn("start instance: capacity and work", "region", r.name, "error", err)
-		}
-	}
 	return in, nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/autoscale"
+	"github.com/contoso/shoes/internal/backoff"
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/httpapi"
@@ -121,9 +122,11 @@ func (s *EdgeService) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// publish sends every POP's status once per edge.PublishInterval. Core
-// NATS, at most once: a lost status is replaced a second later, and the
-// plane judges a POP it has not heard from for a while as gone.
+// publish sends every POP's status once per edge.PublishInterval, and at
+// once when a POP's routing changed (the plane sees a failover, or the
+// first routing at start, without waiting for the tick). Core NATS, at
+// most once: a lost status is replaced a tick later, and the plane judges
+// a POP it has not heard from for a while as gone.
 func (s *EdgeService) publish(ctx context.Context) {
 	t := time.NewTicker(edge.PublishInterval)
 	defer t.Stop()
@@ -137,6 +140,7 @@ func (s *EdgeService) publish(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.Edge.Changed():
 		}
 	}
 }
@@ -177,6 +181,8 @@ type OpsService struct {
 	Releases *release.Controller
 	Scaler   *autoscale.Scaler
 	records  *store.Releases
+	settings *storedInstances
+	log      *slog.Logger
 	nc       *nats.Conn
 }
 
@@ -233,11 +239,12 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 		nc.Close()
 		return nil, err
 	}
-	if scaler, err = newScaler(cfg.Scale, cfg.Instances, nc, plane, releases, rcfg.Regions, log); err != nil {
+	settings := &storedInstances{records: records, prod: releases.Env() == release.EnvProd}
+	if scaler, err = newScaler(cfg.Scale, cfg.Instances, nc, plane, releases, settings, rcfg.Regions, log); err != nil {
 		nc.Close()
 		return nil, err
 	}
-	return &OpsService{Plane: plane, Releases: releases, Scaler: scaler, records: records, nc: nc}, nil
+	return &OpsService{Plane: plane, Releases: releases, Scaler: scaler, records: records, settings: settings, nc: nc, log: log}, nil
 }
 
 // Run reads the deployment and drives the release under way until ctx is
@@ -246,9 +253,20 @@ func (s *OpsService) Run(ctx context.Context) error {
 	defer s.nc.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Go(func() { s.clearInstanceSettings(ctx) })
 	wg.Go(func() { _ = s.Releases.Run(ctx) })
 	wg.Go(func() { s.Scaler.Run(ctx) })
 	return s.Plane.Run(ctx)
+}
+
+// clearInstanceSettings deletes the instance settings a previous run of
+// the operations plane left in the store (storedInstances.clearStale),
+// retrying until it is done or ctx ends: every instance starts again from
+// its own configuration.
+func (s *OpsService) clearInstanceSettings(ctx context.Context) {
+	_ = backoff.Policy{First: 250 * time.Millisecond, Max: 5 * time.Second}.Retry(ctx, s.settings.clearStale, func(err error, wait time.Duration) {
+		s.log.Warn("clearing the instance settings failed; retrying", "error", err, "retry_in", wait)
+	})
 }
 
 // AdminOnly lets through requests with an admin token and, when
@@ -328,7 +346,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 	// The autoscaler starts and drains this process's instances through
 	// the same launcher as the release agent.
 	opsSvc, err := NewOps(OpsConfig{
-		Scale:   ScaleConfig{Launcher: launcher{d}, Max: d.cfg.ScaleMax, Policy: d.cfg.Scaling, Instances: d},
+		Scale:   ScaleConfig{Launcher: launcher{d}, Max: d.cfg.ScaleMax, Policy: d.cfg.Scaling},
 		NATSURL: strings.Join(urls, ","), NATS: d.access.store(store.RoleOps),
 		Sink: d.tel.Sink(), Telemetry: d.tel, StampTLS: d.access.clientTLS(),
 		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log, Instances: d.instances(),

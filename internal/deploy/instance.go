@@ -137,7 +137,7 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 		return fail(err)
 	}
 	inject, process := workerTel.StreamHooks("processor", cfg.Region)
-	st, err := store.Open(ctx, store.Config{Conn: nc, Replicas: cfg.Replicas, Logger: log.With("component", "store"),
+	st, err := store.Open(ctx, store.Config{Conn: nc, Replicas: cfg.Replicas, Region: cfg.Region, Logger: log.With("component", "store"),
 		Inject: inject, Process: process, UnsafeBlindStockWrites: cfg.BlindStock})
 	if err != nil {
 		return fail(err)
@@ -173,11 +173,14 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 		}
 		scfg.Partner = client
 		in.Partner = client
+		// The ping comes first: past the breaker's delay it is the
+		// breaker's trial (partner.Client.Ping).
 		scfg.Checks = append(scfg.Checks, health.Check{Name: "partner", Impact: health.Degraded, Run: func(ctx context.Context) (string, error) {
+			err := client.Ping(ctx)
 			if state := client.BreakerState(); state != "closed" {
 				return "circuit breaker " + state, fmt.Errorf("partner calls are failing: %w", health.ErrDegraded)
 			}
-			if err := client.Ping(ctx); err != nil {
+			if err != nil {
 				return "circuit breaker closed; ping failed", fmt.Errorf("%w: %w", err, health.ErrDegraded)
 			}
 			return "circuit breaker closed; ping ok", nil

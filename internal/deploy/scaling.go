@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,11 +15,8 @@ import (
 	"github.com/contoso/shoes/internal/opsplane"
 	"github.com/contoso/shoes/internal/release"
 	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/store"
 )
-
-// defaultCapacity is a stamp instance's capacity unless set
-// (stamp.Config.Capacity's default).
-const defaultCapacity = 256
 
 // ScaleConfig configures the operations plane's autoscaler.
 type ScaleConfig struct {
@@ -30,17 +29,13 @@ type ScaleConfig struct {
 	Max int
 	// Policy is the damping; zero: autoscale.DefaultPolicy.
 	Policy autoscale.Policy
-	// Instances sets every instance's capacity and simulated work; nil:
-	// the scaling API refuses to (instances started as processes take
-	// theirs from their flags).
-	Instances autoscale.InstanceControl
 }
 
 // newScaler builds the operations plane's autoscaler: it reads the
 // instances' load from the plane and starts and drains instances through
 // cfg's launcher, holding while a release is under way; min is the
 // plane's count of instances per region.
-func newScaler(cfg ScaleConfig, instances int, nc *nats.Conn, plane *opsplane.Plane, releases *release.Controller, regions func() []string, log *slog.Logger) (*autoscale.Scaler, error) {
+func newScaler(cfg ScaleConfig, instances int, nc *nats.Conn, plane *opsplane.Plane, releases *release.Controller, ic autoscale.InstanceControl, regions func() []string, log *slog.Logger) (*autoscale.Scaler, error) {
 	lo := max(instances, 1)
 	hi := cmp.Or(cfg.Max, 3*lo)
 	l := cfg.Launcher
@@ -54,7 +49,7 @@ func newScaler(cfg ScaleConfig, instances int, nc *nats.Conn, plane *opsplane.Pl
 		Hold:      func(ctx context.Context) string { return releaseUnderWay(ctx, releases) },
 		Default:   autoscale.Limits{Min: lo, Max: max(hi, lo)},
 		Policy:    cfg.Policy,
-		Instances: cfg.Instances,
+		Instances: ic,
 		Logger:    log,
 	})
 }
@@ -75,43 +70,74 @@ func releaseUnderWay(ctx context.Context, releases *release.Controller) string {
 	return ""
 }
 
-// InstanceSettings are the capacity and simulated work every stamp
-// instance of the deployment serves with. It implements
-// autoscale.InstanceControl.
-func (d *Deployment) InstanceSettings() autoscale.InstanceSettings {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.load
+// storedInstances gives every stamp instance its capacity and simulated
+// work through the store (store.InstanceKey), which every stamp follows,
+// in process or not: the one way both compositions set them. What it set
+// lasts until the operations plane starts again, which clears it.
+type storedInstances struct {
+	records *store.Releases
+	prod    bool // simulated work is refused, as injected faults are
+
+	cur atomic.Pointer[autoscale.InstanceSettings] // what it set last; nil: each instance's own configuration
+
+	writing sync.Mutex // serialises the writes to the store, SetInstanceSettings's and clearStale's, and guards touched
+	touched bool       // an operator set or reset them since the plane started
 }
 
-// SetInstanceSettings gives every running stamp instance, and those
-// started later, a capacity and a simulated work per request. Simulated
-// work is refused in the prod environment, as injected faults are.
-func (d *Deployment) SetInstanceSettings(is autoscale.InstanceSettings) error {
-	if is.WorkMs > 0 && d.cfg.Env == release.EnvProd {
+// setTimeout bounds one write of the settings.
+const setTimeout = 10 * time.Second
+
+// InstanceSettings are the settings it set, if any.
+func (s *storedInstances) InstanceSettings() (autoscale.InstanceSettings, bool) {
+	if is := s.cur.Load(); is != nil {
+		return *is, true
+	}
+	return autoscale.InstanceSettings{}, false
+}
+
+// SetInstanceSettings stores is for every instance, or clears the
+// settings when is is nil. Simulated work is refused in prod.
+func (s *storedInstances) SetInstanceSettings(is *autoscale.InstanceSettings) error {
+	if is != nil && is.WorkMs > 0 && s.prod {
 		return shop.Errorf(shop.KindForbidden, "", "simulated work is refused in the prod environment")
 	}
-	d.mu.Lock()
-	d.load = is
-	var all []*instance
-	for _, r := range d.regions {
-		all = append(all, r.instances...)
+	var v *store.InstanceSettings
+	if is != nil {
+		v = &store.InstanceSettings{Capacity: is.Capacity, WorkMs: is.WorkMs}
 	}
-	d.mu.Unlock()
-	for _, in := range all {
-		if err := applyLoad(in, is); err != nil {
-			return err
-		}
+	s.writing.Lock()
+	defer s.writing.Unlock()
+	// The scaling API's Apply has no context of its own: the write is
+	// bounded here.
+	ctx, cancel := context.WithTimeout(context.Background(), setTimeout)
+	defer cancel()
+	if err := s.records.SetInstance(ctx, v); err != nil {
+		return err
 	}
+	s.touched = true
+	if is != nil {
+		c := *is
+		is = &c
+	}
+	s.cur.Store(is)
 	return nil
 }
 
-// applyLoad gives one instance a capacity and a simulated work.
-func applyLoad(in *instance, is autoscale.InstanceSettings) error {
-	if err := in.stamp.SetCapacity(is.Capacity); err != nil {
+// clearStale deletes the settings a previous run of the operations plane
+// left in the store, unless an operator has set or reset them since this
+// one started: run-time settings last as long as the plane that set them,
+// as in a deployment in one process.
+func (s *storedInstances) clearStale(ctx context.Context) error {
+	s.writing.Lock()
+	defer s.writing.Unlock()
+	if s.touched {
+		return nil
+	}
+	if err := s.records.SetInstance(ctx, nil); err != nil {
 		return err
 	}
-	return in.stamp.SetWork(time.Duration(is.WorkMs) * time.Millisecond)
+	s.touched = true
+	return nil
 }
 
-var _ autoscale.InstanceControl = (*Deployment)(nil)
+var _ autoscale.InstanceControl = (*storedInstances)(nil)

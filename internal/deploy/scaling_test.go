@@ -113,7 +113,6 @@ func TestTheAutoscalerAddsInstancesOnLoadAndDrainsThemWithoutAFailedRequest(t *t
 		}
 		return fmt.Errorf("no new eastus instance serves yet: %+v", status())
 	})
-	peak := status().Inputs.Instances
 	stopHeavy()
 	wg.Wait()
 
@@ -132,20 +131,28 @@ func TestTheAutoscalerAddsInstancesOnLoadAndDrainsThemWithoutAFailedRequest(t *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	ins, stopped := 0, 0
+	// The heavy load may go on adding instances after the first serves:
+	// every instance started is counted, and each must have been removed
+	// by its own scale-in, drained and stopped.
+	started, ins, stopped := 0, 0, 0
 	for _, e := range st.Events {
-		switch {
-		case e.Region == "eastus" && e.Action == "scale-in":
+		if e.Region != "eastus" {
+			continue
+		}
+		switch e.Action {
+		case "started":
+			started++
+		case "scale-in":
 			ins++
-		case e.Region == "eastus" && e.Action == "stopped":
+		case "stopped":
 			stopped++
 		}
 	}
-	if peak < 2 || ins != peak-1 || stopped != ins {
-		t.Fatalf("peak %d instances, %d scale-ins, %d drained and stopped: want peak-1 of each", peak, ins, stopped)
+	if started < 1 || ins != started || stopped != ins {
+		t.Fatalf("%d instances started, %d scale-ins, %d drained and stopped: want as many of each, at least one", started, ins, stopped)
 	}
 	if n := failed.Load(); n != 0 {
 		t.Fatalf("%d of %d requests failed: %v", n, sent.Load(), failures[:min(len(failures), 5)])
 	}
-	t.Logf("%d requests, none failed; eastus peaked at %d instances", sent.Load(), peak)
+	t.Logf("%d requests, none failed; eastus added %d instances and removed them", sent.Load(), started)
 }

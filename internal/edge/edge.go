@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/contoso/shoes/internal/backoff"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/telemetry"
 )
@@ -199,6 +200,8 @@ type Edge struct {
 	closed    map[string]*pop     // removed POPs, whose last requests may still be in flight
 	run       context.Context     // Run's context, for the probe loops of POPs added later; nil before Run
 	loops     sync.WaitGroup      // the probe loops
+
+	changed chan struct{} // Changed
 }
 
 // New validates cfg and returns an edge; call Run to start its probes.
@@ -253,13 +256,14 @@ func New(cfg Config) (*Edge, error) {
 		tel: tel, cfg: cfg, log: cfg.Logger,
 		stamps: map[string]StampInfo{}, seen: map[string]time.Time{}, due: map[string]time.Time{},
 		pops: map[string]*pop{}, redirects: map[string][]string{}, closed: map[string]*pop{},
-		conns: newTransport(cfg),
+		changed: make(chan struct{}, 1),
+		conns:   newTransport(cfg),
 		probes: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.StampTLS.Clone(),
 			DialContext: cfg.DialContext}},
 	}
 	e.proxy = newProxy(e, e.conns)
 	for _, r := range cfg.POPs {
-		e.pops[r] = newPOP(r)
+		e.pops[r] = newPOP(r, e.changed)
 		e.order = append(e.order, r)
 	}
 	return e, nil
@@ -276,7 +280,7 @@ func (e *Edge) AddPOP(ctx context.Context, region string) {
 	if exists {
 		return
 	}
-	p := newPOP(region)
+	p := newPOP(region, e.changed)
 	e.probeAll(ctx, p)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -373,20 +377,17 @@ func (e *Edge) Run(ctx context.Context) {
 	e.probes.CloseIdleConnections()
 }
 
+// Changed receives when the near set of some POP changed since the last
+// receive (one pending signal stands for any number of changes): a
+// publisher of Status can send it at once instead of at its next tick.
+func (e *Edge) Changed() <-chan struct{} { return e.changed }
+
 // follow runs watch until ctx is done, restarting it a second after it
 // ends.
 func (e *Edge) follow(ctx context.Context, what string, watch func(context.Context) error) {
-	for ctx.Err() == nil {
-		err := watch(ctx)
-		if ctx.Err() != nil {
-			return
-		}
+	backoff.Policy{First: time.Second, Max: time.Second}.Keep(ctx, watch, func(err error, _ time.Duration) {
 		e.log.Warn(what+" watch ended; restarting", "error", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
+	})
 }
 
 // applyTraffic puts traffic table w in force on every POP at once.
@@ -456,11 +457,17 @@ func (e *Edge) apply(id string, s *StampInfo) {
 	e.seen[id] = now
 	e.due[id] = now.Add(e.cfg.RegistryTTL)
 	e.expireLocked(now)
-	if old, ok := e.stamps[id]; ok && old == *s {
+	old, known := e.stamps[id]
+	if known && old == *s {
 		return
 	}
 	e.stamps[id] = *s
 	e.reweighLocked()
+	if !known {
+		for _, p := range e.pops {
+			signal(p.kick)
+		}
+	}
 	e.log.Info("stamp joined the registry", "id", id, "region", s.Region, "url", s.URL, "release", s.Release)
 }
 

@@ -93,10 +93,17 @@ func newCountingStamp(t *testing.T, name string) *countingStamp {
 // follows f, with registry expiry on clk; every stamp is equally near.
 func startFedEdge(t *testing.T, f *feed, clk *fakeClock, ttl time.Duration) (*edge.Edge, string) {
 	t.Helper()
-	e, err := edge.New(edge.Config{
+	return runFedEdge(t, edge.Config{
 		POPs: []string{"westeurope", "northeurope"}, Registry: f.registry, RegistryTTL: ttl, Now: clk.Now,
 		ProbeInterval: 20 * time.Millisecond, Policy: edge.Policy{Sensitivity: time.Hour},
 	})
+}
+
+// runFedEdge runs an edge of cfg until the test ends, behind a front
+// server whose URL it returns.
+func runFedEdge(t *testing.T, cfg edge.Config) (*edge.Edge, string) {
+	t.Helper()
+	e, err := edge.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,10 +38,27 @@ type pop struct {
 	cands    []Candidate
 	changes  int                              // how often the near set changed
 	attempts map[string]map[*attempt]struct{} // attempts in flight per stamp, aborted when its probe fails
+
+	// kick asks the probe loop for a round now rather than at its next
+	// tick: a stamp joined the registry.
+	kick chan struct{}
+	// changed is the edge's Changed channel, told when the near set
+	// changes; nil: nobody is told.
+	changed chan struct{}
 }
 
-func newPOP(region string) *pop {
-	return &pop{region: region, header: []string{region}, state: map[string]*stampState{}}
+func newPOP(region string, changed chan struct{}) *pop {
+	return &pop{region: region, header: []string{region}, state: map[string]*stampState{},
+		kick: make(chan struct{}, 1), changed: changed}
+}
+
+// signal tells c without waiting: a signal already pending stands for
+// this one too.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 // stampState is a POP's view of one stamp.
@@ -99,6 +116,10 @@ func (st *stampState) routedHealth() health.Status {
 	return st.health
 }
 
+// probeLoop probes every stamp from p once per ProbeInterval, and at once
+// when a stamp joins the registry: a new stamp (one just started, at
+// start-up or by a scale-out) takes traffic after one probe, not after
+// up to a whole interval.
 func (e *Edge) probeLoop(ctx context.Context, p *pop) {
 	t := time.NewTicker(e.cfg.ProbeInterval)
 	defer t.Stop()
@@ -108,6 +129,7 @@ func (e *Edge) probeLoop(ctx context.Context, p *pop) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-p.kick:
 		}
 	}
 }
@@ -252,6 +274,9 @@ func (p *pop) decideLocked(pol Policy, now time.Time) {
 	p.dec = Decide(pol, p.cands, p.prev, now)
 	if !slices.Equal(p.prev, p.dec.Near) {
 		p.changes++
+		if p.changed != nil {
+			signal(p.changed)
+		}
 	}
 	p.prev = p.dec.Near
 }
@@ -268,13 +293,18 @@ func (p *pop) candidatesLocked() []Candidate {
 
 // route picks the stamp for one request from POP p and the one to retry
 // (an empty id: none), from the last decision and the candidates it was
-// made of: nothing is allocated or sorted per request.
+// made of, and of two picks the one with fewer of p's attempts in flight
+// (PickLessLoaded): nothing is allocated or sorted per request.
 func (p *pop) route() (primary, retry upstream, failOpen bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pid, rid := Pick(p.dec, p.cands, rand.Float64())
+	pid, rid := PickLessLoaded(p.dec, p.cands, rand.Float64(), rand.Float64(), p.inFlightLocked)
 	return p.upstreamLocked(pid), p.upstreamLocked(rid), p.dec.FailOpen
 }
+
+// inFlightLocked is how many of p's attempts are in flight to stamp id;
+// p.mu must be held.
+func (p *pop) inFlightLocked(id string) int { return len(p.attempts[id]) }
 
 // upstreamLocked is how p reaches stamp id; p.mu must be held.
 func (p *pop) upstreamLocked(id string) upstream {

@@ -29,7 +29,9 @@ type Candidate struct {
 	// passed to one call. If an ID repeats anyway, Decide considers only
 	// its most routable entry and Pick uses the smallest weight given.
 	ID string
-	// Region is the stamp's region; informational, routing ignores it.
+	// Region is the stamp's region: Decide ignores it; Pick retries in
+	// the primary's region first, and PickLessLoaded weighs only stamps of
+	// one region against each other.
 	Region string
 	// Release is the release the stamp runs; informational, reasons name
 	// it.
@@ -492,11 +494,50 @@ func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
 	if len(d.Near) == 0 {
 		return "", ""
 	}
+	i := pickIndex(d, cands, r, nil)
+	return d.Near[i], retryFor(d, cands, i)
+}
+
+// PickLessLoaded is Pick with two choices: the first pick is Pick's, with
+// r1; the second, with r2, is among the members of d.Near of the first's
+// region and release only (by weight, as Pick's); of the two, the one with
+// fewer requests in flight by load wins, the first on a tie, with its own
+// retry (Pick's rule). load is called at most twice and never kept.
+//
+// Each region's and release's share of the traffic is so exactly Pick's
+// (a release's step of a traffic table holds under any load), and when the
+// stamps are idle, or equally busy, the pick is Pick's. Within a release,
+// a request mostly goes to an instance that is not busy with slow requests
+// (a checkout waiting on a quorum write) instead of queueing behind them:
+// the "power of two choices", nearly the balance of always taking the
+// least loaded, without sending every request to the one that just freed
+// up.
+func PickLessLoaded(d Decision, cands []Candidate, r1, r2 float64, load func(id string) int) (primary, retry string) {
+	if len(d.Near) == 0 {
+		return "", ""
+	}
+	i := pickIndex(d, cands, r1, nil)
+	first := candidateOf(cands, d.Near[i])
+	j := pickIndex(d, cands, r2, func(c Candidate) bool { return c.Region == first.Region && c.Release == first.Release })
+	if j != i && load(d.Near[j]) < load(d.Near[i]) {
+		i = j
+	}
+	return d.Near[i], retryFor(d, cands, i)
+}
+
+// pickIndex is the index in d.Near (which is not empty) of the member
+// whose slice of the weights holds r (see Pick), among the members in
+// alike only (nil: all; a member missing from cands is a zero Candidate
+// with its ID). When alike takes none, it is the last member.
+func pickIndex(d Decision, cands []Candidate, r float64, alike func(Candidate) bool) int {
+	in := func(id string) bool { return alike == nil || alike(candidateOf(cands, id)) }
 	// Weights are looked up in cands, not copied into a map: a POP picks
 	// for every request, and cands are few.
 	var total float64
 	for _, id := range d.Near {
-		total += weightOf(cands, id)
+		if in(id) {
+			total += weightOf(cands, id)
+		}
 	}
 	if !(r >= 0) { // negative or NaN
 		r = 0
@@ -505,36 +546,55 @@ func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
 	idx := len(d.Near) - 1
 	var cum float64
 	for i, id := range d.Near {
+		if !in(id) {
+			continue
+		}
+		idx = i
 		cum += weightOf(cands, id)
 		if target < cum {
-			idx = i
 			break
 		}
 	}
-	primary = d.Near[idx]
+	return idx
+}
+
+// retryFor is Pick's retry for the member of d.Near at index i (see Pick).
+func retryFor(d Decision, cands []Candidate, i int) string {
+	primary := d.Near[i]
 	if home := regionOf(cands, primary); home != "" {
 		for k := 1; k < len(d.Near); k++ {
-			if id := d.Near[(idx+k)%len(d.Near)]; id != primary && regionOf(cands, id) == home {
-				return primary, id
+			if id := d.Near[(i+k)%len(d.Near)]; id != primary && regionOf(cands, id) == home {
+				return id
 			}
 		}
 		for _, id := range d.Fallback {
 			if id != primary && regionOf(cands, id) == home {
-				return primary, id
+				return id
 			}
 		}
 	}
 	for _, id := range d.Fallback {
 		if id != primary {
-			return primary, id
+			return id
 		}
 	}
 	for k := 1; k < len(d.Near); k++ {
-		if id := d.Near[(idx+k)%len(d.Near)]; id != primary {
-			return primary, id
+		if id := d.Near[(i+k)%len(d.Near)]; id != primary {
+			return id
 		}
 	}
-	return primary, ""
+	return ""
+}
+
+// candidateOf is the first entry of cands with id, or a zero Candidate
+// with that ID.
+func candidateOf(cands []Candidate, id string) Candidate {
+	for _, c := range cands {
+		if c.ID == id {
+			return c
+		}
+	}
+	return Candidate{ID: id}
 }
 
 // regionOf is the Region cands give stamp id; empty when none does.

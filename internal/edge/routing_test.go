@@ -613,6 +613,58 @@ func TestPickRetry(t *testing.T) {
 	}
 }
 
+// Of two picks, the second of the first's region and release, the less
+// loaded wins, the first on a tie, so idle stamps split exactly by weight
+// and a release's share never moves. (Mutations tried: keeping the first
+// pick always fails "busy first pick"; a second pick among all of Near
+// fails "another region is never weighed" and "another release is never
+// weighed".)
+func TestPickLessLoaded(t *testing.T) {
+	cands := []Candidate{stamp("a", health.Healthy, 20*ms), stamp("b", health.Healthy, 21*ms), stamp("c", health.Healthy, 22*ms), stamp("d", health.Healthy, 22*ms)}
+	for i, rr := range [][2]string{{"eastus", "v1"}, {"eastus", "v1"}, {"westus", "v1"}, {"eastus", "v2"}} {
+		cands[i].Region, cands[i].Release = rr[0], rr[1]
+	}
+	// Equal weights: r1 below .25 picks a, .25 to .5 b, .5 to .75 c, d
+	// above; among a's region and release r2 below .5 picks a, b above.
+	d := Decision{Near: []string{"a", "b", "c", "d"}, Fallback: []string{"x"}}
+	loads := func(m map[string]int) func(string) int { return func(id string) int { return m[id] } }
+	for _, tc := range []struct {
+		name          string
+		d             Decision
+		r1, r2        float64
+		load          map[string]int
+		primary, want string
+	}{
+		{"idle: first pick", d, 0.1, 0.9, nil, "a", "b"},
+		{"busy first pick", d, 0.1, 0.9, map[string]int{"a": 1}, "b", "d"},
+		{"busier second pick", d, 0.1, 0.9, map[string]int{"a": 1, "b": 2}, "a", "b"},
+		{"tie: first pick", d, 0.3, 0.1, map[string]int{"a": 3, "b": 3}, "b", "d"},
+		{"same stamp twice", d, 0.1, 0.1, map[string]int{"a": 5}, "a", "b"},
+		{"another region is never weighed", d, 0.6, 0.9, map[string]int{"c": 9}, "c", "x"},
+		{"another release is never weighed", d, 0.9, 0.1, map[string]int{"d": 9}, "d", "a"},
+		{"alone: no second pick", Decision{Near: []string{"a"}, Fallback: []string{"b"}}, 0, 0.9, map[string]int{"a": 9}, "a", "b"},
+		{"nothing near", Decision{Fallback: []string{"b"}}, 0, 0.9, nil, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, r := PickLessLoaded(tc.d, cands, tc.r1, tc.r2, loads(tc.load))
+			if p != tc.primary || r != tc.want {
+				t.Fatalf("PickLessLoaded = %q, %q; want %q, %q", p, r, tc.primary, tc.want)
+			}
+		})
+	}
+	// Idle, every pair of draws picks what Pick picks with the first.
+	w := []Candidate{weighted(cands[0], 1), weighted(cands[1], 3), cands[2]}
+	for i := range 100 {
+		for j := range 10 {
+			r1, r2 := float64(i)/100, float64(j)/10
+			p1, q1 := Pick(d, w, r1)
+			if p, q := PickLessLoaded(d, w, r1, r2, loads(nil)); p != p1 || q != q1 {
+				t.Fatalf("idle r1=%v r2=%v: %q, %q; Pick gives %q, %q", r1, r2, p, q, p1, q1)
+			}
+		}
+	}
+}
+
 // A retry stays in the primary's region while another instance of it is
 // routable (near, or even among the fallbacks), and leaves it only when
 // none is: losing one instance never sends a request across an ocean.
@@ -795,7 +847,7 @@ func TestPickAndRouteAllocateNothing(t *testing.T) {
 			t.Errorf("Pick among %d allocates %v times", len(cs), n)
 		}
 	}
-	p := newPOP("westeurope")
+	p := newPOP("westeurope", nil)
 	for _, c := range cands {
 		p.state[c.ID] = &stampState{region: "westeurope", scheme: "http", addr: "127.0.0.1:1", health: c.Health, rtt: c.RTT, share: share{weight: c.Weight}}
 	}

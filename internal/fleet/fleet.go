@@ -445,10 +445,13 @@ func stampChannel(region string, i int) string { return "stamp-" + region + "-" 
 // (experiments only) when fault is not empty.
 func (f *Fleet) stampProc(s *stampProc, i int, fault string) *child.Process {
 	region := s.region
+	// Every instance of a region shares its last-known-good file (each
+	// write replaces it whole, atomically), so that one started while the
+	// secret store is down, by the autoscaler or a restore, starts from
+	// what the others kept.
 	name, lkg := "stamp-"+region, filepath.Join(f.cfg.DataDir, "stamps", region, "secrets.lkg")
 	if i > 0 {
 		name = fmt.Sprintf("stamp-%s-%d", region, i)
-		lkg = filepath.Join(f.cfg.DataDir, "stamps", region, fmt.Sprintf("instance-%d.lkg", i))
 	}
 	args := []string{"stamp", "--region", region, "--zone", s.zone, "--listen", hostOf(s.url), "--env", f.cfg.Environment, "--release", s.release}
 	if fault != "" {
@@ -557,10 +560,12 @@ func (f *Fleet) childEnv(extra ...string) []string {
 }
 
 // provision declares every replicated asset as the store's administrator
-// (`contoso store provision`), once every server is up.
+// (`contoso store provision`), with an intake stream per region, once
+// every server is up.
 func (f *Fleet) provision(ctx context.Context) error {
 	p := f.newProc("provision", f.bin.contoso, "store", "provision", "--nats", f.clientURLs(f.order[0]),
-		"--nats-nkey", f.seedPath(store.RoleAdmin), "--replicas", strconv.Itoa(f.repl), "--timeout", f.cfg.StartTimeout.String())
+		"--nats-nkey", f.seedPath(store.RoleAdmin), "--replicas", strconv.Itoa(f.repl), "--timeout", f.cfg.StartTimeout.String(),
+		"--regions", strings.Join(f.order, ","))
 	p.Line = true
 	p.Env = slices.Clone(f.cfg.Env)
 	if err := p.Start(ctx); err != nil {

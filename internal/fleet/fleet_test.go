@@ -370,16 +370,16 @@ func (j *judgement) sample(ctx context.Context, f *fleet.Fleet, admin string) {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
-		states := healthStates(f, admin)
+		tree := healthTree(f, admin)
 		j.mu.Lock()
-		if states != nil {
+		if tree != nil {
 			j.samples++
-			if !j.killed.IsZero() && j.unhealthy.IsZero() && states["region.westeurope"] == "unhealthy" {
+			if !j.killed.IsZero() && j.unhealthy.IsZero() && tree["region.westeurope"].State == "unhealthy" {
 				j.unhealthy = time.Now()
 			}
 			for _, r := range []string{"region.northeurope", "region.eastus"} {
-				if st := states[r]; st != "healthy" {
-					j.survivors = append(j.survivors, fmt.Sprintf("%s %s at %s", r, st, time.Since(j.killed).Round(100*time.Millisecond)))
+				if st := tree[r].State; st != "healthy" {
+					j.survivors = append(j.survivors, fmt.Sprintf("%s %s at %s (%s)", r, st, time.Since(j.killed).Round(100*time.Millisecond), cause(tree, r)))
 				}
 			}
 		}
@@ -393,26 +393,70 @@ func (j *judgement) sample(ctx context.Context, f *fleet.Fleet, admin string) {
 }
 
 // healthStates is every entity's state in GET $OPS/ops/health; nil when
-// it does not answer.
+// the plane does not answer.
 func healthStates(f *fleet.Fleet, admin string) map[string]string {
+	tree := healthTree(f, admin)
+	if tree == nil {
+		return nil
+	}
+	out := make(map[string]string, len(tree))
+	for id, n := range tree {
+		out[id] = n.State
+	}
+	return out
+}
+
+// entity is one node of GET $OPS/ops/health, its children by id.
+type entity struct {
+	State, Reason string
+	children      []string
+}
+
+// healthTree is every entity in GET $OPS/ops/health by id; nil when the
+// plane does not answer.
+func healthTree(f *fleet.Fleet, admin string) map[string]entity {
 	type node struct {
-		ID, State string
-		Children  []*node
+		ID, State, Reason string
+		Children          []*node
 	}
 	var root node
 	if err := getJSON(f.OpsURL()+"/ops/health", admin, &root); err != nil {
 		return nil
 	}
-	out := map[string]string{}
+	out := map[string]entity{}
 	var walk func(*node)
 	walk = func(n *node) {
-		out[n.ID] = n.State
+		e := entity{State: n.State, Reason: n.Reason}
 		for _, c := range n.Children {
+			e.children = append(e.children, c.ID)
 			walk(c)
 		}
+		out[n.ID] = e
 	}
 	walk(&root)
 	return out
+}
+
+// cause follows id's children in its own state down to the leaves and
+// says what each of those leaves reports: why id is in its state.
+func cause(tree map[string]entity, id string) string {
+	var leaves []string
+	var down func(string)
+	down = func(id string) {
+		e := tree[id]
+		found := false
+		for _, c := range e.children {
+			if tree[c].State == e.State {
+				found = true
+				down(c)
+			}
+		}
+		if !found {
+			leaves = append(leaves, fmt.Sprintf("%s: %s", id, e.Reason))
+		}
+	}
+	down(id)
+	return strings.Join(leaves, "; ")
 }
 
 // regionState is one entity's state in the operations plane.
@@ -499,7 +543,8 @@ func testRegionOutage(t *testing.T, f *fleet.Fleet) {
 		t.Errorf("westeurope unhealthy in GET $OPS/ops/health %s after the kill, want within 10 s", d)
 	}
 	if len(judged.survivors) > 0 {
-		t.Errorf("surviving regions were not healthy in the operations plane during the outage: %v", judged.survivors)
+		t.Errorf("surviving regions were not healthy in the operations plane during the outage, %d times; the first and the last:\n%s\n%s",
+			len(judged.survivors), judged.survivors[0], judged.survivors[len(judged.survivors)-1])
 	}
 	t.Logf("operations plane: westeurope unhealthy %s after the kill; %d samples", judged.unhealthyAfter(), judged.samples)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

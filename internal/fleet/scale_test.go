@@ -19,9 +19,15 @@ import (
 // processes through the store's servers. A raised min starts a stamp
 // process in westeurope that takes the region's traffic; a lowered min
 // drains it (exit status 0) after the stabilisation window; reads from
-// westeurope never fail meanwhile. (Mutation tried: the supervisor
-// answering a drain without stopping the process; the test went red on
-// the process still running.)
+// westeurope never fail meanwhile. The raise comes while the secret store
+// is down: the new process starts from its region's last-known-good copy,
+// as the old system's scale-out could not. Instance settings set with the raise
+// reach every stamp process, the one started after them included, and a
+// reset puts them back on their flags' capacity. (Mutations tried: the
+// supervisor answering a drain without stopping the process; the test
+// went red on the process still running. The stamp not following the
+// settings: the region's capacity stayed at 2 × 256. A last-known-good
+// file of each instance's own: the new process never started.)
 func TestAutoscalerStartsAndDrainsStampProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet of processes")
@@ -58,8 +64,12 @@ func TestAutoscalerStartsAndDrainsStampProcesses(t *testing.T) {
 	})
 	defer func() { close(stop); wg.Wait() }()
 
+	// The secret store is down while the autoscaler adds the instance: a
+	// stamp process it starts has only its region's last-known-good copy.
+	f.SetSecretStore(false)
 	two, five := 2, 5.0
-	if _, err := scaling.Apply(ctx, autoscale.Update{ScaleInAfterSeconds: &five, Regions: map[string]autoscale.RegionUpdate{region: {Min: &two}}}); err != nil {
+	if _, err := scaling.Apply(ctx, autoscale.Update{ScaleInAfterSeconds: &five, Regions: map[string]autoscale.RegionUpdate{region: {Min: &two}},
+		Instance: &autoscale.InstanceSettings{Capacity: 3, WorkMs: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	var added string
@@ -82,10 +92,29 @@ func TestAutoscalerStartsAndDrainsStampProcesses(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("raised min: %s started as a process and took traffic", added)
+	f.SetSecretStore(true)
+	t.Logf("raised min, the secret store down: %s started as a process and took traffic", added)
+	regionCapacity := func(reporting, capacity int) {
+		t.Helper()
+		eventually(t, time.Minute, func() error {
+			st, err := scaling.Status(ctx)
+			if err != nil {
+				return err
+			}
+			i := slices.IndexFunc(st.Regions, func(r autoscale.RegionStatus) bool { return r.Region == region })
+			if i < 0 {
+				return fmt.Errorf("no status of %s", region)
+			}
+			if in := st.Regions[i].Inputs; in.Reporting != reporting || in.Capacity != capacity {
+				return fmt.Errorf("%s: %d instances reporting a capacity of %d in all, want %d and %d", region, in.Reporting, in.Capacity, reporting, capacity)
+			}
+			return nil
+		})
+	}
+	regionCapacity(2, 2*3)
 
 	one := 1
-	if _, err := scaling.Apply(ctx, autoscale.Update{Regions: map[string]autoscale.RegionUpdate{region: {Min: &one}}}); err != nil {
+	if _, err := scaling.Apply(ctx, autoscale.Update{Regions: map[string]autoscale.RegionUpdate{region: {Min: &one}}, ResetInstance: true}); err != nil {
 		t.Fatal(err)
 	}
 	var drained string
@@ -125,6 +154,7 @@ func TestAutoscalerStartsAndDrainsStampProcesses(t *testing.T) {
 	if failed.Load() > 0 {
 		t.Fatalf("%d of %d reads from %s failed, the first: %v", failed.Load(), reads.Load(), region, firstFailure.Load())
 	}
+	regionCapacity(1, 256)
 	t.Logf("lowered min: %s drained and exited 0; %d reads from %s, none failed", drained, reads.Load(), region)
 }
 

@@ -92,19 +92,56 @@ type Report struct {
 
 // Load is what a stamp instance reports of its load over its last window
 // (the time between two probe runs, about a second), for the autoscaler.
-// Requests counts the requests that held a slot and were answered; the
-// ones refused for want of a slot are in Shed only.
+//
+// A stamp admits reads and writes through two bulkheads, each with its
+// own slots, so that writes waiting on the store never hold the slots
+// reads need. The top-level figures (the embedded Bulkhead) are those of
+// the busier one, the binding limit a scaler steers on; Reads and Writes
+// give each.
 type Load struct {
+	Bulkhead
+	CPU      float64   `json:"cpu"`              // the process's CPU seconds per second over the window
+	WindowMs int64     `json:"windowMs"`         // the window's length
+	Reads    *Bulkhead `json:"reads,omitempty"`  // GET and HEAD API requests; nil: not told apart
+	Writes   *Bulkhead `json:"writes,omitempty"` // the other API requests; nil: not told apart
+	// Orders is the orders accepted and not yet processed; nil: not
+	// known (before the stamp first read its queue).
+	Orders *OrderLoad `json:"orders,omitempty"`
+}
+
+// OrderLoad is what a stamp knows of the orders accepted (202) and not yet
+// processed: those its own processor holds now, and the backlog of the
+// order queue that every region's processors share, as last read.
+type OrderLoad struct {
+	InProcess   int    `json:"inProcess"`   // orders this instance's processor is processing now
+	Concurrency int    `json:"concurrency"` // the most it processes at once
+	Queued      uint64 `json:"queued"`      // the shared queue's backlog: waiting, and being processed anywhere
+	OldestMs    int64  `json:"oldestMs"`    // how long the oldest of them has waited (0 when none)
+	ReadAgoMs   int64  `json:"readAgoMs"`   // how old the reading of Queued and OldestMs is
+}
+
+// Bulkhead is the load of one admission limit over a window. Requests
+// counts the requests that held a slot and were answered; the ones
+// refused for want of a slot are in Shed only.
+type Bulkhead struct {
 	InFlight    float64 `json:"inFlight"`    // mean API requests in flight over the window
 	Peak        int     `json:"peak"`        // most API requests in flight at once in the window
-	Capacity    int     `json:"capacity"`    // API requests the instance handles at once (its admission limit)
+	Capacity    int     `json:"capacity"`    // API requests it handles at once (its admission limit)
 	Utilisation float64 `json:"utilisation"` // InFlight / Capacity
 	Waiting     int     `json:"waiting"`     // requests waiting for a slot at the end of the window
 	Shed        int64   `json:"shed"`        // requests refused in the window for want of a slot
 	Requests    int64   `json:"requests"`    // API requests answered in the window
 	P99Ms       float64 `json:"p99Ms"`       // p99 of the API handlers' latency in the window (0 when none)
-	CPU         float64 `json:"cpu"`         // the process's CPU seconds per second over the window
-	WindowMs    int64   `json:"windowMs"`    // the window's length
+}
+
+// Demand is b's utilisation scaled up by what it shed or left waiting:
+// demand beyond its capacity, in the proportion of requests.
+func (b Bulkhead) Demand() float64 {
+	u := b.Utilisation
+	if extra := float64(b.Shed) + float64(b.Waiting); extra > 0 {
+		u *= (float64(b.Requests) + extra) / float64(max(b.Requests, 1))
+	}
+	return u
 }
 
 // Config configures a Prober.
@@ -148,6 +185,8 @@ type Prober struct {
 	mu      sync.Mutex // guards running and failing
 	running map[string]bool
 	failing map[string]time.Time // since when each check has failed, for Grace
+
+	kick chan struct{} // Kick
 }
 
 // NewProber returns a prober; call Run to start it.
@@ -161,10 +200,12 @@ func NewProber(cfg Config) *Prober {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Prober{cfg: cfg, log: cfg.Logger, started: time.Now(), running: map[string]bool{}, failing: map[string]time.Time{}}
+	return &Prober{cfg: cfg, log: cfg.Logger, started: time.Now(), running: map[string]bool{}, failing: map[string]time.Time{},
+		kick: make(chan struct{}, 1)}
 }
 
-// Run probes until ctx is done: at once, then every interval.
+// Run probes until ctx is done: at once, then every interval, and again
+// as soon as Kick asks.
 func (p *Prober) Run(ctx context.Context) {
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
@@ -174,7 +215,20 @@ func (p *Prober) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-p.kick:
+			t.Reset(p.cfg.Interval) // the next round an interval after this one
 		}
+	}
+}
+
+// Kick asks Run for a round now rather than at its next tick: something
+// a check looks at has just changed (a stamp that finished warming up is
+// healthy at once, not an interval later). A kick while another is
+// pending adds nothing.
+func (p *Prober) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -129,6 +129,36 @@ func TestRunKeepsReportFreshAndStopsWithContext(t *testing.T) {
 	})
 }
 
+// A kick runs the checks at once, between ticks.
+func TestKickRunsTheChecksAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		runs := 0
+		ready := false
+		p := NewProber(Config{Region: "r1", Interval: time.Hour, Checks: []Check{{Name: "a", Run: func(context.Context) (string, error) {
+			runs++
+			if !ready {
+				return "", errors.New("not yet")
+			}
+			return "", nil
+		}}}})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { p.Run(ctx); close(done) }()
+		synctest.Wait()
+		if runs != 1 || p.Report().Status != Unhealthy {
+			t.Fatalf("after start: %d runs, %s; want 1, unhealthy", runs, p.Report().Status)
+		}
+		ready = true
+		p.Kick()
+		synctest.Wait()
+		if runs != 2 || p.Report().Status != Healthy {
+			t.Fatalf("after a kick: %d runs, %s; want 2, healthy", runs, p.Report().Status)
+		}
+		cancel()
+		<-done
+	})
+}
+
 // A drained stamp answers 503 with status unhealthy and "drained": true on
 // the wire, beside a reason an operator can read; the field, not the
 // reason, is what says drained.
@@ -373,8 +403,8 @@ func TestLoadIsReadOncePerRunIntoTheReport(t *testing.T) {
 	calls := 0
 	p := NewProber(Config{Region: "r1", Checks: []Check{{Name: "a", Run: okCheck}}, Load: func() *Load {
 		calls++
-		return &Load{InFlight: 1.5, Peak: 3, Capacity: 4, Utilisation: 0.375, Waiting: 1, Shed: 2,
-			Requests: int64(10 * calls), P99Ms: 12.5, CPU: 0.25, WindowMs: 1000}
+		return &Load{Bulkhead: Bulkhead{InFlight: 1.5, Peak: 3, Capacity: 4, Utilisation: 0.375, Waiting: 1, Shed: 2,
+			Requests: int64(10 * calls), P99Ms: 12.5}, CPU: 0.25, WindowMs: 1000}
 	}})
 	if rep := p.Report(); rep.Load != nil || calls != 0 {
 		t.Fatalf("starting report has load %+v after %d calls, want none and none", rep.Load, calls)

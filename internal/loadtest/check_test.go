@@ -53,7 +53,7 @@ func TestCheckStock(t *testing.T) {
 // TestOversellReported feeds the check a synthetic oversell: confirmed
 // orders for more units than the stock, and follows it into the report.
 func TestOversellReported(t *testing.T) {
-	col := newCollector([]string{"westeurope"}, Profile{Hold: time.Second, HoldRate: 1}, time.Second)
+	col := newCollector([]string{"westeurope"}, Profile{Hold: time.Second, HoldRate: 1}, time.Second, nil)
 	for i, status := range []string{"confirmed", "confirmed", "rejected", "confirmed"} {
 		id := string(rune('a' + i))
 		col.orders[id] = &order{id: id, status: status, lines: []orderLine{{SKU: "x-launch-edition-42", Quantity: 1}}}
@@ -110,6 +110,12 @@ func TestConfigValidation(t *testing.T) {
 		{"region with comma", func(c *Config) { c.Regions = []string{"east,us"} }, "region"},
 		{"too many users", func(c *Config) { c.Users = 2_000_000 }, "users"},
 		{"negative spike stock", func(c *Config) { c.SpikeStock = -1 }, "spike stock"},
+		{"window", func(c *Config) { c.Windows = []Window{{Name: "before", From: 0, To: time.Second}} }, ""},
+		{"window without name", func(c *Config) { c.Windows = []Window{{To: time.Second}} }, "name"},
+		{"window ending before it starts", func(c *Config) { c.Windows = []Window{{Name: "w", From: 2 * time.Second, To: time.Second}} }, "before to"},
+		{"window starting before the schedule", func(c *Config) { c.Windows = []Window{{Name: "w", From: -time.Second, To: time.Second}} }, ">= 0"},
+		{"window twice", func(c *Config) { c.Windows = []Window{{Name: "w", To: 1}, {Name: "w", To: 1}} }, "twice"},
+		{"too many windows", func(c *Config) { c.Windows = make([]Window, maxWindows+1) }, "at most"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,7 +164,7 @@ func TestTagRoundTrip(t *testing.T) {
 // unknown fate the units of checkouts that may have made an order it does
 // not follow: no answer, a 5xx, an accepted answer that did not decode.
 func TestCollectorCountsCheckoutsOfUnknownFate(t *testing.T) {
-	col := newCollector([]string{"westeurope"}, Profile{Hold: time.Second, HoldRate: 1}, time.Second)
+	col := newCollector([]string{"westeurope"}, Profile{Hold: time.Second, HoldRate: 1}, time.Second, nil)
 	now := time.Now()
 	col.start = now
 	for _, r := range []struct {
@@ -182,6 +188,65 @@ func TestCollectorCountsCheckoutsOfUnknownFate(t *testing.T) {
 	}
 	if len(col.orders) != 1 || col.orders["o1"] == nil {
 		t.Errorf("orders followed: %v", col.orders)
+	}
+}
+
+// A window sums the answers to the requests sent within it, by flow and
+// client region, and nothing sent before or after it: the p99 of the
+// seconds before a fault and of the seconds it lasts, side by side. A
+// window of answered requests leaves out those answered after its end.
+func TestWindowsSumTheRequestsSentWithinThem(t *testing.T) {
+	regions := []string{"westeurope", "eastus"}
+	windows := []Window{{Name: "before", From: time.Second, To: 3 * time.Second, Answered: true}, {Name: "during", From: 3 * time.Second, To: 5 * time.Second}}
+	col := newCollector(regions, Profile{Hold: 6 * time.Second, HoldRate: 1}, time.Second, windows)
+	now := time.Now()
+	col.start = now
+	send := func(at time.Duration, region string, code uint16, latency time.Duration) {
+		col.add(&vegeta.Result{Code: code, Timestamp: now.Add(at), Latency: latency,
+			URL: "http://edge.test/api/products/p#" + tag(FlowProduct, region), Method: http.MethodGet})
+	}
+	send(500*time.Millisecond, "westeurope", 200, time.Hour) // before every window
+	send(time.Second, "westeurope", 200, 10*time.Millisecond)
+	send(2*time.Second, "westeurope", 200, 20*time.Millisecond)
+	send(2900*time.Millisecond, "westeurope", 200, 5*time.Second) // sent before, answered after: in neither
+	send(3*time.Second, "westeurope", 503, 2*time.Second)         // the first moment of "during"
+	send(4*time.Second, "eastus", 200, 30*time.Millisecond)
+	send(5*time.Second, "eastus", 200, time.Hour) // after every window
+	rep := &Report{}
+	col.fill(rep)
+	if len(rep.Windows) != 2 || rep.Windows[0].Name != "before" || rep.Windows[1].Name != "during" ||
+		rep.Windows[1].FromSeconds != 3 || rep.Windows[1].ToSeconds != 5 {
+		t.Fatalf("windows = %+v", rep.Windows)
+	}
+	cell := func(w WindowStats, region string) Cell {
+		for _, c := range w.Cells {
+			if c.Flow == FlowProduct && c.Region == region {
+				return c
+			}
+		}
+		t.Fatalf("window %s has no product cell for %s: %+v", w.Name, region, w.Cells)
+		return Cell{}
+	}
+	for _, tt := range []struct {
+		w              int
+		region         string
+		requests, errs int64
+		maxP99         time.Duration
+	}{
+		{0, "westeurope", 2, 0, 21 * time.Millisecond},
+		{0, "eastus", 0, 0, 0},
+		{1, "westeurope", 1, 1, 2050 * time.Millisecond},
+		{1, "eastus", 1, 0, 31 * time.Millisecond},
+	} {
+		c := cell(rep.Windows[tt.w], tt.region)
+		p99 := time.Duration(c.P99Ms * float64(time.Millisecond))
+		if c.Requests != tt.requests || c.Errors != tt.errs || p99 > tt.maxP99 || (tt.requests > 0 && p99 < tt.maxP99/2) {
+			t.Errorf("%s in %s = %d requests, %d errors, p99 %s; want %d, %d, p99 about %s",
+				rep.Windows[tt.w].Name, tt.region, c.Requests, c.Errors, p99, tt.requests, tt.errs, tt.maxP99)
+		}
+	}
+	if got := len(rep.Windows[0].Cells); got != len(Flows())*len(regions) {
+		t.Errorf("a window has %d cells, want one for every flow and region (%d)", got, len(Flows())*len(regions))
 	}
 }
 

@@ -72,7 +72,9 @@ type collector struct {
 	total    acc
 	flows    map[Flow]*acc
 	clients  map[string]*acc
-	cells    map[Flow]map[string]*acc
+	cells    cellAccs
+	windows  []Window
+	inWindow []cellAccs // by window, as windows
 	served   map[string]int64
 	servedBy map[string]map[string]int64
 	releases map[string]int64 // answers by X-Served-Release
@@ -102,14 +104,41 @@ type collector struct {
 	}
 }
 
-func newCollector(regions []string, p Profile, timeout time.Duration) *collector {
+// cellAccs sums answers by flow and client region.
+type cellAccs map[Flow]map[string]*acc
+
+func newCellAccs(regions []string) cellAccs {
+	m := cellAccs{}
+	for _, f := range Flows() {
+		m[f] = map[string]*acc{}
+		for _, r := range regions {
+			m[f][r] = &acc{}
+		}
+	}
+	return m
+}
+
+// list is every cell, flows in Flows order, regions in regions order.
+func (m cellAccs) list(regions []string) []Cell {
+	cells := make([]Cell, 0, len(m)*len(regions))
+	for _, f := range Flows() {
+		for _, r := range regions {
+			a := m[f][r]
+			cells = append(cells, Cell{Flow: f, Region: r, Requests: a.requests, Errors: a.errors, P99Ms: ms(a.hist.Quantile(0.99))})
+		}
+	}
+	return cells
+}
+
+func newCollector(regions []string, p Profile, timeout time.Duration, windows []Window) *collector {
 	c := &collector{
 		regions:  regions,
 		profile:  p,
 		window:   int(math.Ceil(timeout.Seconds())) + 2,
 		flows:    map[Flow]*acc{},
 		clients:  map[string]*acc{},
-		cells:    map[Flow]map[string]*acc{},
+		cells:    newCellAccs(regions),
+		windows:  windows,
 		served:   map[string]int64{},
 		servedBy: map[string]map[string]int64{},
 		releases: map[string]int64{},
@@ -120,10 +149,9 @@ func newCollector(regions []string, p Profile, timeout time.Duration) *collector
 	}
 	for _, f := range Flows() {
 		c.flows[f] = &acc{}
-		c.cells[f] = map[string]*acc{}
-		for _, r := range regions {
-			c.cells[f][r] = &acc{}
-		}
+	}
+	for range windows {
+		c.inWindow = append(c.inWindow, newCellAccs(regions))
 	}
 	for _, r := range regions {
 		c.clients[r] = &acc{}
@@ -193,6 +221,12 @@ func (c *collector) add(res *vegeta.Result) {
 	}
 	if flow != "" && region != "" {
 		c.cells[flow][region].add(code, ok, res.Latency)
+		sent := res.Timestamp.Sub(c.start)
+		for i, w := range c.windows {
+			if sent >= w.From && sent < w.To && (!w.Answered || sent+res.Latency < w.To) {
+				c.inWindow[i][flow][region].add(code, ok, res.Latency)
+			}
+		}
 	}
 	c.served[served]++
 	release := res.Headers.Get(headerServedRelease)
@@ -370,10 +404,11 @@ func (c *collector) fill(rep *Report) {
 	for _, f := range Flows() {
 		a := c.flows[f]
 		rep.Flows = append(rep.Flows, FlowStats{Flow: f, Stats: a.stats(), Histogram: a.hist.Bins()})
-		for _, r := range c.regions {
-			ca := c.cells[f][r]
-			rep.Cells = append(rep.Cells, Cell{Flow: f, Region: r, Requests: ca.requests, Errors: ca.errors, P99Ms: ms(ca.hist.Quantile(0.99))})
-		}
+	}
+	rep.Cells = c.cells.list(c.regions)
+	for i, w := range c.windows {
+		rep.Windows = append(rep.Windows, WindowStats{Name: w.Name, FromSeconds: w.From.Seconds(), ToSeconds: w.To.Seconds(),
+			Cells: c.inWindow[i].list(c.regions)})
 	}
 	for _, r := range c.regions {
 		rep.ClientRegions = append(rep.ClientRegions, RegionStats{Region: r, Stats: c.clients[r].stats()})

@@ -123,6 +123,13 @@ type Config struct {
 	// several goroutines. Required.
 	Tokens func(sub string, admin bool) (string, error)
 
+	// Windows are named stretches of the schedule whose answers are also
+	// summed apart, by flow and client region (Report.Windows): the
+	// seconds before a fault and the seconds it lasts, for example. A
+	// request counts in every window holding the moment it was sent.
+	// At most maxWindows; empty: none.
+	Windows []Window
+
 	// Started is called once when the schedule starts, after the catalog
 	// and the stock are read and before the first request; nil: not
 	// called. A caller timing events within the load counts from then.
@@ -154,6 +161,21 @@ type Config struct {
 	// itself always follows the real clock.
 	Now func() time.Time
 }
+
+// Window is a named stretch of the schedule, From (inclusive) to To
+// (exclusive), counted from the schedule's start. It holds the requests
+// sent within it; with Answered, only those also answered before To (the
+// seconds before a fault, without the requests the fault caught in
+// flight).
+type Window struct {
+	Name     string
+	From, To time.Duration
+	Answered bool
+}
+
+// maxWindows bounds Config.Windows: each holds a latency histogram for
+// every flow and client region.
+const maxWindows = 8
 
 // withDefaults validates cfg and fills in its defaults.
 func (cfg Config) withDefaults() (Config, error) {
@@ -212,6 +234,20 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Tokens == nil {
 		bad("tokens is required")
+	}
+	if len(cfg.Windows) > maxWindows {
+		bad("at most %d windows, got %d", maxWindows, len(cfg.Windows))
+	}
+	cfg.Windows = slices.Clone(cfg.Windows)
+	for i, w := range cfg.Windows {
+		switch {
+		case w.Name == "" || len(w.Name) > 64:
+			bad("windows[%d]: a name of 1 to 64 bytes is required", i)
+		case slices.IndexFunc(cfg.Windows, func(o Window) bool { return o.Name == w.Name }) != i:
+			bad("windows: %q is listed twice", w.Name)
+		case w.From < 0 || w.To <= w.From:
+			bad("windows[%d] %q: from (%s) must be >= 0 and before to (%s)", i, w.Name, w.From, w.To)
+		}
 	}
 	if cfg.ProgressEvery < 0 || cfg.Timeout < 0 || cfg.SettleTimeout < 0 {
 		bad("progress interval, timeout and settle timeout must not be negative")

@@ -56,6 +56,10 @@ type Report struct {
 	// launch SKUs or not; nil unless Config.Conservation.
 	Conservation *Conservation `json:"conservation,omitempty"`
 
+	// Windows are Config.Windows' answers by flow and client region, in
+	// their configured order.
+	Windows []WindowStats `json:"windows,omitempty"`
+
 	// Timeline has one entry per second of the schedule, by the second in
 	// which each request was sent.
 	Timeline []Second `json:"timeline"`
@@ -122,6 +126,15 @@ type Cell struct {
 	Requests int64   `json:"requests"`
 	Errors   int64   `json:"errors"`
 	P99Ms    float64 `json:"p99Ms"`
+}
+
+// WindowStats is one window of the schedule: the requests sent from
+// FromSeconds to ToSeconds, every flow for every client region.
+type WindowStats struct {
+	Name        string  `json:"name"`
+	FromSeconds float64 `json:"fromSeconds"`
+	ToSeconds   float64 `json:"toSeconds"`
+	Cells       []Cell  `json:"cells"`
 }
 
 // RateLimited counts 429 answers by who refused: the edge's per-client

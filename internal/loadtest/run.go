@@ -96,7 +96,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		edge: cfg.Edge, regions: cfg.Regions, cat: cat, profile: p, tokens: toks,
 		runID: hex.EncodeToString(runID), mix: cumulative(cfg.Mix), spikeMix: cumulative(cfg.SpikeMix),
 	}
-	col := newCollector(cfg.Regions, p, cfg.Timeout)
+	col := newCollector(cfg.Regions, p, cfg.Timeout, cfg.Windows)
 	atk := vegeta.NewAttacker(
 		vegeta.Client(cfg.Client), // first: the options below adjust it
 		vegeta.Timeout(cfg.Timeout),

@@ -433,7 +433,8 @@ func TestBrowserWithoutRelease(t *testing.T) {
 
 // TestBrowserShowsScaling: the Autoscaling panel shows the fixture's
 // scaler: a row per region with its count, what it wants, its bounds, its
-// pre-scale, its utilisation and what it shed; the events newest first,
+// pre-scale, its utilisation, what it shed and its orders not yet
+// processed; the events newest first,
 // a scale-out with its change and the inputs behind it, a serving event
 // with its time to traffic. A new event arrives over the stream; without
 // a scaler the panel is hidden.
@@ -443,26 +444,26 @@ func TestBrowserShowsScaling(t *testing.T) {
 	waitFor(t, ctx, `!document.getElementById("scaling-panel").hidden && document.querySelectorAll("#scaling [data-scaling-region]").length === 3`, 5*time.Second)
 
 	type row struct {
-		Region, Header, Instances, Want, Bounds, PreScale, Utilisation, Shed, Reason string
-		Over                                                                         bool
+		Region, Header, Instances, Want, Bounds, PreScale, Utilisation, Shed, Orders, Reason string
+		Over                                                                                 bool
 	}
 	rows := eval[[]row](t, ctx, `[...document.querySelectorAll("#scaling [data-scaling-region]")].map(e => {
 		const cell = (c) => e.querySelector('[data-cell="' + c + '"]').textContent;
 		return {Region: e.dataset.scalingRegion, Header: e.querySelector('th[scope="row"]').textContent,
 			Instances: cell("instances"), Want: cell("want"), Bounds: cell("bounds"), PreScale: cell("pre-scale"),
-			Utilisation: cell("utilisation"), Shed: cell("shed"), Reason: cell("reason"),
+			Utilisation: cell("utilisation"), Shed: cell("shed"), Orders: cell("orders"), Reason: cell("reason"),
 			Over: e.querySelector('[data-cell="utilisation"]').classList.contains("over")};
 	})`)
 	want := []row{
-		{"eastus", "eastus", "1", "1", "1–4", "at least 3 until 11:00:00 UTC (ended)", "0%", "0", "", false},
-		{"northeurope", "northeurope", "4", "4", "2–8", "at least 4 until 14:00:00 UTC", "35%", "0", "pre-scale: at least 4", false},
-		{"westeurope", "westeurope", "2", "3 ▲ (scaling out)", "2–6", "–", "82%", "12", hostileScaleReason, true},
+		{"eastus", "eastus", "1", "1", "1–4", "at least 3 until 11:00:00 UTC (ended)", "0%", "0", "0 queued, 0 in process", "", false},
+		{"northeurope", "northeurope", "4", "4", "2–8", "at least 4 until 14:00:00 UTC", "35%", "0", "0 queued, 0 in process", "pre-scale: at least 4", false},
+		{"westeurope", "westeurope", "2", "3 ▲ (scaling out)", "2–6", "–", "82%", "12", "40 queued (oldest 1.2 s), 5 in process", hostileScaleReason, true},
 	}
 	if !reflect.DeepEqual(rows, want) {
 		t.Errorf("scaling rows\n got %+v\nwant %+v", rows, want)
 	}
 	if got := eval[[]string](t, ctx, `[...document.querySelectorAll("#scaling .scaling-regions thead th")].map(e => e.getAttribute("scope") + ":" + e.textContent)`); !reflect.DeepEqual(got, []string{
-		"col:region", "col:instances", "col:want", "col:min–max", "col:pre-scale until", "col:utilisation", "col:shed", "col:reason"}) {
+		"col:region", "col:instances", "col:want", "col:min–max", "col:pre-scale until", "col:utilisation", "col:shed", "col:orders", "col:reason"}) {
 		t.Errorf("region table headers %q", got)
 	}
 	if l := eval[string](t, ctx, `document.querySelector('#scaling [data-scaling-region="westeurope"] .meter').getAttribute("aria-label")`); l != "utilisation 82% of capacity, target 60%" {
@@ -484,7 +485,7 @@ func TestBrowserShowsScaling(t *testing.T) {
 		{"serving", "westeurope", "11:59:55.400", "we-3", "", "", "3.4 s", "", "", "3400"},
 		{"started", "westeurope", "11:59:55.000", "we-3", "", "", "", "", "", ""},
 		{"scale-out", "westeurope", "11:59:54.000", "2 → 3", hostileScaleReason,
-			"2 instances, 2 reporting · 16.4 of 20 in flight · shed 12 · waiting 3 · p99 180 ms · bounds 2–6", "", "2", "3", ""},
+			"2 instances, 2 reporting · 16.4 of 20 in flight · shed 12 · waiting 3 · p99 180 ms · orders 40 queued (oldest 1.2 s), 5 in process · bounds 2–6", "", "2", "3", ""},
 		{"settings", "all", "11:59:00.000", "", `{"regions":{"northeurope":{"preScale":{"min":4}}}}`, "", "", "", "", ""},
 	}
 	if !reflect.DeepEqual(got, wantEvents) {

@@ -270,10 +270,10 @@ func TestSnapshotJSONContract(t *testing.T) {
 	"releaseProblem":"q",
 	"scaling":{"policy":{"target":0.6,"tolerance":0.1,"scaleOutAfterSeconds":2,"scaleInAfterSeconds":60},"held":"h",
 		"regions":[{"region":"r","min":1,"max":4,"preScale":{"min":3,"until":"2026-05-01T12:00:00Z","active":true},"want":3,"reason":"u","utilisation":0.82,
-			"inputs":{"instances":2,"reporting":2,"inFlight":16.5,"capacity":20,"requests":900,"shed":12,"waiting":3,"p99Ms":180,"min":3,"max":4}}],
+			"inputs":{"instances":2,"reporting":2,"inFlight":16.5,"capacity":20,"requests":900,"shed":12,"waiting":3,"p99Ms":180,"min":3,"max":4,"ordersInProcess":0,"ordersQueued":0,"ordersOldestMs":0}}],
 		"events":[
 			{"at":"2026-05-01T12:00:00Z","region":"r","action":"scale-out","from":2,"to":3,"reason":"u",
-				"inputs":{"instances":2,"reporting":0,"inFlight":0,"capacity":20,"requests":0,"shed":0,"waiting":0,"p99Ms":0,"min":0,"max":0},"exceededAt":"2026-05-01T12:00:00Z"},
+				"inputs":{"instances":2,"reporting":0,"inFlight":0,"capacity":20,"requests":0,"shed":0,"waiting":0,"p99Ms":0,"min":0,"max":0,"ordersInProcess":0,"ordersQueued":0,"ordersOldestMs":0},"exceededAt":"2026-05-01T12:00:00Z"},
 			{"at":"2026-05-01T12:00:00Z","region":"r","action":"serving","instance":"i","exceededAt":"2026-05-01T12:00:00Z","toTrafficMs":3400},
 			{"at":"2026-05-01T12:00:00Z","action":"held","reason":"h"}]}}`
 	b, err := json.Marshal(s)

@@ -121,7 +121,8 @@ const hostileScaleReason = `utilisation <i>82%</i> above the target & rising`
 // northeurope is held at 4 by a pre-scale; eastus's pre-scale has ended.
 func fixtureScaling() *Scaling {
 	exceeded := fixtureTime.Add(-8 * time.Second)
-	we := ScalingInputs{Instances: 2, Reporting: 2, InFlight: 16.4, Capacity: 20, Requests: 900, Shed: 12, Waiting: 3, P99Ms: 180, Min: 2, Max: 6}
+	we := ScalingInputs{Instances: 2, Reporting: 2, InFlight: 16.4, Capacity: 20, Requests: 900, Shed: 12, Waiting: 3, P99Ms: 180, Min: 2, Max: 6,
+		OrdersInProcess: 5, OrdersQueued: 40, OrdersOldestMs: 1200}
 	return &Scaling{
 		Policy: ScalingPolicy{Target: 0.6, Tolerance: 0.1, ScaleOutAfterSeconds: 2, ScaleInAfterSeconds: 60},
 		Regions: []ScalingRegion{

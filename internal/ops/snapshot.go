@@ -264,6 +264,12 @@ type ScalingInputs struct {
 	P99Ms     float64 `json:"p99Ms"`     // the highest p99 of their handlers
 	Min       int     `json:"min"`       // the bounds in force: Min raised by a pre-scale under way
 	Max       int     `json:"max"`
+	// The orders accepted and not yet processed: held by their processors
+	// now, and the shared order queue's backlog and its oldest order's
+	// wait, as last read. Shown, not steered on.
+	OrdersInProcess int    `json:"ordersInProcess"`
+	OrdersQueued    uint64 `json:"ordersQueued"`
+	OrdersOldestMs  int64  `json:"ordersOldestMs"`
 }
 
 // ScalingEvent is one thing the scaler did or saw.

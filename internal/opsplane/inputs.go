@@ -74,11 +74,15 @@ type inputs struct {
 	beats  map[string]time.Time // region -> last registry heartbeat heard
 	heard  time.Time            // when the registry last announced any stamp
 	seen   map[string]time.Time // region -> last time a stamp of it was in the registry
+
+	// joined is told when a stamp joins the registry, so its first report
+	// is scraped at once rather than at the next tick.
+	joined chan struct{}
 }
 
 func newInputs(now func() time.Time) *inputs {
 	return &inputs{now: now, stamps: map[string]*stampSeen{}, pops: map[string]popSeen{},
-		beats: map[string]time.Time{}, seen: map[string]time.Time{}}
+		beats: map[string]time.Time{}, seen: map[string]time.Time{}, joined: make(chan struct{}, 1)}
 }
 
 // registry applies one registry event: a heartbeat (e set) or a stamp that
@@ -100,6 +104,10 @@ func (in *inputs) registry(id string, e *store.StampEntry) {
 	if !ok {
 		s = &stampSeen{id: id}
 		in.stamps[id] = s
+		select {
+		case in.joined <- struct{}{}:
+		default: // a scrape is asked for already
+		}
 	}
 	s.region, s.url, s.release, s.zone, s.left, s.heardAt = e.Region, e.URL, e.Release, e.Zone, time.Time{}, now
 }

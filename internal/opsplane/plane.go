@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/contoso/shoes/internal/autoscale"
+	"github.com/contoso/shoes/internal/backoff"
 	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/httpapi"
@@ -175,13 +176,14 @@ func (p *Plane) Run(ctx context.Context) error {
 		return fmt.Errorf("operations plane: %w", err)
 	}
 	wg.Go(func() { p.watchRegistry(ctx, st) })
-	wg.Go(func() { p.every(ctx, time.Second, func() { p.in.scrapeAll(ctx, p.cfg.StampClient) }) })
-	wg.Go(func() { p.every(ctx, time.Second, func() { p.readQueues(ctx, st) }) })
+	wg.Go(func() { p.every(ctx, time.Second, p.in.joined, func() { p.in.scrapeAll(ctx, p.cfg.StampClient) }) })
+	wg.Go(func() { p.every(ctx, time.Second, nil, func() { p.readQueues(ctx, st) }) })
 	return nil
 }
 
-// every runs fn at once, then every d, until ctx is done.
-func (p *Plane) every(ctx context.Context, d time.Duration, fn func()) {
+// every runs fn at once, then every d and whenever kick is told (nil: never),
+// until ctx is done.
+func (p *Plane) every(ctx context.Context, d time.Duration, kick <-chan struct{}, fn func()) {
 	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
@@ -190,6 +192,7 @@ func (p *Plane) every(ctx context.Context, d time.Duration, fn func()) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-kick:
 		}
 	}
 }
@@ -197,20 +200,11 @@ func (p *Plane) every(ctx context.Context, d time.Duration, fn func()) {
 // watchRegistry follows the stamps registry, starting over when the watch
 // breaks (its server went away), until ctx is done.
 func (p *Plane) watchRegistry(ctx context.Context, st *store.Store) {
-	delay := 250 * time.Millisecond
-	for ctx.Err() == nil {
-		err := st.WatchRegistry(ctx, p.in.registry, nil)
-		if ctx.Err() != nil {
-			return
-		}
-		p.log.Warn("registry watch ended; starting over", "error", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 2*time.Second)
-	}
+	backoff.Policy{First: 250 * time.Millisecond, Max: 2 * time.Second}.Keep(ctx, func(ctx context.Context) error {
+		return st.WatchRegistry(ctx, p.in.registry, nil)
+	}, func(err error, wait time.Duration) {
+		p.log.Warn("registry watch ended; starting over", "error", err, "retry_in", wait)
+	})
 }
 
 // readQueues reads the work queues' backlog.

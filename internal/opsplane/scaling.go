@@ -24,6 +24,9 @@ func (p *Plane) Loads() []autoscale.InstanceLoad {
 			if r.Load != nil {
 				l.Load = &autoscale.Load{InFlight: r.Load.InFlight, Capacity: r.Load.Capacity, Requests: r.Load.Requests,
 					Shed: r.Load.Shed, Waiting: r.Load.Waiting, P99Ms: r.Load.P99Ms}
+				if o := r.Load.Orders; o != nil {
+					l.Load.Orders = &autoscale.Orders{InProcess: o.InProcess, Queued: o.Queued, OldestMs: o.OldestMs, ReadAgoMs: o.ReadAgoMs}
+				}
 			}
 		}
 		out = append(out, l)

@@ -207,7 +207,8 @@ func scalingView(st *autoscale.Status, now time.Time) *ops.Scaling {
 
 func scalingInputs(in autoscale.Inputs) ops.ScalingInputs {
 	return ops.ScalingInputs{Instances: in.Instances, Reporting: in.Reporting, InFlight: in.InFlight, Capacity: in.Capacity,
-		Requests: in.Requests, Shed: in.Shed, Waiting: in.Waiting, P99Ms: in.P99Ms, Min: in.Min, Max: in.Max}
+		Requests: in.Requests, Shed: in.Shed, Waiting: in.Waiting, P99Ms: in.P99Ms, Min: in.Min, Max: in.Max,
+		OrdersInProcess: in.OrdersInProcess, OrdersQueued: in.OrdersQueued, OrdersOldestMs: in.OrdersOldestMs}
 }
 
 // gateReading is the dashboard's view of one release's reading, its flows

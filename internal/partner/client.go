@@ -356,7 +356,22 @@ func partnerDetail(body io.Reader, redact *strings.Replacer) string {
 // Ping asks the partner whether it is up (GET /v1/health beside the
 // notification endpoint), outside the retry and breaker policies, so that
 // a health check sees an outage before an order meets it. ctx bounds it.
+// A ping that succeeds once the breaker's delay has passed is its
+// half-open trial, and closes it: without that, a breaker opened by an
+// outage would stay half-open, and the partner reported degraded, until an
+// order happened to call it (none does while every order is rejected, say
+// after a sell-out).
 func (c *Client) Ping(ctx context.Context) error {
+	if err := c.ping(ctx); err != nil {
+		return err
+	}
+	if c.BreakerState() == circuitbreaker.HalfOpenState.String() && c.breaker.TryAcquirePermit() {
+		c.breaker.RecordSuccess()
+	}
+	return nil
+}
+
+func (c *Client) ping(ctx context.Context) error {
 	u := c.url
 	if i := strings.LastIndex(u, "/"); i >= 0 {
 		u = u[:i] + "/health"

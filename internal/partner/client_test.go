@@ -271,6 +271,33 @@ func TestBreakerOpensFailsFastAndRecovers(t *testing.T) {
 	}
 }
 
+// A breaker an outage opened closes on the first ping that succeeds after
+// its delay, without waiting for an order to try the partner; a ping
+// before the delay leaves it open.
+//
+// Mutation tried: Ping without its trial → "after a ping past the delay:
+// breaker half-open, want closed".
+func TestASuccessfulPingIsTheBreakersTrial(t *testing.T) {
+	f := startPartner(t, nil)
+	f.standIn.SetMode(Failing, 0)
+	c := f.client(t, ClientConfig{MaxAttempts: 1, BreakerFailures: 1, BreakerDelay: 300 * time.Millisecond})
+	if err := c.Notify(t.Context(), notification("o-1")); err == nil || c.BreakerState() != "open" {
+		t.Fatalf("Notify = %v, breaker %s; want an error and open", err, c.BreakerState())
+	}
+	f.standIn.SetMode(Up, 0)
+	if err := c.Ping(t.Context()); err != nil || c.BreakerState() != "open" {
+		t.Fatalf("ping within the delay = %v, breaker %s; want nil and still open", err, c.BreakerState())
+	}
+	waitFor(t, 2*time.Second, "half-open", func() bool { return c.BreakerState() == "half-open" })
+	posts := f.tap.posts.Load()
+	if err := c.Ping(t.Context()); err != nil || c.BreakerState() != "closed" {
+		t.Fatalf("after a ping past the delay: %v, breaker %s, want closed", err, c.BreakerState())
+	}
+	if f.tap.posts.Load() != posts {
+		t.Fatal("the trial posted a notification")
+	}
+}
+
 func TestBulkheadFailsFastWhenFull(t *testing.T) {
 	f := startPartner(t, nil)
 	f.standIn.SetMode(Slow, 10*time.Second)

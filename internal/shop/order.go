@@ -43,6 +43,10 @@ func (s OrderStatus) Final() bool { return s == OrderConfirmed || s == OrderReje
 // ReasonOutOfStock is the rejection reason of an order that cannot be filled.
 const ReasonOutOfStock = "out_of_stock"
 
+// ReasonDuplicate is the rejection reason of an order whose request had
+// made another order first (Order.SameAs).
+const ReasonDuplicate = "duplicate"
+
 // Line is one SKU and quantity of an order or a cart.
 type Line struct {
 	SKU      string `json:"sku"`
@@ -59,6 +63,11 @@ type Order struct {
 	Region    string      `json:"acceptedIn"`
 	CreatedAt time.Time   `json:"createdAt"`
 	UpdatedAt time.Time   `json:"updatedAt"`
+	// SameAs, on the record of an order dropped as a duplicate (rejected,
+	// ReasonDuplicate), is the id of the order its request made first:
+	// this id is another name for that order, and reading it reads that
+	// order. Empty on every other order.
+	SameAs string `json:"sameAs,omitempty"`
 }
 
 // ValidateSKU checks the form of a SKU (whether it exists is the catalog's

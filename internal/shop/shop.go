@@ -164,3 +164,23 @@ type RatingSummary struct {
 	Average float64 `json:"average"`
 	Count   int     `json:"count"`
 }
+
+// Bounds of the settings an operator gives every stamp instance at run
+// time, as the stamps' own configuration has them: capacity (API requests
+// of each kind at once) and simulated work per request.
+const (
+	MaxInstanceCapacity = 100_000
+	MaxInstanceWorkMs   = 10_000
+)
+
+// ValidateInstanceSettings checks an instance capacity from 1 to
+// MaxInstanceCapacity and work from 0 to MaxInstanceWorkMs milliseconds.
+func ValidateInstanceSettings(capacity, workMs int) error {
+	switch {
+	case capacity < 1 || capacity > MaxInstanceCapacity:
+		return Invalid("capacity", "instance capacity %d: want from 1 to %d", capacity, MaxInstanceCapacity)
+	case workMs < 0 || workMs > MaxInstanceWorkMs:
+		return Invalid("workMs", "instance workMs %d: want from 0 to %d", workMs, MaxInstanceWorkMs)
+	}
+	return nil
+}

@@ -3,15 +3,18 @@ package stamp
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/contoso/shoes/internal/backoff"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/store"
 )
 
 // defaultCapacity is Config.Capacity when it is zero.
@@ -239,17 +242,22 @@ func (s *slots) p99() time.Duration {
 	return s.slowest
 }
 
-// admit is the middleware that holds an API request inside a slot, with
-// the simulated work (Config.Work) and the injected fault it wraps, and
+// admit is the middleware that holds an API request inside a slot of its
+// kind's bulkhead (reads: GET and HEAD; writes: the others), with the
+// simulated work (Config.Work) and the injected fault it wraps, and
 // answers 429 through the problem writer when there is none.
 func (s *Stamp) admit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived, err := s.slots.acquire(r.Context())
+		pool := s.writes
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			pool = s.reads
+		}
+		arrived, err := pool.acquire(r.Context())
 		if err != nil {
 			httpapi.WriteError(w, r, s.log, err)
 			return
 		}
-		defer s.slots.release(arrived)
+		defer pool.release(arrived)
 		if d := time.Duration(s.work.Load()); d > 0 {
 			t := time.NewTimer(d)
 			select {
@@ -262,18 +270,20 @@ func (s *Stamp) admit(next http.Handler) http.Handler {
 	})
 }
 
-// Capacity is the number of API requests the stamp handles at once.
-func (s *Stamp) Capacity() int { return s.slots.size() }
+// Capacity is the number of API requests of each kind (reads, writes) the
+// stamp handles at once.
+func (s *Stamp) Capacity() int { return s.reads.size() }
 
-// SetCapacity makes n the number of API requests the stamp handles at
-// once, from the next request on: a lowering lets the requests holding a
-// slot finish, a raise admits waiting requests at once. n must be at
-// least 1.
+// SetCapacity makes n the number of API requests of each kind the stamp
+// handles at once, from the next request on: a lowering lets the requests
+// holding a slot finish, a raise admits waiting requests at once. n must
+// be at least 1.
 func (s *Stamp) SetCapacity(n int) error {
 	if err := checkCapacity(n); err != nil {
 		return fmt.Errorf("set stamp capacity: %w", err)
 	}
-	s.slots.setCapacity(n)
+	s.reads.setCapacity(n)
+	s.writes.setCapacity(n)
 	return nil
 }
 
@@ -310,24 +320,97 @@ type loadMeter struct {
 	cpu time.Duration // the process's CPU time at the end of the last window
 }
 
+// bulkhead is what w measured, as a health report shows it.
+func (w slotWindow) bulkhead() health.Bulkhead {
+	b := health.Bulkhead{InFlight: w.inFlight, Peak: w.peak, Capacity: w.capacity, Waiting: w.waiting, Shed: w.shed,
+		Requests: w.served, P99Ms: float64(w.p99.Microseconds()) / 1000}
+	if w.capacity > 0 {
+		b.Utilisation = w.inFlight / float64(w.capacity)
+	}
+	return b
+}
+
 // load is the stamp's load over the window since its previous call (the
-// first: since New), for its health report (health.Config.Load).
+// first: since New), for its health report (health.Config.Load): each
+// bulkhead's, and the busier one's (the higher demand) at the top.
 func (s *Stamp) load() *health.Load {
 	s.meter.mu.Lock()
 	defer s.meter.mu.Unlock()
-	w := s.slots.window()
+	rw, ww := s.reads.window(), s.writes.window()
 	cpu := processCPU()
-	l := &health.Load{
-		InFlight: w.inFlight, Peak: w.peak, Capacity: w.capacity, Waiting: w.waiting, Shed: w.shed, Requests: w.served,
-		P99Ms:    float64(w.p99.Microseconds()) / 1000,
-		WindowMs: w.length.Milliseconds(),
+	reads, writes := rw.bulkhead(), ww.bulkhead()
+	l := &health.Load{Bulkhead: reads, Reads: &reads, Writes: &writes, WindowMs: rw.length.Milliseconds()}
+	if writes.Demand() > reads.Demand() {
+		l.Bulkhead = writes
 	}
-	if w.capacity > 0 {
-		l.Utilisation = w.inFlight / float64(w.capacity)
-	}
-	if w.length > 0 && cpu > s.meter.cpu {
-		l.CPU = float64(cpu-s.meter.cpu) / float64(w.length)
+	if rw.length > 0 && cpu > s.meter.cpu {
+		l.CPU = float64(cpu-s.meter.cpu) / float64(rw.length)
 	}
 	s.meter.cpu = cpu
+	if q := s.queue.Load(); q != nil {
+		l.Orders = &health.OrderLoad{InProcess: s.worker.OrdersInProcess(), Concurrency: s.worker.OrderConcurrency(),
+			Queued: q.pending, OldestMs: q.oldest.Milliseconds(), ReadAgoMs: time.Since(q.at).Milliseconds()}
+	}
 	return l
+}
+
+// followInstanceSettings applies the deployment's instance settings
+// (store.InstanceKey) as the operations plane sets them, until ctx ends:
+// their capacity and work, or, while there are none, the stamp's own
+// configuration's. A watch that breaks is set up again.
+func (s *Stamp) followInstanceSettings(ctx context.Context) {
+	backoff.Policy{First: 250 * time.Millisecond, Max: 5 * time.Second}.Keep(ctx, func(ctx context.Context) error {
+		return s.cfg.Store.WatchInstance(ctx, s.applyInstanceSettings)
+	}, func(err error, wait time.Duration) {
+		s.log.Warn("instance settings watch failed; starting over", "error", err, "retry_in", wait)
+	})
+}
+
+// applyInstanceSettings makes is the stamp's capacity and work; nil: its
+// configuration's.
+func (s *Stamp) applyInstanceSettings(is *store.InstanceSettings) {
+	capacity, work := s.cfg.Capacity, s.cfg.Work
+	if is != nil {
+		capacity, work = is.Capacity, time.Duration(is.WorkMs)*time.Millisecond
+	}
+	if capacity == s.Capacity() && work == s.Work() {
+		return
+	}
+	if err := errors.Join(s.SetCapacity(capacity), s.SetWork(work)); err != nil {
+		s.log.Error("instance settings not applied", "error", err)
+		return
+	}
+	s.log.Info("instance settings applied", "capacity", capacity, "work", work, "own", is == nil)
+}
+
+// queueReading is the order queue's backlog as one reading found it.
+type queueReading struct {
+	pending uint64        // orders accepted and not yet processed
+	oldest  time.Duration // how long the oldest had waited
+	at      time.Time     // when it was read
+}
+
+// readOrderQueue reads the order queue's backlog once per probe interval
+// until ctx ends, for the load report, each reading within the interval
+// (at least 500 ms). A failed reading keeps the last good one, whose age
+// the report shows.
+func (s *Stamp) readOrderQueue(ctx context.Context) {
+	every := s.cfg.ProbeInterval
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, max(every, 500*time.Millisecond))
+		oldest, pending, err := s.cfg.Store.QueueAge(rctx, store.StreamOrders)
+		cancel()
+		if err == nil {
+			s.queue.Store(&queueReading{pending: pending, oldest: oldest, at: time.Now()})
+		} else if ctx.Err() == nil {
+			s.log.Debug("order queue not read", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

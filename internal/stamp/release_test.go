@@ -264,6 +264,26 @@ func TestStampIsNotReadyUntilWarmed(t *testing.T) {
 	}
 }
 
+// A stamp that reports ready has the whole seed catalog in its read model:
+// its watches start after the seed is stored, so a watch that has loaded
+// holds it. (Started before, as they once were, a watch could report
+// itself loaded on the empty bucket and the stamp be ready a moment before
+// the seed reached its read model: a SKU of the catalog was then "not
+// found" by the first request after ready, under load. That race shows
+// only on a busy machine; this test goes red at once when readiness stops
+// waiting for the seed or the watches, e.g. serving() without its seeded
+// check.)
+func TestAReadyStampServesTheSeedCatalog(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	ts := serveStamp(t, c, stamp.Config{WarmRequests: 1})
+	ts.waitReady(t)
+	for _, p := range shop.SeedCatalog() {
+		if resp, body := ts.do(t, http.MethodGet, "/api/products/"+p.ID, "", "", ""); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /api/products/%s when first ready = %d %.200s", p.ID, resp.StatusCode, body)
+		}
+	}
+}
+
 // isCheckReason reports whether rep is unhealthy because of one of its
 // checks (a probe can fail for a moment on a loaded machine), which wins
 // over the warm-up's hold.

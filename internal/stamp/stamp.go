@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/contoso/shoes/internal/auth"
+	"github.com/contoso/shoes/internal/backoff"
 	"github.com/contoso/shoes/internal/buildinfo"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/readmodel"
@@ -103,10 +104,14 @@ type Config struct {
 	// without it get 403. Empty: the API is open to anyone who can reach
 	// the stamp (a stamp run alone for development).
 	EdgeCredential string
-	// Capacity is how many API requests (paths under /api/) the stamp
-	// handles at once. A request beyond it waits for a slot, at most 500 ms
-	// and behind at most max(4 × Capacity, 64) others; otherwise it is answered 429
-	// (Retry-After: 1) and counted as shed in the health report's load.
+	// Capacity is how many API requests (paths under /api/) of each kind
+	// the stamp handles at once: reads (GET, HEAD) and writes (the others)
+	// have Capacity slots each, two bulkheads, so that writes waiting on
+	// the store (a checkout's quorum write) never hold the slots reads
+	// need. A request beyond its kind's slots waits for one, at most 500 ms
+	// and behind at most max(4 × Capacity, 64) others; otherwise it is
+	// answered 429 (Retry-After: 1) and counted as shed in the health
+	// report's load.
 	// Health, readiness, operations and warm-up requests take no slot.
 	// Zero: 256; negative: New refuses it. SetCapacity changes it while
 	// the stamp runs.
@@ -134,10 +139,12 @@ type Stamp struct {
 	seeded    atomic.Bool            // the seed catalog is stored (set at once when Seed is off)
 	warmed    atomic.Pointer[warmth] // nil until the warm-up has passed (set at once without warm requests)
 	admission *admission
-	slots     *slots       // the API's capacity, and its load
+	reads     *slots       // the API's capacity for reads (GET, HEAD), and their load
+	writes    *slots       // the API's capacity for the other requests, and their load
 	work      atomic.Int64 // Work, in nanoseconds
 	meter     loadMeter
-	accepted  metric.Int64Counter // orders accepted, by region
+	queue     atomic.Pointer[queueReading] // the order queue's backlog as last read; nil before the first
+	accepted  metric.Int64Counter          // orders accepted, by region
 	start     time.Time
 	id        string // this instance's id in the stamps registry
 	crash     chan struct{}
@@ -227,7 +234,7 @@ func New(cfg Config) (*Stamp, error) {
 		s.warmed.Store(&warmth{})
 	}
 	s.admission = newAdmission(cfg)
-	s.slots = newSlots(cfg.Capacity, capacityWait)
+	s.reads, s.writes = newSlots(cfg.Capacity, capacityWait), newSlots(cfg.Capacity, capacityWait)
 	s.work.Store(int64(cfg.Work))
 	s.meter.cpu = processCPU()
 	var err error
@@ -416,24 +423,38 @@ func (s *Stamp) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// intakeLeaderEvery is how often a stamp checks that its region leads its
+// region's intake stream (store.Store.KeepIntakeLeader).
+const intakeLeaderEvery = 5 * time.Second
+
 // Run runs the stamp's background parts until ctx is done: the read model
-// watches, the processor, the prober, seeding and the warm-up. None of
+// watches, the processor, the prober, seeding, the warm-up and keeping the
+// region's intake stream led from the region. None of
 // them gives up while ctx lasts: each retries its dependency with back-off
 // and the health checks report the trouble meanwhile.
 func (s *Stamp) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for i, bucket := range watched {
-		wg.Go(func() { s.watch(ctx, i, bucket) })
-	}
+	// The watches start once the catalog is seeded, so that their first
+	// values hold the seed: a watch started before would report itself
+	// loaded on an empty bucket and get the seed a moment after the
+	// stamp had reported ready without it.
+	wg.Go(func() {
+		if s.cfg.Seed {
+			s.seed(ctx)
+		}
+		for i, bucket := range watched {
+			wg.Go(func() { s.watch(ctx, i, bucket) })
+		}
+	})
 	wg.Go(func() {
 		if err := s.worker.Run(ctx); err != nil {
 			s.log.Error("background processor stopped", "error", err)
 		}
 	})
 	wg.Go(func() { s.prober.Run(ctx) })
-	if s.cfg.Seed {
-		wg.Go(func() { s.seed(ctx) })
-	}
+	wg.Go(func() { s.readOrderQueue(ctx) })
+	wg.Go(func() { s.cfg.Store.KeepIntakeLeader(ctx, intakeLeaderEvery) })
+	wg.Go(func() { s.followInstanceSettings(ctx) })
 	wg.Go(func() { s.warm(ctx) })
 	wg.Wait()
 }
@@ -468,42 +489,31 @@ func (s *Stamp) heartbeat(ctx context.Context, e store.StampEntry) {
 // retrying until it succeeds: a store that is slow at start-up delays the
 // seed, it does not stop the stamp.
 func (s *Stamp) seed(ctx context.Context) {
-	delay := 250 * time.Millisecond
-	for {
+	_ = backoff.Policy{First: 250 * time.Millisecond, Max: 10 * time.Second}.Retry(ctx, func(ctx context.Context) error {
 		n, err := s.cfg.Store.SeedCatalog(ctx, shop.SeedCatalog())
 		if err == nil {
 			_, err = s.cfg.Store.SeedInventory(ctx, shop.SeedStock())
 		}
-		if err == nil {
-			if n > 0 {
-				s.log.Info("seeded the catalog", "products", n)
-			}
-			s.seeded.Store(true)
-			return
+		if err != nil {
+			return err
 		}
-		s.log.Warn("seeding the catalog failed; retrying", "error", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
+		if n > 0 {
+			s.log.Info("seeded the catalog", "products", n)
 		}
-		delay = min(2*delay, 10*time.Second)
-	}
+		s.seeded.Store(true)
+		return nil
+	}, func(err error, wait time.Duration) {
+		s.log.Warn("seeding the catalog failed; retrying", "error", err, "retry_in", wait)
+	})
 }
 
 // watch keeps one part of the read model current, re-establishing the
 // watch when it breaks (a lost server, a leader change).
 func (s *Stamp) watch(ctx context.Context, i int, bucket string) {
 	apply := s.applier(bucket)
-	for ctx.Err() == nil {
-		err := s.cfg.Store.Watch(ctx, bucket, apply, func() { s.loaded[i].Store(true) })
-		if ctx.Err() != nil {
-			break
-		}
+	backoff.Policy{First: time.Second, Max: time.Second}.Keep(ctx, func(ctx context.Context) error {
+		return s.cfg.Store.Watch(ctx, bucket, apply, func() { s.loaded[i].Store(true) })
+	}, func(err error, _ time.Duration) {
 		s.log.Warn("read model watch ended; restarting", "bucket", bucket, "error", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
+	})
 }

@@ -56,6 +56,7 @@ func (s *Stamp) warm(ctx context.Context) {
 				w := &warmth{n: s.cfg.WarmRequests, took: time.Since(start)}
 				s.warmed.Store(w)
 				s.log.Info("stamp warmed up", "requests", w.n, "took", w.took)
+				s.prober.Kick() // its health report says so now, not a probe interval later
 				return
 			}
 			if ctx.Err() != nil {

@@ -119,13 +119,19 @@ func (r Role) Permissions() *server.Permissions {
 			jsAPI + "CONSUMER.CREATE.>", jsAPI + "CONSUMER.DURABLE.CREATE.*.*",
 			jsAPI + "CONSUMER.DELETE.*.*", jsAPI + "CONSUMER.MSG.NEXT.*.*",
 			"$JS.ACK.>", "$JS.FC.>",
-			// Data: every bucket's keys and the two queues' subjects.
-			"$KV.>", "orders.>", "writes.>",
+			// Data: every bucket's keys and the queues' subjects.
+			"$KV.>", "orders.>", "writes.>", subjectIntake + ".>",
+			// Keeping its region's intake stream led from the region
+			// (KeepIntakeLeader). Subject permissions match whole tokens,
+			// so this allows asking any stream's leader to step down:
+			// leadership moves, nothing stored changes.
+			jsAPI + "STREAM.LEADER.STEPDOWN.*",
 		})
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: allow, Deny: []string{
-				// The shared processing consumers outlive any stamp.
-				jsAPI + "CONSUMER.DELETE." + StreamOrders + "." + ConsumerOrders,
+				// The shared processing consumers outlive any stamp:
+				// the order processors' on ORDERS and every intake stream.
+				jsAPI + "CONSUMER.DELETE.*." + ConsumerOrders,
 				jsAPI + "CONSUMER.DELETE." + StreamWrites + "." + ConsumerWrites,
 			}},
 			Subscribe: &server.SubjectPermission{Allow: []string{inbox}},

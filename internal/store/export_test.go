@@ -1,6 +1,11 @@
 package store
 
-import "encoding/json"
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/contoso/shoes/internal/shop"
+)
 
 // SetExtraMembers makes s write m's members into every record it writes
 // (keeping a member the record has already), as a newer release that added
@@ -9,3 +14,21 @@ func SetExtraMembers(s *Store, m map[string]json.RawMessage) { s.extra = m }
 
 // ReplicasSettled is replicasSettled, for its table.
 var ReplicasSettled = replicasSettled
+
+// AssetTimeout is assetTimeout, for its table.
+var AssetTimeout = assetTimeout
+
+// ReserveEach is Reserve with each line's change written by its own
+// compare-and-set loop, as before changes to a SKU were batched: the
+// baseline of BenchmarkReserveOneSKU.
+func (s *Store) ReserveEach(ctx context.Context, id string, l shop.Line) error {
+	_, err := update(ctx, s, kindStock, s.inventory, l.SKU, reserveLine(id, l))
+	return err
+}
+
+// ReleaseEach is ReleaseHolds of one line with its own compare-and-set
+// loop: the baseline of BenchmarkReserveOneSKU.
+func (s *Store) ReleaseEach(ctx context.Context, id string, l shop.Line) error {
+	_, err := update(ctx, s, kindStock, s.inventory, l.SKU, releaseLine(id, false))
+	return err
+}

@@ -73,6 +73,29 @@ func (s *Store) readLeader(ctx context.Context, bucket, key string) ([]byte, uin
 	return data, rev, err
 }
 
+// readLocal is readLeader answered by any replica (a direct get): not
+// read-after-write, but it needs no leader. Any replica answers in
+// milliseconds; one that does not (a server cut off whose routes the others
+// have not yet given up on) is left after localReadAttempt for another.
+func (s *Store) readLocal(ctx context.Context, kv jetstream.KeyValue, key string) ([]byte, error) {
+	ctx, span := kvSpan(ctx, "get", kv.Bucket())
+	data, err := retryingEach(ctx, s, localReadAttempt, func(ctx context.Context) ([]byte, error) {
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			return nil, errNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		return e.Value(), nil
+	})
+	endSpan(span, err, isNotFound)
+	return data, err
+}
+
+// localReadAttempt bounds one attempt of readLocal.
+const localReadAttempt = 250 * time.Millisecond
+
 func isNotFound(err error) bool { return errors.Is(err, errNotFound) }
 
 // listKeys lists the keys of kv matching filter, retried like readLeader.
@@ -96,82 +119,9 @@ func (s *Store) listKeys(ctx context.Context, kv jetstream.KeyValue, filter stri
 	})
 }
 
-// update applies change to the record of kind k under key with
-// compare-and-set, retrying on conflicts until the write budget runs out.
-// change sees the zero value when the key is missing; returning errSkip
-// leaves it as is. A record of a newer schema is refused (*SchemaError),
-// never changed; what change does not touch is written back as it was
-// read, members this release does not know included (encodeOver). The
-// whole loop is one span, with how many attempts it took and an event per
-// revision conflict and per retried store failure.
-func update[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.KeyValue, key string, change func(v *T, exists bool) error) (_ T, err error) {
-	ctx, span := kvSpan(ctx, "update", kv.Bucket())
-	attempts, conflicts := 0, 0
-	defer func() {
-		span.SetAttributes(attribute.Int(attrCASAttempts, attempts), attribute.Int(attrCASConflicts, conflicts))
-		endSpan(span, err, func(err error) bool { return errors.Is(err, errSkip) || errors.Is(err, ErrOutOfStock) })
-	}()
-	deadline := time.Now().Add(s.cfg.WriteBudget)
-	for attempt := 0; ; attempt++ {
-		attempts = attempt + 1
-		var v T
-		// A leaderless asset (an election after a lost region) drops the
-		// request: each attempt gets its own deadline and the loop retries.
-		rctx, cancelRead := context.WithTimeout(ctx, s.cfg.OpTimeout)
-		data, rev, err := s.leaderValue(rctx, kv.Bucket(), key)
-		cancelRead()
-		exists := err == nil
-		var stored, read members
-		switch {
-		case exists:
-			if stored, err = decodeMembers(k, key, data, &v); err != nil {
-				return v, err
-			}
-			if read, err = membersOf(v); err != nil {
-				return v, fmt.Errorf("encode %s %s: %w", k.name, key, err)
-			}
-		case errors.Is(err, errNotFound):
-		default:
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return v, fmt.Errorf("read %s/%s: %w", kv.Bucket(), key, err)
-			}
-			span.AddEvent(eventStoreRetried, trace.WithAttributes(attribute.String("error", err.Error())))
-			backoff(ctx, attempt)
-			continue
-		}
-		if err := change(&v, exists); err != nil {
-			return v, err
-		}
-		b, err := s.encodeOver(k, v, stored, read)
-		if err != nil {
-			return v, fmt.Errorf("%s: %w", key, err)
-		}
-		actx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
-		if k == kindStock && s.cfg.UnsafeBlindStockWrites {
-			_, err = kv.Put(actx, key, b) // no revision check: see Config
-		} else if rev == 0 {
-			_, err = kv.Create(actx, key, b)
-		} else {
-			_, err = kv.Update(actx, key, b, rev)
-		}
-		cancel()
-		if err == nil {
-			return v, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil || full(err) || tooLarge(err) {
-			return v, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
-		}
-		if isExists(err) {
-			conflicts++
-			span.AddEvent(eventCASConflict)
-		} else {
-			span.AddEvent(eventStoreRetried, trace.WithAttributes(attribute.String("error", err.Error())))
-			backoff(ctx, attempt) // the store is struggling, not contended
-		}
-	}
-}
-
-func backoff(ctx context.Context, attempt int) {
+// pauseBefore waits before another attempt of a contended update: 10 ms
+// × 2^attempt, at most a second, or until ctx is done.
+func pauseBefore(ctx context.Context, attempt int) {
 	d := min(time.Duration(1<<min(attempt, 6))*10*time.Millisecond, time.Second)
 	select {
 	case <-ctx.Done():
@@ -227,7 +177,8 @@ var ErrOutOfStock = errors.New("out of stock")
 
 // Reserve holds stock for every line of order id, all lines or none. Each
 // line is one compare-and-set that both decrements the available stock and
-// records the order's hold, so a crash between lines leaves holds that a
+// records the order's hold (batched with the other changes this store
+// makes to that SKU meanwhile: changeStock), so a crash between lines leaves holds that a
 // redelivery finds and continues from, never a decrement without an owner.
 // When a line cannot be filled, every hold of the order is released (the
 // stock restored) and ErrOutOfStock returned. Reserving again while the
@@ -239,20 +190,7 @@ func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) (crea
 	ctx, span := startSpan(ctx, "reserve stock", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)))
 	defer func() { endSpan(span, err, func(err error) bool { return errors.Is(err, ErrOutOfStock) }) }()
 	for _, l := range lines {
-		_, err := update(ctx, s, kindStock, s.inventory, l.SKU, func(st *shop.Stock, exists bool) error {
-			if _, held := st.Holds[id]; held {
-				return errSkip
-			}
-			if !exists || st.Available < l.Quantity {
-				return ErrOutOfStock
-			}
-			st.Available -= l.Quantity
-			if st.Holds == nil {
-				st.Holds = map[string]int{}
-			}
-			st.Holds[id] = l.Quantity
-			return nil
-		})
+		err := s.changeStock(ctx, l.SKU, reserveLine(id, l))
 		switch {
 		case err == nil:
 			created = append(created, l)
@@ -269,6 +207,26 @@ func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) (crea
 	return created, nil
 }
 
+// reserveLine is the change that holds line l for order id: nothing when
+// the order holds it already (errSkip), ErrOutOfStock when it cannot be
+// filled, else the units taken from the available stock and held.
+func reserveLine(id string, l shop.Line) func(st *shop.Stock, exists bool) error {
+	return func(st *shop.Stock, exists bool) error {
+		if _, held := st.Holds[id]; held {
+			return errSkip
+		}
+		if !exists || st.Available < l.Quantity {
+			return ErrOutOfStock
+		}
+		st.Available -= l.Quantity
+		if st.Holds == nil {
+			st.Holds = map[string]int{}
+		}
+		st.Holds[id] = l.Quantity
+		return nil
+	}
+}
+
 // ReleaseHolds removes order id's holds. With restore, the held units go
 // back to the available stock (a rejected order); without, they stay sold
 // (a confirmed order's holds are only bookkeeping). Releasing twice is a
@@ -277,22 +235,29 @@ func (s *Store) ReleaseHolds(ctx context.Context, id string, lines []shop.Line, 
 	ctx, span := startSpan(ctx, "release holds", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)), attribute.Bool("contoso.restore", restore))
 	defer func() { endSpan(span, err) }()
 	for _, l := range lines {
-		_, err := update(ctx, s, kindStock, s.inventory, l.SKU, func(st *shop.Stock, _ bool) error {
-			q, held := st.Holds[id]
-			if !held {
-				return errSkip
-			}
-			delete(st.Holds, id)
-			if restore {
-				st.Available += q
-			}
-			return nil
-		})
+		err := s.changeStock(ctx, l.SKU, releaseLine(id, restore))
 		if err != nil && !errors.Is(err, errSkip) {
 			return newerRecord(fmt.Errorf("release %s: %s: %w", id, l.SKU, err))
 		}
 	}
 	return nil
+}
+
+// releaseLine is the change that drops order id's hold on a SKU, giving
+// its units back to the available stock with restore; nothing (errSkip)
+// when the order holds none.
+func releaseLine(id string, restore bool) func(st *shop.Stock, exists bool) error {
+	return func(st *shop.Stock, _ bool) error {
+		q, held := st.Holds[id]
+		if !held {
+			return errSkip
+		}
+		delete(st.Holds, id)
+		if restore {
+			st.Available += q
+		}
+		return nil
+	}
 }
 
 // IdempotencyRecord remembers what a user's Idempotency-Key made: the id
@@ -338,15 +303,24 @@ func (s *Store) Remember(ctx context.Context, id string, rec IdempotencyRecord) 
 		if !errors.Is(err, errNotFound) || time.Now().After(deadline) || ctx.Err() != nil {
 			return rec, false, shop.Unavailable("the order could not be read back; retry with the same Idempotency-Key", fmt.Errorf("remember %s: %w", id, err))
 		}
-		backoff(ctx, attempt)
+		pauseBefore(ctx, attempt)
 	}
 }
 
-// Recall returns the record stored under id, if any, read from the stream
-// leader.
+// Recall returns the record stored under id, if any: read from the stream
+// leader or, by a client with an intake stream, from the region's own
+// replica (a direct get), which answers while the leader is being elected
+// again and misses only a record written in the last moments, whose
+// request the queue's duplicate window still catches.
 func (s *Store) Recall(ctx context.Context, id string) (IdempotencyRecord, bool, error) {
 	var rec IdempotencyRecord
-	data, _, err := s.readLeader(ctx, BucketIdempotency, id)
+	var data []byte
+	var err error
+	if s.intake.own != nil {
+		data, err = s.readLocal(ctx, s.idem, id)
+	} else {
+		data, _, err = s.readLeader(ctx, BucketIdempotency, id)
+	}
 	if errors.Is(err, errNotFound) {
 		return rec, false, nil
 	}
@@ -422,43 +396,44 @@ func decodeIntake(data []byte, h nats.Header) (Intake, error) {
 	return in, nil
 }
 
-// AcceptOrder puts a new order on the order stream: the one quorum write
-// that accepts it. The message id is the request's IdempotencyID, so the
-// same request again, while the stream's duplicate window (10 minutes)
-// remembers the first, stores nothing: AcceptOrder then returns the intake
-// the first request queued and fresh false. When the processor has taken
-// that message off the queue already, the intake is rebuilt from what the
-// processor recorded. fresh is true when in is the order queued, also
-// when a retried publish finds its own first attempt.
+// AcceptOrder queues a new order: the one quorum write that accepts it.
+// The message goes to ORDERS, whose duplicate window covers every region,
+// or, when ORDERS does not answer within the hedge (its leader is lost
+// with its region and the engine elects another, seconds), to the
+// region's own intake stream, led from the region (publishOrder). The
+// message id is the request's IdempotencyID, so the same request again,
+// while the queue's duplicate window (10 minutes) remembers the first,
+// stores nothing: AcceptOrder then returns the intake the first request
+// queued and fresh false. When the processor has taken that message off
+// the queue already, the intake is rebuilt from what the processor
+// recorded. fresh is true when in is the order queued, also when a retried
+// publish finds its own first attempt.
 func (s *Store) AcceptOrder(ctx context.Context, in Intake) (_ Intake, fresh bool, err error) {
 	o := in.Order
 	b, err := s.encode(kindOrder, o)
 	if err != nil {
 		return in, false, fmt.Errorf("accept order %s: %w", o.ID, err)
 	}
-	msg := &nats.Msg{Subject: orderSubject(shop.UserKey(o.User), o.ID), Data: b, Header: nats.Header{}}
-	msg.Header.Set(headerIdempotencyID, in.IdempotencyID)
-	msg.Header.Set(headerRequestHash, in.RequestHash)
-	ack, err := s.publishMsg(ctx, msg, in.IdempotencyID)
+	ack, queue, err := s.publishOrder(ctx, in, b)
 	if err != nil {
 		return in, false, refused("the order could not be queued; retry with the same Idempotency-Key", fmt.Errorf("accept order %s: %w", o.ID, err))
 	}
 	if !ack.Duplicate {
 		return in, true, nil
 	}
-	prev, err := s.queuedAt(ctx, ack.Sequence, in.IdempotencyID)
+	prev, err := s.queuedAt(ctx, queue, ack.Sequence, in.IdempotencyID)
 	if err != nil {
 		return in, false, err
 	}
 	return prev, prev.Order.ID == o.ID, nil
 }
 
-// queuedAt reads the order message at seq from the stream leader or, when
+// queuedAt reads the order message at seq of queue from its leader or, when
 // a processor has finished it (a work queue deletes what is
 // acknowledged), what the processor recorded of request idemID.
-func (s *Store) queuedAt(ctx context.Context, seq uint64, idemID string) (Intake, error) {
+func (s *Store) queuedAt(ctx context.Context, queue jetstream.Stream, seq uint64, idemID string) (Intake, error) {
 	m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		m, err := s.orderQ.GetMsg(ctx, seq)
+		m, err := queue.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil, nil
 		}
@@ -488,76 +463,94 @@ func (s *Store) queuedAt(ctx context.Context, seq uint64, idemID string) (Intake
 	return Intake{Order: prev, IdempotencyID: idemID, RequestHash: rec.RequestHash}, nil
 }
 
-// PendingOrder finds a user's order on the order stream, where it waits
-// until a processor records it: read from the stream leader, which sees
-// every order acknowledged before.
+// PendingOrder finds a user's order on the queues, where it waits until a
+// processor records it: read from each queue's leader, which sees every
+// order acknowledged before (orderQueues says where it looks, and in which
+// order).
 func (s *Store) PendingOrder(ctx context.Context, userKey, id string) (shop.Order, error) {
-	return s.queuedOrder(ctx, id, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return s.orderQ.GetLastMsgForSubject(ctx, orderSubject(userKey, id))
-	})
+	return s.queuedOrder(ctx, id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
+		return q.stream.GetLastMsgForSubject(ctx, q.subject)
+	}, s.orderQueues(ctx, userKey, id))
 }
 
-// queuedOrder is order id as the message get finds it on the order
-// stream, read from the stream leader; shop.NotFound when there is none.
-func (s *Store) queuedOrder(ctx context.Context, id string, get func(context.Context) (*jetstream.RawStreamMsg, error)) (shop.Order, error) {
-	m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		m, err := get(ctx)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil, nil
-		}
-		return m, err
-	})
-	if err != nil {
-		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("queued order %s: %w", id, err))
-	}
-	if m == nil {
-		return shop.Order{}, shop.NotFound("order", id)
-	}
-	in, err := decodeIntake(m.Data, m.Header)
-	if err != nil {
-		return shop.Order{}, newerRecord(fmt.Errorf("queued order %s: %w", id, err))
-	}
-	return in.Order, nil
-}
-
-// maxQueuedScan bounds how many of a user's queued orders QueuedRequest
-// reads.
-const maxQueuedScan = 100
-
-// QueuedRequest finds, among a user's orders still on the order stream,
-// the one request idemID made: for a replay that cannot be published again
-// (an order from a cart the first request emptied). It reads each of the
-// user's queued messages from the stream leader, at most maxQueuedScan.
-func (s *Store) QueuedRequest(ctx context.Context, userKey, idemID string) (Intake, bool, error) {
-	subject := orderSubject(userKey, ">")
-	for seq, n := uint64(1), 0; n < maxQueuedScan; n++ {
+// queuedOrder is order id as get finds it on the first of queues that has
+// it, read from that queue's leader; shop.NotFound when none has it.
+func (s *Store) queuedOrder(ctx context.Context, id string, get func(context.Context, queueSpot) (*jetstream.RawStreamMsg, error), queues []queueSpot) (shop.Order, error) {
+	for _, q := range queues {
 		m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-			m, err := s.orderQ.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+			m, err := get(ctx, q)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return nil, nil
 			}
 			return m, err
 		})
 		if err != nil {
-			return Intake{}, false, shop.Unavailable("orders cannot be checked right now; retry with the same Idempotency-Key", fmt.Errorf("queued request: %w", err))
+			return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("queued order %s: %w", id, err))
 		}
 		if m == nil {
-			return Intake{}, false, nil
+			continue
 		}
-		if m.Header.Get(headerIdempotencyID) == idemID {
-			in, err := decodeIntake(m.Data, m.Header)
+		in, err := decodeIntake(m.Data, m.Header)
+		if err != nil {
+			return shop.Order{}, newerRecord(fmt.Errorf("queued order %s: %w", id, err))
+		}
+		return in.Order, nil
+	}
+	return shop.Order{}, shop.NotFound("order", id)
+}
+
+// maxQueuedScan bounds how many of a user's queued orders QueuedRequest
+// reads.
+const maxQueuedScan = 100
+
+// QueuedRequest finds, among a user's orders still on the queues, the one
+// request idemID made: for a replay that cannot be published again (an
+// order from a cart the first request emptied). It reads the user's queued
+// messages from each queue's leader, in the order of orderQueues, at most
+// maxQueuedScan in all.
+func (s *Store) QueuedRequest(ctx context.Context, userKey, idemID string) (Intake, bool, error) {
+	n := 0
+	for _, q := range s.orderQueues(ctx, userKey, ">") {
+		for seq := uint64(1); n < maxQueuedScan; n++ {
+			m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+				m, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.subject))
+				if errors.Is(err, jetstream.ErrMsgNotFound) {
+					return nil, nil
+				}
+				return m, err
+			})
 			if err != nil {
-				return Intake{}, false, newerRecord(fmt.Errorf("queued request: %w", err))
+				return Intake{}, false, shop.Unavailable("orders cannot be checked right now; retry with the same Idempotency-Key", fmt.Errorf("queued request: %w", err))
 			}
-			return in, true, nil
+			if m == nil {
+				break
+			}
+			if m.Header.Get(headerIdempotencyID) == idemID {
+				in, err := decodeIntake(m.Data, m.Header)
+				if err != nil {
+					return Intake{}, false, newerRecord(fmt.Errorf("queued request: %w", err))
+				}
+				return in, true, nil
+			}
+			seq = m.Sequence + 1
 		}
-		seq = m.Sequence + 1
 	}
 	return Intake{}, false, nil
 }
 
-// Order reads a user's order from the stream leader.
+// Order reads a user's order from the stream leader. The record of an
+// order dropped as a duplicate (shop.Order.SameAs) reads as the order its
+// request made.
 func (s *Store) Order(ctx context.Context, userKey, id string) (shop.Order, error) {
+	o, err := s.orderRecord(ctx, userKey, id)
+	if err != nil || o.SameAs == "" {
+		return o, err
+	}
+	return s.orderRecord(ctx, userKey, o.SameAs)
+}
+
+// orderRecord reads the record of a user's order from the stream leader.
+func (s *Store) orderRecord(ctx context.Context, userKey, id string) (shop.Order, error) {
 	var o shop.Order
 	data, _, err := s.readLeader(ctx, BucketOrders, orderKey(userKey, id))
 	if errors.Is(err, errNotFound) {
@@ -573,7 +566,7 @@ func (s *Store) Order(ctx context.Context, userKey, id string) (shop.Order, erro
 }
 
 // FindOrder finds any user's order by id (for admins): a scan of the keys,
-// then, for an order no processor has recorded yet, of the order stream.
+// then, for an order no processor has recorded yet, of the queues.
 func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 	keys, err := s.listKeys(ctx, s.orders, "*."+id)
 	if err != nil {
@@ -583,9 +576,9 @@ func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 		userKey, _, _ := strings.Cut(k, ".")
 		return s.Order(ctx, userKey, id)
 	}
-	return s.queuedOrder(ctx, id, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return s.orderQ.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(orderSubject("*", id)))
-	})
+	return s.queuedOrder(ctx, id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
+		return q.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(q.subject))
+	}, s.orderQueues(ctx, "*", id))
 }
 
 // Orders lists one page of a user's orders, newest first: the orders
@@ -645,7 +638,7 @@ func (s *Store) Orders(ctx context.Context, userKey, after string, limit int) (o
 	}
 	orders = make([]shop.Order, 0, len(ids))
 	for i := range page {
-		if found[i] {
+		if found[i] && page[i].SameAs == "" { // a duplicate's record is another name, not an order
 			orders = append(orders, page[i])
 		}
 	}

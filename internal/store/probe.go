@@ -153,17 +153,14 @@ const (
 )
 
 // ProcessOrders runs order processing until ctx is done: it pulls from the
-// order consumer that all regions share and hands each order, with the
-// request that made it, to h, with at most concurrency orders in flight. Acknowledgement works as in
-// ProcessWrites.
+// order consumers that all regions share, on ORDERS and on every region's
+// intake stream, and hands each order, with the request that made it, to
+// h, with at most concurrency orders in flight per queue. An intake
+// stream declared later (a region provisioned while this runs) is taken
+// up within intakeRelist: the consumers are drained and pulled from again
+// with it. Acknowledgement works as in ProcessWrites.
 func (s *Store) ProcessOrders(ctx context.Context, h func(ctx context.Context, in Intake) error, poisoned func(error) bool, concurrency int) error {
-	c, err := retrying(ctx, s, func(ctx context.Context) (jetstream.Consumer, error) {
-		return s.orderQ.Consumer(ctx, ConsumerOrders)
-	})
-	if err != nil {
-		return fmt.Errorf("process orders: %w", err)
-	}
-	return s.consume(ctx, poisoned, concurrency, func(ctx context.Context, msg jetstream.Msg) error {
+	handle := func(ctx context.Context, msg jetstream.Msg) error {
 		in, err := decodeIntake(msg.Data(), msg.Headers())
 		if errors.Is(err, ErrSchema) {
 			return newerRecord(err)
@@ -172,7 +169,41 @@ func (s *Store) ProcessOrders(ctx context.Context, h func(ctx context.Context, i
 			return shop.Invalid("", "undecodable order: %v", err)
 		}
 		return h(ctx, in)
-	}, c)
+	}
+	for {
+		queues := append([]jetstream.Stream{s.orderQ}, s.intakeStreams(ctx)...)
+		var consumers []jetstream.Consumer
+		for _, q := range queues {
+			c, err := retrying(ctx, s, func(ctx context.Context) (jetstream.Consumer, error) {
+				return q.Consumer(ctx, ConsumerOrders)
+			})
+			if err != nil {
+				return fmt.Errorf("process orders: %w", err)
+			}
+			consumers = append(consumers, c)
+		}
+		qctx, stop := context.WithCancel(ctx)
+		go func() { // a new intake stream: pull from it too
+			defer stop()
+			t := time.NewTicker(intakeRelist)
+			defer t.Stop()
+			for {
+				select {
+				case <-qctx.Done():
+					return
+				case <-t.C:
+					if len(s.intakeStreams(qctx)) != len(queues)-1 {
+						return
+					}
+				}
+			}
+		}()
+		err := s.consume(qctx, poisoned, concurrency, handle, consumers...)
+		stop()
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
 }
 
 // consume pulls from consumers until ctx is done, running handle for each
@@ -277,25 +308,42 @@ func (s *Store) drain(ccs ...jetstream.ConsumeContext) {
 
 // QueueAge reports the backlog of a work queue that every stamp's
 // processors share (StreamWrites: comments and ratings; StreamOrders:
-// orders): how many messages they have yet to finish and how long the
-// oldest has waited. Finished messages leave a work-queue stream, so the
-// first message on the queue's subjects is the oldest unfinished one. The
-// regions' canaries share the writes stream but not its queue: a canary
-// that waits is its region's trouble, never a comment waiting.
+// orders, on ORDERS and every intake stream): how many messages they have
+// yet to finish and how long the oldest has waited. Finished messages
+// leave a work-queue stream, so the first message on the queue's subjects
+// is the oldest unfinished one. The regions' canaries share the writes
+// stream but not its queue: a canary that waits is its region's trouble,
+// never a comment waiting.
 func (s *Store) QueueAge(ctx context.Context, stream string) (age time.Duration, pending uint64, err error) {
-	var st jetstream.Stream
-	var q workQueue
 	switch stream {
 	case StreamOrders:
-		st, q = s.orderQ, orderQueue
+		// An intake stream that does not answer (its region lost, its
+		// leader being elected) is left out: what it holds waits for that
+		// election whatever the processors do, and the other queues'
+		// backlog is what they can work on.
+		age, pending, err = queueAge(ctx, s.orderQ, orderQueue)
+		for _, st := range s.intakeStreams(ctx) {
+			if err != nil {
+				break
+			}
+			cfg := st.CachedInfo().Config
+			if a, p, ierr := queueAge(ctx, st, workQueue{ConsumerOrders, "", cfg.Subjects}); ierr == nil {
+				age, pending = max(age, a), pending+p
+			}
+		}
+		return age, pending, err
 	case StreamWrites:
-		st, q = s.writes, writeQueue
-	default:
-		return 0, 0, fmt.Errorf("queue age: %q is not a work queue", stream)
+		return queueAge(ctx, s.writes, writeQueue)
 	}
+	return 0, 0, fmt.Errorf("queue age: %q is not a work queue", stream)
+}
+
+// queueAge is QueueAge of one stream and its consumer.
+func queueAge(ctx context.Context, st jetstream.Stream, q workQueue) (age time.Duration, pending uint64, err error) {
+	name := st.CachedInfo().Config.Name
 	c, err := st.Consumer(ctx, q.consumer)
 	if err != nil {
-		return 0, 0, fmt.Errorf("queue age %s: %w", stream, err)
+		return 0, 0, fmt.Errorf("queue age %s: %w", name, err)
 	}
 	info := c.CachedInfo()
 	if pending = info.NumPending + uint64(info.NumAckPending); pending == 0 {
@@ -308,7 +356,7 @@ func (s *Store) QueueAge(ctx context.Context, stream string) (age time.Duration,
 			continue
 		}
 		if err != nil {
-			return 0, 0, fmt.Errorf("queue age %s: %w", stream, err)
+			return 0, 0, fmt.Errorf("queue age %s: %w", name, err)
 		}
 		if oldest.IsZero() || m.Time.Before(oldest) {
 			oldest = m.Time

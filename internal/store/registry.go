@@ -81,22 +81,11 @@ func OpenRegistry(ctx context.Context, cfg Config) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open registry: %w", err)
 	}
-	delay := 100 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		kv, err := js.KeyValue(actx, BucketRegistry)
-		cancel()
-		if err == nil {
-			return &Registry{kv: kv, js: js, log: cfg.Logger}, nil
-		}
-		cfg.Logger.Info("stamps registry not ready; retrying", "error", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("open registry: %w (last error: %w)", ctx.Err(), err)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 2*time.Second)
+	kv, err := findBucket(ctx, js, BucketRegistry, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("open registry: %w", err)
 	}
+	return &Registry{kv: kv, js: js, log: cfg.Logger}, nil
 }
 
 // registryQuiet is how long a registry watch that has announced stamps

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso/shoes/internal/backoff"
 	"github.com/contoso/shoes/internal/shop"
 )
 
@@ -51,6 +52,13 @@ type Config struct {
 	// set-up step or a stamp declares it. For readers (the operations
 	// plane), whose permissions would refuse the declaration anyway.
 	FindOnly bool
+	// Region is the client's data region: its orders go to the region's
+	// intake stream (IntakeStream) when there is one, and KeepIntakeLeader
+	// keeps that stream led from the region. Empty: orders go to ORDERS.
+	Region string
+	// Regions are the deployment's data regions: Provision declares an
+	// intake stream for each.
+	Regions []string
 	// WriteBudget bounds how long a write retries through a leader
 	// election or a lost region; zero: 15 s (a crash-like region loss
 	// takes up to about 8 s to elect new leaders, plus noticing it), below
@@ -99,6 +107,9 @@ type Store struct {
 	orderQ    jetstream.Stream
 	reg       jetstream.KeyValue
 	releases  jetstream.KeyValue
+
+	stock  stockLanes // one writer per SKU for Reserve and ReleaseHolds
+	intake intakes    // the region's intake stream and every region's
 }
 
 // Open connects to the assets. It looks each one up and creates only the
@@ -114,7 +125,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Store{nc: cfg.Conn, js: js, log: cfg.Logger, cfg: cfg}
-	if err := s.untilDone(ctx, s.ensureAssets); err != nil {
+	if err := s.untilDone(ctx, false); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return s, nil
@@ -134,7 +145,7 @@ func Provision(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("provision store: %w", err)
 	}
 	s := &Store{nc: cfg.Conn, js: js, log: cfg.Logger, cfg: cfg}
-	if err := s.untilDone(ctx, s.provisionAssets); err != nil {
+	if err := s.untilDone(ctx, true); err != nil {
 		return fmt.Errorf("provision store: %w", err)
 	}
 	return nil
@@ -143,6 +154,15 @@ func Provision(ctx context.Context, cfg Config) error {
 func (cfg Config) withDefaults() (Config, jetstream.JetStream, error) {
 	if cfg.Conn == nil {
 		return cfg, nil, errors.New("a NATS connection is required")
+	}
+	regions := slices.Clone(cfg.Regions)
+	if cfg.Region != "" {
+		regions = append(regions, cfg.Region)
+	}
+	for _, r := range regions {
+		if err := validRegion(r); err != nil {
+			return cfg, nil, err
+		}
 	}
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 3
@@ -160,24 +180,29 @@ func (cfg Config) withDefaults() (Config, jetstream.JetStream, error) {
 	return cfg, js, err
 }
 
-// untilDone runs step until it succeeds or ctx is done, backing off from
-// 100 ms to 2 s between attempts.
-func (s *Store) untilDone(ctx context.Context, step func(context.Context) error) error {
-	delay := 100 * time.Millisecond
-	for {
-		err := step(ctx)
-		if err == nil {
-			return nil
+// untilDone opens every asset (declaring the missing ones, and with
+// update bringing the others to their declared configuration and
+// declaring the regions' intake streams), then finds the client's intake
+// stream, in passes until one succeeds or ctx is done, backing off from
+// 100 ms to 2 s between passes.
+func (s *Store) untilDone(ctx context.Context, update bool) error {
+	pass := 0
+	return notReady.Retry(ctx, func(ctx context.Context) error {
+		pass++
+		if err := s.eachAsset(ctx, update, assetTimeout(pass)); err != nil {
+			return err
 		}
-		s.log.Info("store assets not ready; retrying", "error", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 2*time.Second)
-	}
+		actx, cancel := context.WithTimeout(ctx, assetTimeout(pass))
+		defer cancel()
+		return s.openIntake(actx)
+	}, func(err error, wait time.Duration) {
+		s.log.Info("store assets not ready; retrying", "error", err, "retry_in", wait)
+	})
 }
+
+// notReady is how the store waits for what is not there yet: its assets,
+// the registry, a bucket.
+var notReady = backoff.Policy{First: 100 * time.Millisecond, Max: 2 * time.Second}
 
 // AssetKind tells a key-value bucket from a work-queue stream.
 type AssetKind string
@@ -329,35 +354,41 @@ func (s *Store) handles() (map[string]*jetstream.KeyValue, map[string]*jetstream
 		}
 }
 
-// ensureAssets looks every asset up and creates the missing ones.
-func (s *Store) ensureAssets(ctx context.Context) error {
-	return s.eachAsset(ctx, false)
+// assetTimeout bounds the work on one asset in pass n (from 1): 1 s, 2 s,
+// 4 s, then 5 s. A request sent while the cluster elects its meta leader,
+// or the asset's leader, goes unanswered: the first passes stay short so
+// that it is sent again soon after the election (a restart elects every
+// group again, 4 to 9 s after the servers start, and a 5 s wait for a
+// request lost just before cost a restart as much again), and the later
+// ones are long enough for a slow cluster (a loaded machine, TLS, fsync
+// on every write). The bound is per asset, not per pass, so every pass
+// makes progress: what a pass finished, the next finds done.
+func assetTimeout(pass int) time.Duration {
+	return min(time.Second<<min(max(pass-1, 0), 3), 5*time.Second)
 }
-
-// provisionAssets creates or updates every asset.
-func (s *Store) provisionAssets(ctx context.Context) error {
-	return s.eachAsset(ctx, true)
-}
-
-// assetTimeout bounds the work on one asset in one pass. A request sent
-// while the cluster elects its meta leader can go unanswered: attempts
-// stay short and the caller retries. The bound is per asset, not per pass,
-// so a slow cluster (a loaded machine, TLS, fsync on every write) still
-// makes progress from one pass to the next: what a pass finished, the
-// next finds done.
-const assetTimeout = 5 * time.Second
 
 // eachAsset opens (or declares) every asset at once: each new stream
 // elects its own leader, and one after another those elections made a
 // first start take seconds. Every handle is its own variable, so the
 // goroutines share nothing but the error list.
-func (s *Store) eachAsset(ctx context.Context, update bool) error {
+func (s *Store) eachAsset(ctx context.Context, update bool, timeout time.Duration) error {
 	buckets, streams := s.handles()
-	errs := make([]error, len(assets))
+	declared := assets
+	if update {
+		// Provision declares the regions' intake streams with the rest;
+		// each client finds its own afterwards (openIntake).
+		declared = slices.Clone(assets)
+		for _, region := range s.cfg.Regions {
+			a := IntakeAsset(region)
+			declared = append(declared, a)
+			streams[a.Name] = new(jetstream.Stream)
+		}
+	}
+	errs := make([]error, len(declared))
 	var wg sync.WaitGroup
-	for i, a := range assets {
+	for i, a := range declared {
 		wg.Go(func() {
-			actx, cancel := context.WithTimeout(ctx, assetTimeout)
+			actx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			switch a.Kind {
 			case AssetBucket:
@@ -482,6 +513,12 @@ const DefaultWriteBudget = 15 * time.Second
 // budget is spent. Each attempt gets its own timeout. It is how writes ride
 // out a leader election or a lost region.
 func retrying[R any](ctx context.Context, s *Store, op func(ctx context.Context) (R, error)) (R, error) {
+	return retryingEach(ctx, s, s.cfg.OpTimeout, op)
+}
+
+// retryingEach is retrying with each attempt bounded by attempt instead
+// of the operation timeout.
+func retryingEach[R any](ctx context.Context, s *Store, attempt time.Duration, op func(ctx context.Context) (R, error)) (R, error) {
 	policy := retrypolicy.NewBuilder[R]().
 		AbortIf(func(_ R, err error) bool { return permanent(err) }).
 		WithBackoff(50*time.Millisecond, time.Second).
@@ -491,7 +528,7 @@ func retrying[R any](ctx context.Context, s *Store, op func(ctx context.Context)
 		ReturnLastFailure().
 		Build()
 	return failsafe.With(policy).WithContext(ctx).Get(func() (R, error) {
-		actx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+		actx, cancel := context.WithTimeout(ctx, attempt)
 		defer cancel()
 		return op(actx)
 	})

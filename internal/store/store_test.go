@@ -441,3 +441,13 @@ func TestOrdersPagesNewestFirstReadingOnlyThePage(t *testing.T) {
 		t.Fatal("the page with the damaged order read without an error")
 	}
 }
+
+// The passes that open the assets start short, so a request lost in an
+// election is sent again soon, and grow to a bound a slow cluster meets.
+func TestAssetTimeoutGrowsToItsBound(t *testing.T) {
+	for pass, want := range map[int]time.Duration{0: time.Second, 1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 5 * time.Second, 60: 5 * time.Second} {
+		if got := store.AssetTimeout(pass); got != want {
+			t.Errorf("pass %d: %s, want %s", pass, got, want)
+		}
+	}
+}

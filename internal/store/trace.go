@@ -22,6 +22,7 @@ const (
 	attrMsgID         = "messaging.message.id"
 	attrCASAttempts   = "contoso.cas.attempts"
 	attrCASConflicts  = "contoso.cas.conflicts"
+	attrCASChanges    = "contoso.cas.changes"
 	attrLines         = "contoso.order.lines"
 	eventCASConflict  = "revision conflict"
 	eventStoreRetried = "store unavailable; retrying"

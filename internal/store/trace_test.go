@@ -145,35 +145,50 @@ func names(spans []sdktrace.ReadOnlySpan) []string {
 	return out
 }
 
-// Concurrent reservations of one SKU meet revision conflicts: each
-// compare-and-set span says how many attempts it took and has an event per
-// conflict, every attempt but the last a conflict.
+// Concurrent reservations of one SKU go through the SKU's one writer in
+// batches: each compare-and-set span says how many changes it carried, how
+// many attempts it took, and has an event per conflict (every attempt but
+// the last a conflict); it links the traces of the reservations batched
+// into it from other traces. Together the spans carry every reservation
+// once.
 func TestReservationSpansCountTheirConflicts(t *testing.T) {
-	st, _, rec, tracer := tracedStore(t)
+	st, nc, rec, tracer := tracedStore(t)
 	if err := st.SetStock(t.Context(), "p2-40", 100); err != nil {
 		t.Fatal(err)
 	}
-	const orders = 8
+	// A second store client, as a second stamp's processor is: two
+	// writers of the SKU, whose batches conflict.
+	other, err := store.Open(t.Context(), store.Config{Conn: nc, Replicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writers := []*store.Store{st, other}
+	const orders = 16
 	var wg sync.WaitGroup
 	for i := range orders {
 		wg.Go(func() {
 			ctx, span := tracer.Start(t.Context(), fmt.Sprintf("order %d", i))
 			defer span.End()
-			if _, err := st.Reserve(ctx, fmt.Sprintf("order-%d", i), []shop.Line{{SKU: "p2-40", Quantity: 1}}); err != nil {
+			if _, err := writers[i%2].Reserve(ctx, fmt.Sprintf("order-%d", i), []shop.Line{{SKU: "p2-40", Quantity: 1}}); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	updates, conflicts := 0, 0
+	updates, changes, conflicts := 0, 0, 0
 	for _, s := range rec.Ended() {
 		if s.Name() != "update inventory" {
 			continue
 		}
 		updates++
-		var attempts, n int
+		var attempts, n, batched int
 		fmt.Sscan(attr(s, "contoso.cas.attempts"), &attempts)
 		fmt.Sscan(attr(s, "contoso.cas.conflicts"), &n)
+		fmt.Sscan(attr(s, "contoso.cas.changes"), &batched)
+		changes += batched
+		if links := len(s.Links()); links != batched-1 {
+			t.Errorf("update span of %d changes has %d links, want one per other change", batched, links)
+		}
 		events := 0
 		for _, e := range s.Events() {
 			if e.Name == "revision conflict" {
@@ -185,8 +200,8 @@ func TestReservationSpansCountTheirConflicts(t *testing.T) {
 		}
 		conflicts += n
 	}
-	if updates != orders {
-		t.Fatalf("%d update spans for %d reservations", updates, orders)
+	if changes != orders {
+		t.Fatalf("%d update spans carried %d changes for %d reservations", updates, changes, orders)
 	}
-	t.Logf("%d reservations met %d revision conflicts", orders, conflicts)
+	t.Logf("%d reservations in %d writes met %d revision conflicts", orders, updates, conflicts)
 }

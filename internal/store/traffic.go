@@ -160,38 +160,44 @@ func findBucket(ctx context.Context, js jetstream.JetStream, bucket string, log 
 	if js == nil {
 		return nil, errors.New("no JetStream context")
 	}
-	delay := 100 * time.Millisecond
-	for {
+	var kv jetstream.KeyValue
+	err := notReady.Retry(ctx, func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		kv, err := js.KeyValue(actx, bucket)
-		cancel()
-		if err == nil {
-			return kv, nil
-		}
-		log.Info("bucket not ready; retrying", "bucket", bucket, "error", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("find bucket %s: %w (last error: %w)", bucket, ctx.Err(), err)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 2*time.Second)
+		defer cancel()
+		var err error
+		kv, err = js.KeyValue(actx, bucket)
+		return err
+	}, func(err error, wait time.Duration) {
+		log.Info("bucket not ready; retrying", "bucket", bucket, "error", err, "retry_in", wait)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find bucket %s: %w", bucket, err)
 	}
+	return kv, nil
 }
 
 func watchTraffic(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger, fn func(t *Traffic)) error {
-	w, err := kv.Watch(ctx, TrafficKey)
+	return watchKey(ctx, kv, TrafficKey, "traffic table", decodeTraffic, log, fn)
+}
+
+// watchKey streams key of kv to fn until ctx is done: the current value
+// first (nil when there is none), then every change (nil when deleted).
+// A value decode refuses is logged as what and fn is not called for it, so
+// the caller keeps the last one it had. fn must not block for long.
+func watchKey[T any](ctx context.Context, kv jetstream.KeyValue, key, what string, decode func([]byte) (*T, error), log *slog.Logger, fn func(*T)) error {
+	w, err := kv.Watch(ctx, key)
 	if err != nil {
-		return fmt.Errorf("watch traffic table: %w", err)
+		return fmt.Errorf("watch %s: %w", what, err)
 	}
 	defer w.Stop()
-	told := false // fn has heard of the current table (or refused it)
+	told := false // fn has heard of the current value (or it was refused)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case u, ok := <-w.Updates():
 			if !ok {
-				return errors.New("watch traffic table: closed")
+				return fmt.Errorf("watch %s: closed", what)
 			}
 			if u == nil { // the current value came, or there is none
 				if !told {
@@ -205,12 +211,12 @@ func watchTraffic(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger, 
 				fn(nil)
 				continue
 			}
-			t, err := decodeTraffic(u.Value())
+			v, err := decode(u.Value())
 			if err != nil {
-				log.Error("refusing a traffic table; keeping the last one", "revision", u.Revision(), "error", err)
+				log.Error("refusing a "+what+"; keeping the last one", "revision", u.Revision(), "error", err)
 				continue
 			}
-			fn(t)
+			fn(v)
 		}
 	}
 }

@@ -20,29 +20,30 @@ import (
 	"github.com/contoso/shoes/internal/store/storetest"
 )
 
-// trafficWatch collects what a traffic watch delivers.
-type trafficWatch struct {
-	got  chan *store.Traffic
+// keyWatch collects what a watch of one key (the traffic table, the
+// instance settings) delivers.
+type keyWatch[T any] struct {
+	got  chan *T
 	done chan error
 }
 
-// watchTraffic runs watch until the test ends, delivering every call of
-// its fn to the returned channel.
-func watchTraffic(t *testing.T, watch func(ctx context.Context, fn func(*store.Traffic)) error) *trafficWatch {
+// watchKey runs watch until the test ends, delivering every call of its fn
+// to the returned channel.
+func watchKey[T any](t *testing.T, watch func(ctx context.Context, fn func(*T)) error) *keyWatch[T] {
 	t.Helper()
-	w := &trafficWatch{got: make(chan *store.Traffic, 16), done: make(chan error, 1)}
+	w := &keyWatch[T]{got: make(chan *T, 16), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { w.done <- watch(ctx, func(tr *store.Traffic) { w.got <- tr }) }()
+	go func() { w.done <- watch(ctx, func(v *T) { w.got <- v }) }()
 	t.Cleanup(func() { cancel(); <-w.done })
 	return w
 }
 
 // next is the watch's next delivery, within ten seconds.
-func (w *trafficWatch) next(t *testing.T, what string) *store.Traffic {
+func (w *keyWatch[T]) next(t *testing.T, what string) *T {
 	t.Helper()
 	select {
-	case tr := <-w.got:
-		return tr
+	case v := <-w.got:
+		return v
 	case err := <-w.done:
 		t.Fatalf("%s: the watch ended: %v", what, err)
 	case <-time.After(10 * time.Second):
@@ -100,7 +101,7 @@ func TestTrafficTableIsWatchedFromAnotherRegion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := watchTraffic(t, reg.WatchTraffic)
+	w := watchKey(t, reg.WatchTraffic)
 	if tr := w.next(t, "the start"); tr != nil {
 		t.Fatalf("first delivery = %+v, want nil (no table)", tr)
 	}
@@ -153,7 +154,7 @@ func TestTrafficTableIsWatchedFromAnotherRegion(t *testing.T) {
 
 	// A later watch (a POP starting, a watch restarted) begins with the
 	// table as it is; a Store watches the same way.
-	late := watchTraffic(t, st.WatchTraffic)
+	late := watchKey(t, st.WatchTraffic)
 	if got := splitOf(late.next(t, "a later watch")); !reflect.DeepEqual(got, half) {
 		t.Fatalf("a later watch began with %v, want %v", got, half)
 	}
@@ -161,7 +162,7 @@ func TestTrafficTableIsWatchedFromAnotherRegion(t *testing.T) {
 	if err := st.ClearTraffic(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, x := range []*trafficWatch{w, late} {
+	for _, x := range []*keyWatch[store.Traffic]{w, late} {
 		if tr := x.next(t, "the clear"); tr != nil {
 			t.Fatalf("after ClearTraffic the watch delivered %+v, want nil", tr)
 		}
@@ -170,7 +171,7 @@ func TestTrafficTableIsWatchedFromAnotherRegion(t *testing.T) {
 		t.Fatalf("Traffic after ClearTraffic = %+v, %v; want nil, nil", tr, err)
 	}
 	// And cleared, a new watch begins with nil.
-	if tr := watchTraffic(t, reg.WatchTraffic).next(t, "a watch after the clear"); tr != nil {
+	if tr := watchKey(t, reg.WatchTraffic).next(t, "a watch after the clear"); tr != nil {
 		t.Fatalf("a watch after the clear began with %+v, want nil", tr)
 	}
 }

@@ -21,11 +21,14 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/contoso/shoes/internal/loadtest"
 )
 
 // Experiment is one fault under load with its expectations.
@@ -114,6 +117,9 @@ type Load struct {
 	// Regions are where the clients are; empty: as the runner's load
 	// has them (every region).
 	Regions []string `yaml:"regions,omitempty" json:"regions,omitempty"`
+	// Windows are the stretches of the load whose answers the judge reads
+	// apart (SurvivorsGate): set by the runner, never by the file.
+	Windows []loadtest.Window `yaml:"-" json:"-"`
 }
 
 // length is how long the load's schedule lasts.
@@ -146,6 +152,65 @@ type Expect struct {
 	Health  []HealthGate `yaml:"health,omitempty" json:"health,omitempty"`
 	Routing *RoutingGate `yaml:"routing,omitempty" json:"routing,omitempty"`
 	Data    *DataGate    `yaml:"data,omitempty" json:"data,omitempty"`
+	// Survivors judges what the clients of the regions the fault spares
+	// felt: the p99 of each flow while the fault lasts against before it.
+	Survivors *SurvivorsGate `yaml:"survivors,omitempty" json:"survivors,omitempty"`
+}
+
+// SurvivorsGate: in every client region but the fault's target, each of
+// Flows keeps its p99 while the fault lasts (the requests sent from the
+// injection to the heal) within P99Ratio times its p99 before it (the
+// requests sent from the end of the ramp, or Before ahead of the
+// injection if that is later, and answered before the injection: those
+// it caught in flight felt the fault). Both figures are reported with
+// the ratio.
+type SurvivorsGate struct {
+	Flows    []string `yaml:"flows" json:"flows"`
+	P99Ratio float64  `yaml:"p99_ratio" json:"p99Ratio"`
+	Before   Duration `yaml:"before,omitempty" json:"before,omitempty"`
+}
+
+// Names of the load windows a SurvivorsGate reads.
+const (
+	windowBefore = "before the fault"
+	windowDuring = "during the fault"
+)
+
+// windows are the stretches of e's load the gate compares.
+func (g *SurvivorsGate) windows(e Experiment) []loadtest.Window {
+	at, from := e.Fault.After.D(), e.Load.Ramp.D()
+	if g.Before > 0 {
+		from = max(from, at-g.Before.D())
+	}
+	return []loadtest.Window{
+		{Name: windowBefore, From: from, To: at, Answered: true},
+		{Name: windowDuring, From: at, To: at + e.Fault.Duration.D()},
+	}
+}
+
+// check says what the gate lacks.
+func (g *SurvivorsGate) check(where string, e Experiment) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: survivors: "+format, append([]any{where}, args...)...))
+	}
+	if len(g.Flows) == 0 {
+		bad("name the flows to judge")
+	}
+	for _, f := range g.Flows {
+		if !slices.Contains(loadtest.Flows(), loadtest.Flow(f)) {
+			bad("unknown flow %q", f)
+		}
+	}
+	if !(g.P99Ratio >= 1) || math.IsInf(g.P99Ratio, 0) {
+		bad("p99_ratio must be a finite number >= 1, got %v", g.P99Ratio)
+	}
+	if e.Fault.Fault == "" || e.Fault.Target == "" {
+		bad("needs a fault with a target region")
+	} else if ws := g.windows(e); ws[0].From >= ws[0].To {
+		bad("the fault must come after the ramp, so there is a before to compare with")
+	}
+	return errs
 }
 
 // SLOGate bounds one flow's percentiles and error ratio over the whole run
@@ -312,6 +377,9 @@ func Parse(b []byte) ([]Experiment, error) {
 			if g.Region != "" && (g.P95 > 0 || g.Errors != nil) {
 				errs = append(errs, fmt.Errorf("%s: the SLO gate of %s in %s: only p99 is judged per region", where, g.Flow, g.Region))
 			}
+		}
+		if g := e.Expect.Survivors; g != nil {
+			errs = append(errs, g.check(where, e)...)
 		}
 		if r := e.Expect.Routing; r != nil && ((r.OutOfRotation == "") != (r.Within <= 0) || (r.OutOfRotation == "" && r.InRotation == "" && !r.StaysHome)) {
 			errs = append(errs, fmt.Errorf("%s: routing wants out_of_rotation with within, in_rotation, or stays_home", where))

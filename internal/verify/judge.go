@@ -46,13 +46,18 @@ func (f FlowOutcome) ErrorRatio() float64 {
 type LoadOutcome struct {
 	Flows map[string]FlowOutcome `json:"flows"`
 	// Cells are each flow's results for the clients of one region, by
-	// cellKey: Requests and P99 only.
-	Cells              map[string]FlowOutcome `json:"cells"`
-	IdempotentFailures int64                  `json:"idempotentFailures"` // GET, HEAD or keyed requests that failed
-	OrdersAccepted     int                    `json:"ordersAccepted"`
-	OrdersUnsettled    int                    `json:"ordersUnsettled"` // accepted but not confirmed or rejected by the deadline
-	Oversold           bool                   `json:"oversold"`
-	Served             map[string]int64       `json:"served"` // answers by the region that served them
+	// cellKey: Requests, Errors (every non-2xx answer) and P99 only.
+	Cells map[string]FlowOutcome `json:"cells"`
+	// Windows are the cells of each window of the load (Load.Windows), by
+	// window name.
+	Windows map[string]map[string]FlowOutcome `json:"windows,omitempty"`
+	// Regions are the load's client regions.
+	Regions            []string         `json:"regions,omitempty"`
+	IdempotentFailures int64            `json:"idempotentFailures"` // GET, HEAD or keyed requests that failed
+	OrdersAccepted     int              `json:"ordersAccepted"`
+	OrdersUnsettled    int              `json:"ordersUnsettled"` // accepted but not confirmed or rejected by the deadline
+	Oversold           bool             `json:"oversold"`
+	Served             map[string]int64 `json:"served"` // answers by the region that served them
 	// ServedByClient is, by client region, its answers by the region
 	// that served them ("" for no answer).
 	ServedByClient map[string]map[string]int64 `json:"servedByClient,omitempty"`
@@ -223,8 +228,44 @@ func judge(r run) []Verdict {
 			add("no oversell", map[bool]string{true: "oversold", false: "none"}[r.load.Oversold], r.load.Oversold == *g.Oversell)
 		}
 	}
+	if g := r.exp.Expect.Survivors; g != nil {
+		for _, v := range survivors(g, r.exp.Fault.Target, r.load) {
+			add(v.Expectation, v.Measured, v.Pass)
+		}
+	}
 	measured, pass := conservation(r.load.Stock)
 	add(expectConservation, measured, pass)
+	return out
+}
+
+// survivors judges g: for every client region but target and every flow
+// of g, the p99 of the requests sent while the fault lasted against the
+// p99 of those sent before it.
+func survivors(g *SurvivorsGate, target string, load LoadOutcome) []Verdict {
+	var out []Verdict
+	before, during := load.Windows[windowBefore], load.Windows[windowDuring]
+	for _, region := range load.Regions {
+		if region == target {
+			continue
+		}
+		for _, flow := range g.Flows {
+			b, d := before[cellKey(flow, region)], during[cellKey(flow, region)]
+			v := Verdict{Expectation: fmt.Sprintf("%s in %s: p99 during the fault <= %g× before", flow, region, g.P99Ratio)}
+			switch {
+			case b.Requests == 0 || d.Requests == 0:
+				v.Measured = fmt.Sprintf("%d requests before, %d during: nothing to compare", b.Requests, d.Requests)
+			default:
+				ratio := float64(d.P99) / float64(max(b.P99, time.Microsecond))
+				v.Measured = fmt.Sprintf("%s before (%d requests), %s during (%d): %.1f×",
+					b.P99.Round(time.Millisecond), b.Requests, d.P99.Round(time.Millisecond), d.Requests, ratio)
+				v.Pass = ratio <= g.P99Ratio
+			}
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, Verdict{Expectation: "a client region the fault spares", Measured: fmt.Sprintf("client regions %v, fault on %s", load.Regions, target)})
+	}
 	return out
 }
 

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,21 +37,25 @@ func TestParseRejectsBadExperiments(t *testing.T) {
 		t.Fatalf("good file: %v", err)
 	}
 	for name, bad := range map[string]string{
-		"empty":            `experiments: []`,
-		"unknown field":    strings.Replace(good, "rate: 10", "rate: 10, rps: 3", 1),
-		"no rate":          strings.Replace(good, "rate: 10", "rate: 0", 1),
-		"bad duration":     strings.Replace(good, "hold: 10s", "hold: ten", 1),
-		"fault outlasts":   strings.Replace(good, "duration: 3s", "duration: 30s", 1),
-		"no fault":         strings.Replace(good, "fault: stamp-drain", "fault: ''", 1),
-		"health no within": good + "    expect: {health: [{entity: system, state: degraded}]}\n",
-		"health bad state": good + "    expect: {health: [{entity: system, never: purple}]}\n",
-		"routing no when":  good + "    expect: {routing: {out_of_rotation: eastus}}\n",
-		"routing nothing":  good + "    expect: {routing: {within: 2s}}\n",
-		"routing empty":    good + "    expect: {routing: {}}\n",
-		"region p95":       good + "    expect: {slo: [{flow: browse, region: eastus, p95: 1s}]}\n",
-		"region errors":    good + "    expect: {slo: [{flow: browse, region: eastus, errors: 0}]}\n",
-		"duplicate name":   good + strings.TrimPrefix(good, "experiments:\n"),
-		"not yaml":         "{{{",
+		"empty":              `experiments: []`,
+		"unknown field":      strings.Replace(good, "rate: 10", "rate: 10, rps: 3", 1),
+		"no rate":            strings.Replace(good, "rate: 10", "rate: 0", 1),
+		"bad duration":       strings.Replace(good, "hold: 10s", "hold: ten", 1),
+		"fault outlasts":     strings.Replace(good, "duration: 3s", "duration: 30s", 1),
+		"no fault":           strings.Replace(good, "fault: stamp-drain", "fault: ''", 1),
+		"health no within":   good + "    expect: {health: [{entity: system, state: degraded}]}\n",
+		"health bad state":   good + "    expect: {health: [{entity: system, never: purple}]}\n",
+		"routing no when":    good + "    expect: {routing: {out_of_rotation: eastus}}\n",
+		"routing nothing":    good + "    expect: {routing: {within: 2s}}\n",
+		"routing empty":      good + "    expect: {routing: {}}\n",
+		"region p95":         good + "    expect: {slo: [{flow: browse, region: eastus, p95: 1s}]}\n",
+		"region errors":      good + "    expect: {slo: [{flow: browse, region: eastus, errors: 0}]}\n",
+		"duplicate name":     good + strings.TrimPrefix(good, "experiments:\n"),
+		"survivors no flow":  good + "    expect: {survivors: {p99_ratio: 2}}\n",
+		"survivors bad flow": good + "    expect: {survivors: {flows: [shopping], p99_ratio: 2}}\n",
+		"survivors ratio":    good + "    expect: {survivors: {flows: [product], p99_ratio: 0.5}}\n",
+		"survivors no ramp":  strings.Replace(good, "after: 2s", "after: 0s", 1) + "    expect: {survivors: {flows: [product], p99_ratio: 2}}\n",
+		"not yaml":           "{{{",
 	} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -200,6 +205,63 @@ func TestJudgeInRotationAndStaysHome(t *testing.T) {
 	got = verdicts(nil, nil)
 	if got["eastus stays in rotation"].Pass || got["every client region served by its own region"].Pass {
 		t.Errorf("passed on nothing: %+v", got)
+	}
+}
+
+// The clients of the regions a fault spares: each flow's p99 while the
+// fault lasts against before it, in every client region but the target;
+// an empty window is no pass.
+func TestJudgeSurvivors(t *testing.T) {
+	file := `experiments:
+  - name: x
+    load: {rate: 10, ramp: 2s, hold: 20s}
+    fault: {fault: region-outage, target: eastus, after: 10s, duration: 6s}
+    expect: {survivors: {flows: [product, checkout], p99_ratio: 2, before: 5s}}
+`
+	exps, err := Parse([]byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := exps[0]
+	want := []loadtest.Window{{Name: windowBefore, From: 5 * time.Second, To: 10 * time.Second, Answered: true},
+		{Name: windowDuring, From: 10 * time.Second, To: 16 * time.Second}}
+	if got := e.Expect.Survivors.windows(e); !slices.Equal(got, want) {
+		t.Errorf("windows = %+v, want %+v", got, want)
+	}
+	cell := func(n int64, p99 time.Duration) FlowOutcome { return FlowOutcome{Requests: n, P99: p99} }
+	load := LoadOutcome{Regions: []string{"westeurope", "eastus", "northeurope"}, Windows: map[string]map[string]FlowOutcome{
+		windowBefore: {
+			cellKey("product", "westeurope"): cell(50, 20*time.Millisecond), cellKey("checkout", "westeurope"): cell(40, 100*time.Millisecond),
+			cellKey("product", "northeurope"): cell(50, 30*time.Millisecond), cellKey("checkout", "northeurope"): cell(40, 100*time.Millisecond),
+			cellKey("product", "eastus"): cell(50, 30*time.Millisecond),
+		},
+		windowDuring: {
+			cellKey("product", "westeurope"): cell(60, 40*time.Millisecond), cellKey("checkout", "westeurope"): cell(45, 6*time.Second),
+			cellKey("product", "northeurope"): cell(60, 25*time.Millisecond),
+			cellKey("product", "eastus"):      cell(60, 9*time.Second), // the target: not judged
+		},
+	}}
+	got := map[string]Verdict{}
+	for _, v := range judge(run{exp: e, load: load}) {
+		got[v.Expectation] = v
+	}
+	for expect, pass := range map[string]bool{
+		"product in westeurope: p99 during the fault <= 2× before":   true, // exactly twice
+		"checkout in westeurope: p99 during the fault <= 2× before":  false,
+		"product in northeurope: p99 during the fault <= 2× before":  true,
+		"checkout in northeurope: p99 during the fault <= 2× before": false, // nothing during: no pass
+	} {
+		if v, ok := got[expect]; !ok || v.Pass != pass {
+			t.Errorf("%s: %+v (judged: %v), want pass %v", expect, v, ok, pass)
+		}
+	}
+	if v := got["checkout in westeurope: p99 during the fault <= 2× before"]; v.Measured != "100ms before (40 requests), 6s during (45): 60.0×" {
+		t.Errorf("measured = %q", v.Measured)
+	}
+	for expect := range got {
+		if strings.Contains(expect, "eastus") {
+			t.Errorf("the fault's target is judged: %s", expect)
+		}
 	}
 }
 

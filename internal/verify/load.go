@@ -21,6 +21,7 @@ func LoadWith(base loadtest.Config) func(ctx context.Context, l Load, started fu
 		cfg.Rate, cfg.Ramp, cfg.Hold = l.Rate, l.Ramp.D(), l.Hold.D()
 		cfg.Spike, cfg.SpikeRate, cfg.SpikeStock = l.Spike.D(), l.SpikeRate, l.Stock
 		cfg.Conservation = true
+		cfg.Windows = l.Windows
 		if len(l.Regions) > 0 {
 			cfg.Regions = l.Regions
 		}
@@ -41,7 +42,6 @@ func LoadWith(base loadtest.Config) func(ctx context.Context, l Load, started fu
 func outcome(rep *loadtest.Report) LoadOutcome {
 	out := LoadOutcome{
 		Flows:              map[string]FlowOutcome{},
-		Cells:              map[string]FlowOutcome{},
 		IdempotentFailures: rep.IdempotentFailures.Count,
 		OrdersAccepted:     int(rep.Orders.Accepted),
 		OrdersUnsettled:    int(rep.Orders.Unsettled),
@@ -81,8 +81,22 @@ func outcome(rep *loadtest.Report) LoadOutcome {
 			out.Seconds[sec.Second][string(flow)] = time.Duration(p.P99Ms * float64(time.Millisecond))
 		}
 	}
-	for _, c := range rep.Cells {
-		out.Cells[cellKey(string(c.Flow), c.Region)] = FlowOutcome{Requests: c.Requests,
+	out.Cells = cellOutcomes(rep.Cells)
+	for _, w := range rep.Windows {
+		if out.Windows == nil {
+			out.Windows = map[string]map[string]FlowOutcome{}
+		}
+		out.Windows[w.Name] = cellOutcomes(w.Cells)
+	}
+	out.Regions = rep.Regions
+	return out
+}
+
+// cellOutcomes are cells by cellKey: requests, errors and p99.
+func cellOutcomes(cells []loadtest.Cell) map[string]FlowOutcome {
+	out := make(map[string]FlowOutcome, len(cells))
+	for _, c := range cells {
+		out[cellKey(string(c.Flow), c.Region)] = FlowOutcome{Requests: c.Requests, Errors: c.Errors,
 			P99: time.Duration(c.P99Ms * float64(time.Millisecond))}
 	}
 	return out

@@ -120,7 +120,11 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 	done := make(chan loaded, 1)
 	startedAt := make(chan time.Time, 1)
 	go func() {
-		out, err := cfg.Load(ctx, e.Load, func() {
+		load := e.Load
+		if g := e.Expect.Survivors; g != nil {
+			load.Windows = g.windows(e)
+		}
+		out, err := cfg.Load(ctx, load, func() {
 			if sr != nil {
 				// The instances get the experiment's capacity only now:
 				// the load's own reads before its schedule (the stock of

@@ -150,7 +150,10 @@ func (sr *scalingRun) waitMin(ctx context.Context, min int, d time.Duration) (ti
 func (sr *scalingRun) restore(ctx context.Context) error {
 	b := sr.before
 	target, out, in := b.Policy.Target, b.Policy.ScaleOutAfterSeconds, b.Policy.ScaleInAfterSeconds
-	u := autoscale.Update{Target: &target, ScaleOutAfterSeconds: &out, ScaleInAfterSeconds: &in, Regions: map[string]autoscale.RegionUpdate{}, Instance: b.Instances}
+	// Instances without settings before go back to their own
+	// configuration.
+	u := autoscale.Update{Target: &target, ScaleOutAfterSeconds: &out, ScaleInAfterSeconds: &in, Regions: map[string]autoscale.RegionUpdate{},
+		Instance: b.Instances, ResetInstance: b.Instances == nil}
 	for _, r := range b.Regions {
 		lo, hi := r.Min, r.Max
 		u.Regions[r.Region] = autoscale.RegionUpdate{Min: &lo, Max: &hi}

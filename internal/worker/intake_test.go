@@ -179,11 +179,14 @@ func TestAnOrderWhoseProcessorDiedBeforeRecordingItIsRecordedOnce(t *testing.T) 
 // A replay published again after the stream's duplicate window, while the
 // first order still waited on the queue, is a second message for the same
 // request: the processor records the first order it takes and drops the
-// other, reserving nothing for it.
+// other, reserving nothing for it; the other's id reads as the first
+// order.
 //
-// Mutation tried: the drop in Take removed → "the duplicate order was
-// recorded", "stock {Available:1 Holds:map[]}, want 3 available", "the
-// partner took the duplicate 1 times".
+// Mutations tried: the duplicate's record in Take removed → "the
+// duplicate's id reads as {…} (order … not found), want order …"; the drop
+// in Take removed → the duplicate's id reads as its own order, "stock
+// {Available:1 Holds:map[]}, want 3 available", "the partner took the
+// duplicate 1 times".
 func TestAReplayQueuedAfterTheDuplicateWindowIsDropped(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope")
 	ctx := t.Context()
@@ -231,8 +234,13 @@ func TestAReplayQueuedAfterTheDuplicateWindowIsDropped(t *testing.T) {
 	if rec, ok, err := st.Recall(ctx, idemID); err != nil || !ok || rec.ID != first.ID {
 		t.Errorf("request recorded with %+v %v (%v), want order %s", rec, ok, err, first.ID)
 	}
-	if _, err := st.Order(ctx, shop.UserKey("bob"), again.ID); shop.KindOf(err) != shop.KindNotFound {
-		t.Errorf("the duplicate order was recorded (%v)", err)
+	// The duplicate's id, which its client holds, reads as the first
+	// order; the user's list holds the first order only.
+	if got, err := st.Order(ctx, shop.UserKey("bob"), again.ID); err != nil || got.ID != first.ID || !got.Status.Final() {
+		t.Errorf("the duplicate's id reads as %+v (%v), want order %s, final", got, err, first.ID)
+	}
+	if list, _, err := st.Orders(ctx, shop.UserKey("bob"), "", 10); err != nil || len(list) != 1 || list[0].ID != first.ID {
+		t.Errorf("bob's orders = %+v (%v), want the first only", list, err)
 	}
 	if s, err := st.Stock(ctx, sku); err != nil || s.Available != 3 || len(s.Holds) != 0 {
 		t.Errorf("stock %+v (%v), want 3 available (5 less one order's 2), no hold", s, err)

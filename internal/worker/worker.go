@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/contoso/shoes/internal/backoff"
 	"github.com/contoso/shoes/internal/partner"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
@@ -57,6 +59,8 @@ type Worker struct {
 	cfg                 Config
 	log                 *slog.Logger
 	confirmed, rejected metric.Int64Counter
+
+	inProcess atomic.Int64 // order messages in Take now
 
 	mu         sync.Mutex // guards the fields below
 	canarySent time.Time  // send time of the newest canary processed
@@ -111,20 +115,11 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 func (w *Worker) forever(ctx context.Context, what string, process func() error) {
-	delay := 250 * time.Millisecond
-	for {
-		err := process()
-		if ctx.Err() != nil {
-			return
-		}
-		w.log.WarnContext(ctx, "background processing stopped; restarting", "queue", what, "error", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 10*time.Second)
-	}
+	backoff.Policy{First: 250 * time.Millisecond, Max: 10 * time.Second}.Keep(ctx, func(context.Context) error {
+		return process()
+	}, func(err error, wait time.Duration) {
+		w.log.WarnContext(ctx, "background processing stopped; restarting", "queue", what, "error", err, "retry_in", wait)
+	})
 }
 
 // Take handles an order message. An order accepted with the one write of
@@ -132,11 +127,15 @@ func (w *Worker) forever(ctx context.Context, what string, process func() error)
 // reserved, Take records that request (create-if-absent, so a replay in
 // any region later gets this order) and the order itself. When the
 // request is recorded already with another order (a replay published again
-// after the stream's duplicate window, while this message still waited),
-// the message is a duplicate: it is dropped, nothing reserved. Then Order
+// after the stream's duplicate window, or to another queue, while this
+// message still waited), the message is a duplicate: nothing is reserved,
+// and its order is recorded as a rejected duplicate whose SameAs names the
+// order the request made, so that its id reads as that order. Then Order
 // takes the order further. A crash anywhere leaves the message
 // unacknowledged, and its redelivery records nothing twice.
 func (w *Worker) Take(ctx context.Context, in store.Intake) error {
+	w.inProcess.Add(1)
+	defer w.inProcess.Add(-1)
 	o := in.Order
 	if err := validOrder(o); err != nil {
 		return err
@@ -147,7 +146,15 @@ func (w *Worker) Take(ctx context.Context, in store.Intake) error {
 			return fmt.Errorf("record the request of order %s: %w", o.ID, err)
 		}
 		if !won && rec.ID != o.ID {
+			// Its id, which a client may hold, names the order the
+			// request made: recorded as a rejected duplicate pointing
+			// there, read as that order.
 			w.log.WarnContext(ctx, "dropping an order whose request made another order", "order", o.ID, "kept", rec.ID)
+			dup := o
+			dup.Status, dup.Reason, dup.SameAs, dup.UpdatedAt = shop.OrderRejected, shop.ReasonDuplicate, rec.ID, w.cfg.Now().UTC()
+			if err := w.cfg.Store.CreateOrder(ctx, dup); err != nil {
+				return fmt.Errorf("record duplicate order %s of %s: %w", o.ID, rec.ID, err)
+			}
 			return nil
 		}
 		if err := w.cfg.Store.CreateOrder(ctx, o); err != nil {
@@ -322,6 +329,13 @@ func (w *Worker) LastCanary() (sent, processed time.Time) {
 	defer w.mu.Unlock()
 	return w.canarySent, w.canaryDone
 }
+
+// OrdersInProcess reports how many orders this worker is processing now
+// (taken from the queue, not yet finished), at most OrderConcurrency.
+func (w *Worker) OrdersInProcess() int { return int(w.inProcess.Load()) }
+
+// OrderConcurrency is the most orders this worker processes at once.
+func (w *Worker) OrderConcurrency() int { return w.cfg.OrderConcurrency }
 
 // Processed reports how many comments and ratings this worker stored.
 func (w *Worker) Processed() uint64 {

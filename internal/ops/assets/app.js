@@ -386,7 +386,7 @@ function scalingRegions(regions, target) {
     "table",
     { class: "scaling-regions" },
     el("caption", { class: "visually-hidden", text: "Instances of each region, as of the autoscaler's last evaluation" }),
-    el("thead", null, el("tr", null, ["region", "instances", "want", "min–max", "pre-scale until", "utilisation", "shed", "reason"].map((h) => el("th", { scope: "col", text: h })))),
+    el("thead", null, el("tr", null, ["region", "instances", "want", "min–max", "pre-scale until", "utilisation", "shed", "orders", "reason"].map((h) => el("th", { scope: "col", text: h })))),
     el(
       "tbody",
       null,
@@ -425,11 +425,21 @@ function scalingRegions(regions, target) {
             el("span", { class: "num", text: fmtPct(util) }),
           ),
           el("td", { class: "num" + (inputs.shed > 0 ? " shed" : ""), "data-cell": "shed", text: fmtValue(inputs.shed || 0) }),
+          el("td", { "data-cell": "orders", text: fmtOrders(inputs) }),
           el("td", { class: "scaling-reason", "data-cell": "reason", text: r.reason || "" }),
         );
       }),
     ),
   );
+}
+
+// fmtOrders is the orders accepted and not yet processed that a region's
+// inputs carry: queued (the shared queue), the oldest's wait, and in
+// process on the region's instances.
+function fmtOrders(inputs) {
+  const queued = inputs.ordersQueued || 0;
+  const oldest = queued > 0 ? ` (oldest ${fmtMs(inputs.ordersOldestMs || 0)})` : "";
+  return `${fmtValue(queued)} queued${oldest}, ${fmtValue(inputs.ordersInProcess || 0)} in process`;
 }
 
 // describeInputs is what a decision read, in one line.
@@ -441,6 +451,7 @@ function describeInputs(inputs) {
     `shed ${fmtValue(inputs.shed || 0)}`,
     `waiting ${fmtValue(inputs.waiting || 0)}`,
     `p99 ${fmtMs(inputs.p99Ms || 0)}`,
+    `orders ${fmtOrders(inputs)}`,
     `bounds ${fmtCount(inputs.min)}–${fmtCount(inputs.max)}`,
   ].join(" · ");
 }
