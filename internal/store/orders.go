@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -116,6 +117,51 @@ func (s *Store) listKeys(ctx context.Context, kv jetstream.KeyValue, filter stri
 			return nil, fmt.Errorf("list %s %s: %w", kv.Bucket(), filter, err)
 		}
 		return keys, nil
+	})
+}
+
+// leaderKeys lists the keys of bucket matching filter as its stream
+// leader knows them (a stream info with a subjects filter): every key
+// whose write was acknowledged before is there, which a key listing
+// (an ordered consumer, placed on any replica) does not promise. A
+// deleted key stays listed, and its read answers not found. Retried like
+// readLeader.
+func (s *Store) leaderKeys(ctx context.Context, bucket, filter string) (keys []string, err error) {
+	ctx, span := kvSpan(ctx, "keys", bucket)
+	defer func() { endSpan(span, err) }()
+	prefix := "$KV." + bucket + "."
+	return retrying(ctx, s, func(ctx context.Context) ([]string, error) {
+		var keys []string
+		for {
+			req, _ := json.Marshal(map[string]any{"subjects_filter": prefix + filter, "offset": len(keys)})
+			msg, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO.KV_"+bucket, req)
+			if err != nil {
+				return nil, err
+			}
+			var resp struct {
+				State struct {
+					Subjects    map[string]uint64 `json:"subjects"`
+					NumSubjects int               `json:"num_subjects"`
+				} `json:"state"`
+				Total int `json:"total"`
+				Error *struct {
+					Code        int    `json:"code"`
+					Description string `json:"description"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal(msg.Data, &resp); err != nil {
+				return nil, fmt.Errorf("decode stream info: %w", err)
+			}
+			if resp.Error != nil {
+				return nil, fmt.Errorf("stream info: %d %s", resp.Error.Code, resp.Error.Description)
+			}
+			for subj := range resp.State.Subjects {
+				keys = append(keys, strings.TrimPrefix(subj, prefix))
+			}
+			if len(resp.State.Subjects) == 0 || len(keys) >= resp.Total {
+				return keys, nil
+			}
+		}
 	})
 }
 
@@ -568,7 +614,7 @@ func (s *Store) orderRecord(ctx context.Context, userKey, id string) (shop.Order
 // FindOrder finds any user's order by id (for admins): a scan of the keys,
 // then, for an order no processor has recorded yet, of the queues.
 func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
-	keys, err := s.listKeys(ctx, s.orders, "*."+id)
+	keys, err := s.leaderKeys(ctx, BucketOrders, "*."+id)
 	if err != nil {
 		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("find order %s: %w", id, err))
 	}
@@ -591,7 +637,7 @@ func (s *Store) Orders(ctx context.Context, userKey, after string, limit int) (o
 	if limit < 1 {
 		limit = shop.DefaultPageLimit
 	}
-	keys, err := s.listKeys(ctx, s.orders, userKey+".*")
+	keys, err := s.leaderKeys(ctx, BucketOrders, userKey+".*")
 	if err != nil {
 		return nil, "", shop.Unavailable("orders cannot be read right now", fmt.Errorf("list orders: %w", err))
 	}
