@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -147,7 +148,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		return nil, fmt.Errorf("start node %s: not ready for connections (is port %d or %d taken?)", cfg.Region, cfg.ClientPort, cfg.ClusterPort)
+		return nil, fmt.Errorf("start node %s: not ready for connections after 30 s: %s", cfg.Region, portsTaken(cfg.ClientPort, cfg.ClusterPort))
 	}
 	// Keep the ports the server took, so a restart takes them again and
 	// its clients and links find it.
@@ -249,4 +250,25 @@ func WaitForCluster(ctx context.Context, nodes []*Node) error {
 		case <-t.C:
 		}
 	}
+}
+
+// portsTaken says which of ports (0: none asked for) another socket holds,
+// tried once the server that could not bind them is shut down.
+func portsTaken(ports ...int) string {
+	var taken []string
+	for _, p := range ports {
+		if p == 0 {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			taken = append(taken, fmt.Sprintf("port %d is taken (%v)", p, err))
+			continue
+		}
+		l.Close()
+	}
+	if len(taken) == 0 {
+		return fmt.Sprintf("its ports %v are free: it was slow to start", ports)
+	}
+	return strings.Join(taken, "; ")
 }
