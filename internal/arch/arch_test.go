@@ -69,6 +69,8 @@ func TestDependencyDirection(t *testing.T) {
 		// the one loop.
 		{pkg: "internal/backoff", only: []string{}},
 		{pkg: "internal/pki", only: []string{"internal/keyfile"}},
+		// The order rules: the store and the vocabulary, never HTTP.
+		{pkg: "internal/checkout", only: []string{"internal/shop", "internal/store"}},
 		{pkg: "internal/worker", only: []string{"internal/shop", "internal/store", "internal/partner", "internal/backoff"}},
 		{pkg: "internal/partner", only: []string{"internal/shop", "internal/httpapi"}},
 		{pkg: "internal/secrets", only: []string{"internal/shop", "internal/health", "internal/keyfile"}},

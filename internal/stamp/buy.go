@@ -1,16 +1,14 @@
 package stamp
 
 import (
-	"context"
-	"fmt"
 	"net/http"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/contoso/shoes/internal/checkout"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
-	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/telemetry"
 )
 
@@ -159,177 +157,26 @@ type orderRequest struct {
 	FromCart bool        `json:"fromCart"`
 }
 
-// postOrder accepts an order: once the order's message is durably on the
-// replicated order stream (one quorum write) it answers 202 with its
-// Location. The same user and Idempotency-Key again, in any region within
-// 24 hours, gets the same order back; with another body, 422. A replay
-// the processor has recorded is found by one read of the idempotency
-// record; one still on the queue, by the stream's deduplication of the
-// message id (the request's idempotency id).
+// postOrder authenticates and decodes an order request; the checkout
+// service decides what it makes.
 func (s *Stamp) postOrder(w http.ResponseWriter, r *http.Request) error {
 	claims, err := s.cfg.Verifier.Authenticate(r)
 	if err != nil {
-		return err
-	}
-	key := r.Header.Get("Idempotency-Key")
-	if err := shop.ValidateIdempotencyKey(key); err != nil {
 		return err
 	}
 	var in orderRequest
 	if err := httpapi.DecodeJSON(r, &in); err != nil {
 		return err
 	}
-	if in.FromCart == (len(in.Items) > 0) {
-		return shop.Invalid("items", "give either items or \"fromCart\": true")
-	}
-	release, err := s.admission.order(claims.Subject, s.cfg.Now())
+	placed, err := s.checkout.Place(r.Context(), checkout.Request{
+		User: claims.Subject, Key: r.Header.Get("Idempotency-Key"), Items: in.Items, FromCart: in.FromCart})
 	if err != nil {
 		return err
 	}
-	defer release()
-
-	ctx := r.Context()
-	userKey := shop.UserKey(claims.Subject)
-	idemID := shop.IdempotencyID(claims.Subject, key)
-	// What the request asked for: the cart (whatever it holds by a replay)
-	// or its lines, in a canonical order, so a replay listing the same lines
-	// in another order is the same request.
-	hash := shop.RequestHash(true, nil)
-	var lines []shop.Line
-	if !in.FromCart {
-		if lines, err = s.orderLines(in.Items); err != nil {
-			return err
-		}
-		hash = shop.RequestHash(false, lines)
+	if placed.Fresh {
+		s.accepted.Add(r.Context(), 1, metric.WithAttributes(attribute.String(telemetry.AttrRegion, s.cfg.Region)))
 	}
-	// A replay the processor recorded is answered from what the first
-	// request made, before the cart (empty by now) is read again.
-	rec, seen, err := s.cfg.Store.Recall(ctx, idemID)
-	if err != nil {
-		return err
-	}
-	if seen {
-		if done, err := s.replayOrder(w, r, rec, hash); done || err != nil {
-			return err
-		}
-	}
-	cartRev := uint64(0)
-	if in.FromCart {
-		cart, rev, err := s.cfg.Store.Cart(ctx, userKey)
-		if err != nil {
-			return err
-		}
-		if len(cart.Items) == 0 {
-			// The cart the first request of a replay emptied, its order
-			// still on the queue.
-			prev, queued, err := s.cfg.Store.QueuedRequest(ctx, userKey, idemID)
-			if err != nil {
-				return err
-			}
-			if queued && prev.RequestHash != hash {
-				return errReusedKey
-			}
-			if queued {
-				return writeOrder(w, prev.Order, false)
-			}
-			return shop.Invalid("fromCart", "the cart is empty")
-		}
-		if lines, err = s.orderLines(cart.Items); err != nil {
-			return err
-		}
-		cartRev = rev
-	}
-	now := s.cfg.Now().UTC()
-	id := shop.NewID(now)
-	if seen {
-		// The request was recorded without its order ever queued (a
-		// release before the processor recorded requests): finish it.
-		id = rec.ID
-	}
-	o := shop.Order{ID: id, User: claims.Subject, Lines: lines, Status: shop.OrderAccepted,
-		Region: s.cfg.Region, CreatedAt: now, UpdatedAt: now}
-	prev, fresh, err := s.cfg.Store.AcceptOrder(ctx, store.Intake{Order: o, IdempotencyID: idemID, RequestHash: hash})
-	if err != nil {
-		return err
-	}
-	if !fresh {
-		// The same request, still remembered by the stream.
-		if prev.RequestHash != hash {
-			return errReusedKey
-		}
-		return writeOrder(w, prev.Order, false)
-	}
-	if in.FromCart {
-		// Best effort: the order is accepted either way, and a cart changed
-		// in the meantime is left alone.
-		if err := s.cfg.Store.DeleteCart(ctx, userKey, cartRev); err != nil {
-			s.log.WarnContext(ctx, "cart not emptied after order", "order", o.ID, "error", err)
-		}
-	}
-	s.accepted.Add(ctx, 1, metric.WithAttributes(attribute.String(telemetry.AttrRegion, s.cfg.Region)))
-	return writeOrder(w, o, true)
-}
-
-// errReusedKey answers a replay with another body.
-var errReusedKey = shop.Errorf(shop.KindUnprocessable, "Idempotency-Key", "was used before with a different request body")
-
-// orderLines validates the lines of an order, in a canonical order, each
-// a size in the catalog.
-func (s *Stamp) orderLines(asked []shop.Line) ([]shop.Line, error) {
-	lines, err := shop.ValidateLines(asked)
-	if err != nil {
-		return nil, err
-	}
-	for i, l := range asked { // the client's order, so the index names its line
-		if err := s.knownSKU(fmt.Sprintf("items[%d].sku", i), l.SKU); err != nil {
-			return nil, err
-		}
-	}
-	return lines, nil
-}
-
-// replayOrder answers a request whose Idempotency-Key the processor
-// recorded: 422 for another body, else the order the first request made,
-// recorded or still on the queue. done is false when the order is neither
-// (the request of an older release, recorded before its order was queued),
-// which the caller then queues.
-func (s *Stamp) replayOrder(w http.ResponseWriter, r *http.Request, rec store.IdempotencyRecord, hash string) (done bool, err error) {
-	if rec.RequestHash != hash {
-		return true, errReusedKey
-	}
-	ctx := r.Context()
-	prev, err := s.cfg.Store.Order(ctx, rec.UserKey, rec.ID)
-	switch {
-	case err == nil:
-		if prev.Status == shop.OrderAccepted {
-			// A release before the processor recorded orders could
-			// record one without queueing it: queue it again (a repeat
-			// is processed as a no-op).
-			if err := s.cfg.Store.SubmitOrder(ctx, prev); err != nil {
-				return true, err
-			}
-		}
-	case shop.KindOf(err) == shop.KindNotFound:
-		if prev, err = s.cfg.Store.PendingOrder(ctx, rec.UserKey, rec.ID); shop.KindOf(err) == shop.KindNotFound {
-			return false, nil
-		}
-		if err != nil {
-			return true, err
-		}
-	default:
-		return true, err
-	}
-	return true, writeOrder(w, prev, false)
-}
-
-// order reads a user's order as recorded or, before the processor
-// recorded it, as queued.
-func (s *Stamp) order(ctx context.Context, userKey, id string) (shop.Order, error) {
-	o, err := s.cfg.Store.Order(ctx, userKey, id)
-	if shop.KindOf(err) == shop.KindNotFound {
-		return s.cfg.Store.PendingOrder(ctx, userKey, id)
-	}
-	return o, err
+	return writeOrder(w, placed.Order, placed.Fresh)
 }
 
 // writeOrder answers with an order and its Location: 202 while it is
@@ -353,7 +200,7 @@ func (s *Stamp) getOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := shop.ValidateWriteID("id", id); err != nil {
 		return err
 	}
-	o, err := s.order(r.Context(), shop.UserKey(claims.Subject), id)
+	o, err := s.checkout.Order(r.Context(), shop.UserKey(claims.Subject), id)
 	if shop.KindOf(err) == shop.KindNotFound && claims.Admin {
 		o, err = s.cfg.Store.FindOrder(r.Context(), id)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/contoso/shoes/internal/auth"
 	"github.com/contoso/shoes/internal/backoff"
 	"github.com/contoso/shoes/internal/buildinfo"
+	"github.com/contoso/shoes/internal/checkout"
 	"github.com/contoso/shoes/internal/health"
 	"github.com/contoso/shoes/internal/readmodel"
 	"github.com/contoso/shoes/internal/shop"
@@ -139,6 +140,7 @@ type Stamp struct {
 	seeded    atomic.Bool            // the seed catalog is stored (set at once when Seed is off)
 	warmed    atomic.Pointer[warmth] // nil until the warm-up has passed (set at once without warm requests)
 	admission *admission
+	checkout  *checkout.Service
 	reads     *slots       // the API's capacity for reads (GET, HEAD), and their load
 	writes    *slots       // the API's capacity for the other requests, and their load
 	work      atomic.Int64 // Work, in nanoseconds
@@ -234,6 +236,9 @@ func New(cfg Config) (*Stamp, error) {
 		s.warmed.Store(&warmth{})
 	}
 	s.admission = newAdmission(cfg)
+	s.checkout = checkout.New(checkout.Config{Store: cfg.Store, Region: cfg.Region, Now: cfg.Now, Log: log,
+		Known: func(sku string) bool { _, ok := s.model.SKU(sku); return ok },
+		Admit: func(user string) (func(), error) { return s.admission.order(user, cfg.Now()) }})
 	s.reads, s.writes = newSlots(cfg.Capacity, capacityWait), newSlots(cfg.Capacity, capacityWait)
 	s.work.Store(int64(cfg.Work))
 	s.meter.cpu = processCPU()
