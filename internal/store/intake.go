@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -240,16 +241,18 @@ func (s *Store) placeIntakeLeader(ctx context.Context) (moved string, err error)
 // publishOrder publishes an order message of in (data b) and says on which
 // queue the acknowledgement came. A client without an intake stream
 // publishes to ORDERS within the write budget. One with an intake stream
-// tries ORDERS first, as long as the hedge (twice the 90th percentile of
-// its recent acknowledgements, between 1 s and 2 s: a leader handed over,
-// which takes less, is waited for), and, when ORDERS does not acknowledge
-// in time, publishes to its own intake stream instead. A refusal (ORDERS full, say) is the answer: only silence
-// sends the order elsewhere. After such a miss the breaker sends every
-// order straight to the intake stream until a probe finds ORDERS' leader
-// again: in an election only the orders in flight at its start wait out
-// the hedge. Both messages of an order whose ORDERS publish was late but
-// not lost carry the same order id and request: the processor takes the
-// second as a redelivery of the first.
+// hedges: it publishes to ORDERS and, when ORDERS has not acknowledged
+// within the hedge (twice the 90th percentile of its recent
+// acknowledgements, between minHedge and maxHedge), to its own intake
+// stream as well, and takes the first acknowledgement; the other publish
+// is given up. A refusal (ORDERS full, say) before the hedge is the
+// answer: only silence sends the order elsewhere. A missed hedge opens the
+// breaker, which sends every order straight to the intake stream until a
+// probe finds ORDERS' leader again: in an election only the orders in
+// flight at its start wait out the hedge, and they wait no longer than the
+// hedge and one intake write. Both messages of an order whose ORDERS
+// publish was late but not lost carry the same order id and request: the
+// processor takes the second as a redelivery of the first.
 func (s *Store) publishOrder(ctx context.Context, in Intake, b []byte) (*jetstream.PubAck, jetstream.Stream, error) {
 	userKey := shop.UserKey(in.Order.User)
 	msg := func(subject string) *nats.Msg {
@@ -263,24 +266,70 @@ func (s *Store) publishOrder(ctx context.Context, in Intake, b []byte) (*jetstre
 		ack, err := s.publishMsg(ctx, msg(shared), in.IdempotencyID)
 		return ack, s.orderQ, err
 	}
-	if !s.intake.silent.Load() {
-		start := time.Now()
-		hctx, cancel := context.WithTimeout(ctx, s.intake.latency.current())
-		ack, err := s.publishMsg(hctx, msg(shared), in.IdempotencyID)
-		cancel()
-		if err == nil {
-			s.intake.latency.add(time.Since(start))
-			return ack, s.orderQ, nil
-		}
-		if ctx.Err() != nil || permanent(err) {
-			// Gone, or the store said no (full, say): not a leader
-			// being elected, and no reason to try elsewhere.
-			return nil, nil, err
-		}
-		s.sharedQueueSilent(err)
+	own := intakeSubject(s.cfg.Region, userKey, in.Order.ID)
+	if s.intake.silent.Load() {
+		ack, err := s.publishMsg(ctx, msg(own), in.IdempotencyID)
+		return ack, s.intake.own, err
 	}
-	ack, err := s.publishMsg(ctx, msg(intakeSubject(s.cfg.Region, userKey, in.Order.ID)), in.IdempotencyID)
-	return ack, s.intake.own, err
+
+	type answer struct {
+		ack   *jetstream.PubAck
+		queue jetstream.Stream
+		err   error
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the publish not acknowledged first is given up
+	answers := make(chan answer, 2)
+	publish := func(subject string, queue jetstream.Stream) {
+		go func() {
+			ack, err := s.publishMsg(pctx, msg(subject), in.IdempotencyID)
+			answers <- answer{ack, queue, err}
+		}()
+	}
+	start := time.Now()
+	publish(shared, s.orderQ)
+	hedge := time.NewTimer(s.intake.latency.current())
+	defer hedge.Stop()
+	hedged, pending := false, 1
+	var refusal, last error
+	for {
+		select {
+		case <-hedge.C:
+			if !hedged {
+				hedged, pending = true, pending+1
+				s.sharedQueueSilent(fmt.Errorf("no acknowledgement within %s", time.Since(start).Round(time.Millisecond)))
+				publish(own, s.intake.own)
+			}
+		case a := <-answers:
+			pending--
+			if a.err == nil {
+				if a.queue == s.orderQ && !hedged {
+					s.intake.latency.add(time.Since(start))
+				}
+				return a.ack, a.queue, nil
+			}
+			switch {
+			case ctx.Err() != nil:
+				return nil, nil, a.err
+			case permanent(a.err) && !hedged:
+				// The store said no (full, say): not a leader being
+				// elected, and no reason to try elsewhere.
+				return nil, nil, a.err
+			case permanent(a.err):
+				refusal = a.err
+			default:
+				last = a.err
+			}
+			if !hedged && a.queue == s.orderQ {
+				hedged, pending = true, pending+1
+				s.sharedQueueSilent(a.err)
+				publish(own, s.intake.own)
+			}
+			if pending == 0 {
+				return nil, nil, cmp.Or(refusal, last)
+			}
+		}
+	}
 }
 
 // sharedQueueSilent opens the breaker after ORDERS missed the hedge, and
@@ -316,7 +365,7 @@ func (s *Store) sharedQueueSilent(err error) {
 // Bounds of the hedge on ORDERS, and how often the open breaker asks
 // whether ORDERS has a leader again.
 const (
-	minHedge     = time.Second
+	minHedge     = 250 * time.Millisecond
 	maxHedge     = 2 * time.Second
 	breakerProbe = 250 * time.Millisecond
 )
