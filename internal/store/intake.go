@@ -365,7 +365,7 @@ func (s *Store) sharedQueueSilent(err error) {
 // Bounds of the hedge on ORDERS, and how often the open breaker asks
 // whether ORDERS has a leader again.
 const (
-	minHedge     = 250 * time.Millisecond
+	minHedge     = 100 * time.Millisecond
 	maxHedge     = 2 * time.Second
 	breakerProbe = 250 * time.Millisecond
 )

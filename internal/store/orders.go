@@ -75,27 +75,57 @@ func (s *Store) readLeader(ctx context.Context, bucket, key string) ([]byte, uin
 }
 
 // readLocal is readLeader answered by any replica (a direct get): not
-// read-after-write, but it needs no leader. Any replica answers in
-// milliseconds; one that does not (a server cut off whose routes the others
-// have not yet given up on) is left after localReadAttempt for another.
+// read-after-write, but it needs no leader. The engine hands each direct
+// get to one replica picked at random, the local one no more often than
+// the others, and a replica whose server was just cut off (its routes not
+// yet given up on, about three seconds) never answers. So each attempt
+// asks localReadFanOut times at once and takes the first answer: all of
+// them meet such a replica once in 27 attempts rather than one in three,
+// and an attempt that does is given up after localReadAttempt for another.
 func (s *Store) readLocal(ctx context.Context, kv jetstream.KeyValue, key string) ([]byte, error) {
 	ctx, span := kvSpan(ctx, "get", kv.Bucket())
 	data, err := retryingEach(ctx, s, localReadAttempt, func(ctx context.Context) ([]byte, error) {
-		e, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-			return nil, errNotFound
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel() // the gets not answered first are given up
+		type answer struct {
+			data []byte
+			err  error
 		}
-		if err != nil {
-			return nil, err
+		answers := make(chan answer, localReadFanOut)
+		for range localReadFanOut {
+			go func() {
+				e, err := kv.Get(ctx, key)
+				switch {
+				case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+					answers <- answer{nil, errNotFound}
+				case err != nil:
+					answers <- answer{nil, err}
+				default:
+					answers <- answer{e.Value(), nil}
+				}
+			}()
 		}
-		return e.Value(), nil
+		var last error
+		for range localReadFanOut {
+			a := <-answers
+			if a.err == nil || errors.Is(a.err, errNotFound) {
+				return a.data, a.err
+			}
+			last = a.err
+		}
+		return nil, last
 	})
 	endSpan(span, err, isNotFound)
 	return data, err
 }
 
-// localReadAttempt bounds one attempt of readLocal.
-const localReadAttempt = 250 * time.Millisecond
+// localReadAttempt bounds one attempt of readLocal: a replica in another
+// region answers within one inter-region round trip (under 100 ms here).
+// localReadFanOut is how many replicas each attempt asks.
+const (
+	localReadAttempt = 150 * time.Millisecond
+	localReadFanOut  = 3
+)
 
 func isNotFound(err error) bool { return errors.Is(err, errNotFound) }
 
