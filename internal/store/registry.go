@@ -88,11 +88,15 @@ func OpenRegistry(ctx context.Context, cfg Config) (*Registry, error) {
 	return &Registry{kv: kv, js: js, log: cfg.Logger}, nil
 }
 
-// registryQuiet is how long a registry watch that has announced stamps
-// may then hear nothing before it is set up again: twice the TTL, so the
-// expiry of the last stamp (a delete some time after its TTL) still
-// arrives on the watch that announced it.
-const registryQuiet = 2 * RegistryTTL
+// RegistryQuiet is how long a registry watch that has announced stamps
+// may then hear nothing before it is set up again: three missed
+// heartbeats of every running stamp (each heartbeats every second). A
+// watch that stopped delivering (its consumer was on a server lost with
+// its region) is replaced within seconds, so that the stamps started
+// meanwhile are seen; a watch set up again replays every entry but not
+// the deletes it missed (the expiry of stamps that all stopped at once),
+// so its callers keep their own expiry, as the edge does.
+const RegistryQuiet = 3 * time.Second
 
 // errWatchQuiet: a watch that delivered heard nothing more for too long.
 var errWatchQuiet = errors.New("watch went quiet")
@@ -100,7 +104,7 @@ var errWatchQuiet = errors.New("watch went quiet")
 // Watch streams the registry to fn until ctx is done, as
 // Store.WatchRegistry does. It returns an error (and the caller watches
 // again) when the watch breaks, when its first values stall, or when,
-// after it announced stamps, nothing arrives for registryQuiet: a watch
+// after it announced stamps, nothing arrives for RegistryQuiet: a watch
 // set up again replays every entry, but not the deletes it missed, so a
 // caller keeps its own expiry as the edge does.
 func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry), loaded func()) error {
@@ -126,7 +130,7 @@ func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry),
 				// long is a watch that stopped delivering (seen after a
 				// region's server was lost), or no stamp is left; set up
 				// again either way.
-				return fmt.Errorf("watch registry: %w: nothing heard for %s", errWatchQuiet, registryQuiet)
+				return fmt.Errorf("watch registry: %w: nothing heard for %s", errWatchQuiet, RegistryQuiet)
 			}
 		case u, ok := <-w.Updates():
 			if !ok {
@@ -135,7 +139,7 @@ func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry),
 			if !marker {
 				stall.Reset(watchStallTimeout)
 			} else {
-				stall.Reset(registryQuiet)
+				stall.Reset(RegistryQuiet)
 			}
 			if u == nil {
 				marker = true

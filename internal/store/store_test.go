@@ -118,6 +118,10 @@ func TestWriteRidesOutALostServer(t *testing.T) {
 	}
 }
 
+// A stamp deregistered is gone at once; one that stops heartbeating
+// (crashed) expires on its own while the others heartbeat; and a watch
+// that then hears nothing for RegistryQuiet (no stamp left, or a watch
+// that stopped delivering) ends, so its caller sets it up again.
 func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
 	c := storetest.NewCluster(t, "a", "b", "c")
 	st, _ := c.MustOpen(t, 0)
@@ -128,20 +132,41 @@ func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
 		id    string
 		alive bool
 	}
-	events := make(chan event, 16)
+	events := make(chan event, 256)
 	ended := make(chan error, 1)
 	go func() {
 		ended <- watcher.WatchRegistry(ctx, func(id string, e *store.StampEntry) {
-			events <- event{id, e != nil}
+			select {
+			case events <- event{id, e != nil}:
+			case <-ctx.Done():
+			}
 		}, nil)
 	}()
-	now := time.Now()
-	for _, region := range []string{"a", "b"} {
-		id := store.RegistryID(region, "1")
-		if err := st.Heartbeat(ctx, store.StampEntry{ID: id, Region: region, URL: "http://127.0.0.1:1", StartedAt: now, HeartbeatAt: now}); err != nil {
+	heartbeat := func(id string) error {
+		now := time.Now()
+		region, _, _ := strings.Cut(id, ".")
+		return st.Heartbeat(ctx, store.StampEntry{ID: id, Region: region, URL: "http://127.0.0.1:1/" + id, StartedAt: now, HeartbeatAt: now})
+	}
+	for _, id := range []string{"a.1", "c.1"} {
+		if err := heartbeat(id); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// b.1 runs: it heartbeats every half second until told to stop.
+	stopB, bStopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(bStopped)
+		for {
+			if err := heartbeat("b.1"); err != nil && ctx.Err() == nil {
+				t.Errorf("heartbeat b.1: %v", err)
+			}
+			select {
+			case <-stopB:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
 	want := func(e event, within time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()
@@ -160,22 +185,29 @@ func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
 	want(event{"a.1", true}, 5*time.Second)
 	want(event{"b.1", true}, 5*time.Second)
 	// A clean stop deregisters at once.
+	if err := st.Deregister(ctx, "c.1"); err != nil {
+		t.Fatal(err)
+	}
+	want(event{"c.1", false}, 5*time.Second)
+	// A crashed stamp just stops heartbeating: it expires on its own.
+	took := want(event{"a.1", false}, store.RegistryTTL+10*time.Second)
+	t.Logf("an unrefreshed entry disappeared %s after the watcher saw it", took)
+	// The last stamp leaves; then nothing more is heard: the watch gives
+	// up, so that its caller sets it up again (a watch that stopped
+	// delivering looks the same).
+	close(stopB)
+	<-bStopped
 	if err := st.Deregister(ctx, "b.1"); err != nil {
 		t.Fatal(err)
 	}
 	want(event{"b.1", false}, 5*time.Second)
-	// A crashed stamp just stops heartbeating: it expires on its own.
-	took := want(event{"a.1", false}, store.RegistryTTL+10*time.Second)
-	t.Logf("an unrefreshed entry disappeared %s after the watcher saw it", took)
-	// Then nothing more is heard: the watch gives up, so that its caller
-	// sets it up again (a watch that stopped delivering looks the same).
 	select {
 	case err := <-ended:
 		if err == nil || !strings.Contains(err.Error(), "nothing heard") {
 			t.Fatalf("the watch ended with %v, want it to say it heard nothing", err)
 		}
-	case <-time.After(2*store.RegistryTTL + 10*time.Second):
-		t.Fatal("the watch goes on though the registry has been quiet for twice its TTL")
+	case <-time.After(store.RegistryQuiet + 10*time.Second):
+		t.Fatalf("the watch goes on though the registry has been quiet for %s", store.RegistryQuiet)
 	}
 }
 
