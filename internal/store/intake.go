@@ -362,11 +362,17 @@ func (s *Store) sharedQueueSilent(err error) {
 	}()
 }
 
-// Bounds of the hedge on ORDERS, and how often the open breaker asks
-// whether ORDERS has a leader again.
+// Bounds of the hedge on ORDERS; the hedge of a client that has no
+// acknowledgement from ORDERS yet (firstHedge: enough for a quorum across
+// an ocean on a loaded machine, and short enough that the first orders of
+// a stamp that took no order before ORDERS lost its leader, such as the
+// clients of a lost region sent to it, do not hold their callers for
+// seconds); and how often the open breaker asks whether ORDERS has a
+// leader again.
 const (
 	minHedge     = 100 * time.Millisecond
 	maxHedge     = 2 * time.Second
+	firstHedge   = 250 * time.Millisecond
 	breakerProbe = 250 * time.Millisecond
 )
 
@@ -393,10 +399,10 @@ func (l *latencies) add(d time.Duration) {
 	l.hedge.Store(int64(min(max(2*sorted[k*9/10], minHedge), maxHedge)))
 }
 
-// current is the hedge; maxHedge before any latency was added.
+// current is the hedge; firstHedge before any latency was added.
 func (l *latencies) current() time.Duration {
 	if h := l.hedge.Load(); h > 0 {
 		return time.Duration(h)
 	}
-	return maxHedge
+	return firstHedge
 }
