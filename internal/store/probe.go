@@ -15,11 +15,13 @@ import (
 )
 
 // ProbeRead proves the store answers a read in this region: a direct get
-// of the region's probe key, answered by any replica. A missing key is a
-// good answer.
+// of the region's probe key, answered by any replica (readLocal, so a
+// replica on a server just cut off, which the engine still hands some
+// gets to, does not fail the probe and take the stamp out of rotation
+// while the others answer). A missing key is a good answer.
 func (s *Store) ProbeRead(ctx context.Context, region string) error {
-	_, err := s.health.Get(ctx, "probe."+region)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	_, err := s.readLocal(ctx, s.health, "probe."+region)
+	if err != nil && !errors.Is(err, errNotFound) {
 		return fmt.Errorf("probe read: %w", err)
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
@@ -72,6 +74,58 @@ func TestAnAcknowledgedOrderIsInTheNextList(t *testing.T) {
 		}
 		if len(page) != 1 || page[0].ID != o.ID {
 			t.Fatalf("order %d of %d missing from the list right after its write: newest listed %v", i, rounds, page)
+		}
+	}
+}
+
+// A stamp's read probe keeps passing while one replica of the probe's
+// bucket sits on a server just cut off: the engine still hands some
+// direct gets to that replica, which never answers, until the routes to
+// its server are given up on (seconds); the probe asks several replicas
+// at once.
+//
+// Mutation tried: ProbeRead with one direct get (the bucket's Get) →
+// "probe 0 during the cut: probe read: context deadline exceeded" (probe
+// 1 or 4 in other runs: a third of the gets go to the silent server).
+func TestTheReadProbePassesWhileAReplicaIsCutOff(t *testing.T) {
+	net := netsim.New(netsim.Config{Off: true})
+	t.Cleanup(func() { _ = net.Close() })
+	c := storetest.NewClusterWith(t, storetest.Options{Net: net}, "a", "b", "c")
+	st, nc := c.MustOpen(t, 0)
+	// c leads nothing the probe reads (its followers serve direct gets),
+	// and every server serves them (a follower joins two seconds or more
+	// after the stream is made).
+	const health = "KV_health"
+	if leaderOf(t, c, nc, health) == 2 {
+		stepDown(t, nc, health, "a")
+	}
+	waitUntil(t, 30*time.Second, "every server serving direct gets, c not leading", func() bool {
+		for _, n := range c.Nodes {
+			sz, err := n.Server().Subsz(&server.SubszOptions{Subscriptions: true, Test: "$JS.API.DIRECT.GET." + health})
+			if err != nil || !slices.ContainsFunc(sz.Subs, func(d server.SubDetail) bool { return d.Queue != "" }) {
+				return false
+			}
+		}
+		return leaderOf(t, c, nc, health) != 2
+	})
+	if err := st.ProbeRead(t.Context(), "a"); err != nil {
+		t.Fatalf("probe before the cut: %v", err)
+	}
+	for _, other := range []string{"a", "b"} {
+		l, ok := net.Link("c", other)
+		if !ok {
+			t.Fatalf("no link c-%s", other)
+		}
+		l.Cut()
+	}
+	// The routes to c are given up on after about three seconds: probe
+	// for two.
+	for i, end := 0, time.Now().Add(2*time.Second); time.Now().Before(end); i++ {
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		err := st.ProbeRead(ctx, "a")
+		cancel()
+		if err != nil {
+			t.Fatalf("probe %d during the cut: %v", i, err)
 		}
 	}
 }
