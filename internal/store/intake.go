@@ -3,7 +3,6 @@ package store
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -214,26 +213,16 @@ func (s *Store) placeIntakeLeader(ctx context.Context) (moved string, err error)
 	if leader == "" || leader == s.cfg.Region {
 		return "", nil // leaderless (an election runs) or here already
 	}
-	req, _ := json.Marshal(map[string]any{"placement": map[string]any{"tags": []string{"region:" + s.cfg.Region}}})
-	resp, err := s.nc.RequestWithContext(ictx, jsAPI+"STREAM.LEADER.STEPDOWN."+IntakeStream(s.cfg.Region), req)
-	if err != nil {
-		return "", fmt.Errorf("intake leader step-down: %w", err)
-	}
 	var answer struct {
+		apiAnswer
 		Success bool `json:"success"`
-		Error   *struct {
-			Description string `json:"description"`
-		} `json:"error"`
 	}
-	if err := json.Unmarshal(resp.Data, &answer); err != nil {
+	req := map[string]any{"placement": map[string]any{"tags": []string{"region:" + s.cfg.Region}}}
+	if err := s.askAPI(ictx, "STREAM.LEADER.STEPDOWN."+IntakeStream(s.cfg.Region), req, &answer); err != nil {
 		return "", fmt.Errorf("intake leader step-down: %w", err)
 	}
 	if !answer.Success {
-		why := "refused"
-		if answer.Error != nil {
-			why = answer.Error.Description
-		}
-		return "", fmt.Errorf("intake leader step-down: %s", why)
+		return "", errors.New("intake leader step-down: refused")
 	}
 	return leader, nil
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -163,27 +162,16 @@ func (s *Store) leaderKeys(ctx context.Context, bucket, filter string) (keys []s
 	return retrying(ctx, s, func(ctx context.Context) ([]string, error) {
 		var keys []string
 		for {
-			req, _ := json.Marshal(map[string]any{"subjects_filter": prefix + filter, "offset": len(keys)})
-			msg, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO.KV_"+bucket, req)
-			if err != nil {
-				return nil, err
-			}
 			var resp struct {
+				apiAnswer
 				State struct {
-					Subjects    map[string]uint64 `json:"subjects"`
-					NumSubjects int               `json:"num_subjects"`
+					Subjects map[string]uint64 `json:"subjects"`
 				} `json:"state"`
 				Total int `json:"total"`
-				Error *struct {
-					Code        int    `json:"code"`
-					Description string `json:"description"`
-				} `json:"error"`
 			}
-			if err := json.Unmarshal(msg.Data, &resp); err != nil {
-				return nil, fmt.Errorf("decode stream info: %w", err)
-			}
-			if resp.Error != nil {
-				return nil, fmt.Errorf("stream info: %d %s", resp.Error.Code, resp.Error.Description)
+			req := map[string]any{"subjects_filter": prefix + filter, "offset": len(keys)}
+			if err := s.askAPI(ctx, "STREAM.INFO.KV_"+bucket, req, &resp); err != nil {
+				return nil, fmt.Errorf("stream info: %w", err)
 			}
 			for subj := range resp.State.Subjects {
 				keys = append(keys, strings.TrimPrefix(subj, prefix))

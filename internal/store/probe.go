@@ -55,36 +55,65 @@ func (s *Store) leaderGetLast(ctx context.Context, stream, subject string) (uint
 }
 
 func (s *Store) leaderGet(ctx context.Context, stream, subject string) (seq uint64, data, hdrs []byte, err error) {
-	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
-	msg, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	var resp struct {
+	var answer struct {
+		apiAnswer
 		Message *struct {
 			Seq  uint64 `json:"seq"`
 			Data []byte `json:"data"`
 			Hdrs []byte `json:"hdrs"`
 		} `json:"message"`
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
 	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, nil, nil, fmt.Errorf("decode message get: %w", err)
-	}
-	if resp.Error != nil {
-		if resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
-			return 0, nil, nil, jetstream.ErrMsgNotFound
-		}
-		return 0, nil, nil, fmt.Errorf("message get: %d %s", resp.Error.Code, resp.Error.Description)
-	}
-	if resp.Message == nil {
+	err = s.askAPI(ctx, "STREAM.MSG.GET."+stream, map[string]string{"last_by_subj": subject}, &answer)
+	var apiErr *apiError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return 0, nil, nil, jetstream.ErrMsgNotFound
+	case err != nil:
+		return 0, nil, nil, fmt.Errorf("message get: %w", err)
+	case answer.Message == nil:
 		return 0, nil, nil, errors.New("message get: empty answer")
 	}
-	return resp.Message.Seq, resp.Message.Data, resp.Message.Hdrs, nil
+	return answer.Message.Seq, answer.Message.Data, answer.Message.Hdrs, nil
+}
+
+// apiAnswer is what every answer of the JetStream API may carry: an
+// error. An answer type embeds it for askAPI.
+type apiAnswer struct {
+	Error *apiError `json:"error"`
+}
+
+func (a *apiAnswer) failure() *apiError { return a.Error }
+
+// apiError is the error of a JetStream API answer.
+type apiError struct {
+	Code        int    `json:"code"`
+	ErrCode     int    `json:"err_code"`
+	Description string `json:"description"`
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Description) }
+
+// askAPI sends req, as JSON, to the JetStream API's subject (what follows
+// $JS.API.) and decodes the answer into answer; an answer that carries an
+// error returns it, an *apiError. For the requests the jetstream package
+// does not make as the store needs them (from the leader, with a filter
+// or a placement).
+func (s *Store) askAPI(ctx context.Context, subject string, req any, answer interface{ failure() *apiError }) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", subject, err)
+	}
+	msg, err := s.nc.RequestWithContext(ctx, jsAPI+subject, b)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(msg.Data, answer); err != nil {
+		return fmt.Errorf("decode %s: %w", subject, err)
+	}
+	if e := answer.failure(); e != nil {
+		return e
+	}
+	return nil
 }
 
 // WriteHandler handles the messages of the async write stream. A nil error
