@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -126,39 +127,13 @@ func testImageRelease(t *testing.T, f *fleet.Fleet) {
 	t.Logf("answers by release: %v", served)
 	mu.Unlock()
 
-	// Every stamp process runs the binary extracted from the image.
+	// Every stamp process runs the binary extracted from the image, and
+	// the old ones drained and exited with status 0. The release is done
+	// once no old stamp announces itself; one that has left the registry
+	// may still be finishing its requests in flight, so its exit is
+	// waited for.
 	releases := filepath.Join(f.DataDir(), "releases") + string(filepath.Separator)
-	perRegion := map[string]int{}
-	for _, s := range f.Stamps() {
-		if !s.Running {
-			continue
-		}
-		perRegion[s.Region]++
-		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", s.PID))
-		if err != nil {
-			t.Errorf("stamp %s (pid %d): %v", s.ID, s.PID, err)
-			continue
-		}
-		if s.Release != version || !strings.HasPrefix(exe, releases) {
-			t.Errorf("stamp %s (pid %d) runs %s of %s; want %s of a binary under %s", s.ID, s.PID, s.Release, exe, version, releases)
-		}
-	}
-	for _, region := range regions {
-		if perRegion[region] == 0 {
-			t.Errorf("region %s runs no stamp process after the release", region)
-		}
-	}
-	// The old ones drained and exited with status 0.
-	ended := map[int]fleet.Stamp{}
-	for _, s := range f.Stamps() {
-		ended[s.PID] = s
-	}
-	for _, o := range old {
-		s, ok := ended[o.PID]
-		if !ok || s.Running || s.Exit != "exit status 0" {
-			t.Errorf("old stamp %s (pid %d): %+v; want it ended with exit status 0", o.ID, o.PID, s)
-		}
-	}
+	eventually(t, time.Minute, func() error { return replaced(f.Stamps(), old, version, releases) })
 	// Every registry entry announces the new version.
 	entries := registryEntries(t, f)
 	if len(entries) < len(regions) {
@@ -210,4 +185,39 @@ func registryEntries(t *testing.T, f *fleet.Fleet) map[string]store.StampEntry {
 		t.Fatal("the registry did not load within 30 s")
 	}
 	return out
+}
+
+// replaced is nil once every running stamp process runs version from a
+// binary under releases, every region runs one, and every stamp of old
+// has exited with status 0.
+func replaced(stamps, old []fleet.Stamp, version, releases string) error {
+	var errs []error
+	perRegion := map[string]int{}
+	byPID := map[int]fleet.Stamp{}
+	for _, s := range stamps {
+		byPID[s.PID] = s
+		if !s.Running {
+			continue
+		}
+		perRegion[s.Region]++
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", s.PID))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("stamp %s (pid %d): %w", s.ID, s.PID, err))
+			continue
+		}
+		if s.Release != version || !strings.HasPrefix(exe, releases) {
+			errs = append(errs, fmt.Errorf("stamp %s (pid %d) runs %s of %s; want %s of a binary under %s", s.ID, s.PID, s.Release, exe, version, releases))
+		}
+	}
+	for _, region := range regions {
+		if perRegion[region] == 0 {
+			errs = append(errs, fmt.Errorf("region %s runs no stamp process after the release", region))
+		}
+	}
+	for _, o := range old {
+		if s, ok := byPID[o.PID]; !ok || s.Running || s.Exit != "exit status 0" {
+			errs = append(errs, fmt.Errorf("old stamp %s (pid %d): %+v; want it ended with exit status 0", o.ID, o.PID, s))
+		}
+	}
+	return errors.Join(errs...)
 }

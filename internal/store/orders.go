@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -77,50 +78,73 @@ func (s *Store) readLeader(ctx context.Context, bucket, key string) ([]byte, uin
 // read-after-write, but it needs no leader. The engine hands each direct
 // get to one replica picked at random, the local one no more often than
 // the others, and a replica whose server was just cut off (its routes not
-// yet given up on, about three seconds) never answers. So each attempt
-// asks localReadFanOut times at once and takes the first answer: all of
-// them meet such a replica once in 27 attempts rather than one in three,
-// and an attempt that does is given up after localReadAttempt for another.
+// yet given up on, about three seconds) never answers. So it asks
+// localReadFanOut times at once and takes the first answer; when none
+// has come within localReadAttempt it asks as many again, the delay
+// doubling up to a second, with the earlier gets still open: all of
+// them meet such a replica once in 27 asks rather than one in three,
+// and on a machine so loaded that every answer is slow the first of them
+// still counts. It gives up at the write budget.
 func (s *Store) readLocal(ctx context.Context, kv jetstream.KeyValue, key string) ([]byte, error) {
 	ctx, span := kvSpan(ctx, "get", kv.Bucket())
-	data, err := retryingEach(ctx, s, localReadAttempt, func(ctx context.Context) ([]byte, error) {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel() // the gets not answered first are given up
-		type answer struct {
-			data []byte
-			err  error
-		}
-		answers := make(chan answer, localReadFanOut)
-		for range localReadFanOut {
-			go func() {
-				e, err := kv.Get(ctx, key)
-				switch {
-				case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-					answers <- answer{nil, errNotFound}
-				case err != nil:
-					answers <- answer{nil, err}
-				default:
-					answers <- answer{e.Value(), nil}
-				}
-			}()
-		}
-		var last error
-		for range localReadFanOut {
-			a := <-answers
-			if a.err == nil || errors.Is(a.err, errNotFound) {
-				return a.data, a.err
-			}
-			last = a.err
-		}
-		return nil, last
-	})
+	data, err := s.hedgedGet(ctx, kv, key)
 	endSpan(span, err, isNotFound)
 	return data, err
 }
 
-// localReadAttempt bounds one attempt of readLocal: a replica in another
-// region answers within one inter-region round trip (under 100 ms here).
-// localReadFanOut is how many replicas each attempt asks.
+func (s *Store) hedgedGet(ctx context.Context, kv jetstream.KeyValue, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteBudget)
+	defer cancel() // the gets not answered first are given up
+	type answer struct {
+		data []byte
+		err  error
+	}
+	answers := make(chan answer)
+	ask := func() {
+		for range localReadFanOut {
+			go func() {
+				var a answer
+				switch e, err := kv.Get(ctx, key); {
+				case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+					a.err = errNotFound
+				case err != nil:
+					a.err = err
+				default:
+					a.data = e.Value()
+				}
+				select {
+				case answers <- a:
+				case <-ctx.Done():
+				}
+			}()
+		}
+	}
+	delay := localReadAttempt
+	again := time.NewTimer(delay)
+	defer again.Stop()
+	ask()
+	var last error
+	for {
+		select {
+		case a := <-answers:
+			if a.err == nil || permanent(a.err) {
+				return a.data, a.err
+			}
+			last = a.err
+		case <-again.C:
+			ask()
+			delay = min(2*delay, time.Second)
+			again.Reset(delay)
+		case <-ctx.Done():
+			return nil, cmp.Or(last, ctx.Err())
+		}
+	}
+}
+
+// localReadAttempt is how long readLocal waits for an answer before it
+// asks again: a replica in another region answers within one
+// inter-region round trip (under 100 ms here). localReadFanOut is how many
+// replicas each ask reaches.
 const (
 	localReadAttempt = 150 * time.Millisecond
 	localReadFanOut  = 3

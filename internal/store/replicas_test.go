@@ -3,10 +3,12 @@ package store_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/shop"
@@ -126,6 +128,53 @@ func TestTheReadProbePassesWhileAReplicaIsCutOff(t *testing.T) {
 		cancel()
 		if err != nil {
 			t.Fatalf("probe %d during the cut: %v", i, err)
+		}
+	}
+}
+
+// A read whose every answer is slow (here the client's own connection
+// takes 250 ms each way, as on a machine too loaded to answer in time)
+// still gets the first answer: the gets asked earlier stay open while
+// more are asked, rather than each ask being given up for the next.
+//
+// Mutation tried: readLocal's asks each bounded by localReadAttempt
+// (150 ms) and given up before the next (the earlier retry loop) →
+// "probe over a slow connection: probe read: context deadline exceeded".
+func TestASlowReadIsAnsweredNotGivenUp(t *testing.T) {
+	net := netsim.New(netsim.Config{Off: true})
+	t.Cleanup(func() { _ = net.Close() })
+	c := storetest.NewCluster(t, "a", "b", "c")
+	addr, err := net.Route("client", "a", strings.TrimPrefix(c.Nodes[0].ClientURL(), "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("nats://"+addr, nats.DontRandomize(), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	st, err := store.Open(ctx, store.Config{Conn: nc, Replicas: 3})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ProbeRead(t.Context(), "a"); err != nil {
+		t.Fatalf("probe before the slowdown: %v", err)
+	}
+	l, ok := net.Link("client", "a")
+	if !ok {
+		t.Fatal("no link client-a")
+	}
+	if err := l.SetLatency(250*time.Millisecond, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		err := st.ProbeRead(ctx, "a")
+		cancel()
+		if err != nil {
+			t.Fatalf("probe %d over a slow connection: %v", i, err)
 		}
 	}
 }

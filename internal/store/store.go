@@ -513,12 +513,6 @@ const DefaultWriteBudget = 15 * time.Second
 // budget is spent. Each attempt gets its own timeout. It is how writes ride
 // out a leader election or a lost region.
 func retrying[R any](ctx context.Context, s *Store, op func(ctx context.Context) (R, error)) (R, error) {
-	return retryingEach(ctx, s, s.cfg.OpTimeout, op)
-}
-
-// retryingEach is retrying with each attempt bounded by attempt instead
-// of the operation timeout.
-func retryingEach[R any](ctx context.Context, s *Store, attempt time.Duration, op func(ctx context.Context) (R, error)) (R, error) {
 	policy := retrypolicy.NewBuilder[R]().
 		AbortIf(func(_ R, err error) bool { return permanent(err) }).
 		WithBackoff(50*time.Millisecond, time.Second).
@@ -528,7 +522,7 @@ func retryingEach[R any](ctx context.Context, s *Store, attempt time.Duration, o
 		ReturnLastFailure().
 		Build()
 	return failsafe.With(policy).WithContext(ctx).Get(func() (R, error) {
-		actx, cancel := context.WithTimeout(ctx, attempt)
+		actx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 		defer cancel()
 		return op(actx)
 	})
