@@ -32,3 +32,22 @@ func TestTheHedgeFollowsTheRecentAcknowledgements(t *testing.T) {
 		}
 	}
 }
+
+// An acknowledgement that missed the hedge counts as one that took the
+// hedge, so the hedge grows while more than a tenth of the orders miss it
+// instead of hedging ever more of them. (Mutation tried: missed doing
+// nothing → "after 7 more misses: hedge 100ms, want 200ms".)
+func TestMissedHedgesRaiseTheHedge(t *testing.T) {
+	var l latencies
+	for range 64 {
+		l.add(10 * time.Millisecond)
+	}
+	for _, want := range []time.Duration{2 * minHedge, 4 * minHedge, 8 * minHedge} {
+		for range 7 {
+			l.missed()
+		}
+		if got := l.current(); got != want {
+			t.Fatalf("after 7 more misses: hedge %s, want %s", got, want)
+		}
+	}
+}
