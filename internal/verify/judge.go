@@ -259,6 +259,10 @@ func survivors(g *SurvivorsGate, target string, load LoadOutcome) []Verdict {
 				v.Measured = fmt.Sprintf("%s before (%d requests), %s during (%d): %.1f×",
 					b.P99.Round(time.Millisecond), b.Requests, d.P99.Round(time.Millisecond), d.Requests, ratio)
 				v.Pass = ratio <= g.P99Ratio
+				if !v.Pass && d.P99-b.P99 <= g.Slack.D() {
+					v.Measured += fmt.Sprintf(", within %s of before", g.Slack.D())
+					v.Pass = true
+				}
 			}
 			out = append(out, v)
 		}

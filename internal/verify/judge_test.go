@@ -54,6 +54,7 @@ func TestParseRejectsBadExperiments(t *testing.T) {
 		"survivors no flow":  good + "    expect: {survivors: {p99_ratio: 2}}\n",
 		"survivors bad flow": good + "    expect: {survivors: {flows: [shopping], p99_ratio: 2}}\n",
 		"survivors ratio":    good + "    expect: {survivors: {flows: [product], p99_ratio: 0.5}}\n",
+		"survivors slack":    good + "    expect: {survivors: {flows: [product], p99_ratio: 2, slack: -1ms}}\n",
 		"survivors no ramp":  strings.Replace(good, "after: 2s", "after: 0s", 1) + "    expect: {survivors: {flows: [product], p99_ratio: 2}}\n",
 		"not yaml":           "{{{",
 	} {
@@ -216,7 +217,7 @@ func TestJudgeSurvivors(t *testing.T) {
   - name: x
     load: {rate: 10, ramp: 2s, hold: 20s}
     fault: {fault: region-outage, target: eastus, after: 10s, duration: 6s}
-    expect: {survivors: {flows: [product, checkout], p99_ratio: 2, before: 5s}}
+    expect: {survivors: {flows: [product, checkout, cart], p99_ratio: 2, before: 5s, slack: 10ms}}
 `
 	exps, err := Parse([]byte(file))
 	if err != nil {
@@ -233,12 +234,15 @@ func TestJudgeSurvivors(t *testing.T) {
 		windowBefore: {
 			cellKey("product", "westeurope"): cell(50, 20*time.Millisecond), cellKey("checkout", "westeurope"): cell(40, 100*time.Millisecond),
 			cellKey("product", "northeurope"): cell(50, 30*time.Millisecond), cellKey("checkout", "northeurope"): cell(40, 100*time.Millisecond),
-			cellKey("product", "eastus"): cell(50, 30*time.Millisecond),
+			cellKey("product", "eastus"):  cell(50, 30*time.Millisecond),
+			cellKey("cart", "westeurope"): cell(20, 2*time.Millisecond), cellKey("cart", "northeurope"): cell(20, 2*time.Millisecond),
 		},
 		windowDuring: {
 			cellKey("product", "westeurope"): cell(60, 40*time.Millisecond), cellKey("checkout", "westeurope"): cell(45, 6*time.Second),
 			cellKey("product", "northeurope"): cell(60, 25*time.Millisecond),
 			cellKey("product", "eastus"):      cell(60, 9*time.Second), // the target: not judged
+			cellKey("cart", "westeurope"):     cell(20, 12*time.Millisecond),
+			cellKey("cart", "northeurope"):    cell(20, 13*time.Millisecond),
 		},
 	}}
 	got := map[string]Verdict{}
@@ -250,12 +254,17 @@ func TestJudgeSurvivors(t *testing.T) {
 		"checkout in westeurope: p99 during the fault <= 2× before":  false,
 		"product in northeurope: p99 during the fault <= 2× before":  true,
 		"checkout in northeurope: p99 during the fault <= 2× before": false, // nothing during: no pass
+		"cart in westeurope: p99 during the fault <= 2× before":      true,  // 6×, but 10 ms more
+		"cart in northeurope: p99 during the fault <= 2× before":     false, // 11 ms more
 	} {
 		if v, ok := got[expect]; !ok || v.Pass != pass {
 			t.Errorf("%s: %+v (judged: %v), want pass %v", expect, v, ok, pass)
 		}
 	}
 	if v := got["checkout in westeurope: p99 during the fault <= 2× before"]; v.Measured != "100ms before (40 requests), 6s during (45): 60.0×" {
+		t.Errorf("measured = %q", v.Measured)
+	}
+	if v := got["cart in westeurope: p99 during the fault <= 2× before"]; v.Measured != "2ms before (20 requests), 12ms during (20): 6.0×, within 10ms of before" {
 		t.Errorf("measured = %q", v.Measured)
 	}
 	for expect := range got {
