@@ -22,6 +22,7 @@ import (
 	"github.com/contoso/shoes/internal/deploy/deploytest"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/store/storetest"
 )
 
 // benchClient keeps enough idle connections for parallel benchmarks.
@@ -214,20 +215,27 @@ func rawPublishes(b *testing.B, d *deploy.Deployment, sku string) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	deploytest.Eventually(b, 30*time.Second, func() error {
+	leader := func() (string, error) {
 		info, err := st.Info(b.Context())
 		switch {
 		case err != nil:
-			return err
+			return "", err
 		case info.Cluster == nil || info.Cluster.Leader == "":
-			return errors.New("no leader yet")
-		case info.Cluster.Leader != "westeurope":
-			req := `{"placement":{"tags":["region:westeurope"]}}`
-			_, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.BENCH_RAW", []byte(req), 5*time.Second)
-			return fmt.Errorf("led from %s (step-down asked: %v)", info.Cluster.Leader, err)
+			return "", errors.New("no leader yet")
 		}
-		return nil
-	})
+		return info.Cluster.Leader, nil
+	}
+	var first string
+	deploytest.Eventually(b, 30*time.Second, func() (err error) { first, err = leader(); return err })
+	if first != "westeurope" {
+		storetest.StepDown(b, nc, "BENCH_RAW", "westeurope")
+		deploytest.Eventually(b, 30*time.Second, func() error {
+			if l, err := leader(); err != nil || l != "westeurope" {
+				return fmt.Errorf("led from %q (%v), want westeurope", l, err)
+			}
+			return nil
+		})
+	}
 	now := time.Now()
 	msg, _ := json.Marshal(shop.Order{ID: shop.NewID(now), User: "bench-0", Status: shop.OrderAccepted,
 		Lines: []shop.Line{{SKU: sku, Quantity: 1}}, CreatedAt: now})

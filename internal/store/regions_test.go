@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -30,20 +29,6 @@ func provisioned(t *testing.T, net *netsim.Network) *storetest.Cluster {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// stepDown asks stream's leader to hand over to region's server.
-func stepDown(t *testing.T, nc *nats.Conn, stream, region string) {
-	t.Helper()
-	req, _ := json.Marshal(map[string]any{"placement": map[string]any{"tags": []string{"region:" + region}}})
-	resp, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, req, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var answer struct{ Success bool }
-	if json.Unmarshal(resp.Data, &answer); !answer.Success {
-		t.Fatalf("step-down of %s to %s: %s", stream, region, resp.Data)
-	}
 }
 
 func accept(t *testing.T, st *store.Store, user, key string) shop.Order {
@@ -82,7 +67,7 @@ func TestTheIntakeStreamIsLedFromItsRegion(t *testing.T) {
 	c := provisioned(t, nil)
 	st, nc := openOn(t, c, 0, store.Config{Region: "a"})
 	if leaderOf(t, c, nc, store.IntakeStream("a")) == 0 {
-		stepDown(t, nc, store.IntakeStream("a"), "b")
+		storetest.StepDown(t, nc, store.IntakeStream("a"), "b")
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
@@ -120,7 +105,7 @@ func TestAnOrderGoesToItsRegionsIntakeWhileTheSharedQueueHasNoLeader(t *testing.
 	region := c.Nodes[here].Config().Region
 	st, nc := openOn(t, c, here, store.Config{Region: region})
 	if l := leaderOf(t, c, nc, store.IntakeStream(region)); l != here {
-		stepDown(t, nc, store.IntakeStream(region), region)
+		storetest.StepDown(t, nc, store.IntakeStream(region), region)
 		waitFor(t, 30*time.Second, "the intake stream led from its region", func() error {
 			if l := leaderOf(t, c, nc, store.IntakeStream(region)); l != here {
 				return fmt.Errorf("%s led from %s", store.IntakeStream(region), c.Nodes[l].Config().Region)

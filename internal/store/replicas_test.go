@@ -44,7 +44,7 @@ func TestAnAcknowledgedOrderIsInTheNextList(t *testing.T) {
 		return m >= 0
 	})
 	if x = leaderOf(t, c, nc, bucket); x == m {
-		stepDown(t, nc, bucket, region((m+1)%3))
+		storetest.StepDown(t, nc, bucket, region((m+1)%3))
 		waitUntil(t, 30*time.Second, "a leader off the meta leader", func() bool {
 			x = leaderOf(t, c, nc, bucket)
 			return x != m
@@ -99,7 +99,7 @@ func TestTheReadProbePassesWhileAReplicaIsCutOff(t *testing.T) {
 	// after the stream is made).
 	const health = "KV_health"
 	if leaderOf(t, c, nc, health) == 2 {
-		stepDown(t, nc, health, "a")
+		storetest.StepDown(t, nc, health, "a")
 	}
 	waitUntil(t, 30*time.Second, "every server serving direct gets, c not leading", func() bool {
 		for _, n := range c.Nodes {

@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -128,4 +129,20 @@ func RoleUsers(tb testing.TB) ([]store.User, map[store.Role][]byte) {
 		users = append(users, store.User{Role: r, PublicKey: pub})
 	}
 	return users, seeds
+}
+
+// StepDown asks stream's leader to hand over to region's server (the
+// servers carry a "region:<name>" tag, as a deployment's do); the test
+// fails when the engine refuses.
+func StepDown(tb testing.TB, nc *nats.Conn, stream, region string) {
+	tb.Helper()
+	req, _ := json.Marshal(map[string]any{"placement": map[string]any{"tags": []string{"region:" + region}}})
+	resp, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, req, 5*time.Second)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var answer struct{ Success bool }
+	if json.Unmarshal(resp.Data, &answer); !answer.Success {
+		tb.Fatalf("step-down of %s to %s: %s", stream, region, resp.Data)
+	}
 }
