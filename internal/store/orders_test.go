@@ -220,21 +220,27 @@ func TestRememberCreatesAgainWhenItsFirstCreateNeverCommitted(t *testing.T) {
 			}
 		}
 	}
-	// One record per key: the bucket's stream holds one message for each.
+	// One record per key: the bucket's stream holds one message for each,
+	// and no other message was ever written to it (its last sequence is 2),
+	// so no create won twice. A stream info asked right after the heal may
+	// meet another leader change: it is asked again until it answers.
 	js, _ := jetstream.New(nc)
-	s, err := js.Stream(t.Context(), "KV_"+store.BucketIdempotency)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context(), jetstream.WithSubjectFilter("$KV."+store.BucketIdempotency+".>"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, key := range []string{"key-1", "key-2"} {
-		if n := info.State.Subjects["$KV."+store.BucketIdempotency+"."+key]; n != 1 {
-			t.Errorf("%s is stored %d times, want once", key, n)
+	waitFor(t, 20*time.Second, "the idempotency bucket holding key-1 and key-2, once each, and nothing else ever", func() error {
+		s, err := js.Stream(t.Context(), "KV_"+store.BucketIdempotency)
+		if err != nil {
+			return err
 		}
-	}
+		info, err := s.Info(t.Context(), jetstream.WithSubjectFilter("$KV."+store.BucketIdempotency+".>"))
+		if err != nil {
+			return err
+		}
+		prefix := "$KV." + store.BucketIdempotency + "."
+		n1, n2 := info.State.Subjects[prefix+"key-1"], info.State.Subjects[prefix+"key-2"]
+		if n1 != 1 || n2 != 1 || info.State.Msgs != 2 || info.State.LastSeq != 2 {
+			return fmt.Errorf("key-1 stored %d times, key-2 %d times, %d messages, last sequence %d", n1, n2, info.State.Msgs, info.State.LastSeq)
+		}
+		return nil
+	})
 }
 
 // stockIs checks sku's stock, read from the stream leader through st:
