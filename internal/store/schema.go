@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/contoso/shoes/internal/shop"
 )
@@ -132,6 +134,9 @@ func decodeMembers(k recordKind, key string, data []byte, v any) (members, error
 	if m == nil {
 		return nil, fmt.Errorf("decode %s %s: not a JSON object", k.name, key)
 	}
+	if a, b, ok := caseTwins(m); ok {
+		return nil, fmt.Errorf("decode %s %s: members %q and %q differ only in case", k.name, key, a, b)
+	}
 	if key == "" {
 		_ = json.Unmarshal(m["id"], &key) // only to name it
 	}
@@ -148,6 +153,35 @@ func decodeMembers(k recordKind, key string, data []byte, v any) (members, error
 		return nil, fmt.Errorf("decode %s %s: %w", k.name, key, err)
 	}
 	return m, nil
+}
+
+// caseTwins finds two members of m whose names differ only in case, as
+// encoding/json folds case when it matches a name to a struct field, or a
+// member that differs only in case from the version member, which every
+// write adds. Such a record is ambiguous: a struct takes whichever of the
+// twins comes last in the bytes, while a write-back keeps both and sorts
+// them, so the value read and the value written back could differ. It is
+// refused, never guessed.
+func caseTwins(m members) (a, b string, ok bool) {
+	seen := make(map[string]string, len(m)+1)
+	seen[foldName(schemaMember)] = schemaMember
+	for name := range m {
+		if name == schemaMember {
+			continue
+		}
+		folded := foldName(name)
+		if other, dup := seen[folded]; dup {
+			return min(name, other), max(name, other), true
+		}
+		seen[folded] = name
+	}
+	return "", "", false
+}
+
+// foldName folds the case of a member name as encoding/json does when it
+// matches a name to a struct field.
+func foldName(name string) string {
+	return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, name)
 }
 
 // checkSchema returns a *SchemaError when data, a record of kind k under
@@ -189,7 +223,10 @@ func (s *Store) encode(k recordKind, v any) ([]byte, error) {
 // release put inside them; only members the change set or removed are
 // written anew. Members inside a member the change rewrites are this
 // release's alone: a newer release that nests a member there must raise the
-// version. Member names match exactly. With stored nil, v is a new record.
+// version. A stored member spelled otherwise than one of v's, which
+// decoding matched to it by folding case, is written in v's spelling
+// (decodeMembers refuses a record with two such). With stored nil, v is a
+// new record.
 func (s *Store) encodeOver(k recordKind, v any, stored, read members) ([]byte, error) {
 	next, err := membersOf(v)
 	if err != nil {
@@ -199,7 +236,26 @@ func (s *Store) encodeOver(k recordKind, v any, stored, read members) ([]byte, e
 	for name, raw := range s.extra {
 		out[name] = raw
 	}
+	var known map[string]bool // v's member names, folded: made when first needed
 	for name, raw := range stored {
+		_, inNext := next[name]
+		_, inRead := read[name]
+		if !inNext && !inRead && name != schemaMember {
+			// A member spelled otherwise than one of v's, which decoding
+			// matched to it (folding case), is that member: v's spelling
+			// replaces it, or it is cleared with it.
+			if known == nil {
+				known = make(map[string]bool, len(next)+len(read))
+				for _, names := range []members{next, read} {
+					for n := range names {
+						known[foldName(n)] = true
+					}
+				}
+			}
+			if known[foldName(name)] {
+				continue
+			}
+		}
 		out[name] = raw
 	}
 	for name := range read {
