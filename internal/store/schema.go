@@ -164,7 +164,7 @@ func decodeMembers(k recordKind, key string, data []byte, v any) (members, error
 // refused, never guessed.
 func caseTwins(m members) (a, b string, ok bool) {
 	seen := make(map[string]string, len(m)+1)
-	seen[foldName(schemaMember)] = schemaMember
+	seen[schemaMember] = schemaMember // lower-case ASCII: folded already
 	for name := range m {
 		if name == schemaMember {
 			continue
