@@ -134,6 +134,17 @@ func releases(d *deploy.Deployment) *release.Client {
 	return &release.Client{API: httpapi.Client{BaseURL: d.OpsURL(), HTTP: deploytest.PlainClient(d)}}
 }
 
+// passingGate is the gate of a release that must end done: errors are
+// judged as in production, but latency only when the new version is a
+// second slower than the old. On a two-core machine running a whole
+// deployment, a region that was just revived, or the new stamps catching
+// up, can double checkout p99 for a step (229.8 ms against 99.5 ms was
+// seen), and these tests are about shifting and pausing, not latency. The
+// latency rule has its own table in internal/release/gate_test.go.
+func passingGate(hold time.Duration) release.Gate {
+	return release.Gate{MinHold: hold, MinRequests: 10, LatencySlack: time.Second}
+}
+
 // waitRelease polls the release under way until it ends.
 func waitRelease(t *testing.T, d *deploy.Deployment, within time.Duration) *release.Record {
 	t.Helper()
@@ -157,7 +168,7 @@ func TestAGoodReleaseShiftsEveryRegionAndRetiresTheOldStamps(t *testing.T) {
 	load := startUserTraffic(t, d, sku, true)
 	start := time.Now()
 	rec, err := releases(d).Start(t.Context(), release.Request{Version: "v-next", Steps: []int{50, 100}, By: "test",
-		Gate: release.Gate{MinHold: time.Second, MinRequests: 10}})
+		Gate: passingGate(time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +356,7 @@ func TestARegionLostDuringAReleasePausesItUntilItIsBack(t *testing.T) {
 	load := startUserTraffic(t, d, sku, true)
 	rc := releases(d)
 	if _, err := rc.Start(t.Context(), release.Request{Version: "v-outage", Steps: []int{50, 100}, Regions: []string{"westeurope", "northeurope", "eastus"},
-		Gate: release.Gate{MinHold: 3 * time.Second, MinRequests: 10}}); err != nil {
+		Gate: passingGate(3 * time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	current := func() *release.Record {
