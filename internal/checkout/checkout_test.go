@@ -111,7 +111,7 @@ func TestTheSameRequestGetsTheSameOrder(t *testing.T) {
 	if _, won, err := st.Remember(ctx, in.IdempotencyID, in.Record()); err != nil || !won {
 		t.Fatalf("remember: won %v, %v", won, err)
 	}
-	if err := st.CreateOrder(ctx, first.Order); err != nil {
+	if _, err := st.CreateOrder(ctx, first.Order); err != nil {
 		t.Fatal(err)
 	}
 	check("recorded")

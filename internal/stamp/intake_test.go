@@ -166,7 +166,7 @@ func TestAnOrderReplayIsTheSameOrderQueuedOrRecorded(t *testing.T) {
 	now := time.Now().UTC()
 	old := shop.Order{ID: shop.NewID(now.Add(-time.Hour)), User: "oscar", Lines: []shop.Line{{SKU: a, Quantity: 2}},
 		Status: shop.OrderConfirmed, Region: "eastus", CreatedAt: now.Add(-time.Hour), UpdatedAt: now.Add(-time.Hour)}
-	if err := ts.store.CreateOrder(t.Context(), old); err != nil {
+	if _, err := ts.store.CreateOrder(t.Context(), old); err != nil {
 		t.Fatal(err)
 	}
 	rec := store.IdempotencyRecord{ID: old.ID, UserKey: shop.UserKey("oscar"), RequestHash: shop.RequestHash(false, old.Lines)}

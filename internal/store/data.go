@@ -177,27 +177,34 @@ func (s *Store) submit(ctx context.Context, k recordKind, subject, id string, v 
 // SaveComment stores a processed comment. Storing the same comment twice is
 // a no-op, so redelivered messages take effect once.
 func (s *Store) SaveComment(ctx context.Context, c shop.Comment) error {
-	return s.create(ctx, kindComment, s.comment, c.ProductID+"."+c.ID, c)
+	_, err := s.create(ctx, kindComment, s.comment, c.ProductID+"."+c.ID, c)
+	return err
 }
 
 // SaveRating stores a processed rating; see SaveComment.
 func (s *Store) SaveRating(ctx context.Context, r shop.Rating) error {
-	return s.create(ctx, kindRating, s.rating, r.ProductID+"."+r.ID, r)
+	_, err := s.create(ctx, kindRating, s.rating, r.ProductID+"."+r.ID, r)
+	return err
 }
 
 // create stores v, a new record of kind k, under key unless the key exists.
-func (s *Store) create(ctx context.Context, k recordKind, kv jetstream.KeyValue, key string, v any) error {
+// It returns the record's Version when it stored it, the zero Version when
+// the key existed.
+func (s *Store) create(ctx context.Context, k recordKind, kv jetstream.KeyValue, key string, v any) (Version, error) {
 	b, err := s.encode(k, v)
 	if err != nil {
-		return fmt.Errorf("save %s/%s: %w", kv.Bucket(), key, err)
+		return Version{}, fmt.Errorf("save %s/%s: %w", kv.Bucket(), key, err)
 	}
 	ctx, span := kvSpan(ctx, "create", kv.Bucket())
-	_, err = retrying(ctx, s, func(ctx context.Context) (uint64, error) { return kv.Create(ctx, key, b) })
+	rev, err := retrying(ctx, s, func(ctx context.Context) (uint64, error) { return kv.Create(ctx, key, b) })
 	endSpan(span, err, isExists)
-	if err != nil && !isExists(err) {
-		return fmt.Errorf("save %s/%s: %w", kv.Bucket(), key, err)
+	switch {
+	case isExists(err):
+		return Version{}, nil
+	case err != nil:
+		return Version{}, fmt.Errorf("save %s/%s: %w", kv.Bucket(), key, err)
 	}
-	return nil
+	return Version{b, rev}, nil
 }
 
 // Canary is the message of the end-to-end probe of the async write path.

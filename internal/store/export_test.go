@@ -22,13 +22,13 @@ var AssetTimeout = assetTimeout
 // compare-and-set loop, as before changes to a SKU were batched: the
 // baseline of BenchmarkReserveOneSKU.
 func (s *Store) ReserveEach(ctx context.Context, id string, l shop.Line) error {
-	_, err := update(ctx, s, kindStock, s.inventory, l.SKU, reserveLine(id, l))
+	_, _, err := update(ctx, s, kindStock, s.inventory, l.SKU, Version{}, reserveLine(id, l))
 	return err
 }
 
 // ReleaseEach is ReleaseHolds of one line with its own compare-and-set
 // loop: the baseline of BenchmarkReserveOneSKU.
 func (s *Store) ReleaseEach(ctx context.Context, id string, l shop.Line) error {
-	_, err := update(ctx, s, kindStock, s.inventory, l.SKU, releaseLine(id, false))
+	_, _, err := update(ctx, s, kindStock, s.inventory, l.SKU, Version{}, releaseLine(id, false))
 	return err
 }

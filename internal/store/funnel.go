@@ -28,6 +28,10 @@ type stockLanes struct {
 // while its writer runs.
 type stockLane struct {
 	queue []*stockChange
+	// last is the stock as this lane's last batch wrote it: the next batch
+	// writes over it without reading it first (a Version), so a lane that
+	// is the SKU's only writer reads it once.
+	last Version
 }
 
 // stockChange is one caller's change and where its answer goes.
@@ -100,7 +104,8 @@ func (s *Store) writeStock(sku string, lane *stockLane) {
 			changes[i] = c.change
 		}
 		l.mu.Unlock()
-		_, errs, err := updateAll(context.WithoutCancel(batch[0].ctx), s, kindStock, s.inventory, sku, changes)
+		_, ver, errs, err := updateAll(context.WithoutCancel(batch[0].ctx), s, kindStock, s.inventory, sku, lane.last, changes)
+		lane.last = ver
 		for i, c := range batch {
 			if err != nil {
 				c.done <- err

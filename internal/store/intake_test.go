@@ -56,7 +56,7 @@ func TestAcceptOrderAnswersARepeatWithTheFirstOrder(t *testing.T) {
 			if _, _, err := st.Remember(ctx, in.IdempotencyID, in.Record()); err != nil {
 				return err
 			}
-			if err := st.CreateOrder(ctx, in.Order); err != nil {
+			if _, err := st.CreateOrder(ctx, in.Order); err != nil {
 				return err
 			}
 			taken.Add(1)

@@ -209,7 +209,7 @@ func fillAndRead(t *testing.T, c *storetest.Cluster) {
 		}
 		o := shop.Order{ID: shop.NewID(now.Add(time.Duration(i) * time.Millisecond)), User: "alice", Status: shop.OrderAccepted,
 			Lines: []shop.Line{{SKU: "shoe-42", Quantity: 1}}, CreatedAt: now}
-		if err := st.CreateOrder(ctx, o); err != nil {
+		if _, err := st.CreateOrder(ctx, o); err != nil {
 			wantFull(t, ctx, "an order", err)
 			break
 		}

@@ -223,7 +223,7 @@ var errSkip = errors.New("no change")
 // SetStock sets how many units of sku are available, keeping the holds of
 // orders in flight.
 func (s *Store) SetStock(ctx context.Context, sku string, available int) error {
-	_, err := update(ctx, s, kindStock, s.inventory, sku, func(st *shop.Stock, _ bool) error {
+	_, _, err := update(ctx, s, kindStock, s.inventory, sku, Version{}, func(st *shop.Stock, _ bool) error {
 		st.Available = available
 		return nil
 	})
@@ -423,13 +423,15 @@ func (s *Store) Recall(ctx context.Context, id string) (IdempotencyRecord, bool,
 
 func orderKey(userKey, id string) string { return userKey + "." + id }
 
-// CreateOrder stores a new order record; storing it again is a no-op.
-func (s *Store) CreateOrder(ctx context.Context, o shop.Order) error {
-	err := s.create(ctx, kindOrder, s.orders, orderKey(shop.UserKey(o.User), o.ID), o)
+// CreateOrder stores a new order record; storing it again is a no-op. It
+// returns the record's Version when this call stored it, for the order's
+// next SetOrderStatus; the zero Version when it was there already.
+func (s *Store) CreateOrder(ctx context.Context, o shop.Order) (Version, error) {
+	ver, err := s.create(ctx, kindOrder, s.orders, orderKey(shop.UserKey(o.User), o.ID), o)
 	if err != nil {
-		return refused("the order could not be recorded; retry with the same Idempotency-Key", err)
+		return Version{}, refused("the order could not be recorded; retry with the same Idempotency-Key", err)
 	}
-	return nil
+	return ver, nil
 }
 
 // SubmitOrder puts an order that is recorded already on the order stream,
@@ -734,9 +736,11 @@ func (s *Store) Orders(ctx context.Context, userKey, after string, limit int) (o
 }
 
 // SetOrderStatus moves an order to status (with reason), unless it is
-// already final. It returns the order as stored.
-func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, status shop.OrderStatus, reason string, now time.Time) (shop.Order, error) {
-	got, err := update(ctx, s, kindOrder, s.orders, orderKey(shop.UserKey(o.User), o.ID), func(cur *shop.Order, exists bool) error {
+// already final. It returns the order as stored and its Version. from is
+// the Version of the order's record that this store client wrote last
+// (CreateOrder, or the SetOrderStatus before), or the zero Version.
+func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, from Version, status shop.OrderStatus, reason string, now time.Time) (shop.Order, Version, error) {
+	got, ver, err := update(ctx, s, kindOrder, s.orders, orderKey(shop.UserKey(o.User), o.ID), from, func(cur *shop.Order, exists bool) error {
 		if !exists {
 			*cur = o
 		}
@@ -747,9 +751,9 @@ func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, status shop.Or
 		return nil
 	})
 	if errors.Is(err, errSkip) {
-		return got, nil
+		return got, ver, nil
 	}
-	return got, newerRecord(err)
+	return got, ver, newerRecord(err)
 }
 
 // Cart reads a user's cart; a missing cart is empty.
@@ -771,7 +775,7 @@ func (s *Store) Cart(ctx context.Context, userKey string) (shop.Cart, uint64, er
 // UpdateCart applies change to a user's cart with compare-and-set. Every
 // write restarts the cart's seven-day expiry.
 func (s *Store) UpdateCart(ctx context.Context, userKey string, change func(*shop.Cart) error) (shop.Cart, error) {
-	c, err := update(ctx, s, kindCart, s.carts, userKey, func(c *shop.Cart, _ bool) error { return change(c) })
+	c, _, err := update(ctx, s, kindCart, s.carts, userKey, Version{}, func(c *shop.Cart, _ bool) error { return change(c) })
 	if err != nil && shop.KindOf(err) == shop.KindInternal {
 		return c, refused("the cart could not be saved", err)
 	}

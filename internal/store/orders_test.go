@@ -590,3 +590,63 @@ func TestAReservationGivenUpBeforeItsWriteTakesNothing(t *testing.T) {
 	}
 	stockIs(t, st, sku, 3, map[string]int{kept: 2})
 }
+
+// A status written over the Version of an order that someone else has
+// written since is applied to the order as it is: the write over the stale
+// Version is refused as a conflict, the order is read, and a final order
+// stays as it is. So a processor that created an order, and marked it
+// reserved without reading it, never overwrites what another processor
+// (the same message redelivered to it) decided meanwhile. The Version of a
+// write that went through is the next write's, and needs no read.
+//
+// Mutation tried: the first attempt over a known Version written with a
+// plain put (no revision check) → "order … = confirmed; want rejected, as
+// the other processor left it".
+func TestAStatusWrittenOverAStaleVersionMeetsTheOrderAsItIs(t *testing.T) {
+	c := storetest.NewCluster(t, "a", "b", "c")
+	mine, _ := c.MustOpen(t, 0)
+	other, _ := c.MustOpen(t, 1)
+	ctx := t.Context()
+	now := time.Now().UTC()
+	o := shop.Order{ID: shop.NewID(now), User: "alice", Status: shop.OrderAccepted, CreatedAt: now, UpdatedAt: now,
+		Lines: []shop.Line{{SKU: "stale-a-42", Quantity: 1}}}
+	created, err := mine.CreateOrder(ctx, o)
+	if err != nil || !created.Known() {
+		t.Fatalf("create = %+v, %v; want a known Version", created, err)
+	}
+	if again, err := other.CreateOrder(ctx, o); err != nil || again.Known() {
+		t.Fatalf("create again = %+v, %v; want the zero Version (it was there)", again, err)
+	}
+	got, reserved, err := mine.SetOrderStatus(ctx, o, created, shop.OrderReserved, "", now)
+	if err != nil || got.Status != shop.OrderReserved || !reserved.Known() {
+		t.Fatalf("reserve over the created Version = %+v %+v, %v", got, reserved, err)
+	}
+	// Another processor, knowing nothing, rejects it.
+	if got, _, err := other.SetOrderStatus(ctx, o, store.Version{}, shop.OrderRejected, shop.ReasonOutOfStock, now); err != nil || got.Status != shop.OrderRejected {
+		t.Fatalf("reject = %+v, %v", got, err)
+	}
+	// The first, over its Version (stale now), confirms: it meets the
+	// rejected order and leaves it so.
+	got, _, err = mine.SetOrderStatus(ctx, o, reserved, shop.OrderConfirmed, "", now)
+	if err != nil || got.Status != shop.OrderRejected {
+		t.Fatalf("confirm over a stale Version = %+v, %v; want the rejected order", got, err)
+	}
+	if got, err := other.Order(ctx, shop.UserKey(o.User), o.ID); err != nil || got.Status != shop.OrderRejected || got.Reason != shop.ReasonOutOfStock {
+		t.Fatalf("order %s = %s %q, %v; want rejected, as the other processor left it", o.ID, got.Status, got.Reason, err)
+	}
+	// Over a Version nobody has overtaken, a write goes through.
+	p := o
+	p.ID = shop.NewID(now.Add(time.Millisecond))
+	ver, err := mine.CreateOrder(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []shop.OrderStatus{shop.OrderReserved, shop.OrderConfirmed} {
+		if got, ver, err = mine.SetOrderStatus(ctx, p, ver, st, "", now); err != nil || got.Status != st {
+			t.Fatalf("%s over the last Version = %+v, %v", st, got, err)
+		}
+	}
+	if got, err := other.Order(ctx, shop.UserKey(p.User), p.ID); err != nil || got.Status != shop.OrderConfirmed {
+		t.Fatalf("order %s = %+v, %v; want confirmed", p.ID, got, err)
+	}
+}

@@ -65,7 +65,7 @@ func TestAnAcknowledgedOrderIsInTheNextList(t *testing.T) {
 		o := shop.Order{ID: shop.NewID(now.Add(time.Duration(i) * time.Millisecond)), User: "alice", Status: shop.OrderAccepted,
 			Lines: []shop.Line{{SKU: "shoe-42", Quantity: 1}}, CreatedAt: now}
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		if err := st.CreateOrder(ctx, o); err != nil {
+		if _, err := st.CreateOrder(ctx, o); err != nil {
 			cancel()
 			t.Fatalf("order %d: %v", i, err)
 		}

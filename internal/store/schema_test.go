@@ -147,7 +147,7 @@ func TestReadModifyWriteKeepsTheMembersOfANewerRelease(t *testing.T) {
 	wantAt(t, "reserved stock", rec, 2.0, "holds", o.ID)
 	wantAt(t, "reserved stock", rec, float64(store.SchemaStock), "schema")
 
-	if _, err := st.SetOrderStatus(ctx, o, shop.OrderReserved, "", now.Add(time.Second)); err != nil {
+	if _, _, err := st.SetOrderStatus(ctx, o, store.Version{}, shop.OrderReserved, "", now.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	rec = record(t, nc, store.BucketOrders, orderKey)
@@ -182,7 +182,7 @@ func TestReadModifyWriteKeepsTheMembersOfANewerRelease(t *testing.T) {
 	// Its own new records carry their version.
 	bob := o
 	bob.ID, bob.User = shop.NewID(now.Add(time.Millisecond)), "bob"
-	if err := st.CreateOrder(ctx, bob); err != nil {
+	if _, err := st.CreateOrder(ctx, bob); err != nil {
 		t.Fatal(err)
 	}
 	wantAt(t, "new order", record(t, nc, store.BucketOrders, shop.UserKey("bob")+"."+bob.ID), float64(store.SchemaOrder), "schema")
@@ -237,7 +237,7 @@ func TestARecordOfANewerSchemaIsRefusedAndLeftAsItIs(t *testing.T) {
 	refused("list the orders", err)
 	_, err = st.FindOrder(ctx, o.ID)
 	refused("find the order", err)
-	_, err = st.SetOrderStatus(ctx, o, shop.OrderRejected, shop.ReasonOutOfStock, now)
+	_, _, err = st.SetOrderStatus(ctx, o, store.Version{}, shop.OrderRejected, shop.ReasonOutOfStock, now)
 	refused("change the order's status", err)
 	_, err = st.Reserve(ctx, shop.NewID(now), o.Lines)
 	refused("reserve the stock", err)
@@ -367,16 +367,16 @@ func TestOldAndNextReleaseShareTheStoreUnderLoad(t *testing.T) {
 		now := time.Now().UTC()
 		_, err := processor.Reserve(ctx, o.ID, o.Lines)
 		if errors.Is(err, store.ErrOutOfStock) {
-			_, err = processor.SetOrderStatus(ctx, o, shop.OrderRejected, shop.ReasonOutOfStock, now)
+			_, _, err = processor.SetOrderStatus(ctx, o, store.Version{}, shop.OrderRejected, shop.ReasonOutOfStock, now)
 			return err
 		}
 		if err != nil {
 			return err
 		}
-		if _, err := creator.SetOrderStatus(ctx, o, shop.OrderReserved, "", now); err != nil {
+		if _, _, err := creator.SetOrderStatus(ctx, o, store.Version{}, shop.OrderReserved, "", now); err != nil {
 			return err
 		}
-		if _, err := processor.SetOrderStatus(ctx, o, shop.OrderConfirmed, "", now); err != nil {
+		if _, _, err := processor.SetOrderStatus(ctx, o, store.Version{}, shop.OrderConfirmed, "", now); err != nil {
 			return err
 		}
 		return creator.ReleaseHolds(ctx, o.ID, o.Lines, false)
@@ -412,7 +412,7 @@ func TestOldAndNextReleaseShareTheStoreUnderLoad(t *testing.T) {
 				}
 				o := shop.Order{ID: shop.NewID(now), User: fmt.Sprintf("buyer-%d", i), Lines: lines, Status: shop.OrderAccepted,
 					Region: "a", CreatedAt: now, UpdatedAt: now}
-				if err := creator.CreateOrder(ctx, o); err != nil {
+				if _, err := creator.CreateOrder(ctx, o); err != nil {
 					t.Errorf("create order %s: %v", o.ID, err)
 					return
 				}

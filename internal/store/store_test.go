@@ -284,7 +284,7 @@ func TestReadsWaitForALeaderlessBucket(t *testing.T) {
 	sku := shop.SKU(p.ID, p.Sizes[0])
 	o := shop.Order{ID: shop.NewID(now), User: "alice", Status: shop.OrderAccepted, CreatedAt: now,
 		Lines: []shop.Line{{SKU: sku, Quantity: 1}}}
-	if err := st.CreateOrder(ctx, o); err != nil {
+	if _, err := st.CreateOrder(ctx, o); err != nil {
 		t.Fatal(err)
 	}
 	rec := store.IdempotencyRecord{ID: o.ID, UserKey: shop.UserKey("alice"), RequestHash: "h"}
@@ -417,13 +417,13 @@ func TestOrdersPagesNewestFirstReadingOnlyThePage(t *testing.T) {
 	for i := range 25 {
 		o := shop.Order{ID: shop.NewID(start.Add(time.Duration(i) * time.Second)), User: "alice", Status: shop.OrderAccepted,
 			Lines: []shop.Line{{SKU: "shoe-42", Quantity: 1}}, CreatedAt: start}
-		if err := st.CreateOrder(ctx, o); err != nil {
+		if _, err := st.CreateOrder(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 		ids = append([]string{o.ID}, ids...)
 	}
 	// Someone else's orders are not alice's.
-	if err := st.CreateOrder(ctx, shop.Order{ID: shop.NewID(start.Add(time.Hour)), User: "bob", Status: shop.OrderAccepted}); err != nil {
+	if _, err := st.CreateOrder(ctx, shop.Order{ID: shop.NewID(start.Add(time.Hour)), User: "bob", Status: shop.OrderAccepted}); err != nil {
 		t.Fatal(err)
 	}
 

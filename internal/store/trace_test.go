@@ -66,7 +66,7 @@ func TestStoreWritesAreSpansOfTheCallersTrace(t *testing.T) {
 	}
 	ctx, parent := tracer.Start(t.Context(), "POST /api/orders")
 	o := shop.Order{ID: shop.NewID(time.Now()), User: "u1", Lines: []shop.Line{{SKU: "p1-42", Quantity: 2}}, Status: shop.OrderAccepted}
-	if err := st.CreateOrder(ctx, o); err != nil {
+	if _, err := st.CreateOrder(ctx, o); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.SubmitOrder(ctx, o); err != nil {

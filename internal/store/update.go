@@ -24,20 +24,40 @@ type change[T any] struct {
 }
 
 // update applies fn to the record of kind k under key with
-// compare-and-set, retrying on conflicts until the write budget runs out.
+// compare-and-set, retrying on conflicts until the write budget runs out,
+// and returns the record and its Version as written (or, when fn changed
+// nothing, as read). from, when known, is taken for the record on the
+// first attempt instead of reading it.
 // fn sees the zero value when the key is missing; returning errSkip
 // leaves it as is. A record of a newer schema is refused (*SchemaError),
 // never changed; what fn does not touch is written back as it was read,
 // members this release does not know included (encodeOver). The whole loop
 // is one span, with how many attempts it took and an event per revision
 // conflict and per retried store failure.
-func update[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.KeyValue, key string, fn func(v *T, exists bool) error) (T, error) {
-	v, errs, err := updateAll(ctx, s, k, kv, key, []change[T]{{ctx: ctx, fn: fn}})
+func update[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.KeyValue, key string, from Version, fn func(v *T, exists bool) error) (T, Version, error) {
+	v, ver, errs, err := updateAll(ctx, s, k, kv, key, from, []change[T]{{ctx: ctx, fn: fn}})
 	if err != nil {
-		return v, err
+		return v, Version{}, err
 	}
-	return v, errs[0]
+	return v, ver, errs[0]
 }
+
+// Version is a record as this store client last wrote or read it: its
+// bytes and their revision. Handed to the next change of the same record,
+// it stands in for that change's first read, which under load costs as
+// much as the write: when nobody has written the record since, the
+// compare-and-set succeeds on it; when someone has, the revision no longer
+// matches, the engine refuses the write as a conflict, and the change reads
+// the record and goes on as it always does. So a Version is a hint, never a
+// risk: no change is applied to anything but the record as it is. The zero
+// Version knows nothing, and the change reads first.
+type Version struct {
+	data []byte
+	rev  uint64
+}
+
+// Known reports whether v holds a record (not the zero Version).
+func (v Version) Known() bool { return v.rev != 0 }
 
 // updateAll applies every change, in order, to the record of kind k under
 // key and writes the result with one compare-and-set, as update does for
@@ -47,9 +67,11 @@ func update[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.Key
 // changes nothing while the others go ahead. errs holds each change's
 // answer once the write (if any change made one) is acknowledged; err is
 // a failure of the store or of the record itself, and then no change was
-// written. ctx carries the span and bounds the whole; each change's own
+// written. from, when known, stands for the record on the first attempt
+// (see Version); ver is the record as written, or as read when no change
+// made a write. ctx carries the span and bounds the whole; each change's own
 // context only decides whether it is still wanted.
-func updateAll[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.KeyValue, key string, changes []change[T]) (_ T, errs []error, err error) {
+func updateAll[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.KeyValue, key string, from Version, changes []change[T]) (_ T, ver Version, errs []error, err error) {
 	parent := trace.SpanContextFromContext(ctx)
 	ctx, span := kvSpan(ctx, "update", kv.Bucket())
 	for _, c := range changes { // the other batched callers' traces
@@ -71,25 +93,29 @@ func updateAll[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.
 	for attempt := 0; ; attempt++ {
 		attempts = attempt + 1
 		var v T
-		// A leaderless asset (an election after a lost region) drops the
-		// request: each attempt gets its own deadline and the loop retries.
-		rctx, cancelRead := context.WithTimeout(ctx, s.cfg.OpTimeout)
-		data, rev, err := s.leaderValue(rctx, kv.Bucket(), key)
-		cancelRead()
+		data, rev, err := from.data, from.rev, error(nil)
+		if attempt > 0 || !from.Known() {
+			// A leaderless asset (an election after a lost region) drops
+			// the request: each attempt gets its own deadline and the loop
+			// retries.
+			rctx, cancelRead := context.WithTimeout(ctx, s.cfg.OpTimeout)
+			data, rev, err = s.leaderValue(rctx, kv.Bucket(), key)
+			cancelRead()
+		}
 		exists := err == nil
 		var stored, read members
 		switch {
 		case exists:
 			if stored, err = decodeMembers(k, key, data, &v); err != nil {
-				return v, nil, err
+				return v, Version{}, nil, err
 			}
 			if read, err = membersOf(v); err != nil {
-				return v, nil, fmt.Errorf("encode %s %s: %w", k.name, key, err)
+				return v, Version{}, nil, fmt.Errorf("encode %s %s: %w", k.name, key, err)
 			}
 		case errors.Is(err, errNotFound):
 		default:
 			if time.Now().After(deadline) || ctx.Err() != nil {
-				return v, nil, fmt.Errorf("read %s/%s: %w", kv.Bucket(), key, err)
+				return v, Version{}, nil, fmt.Errorf("read %s/%s: %w", kv.Bucket(), key, err)
 			}
 			span.AddEvent(eventStoreRetried, trace.WithAttributes(attribute.String("error", err.Error())))
 			pauseBefore(ctx, attempt)
@@ -105,26 +131,30 @@ func updateAll[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.
 			}
 		}
 		if !changed {
-			return v, errs, nil
+			if !exists { // missing, and left so
+				return v, Version{}, errs, nil
+			}
+			return v, Version{data, rev}, errs, nil
 		}
 		b, err := s.encodeOver(k, v, stored, read)
 		if err != nil {
-			return v, nil, fmt.Errorf("%s: %w", key, err)
+			return v, Version{}, nil, fmt.Errorf("%s: %w", key, err)
 		}
 		actx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+		var wrote uint64
 		if k == kindStock && s.cfg.UnsafeBlindStockWrites {
-			_, err = kv.Put(actx, key, b) // no revision check: see Config
+			wrote, err = kv.Put(actx, key, b) // no revision check: see Config
 		} else if rev == 0 {
-			_, err = kv.Create(actx, key, b)
+			wrote, err = kv.Create(actx, key, b)
 		} else {
-			_, err = kv.Update(actx, key, b, rev)
+			wrote, err = kv.Update(actx, key, b, rev)
 		}
 		cancel()
 		if err == nil {
-			return v, errs, nil
+			return v, Version{b, wrote}, errs, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil || full(err) || tooLarge(err) {
-			return v, nil, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
+			return v, Version{}, nil, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)
 		}
 		if isExists(err) {
 			conflicts++

@@ -118,7 +118,7 @@ func TestOrdersWhoseProcessorDiedAreFinishedOnceByAnother(t *testing.T) {
 		}
 	}
 	for _, o := range orders {
-		if err := observer.CreateOrder(ctx, o); err != nil {
+		if _, err := observer.CreateOrder(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 		if err := observer.SubmitOrder(ctx, o); err != nil {

@@ -140,6 +140,7 @@ func (w *Worker) Take(ctx context.Context, in store.Intake) error {
 	if err := validOrder(o); err != nil {
 		return err
 	}
+	var ver store.Version
 	if in.IdempotencyID != "" {
 		rec, won, err := w.cfg.Store.Remember(ctx, in.IdempotencyID, in.Record())
 		if err != nil {
@@ -152,16 +153,16 @@ func (w *Worker) Take(ctx context.Context, in store.Intake) error {
 			w.log.WarnContext(ctx, "dropping an order whose request made another order", "order", o.ID, "kept", rec.ID)
 			dup := o
 			dup.Status, dup.Reason, dup.SameAs, dup.UpdatedAt = shop.OrderRejected, shop.ReasonDuplicate, rec.ID, w.cfg.Now().UTC()
-			if err := w.cfg.Store.CreateOrder(ctx, dup); err != nil {
+			if _, err := w.cfg.Store.CreateOrder(ctx, dup); err != nil {
 				return fmt.Errorf("record duplicate order %s of %s: %w", o.ID, rec.ID, err)
 			}
 			return nil
 		}
-		if err := w.cfg.Store.CreateOrder(ctx, o); err != nil {
+		if ver, err = w.cfg.Store.CreateOrder(ctx, o); err != nil {
 			return fmt.Errorf("record order %s: %w", o.ID, err)
 		}
 	}
-	return w.Order(ctx, o)
+	return w.order(ctx, o, ver)
 }
 
 func validOrder(o shop.Order) error {
@@ -179,41 +180,36 @@ func validOrder(o shop.Order) error {
 // holds no stock. A partner outage leaves the order reserved: the error
 // redelivers it later.
 func (w *Worker) Order(ctx context.Context, o shop.Order) error {
+	return w.order(ctx, o, store.Version{})
+}
+
+// order is Order for an order whose record this processor may have just
+// created: ver, when known, is that record, so the order is known to be
+// accepted without reading it, and each status write goes without a read
+// while nobody else writes the order (store.Version).
+func (w *Worker) order(ctx context.Context, o shop.Order, ver store.Version) error {
 	lines, err := shop.ValidateLines(o.Lines)
 	if err != nil || shop.ValidateWriteID("id", o.ID) != nil || o.User == "" {
 		return shop.Invalid("", "malformed order %q: %v", o.ID, err)
 	}
-	cur, err := w.cfg.Store.Order(ctx, shop.UserKey(o.User), o.ID)
-	switch {
-	case err == nil:
-	case shop.KindOf(err) == shop.KindNotFound:
-		cur = o // the stream has it, so it was acknowledged: it is owed
-	default:
-		return err
+	cur := o // as created, when ver is known
+	if !ver.Known() {
+		cur, err = w.cfg.Store.Order(ctx, shop.UserKey(o.User), o.ID)
+		switch {
+		case err == nil:
+		case shop.KindOf(err) == shop.KindNotFound:
+			cur = o // the stream has it, so it was acknowledged: it is owed
+		default:
+			return err
+		}
 	}
 	switch cur.Status {
-	case shop.OrderConfirmed:
-		return w.cfg.Store.ReleaseHolds(ctx, o.ID, lines, false)
-	case shop.OrderRejected:
-		return w.cfg.Store.ReleaseHolds(ctx, o.ID, lines, true)
+	case shop.OrderConfirmed, shop.OrderRejected:
+		return w.settle(ctx, o.ID, lines, cur.Status)
 	case shop.OrderAccepted, "":
-		final, err := w.reserve(ctx, o, lines)
-		if final {
+		var reserved bool
+		if reserved, ver, err = w.reserve(ctx, o, lines, ver); err != nil || !reserved {
 			return err
-		}
-		if errors.Is(err, store.ErrOutOfStock) {
-			if _, err := w.cfg.Store.SetOrderStatus(ctx, o, shop.OrderRejected, shop.ReasonOutOfStock, w.cfg.Now().UTC()); err != nil {
-				return fmt.Errorf("reject order %s: %w", o.ID, err)
-			}
-			w.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("region", w.cfg.Region), attribute.String("reason", shop.ReasonOutOfStock)))
-			w.log.InfoContext(ctx, "order rejected", "order", o.ID, "reason", shop.ReasonOutOfStock)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := w.cfg.Store.SetOrderStatus(ctx, o, shop.OrderReserved, "", w.cfg.Now().UTC()); err != nil {
-			return fmt.Errorf("mark order %s reserved: %w", o.ID, err)
 		}
 	}
 	n := partner.Notification{OrderID: o.ID, User: o.User, Region: w.cfg.Region, At: o.CreatedAt}
@@ -225,39 +221,60 @@ func (w *Worker) Order(ctx context.Context, o shop.Order) error {
 		// later rather than dropping it.
 		return shop.Unavailable("fulfilment partner", fmt.Errorf("notify partner of order %s: %w", o.ID, err))
 	}
-	if _, err := w.cfg.Store.SetOrderStatus(ctx, o, shop.OrderConfirmed, "", w.cfg.Now().UTC()); err != nil {
+	if _, _, err := w.cfg.Store.SetOrderStatus(ctx, o, ver, shop.OrderConfirmed, "", w.cfg.Now().UTC()); err != nil {
 		return fmt.Errorf("confirm order %s: %w", o.ID, err)
 	}
 	w.confirmed.Add(ctx, 1, metric.WithAttributes(attribute.String("region", w.cfg.Region)))
-	return w.cfg.Store.ReleaseHolds(ctx, o.ID, lines, false)
+	return w.settle(ctx, o.ID, lines, shop.OrderConfirmed)
 }
 
-// reserve takes the order's stock. It acts on the status this processor
-// read, which may be stale: a processor that kept the same message past
-// its ack wait (its progress reports lost in a leader election) may have
-// finished the order meanwhile, settling and releasing its holds, and a
-// reservation after that would take the stock a second time. So a hold
-// this reservation newly made is checked against the order as it is now,
-// and given back when the order is already final (final is then true).
-func (w *Worker) reserve(ctx context.Context, o shop.Order, lines []shop.Line) (final bool, err error) {
+// settle releases the holds of an order that is final: a confirmed
+// order's units are sold, a rejected one's go back to the stock. Holds
+// released already are left alone, so settling again changes nothing.
+func (w *Worker) settle(ctx context.Context, id string, lines []shop.Line, status shop.OrderStatus) error {
+	return w.cfg.Store.ReleaseHolds(ctx, id, lines, status != shop.OrderConfirmed)
+}
+
+// reserve takes an accepted order's stock and marks it reserved (true,
+// with its record as marked), or ends it (false): rejected when the stock
+// is short, or settled when it turns out final already. It acts on the
+// status this processor read or created, which may be stale: a processor
+// that kept the same message past its ack wait (its progress reports lost
+// in a leader election) may have finished the order meanwhile, settling
+// and releasing its holds, and a reservation after that would take the
+// stock a second time. The write that marks the order reserved is a
+// compare-and-set on the order as it is then, and finds such an order
+// final: the holds this reservation newly made are given back, and the
+// order is settled (its other holds, which the processor that finished it
+// may have died before releasing).
+func (w *Worker) reserve(ctx context.Context, o shop.Order, lines []shop.Line, ver store.Version) (bool, store.Version, error) {
 	created, err := w.cfg.Store.Reserve(ctx, o.ID, lines)
-	if err != nil || len(created) == 0 {
-		return false, err
+	if errors.Is(err, store.ErrOutOfStock) {
+		if _, _, err := w.cfg.Store.SetOrderStatus(ctx, o, ver, shop.OrderRejected, shop.ReasonOutOfStock, w.cfg.Now().UTC()); err != nil {
+			return false, ver, fmt.Errorf("reject order %s: %w", o.ID, err)
+		}
+		w.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("region", w.cfg.Region), attribute.String("reason", shop.ReasonOutOfStock)))
+		w.log.InfoContext(ctx, "order rejected", "order", o.ID, "reason", shop.ReasonOutOfStock)
+		return false, ver, nil
 	}
-	now, err := w.cfg.Store.Order(ctx, shop.UserKey(o.User), o.ID)
-	switch {
-	case err == nil && now.Status.Final():
+	if err != nil {
+		return false, ver, err
+	}
+	now, ver, err := w.cfg.Store.SetOrderStatus(ctx, o, ver, shop.OrderReserved, "", w.cfg.Now().UTC())
+	if err != nil {
+		return false, ver, fmt.Errorf("mark order %s reserved: %w", o.ID, err)
+	}
+	if !now.Status.Final() {
+		return true, ver, nil
+	}
+	if len(created) > 0 {
 		w.log.WarnContext(ctx, "order already final: giving back the stock a stale reservation took", "order", o.ID, "status", now.Status)
 		if err := w.cfg.Store.ReleaseHolds(ctx, o.ID, created, true); err != nil {
-			return true, fmt.Errorf("give back order %s's stale reservation: %w", o.ID, err)
+			return false, ver, fmt.Errorf("give back order %s's stale reservation: %w", o.ID, err)
 		}
-		return true, nil
-	case err == nil, shop.KindOf(err) == shop.KindNotFound:
-		return false, nil
 	}
-	return false, fmt.Errorf("check order %s after reserving: %w", o.ID, err)
+	return false, ver, w.settle(ctx, o.ID, lines, now.Status)
 }
-
 // Comment validates and stores one comment. A comment written with a
 // newer schema than this release reads returns an error matching
 // store.ErrSchema, which leaves it on the queue for a newer processor.

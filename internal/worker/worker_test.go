@@ -102,8 +102,9 @@ func TestAStaleReservationOfAFinishedOrderGivesItsStockBack(t *testing.T) {
 	now := time.Now().UTC()
 	o := shop.Order{ID: shop.NewID(now), User: "alice", Lines: []shop.Line{{SKU: sku, Quantity: 2}}, Status: shop.OrderAccepted,
 		Region: "westeurope", CreatedAt: now, UpdatedAt: now}
-	if err := st.CreateOrder(ctx, o); err != nil {
-		t.Fatal(err)
+	created, err := st.CreateOrder(ctx, o)
+	if err != nil || !created.Known() {
+		t.Fatalf("create order: %+v, %v", created, err)
 	}
 	stock := func() shop.Stock {
 		t.Helper()
@@ -114,25 +115,30 @@ func TestAStaleReservationOfAFinishedOrderGivesItsStockBack(t *testing.T) {
 		return s
 	}
 	// The first processor: reserve, confirm, settle.
-	final, err := worker.Reserve(w, ctx, o, o.Lines)
-	if err != nil || final {
-		t.Fatalf("first reservation: final %v, %v", final, err)
+	reserved, ver, err := worker.Reserve(w, ctx, o, o.Lines, created)
+	if err != nil || !reserved {
+		t.Fatalf("first reservation: reserved %v, %v", reserved, err)
 	}
 	if s := stock(); s.Available != 3 || s.Holds[o.ID] != 2 {
 		t.Fatalf("after the first reservation: %+v", s)
 	}
-	if _, err := st.SetOrderStatus(ctx, o, shop.OrderConfirmed, "", now); err != nil {
+	if _, _, err := st.SetOrderStatus(ctx, o, ver, shop.OrderConfirmed, "", now); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.ReleaseHolds(ctx, o.ID, o.Lines, false); err != nil {
 		t.Fatal(err)
 	}
-	// The second, from its stale view (the order accepted): its
-	// reservation finds no hold, takes the stock, sees the order final and
-	// gives the stock back.
-	final, err = worker.Reserve(w, ctx, o, o.Lines)
-	if err != nil || !final {
-		t.Fatalf("stale reservation: final %v, %v; want final", final, err)
+	// The second, from its stale view (the order accepted, as it created
+	// it): its reservation finds no hold, takes the stock, and its write of
+	// the reserved status, made over the order as created, is refused as a
+	// conflict and finds the order final; it gives the stock back and
+	// leaves the order confirmed.
+	reserved, _, err = worker.Reserve(w, ctx, o, o.Lines, created)
+	if err != nil || reserved {
+		t.Fatalf("stale reservation: reserved %v, %v; want the order ended", reserved, err)
+	}
+	if got, err := st.Order(ctx, shop.UserKey(o.User), o.ID); err != nil || got.Status != shop.OrderConfirmed {
+		t.Fatalf("order after the stale reservation: %+v, %v; want it confirmed still", got, err)
 	}
 	if s := stock(); s.Available != 3 || len(s.Holds) != 0 {
 		t.Fatalf("after the stale reservation: %+v; want 3 available (5 less the order's 2), no hold", s)
