@@ -275,6 +275,7 @@ func (w *Worker) reserve(ctx context.Context, o shop.Order, lines []shop.Line, v
 	}
 	return false, ver, w.settle(ctx, o.ID, lines, now.Status)
 }
+
 // Comment validates and stores one comment. A comment written with a
 // newer schema than this release reads returns an error matching
 // store.ErrSchema, which leaves it on the queue for a newer processor.
