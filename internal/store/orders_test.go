@@ -600,8 +600,8 @@ func TestAReservationGivenUpBeforeItsWriteTakesNothing(t *testing.T) {
 // write that went through is the next write's, and needs no read.
 //
 // Mutation tried: the first attempt over a known Version written with a
-// plain put (no revision check) → "order … = confirmed; want rejected, as
-// the other processor left it".
+// plain put (no revision check) → "confirm over a stale Version = {… Status:confirmed …}, <nil>;
+// want the rejected order".
 func TestAStatusWrittenOverAStaleVersionMeetsTheOrderAsItIs(t *testing.T) {
 	c := storetest.NewCluster(t, "a", "b", "c")
 	mine, _ := c.MustOpen(t, 0)
