@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/contoso/shoes/internal/keyfile"
 	"github.com/contoso/shoes/internal/pki"
+	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
 )
 
@@ -154,7 +156,25 @@ func (d *Deployment) provision(ctx context.Context, nodes []*store.Node) error {
 	for i, n := range nodes {
 		regions[i] = n.Config().Region
 	}
-	return store.Provision(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Regions: regions, Logger: d.log.With("component", "provision")})
+	cfg := store.Config{Conn: nc, Replicas: d.replicas(), Regions: regions, Logger: d.log.With("component", "provision")}
+	if err := store.Provision(openCtx, cfg); err != nil {
+		return err
+	}
+	d.log.Debug("store assets declared; seeding")
+	// The seed catalog and stock are stored here, once, before any stamp
+	// starts: every stamp instance seeds a store it finds unseeded, and six
+	// of them at once made some 900 creates, most of them refused, on the
+	// first start's way to ready. The stamps then find the seed done.
+	st, err := store.Open(openCtx, cfg)
+	if err != nil {
+		return err
+	}
+	var catalogErr, stockErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, catalogErr = st.SeedCatalog(openCtx, shop.SeedCatalog()) })
+	wg.Go(func() { _, stockErr = st.SeedInventory(openCtx, shop.SeedStock()) })
+	wg.Wait()
+	return errors.Join(catalogErr, stockErr)
 }
 
 // LogPermissionDenied is the message logged when a store server refuses

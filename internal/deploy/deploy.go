@@ -346,7 +346,7 @@ func (d *Deployment) start(ctx context.Context) error {
 	if err := d.provision(ctx, nodes); err != nil {
 		return err
 	}
-	d.log.Debug("store assets declared; starting the stamps")
+	d.log.Debug("store assets declared and seeded; starting the stamps")
 	regions := make([]*region, 0, len(names))
 	for _, name := range names {
 		regions = append(regions, d.regions[name])

@@ -348,3 +348,64 @@ func TestANewStampJoinsAtItsFirstGoodProbe(t *testing.T) {
 		}
 	})
 }
+
+// A stamp that is still starting (unhealthy while it warms up, never
+// routable yet) is probed a tenth of a second after each probe round, so
+// it takes traffic within that and a round of its first healthy report,
+// however long the probe interval; once routable, or when it never gets there within 30 s of
+// joining, it is probed at the interval again.
+func TestAStartingStampTakesTrafficWithinATenthOfASecondOfBeingHealthy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := edgetest.NewNet()
+		var ready atomic.Bool
+		var probes, brokenProbes atomic.Int64
+		starting := n.Serve(t, northAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			probes.Add(1)
+			if !ready.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(`{"status":"unhealthy","reason":"warming up"}`))
+				return
+			}
+			_, _ = w.Write([]byte(`{"status":"healthy"}`))
+		}))
+		broken := n.Serve(t, eastAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			brokenProbes.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"unhealthy","reason":"broken release"}`))
+		}))
+		// Far away and healthy: where the POP routes while the near one
+		// starts.
+		const farAddr = "brazilsouth.stamp:80"
+		n.SetLatency(northAddr, 2*time.Millisecond)
+		n.SetLatency(farAddr, 40*time.Millisecond)
+		far := n.Serve(t, farAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte(`{"status":"healthy"}`))
+		}))
+		e := runEdge(t, nil, edge.Config{ProbeInterval: time.Hour, ProbeTimeout: time.Second, DialContext: n.DialContext},
+			edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: starting},
+			edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: broken},
+			edge.StampInfo{ID: "brazilsouth.a", Region: "brazilsouth", URL: far})
+		if got := nearAfter(e, 2*time.Second); got != "brazilsouth.a" {
+			t.Fatalf("while the near stamp starts the POP routes to %q, want brazilsouth.a", got)
+		}
+		// A round every 100 ms after the last ended, and a round lasts
+		// the farthest stamp's round trip (80 ms): 11 in 2 s.
+		if p := probes.Load(); p < 10 {
+			t.Fatalf("a starting stamp was probed %d times in 2 s, want a round every 180 ms", p)
+		}
+		ready.Store(true)
+		if got := nearAfter(e, 200*time.Millisecond); got != "northeurope.a" {
+			t.Fatalf("200 ms after the stamp turned healthy the POP routes to %q, want northeurope.a", got)
+		}
+		// Routable now: the hour's interval again for it. The broken one is
+		// still starting until 30 s after it joined, then no longer.
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		before, brokenBefore := probes.Load(), brokenProbes.Load()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if p, b := probes.Load()-before, brokenProbes.Load()-brokenBefore; p != 0 || b != 0 {
+			t.Fatalf("after the starting window: %d probes of the routable stamp and %d of the broken one in 10 s, want none (the interval is an hour)", p, b)
+		}
+	})
+}

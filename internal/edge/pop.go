@@ -81,6 +81,7 @@ type stampState struct {
 	downs       []time.Time // when probes started failing, within the flap window
 	recovering  int         // good probes still needed before rotation; 0: not recovering
 	served      bool        // a probe has found it routable: from then on failures are flaps
+	joined      time.Time   // when this POP first probed it
 }
 
 // riseNeeded is how many consecutive good probes a stamp needs after its
@@ -119,19 +120,48 @@ func (st *stampState) routedHealth() health.Status {
 // probeLoop probes every stamp from p once per ProbeInterval, and at once
 // when a stamp joins the registry: a new stamp (one just started, at
 // start-up or by a scale-out) takes traffic after one probe, not after
-// up to a whole interval.
+// up to a whole interval. While a stamp it knows is still starting (never
+// routable yet, for at most startingWindow after it joined), it probes
+// every startingProbeEvery: such a stamp reports unhealthy while it warms
+// up, and takes traffic within that of its first healthy report.
 func (e *Edge) probeLoop(ctx context.Context, p *pop) {
 	t := time.NewTicker(e.cfg.ProbeInterval)
 	defer t.Stop()
 	for {
 		e.probeAll(ctx, p)
+		var soon <-chan time.Time
+		if startingProbeEvery < e.cfg.ProbeInterval && p.starting(e.cfg.Now()) {
+			soon = time.After(startingProbeEvery)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-p.kick:
+		case <-soon:
 		}
 	}
+}
+
+// startingProbeEvery is how often a POP probes while a stamp is starting;
+// startingWindow is how long after it joined a stamp that has never been
+// routable counts as starting (one that never gets there, a broken
+// release, is then probed at the ordinary interval).
+const (
+	startingProbeEvery = 100 * time.Millisecond
+	startingWindow     = 30 * time.Second
+)
+
+// starting reports whether a stamp p knows is still starting at now.
+func (p *pop) starting(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, st := range p.state {
+		if !st.served && now.Sub(st.joined) < startingWindow {
+			return true
+		}
+	}
+	return false
 }
 
 // probeAll probes every known stamp from p in parallel and recomputes p's
@@ -191,7 +221,7 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 		_, known := e.stamps[s.ID]
 		p.mu.Lock()
 		if known && st == nil {
-			st = &stampState{health: health.Unknown, share: e.shares[s.ID], release: e.stamps[s.ID].Release}
+			st = &stampState{health: health.Unknown, share: e.shares[s.ID], release: e.stamps[s.ID].Release, joined: e.cfg.Now()}
 			p.state[s.ID] = st
 		}
 		if st != nil {

@@ -182,9 +182,10 @@ type Prober struct {
 	drained atomic.Bool
 	started time.Time
 
-	mu      sync.Mutex // guards running and failing
+	mu      sync.Mutex // guards running, failing and results
 	running map[string]bool
-	failing map[string]time.Time // since when each check has failed, for Grace
+	failing map[string]time.Time   // since when each check has failed, for Grace
+	results map[string]CheckResult // each check's newest result, as soon as it has one
 
 	kick chan struct{} // Kick
 }
@@ -201,7 +202,7 @@ func NewProber(cfg Config) *Prober {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Prober{cfg: cfg, log: cfg.Logger, started: time.Now(), running: map[string]bool{}, failing: map[string]time.Time{},
-		kick: make(chan struct{}, 1)}
+		results: map[string]CheckResult{}, kick: make(chan struct{}, 1)}
 }
 
 // Run probes until ctx is done: at once, then every interval, and again
@@ -313,6 +314,9 @@ func (p *Prober) run(ctx context.Context, c Check) CheckResult {
 	res.CheckedAt = time.Now()
 	res.LatencyMs = float64(res.CheckedAt.Sub(start).Microseconds()) / 1000
 	p.grace(c, &res)
+	p.mu.Lock()
+	p.results[c.Name] = res
+	p.mu.Unlock()
 	return res
 }
 
@@ -390,17 +394,17 @@ func (p *Prober) Report() Report {
 	return rep
 }
 
-// Result returns the cached result of the named check, and false when
-// there is none or it is older than three intervals.
+// Result returns the newest result of the named check, and false when
+// there is none or it is older than three intervals. It does not wait for
+// the round to end: a quick check's result is there while a slow one of
+// the same round still runs (a stamp starting up waits for its store read
+// probe, not for the canary's round trip through the async path).
 func (p *Prober) Result(name string) (CheckResult, bool) {
-	last := p.last.Load()
-	if last == nil || time.Since(last.CheckedAt) > 3*p.cfg.Interval {
+	p.mu.Lock()
+	r, ok := p.results[name]
+	p.mu.Unlock()
+	if !ok || time.Since(r.CheckedAt) > 3*p.cfg.Interval {
 		return CheckResult{}, false
 	}
-	for _, r := range last.Checks {
-		if r.Name == name {
-			return r, true
-		}
-	}
-	return CheckResult{}, false
+	return r, true
 }

@@ -159,6 +159,48 @@ func TestKickRunsTheChecksAtOnce(t *testing.T) {
 	})
 }
 
+// A quick check's result is there as soon as it has run, while a slow
+// check of the same round still runs: a stamp starting up waits for its
+// store read probe, not for the slowest check of the round. The round's
+// report comes when every check has answered.
+func TestAResultIsThereBeforeTheRoundEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		slow := make(chan struct{})
+		p := NewProber(Config{Region: "r1", Interval: time.Second, Timeout: 10 * time.Second, Checks: []Check{
+			{Name: "quick", Run: okCheck},
+			{Name: "slow", Run: func(ctx context.Context) (string, error) {
+				select {
+				case <-slow:
+				case <-ctx.Done():
+				}
+				return "", nil
+			}},
+		}})
+		done := make(chan struct{})
+		go func() { p.RunOnce(t.Context()); close(done) }()
+		synctest.Wait()
+		if r, ok := p.Result("quick"); !ok || r.Status != Healthy {
+			t.Fatalf("quick's result while slow runs = %+v, %v; want healthy", r, ok)
+		}
+		if r, ok := p.Result("slow"); ok {
+			t.Fatalf("slow's result while it runs = %+v; want none", r)
+		}
+		if rep := p.Report(); rep.Reason != "starting" {
+			t.Fatalf("report while the round runs = %s %q; want the starting one", rep.Status, rep.Reason)
+		}
+		close(slow)
+		<-done
+		if rep := p.Report(); rep.Status != Healthy {
+			t.Fatalf("report after the round = %s %q; want healthy", rep.Status, rep.Reason)
+		}
+		// Three intervals later the result is too old to count.
+		time.Sleep(3*time.Second + time.Millisecond)
+		if r, ok := p.Result("quick"); ok {
+			t.Fatalf("quick's result after three intervals = %+v; want none", r)
+		}
+	})
+}
+
 // A drained stamp answers 503 with status unhealthy and "drained": true on
 // the wire, beside a reason an operator can read; the field, not the
 // reason, is what says drained.
