@@ -736,7 +736,12 @@ func (s *Store) Orders(ctx context.Context, userKey, after string, limit int) (o
 }
 
 // SetOrderStatus moves an order to status (with reason), unless it is
-// already final. It returns the order as stored and its Version. from is
+// already final, or status is rejected and the order is reserved: a
+// reserved order holds its stock under its id, and goes on to be
+// confirmed; a rejection for want of stock is for an order that holds
+// none, made by a processor that failed to reserve it, which may have been
+// overtaken by another holding the same message. It returns the order as
+// stored and its Version. from is
 // the Version of the order's record that this store client wrote last
 // (CreateOrder, or the SetOrderStatus before), or the zero Version.
 func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, from Version, status shop.OrderStatus, reason string, now time.Time) (shop.Order, Version, error) {
@@ -744,7 +749,7 @@ func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, from Version, 
 		if !exists {
 			*cur = o
 		}
-		if cur.Status.Final() || cur.Status == status {
+		if cur.Status.Final() || cur.Status == status || (status == shop.OrderRejected && cur.Status == shop.OrderReserved) {
 			return errSkip
 		}
 		cur.Status, cur.Reason, cur.UpdatedAt = status, reason, now

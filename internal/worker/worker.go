@@ -250,11 +250,21 @@ func (w *Worker) settle(ctx context.Context, id string, lines []shop.Line, statu
 func (w *Worker) reserve(ctx context.Context, o shop.Order, lines []shop.Line, ver store.Version) (bool, store.Version, error) {
 	created, err := w.cfg.Store.Reserve(ctx, o.ID, lines)
 	if errors.Is(err, store.ErrOutOfStock) {
-		if _, _, err := w.cfg.Store.SetOrderStatus(ctx, o, ver, shop.OrderRejected, shop.ReasonOutOfStock, w.cfg.Now().UTC()); err != nil {
+		got, ver, err := w.cfg.Store.SetOrderStatus(ctx, o, ver, shop.OrderRejected, shop.ReasonOutOfStock, w.cfg.Now().UTC())
+		switch {
+		case err != nil:
 			return false, ver, fmt.Errorf("reject order %s: %w", o.ID, err)
+		case got.Status == shop.OrderReserved:
+			// Another processor holding the same message reserved it
+			// after this one found the stock short (the stock came back
+			// in between): its holds stand under the order's id, and the
+			// order goes on from here as from there.
+			w.log.WarnContext(ctx, "order reserved by another processor meanwhile: going on with it", "order", o.ID)
+			return true, ver, nil
+		case got.Status == shop.OrderRejected:
+			w.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("region", w.cfg.Region), attribute.String("reason", shop.ReasonOutOfStock)))
+			w.log.InfoContext(ctx, "order rejected", "order", o.ID, "reason", shop.ReasonOutOfStock)
 		}
-		w.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("region", w.cfg.Region), attribute.String("reason", shop.ReasonOutOfStock)))
-		w.log.InfoContext(ctx, "order rejected", "order", o.ID, "reason", shop.ReasonOutOfStock)
 		return false, ver, nil
 	}
 	if err != nil {

@@ -144,3 +144,42 @@ func TestAStaleReservationOfAFinishedOrderGivesItsStockBack(t *testing.T) {
 		t.Fatalf("after the stale reservation: %+v; want 3 available (5 less the order's 2), no hold", s)
 	}
 }
+
+// Two processors hold the same order message (one's progress reports were
+// lost). The first finds the stock short and releases what it took; the
+// stock comes back and the second reserves the order and marks it
+// reserved; then the first rejects it. That rejection must not stand: the
+// order holds its stock under its id and goes on to be confirmed. The
+// test starts from the moment of the rejection: the order marked reserved,
+// the first processor's reservation short.
+//
+// Mutation tried: SetOrderStatus rejecting a reserved order → "the
+// rejection over a reserved order: reserved false, <nil>; want it to go on
+// reserved" (and the order rejected while its stock is held).
+func TestARejectionNeverOverwritesAReservation(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	st, _ := c.MustOpen(t, 0)
+	ctx := t.Context()
+	w := worker.New(worker.Config{Region: "westeurope", Store: st})
+	const sku = "contoso-skyline-1-43"
+	if err := st.SetStock(ctx, sku, 0); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	o := shop.Order{ID: shop.NewID(now), User: "bob", Lines: []shop.Line{{SKU: sku, Quantity: 1}}, Status: shop.OrderAccepted,
+		Region: "westeurope", CreatedAt: now, UpdatedAt: now}
+	created, err := st.CreateOrder(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := st.SetOrderStatus(ctx, o, store.Version{}, shop.OrderReserved, "", now); err != nil || got.Status != shop.OrderReserved {
+		t.Fatalf("the other processor's reserved mark = %+v, %v", got, err)
+	}
+	reserved, _, err := worker.Reserve(w, ctx, o, o.Lines, created)
+	if err != nil || !reserved {
+		t.Fatalf("the rejection over a reserved order: reserved %v, %v; want it to go on reserved", reserved, err)
+	}
+	if got, err := st.Order(ctx, shop.UserKey(o.User), o.ID); err != nil || got.Status != shop.OrderReserved {
+		t.Fatalf("order after the rejection = %+v, %v; want reserved still", got, err)
+	}
+}
