@@ -122,8 +122,9 @@ func (st *stampState) routedHealth() health.Status {
 // start-up or by a scale-out) takes traffic after one probe, not after
 // up to a whole interval. While a stamp it knows is still starting (never
 // routable yet, for at most startingWindow after it joined), it probes
-// every startingProbeEvery: such a stamp reports unhealthy while it warms
-// up, and takes traffic within that of its first healthy report.
+// again startingProbeEvery after each round: such a stamp reports
+// unhealthy while it warms up, and takes traffic within that and a round
+// of its first healthy report.
 func (e *Edge) probeLoop(ctx context.Context, p *pop) {
 	t := time.NewTicker(e.cfg.ProbeInterval)
 	defer t.Stop()
@@ -143,10 +144,10 @@ func (e *Edge) probeLoop(ctx context.Context, p *pop) {
 	}
 }
 
-// startingProbeEvery is how often a POP probes while a stamp is starting;
-// startingWindow is how long after it joined a stamp that has never been
-// routable counts as starting (one that never gets there, a broken
-// release, is then probed at the ordinary interval).
+// startingProbeEvery is the pause between a POP's probe rounds while a
+// stamp is starting; startingWindow is how long after it joined a stamp
+// that has never been routable counts as starting (one that never gets
+// there, a broken release, is then probed at the ordinary interval).
 const (
 	startingProbeEvery = 100 * time.Millisecond
 	startingWindow     = 30 * time.Second
