@@ -86,26 +86,35 @@ func TestCanaryOfAnotherRegionIsRejectedAndOwnIsRecorded(t *testing.T) {
 	}
 }
 
+// createdOrder stores units of sku and creates an accepted order for
+// quantity of it, as a processor does when it takes the order's message;
+// it returns the store, a processor on it, the order and the order
+// record's Version as created.
+func createdOrder(t *testing.T, sku string, units, quantity int) (*store.Store, *worker.Worker, shop.Order, store.Version) {
+	t.Helper()
+	c := storetest.NewCluster(t, "westeurope")
+	st, _ := c.MustOpen(t, 0)
+	if err := st.SetStock(t.Context(), sku, units); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	o := shop.Order{ID: shop.NewID(now), User: "alice", Lines: []shop.Line{{SKU: sku, Quantity: quantity}}, Status: shop.OrderAccepted,
+		Region: "westeurope", CreatedAt: now, UpdatedAt: now}
+	created, err := st.CreateOrder(t.Context(), o)
+	if err != nil || !created.Known() {
+		t.Fatalf("create order: %+v, %v", created, err)
+	}
+	return st, worker.New(worker.Config{Region: "westeurope", Store: st}), o, created
+}
+
 // A processor acting on a stale view of an order (the same message
 // redelivered to it while another processor, whose progress reports were
 // lost, finished the order and released its holds) gives back the stock
 // its reservation took again: the order's stock is taken once.
 func TestAStaleReservationOfAFinishedOrderGivesItsStockBack(t *testing.T) {
-	c := storetest.NewCluster(t, "westeurope")
-	st, _ := c.MustOpen(t, 0)
-	ctx := t.Context()
-	w := worker.New(worker.Config{Region: "westeurope", Store: st})
 	const sku = "contoso-skyline-1-42"
-	if err := st.SetStock(ctx, sku, 5); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	o := shop.Order{ID: shop.NewID(now), User: "alice", Lines: []shop.Line{{SKU: sku, Quantity: 2}}, Status: shop.OrderAccepted,
-		Region: "westeurope", CreatedAt: now, UpdatedAt: now}
-	created, err := st.CreateOrder(ctx, o)
-	if err != nil || !created.Known() {
-		t.Fatalf("create order: %+v, %v", created, err)
-	}
+	st, w, o, created := createdOrder(t, sku, 5, 2)
+	ctx, now := t.Context(), o.CreatedAt
 	stock := func() shop.Stock {
 		t.Helper()
 		s, err := st.Stock(ctx, sku)
@@ -157,21 +166,8 @@ func TestAStaleReservationOfAFinishedOrderGivesItsStockBack(t *testing.T) {
 // rejection over a reserved order: reserved false, <nil>; want it to go on
 // reserved" (and the order rejected while its stock is held).
 func TestARejectionNeverOverwritesAReservation(t *testing.T) {
-	c := storetest.NewCluster(t, "westeurope")
-	st, _ := c.MustOpen(t, 0)
-	ctx := t.Context()
-	w := worker.New(worker.Config{Region: "westeurope", Store: st})
-	const sku = "contoso-skyline-1-43"
-	if err := st.SetStock(ctx, sku, 0); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	o := shop.Order{ID: shop.NewID(now), User: "bob", Lines: []shop.Line{{SKU: sku, Quantity: 1}}, Status: shop.OrderAccepted,
-		Region: "westeurope", CreatedAt: now, UpdatedAt: now}
-	created, err := st.CreateOrder(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, w, o, created := createdOrder(t, "contoso-skyline-1-43", 0, 1)
+	ctx, now := t.Context(), o.CreatedAt
 	if got, _, err := st.SetOrderStatus(ctx, o, store.Version{}, shop.OrderReserved, "", now); err != nil || got.Status != shop.OrderReserved {
 		t.Fatalf("the other processor's reserved mark = %+v, %v", got, err)
 	}
