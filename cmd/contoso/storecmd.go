@@ -99,7 +99,7 @@ func runStoreProvision(ctx context.Context, args []string, stdout, stderr io.Wri
 	defer nc.Close()
 	openCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if err := store.Provision(openCtx, store.Config{Conn: nc, Replicas: *replicas, Regions: intake}); err != nil {
+	if _, err := store.Provision(openCtx, store.Config{Conn: nc, Replicas: *replicas, Regions: intake}); err != nil {
 		return err
 	}
 	line, _ := json.Marshal(map[string]any{"event": "provisioned", "replicas": *replicas, "regions": intake})

@@ -156,8 +156,8 @@ func (d *Deployment) provision(ctx context.Context, nodes []*store.Node) error {
 	for i, n := range nodes {
 		regions[i] = n.Config().Region
 	}
-	cfg := store.Config{Conn: nc, Replicas: d.replicas(), Regions: regions, Logger: d.log.With("component", "provision")}
-	if err := store.Provision(openCtx, cfg); err != nil {
+	st, err := store.Provision(openCtx, store.Config{Conn: nc, Replicas: d.replicas(), Regions: regions, Logger: d.log.With("component", "provision")})
+	if err != nil {
 		return err
 	}
 	d.log.Debug("store assets declared; seeding")
@@ -165,10 +165,6 @@ func (d *Deployment) provision(ctx context.Context, nodes []*store.Node) error {
 	// starts: every stamp instance seeds a store it finds unseeded, and six
 	// of them at once made some 900 creates, most of them refused, on the
 	// first start's way to ready. The stamps then find the seed done.
-	st, err := store.Open(openCtx, cfg)
-	if err != nil {
-		return err
-	}
 	var catalogErr, stockErr error
 	var wg sync.WaitGroup
 	wg.Go(func() { _, catalogErr = st.SeedCatalog(openCtx, shop.SeedCatalog()) })

@@ -118,7 +118,7 @@ func TestProvisionBringsExistingAssetsToTheirDeclaredLimits(t *testing.T) {
 		t.Fatalf("Open changed existing assets; only these are as they were: %v", diffs)
 	}
 	for range 2 { // provisioning again changes nothing
-		if err := store.Provision(ctx, store.Config{Conn: nc, Replicas: 1}); err != nil {
+		if _, err := store.Provision(ctx, store.Config{Conn: nc, Replicas: 1}); err != nil {
 			t.Fatal(err)
 		}
 		for _, d := range undeclared(ctx, js) {

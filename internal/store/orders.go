@@ -741,9 +741,9 @@ func (s *Store) Orders(ctx context.Context, userKey, after string, limit int) (o
 // confirmed; a rejection for want of stock is for an order that holds
 // none, made by a processor that failed to reserve it, which may have been
 // overtaken by another holding the same message. It returns the order as
-// stored and its Version. from is
-// the Version of the order's record that this store client wrote last
-// (CreateOrder, or the SetOrderStatus before), or the zero Version.
+// stored and its Version. from is the Version of the order's record that
+// this store client wrote last (CreateOrder, or the SetOrderStatus
+// before), or the zero Version.
 func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, from Version, status shop.OrderStatus, reason string, now time.Time) (shop.Order, Version, error) {
 	got, ver, err := update(ctx, s, kindOrder, s.orders, orderKey(shop.UserKey(o.User), o.ID), from, func(cur *shop.Order, exists bool) error {
 		if !exists {

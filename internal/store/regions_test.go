@@ -25,7 +25,7 @@ func provisioned(t *testing.T, net *netsim.Network) *storetest.Cluster {
 	_, nc := c.MustOpen(t, 0)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if err := store.Provision(ctx, store.Config{Conn: nc, Regions: []string{"a", "b", "c"}}); err != nil {
+	if _, err := store.Provision(ctx, store.Config{Conn: nc, Regions: []string{"a", "b", "c"}}); err != nil {
 		t.Fatal(err)
 	}
 	return c

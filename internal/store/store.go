@@ -138,17 +138,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // administrator's connection, once per deployment or release, before stamps
 // start; stamps only Open. It keeps what the assets hold: with discard new,
 // a limit below what an asset already holds refuses new writes to it, it
-// never drops stored data. It retries until ctx is done, like Open.
-func Provision(ctx context.Context, cfg Config) error {
+// never drops stored data. It retries until ctx is done, like Open, and
+// returns the store it provisioned, open on cfg.Conn as Open would return
+// it.
+func Provision(ctx context.Context, cfg Config) (*Store, error) {
 	cfg, js, err := cfg.withDefaults()
 	if err != nil {
-		return fmt.Errorf("provision store: %w", err)
+		return nil, fmt.Errorf("provision store: %w", err)
 	}
 	s := &Store{nc: cfg.Conn, js: js, log: cfg.Logger, cfg: cfg}
 	if err := s.untilDone(ctx, true); err != nil {
-		return fmt.Errorf("provision store: %w", err)
+		return nil, fmt.Errorf("provision store: %w", err)
 	}
-	return nil
+	return s, nil
 }
 
 func (cfg Config) withDefaults() (Config, jetstream.JetStream, error) {
