@@ -22,6 +22,10 @@ const maxStockBatch = 128
 type stockLanes struct {
 	mu    sync.Mutex
 	lanes map[string]*stockLane // by SKU; a lane lives while it has work
+	// blind is, by SKU, the stock as this store client last wrote it, kept
+	// only under Config.UnsafeBlindStockWrites: a new lane starts from it
+	// instead of reading the SKU again.
+	blind map[string]Version
 }
 
 // stockLane is one SKU's queue of changes; it is in stockLanes exactly
@@ -103,9 +107,20 @@ func (s *Store) writeStock(sku string, lane *stockLane) {
 			c.taken = true
 			changes[i] = c.change
 		}
+		if !lane.last.Known() && s.cfg.UnsafeBlindStockWrites {
+			lane.last = l.blind[sku]
+		}
 		l.mu.Unlock()
 		_, ver, errs, err := updateAll(context.WithoutCancel(batch[0].ctx), s, kindStock, s.inventory, sku, lane.last, changes)
 		lane.last = ver
+		if ver.Known() && s.cfg.UnsafeBlindStockWrites {
+			l.mu.Lock()
+			if l.blind == nil {
+				l.blind = map[string]Version{}
+			}
+			l.blind[sku] = ver
+			l.mu.Unlock()
+		}
 		for i, c := range batch {
 			if err != nil {
 				c.done <- err

@@ -77,11 +77,15 @@ type Config struct {
 	// the retry finds the new leader sooner).
 	OpTimeout time.Duration
 	// UnsafeBlindStockWrites replaces the inventory's compare-and-set with
-	// a blind write: two reservations of one SKU at once both write what
-	// they computed from the same read, and one of them is lost (oversell,
-	// units that vanish or appear). A broken guarantee on purpose, only to
-	// prove that the experiments catch it; false (the zero value) is the
-	// only setting for a system of record.
+	// a blind write from what this store client last wrote or read of the
+	// SKU, never read again: the lost update of every cache written back
+	// without a revision check. Once two stamps change one SKU, each
+	// writes over the other's changes (oversell, units that vanish or
+	// appear) every time, not only when two writes happen to race, so the
+	// experiment that must catch it has something to catch on every run.
+	// A broken guarantee on purpose, only to prove that the experiments
+	// catch it; false (the zero value) is the only setting for a system of
+	// record.
 	UnsafeBlindStockWrites bool
 }
 

@@ -157,10 +157,11 @@ func TestVerifyCatchesAReleaseGateThatCannotFail(t *testing.T) {
 
 // The data verdicts are real: launch-sellout, as shipped, races buyers for
 // two pairs per size of the launch shoes; against stamps that write the
-// inventory blindly instead of with compare-and-set, two reservations of
-// one size at once keep only one of their writes, and verify fails the
-// experiment on oversell or on the units that vanish or appear. With
-// compare-and-set, the same experiment passes.
+// inventory blindly, each from what it last wrote instead of with
+// compare-and-set, the stamps that sell one size write over each other's
+// holds and sales, and verify fails the experiment on oversell or on the
+// units that vanish or appear. With compare-and-set, the same experiment
+// passes.
 func TestVerifyCatchesBlindStockWrites(t *testing.T) {
 	var exp verify.Experiment
 	for _, e := range verify.Default() {
