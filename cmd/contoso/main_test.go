@@ -173,6 +173,9 @@ func TestBadArguments(t *testing.T) {
 		{"up", "--regions", "a,b"},
 		{"up", "--regions", "a,a,b"},
 		{"up", "--latency-table", "westeurope=10ms"},
+		{"up", "--gogc", "lots"},
+		{"up", "--gogc", "5"},
+		{"up", "--processes", "--gogc", "80"},
 		{"stamp"},
 		{"up", "--no-such-flag"},
 	} {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +45,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		env      = fs.String("env", "", "environment: dev or prod; empty: $CONTOSO_ENV, else dev. Each has its own data directory (prod's default is .contoso-prod); prod refuses unverified releases and injected faults, and its operations address trusts no one without a token")
 		bin      = fs.String("bin", "", "with --processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them into <data>/bin with the go command")
 		insecure = fs.Bool("registry-insecure", false, "with --processes: speak plain HTTP to a release registry on loopback (a development registry)")
+		gogc     = fs.String("gogc", strconv.Itoa(defaultUpGCPercent), "garbage collection target of the process, which holds every store server, as Go's GOGC (which wins over this default when set): a collection when the heap has grown by this percentage of what is live, 10 to 1000; not with --processes, whose parts each run in their own process")
 		profile  = fs.Bool("pprof", false, "serve the Go runtime's profiles at /debug/pprof/ on the operations address (admin only; with --processes, on every stamp and POP's)")
 	)
 	logs.register(fs)
@@ -99,6 +101,9 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		if *withTLS {
 			return errors.New("--tls is not supported with --processes yet")
 		}
+		if set["gogc"] {
+			return errors.New("--gogc is the one process's target: not with --processes")
+		}
 		return runFleet(ctx, fleet.Config{
 			Regions: splitList(*regions), DataDir: dir, BinDir: *bin, EdgeAddr: *addr, OpsAddr: *opsAddr,
 			OpsTrustLoopback: *dev, OpsHosts: splitList(*opsHosts), Latency: netCfg.Latency, NoLatency: netCfg.Off,
@@ -106,6 +111,11 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 			Environment: *env, RegistryInsecure: *insecure, Pprof: *profile, Instances: *insts,
 		}, stdout)
 	}
+	restoreGC, err := applyGCPercent(*gogc, set["gogc"], getenv)
+	if err != nil {
+		return err
+	}
+	defer restoreGC()
 	start := time.Now()
 	d, err := deploy.Start(ctx, deploy.Config{
 		Regions:          splitList(*regions),

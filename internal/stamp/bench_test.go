@@ -22,6 +22,7 @@ import (
 	"github.com/contoso/shoes/internal/deploy/deploytest"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/shop"
+	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/store/storetest"
 )
 
@@ -159,6 +160,8 @@ func BenchmarkPostComment(b *testing.B) {
 // order's) to an R3 stream of their own led from the stamp's region, as
 // its intake stream is, 64 in flight through the same server: the
 // engine's pace. orders/publish is the ratio the goal is written in.
+// orders-processors-paused runs last, the same load with the processors'
+// consumers paused: the 202 path alone, as in a burst the queue absorbs.
 func BenchmarkOrderIntake(b *testing.B) {
 	for _, latency := range []bool{false, true} {
 		b.Run(fmt.Sprintf("latency=%v", latency), func(b *testing.B) {
@@ -173,7 +176,7 @@ func BenchmarkOrderIntake(b *testing.B) {
 			}
 			payload := []byte(`{"items":[{"sku":"` + sku + `","quantity":1}]}`)
 			var next atomic.Uint64
-			b.Run("orders", func(b *testing.B) {
+			place := func(b *testing.B) {
 				b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
@@ -199,8 +202,26 @@ func BenchmarkOrderIntake(b *testing.B) {
 				orders := float64(b.N) / b.Elapsed().Seconds()
 				b.ReportMetric(orders, "orders/s")
 				b.ReportMetric(orders/publishes, "orders/publish")
-			})
+			}
+			b.Run("orders", place)
+			// The 202 path alone: the processors' consumers paused, as
+			// when a launch's burst outruns them and the queue holds it,
+			// or when they run on machines of their own.
+			pauseProcessors(b, d)
+			b.Run("orders-processors-paused", place)
 		})
+	}
+}
+
+// pauseProcessors pauses the order processors' consumer on ORDERS and on
+// every region's intake stream of d for an hour.
+func pauseProcessors(b *testing.B, d *deploy.Deployment) {
+	b.Helper()
+	js, _ := jetstream.New(deploytest.StoreConn(b, d, "westeurope"))
+	for _, stream := range []string{store.StreamOrders, store.IntakeStream("westeurope"), store.IntakeStream("northeurope"), store.IntakeStream("eastus")} {
+		if _, err := js.PauseConsumer(b.Context(), stream, store.ConsumerOrders, time.Now().Add(time.Hour)); err != nil {
+			b.Fatalf("pause %s on %s: %v", store.ConsumerOrders, stream, err)
+		}
 	}
 }
 
