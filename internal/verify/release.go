@@ -22,8 +22,9 @@ type releaseRun struct {
 	Err     error           // why it could not be started or followed
 	// TimedOut: the release had not ended within the expectation's bound
 	// (the runner then rolled it back so the next experiment starts
-	// clean).
+	// clean); AtBound is its record as last read before that rollback.
 	TimedOut bool
+	AtBound  *release.Record
 	// FaultFrom and FaultTo are when the experiment's fault was injected
 	// and when it healed itself; zero without a fault.
 	FaultFrom, FaultTo time.Time
@@ -147,7 +148,7 @@ func (rl *releaser) run(ctx context.Context, e Experiment, start time.Time, inje
 				out.Err = ctx.Err()
 				return out
 			}
-			out.TimedOut = true
+			out.TimedOut, out.AtBound = true, out.Record
 			if lastErr != nil {
 				out.Err = fmt.Errorf("the release did not end within %s (last error: %w)", b.Expect.Within.D(), lastErr)
 			}
@@ -239,7 +240,11 @@ func judgeRelease(e Experiment, rr releaseRun, load LoadOutcome) []Verdict {
 	numbers := map[string]float64{}
 	measured := string(rec.Phase)
 	if rr.TimedOut {
-		measured = fmt.Sprintf("still %s after %s", rec.Phase, x.Within.D())
+		at := cmp.Or(rr.AtBound, rec)
+		measured = fmt.Sprintf("still %s after %s", at.Phase, x.Within.D())
+		if at.Reason != "" {
+			measured += " (" + at.Reason + ")"
+		}
 		if rec.Phase.Final() {
 			measured += fmt.Sprintf(" (then rolled back by the runner: %s)", rec.Phase)
 		}

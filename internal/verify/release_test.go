@@ -247,3 +247,25 @@ func TestPrintTableShowsTheReleaseNumbers(t *testing.T) {
 		t.Fatalf("table:\n%s\nwant it to end with\n%s", b.String(), want)
 	}
 }
+
+// A release that outlives its bound is reported as it stood at the bound,
+// with its reason, not as the runner's rollback left it.
+func TestJudgeReleaseSaysWhereATimedOutReleaseStood(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	e := Experiment{Name: "r", Release: &Release{Version: "v", Expect: ReleaseExpect{Outcome: "done", Within: Duration(90 * time.Second)}}}
+	rr := releaseRun{Version: "v-1", TimedOut: true, GoneOf: []string{"v-1"},
+		AtBound: &release.Record{Version: "v-1", Phase: release.PhaseShifting, Paused: true, Reason: "region eastus unhealthy on both versions", StartedAt: t0},
+		Record: &release.Record{Version: "v-1", Phase: release.PhaseRolledBack, Reason: "rolled back by verify", StartedAt: t0,
+			RollbackAt: t0.Add(90 * time.Second), EndedAt: t0.Add(95 * time.Second)}}
+	for _, v := range judgeRelease(e, rr, LoadOutcome{}) {
+		if !strings.HasPrefix(v.Expectation, "release.outcome") {
+			continue
+		}
+		want := "still shifting after 1m30s (region eastus unhealthy on both versions) (then rolled back by the runner: rolled-back)"
+		if v.Pass || !strings.HasPrefix(v.Measured, want) {
+			t.Fatalf("outcome = %+v; want a fail measured %q…", v, want)
+		}
+		return
+	}
+	t.Fatal("no release.outcome verdict")
+}
