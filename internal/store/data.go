@@ -204,7 +204,7 @@ func (s *Store) create(ctx context.Context, k recordKind, kv jetstream.KeyValue,
 	case err != nil:
 		return Version{}, fmt.Errorf("save %s/%s: %w", kv.Bucket(), key, err)
 	}
-	return Version{b, rev}, nil
+	return Version{data: b, rev: rev}, nil
 }
 
 // Canary is the message of the end-to-end probe of the async write path.

@@ -648,3 +648,44 @@ func TestAStatusWrittenOverAStaleVersionMeetsTheOrderAsItIs(t *testing.T) {
 		t.Fatalf("order %s = %+v, %v; want confirmed", p.ID, got, err)
 	}
 }
+
+// A status written over Unwritten creates the order's record with that
+// status when nobody has written it, and meets the order as it is when
+// someone has: the create is refused as a conflict, the order is read,
+// and a final order stays as it is. So a processor that won a request's
+// record, and writes its order's first status without reading, never
+// overwrites what another processor holding the same message decided.
+//
+// Mutation tried: the first attempt over Unwritten written with a plain
+// put → "reject over Unwritten = {… Status:rejected …}; want the confirmed
+// order".
+func TestAStatusWrittenOverUnwrittenMeetsTheOrderAsItIs(t *testing.T) {
+	c := storetest.NewCluster(t, "a", "b", "c")
+	mine, _ := c.MustOpen(t, 0)
+	other, _ := c.MustOpen(t, 1)
+	ctx := t.Context()
+	now := time.Now().UTC()
+	o := shop.Order{ID: shop.NewID(now), User: "alice", Status: shop.OrderAccepted, CreatedAt: now, UpdatedAt: now,
+		Lines: []shop.Line{{SKU: "unwritten-a-42", Quantity: 1}}}
+
+	got, ver, err := mine.SetOrderStatus(ctx, o, store.Unwritten(), shop.OrderReserved, "", now)
+	if err != nil || got.Status != shop.OrderReserved || !ver.Known() {
+		t.Fatalf("reserve over Unwritten = %+v, %+v, %v; want the order created reserved", got, ver, err)
+	}
+	if read, err := other.Order(ctx, shop.UserKey(o.User), o.ID); err != nil || read.Status != shop.OrderReserved || read.ID != o.ID || len(read.Lines) != 1 {
+		t.Fatalf("order %s = %+v, %v; want it recorded reserved, with its line", o.ID, read, err)
+	}
+
+	// Another processor, knowing nothing, confirms it; the first, over
+	// Unwritten (wrong by now), rejects it and meets the confirmed order.
+	if got, _, err := other.SetOrderStatus(ctx, o, store.Version{}, shop.OrderConfirmed, "", now); err != nil || got.Status != shop.OrderConfirmed {
+		t.Fatalf("confirm by the other = %+v, %v", got, err)
+	}
+	got, _, err = mine.SetOrderStatus(ctx, o, store.Unwritten(), shop.OrderRejected, shop.ReasonOutOfStock, now)
+	if err != nil || got.Status != shop.OrderConfirmed {
+		t.Fatalf("reject over Unwritten = %+v, %v; want the confirmed order", got, err)
+	}
+	if read, err := other.Order(ctx, shop.UserKey(o.User), o.ID); err != nil || read.Status != shop.OrderConfirmed {
+		t.Fatalf("order %s = %s %q, %v; want confirmed, as the other processor left it", o.ID, read.Status, read.Reason, err)
+	}
+}

@@ -52,12 +52,20 @@ func update[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.Key
 // risk: no change is applied to anything but the record as it is. The zero
 // Version knows nothing, and the change reads first.
 type Version struct {
-	data []byte
-	rev  uint64
+	data   []byte
+	rev    uint64
+	absent bool // Unwritten
 }
 
-// Known reports whether v holds a record (not the zero Version).
-func (v Version) Known() bool { return v.rev != 0 }
+// Unwritten is the Version of a record that this store client expects
+// nobody to have written yet: the first change creates it without reading
+// it first. A record that exists after all makes that create a conflict,
+// and the change reads it and goes on as from any stale Version.
+func Unwritten() Version { return Version{absent: true} }
+
+// Known reports whether v stands for the record, as written or as missing
+// (not the zero Version).
+func (v Version) Known() bool { return v.rev != 0 || v.absent }
 
 // updateAll applies every change, in order, to the record of kind k under
 // key and writes the result with one compare-and-set, as update does for
@@ -94,6 +102,9 @@ func updateAll[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.
 		attempts = attempt + 1
 		var v T
 		data, rev, err := from.data, from.rev, error(nil)
+		if from.absent {
+			err = errNotFound
+		}
 		if attempt > 0 || !from.Known() {
 			// A leaderless asset (an election after a lost region) drops
 			// the request: each attempt gets its own deadline and the loop
@@ -134,7 +145,7 @@ func updateAll[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.
 			if !exists { // missing, and left so
 				return v, Version{}, errs, nil
 			}
-			return v, Version{data, rev}, errs, nil
+			return v, Version{data: data, rev: rev}, errs, nil
 		}
 		b, err := s.encodeOver(k, v, stored, read)
 		if err != nil {
@@ -151,7 +162,7 @@ func updateAll[T any](ctx context.Context, s *Store, k recordKind, kv jetstream.
 		}
 		cancel()
 		if err == nil {
-			return v, Version{b, wrote}, errs, nil
+			return v, Version{data: b, rev: wrote}, errs, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil || full(err) || tooLarge(err) {
 			return v, Version{}, nil, fmt.Errorf("update %s/%s: %w", kv.Bucket(), key, err)

@@ -125,7 +125,9 @@ func (w *Worker) forever(ctx context.Context, what string, process func() error)
 // Take handles an order message. An order accepted with the one write of
 // its message comes with the request that made it: before anything is
 // reserved, Take records that request (create-if-absent, so a replay in
-// any region later gets this order) and the order itself. When the
+// any region later gets this order); the order's own record is written
+// with its first status, reserved or rejected, one write fewer than a
+// record created accepted and then changed. When the
 // request is recorded already with another order (a replay published again
 // after the stream's duplicate window, or to another queue, while this
 // message still waited), the message is a duplicate: nothing is reserved,
@@ -158,8 +160,12 @@ func (w *Worker) Take(ctx context.Context, in store.Intake) error {
 			}
 			return nil
 		}
-		if ver, err = w.cfg.Store.CreateOrder(ctx, o); err != nil {
-			return fmt.Errorf("record order %s: %w", o.ID, err)
+		if won {
+			// A new request: its order has no record yet, and the order's
+			// first status write (reserved, or rejected) creates it
+			// without reading it first. Until then the order reads as
+			// queued (GET /api/orders/{id} finds it on the stream).
+			ver = store.Unwritten()
 		}
 	}
 	return w.order(ctx, o, ver)
