@@ -78,11 +78,17 @@ type intakes struct {
 
 	mu     sync.Mutex
 	all    map[string]jetstream.Stream // by stream name
-	listed time.Time
+	listed time.Time                   // the last listing, failed or not
+	known  bool                        // a listing has succeeded
 }
 
-// intakeRelist is how often the list of intake streams is read again.
-const intakeRelist = 10 * time.Second
+// intakeRelist is how often the list of intake streams is read again;
+// intakeRetry, how soon a client that has never listed them tries again
+// after a failed listing.
+const (
+	intakeRelist = 10 * time.Second
+	intakeRetry  = time.Second
+)
 
 // openIntake finds the intake stream of the client's region (Config.Region)
 // when it has one: Open never declares one (Provision does, for
@@ -104,12 +110,15 @@ func (s *Store) openIntake(ctx context.Context) error {
 }
 
 // intakeStreams is every intake stream, listed at most every intakeRelist
-// (a failed listing keeps the last list as long), sorted by name.
-func (s *Store) intakeStreams(ctx context.Context) []jetstream.Stream {
+// (a failed listing keeps the last list as long), sorted by name. complete
+// says a listing has succeeded: until one has (the meta leader being
+// elected when the client opened), the list may lack streams that exist,
+// and a failed listing is tried again after intakeRetry.
+func (s *Store) intakeStreams(ctx context.Context) (_ []jetstream.Stream, complete bool) {
 	in := &s.intake
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if time.Since(in.listed) >= intakeRelist {
+	if time.Since(in.listed) >= intakeRelist || (!in.known && time.Since(in.listed) >= intakeRetry) {
 		lctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 		names := s.js.StreamNames(lctx, jetstream.WithStreamListSubject(subjectIntake+".>"))
 		found := map[string]bool{}
@@ -118,6 +127,7 @@ func (s *Store) intakeStreams(ctx context.Context) []jetstream.Stream {
 		}
 		cancel()
 		if names.Err() == nil {
+			in.known = true
 			if in.all == nil {
 				in.all = map[string]jetstream.Stream{}
 			}
@@ -141,27 +151,33 @@ func (s *Store) intakeStreams(ctx context.Context) []jetstream.Stream {
 	for _, name := range slices.Sorted(maps.Keys(in.all)) {
 		out = append(out, in.all[name])
 	}
-	return out
+	return out, in.known
 }
 
 // orderQueues is where a user's queued order may be, in the order to look:
 // the client's own intake stream (its leader in this region), ORDERS, then
 // every other region's intake stream; with the subject of order id of
-// userKey (userKey "*": any user's) on each.
-func (s *Store) orderQueues(ctx context.Context, userKey, id string) []queueSpot {
+// userKey (userKey "*": any user's) on each. err, when the intake streams
+// have never been listed, is what to answer instead of "not found" once
+// none of the queues has the order: they may not be all.
+func (s *Store) orderQueues(ctx context.Context, userKey, id string) (_ []queueSpot, err error) {
 	var out []queueSpot
 	if s.intake.own != nil {
 		out = append(out, queueSpot{s.intake.own, intakeSubject(s.cfg.Region, userKey, id)})
 	}
 	out = append(out, queueSpot{s.orderQ, orderSubject(userKey, id)})
-	for _, st := range s.intakeStreams(ctx) {
+	streams, complete := s.intakeStreams(ctx)
+	if !complete {
+		err = shop.Unavailable("orders cannot be read right now", errors.New("the intake streams of the other regions could not be listed yet"))
+	}
+	for _, st := range streams {
 		name := st.CachedInfo().Config.Name
 		if s.intake.own != nil && name == IntakeStream(s.cfg.Region) {
 			continue
 		}
 		out = append(out, queueSpot{st, intakeSubject(strings.TrimPrefix(name, intakePrefix), userKey, id)})
 	}
-	return out
+	return out, err
 }
 
 // queueSpot is a queue and the subject to look for there.

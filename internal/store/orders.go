@@ -558,14 +558,16 @@ func (s *Store) queuedAt(ctx context.Context, queue jetstream.Stream, seq uint64
 // order acknowledged before (orderQueues says where it looks, and in which
 // order).
 func (s *Store) PendingOrder(ctx context.Context, userKey, id string) (shop.Order, error) {
+	queues, partial := s.orderQueues(ctx, userKey, id)
 	return s.queuedOrder(ctx, id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
 		return q.stream.GetLastMsgForSubject(ctx, q.subject)
-	}, s.orderQueues(ctx, userKey, id))
+	}, queues, partial)
 }
 
 // queuedOrder is order id as get finds it on the first of queues that has
-// it, read from that queue's leader; shop.NotFound when none has it.
-func (s *Store) queuedOrder(ctx context.Context, id string, get func(context.Context, queueSpot) (*jetstream.RawStreamMsg, error), queues []queueSpot) (shop.Order, error) {
+// it, read from that queue's leader; shop.NotFound when none has it, or
+// partial (the queues may not be all) when that is set.
+func (s *Store) queuedOrder(ctx context.Context, id string, get func(context.Context, queueSpot) (*jetstream.RawStreamMsg, error), queues []queueSpot, partial error) (shop.Order, error) {
 	for _, q := range queues {
 		m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 			m, err := get(ctx, q)
@@ -586,6 +588,9 @@ func (s *Store) queuedOrder(ctx context.Context, id string, get func(context.Con
 		}
 		return in.Order, nil
 	}
+	if partial != nil {
+		return shop.Order{}, partial
+	}
 	return shop.Order{}, shop.NotFound("order", id)
 }
 
@@ -600,7 +605,8 @@ const maxQueuedScan = 100
 // maxQueuedScan in all.
 func (s *Store) QueuedRequest(ctx context.Context, userKey, idemID string) (Intake, bool, error) {
 	n := 0
-	for _, q := range s.orderQueues(ctx, userKey, ">") {
+	queues, partial := s.orderQueues(ctx, userKey, ">")
+	for _, q := range queues {
 		for seq := uint64(1); n < maxQueuedScan; n++ {
 			m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 				m, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.subject))
@@ -625,7 +631,7 @@ func (s *Store) QueuedRequest(ctx context.Context, userKey, idemID string) (Inta
 			seq = m.Sequence + 1
 		}
 	}
-	return Intake{}, false, nil
+	return Intake{}, false, partial
 }
 
 // Order reads a user's order from the stream leader. The record of an
@@ -666,9 +672,10 @@ func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 		userKey, _, _ := strings.Cut(k, ".")
 		return s.Order(ctx, userKey, id)
 	}
+	queues, partial := s.orderQueues(ctx, "*", id)
 	return s.queuedOrder(ctx, id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
 		return q.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(q.subject))
-	}, s.orderQueues(ctx, "*", id))
+	}, queues, partial)
 }
 
 // Orders lists one page of a user's orders, newest first: the orders

@@ -202,7 +202,12 @@ func (s *Store) ProcessOrders(ctx context.Context, h func(ctx context.Context, i
 		return h(ctx, in)
 	}
 	for {
-		queues := append([]jetstream.Stream{s.orderQ}, s.intakeStreams(ctx)...)
+		intake, complete := s.intakeStreams(ctx) // one found later is pulled from then (below)
+		queues := append([]jetstream.Stream{s.orderQ}, intake...)
+		relist := intakeRelist
+		if !complete {
+			relist = intakeRetry
+		}
 		var consumers []jetstream.Consumer
 		for _, q := range queues {
 			c, err := retrying(ctx, s, func(ctx context.Context) (jetstream.Consumer, error) {
@@ -216,14 +221,14 @@ func (s *Store) ProcessOrders(ctx context.Context, h func(ctx context.Context, i
 		qctx, stop := context.WithCancel(ctx)
 		go func() { // a new intake stream: pull from it too
 			defer stop()
-			t := time.NewTicker(intakeRelist)
+			t := time.NewTicker(relist)
 			defer t.Stop()
 			for {
 				select {
 				case <-qctx.Done():
 					return
 				case <-t.C:
-					if len(s.intakeStreams(qctx)) != len(queues)-1 {
+					if now, _ := s.intakeStreams(qctx); len(now) != len(queues)-1 {
 						return
 					}
 				}
@@ -353,7 +358,8 @@ func (s *Store) QueueAge(ctx context.Context, stream string) (age time.Duration,
 		// election whatever the processors do, and the other queues'
 		// backlog is what they can work on.
 		age, pending, err = queueAge(ctx, s.orderQ, orderQueue)
-		for _, st := range s.intakeStreams(ctx) {
+		intake, _ := s.intakeStreams(ctx)
+		for _, st := range intake {
 			if err != nil {
 				break
 			}
