@@ -602,7 +602,8 @@ const maxQueuedScan = 100
 // request idemID made: for a replay that cannot be published again (an
 // order from a cart the first request emptied). It reads the user's queued
 // messages from each queue's leader, in the order of orderQueues, at most
-// maxQueuedScan in all.
+// maxQueuedScan in all. Not found while the intake streams have never been
+// listed is an Unavailable error, not false: the request may be on one.
 func (s *Store) QueuedRequest(ctx context.Context, userKey, idemID string) (Intake, bool, error) {
 	n := 0
 	queues, partial := s.orderQueues(ctx, userKey, ">")
