@@ -603,13 +603,8 @@ func TestAReservationGivenUpBeforeItsWriteTakesNothing(t *testing.T) {
 // plain put (no revision check) → "reject over a stale Version = {… Status:rejected …}, <nil>;
 // want the confirmed order".
 func TestAStatusWrittenOverAStaleVersionMeetsTheOrderAsItIs(t *testing.T) {
-	c := storetest.NewCluster(t, "a", "b", "c")
-	mine, _ := c.MustOpen(t, 0)
-	other, _ := c.MustOpen(t, 1)
-	ctx := t.Context()
-	now := time.Now().UTC()
-	o := shop.Order{ID: shop.NewID(now), User: "alice", Status: shop.OrderAccepted, CreatedAt: now, UpdatedAt: now,
-		Lines: []shop.Line{{SKU: "stale-a-42", Quantity: 1}}}
+	mine, other, o := twoProcessors(t, "stale-a-42")
+	ctx, now := t.Context(), o.CreatedAt
 	created, err := mine.CreateOrder(ctx, o)
 	if err != nil || !created.Known() {
 		t.Fatalf("create = %+v, %v; want a known Version", created, err)
@@ -660,13 +655,8 @@ func TestAStatusWrittenOverAStaleVersionMeetsTheOrderAsItIs(t *testing.T) {
 // put → "reject over Unwritten = {… Status:rejected …}; want the confirmed
 // order".
 func TestAStatusWrittenOverUnwrittenMeetsTheOrderAsItIs(t *testing.T) {
-	c := storetest.NewCluster(t, "a", "b", "c")
-	mine, _ := c.MustOpen(t, 0)
-	other, _ := c.MustOpen(t, 1)
-	ctx := t.Context()
-	now := time.Now().UTC()
-	o := shop.Order{ID: shop.NewID(now), User: "alice", Status: shop.OrderAccepted, CreatedAt: now, UpdatedAt: now,
-		Lines: []shop.Line{{SKU: "unwritten-a-42", Quantity: 1}}}
+	mine, other, o := twoProcessors(t, "unwritten-a-42")
+	ctx, now := t.Context(), o.CreatedAt
 
 	got, ver, err := mine.SetOrderStatus(ctx, o, store.Unwritten(), shop.OrderReserved, "", now)
 	if err != nil || got.Status != shop.OrderReserved || !ver.Known() {
@@ -688,4 +678,17 @@ func TestAStatusWrittenOverUnwrittenMeetsTheOrderAsItIs(t *testing.T) {
 	if read, err := other.Order(ctx, shop.UserKey(o.User), o.ID); err != nil || read.Status != shop.OrderConfirmed {
 		t.Fatalf("order %s = %s %q, %v; want confirmed, as the other processor left it", o.ID, read.Status, read.Reason, err)
 	}
+}
+
+// twoProcessors opens two store clients of a new three-node cluster, as
+// two processors holding the same message, and returns them with an
+// accepted order of one unit of sku, recorded nowhere yet.
+func twoProcessors(t *testing.T, sku string) (mine, other *store.Store, o shop.Order) {
+	t.Helper()
+	c := storetest.NewCluster(t, "a", "b", "c")
+	mine, _ = c.MustOpen(t, 0)
+	other, _ = c.MustOpen(t, 1)
+	now := time.Now().UTC()
+	return mine, other, shop.Order{ID: shop.NewID(now), User: "alice", Status: shop.OrderAccepted, CreatedAt: now, UpdatedAt: now,
+		Lines: []shop.Line{{SKU: sku, Quantity: 1}}}
 }
