@@ -558,16 +558,17 @@ func (s *Store) queuedAt(ctx context.Context, queue jetstream.Stream, seq uint64
 // order acknowledged before (orderQueues says where it looks, and in which
 // order).
 func (s *Store) PendingOrder(ctx context.Context, userKey, id string) (shop.Order, error) {
-	queues, partial := s.orderQueues(ctx, userKey, id)
-	return s.queuedOrder(ctx, id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
+	return s.queuedOrder(ctx, userKey, id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
 		return q.stream.GetLastMsgForSubject(ctx, q.subject)
-	}, queues, partial)
+	})
 }
 
-// queuedOrder is order id as get finds it on the first of queues that has
-// it, read from that queue's leader; shop.NotFound when none has it, or
-// partial (the queues may not be all) when that is set.
-func (s *Store) queuedOrder(ctx context.Context, id string, get func(context.Context, queueSpot) (*jetstream.RawStreamMsg, error), queues []queueSpot, partial error) (shop.Order, error) {
+// queuedOrder is order id of userKey as get finds it on the first of the
+// queues (orderQueues) that has it, read from that queue's leader;
+// shop.NotFound when none has it, or orderQueues' error when the queues
+// may not be all.
+func (s *Store) queuedOrder(ctx context.Context, userKey, id string, get func(context.Context, queueSpot) (*jetstream.RawStreamMsg, error)) (shop.Order, error) {
+	queues, partial := s.orderQueues(ctx, userKey, id)
 	for _, q := range queues {
 		m, err := retrying(ctx, s, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 			m, err := get(ctx, q)
@@ -673,10 +674,9 @@ func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 		userKey, _, _ := strings.Cut(k, ".")
 		return s.Order(ctx, userKey, id)
 	}
-	queues, partial := s.orderQueues(ctx, "*", id)
-	return s.queuedOrder(ctx, id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
+	return s.queuedOrder(ctx, "*", id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
 		return q.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(q.subject))
-	}, queues, partial)
+	})
 }
 
 // Orders lists one page of a user's orders, newest first: the orders
@@ -751,7 +751,8 @@ func (s *Store) Orders(ctx context.Context, userKey, after string, limit int) (o
 // overtaken by another holding the same message. It returns the order as
 // stored and its Version. from is the Version of the order's record that
 // this store client wrote last (CreateOrder, or the SetOrderStatus
-// before), or the zero Version.
+// before), Unwritten when it knows no record yet (the first status then
+// creates it), or the zero Version.
 func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, from Version, status shop.OrderStatus, reason string, now time.Time) (shop.Order, Version, error) {
 	got, ver, err := update(ctx, s, kindOrder, s.orders, orderKey(shop.UserKey(o.User), o.ID), from, func(cur *shop.Order, exists bool) error {
 		if !exists {

@@ -189,16 +189,17 @@ func (w *Worker) Order(ctx context.Context, o shop.Order) error {
 	return w.order(ctx, o, store.Version{})
 }
 
-// order is Order for an order whose record this processor may have just
-// created: ver, when known, is that record, so the order is known to be
-// accepted without reading it, and each status write goes without a read
-// while nobody else writes the order (store.Version).
+// order is Order for an order whose request this processor may have just
+// recorded: ver, when known, is the order's record as this processor knows
+// it (store.Unwritten: none yet), so the order is known to be accepted
+// without reading it, and each status write goes without a read while
+// nobody else writes the order (store.Version).
 func (w *Worker) order(ctx context.Context, o shop.Order, ver store.Version) error {
 	lines, err := shop.ValidateLines(o.Lines)
 	if err != nil || shop.ValidateWriteID("id", o.ID) != nil || o.User == "" {
 		return shop.Invalid("", "malformed order %q: %v", o.ID, err)
 	}
-	cur := o // as created, when ver is known
+	cur := o // accepted, when ver is known
 	if !ver.Known() {
 		cur, err = w.cfg.Store.Order(ctx, shop.UserKey(o.User), o.ID)
 		switch {
