@@ -47,6 +47,12 @@ type Check struct {
 	// none). After Tolerate, Grace and the verdict apply as usual. Zero:
 	// nothing tolerated.
 	Tolerate time.Duration
+	// Every runs the check at most this often: a round sooner than that
+	// after its last run reports the last result again. For checks that
+	// cost the dependency real work (a replicated write) and whose verdict
+	// moves slower than the probe interval anyway (Tolerate). Zero: every
+	// round.
+	Every time.Duration
 }
 
 // CheckResult is the outcome of one run of one check.
@@ -268,6 +274,10 @@ func (p *Prober) run(ctx context.Context, c Check) CheckResult {
 		res.impact = Unhealthy
 	}
 	p.mu.Lock()
+	if prev, ok := p.results[c.Name]; ok && c.Every > 0 && time.Since(prev.CheckedAt) < c.Every {
+		p.mu.Unlock()
+		return prev
+	}
 	if p.running[c.Name] {
 		p.mu.Unlock()
 		res.Status, res.Detail, res.CheckedAt = Unhealthy, "previous run has not returned", time.Now()
@@ -395,7 +405,8 @@ func (p *Prober) Report() Report {
 }
 
 // Result returns the newest result of the named check, and false when
-// there is none or it is older than three intervals. It does not wait for
+// there is none or it is older than three intervals (of the check's own,
+// Every, when that is longer). It does not wait for
 // the round to end: a quick check's result is there while a slow one of
 // the same round still runs (a stamp starting up waits for its store read
 // probe, not for the canary's round trip through the async path).
@@ -403,8 +414,19 @@ func (p *Prober) Result(name string) (CheckResult, bool) {
 	p.mu.Lock()
 	r, ok := p.results[name]
 	p.mu.Unlock()
-	if !ok || time.Since(r.CheckedAt) > 3*p.cfg.Interval {
+	if !ok || time.Since(r.CheckedAt) > 3*p.interval(name) {
 		return CheckResult{}, false
 	}
 	return r, true
+}
+
+// interval is how often the named check runs: the probe interval, or the
+// check's Every when that is longer.
+func (p *Prober) interval(name string) time.Duration {
+	for _, c := range p.cfg.Checks {
+		if c.Name == name {
+			return max(p.cfg.Interval, c.Every)
+		}
+	}
+	return p.cfg.Interval
 }

@@ -486,3 +486,42 @@ func TestLoadIsReadOncePerRunIntoTheReport(t *testing.T) {
 		t.Errorf("a report without a load names one: %s", rec.Body.String())
 	}
 }
+
+// A check with Every runs at most that often: the rounds between report
+// its last result, with the time it was really taken, and the first round
+// after Every runs it again. The other checks run every round.
+func TestCheckEveryRunsAtMostThatOften(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var writes, reads atomic.Int32
+		var fail atomic.Bool
+		p := NewProber(Config{Region: "r", Interval: 200 * time.Millisecond, Checks: []Check{
+			{Name: "write", Every: time.Second, Run: func(context.Context) (string, error) {
+				writes.Add(1)
+				if fail.Load() {
+					return "", errors.New("no leader")
+				}
+				return "", nil
+			}},
+			{Name: "read", Run: func(context.Context) (string, error) { reads.Add(1); return "", nil }},
+		}})
+		first := time.Now()
+		for range 5 { // 0, 200, 400, 600 and 800 ms
+			p.RunOnce(t.Context())
+			time.Sleep(200 * time.Millisecond)
+		}
+		if w, r := writes.Load(), reads.Load(); w != 1 || r != 5 {
+			t.Fatalf("in five rounds within a second: %d writes and %d reads, want 1 and 5", w, r)
+		}
+		if r, _ := p.Result("write"); !r.CheckedAt.Equal(first) || r.Status != Healthy {
+			t.Fatalf("a round between runs reported %+v, want the result taken at %s", r, first)
+		}
+		fail.Store(true)
+		p.RunOnce(t.Context()) // 1 s after the first run
+		if r, _ := p.Result("write"); writes.Load() != 2 || r.Status != Unhealthy {
+			t.Fatalf("a second after its run: %d writes, status %s; want it run again and failing", writes.Load(), r.Status)
+		}
+		if rep := p.Report(); rep.Status != Unhealthy {
+			t.Fatalf("the report says %s with the write check failing", rep.Status)
+		}
+	})
+}

@@ -390,12 +390,13 @@ type queueReading struct {
 	at      time.Time     // when it was read
 }
 
-// readOrderQueue reads the order queue's backlog once per probe interval
-// until ctx ends, for the load report, each reading within the interval
-// (at least 500 ms). A failed reading keeps the last good one, whose age
-// the report shows.
+// readOrderQueue reads the order queue's backlog once per probe interval,
+// at most once a second (each reading asks every intake stream's leader
+// for its consumer's state), until ctx ends, for the load report, each
+// reading within its interval (at least 500 ms). A failed reading keeps
+// the last good one, whose age the report shows.
 func (s *Stamp) readOrderQueue(ctx context.Context) {
-	every := s.cfg.ProbeInterval
+	every := max(s.cfg.ProbeInterval, time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
