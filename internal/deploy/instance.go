@@ -174,8 +174,9 @@ func NewInstance(ctx context.Context, cfg InstanceConfig) (*Instance, error) {
 		scfg.Partner = client
 		in.Partner = client
 		// The ping comes first: past the breaker's delay it is the
-		// breaker's trial (partner.Client.Ping).
-		scfg.Checks = append(scfg.Checks, health.Check{Name: "partner", Impact: health.Degraded, Run: func(ctx context.Context) (string, error) {
+		// breaker's trial (partner.Client.Ping). It calls a third party,
+		// so at most once a second whatever the probe interval.
+		scfg.Checks = append(scfg.Checks, health.Check{Name: "partner", Impact: health.Degraded, Every: time.Second, Run: func(ctx context.Context) (string, error) {
 			err := client.Ping(ctx)
 			if state := client.BreakerState(); state != "closed" {
 				return "circuit breaker " + state, fmt.Errorf("partner calls are failing: %w", health.ErrDegraded)
