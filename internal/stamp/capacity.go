@@ -391,12 +391,12 @@ type queueReading struct {
 }
 
 // readOrderQueue reads the order queue's backlog once per probe interval,
-// at most once a second (each reading asks every intake stream's leader
-// for its consumer's state), until ctx ends, for the load report, each
-// reading within its interval (at least 500 ms). A failed reading keeps
-// the last good one, whose age the report shows.
+// at most once per costlyProbeEvery (each reading asks every intake
+// stream's leader for its consumer's state), until ctx ends, for the load
+// report, each reading within its interval (at least 500 ms). A failed
+// reading keeps the last good one, whose age the report shows.
 func (s *Stamp) readOrderQueue(ctx context.Context) {
-	every := max(s.cfg.ProbeInterval, time.Second)
+	every := max(s.cfg.ProbeInterval, costlyProbeEvery)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -29,12 +29,14 @@ const writeGrace = store.DefaultWriteBudget
 // nobody using a surviving region notices more than latency.
 const electionTolerance = 12 * time.Second
 
-// writeProbeEvery is how often, at most, the checks that write to the
-// store run, whatever the probe interval: each is a replicated write (the
-// canary also a message for the processor), and their verdict waits out
-// electionTolerance before it changes, so probing them faster only loads
-// the store. The read checks follow the probe interval.
-const writeProbeEvery = time.Second
+// costlyProbeEvery is how often, at most, the stamp's probes that cost
+// the store real work run, whatever the probe interval: the checks that
+// write (each a replicated write, the canary also a message for the
+// processor), whose verdict waits out electionTolerance before it changes,
+// and the reading of the order queue's backlog (readOrderQueue), which
+// asks every intake stream's leader. Probing them faster only loads the
+// store. The read checks follow the probe interval.
+const costlyProbeEvery = time.Second
 
 func (s *Stamp) checks() []health.Check {
 	return []health.Check{
@@ -45,11 +47,11 @@ func (s *Stamp) checks() []health.Check {
 		// the stamp's own writes retry through it (store.Config.WriteBudget),
 		// so the stamp stays in rotation: healthy through an election's
 		// usual length, degraded beyond it, unhealthy past the budget.
-		{Name: checkStoreWrite, Tolerate: electionTolerance, Grace: writeGrace, Every: writeProbeEvery, Run: func(ctx context.Context) (string, error) {
+		{Name: checkStoreWrite, Tolerate: electionTolerance, Grace: writeGrace, Every: costlyProbeEvery, Run: func(ctx context.Context) (string, error) {
 			return "replicated put with a one-minute TTL, read back from the leader",
 				s.cfg.Store.ProbeWrite(ctx, s.cfg.Region, shop.NewID(s.cfg.Now()))
 		}},
-		{Name: checkStreamPublish, Tolerate: electionTolerance, Grace: writeGrace, Every: writeProbeEvery, Run: func(ctx context.Context) (string, error) {
+		{Name: checkStreamPublish, Tolerate: electionTolerance, Grace: writeGrace, Every: costlyProbeEvery, Run: func(ctx context.Context) (string, error) {
 			err := s.cfg.Store.SubmitCanary(ctx, store.Canary{Region: s.cfg.Region, ID: shop.NewID(time.Now())})
 			return "canary published to the async write stream", err
 		}},
@@ -69,11 +71,11 @@ func (s *Stamp) checks() []health.Check {
 }
 
 // checkAsyncPath passes when a canary sent within the last three canary
-// intervals (the probe interval, at least writeProbeEvery) has come out of
+// intervals (the probe interval, at least costlyProbeEvery) has come out of
 // this stamp's background processor.
 func (s *Stamp) checkAsyncPath(context.Context) (string, error) {
 	sent, done := s.worker.LastCanary()
-	bound := 3 * max(s.cfg.ProbeInterval, writeProbeEvery)
+	bound := 3 * max(s.cfg.ProbeInterval, costlyProbeEvery)
 	if sent.IsZero() {
 		if time.Since(s.start) < 2*bound {
 			return "", fmt.Errorf("waiting for the first canary: %w", health.ErrDegraded)
