@@ -379,7 +379,9 @@ func (p *Prober) Drained() bool { return p.drained.Load() }
 
 // Report returns the cached report as of now: unhealthy with reason
 // "starting" before the first run, or "stale: ..." when the last run is
-// older than three intervals; unhealthy with Config.Hold's reason while it
+// older than three rounds (a round is an interval, or the check timeout
+// when that is longer: a round waits for a slow check that long);
+// unhealthy with Config.Hold's reason while it
 // holds the stamp and the checks do not fail; when drained, unhealthy with
 // Drained set and reason "drained by an operator", whatever the checks say.
 func (p *Prober) Report() Report {
@@ -388,7 +390,7 @@ func (p *Prober) Report() Report {
 		rep = Report{Status: Unhealthy, Region: p.cfg.Region, Instance: p.cfg.Instance, Release: p.cfg.Release, Zone: p.cfg.Zone, Reason: "starting", Checks: []CheckResult{}}
 	} else {
 		rep = *last
-		if age := time.Since(last.CheckedAt); age > 3*p.cfg.Interval {
+		if age := time.Since(last.CheckedAt); age > 3*max(p.cfg.Interval, p.cfg.Timeout) {
 			rep.Status = Unhealthy
 			rep.Reason = fmt.Sprintf("stale: last probe run finished %s ago", age.Round(time.Millisecond))
 		}

@@ -525,3 +525,29 @@ func TestCheckEveryRunsAtMostThatOften(t *testing.T) {
 		}
 	})
 }
+
+// A round waits up to the check timeout for a slow check, and with a probe
+// interval shorter than the timeout (200 ms against 500 ms) every round
+// may: a report that old is not stale. A slow dependency whose check only
+// degrades (the partner, answering in 5 s) must not take the stamp out of
+// rotation. (With staleness at three intervals, 600 ms, a machine that ran
+// a round 100 ms late reported the stamp unhealthy.) Three timeouts on, it is.
+func TestASlowCheckAtAShortIntervalDoesNotMakeTheReportStale(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		slow := func(ctx context.Context) (string, error) {
+			<-ctx.Done()
+			return "", fmt.Errorf("%w: %w", ctx.Err(), ErrDegraded)
+		}
+		p := NewProber(Config{Region: "r", Interval: 200 * time.Millisecond, Timeout: 500 * time.Millisecond,
+			Checks: []Check{{Name: "partner", Impact: Degraded, Run: slow}}})
+		p.RunOnce(t.Context())             // takes the whole timeout
+		time.Sleep(700 * time.Millisecond) // the next round, late
+		if rep := p.Report(); rep.Status != Degraded {
+			t.Fatalf("a report 700 ms old with 500 ms check timeouts = %s %q, want degraded", rep.Status, rep.Reason)
+		}
+		time.Sleep(800*time.Millisecond + time.Millisecond) // past three timeouts
+		if rep := p.Report(); rep.Status != Unhealthy || !strings.HasPrefix(rep.Reason, "stale") {
+			t.Fatalf("a report just over 1.5 s old = %s %q, want unhealthy stale", rep.Status, rep.Reason)
+		}
+	})
+}
