@@ -296,12 +296,12 @@ func (p *Prober) run(ctx context.Context, c Check) CheckResult {
 	done := make(chan outcome, 1)
 	start := time.Now()
 	go func() {
-		defer func() {
-			p.mu.Lock()
-			delete(p.running, c.Name)
-			p.mu.Unlock()
-		}()
 		d, err := c.Run(ctx)
+		// Not running any more before the round hears so: a round that
+		// starts the moment this one ends must not find the check hung.
+		p.mu.Lock()
+		delete(p.running, c.Name)
+		p.mu.Unlock()
 		done <- outcome{d, err}
 	}()
 	select {

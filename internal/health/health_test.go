@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -485,6 +486,29 @@ func TestLoadIsReadOncePerRunIntoTheReport(t *testing.T) {
 	if strings.Contains(rec.Body.String(), `"load"`) {
 		t.Errorf("a report without a load names one: %s", rec.Body.String())
 	}
+}
+
+// A round that starts the moment the last one ended finds its checks
+// returned, not hung: many probers each run rounds back to back (so the
+// scheduler is busy), and every round of a check that returns at once is
+// healthy. Mutation tried: the check's goroutine clearing its running
+// mark after handing over its outcome (a deferred clear) turns this red
+// within a few hundred rounds.
+func TestARoundRightAfterAnotherFindsItsChecksReturned(t *testing.T) {
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			p := NewProber(Config{Region: "r1", Checks: []Check{{Name: "a", Run: okCheck}}})
+			for i := range 2000 {
+				p.RunOnce(t.Context())
+				if r := p.Report(); r.Status != Healthy {
+					t.Errorf("round %d right after another: %s %q", i, r.Status, r.Reason)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // A check with Every runs at most that often: the rounds between report
