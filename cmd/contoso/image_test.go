@@ -133,15 +133,27 @@ func TestImageCommands(t *testing.T) {
 		srv := httptest.NewServer(basicAuth("00000000-0000-0000-0000-000000000000", "token", registry.New(registry.Logger(discardLog()))))
 		t.Cleanup(srv.Close)
 		host := strings.TrimPrefix(srv.URL, "http://")
-		args := []string{"image", "build", "--bin", bin, "--version", "v0.0.0-test", "--revision", "abc123", "--push", host + "/contoso/shoes:v0.0.0-test", "--insecure"}
+		// What is carried does not matter here, only how: a small binary
+		// (compressing the release binary twice more took 20 s under the
+		// race detector).
+		small := artifacttest.MustSmallBinary(t)
+		args := []string{"image", "build", "--bin", small, "--version", "v0.0.0-test", "--revision", "abc123", "--push", host + "/contoso/shoes:v0.0.0-test", "--insecure"}
 		if msg := runFails(t, nil, args...); !strings.Contains(msg, "401") && !strings.Contains(msg, "UNAUTHORIZED") {
 			t.Errorf("push without credentials: %s, want a 401", msg)
 		}
 		env := map[string]string{envRegistryUsername: "00000000-0000-0000-0000-000000000000", envRegistryPassword: "token"}
 		var line pushedLine
 		runOnce(t, env, &line, args...)
-		if strings.TrimPrefix(line.Ref, host) != strings.TrimPrefix(ref, reg) {
-			t.Fatalf("pushed %s with credentials, want the digest of %s", line.Ref, ref)
+		if !strings.HasPrefix(line.Ref, host+"/contoso/shoes@sha256:") {
+			t.Fatalf("pushed %s with credentials, want %s/contoso/shoes@sha256:...", line.Ref, host)
+		}
+		var meta artifact.Meta
+		runOnce(t, env, &meta, "image", "inspect", line.Ref, "--insecure")
+		if meta.Ref != line.Ref || meta.Version != "v0.0.0-test" || meta.Revision != "abc123" {
+			t.Fatalf("inspect with credentials printed %+v, want the image pushed as %s", meta, line.Ref)
+		}
+		if msg := runFails(t, nil, "image", "inspect", line.Ref, "--insecure"); !strings.Contains(msg, "401") && !strings.Contains(msg, "UNAUTHORIZED") {
+			t.Errorf("inspect without credentials: %s, want a 401", msg)
 		}
 	})
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -54,6 +55,37 @@ func MustBinary(tb testing.TB, version string) string {
 		Go:      goCmd,
 	}); err != nil {
 		tb.Fatal(err)
+	}
+	return out
+}
+
+// MustSmallBinary builds a tiny static linux program (a main that exits)
+// and returns its path: an image whose binary is a megabyte rather than
+// the release's tens, for tests of what carries an image (registries,
+// credentials) rather than of what is in it. Skipped like MustBinary.
+func MustSmallBinary(tb testing.TB) string {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("-short: the release tests build binaries")
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		tb.Skip("the go command is not on PATH: the release tests build binaries")
+	}
+	dir := tb.TempDir()
+	for name, text := range map[string]string{"go.mod": "module small\n", "main.go": "package main\n\nfunc main() {}\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := filepath.Join(dir, "small")
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("build a small binary: %v\n%s", err, b)
 	}
 	return out
 }
