@@ -25,6 +25,7 @@ import (
 	"github.com/contoso/shoes/internal/autoscale"
 	"github.com/contoso/shoes/internal/buildinfo"
 	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/partner"
@@ -109,6 +110,9 @@ type Config struct {
 	StampCapacity int
 	// ProbeInterval is the stamps' health probe interval; zero: 1 s.
 	ProbeInterval time.Duration
+	// HealthModel is the operations plane's health model; nil:
+	// healthmodel.Default().
+	HealthModel *healthmodel.Model
 	// SecretRefresh is how often stamps refresh their secrets; zero: 30 s.
 	SecretRefresh time.Duration
 	// NoSync turns off fsync on every write. Only for benchmarks that

@@ -18,6 +18,7 @@ import (
 	"github.com/contoso/shoes/internal/backoff"
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/edge"
+	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/ops"
 	"github.com/contoso/shoes/internal/opsplane"
@@ -170,7 +171,9 @@ type OpsConfig struct {
 	// regions are the plane's). Zero: dev, versions in process only.
 	Release release.Config
 	// Scale configures the plane's autoscaler.
-	Scale  ScaleConfig
+	Scale ScaleConfig
+	// Model is the plane's health model; nil: healthmodel.Default().
+	Model  *healthmodel.Model
 	Logger *slog.Logger // nil: discard
 }
 
@@ -210,7 +213,7 @@ func NewOps(cfg OpsConfig) (*OpsService, error) {
 		scaler   *autoscale.Scaler
 	)
 	plane, err := opsplane.New(opsplane.Config{
-		Conn: nc, Sink: cfg.Sink, Telemetry: cfg.Telemetry, Instances: cfg.Instances,
+		Conn: nc, Sink: cfg.Sink, Telemetry: cfg.Telemetry, Instances: cfg.Instances, Model: cfg.Model,
 		StampClient: &http.Client{Transport: ServiceTransport(cfg.StampTLS)},
 		Regions:     cfg.Regions, Declared: cfg.Declared, Baseline: cfg.Baseline, Logger: log,
 		Release: func(ctx context.Context) (*release.Record, error) { return releases.Current(ctx) },
@@ -349,7 +352,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		Scale:   ScaleConfig{Launcher: launcher{d}, Max: d.cfg.ScaleMax, Policy: d.cfg.Scaling},
 		NATSURL: strings.Join(urls, ","), NATS: d.access.store(store.RoleOps),
 		Sink: d.tel.Sink(), Telemetry: d.tel, StampTLS: d.access.clientTLS(),
-		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log, Instances: d.instances(),
+		Regions: d.regionNames, Baseline: d.net.BaseLatency, Logger: d.log, Instances: d.instances(), Model: d.cfg.HealthModel,
 		Release: release.Config{Env: d.cfg.Env, Gate: d.cfg.ReleaseGate, StartTimeout: d.cfg.ReleaseStartTimeout},
 	})
 	if err != nil {

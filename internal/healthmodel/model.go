@@ -78,6 +78,18 @@ type Model struct {
 // Interval is how often an Evaluator's Run evaluates the model.
 func (m *Model) Interval() time.Duration { return m.interval }
 
+// WithInterval returns the model evaluated every d instead, with the
+// same entities and the same trip and recover counts (so a state shows
+// and clears after as many evaluations, in proportion sooner or later).
+func (m *Model) WithInterval(d time.Duration) (*Model, error) {
+	if d <= 0 || d > MaxInterval {
+		return nil, fmt.Errorf("health model: interval %s must be more than 0 and at most %s", d, MaxInterval)
+	}
+	c := *m
+	c.interval = d
+	return &c, nil
+}
+
 // entity is one entry of the model, possibly a template instantiated once
 // per region or per link.
 type entity struct {

@@ -371,3 +371,26 @@ entities:
 		t.Fatalf("interval %s root %q", m.Interval(), m.root.id)
 	}
 }
+
+// WithInterval changes how often the model is evaluated and nothing else:
+// the copy keeps the entities and the trip and recover counts, the model
+// it came from keeps its interval, and an interval the file format refuses
+// is refused here too.
+func TestWithIntervalChangesOnlyTheInterval(t *testing.T) {
+	m := Default()
+	fast, err := m.WithInterval(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fast.Interval() != time.Second || m.Interval() != DefaultInterval {
+		t.Fatalf("intervals: copy %s, original %s; want 1s and %s", fast.Interval(), m.Interval(), DefaultInterval)
+	}
+	if fast.trip != m.trip || fast.recover != m.recover || fast.root != m.root || len(fast.entities) != len(m.entities) {
+		t.Fatalf("the copy changed more than the interval: trip %d/%d recover %d/%d", fast.trip, m.trip, fast.recover, m.recover)
+	}
+	for _, d := range []time.Duration{0, -time.Second, MaxInterval + time.Millisecond} {
+		if _, err := m.WithInterval(d); err == nil {
+			t.Errorf("WithInterval(%s) accepted", d)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/contoso/shoes/internal/autoscale"
 	"github.com/contoso/shoes/internal/deploy"
+	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/stamp"
@@ -68,6 +69,9 @@ type Options struct {
 	// and Scaling); zero: the deployment's defaults.
 	ScaleMax int
 	Scaling  autoscale.Policy
+	// HealthModel is the operations plane's health model
+	// (deploy.Config.HealthModel); nil: the default.
+	HealthModel *healthmodel.Model
 	// NoTLS keeps plain HTTP whatever CONTOSO_TEST_TLS says: for tests that
 	// drive a browser, which does not trust the deployment's CA.
 	NoTLS bool
@@ -122,6 +126,7 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 		DataDir:                opts.DataDir,
 		Network:                netsim.Config{Off: !opts.Latency},
 		ProbeInterval:          opts.Probe,
+		HealthModel:            opts.HealthModel,
 		Instances:              opts.Instances,
 		ScaleMax:               opts.ScaleMax,
 		Scaling:                opts.Scaling,
