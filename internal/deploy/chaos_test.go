@@ -16,7 +16,7 @@ import (
 // its POP reopened), and its clients come home. An instance kill heals by
 // starting a replacement.
 func TestChaosRegionOutageAndHeal(t *testing.T) {
-	d := deploytest.MustStart(t, deploytest.Options{}, regions3...)
+	d := deploytest.MustStart(t, deploytest.Options{HealthModel: everySecond(t)}, regions3...)
 	ops := d.OpsURL()
 	res := deploytest.Do(t, http.MethodPost, ops+"/ops/chaos", "", map[string]string{"fault": "region-outage", "target": "eastus", "duration": "1m"})
 	if res.Status != http.StatusCreated {

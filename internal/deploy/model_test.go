@@ -15,6 +15,19 @@ import (
 	"github.com/contoso/shoes/internal/secrets/secretstore"
 )
 
+// everySecond is the default health model evaluated every second, as
+// often as the plane reads the stamps' reports, rather than every two:
+// for tests that wait for states to show and clear, which take the same
+// counts of evaluations in half the time.
+func everySecond(t *testing.T) *healthmodel.Model {
+	t.Helper()
+	m, err := healthmodel.Default().WithInterval(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func healthTree(t *testing.T, d *deploy.Deployment) *healthmodel.Node {
 	t.Helper()
 	var root healthmodel.Node
@@ -68,15 +81,10 @@ func expectStates(root *healthmodel.Node, want map[string]health.Status) error {
 // For each fault, the health model points at it: the right leaf turns
 // unhealthy or degraded within 10 s, its parents show the impact, and
 // unrelated entities stay healthy; healed, everything is healthy again.
-// The model is evaluated every second, as often as the plane reads the
-// stamps' reports, rather than every two: the same counts of evaluations
-// to show and to clear a state, in half the time (six faults took 75 s).
+// The model is evaluated every second (everySecond): six faults took 75 s
+// at the default two.
 func TestHealthModelPointsAtTheRootCause(t *testing.T) {
-	model, err := healthmodel.Default().WithInterval(time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := deploytest.MustStart(t, deploytest.Options{HealthModel: model}, regions3...)
+	d := deploytest.MustStart(t, deploytest.Options{HealthModel: everySecond(t)}, regions3...)
 	admin := deploytest.Token(t, d, "ops", true)
 	allHealthy := func() error {
 		if root := healthTree(t, d); root.State != health.Healthy {

@@ -50,7 +50,7 @@ func homeInEveryZone(status []edge.POPStatus, zones int) error {
 // loops; requests of eastus's clients failed with 503 and the test went
 // red.)
 func TestAZoneLostLeavesEveryRegionServingItsOwnClients(t *testing.T) {
-	d := deploytest.MustStart(t, deploytest.Options{Instances: 2, Latency: true, EdgeRate: 1e9, EdgeBurst: 1e9}, regions3...)
+	d := deploytest.MustStart(t, deploytest.Options{Instances: 2, Latency: true, EdgeRate: 1e9, EdgeBurst: 1e9, HealthModel: everySecond(t)}, regions3...)
 	deploytest.Eventually(t, 30*time.Second, func() error { return homeInEveryZone(d.Edge().Status(), 2) })
 	sku := shop.SKU(shop.SeedCatalog()[4].ID, shop.SeedCatalog()[4].Sizes[0])
 	setStock(t, d, sku, 100000)
