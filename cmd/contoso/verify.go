@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"regexp"
-	"slices"
 	"time"
 
 	"github.com/contoso/shoes/internal/artifact"
@@ -46,6 +45,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		noCAS   = fs.Bool("break-stock-cas", false, "start the deployment writing the inventory blindly, without compare-and-set: a broken guarantee, to see verify catch it")
 		procs   = fs.Bool("processes", false, "start the deployment as separate OS processes (up --processes) instead of in this process")
 		bin     = fs.String("bin", "", "with -processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them with the go command")
+		only    = fs.String("run", "", "regular expression: run only the experiments whose name it matches (before -skip)")
 		skip    = fs.String("skip", "", "regular expression: leave out the experiments whose name it matches")
 		insts   = fs.Int("instances", 2, "stamp instances per region of the deployment it starts, one per zone (as up)")
 		attest  = fs.String("attest", "", "REGISTRY/REPO@sha256:...: record the outcome as that image's verification (docs/releases.md); empty: none")
@@ -75,19 +75,14 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			return fmt.Errorf("verify: %w", err)
 		}
 	}
-	exps = verify.Select(exps, *profile)
-	if *skip != "" {
-		re, err := regexp.Compile(*skip)
-		if err != nil {
-			return fmt.Errorf("verify: -skip: %w", err)
-		}
-		exps = slices.DeleteFunc(exps, func(e verify.Experiment) bool { return re.MatchString(e.Name) })
+	exps, err := verify.Match(verify.Select(exps, *profile), *only, *skip)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
 	}
 	if len(exps) == 0 {
-		return fmt.Errorf("verify: no experiment in profile %q", *profile)
+		return fmt.Errorf("verify: no experiment in profile %q left by -run and -skip", *profile)
 	}
 	var attestOpts []artifact.Option
-	var err error
 	if *attest != "" {
 		if !imageByDigest.MatchString(*attest) {
 			return fmt.Errorf("verify: -attest %q: name the image by digest, REGISTRY/REPO@sha256:<64 hex>", *attest)

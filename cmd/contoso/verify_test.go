@@ -88,7 +88,8 @@ func TestVerifyAttestsTheOutcome(t *testing.T) {
 	}
 }
 
-// A bad -attest or -skip is refused before any deployment starts.
+// A bad -attest, -run or -skip is refused before any deployment starts,
+// and so is a selection that leaves no experiment.
 func TestVerifyRefusesBadAttestFlags(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
@@ -99,6 +100,9 @@ func TestVerifyRefusesBadAttestFlags(t *testing.T) {
 		{[]string{"--registry-insecure"}, "goes with -attest"},
 		{[]string{"--skip", "("}, "-skip"},
 		{[]string{"--skip", "."}, "no experiment"},
+		{[]string{"--run", "["}, "-run"},
+		{[]string{"--run", "^no-such-experiment$"}, "no experiment"},
+		{[]string{"--run", "^release-", "--skip", "^release-"}, "no experiment"},
 	} {
 		err := run(t.Context(), append([]string{"verify"}, tt.args...), noEnv, &bytes.Buffer{}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

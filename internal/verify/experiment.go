@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -413,4 +414,25 @@ func Select(exps []Experiment, profile string) []Experiment {
 		}
 	}
 	return out
+}
+
+// Match keeps the experiments whose name the regular expression run
+// matches ("": every one), then leaves out those that skip matches ("":
+// none), in the order given.
+func Match(exps []Experiment, run, skip string) ([]Experiment, error) {
+	out := slices.Clone(exps)
+	for _, f := range []struct {
+		flag, expr string
+		keep       bool
+	}{{"run", run, true}, {"skip", skip, false}} {
+		if f.expr == "" {
+			continue
+		}
+		re, err := regexp.Compile(f.expr)
+		if err != nil {
+			return nil, fmt.Errorf("-%s: %w", f.flag, err)
+		}
+		out = slices.DeleteFunc(out, func(e Experiment) bool { return re.MatchString(e.Name) != f.keep })
+	}
+	return out, nil
 }

@@ -311,3 +311,37 @@ func TestConservation(t *testing.T) {
 		})
 	}
 }
+
+// Match keeps what -run matches, then leaves out what -skip matches, in
+// the order given; a bad expression is an error naming its flag.
+func TestMatchSelectsByRunThenSkip(t *testing.T) {
+	exps := []Experiment{{Name: "region-outage"}, {Name: "release-good"}, {Name: "release-bad"}, {Name: "stamp-drain"}}
+	names := func(es []Experiment) string {
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, c := range []struct{ run, skip, want string }{
+		{"", "", "region-outage,release-good,release-bad,stamp-drain"},
+		{"^release-", "", "release-good,release-bad"},
+		{"", "^release-", "region-outage,stamp-drain"},
+		{"^release-", "bad$", "release-good"},
+		{"^release-", "^release-", ""},
+		{"outage|drain", "", "region-outage,stamp-drain"},
+	} {
+		got, err := Match(exps, c.run, c.skip)
+		if err != nil || names(got) != c.want {
+			t.Errorf("Match(run %q, skip %q) = %q, %v; want %q", c.run, c.skip, names(got), err, c.want)
+		}
+	}
+	if names(exps) != "region-outage,release-good,release-bad,stamp-drain" {
+		t.Errorf("Match changed its argument: %s", names(exps))
+	}
+	for flag, args := range map[string][2]string{"-run": {"(", ""}, "-skip": {"", "["}} {
+		if _, err := Match(exps, args[0], args[1]); err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("Match(%q, %q) = %v, want an error naming %s", args[0], args[1], err, flag)
+		}
+	}
+}
