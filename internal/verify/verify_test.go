@@ -171,7 +171,9 @@ func TestVerifyCatchesAReleaseGateThatCannotFail(t *testing.T) {
 // compare-and-set, the stamps that sell one size write over each other's
 // holds and sales, and verify fails the experiment on oversell or on the
 // units that vanish or appear. With compare-and-set, the same experiment
-// passes.
+// passes. The two runs go side by side, each against its own deployment:
+// the experiment judges data, not latency, and mostly waits out its load
+// (one after the other they took 102 s).
 func TestVerifyCatchesBlindStockWrites(t *testing.T) {
 	var exp verify.Experiment
 	for _, e := range verify.Default() {
@@ -183,6 +185,7 @@ func TestVerifyCatchesBlindStockWrites(t *testing.T) {
 		t.Fatalf("no launch-sellout experiment racing buyers for few units: %+v", exp)
 	}
 	t.Run("blind writes", func(t *testing.T) {
+		t.Parallel()
 		verdicts := runExperiment(t, exp, deploytest.Options{UnsafeBlindStockWrites: true})
 		oversell, conserved := verdictOf(t, verdicts, "no oversell"), verdictOf(t, verdicts, "stock conserved")
 		if oversell.Pass && conserved.Pass {
@@ -193,6 +196,7 @@ func TestVerifyCatchesBlindStockWrites(t *testing.T) {
 		}
 	})
 	t.Run("compare-and-set", func(t *testing.T) {
+		t.Parallel()
 		if verdicts := runExperiment(t, exp, deploytest.Options{}); verify.Failed(verdicts) {
 			t.Fatal("an expectation failed with every guarantee on")
 		}
