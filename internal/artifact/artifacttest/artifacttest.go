@@ -34,13 +34,7 @@ func NewRegistry(tb testing.TB) string {
 // build takes a while, and when the go command is not on PATH.
 func MustBinary(tb testing.TB, version string) string {
 	tb.Helper()
-	if testing.Short() {
-		tb.Skip("-short: the release tests build the contoso binary")
-	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		tb.Skip("the go command is not on PATH: the release tests build the contoso binary")
-	}
+	goCmd := goCommand(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	gomod, err := exec.CommandContext(ctx, goCmd, "env", "GOMOD").Output()
@@ -65,13 +59,7 @@ func MustBinary(tb testing.TB, version string) string {
 // credentials) rather than of what is in it. Skipped like MustBinary.
 func MustSmallBinary(tb testing.TB) string {
 	tb.Helper()
-	if testing.Short() {
-		tb.Skip("-short: the release tests build binaries")
-	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		tb.Skip("the go command is not on PATH: the release tests build binaries")
-	}
+	goCmd := goCommand(tb)
 	dir := tb.TempDir()
 	for name, text := range map[string]string{"go.mod": "module small\n", "main.go": "package main\n\nfunc main() {}\n"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
@@ -88,4 +76,19 @@ func MustSmallBinary(tb testing.TB) string {
 		tb.Fatalf("build a small binary: %v\n%s", err, b)
 	}
 	return out
+}
+
+// goCommand is the go command's path, for the tests that build binaries;
+// it skips them under -short (a build takes a while) and when the go
+// command is not on PATH.
+func goCommand(tb testing.TB) string {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("-short: the release tests build binaries")
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		tb.Skip("the go command is not on PATH: the release tests build binaries")
+	}
+	return goCmd
 }
