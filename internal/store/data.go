@@ -58,9 +58,10 @@ func (s *Store) SeedCatalog(ctx context.Context, products []shop.Product) (int, 
 // then sets marker. Creates run in parallel: one quorum round trip each
 // would make a first start take minutes over slow inter-region links.
 func (s *Store) seedOnce(ctx context.Context, marker string, kv jetstream.KeyValue, entries map[string][]byte) (int, error) {
-	gctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
-	_, err := s.meta.Get(gctx, marker)
-	cancel()
+	// Read the marker as writes are made: a deployment still starting
+	// answers "no responders" or times out until its meta bucket has a
+	// leader.
+	_, err := retrying(ctx, s, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return s.meta.Get(ctx, marker) })
 	if err == nil {
 		return 0, nil
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -46,6 +46,44 @@ func TestConcurrentSeedersCreateEachProductOnce(t *testing.T) {
 	}
 }
 
+// Seeding that meets a meta bucket not serving yet (as a deployment's
+// first seeding can, right after the bucket was declared: "no responders")
+// waits for it instead of failing: reading the marker that says whether
+// seeding was done is retried as its writes are. Here the bucket is
+// deleted under an open store, and declared again a second after seeding
+// began.
+//
+// Mutation tried: the marker read made once, without retrying → "seed
+// catalog: nats: no responders available for request".
+func TestSeedingWaitsForAMetaBucketNotServingYet(t *testing.T) {
+	c := storetest.NewCluster(t, "a", "b", "c")
+	st, nc := c.MustOpen(t, 0)
+	js, _ := jetstream.New(nc)
+	if err := js.DeleteKeyValue(t.Context(), store.BucketMeta); err != nil {
+		t.Fatal(err)
+	}
+	seeded := make(chan error, 1)
+	go func() {
+		_, err := st.SeedCatalog(t.Context(), shop.SeedCatalog())
+		seeded <- err
+	}()
+	// The first read of the marker is made while the bucket is gone (it
+	// starts at once; a second is ample): only a retry can succeed.
+	time.Sleep(time.Second)
+	c.MustOpen(t, 1) // declares the missing bucket again
+	select {
+	case err := <-seeded:
+		if err != nil {
+			t.Fatalf("seeding across the bucket's return: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("seeding did not end within 30 s of the bucket's return")
+	}
+	if n, err := st.SeedCatalog(t.Context(), shop.SeedCatalog()); err != nil || n != 0 {
+		t.Fatalf("seeding again = %d, %v; want 0: the marker was set", n, err)
+	}
+}
+
 func TestSubmitDeduplicatesByID(t *testing.T) {
 	c := storetest.NewCluster(t, "a", "b", "c")
 	st, nc := c.MustOpen(t, 1)
