@@ -75,8 +75,11 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 	}
 	e, err := edge.New(edge.Config{
 		POPs: cfg.POPs,
+		// The edge expires stamps on its own clock (Config.RegistryTTL),
+		// so a registry election that expires every key at once leaves
+		// its routing as it was.
 		Registry: func(ctx context.Context, fn func(string, *edge.StampInfo)) error {
-			return reg.Watch(ctx, func(id string, s *store.StampEntry) {
+			return reg.OwnExpiry().Watch(ctx, func(id string, s *store.StampEntry) {
 				if s == nil {
 					fn(id, nil)
 					return

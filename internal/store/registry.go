@@ -65,6 +65,24 @@ type Registry struct {
 	kv  jetstream.KeyValue
 	js  jetstream.JetStream // finds the releases bucket (WatchTraffic); nil for a Store's
 	log *slog.Logger
+	// ownExpiry: Watch reports deregistrations only, not expiries
+	// (OwnExpiry).
+	ownExpiry bool
+}
+
+// OwnExpiry is r for a watcher that expires stamps on its own clock, as
+// the edge does: its Watch reports a stamp gone when it deregistered,
+// never when the registry expired its key. The registry expires a key
+// RegistryTTL after its last heartbeat was written, and no heartbeat can
+// be written while the bucket elects a leader (seconds, after the server
+// that led it was lost with its region): an election longer than the TTL
+// expires every stamp at once, the live ones too, until their next
+// heartbeats announce them again. A watcher that forgot them all would
+// route nowhere meanwhile.
+func (r *Registry) OwnExpiry() *Registry {
+	own := *r
+	own.ownExpiry = true
+	return &own
 }
 
 // OpenRegistry finds the stamps registry (the deployment's set-up step or
@@ -102,7 +120,8 @@ const RegistryQuiet = 3 * time.Second
 var errWatchQuiet = errors.New("watch went quiet")
 
 // Watch streams the registry to fn until ctx is done, as
-// Store.WatchRegistry does. It returns an error (and the caller watches
+// Store.WatchRegistry does (for an OwnExpiry registry, without the
+// expiries). It returns an error (and the caller watches
 // again) when the watch breaks, when its first values stall, or when,
 // after it announced stamps, nothing arrives for RegistryQuiet: a watch
 // set up again replays every entry, but not the deletes it missed, so a
@@ -149,7 +168,14 @@ func (r *Registry) Watch(ctx context.Context, fn func(id string, e *StampEntry),
 				}
 				continue
 			}
-			if u.Operation() != jetstream.KeyValuePut {
+			switch u.Operation() {
+			case jetstream.KeyValuePut:
+			case jetstream.KeyValuePurge: // the TTL's marker: the key expired
+				if !r.ownExpiry {
+					fn(u.Key(), nil)
+				}
+				continue
+			default: // deleted: the instance deregistered
 				fn(u.Key(), nil)
 				continue
 			}

@@ -159,11 +159,20 @@ func TestWriteRidesOutALostServer(t *testing.T) {
 // A stamp deregistered is gone at once; one that stops heartbeating
 // (crashed) expires on its own while the others heartbeat; and a watch
 // that then hears nothing for RegistryQuiet (no stamp left, or a watch
-// that stopped delivering) ends, so its caller sets it up again.
+// that stopped delivering) ends, so its caller sets it up again. A
+// watcher with its own expiry (Registry.OwnExpiry, the edge's) hears the
+// deregistrations and not the expiry.
+//
+// Mutation tried: OwnExpiry ignored by Watch → "the own-expiry watch
+// reported a.1 gone when the registry expired it".
 func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
 	c := storetest.NewCluster(t, "a", "b", "c")
 	st, _ := c.MustOpen(t, 0)
-	watcher, _ := c.MustOpen(t, 2)
+	watcher, wnc := c.MustOpen(t, 2)
+	reg, err := store.OpenRegistry(t.Context(), store.Config{Conn: wnc})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	type event struct {
@@ -177,6 +186,19 @@ func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
 			select {
 			case events <- event{id, e != nil}:
 			case <-ctx.Done():
+			}
+		}, nil)
+	}()
+	// Stamps leaving, as the watch with its own expiry hears them, in
+	// the registry's order.
+	left := make(chan string, 256)
+	go func() {
+		_ = reg.OwnExpiry().Watch(ctx, func(id string, e *store.StampEntry) {
+			if e == nil {
+				select {
+				case left <- id:
+				case <-ctx.Done():
+				}
 			}
 		}, nil)
 	}()
@@ -239,6 +261,18 @@ func TestRegistryForgetsAStampWhoseHeartbeatStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(event{"b.1", false}, 5*time.Second)
+	// The registry's changes reach every watch in one order: c.1's
+	// deregistration, a.1's expiry, b.1's deregistration.
+	for _, id := range []string{"c.1", "b.1"} {
+		select {
+		case got := <-left:
+			if got != id {
+				t.Fatalf("the own-expiry watch reported %s gone when the registry expired it; want %s's deregistration next", got, id)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the own-expiry watch did not report %s's deregistration", id)
+		}
+	}
 	select {
 	case err := <-ended:
 		if err == nil || !strings.Contains(err.Error(), "nothing heard") {
