@@ -4,40 +4,75 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
 
-// TurnsLock is the file every package whose tests start whole
-// deployments locks while its tests run (RunInTurn).
-var TurnsLock = filepath.Join(os.TempDir(), "contoso-deployment-tests.lock")
+// Turns is how many of the packages that start whole deployments run their
+// tests at once on one machine (RunInTurn): the value of the environment
+// variable CONTOSO_DEPLOYMENT_TURNS when it is a positive number, else 2.
+func Turns() int {
+	if n, err := strconv.Atoi(os.Getenv("CONTOSO_DEPLOYMENT_TURNS")); err == nil && n > 0 {
+		return n
+	}
+	return 2
+}
 
-// RunInTurn runs a test package's tests (m.Run) while it holds TurnsLock,
-// so that on one machine the packages that start whole deployments (the
-// deployment's, the verifier's, the fleet's, the command's) take turns
-// instead of running side by side under `go test ./...`. Their tests judge
-// failover, routing and health within seconds; two whole deployments
-// sharing two cores under the race detector starve each other's store
-// servers for tens of seconds (a probe of the store then times out in
-// every region at once), which tests the machine, not the system. Other
-// packages still run beside them.
+// TurnLock is the file that package's tests hold while they run in turn
+// slot (from 0 to Turns()-1).
+func TurnLock(slot int) string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("contoso-deployment-tests.%d.lock", slot))
+}
+
+// turnPoll is how often a package waiting for a turn tries the slots again.
+const turnPoll = 100 * time.Millisecond
+
+// RunInTurn runs a test package's tests (m.Run) while it holds one of
+// Turns() slots (an flock on TurnLock(slot)), so that on one machine at
+// most that many of the packages that start whole deployments (the
+// deployment's, the verifier's, the fleet's, the command's) run side by
+// side under `go test ./...`, the others waiting for a slot. Their tests
+// judge failover, routing and health within seconds; the four side by side
+// on two cores under the race detector starve each other's store servers
+// for tens of seconds (a probe of the store then times out in every region
+// at once), which tests the machine, not the system, while one at a time
+// leaves the cores half idle. Other packages still run beside them.
 func RunInTurn(m *testing.M) int {
-	f, err := os.OpenFile(TurnsLock, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "deployment tests: %v; running without taking turns\n", err)
-		return m.Run()
+	turns := Turns()
+	files := make([]*os.File, 0, turns)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for slot := range turns {
+		f, err := os.OpenFile(TurnLock(slot), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "deployment tests: %v; running without taking turns\n", err)
+			return m.Run()
+		}
+		files = append(files, f)
 	}
-	defer f.Close()
 	start := time.Now()
-	if err := lockFile(f); err != nil {
-		fmt.Fprintf(os.Stderr, "deployment tests: lock %s: %v; running without taking turns\n", TurnsLock, err)
-		return m.Run()
+	for {
+		for slot, f := range files {
+			took, err := tryLockFile(f)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "deployment tests: lock %s: %v; running without taking turns\n", TurnLock(slot), err)
+				return m.Run()
+			}
+			if !took {
+				continue
+			}
+			defer unlockFile(f)
+			if waited := time.Since(start); waited > time.Second {
+				// Shown with the package's output (go test prints it
+				// for a failure or with -v).
+				fmt.Fprintf(os.Stderr, "deployment tests: waited %s for a turn (%d at once)\n", waited.Round(time.Second), turns)
+			}
+			return m.Run()
+		}
+		time.Sleep(turnPoll)
 	}
-	defer unlockFile(f)
-	if waited := time.Since(start); waited > time.Second {
-		// Shown with the package's output (go test prints it for a
-		// failure or with -v).
-		fmt.Fprintf(os.Stderr, "deployment tests: waited %s for another package's deployments\n", waited.Round(time.Second))
-	}
-	return m.Run()
 }
