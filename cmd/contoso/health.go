@@ -7,8 +7,29 @@ import (
 	"io"
 	"os"
 
+	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/slo"
 )
+
+// healthModelUsage is the --health-model flag's usage, for up and ops.
+const healthModelUsage = "health model the operations plane evaluates (YAML, docs/health-model.md); empty: the built-in one"
+
+// loadHealthModel reads the model a --health-model flag names: nil (the
+// built-in one) when path is empty.
+func loadHealthModel(path string) (*healthmodel.Model, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--health-model: %w", err)
+	}
+	m, err := healthmodel.Load(b)
+	if err != nil {
+		return nil, fmt.Errorf("--health-model %s: %w", path, err)
+	}
+	return m, nil
+}
 
 // runHealth serves the health tooling: `contoso health rules` writes the
 // Prometheus recording and alerting rules of the SLOs (multiwindow,

@@ -45,6 +45,7 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 		insts     = fs.Int("instances", 1, "stamp instances each region should run, one per zone: fewer serving is redundancy lost (the region degraded)")
 		env       = fs.String("env", "", "the environment releases go to: dev or prod (prod releases only images that passed verification, and no injected faults); empty: $"+envEnv+", else dev")
 		insecure  = fs.Bool("registry-insecure", false, "speak plain HTTP to a release registry on loopback (a development registry)")
+		modelFile = fs.String("health-model", "", healthModelUsage)
 		scaleMax  = fs.Int("scale-max", 0, "the most stamp instances the autoscaler runs in a region (its least is -instances; PUT /ops/scaling changes both); 0: 3 × -instances")
 	)
 	logs.register(fs)
@@ -62,6 +63,10 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	if *scaleMax < 0 || *scaleMax > autoscale.MaxInstances {
 		return fmt.Errorf("-scale-max must be from 0 to %d, not %d", autoscale.MaxInstances, *scaleMax)
+	}
+	model, err := loadHealthModel(*modelFile)
+	if err != nil {
+		return err
 	}
 	var registryOpts []artifact.Option
 	if *insecure {
@@ -98,7 +103,7 @@ func runOps(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer stopTelemetry()
 	svc, err := deploy.NewOps(deploy.OpsConfig{
 		NATSURL: conn.nats.url, NATS: p.store, StampTLS: p.clientTLS,
-		Sink: tel.Sink(), Telemetry: tel, Declared: splitList(*regions), Logger: log, Instances: *insts,
+		Sink: tel.Sink(), Telemetry: tel, Declared: splitList(*regions), Logger: log, Instances: *insts, Model: model,
 		// The autoscaler's starts and drains go to the supervisors and
 		// hosts that carry each region (launch.Remote).
 		Scale: deploy.ScaleConfig{Max: *scaleMax},

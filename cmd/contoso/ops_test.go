@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,9 +38,20 @@ func poll(t *testing.T, within time.Duration, what string, check func() error) {
 func TestOpsJudgesPartsItReadsOverTheNetwork(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope")
 	dir := t.TempDir()
+	// The plane evaluates the model it is given: the built-in one, its
+	// root renamed.
+	builtIn, err := os.ReadFile(filepath.Join("..", "..", "internal", "healthmodel", "model.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rootName = "Contoso Shoes on launch day"
+	model := filepath.Join(dir, "model.yaml")
+	if err := os.WriteFile(model, bytes.Replace(builtIn, []byte("name: Contoso Shoes\n"), []byte("name: "+rootName+"\n"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var opsLine struct{ Event, Ops, OTLP string }
 	startCommand(t, nil, &opsLine, "ops", "--nats", c.Nodes[0].ClientURL(), "--listen", "127.0.0.1:0",
-		"--otlp-listen", "127.0.0.1:0", "--data", dir, "--regions", "westeurope")
+		"--otlp-listen", "127.0.0.1:0", "--data", dir, "--regions", "westeurope", "--health-model", model)
 	if opsLine.Event != "ready" || !strings.HasPrefix(opsLine.Ops, "http://127.0.0.1:") || !strings.HasPrefix(opsLine.OTLP, "http://127.0.0.1:") {
 		t.Fatalf("ops ready line = %+v", opsLine)
 	}
@@ -67,8 +81,8 @@ func TestOpsJudgesPartsItReadsOverTheNetwork(t *testing.T) {
 		t.Fatalf("/ops/health without a token = %d, want 401", status)
 	}
 	type node struct {
-		ID, State, Reason string
-		Children          []*node
+		ID, Name, State, Reason string
+		Children                []*node
 	}
 	find := func(n *node, id string) *node {
 		var walk func(*node) *node
@@ -95,6 +109,10 @@ func TestOpsJudgesPartsItReadsOverTheNetwork(t *testing.T) {
 			return "", fmt.Errorf("no %s in the model", id)
 		}
 		return r.State + ": " + r.Reason, nil
+	}
+	var root node
+	if err := getJSON("/ops/health", &root); err != nil || root.Name != rootName {
+		t.Fatalf("/ops/health's root is named %q (%v), want %q from --health-model", root.Name, err, rootName)
 	}
 	// Browsing needs the stamp, its API and its store reads, each judged
 	// from what the stamp reports and the POP publishes. (This stamp has

@@ -46,6 +46,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		bin      = fs.String("bin", "", "with --processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them into <data>/bin with the go command")
 		insecure = fs.Bool("registry-insecure", false, "with --processes: speak plain HTTP to a release registry on loopback (a development registry)")
 		gogc     = fs.String("gogc", strconv.Itoa(defaultUpGCPercent), "garbage collection target of the process, which holds every store server, as Go's GOGC (which wins over this default when set): a collection when the heap has grown by this percentage of what is live, 10 to 1000; not with --processes, whose parts each run in their own process")
+		model    = fs.String("health-model", "", healthModelUsage)
 		profile  = fs.Bool("pprof", false, "serve the Go runtime's profiles at /debug/pprof/ on the operations address (admin only; with --processes, on every stamp and POP's)")
 	)
 	logs.register(fs)
@@ -97,6 +98,17 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("-data: %w", err)
 	}
+	// Read before anything starts, so that a bad file is refused at once
+	// (with --processes, the operations plane's process reads it again).
+	healthModel, err := loadHealthModel(*model)
+	if err != nil {
+		return err
+	}
+	if *model != "" {
+		if *model, err = filepath.Abs(*model); err != nil {
+			return fmt.Errorf("-health-model: %w", err)
+		}
+	}
 	if *procs {
 		if *withTLS {
 			return errors.New("--tls is not supported with --processes yet")
@@ -108,7 +120,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 			Regions: splitList(*regions), DataDir: dir, BinDir: *bin, EdgeAddr: *addr, OpsAddr: *opsAddr,
 			OpsTrustLoopback: *dev, OpsHosts: splitList(*opsHosts), Latency: netCfg.Latency, NoLatency: netCfg.Off,
 			ProbeInterval: *interval, ClientRate: *rate, ClientBurst: *burst, Logger: log,
-			Environment: *env, RegistryInsecure: *insecure, Pprof: *profile, Instances: *insts,
+			Environment: *env, RegistryInsecure: *insecure, Pprof: *profile, Instances: *insts, HealthModel: *model,
 		}, stdout)
 	}
 	restoreGC, err := applyGCPercent(*gogc, set["gogc"], getenv)
@@ -129,6 +141,7 @@ func runUp(ctx context.Context, args []string, getenv func(string) string, stdou
 		OpsTrustLoopback: *dev,
 		OpsHosts:         splitList(*opsHosts),
 		Pprof:            *profile,
+		HealthModel:      healthModel,
 		EdgeClientRate:   *rate,
 		EdgeClientBurst:  *burst,
 		TLS:              *withTLS,

@@ -104,8 +104,11 @@ type Config struct {
 	// Pprof gives every POP and every stamp the fleet's own binary runs
 	// --pprof: the Go runtime's profiles on their operations routes (a
 	// stamp of a released image keeps the flags its version knows).
-	Pprof  bool
-	Logger *slog.Logger // nil: discard
+	Pprof bool
+	// HealthModel is the file of the health model the operations plane
+	// evaluates (contoso ops --health-model); empty: the built-in one.
+	HealthModel string
+	Logger      *slog.Logger // nil: discard
 }
 
 // Fleet is a running multi-region system of separate processes.

@@ -37,6 +37,9 @@ func (f *Fleet) planOps(port func() int) {
 	if f.cfg.RegistryInsecure {
 		args = append(args, "--registry-insecure")
 	}
+	if f.cfg.HealthModel != "" {
+		args = append(args, "--health-model", f.cfg.HealthModel)
+	}
 	f.ops = f.newProc("ops", f.bin.contoso, args...)
 	f.ops.Line = true
 	f.ops.Env = f.childEnv()
