@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -45,6 +46,31 @@ func (f *flipByte) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
 }
+
+// cutShort ends the body of GETs of path with an error after half of it,
+// as a dropped connection or a deadline would.
+type cutShort struct {
+	next http.RoundTripper
+	path string
+	cut  atomic.Bool
+}
+
+func (c *cutShort) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(req)
+	if err != nil || req.Method != http.MethodGet || !strings.HasSuffix(req.URL.Path, c.path) || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	c.cut.Store(true)
+	resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body[:len(body)/2]), iotest.ErrReader(errConnectionDropped)))
+	return resp, nil
+}
+
+var errConnectionDropped = errors.New("connection dropped")
 
 func mutateConfig(img v1.Image, cf *v1.ConfigFile) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)

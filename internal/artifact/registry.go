@@ -203,7 +203,8 @@ func (r *release) extract(dst string) error {
 	}()
 	compressed, content := sha256.New(), sha256.New()
 	var n int64
-	counted := io.TeeReader(rc, writerFunc(func(p []byte) (int, error) {
+	src := &firstReadError{r: rc}
+	counted := io.TeeReader(src, writerFunc(func(p []byte) (int, error) {
 		n += int64(len(p))
 		return compressed.Write(p)
 	}))
@@ -212,6 +213,11 @@ func (r *release) extract(dst string) error {
 	// and check their digest first: bytes other than those the manifest
 	// names explain any other failure.
 	_, readErr := io.Copy(io.Discard, counted)
+	if src.err != nil && n < desc.Size {
+		// A read that failed (a deadline, a dropped connection) cut the
+		// layer short: that, not its bytes, is what went wrong.
+		return fmt.Errorf("the layer %s: cut short after %d of its %d bytes: %w", desc.Digest, n, desc.Size, src.err)
+	}
 	if got := "sha256:" + hex.EncodeToString(compressed.Sum(nil)); got != desc.Digest.String() || n != desc.Size {
 		return fmt.Errorf("the layer %s: the registry answered other bytes (%d bytes of digest %s, want %d bytes)", desc.Digest, n, got, desc.Size)
 	}
@@ -275,6 +281,21 @@ func unpackBinary(r io.Reader, w io.Writer, content hash.Hash) (found bool, err 
 	// The end-of-archive blocks and padding are content too.
 	_, err = io.Copy(io.Discard, uncompressed)
 	return found, err
+}
+
+// firstReadError is r, remembering the first error other than io.EOF that
+// a read of it returned.
+type firstReadError struct {
+	r   io.Reader
+	err error
+}
+
+func (f *firstReadError) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF && f.err == nil {
+		f.err = err
+	}
+	return n, err
 }
 
 type writerFunc func([]byte) (int, error)

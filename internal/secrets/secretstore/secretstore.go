@@ -7,7 +7,7 @@
 //	GET /v1/secrets/{name}      one secret: {"name","value","version","updatedAt"}
 //	PUT /v1/secrets/{name}      create or rotate: {"value":"..."} -> {"name","version","updatedAt"}
 //	GET /v1/secrets?names=a,b   several secrets in one call: {"secrets":[...],"missing":[...]}
-//	GET /v1/status              {"mode":"up"|"unavailable"|"hang"}
+//	GET /v1/status              {"mode":"up"|"unavailable"|"hang","held":N}: N requests held by the hang mode now
 //	PUT /v1/status              {"mode":"..."}: the chaos switch
 //
 // When a Token is configured every route needs "Authorization: Bearer
@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/contoso/shoes/internal/httpapi"
@@ -116,6 +117,8 @@ type Server struct {
 	secrets     map[string]*entry
 	mode        Mode
 	modeChanged chan struct{} // closed and replaced on every mode change
+
+	held atomic.Int64 // requests the hang mode holds now
 }
 
 // entry is one secret's current version.
@@ -186,9 +189,12 @@ func (s *Server) gate(next http.Handler) http.Handler {
 				httpapi.WriteError(w, r, nil, shop.Unavailable("the secret store is unavailable", nil))
 				return
 			default: // Hang: hold the request until the mode changes or the client leaves.
+				s.held.Add(1)
 				select {
 				case <-changed:
+					s.held.Add(-1)
 				case <-r.Context().Done():
+					s.held.Add(-1)
 					return
 				}
 			}
@@ -217,7 +223,8 @@ type batchJSON struct {
 }
 
 type statusJSON struct {
-	Mode Mode `json:"mode"`
+	Mode Mode  `json:"mode"`
+	Held int64 `json:"held"` // requests the hang mode holds now
 }
 
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
@@ -298,7 +305,7 @@ func (s *Server) getSecrets(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
-	httpapi.WriteJSON(w, http.StatusOK, statusJSON{Mode: s.Mode()})
+	httpapi.WriteJSON(w, http.StatusOK, statusJSON{Mode: s.Mode(), Held: s.held.Load()})
 	return nil
 }
 
@@ -318,7 +325,7 @@ func (s *Server) putStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.SetMode(m)
 	w.Header().Set("Cache-Control", "no-store")
-	httpapi.WriteJSON(w, http.StatusOK, statusJSON{Mode: m})
+	httpapi.WriteJSON(w, http.StatusOK, statusJSON{Mode: m, Held: s.held.Load()})
 	return nil
 }
 

@@ -233,7 +233,35 @@ func TestModes(t *testing.T) {
 		t.Fatalf("GET /v1/status while hanging = %s", r.body)
 	}
 
+	// A held request counts in the status until the mode lets it go.
+	answered := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/secrets/partner-api-key", nil)
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	heldNow := func() int {
+		r := call(t, ts, http.MethodGet, "/v1/status", "", "", "")
+		return decode[struct{ Held int }](t, r).Held
+	}
+	for deadline := time.Now().Add(10 * time.Second); heldNow() != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /v1/status never counted the held request: held %d", heldNow())
+		}
+	}
+
 	s.SetAvailable(true)
+	if status := <-answered; status != 200 {
+		t.Fatalf("the held request got %d once the store was up, want 200", status)
+	}
+	if n := heldNow(); n != 0 {
+		t.Fatalf("GET /v1/status counts %d held requests after they were answered, want 0", n)
+	}
 	r = call(t, ts, http.MethodGet, "/v1/secrets/partner-api-key", "", "", "")
 	if r.status != 200 {
 		t.Fatalf("GET after SetAvailable(true) = %d", r.status)
