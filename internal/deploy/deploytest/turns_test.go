@@ -5,6 +5,7 @@ package deploytest
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -33,8 +34,9 @@ func TestATurnHeldIsBusyForOthersUntilReleased(t *testing.T) {
 	}
 }
 
-func TestTurnsDefaultsToTwoAndTakesAPositiveOverride(t *testing.T) {
-	for env, want := range map[string]int{"": 2, "1": 1, "3": 3, "0": 2, "-1": 2, "two": 2} {
+func TestTurnsIsOnePerTwoCoresUnlessOverridden(t *testing.T) {
+	perTwoCores := max(1, runtime.NumCPU()/2)
+	for env, want := range map[string]int{"": perTwoCores, "1": 1, "3": 3, "0": perTwoCores, "-1": perTwoCores, "two": perTwoCores} {
 		t.Setenv("CONTOSO_DEPLOYMENT_TURNS", env)
 		if got := Turns(); got != want {
 			t.Errorf("CONTOSO_DEPLOYMENT_TURNS=%q: Turns() = %d, want %d", env, got, want)
