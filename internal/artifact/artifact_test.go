@@ -22,18 +22,19 @@ import (
 	"github.com/contoso/shoes/internal/artifact/artifacttest"
 )
 
-// flipByte changes one byte of the body of every successful GET whose
-// path ends in path: a registry, or something between, that answers other
-// bytes than those asked for.
-type flipByte struct {
+// inTransit replaces the body of every successful GET whose path ends in
+// path with what alter makes of it: a registry, or something between, that
+// answers other bytes than those asked for, or fewer.
+type inTransit struct {
 	next    http.RoundTripper
 	path    string
-	flipped atomic.Bool
+	alter   func(body []byte) io.Reader
+	altered atomic.Bool
 }
 
-func (f *flipByte) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := f.next.RoundTrip(req)
-	if err != nil || req.Method != http.MethodGet || !strings.HasSuffix(req.URL.Path, f.path) || resp.StatusCode != http.StatusOK {
+func (a *inTransit) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := a.next.RoundTrip(req)
+	if err != nil || req.Method != http.MethodGet || !strings.HasSuffix(req.URL.Path, a.path) || resp.StatusCode != http.StatusOK {
 		return resp, err
 	}
 	body, err := io.ReadAll(resp.Body)
@@ -41,33 +42,21 @@ func (f *flipByte) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.altered.Store(true)
+	resp.Body = io.NopCloser(a.alter(body))
+	return resp, nil
+}
+
+// flipByte changes the middle byte of a body.
+func flipByte(body []byte) io.Reader {
 	body[len(body)/2] ^= 0xff
-	f.flipped.Store(true)
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	return resp, nil
+	return bytes.NewReader(body)
 }
 
-// cutShort ends the body of GETs of path with an error after half of it,
-// as a dropped connection or a deadline would.
-type cutShort struct {
-	next http.RoundTripper
-	path string
-	cut  atomic.Bool
-}
-
-func (c *cutShort) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := c.next.RoundTrip(req)
-	if err != nil || req.Method != http.MethodGet || !strings.HasSuffix(req.URL.Path, c.path) || resp.StatusCode != http.StatusOK {
-		return resp, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	c.cut.Store(true)
-	resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body[:len(body)/2]), iotest.ErrReader(errConnectionDropped)))
-	return resp, nil
+// cutShort ends a body with an error after half of it, as a dropped
+// connection or a deadline would.
+func cutShort(body []byte) io.Reader {
+	return io.MultiReader(bytes.NewReader(body[:len(body)/2]), iotest.ErrReader(errConnectionDropped))
 }
 
 var errConnectionDropped = errors.New("connection dropped")

@@ -222,12 +222,12 @@ func TestRelease(t *testing.T) {
 		layers, _ := img.Layers()
 		layerDigest, _ := layers[0].Digest()
 		dst := filepath.Join(t.TempDir(), "contoso")
-		tamper := &flipByte{next: http.DefaultTransport, path: "/blobs/" + layerDigest.String()}
+		tamper := &inTransit{next: http.DefaultTransport, path: "/blobs/" + layerDigest.String(), alter: flipByte}
 		_, err = artifact.Extract(ctx, ref, dst, artifact.WithInsecure(), artifact.WithTransport(tamper))
 		if err == nil {
 			t.Fatal("extracted a layer whose bytes were changed")
 		}
-		if !tamper.flipped.Load() {
+		if !tamper.altered.Load() {
 			t.Fatalf("the layer was not fetched (%v)", err)
 		}
 		t.Logf("refused: %v", err)
@@ -243,9 +243,9 @@ func TestRelease(t *testing.T) {
 		layers, _ := img.Layers()
 		layerDigest, _ := layers[0].Digest()
 		dst := filepath.Join(t.TempDir(), "contoso")
-		cut := &cutShort{next: http.DefaultTransport, path: "/blobs/" + layerDigest.String()}
+		cut := &inTransit{next: http.DefaultTransport, path: "/blobs/" + layerDigest.String(), alter: cutShort}
 		_, err := artifact.Extract(ctx, ref, dst, artifact.WithInsecure(), artifact.WithTransport(cut))
-		if !cut.cut.Load() {
+		if !cut.altered.Load() {
 			t.Fatalf("the layer was not fetched (%v)", err)
 		}
 		if !errors.Is(err, errConnectionDropped) || !strings.Contains(err.Error(), "cut short") {
