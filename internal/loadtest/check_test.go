@@ -191,6 +191,46 @@ func TestCollectorCountsCheckoutsOfUnknownFate(t *testing.T) {
 	}
 }
 
+// A failed idempotent request is described with when it was sent and
+// why, from its problem+json answer, so that a run's failures can be told
+// apart (a stamp's 503 from the edge's "no routable stamp"); a failure
+// without a problem body keeps its status alone, and a non-idempotent
+// failure is not a sample.
+func TestFailureSamplesSayWhenAndWhy(t *testing.T) {
+	col := newCollector([]string{"westeurope"}, Profile{Hold: time.Second, HoldRate: 1}, time.Second, nil)
+	now := time.Now()
+	col.start = now
+	for i, r := range []struct {
+		code   uint16
+		body   string
+		flow   Flow
+		method string
+	}{
+		{503, `{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"no routable stamp"}`, FlowProduct, http.MethodGet},
+		{502, `<html>bad gateway</html>`, FlowProduct, http.MethodGet},
+		{503, `{"title":"Service Unavailable"}`, FlowCheckout, http.MethodPost},
+		{500, `{"title":"Internal Server Error","detail":"boom"}`, FlowCart, http.MethodPost},
+	} {
+		col.add(&vegeta.Result{Code: r.code, Body: []byte(r.body), Timestamp: now.Add(time.Duration(i) * time.Second), Latency: time.Millisecond,
+			URL: "http://edge.test/api/x#" + tag(r.flow, "westeurope"), Method: r.method})
+	}
+	got := col.idem.Samples
+	if len(got) != 3 {
+		t.Fatalf("samples = %+v; want the product GETs and the keyed checkout, not the cart", got)
+	}
+	for i, want := range []struct {
+		problem string
+		sent    time.Duration
+	}{{"Service Unavailable: no routable stamp", 0}, {"", time.Second}, {"Service Unavailable", 2 * time.Second}} {
+		if got[i].Problem != want.problem || got[i].Sent != want.sent {
+			t.Errorf("sample %d = %+v; want problem %q sent at %s", i, got[i], want.problem, want.sent)
+		}
+	}
+	if line := got[0].String(); !strings.Contains(line, "at +0s") || !strings.Contains(line, "503 Service Unavailable: no routable stamp") {
+		t.Errorf("sample line %q; want when and why", line)
+	}
+}
+
 // A window sums the answers to the requests sent within it, by flow and
 // client region, and nothing sent before or after it: the p99 of the
 // seconds before a fault and of the seconds it lasts, side by side. A

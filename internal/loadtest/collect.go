@@ -262,6 +262,7 @@ func (c *collector) add(res *vegeta.Result) {
 			c.idem.Samples = append(c.idem.Samples, FailureSample{
 				Flow: flow, Method: res.Method, Path: path, ClientRegion: region, Status: code,
 				ServedRegion: res.Headers.Get(headerServedRegion), RequestID: res.Headers.Get(headerRequestID),
+				Problem: problemOf(res.Body), Sent: res.Timestamp.Sub(c.start),
 			})
 		}
 	}
@@ -426,4 +427,20 @@ func (c *collector) fill(rep *Report) {
 	if c.undecodedOrder > 0 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d accepted checkouts had a body that did not decode as an order; they are not followed", c.undecodedOrder))
 	}
+}
+
+// problemOf is the title and detail of a problem+json body, "" for any
+// other body.
+func problemOf(body []byte) string {
+	var p struct {
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(body, &p) != nil || p.Title == "" {
+		return ""
+	}
+	if p.Detail == "" {
+		return p.Title
+	}
+	return p.Title + ": " + p.Detail
 }

@@ -135,7 +135,7 @@ func (r *Report) Print(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "idempotent failures (5xx or no answer to GET or keyed requests; the edge promises none): %d\n", r.IdempotentFailures.Count)
 	for _, s := range r.IdempotentFailures.Samples {
-		fmt.Fprintf(&b, "  %s %s from %s: %s (served by %q, request %s)\n", s.Method, s.Path, s.ClientRegion, s.Status, s.ServedRegion, s.RequestID)
+		fmt.Fprintf(&b, "  %s\n", s)
 	}
 
 	o := r.Orders

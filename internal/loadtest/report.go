@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"time"
 )
@@ -164,6 +165,11 @@ type FailureSample struct {
 	Status       string `json:"status"` // as in Stats.Codes
 	ServedRegion string `json:"servedRegion,omitempty"`
 	RequestID    string `json:"requestId,omitempty"`
+	// Problem is the answer's problem title and detail, when it came as
+	// problem+json: why the edge or the stamp refused it.
+	Problem string `json:"problem,omitempty"`
+	// Sent is when the request was sent, from the start of the load.
+	Sent time.Duration `json:"sentNs"`
 }
 
 // Orders follows the checkouts: every accepted order (202, or 200 for a
@@ -263,3 +269,14 @@ func latencyOf(h *Histogram) Latency {
 
 // NotServed is the served region of a request no stamp answered.
 const NotServed = "none"
+
+// String describes the failure on one line: when it was sent, what, from
+// where, its status and why, and who served it.
+func (s FailureSample) String() string {
+	why := s.Status
+	if s.Problem != "" {
+		why += " " + s.Problem
+	}
+	return fmt.Sprintf("at +%s %s %s from %s: %s (served by %q, request %s)",
+		s.Sent.Round(time.Millisecond), s.Method, s.Path, s.ClientRegion, why, s.ServedRegion, s.RequestID)
+}

@@ -52,12 +52,14 @@ type LoadOutcome struct {
 	// window name.
 	Windows map[string]map[string]FlowOutcome `json:"windows,omitempty"`
 	// Regions are the load's client regions.
-	Regions            []string         `json:"regions,omitempty"`
-	IdempotentFailures int64            `json:"idempotentFailures"` // GET, HEAD or keyed requests that failed
-	OrdersAccepted     int              `json:"ordersAccepted"`
-	OrdersUnsettled    int              `json:"ordersUnsettled"` // accepted but not confirmed or rejected by the deadline
-	Oversold           bool             `json:"oversold"`
-	Served             map[string]int64 `json:"served"` // answers by the region that served them
+	Regions            []string `json:"regions,omitempty"`
+	IdempotentFailures int64    `json:"idempotentFailures"` // GET, HEAD or keyed requests that failed
+	// Failures are the first few of those: when, what, and why.
+	Failures        []loadtest.FailureSample `json:"failures,omitempty"`
+	OrdersAccepted  int                      `json:"ordersAccepted"`
+	OrdersUnsettled int                      `json:"ordersUnsettled"` // accepted but not confirmed or rejected by the deadline
+	Oversold        bool                     `json:"oversold"`
+	Served          map[string]int64         `json:"served"` // answers by the region that served them
 	// ServedByClient is, by client region, its answers by the region
 	// that served them ("" for no answer).
 	ServedByClient map[string]map[string]int64 `json:"servedByClient,omitempty"`

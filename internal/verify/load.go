@@ -43,6 +43,7 @@ func outcome(rep *loadtest.Report) LoadOutcome {
 	out := LoadOutcome{
 		Flows:              map[string]FlowOutcome{},
 		IdempotentFailures: rep.IdempotentFailures.Count,
+		Failures:           rep.IdempotentFailures.Samples,
 		OrdersAccepted:     int(rep.Orders.Accepted),
 		OrdersUnsettled:    int(rep.Orders.Unsettled),
 		Oversold:           rep.Oversold,

@@ -11,6 +11,10 @@ import (
 	"time"
 )
 
+// shownFailures bounds the failed idempotent requests the progress log
+// describes after an experiment's load.
+const shownFailures = 5
+
 // Injector injects a fault through the operations API and heals it.
 type Injector interface {
 	Inject(ctx context.Context, f Fault) (id string, err error)
@@ -214,6 +218,13 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 	}
 	r.load = l.out
 	fmt.Fprintf(cfg.Log, "   load: %s\n", l.out)
+	for i, f := range l.out.Failures {
+		if i == shownFailures {
+			fmt.Fprintf(cfg.Log, "   failed: %d more\n", l.out.IdempotentFailures-int64(i))
+			break
+		}
+		fmt.Fprintf(cfg.Log, "   failed: %s\n", f)
+	}
 	vs := append([]Verdict{steady}, judge(r)...)
 	if sr != nil {
 		vs = append(vs, sr.judge(ctx, e, l.out, loadStart)...)
