@@ -171,9 +171,11 @@ func TestVerifyCatchesAReleaseGateThatCannotFail(t *testing.T) {
 // compare-and-set, the stamps that sell one size write over each other's
 // holds and sales, and verify fails the experiment on oversell or on the
 // units that vanish or appear. With compare-and-set, the same experiment
-// passes. The two runs go side by side, each against its own deployment:
-// the experiment judges data, not latency, and mostly waits out its load
-// (one after the other they took 102 s).
+// passes. The two runs go one after the other, each against its own
+// deployment: side by side (102 s one after the other, 75 s together) the
+// two deployments and another package's tests starved the control run on a
+// two-core machine under the race detector, whose edge then failed 54
+// keyed requests with every guarantee on.
 func TestVerifyCatchesBlindStockWrites(t *testing.T) {
 	var exp verify.Experiment
 	for _, e := range verify.Default() {
@@ -185,7 +187,6 @@ func TestVerifyCatchesBlindStockWrites(t *testing.T) {
 		t.Fatalf("no launch-sellout experiment racing buyers for few units: %+v", exp)
 	}
 	t.Run("blind writes", func(t *testing.T) {
-		t.Parallel()
 		verdicts := runExperiment(t, exp, deploytest.Options{UnsafeBlindStockWrites: true})
 		oversell, conserved := verdictOf(t, verdicts, "no oversell"), verdictOf(t, verdicts, "stock conserved")
 		if oversell.Pass && conserved.Pass {
@@ -196,7 +197,6 @@ func TestVerifyCatchesBlindStockWrites(t *testing.T) {
 		}
 	})
 	t.Run("compare-and-set", func(t *testing.T) {
-		t.Parallel()
 		if verdicts := runExperiment(t, exp, deploytest.Options{}); verify.Failed(verdicts) {
 			t.Fatal("an expectation failed with every guarantee on")
 		}
