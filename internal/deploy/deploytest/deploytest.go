@@ -112,10 +112,19 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 	}
 	// Every test deployment also checks that each part's store user may
 	// do everything the part does.
-	denied := &deniedCounter{Handler: h, n: new(atomic.Int64)}
+	// And a failed test shows the deployment's last errors (a 5xx and
+	// why, a failed write), which are otherwise discarded.
+	errs := &lastLines{max: 30}
+	denied := &deniedCounter{Handler: h, n: new(atomic.Int64),
+		errs: slog.NewTextHandler(errs, &slog.HandlerOptions{Level: slog.LevelError})}
 	tb.Cleanup(func() {
 		if n := denied.n.Load(); n > 0 {
 			tb.Errorf("the store refused %d operations of the deployment's parts (%s); run with CONTOSO_TEST_LOG=1 to see them", n, deploy.LogPermissionDenied)
+		}
+		if tb.Failed() {
+			if lines, total := errs.get(); total > 0 {
+				tb.Logf("the deployment logged %d errors; the last %d:\n%s", total, len(lines), strings.Join(lines, ""))
+			}
 		}
 	})
 	log := slog.New(denied)
@@ -189,10 +198,12 @@ func (credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	return rt.RoundTrip(req)
 }
 
-// deniedCounter counts deploy.LogPermissionDenied records.
+// deniedCounter counts deploy.LogPermissionDenied records and hands
+// every error record to errs as well as to the Handler.
 type deniedCounter struct {
 	slog.Handler
-	n *atomic.Int64
+	n    *atomic.Int64
+	errs slog.Handler
 }
 
 func (c *deniedCounter) Enabled(ctx context.Context, l slog.Level) bool {
@@ -203,6 +214,9 @@ func (c *deniedCounter) Handle(ctx context.Context, r slog.Record) error {
 	if r.Message == deploy.LogPermissionDenied {
 		c.n.Add(1)
 	}
+	if r.Level >= slog.LevelError {
+		_ = c.errs.Handle(ctx, r)
+	}
 	if !c.Handler.Enabled(ctx, r.Level) {
 		return nil
 	}
@@ -210,11 +224,44 @@ func (c *deniedCounter) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (c *deniedCounter) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &deniedCounter{Handler: c.Handler.WithAttrs(attrs), n: c.n}
+	return &deniedCounter{Handler: c.Handler.WithAttrs(attrs), n: c.n, errs: c.errs.WithAttrs(attrs)}
 }
 
 func (c *deniedCounter) WithGroup(name string) slog.Handler {
-	return &deniedCounter{Handler: c.Handler.WithGroup(name), n: c.n}
+	return &deniedCounter{Handler: c.Handler.WithGroup(name), n: c.n, errs: c.errs.WithGroup(name)}
+}
+
+// lastLines keeps the last max lines written to it, each cut to
+// maxLine bytes, and counts them all.
+type lastLines struct {
+	max   int
+	mu    sync.Mutex
+	lines []string
+	total int
+}
+
+const maxLine = 600
+
+func (l *lastLines) Write(p []byte) (int, error) {
+	line := string(p)
+	if len(line) > maxLine {
+		line = line[:maxLine] + "…\n"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total++
+	if len(l.lines) == l.max {
+		l.lines = append(l.lines[:0], l.lines[1:]...)
+	}
+	l.lines = append(l.lines, line)
+	return len(p), nil
+}
+
+// get returns the lines kept, oldest first, and how many were written.
+func (l *lastLines) get() ([]string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines), l.total
 }
 
 type tbWriter struct{ tb testing.TB }
