@@ -198,10 +198,15 @@ func (p *Plane) every(ctx context.Context, d time.Duration, kick <-chan struct{}
 }
 
 // watchRegistry follows the stamps registry, starting over when the watch
-// breaks (its server went away), until ctx is done.
+// breaks (its server went away), until ctx is done. It follows the
+// stamps' deregistrations but not the registry's expiry, which an
+// election of the registry's leader longer than its TTL makes expire
+// every live stamp at once (store.Registry.OwnExpiry): the plane expires
+// stamps on its own clock (registryGone), as the edge does.
 func (p *Plane) watchRegistry(ctx context.Context, st *store.Store) {
+	reg := st.Registry().OwnExpiry()
 	backoff.Policy{First: 250 * time.Millisecond, Max: 2 * time.Second}.Keep(ctx, func(ctx context.Context) error {
-		return st.WatchRegistry(ctx, p.in.registry, nil)
+		return reg.Watch(ctx, p.in.registry, nil)
 	}, func(err error, wait time.Duration) {
 		p.log.Warn("registry watch ended; starting over", "error", err, "retry_in", wait)
 	})
