@@ -2,10 +2,13 @@ package edge_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -233,6 +236,86 @@ func TestInFlightRequestToAVanishedStampIsRetriedElsewhere(t *testing.T) {
 		// its round trip) after the retry.
 		if limit := 100*time.Millisecond + probe + timeout + 300*time.Millisecond + 100*time.Millisecond; took > limit {
 			t.Fatalf("the retry came after %s (limit %s): the attempt waited for its timeout instead of the failed probe", took, limit)
+		}
+	})
+}
+
+// A stamp that is slow, not gone: a probe of it times out, but it goes on
+// answering the POP's other requests. The request in flight to it is not
+// aborted and retried elsewhere (as it is when the stamp answers nothing,
+// TestInFlightRequestToAVanishedStampIsRetriedElsewhere): it gets its own
+// answer. On a busy machine a single late probe used to abort every
+// request in flight to a stamp at once and pile them onto stamps as busy.
+// (Mutation tried: abort on every unanswered probe, as before: the slow
+// GET is answered by eastus.)
+func TestASlowStampsInFlightRequestsAreNotAbortedByOneUnansweredProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := edgetest.NewNet()
+		const probe, timeout = 100 * time.Millisecond, 200 * time.Millisecond
+		var slowProbes atomic.Bool
+		stamp := func(region string) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case r.URL.Path == "/api/slow":
+					time.Sleep(600 * time.Millisecond)
+				case r.URL.Path == "/api/fast":
+				case region == "northeurope" && slowProbes.CompareAndSwap(true, false):
+					time.Sleep(2 * timeout) // one probe gives up first
+				}
+				_, _ = w.Write([]byte(`{"region":"` + region + `"}`))
+			})
+		}
+		n.SetLatency(northAddr, 2*time.Millisecond)
+		n.SetLatency(eastAddr, 20*time.Millisecond)
+		north, east := n.Serve(t, northAddr, stamp("northeurope")), n.Serve(t, eastAddr, stamp("eastus"))
+		e := runEdge(t, nil, edge.Config{ProbeInterval: probe, ProbeTimeout: timeout, Timeout: 30 * time.Second, DialContext: n.DialContext},
+			edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: north},
+			edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: east})
+		if got := nearAfter(e, 3*probe); got != "northeurope.a" {
+			t.Fatalf("the POP routes to %q, want northeurope.a", got)
+		}
+		front := n.Serve(t, "edge:80", e.Handler())
+		client := &http.Client{Transport: &http.Transport{DialContext: n.DialContext}}
+		defer client.CloseIdleConnections()
+		get := func(path string) (string, error) {
+			resp, err := client.Get(front + path)
+			if err != nil {
+				return "", err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				return "", fmt.Errorf("GET %s = %d %s", path, resp.StatusCode, body)
+			}
+			var answer struct{ Region string }
+			err = json.Unmarshal(body, &answer)
+			return answer.Region, err
+		}
+		// Other clients' requests, answered at once while the probe waits.
+		stop := make(chan struct{})
+		var others sync.WaitGroup
+		others.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				_, _ = get("/api/fast")
+			}
+		})
+		slowProbes.Store(true)
+		served, err := get("/api/slow")
+		close(stop)
+		others.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slowProbes.Load() {
+			t.Fatal("no probe was slow")
+		}
+		if served != "northeurope" {
+			t.Fatalf("the slow GET was served by %q; want northeurope, whose probe timed out while it answered other requests", served)
 		}
 	})
 }

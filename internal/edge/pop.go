@@ -36,8 +36,8 @@ type pop struct {
 	// of what they hold (a probe round, an ejection, a share, a stamp
 	// leaving) makes a new decision.
 	cands    []Candidate
-	changes  int                              // how often the near set changed
-	attempts map[string]map[*attempt]struct{} // attempts in flight per stamp, aborted when its probe fails
+	changes  int                  // how often the near set changed
+	attempts map[string]*inFlight // per stamp: the attempts in flight, aborted when its probe fails unanswered
 
 	// kick asks the probe loop for a round now rather than at its next
 	// tick: a stamp joined the registry.
@@ -45,6 +45,15 @@ type pop struct {
 	// changed is the edge's Changed channel, told when the near set
 	// changes; nil: nobody is told.
 	changed chan struct{}
+}
+
+// inFlight is a POP's attempts in flight to one stamp, and when the
+// stamp last answered one of the POP's attempts.
+type inFlight struct {
+	attempts map[*attempt]struct{}
+	// answered is when an attempt last got the stamp's answer (its
+	// headers), in Unix nanoseconds of Config.Now; set without p.mu.
+	answered atomic.Int64
 }
 
 func newPOP(region string, changed chan struct{}) *pop {
@@ -252,7 +261,12 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 		st.served = true
 	}
 	st.health, st.verdict, st.probedAt, st.answered = h, verdict, now, answered
-	if !answered {
+	// A stamp that did not answer its probe but answered real traffic
+	// since the probe was sent is slow, not gone (a busy machine, a
+	// launch spike): its attempts in flight go on, within their own
+	// timeout, rather than all fail over at once onto stamps as busy.
+	// One that answered nothing is cut off: they are aborted.
+	if !answered && !p.answeredSinceLocked(s.ID, start) {
 		p.abortLocked(s.ID)
 	}
 	if st.recovering > 0 && h != health.Unhealthy {
@@ -335,7 +349,12 @@ func (p *pop) route() (primary, retry upstream, failOpen bool) {
 
 // inFlightLocked is how many of p's attempts are in flight to stamp id;
 // p.mu must be held.
-func (p *pop) inFlightLocked(id string) int { return len(p.attempts[id]) }
+func (p *pop) inFlightLocked(id string) int {
+	if f := p.attempts[id]; f != nil {
+		return len(f.attempts)
+	}
+	return 0
+}
 
 // upstreamLocked is how p reaches stamp id; p.mu must be held.
 func (p *pop) upstreamLocked(id string) upstream {
@@ -374,24 +393,38 @@ func (p *pop) track(a *attempt) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.attempts == nil {
-		p.attempts = map[string]map[*attempt]struct{}{}
+		p.attempts = map[string]*inFlight{}
 	}
-	if p.attempts[a.stamp] == nil {
-		p.attempts[a.stamp] = map[*attempt]struct{}{}
+	f := p.attempts[a.stamp]
+	if f == nil {
+		f = &inFlight{attempts: map[*attempt]struct{}{}}
+		p.attempts[a.stamp] = f
 	}
-	p.attempts[a.stamp][a] = struct{}{}
+	f.attempts[a] = struct{}{}
+	a.inFlight = f
 }
 
 func (p *pop) untrack(a *attempt) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.attempts[a.stamp], a)
+	delete(a.inFlight.attempts, a)
+}
+
+// answeredSinceLocked reports whether stamp id answered one of p's
+// attempts at or after since; p.mu held.
+func (p *pop) answeredSinceLocked(id string, since time.Time) bool {
+	f := p.attempts[id]
+	return f != nil && f.answered.Load() >= since.UnixNano()
 }
 
 // abortLocked aborts every attempt in flight to stamp id; p.mu held.
 func (p *pop) abortLocked(id string) {
-	for a := range p.attempts[id] {
+	f := p.attempts[id]
+	if f == nil {
+		return
+	}
+	for a := range f.attempts {
 		a.abort()
-		delete(p.attempts[id], a)
+		delete(f.attempts, a)
 	}
 }

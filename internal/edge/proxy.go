@@ -240,9 +240,10 @@ func readPayload(w http.ResponseWriter, r *http.Request, retryable bool) (payloa
 	return payload{buf: buf}, err
 }
 
-// errStampDown aborts the attempts in flight to a stamp whose probe just
-// failed: a black-holed stamp never answers, and waiting for the attempt's
-// timeout would turn a failover into seconds of latency.
+// errStampDown aborts the attempts in flight to a stamp that just failed
+// its probe unanswered and answered none of its POP's attempts since the
+// probe was sent: a black-holed stamp never answers, and waiting for the
+// attempt's timeout would turn a failover into seconds of latency.
 var errStampDown = errors.New("the stamp failed its probe while the request was in flight")
 
 // attempt is one try of a request at one stamp, registered with its POP
@@ -254,6 +255,7 @@ type attempt struct {
 	io.ReadCloser // the stamp's answer's body; nil until it answered
 	pop           *pop
 	stamp         string             // the stamp's id
+	inFlight      *inFlight          // the POP's attempts to the stamp, this one among them (track)
 	cancel        context.CancelFunc // ends the attempt's context (its timeout, Config.Timeout)
 	down          atomic.Bool        // the stamp failed its probe while the attempt was in flight
 }
@@ -299,6 +301,7 @@ func (px *proxy) attempt(r *http.Request, p *pop, up upstream, body payload) (*h
 		}
 		return nil, err
 	}
+	a.inFlight.answered.Store(px.e.cfg.Now().UnixNano())
 	a.ReadCloser = resp.Body
 	resp.Body = a
 	return resp, nil
