@@ -68,6 +68,9 @@ func TestDependencyDirection(t *testing.T) {
 		// Retries: the standard library only, so that every part may share
 		// the one loop.
 		{pkg: "internal/backoff", only: []string{}},
+		// Waiting in tests: the standard library only, so that any
+		// package's tests may use it.
+		{pkg: "internal/poll", only: []string{}},
 		{pkg: "internal/pki", only: []string{"internal/keyfile"}},
 		// The order rules: the store and the vocabulary, never HTTP.
 		{pkg: "internal/checkout", only: []string{"internal/shop", "internal/store"}},

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contoso/shoes/internal/poll"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/store/storetest"
 )
@@ -60,7 +61,7 @@ func TestThePlaneFollowsDeregistrationsButNotTheRegistrysExpiry(t *testing.T) {
 		return false, false
 	}
 	heartbeat("expired")
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if known, on := announced("expired"); !known || !on {
 			return fmt.Errorf("the plane does not list the stamp as announced yet")
 		}
@@ -75,7 +76,7 @@ func TestThePlaneFollowsDeregistrationsButNotTheRegistrysExpiry(t *testing.T) {
 	if err := st.Deregister(ctx, "deregistered"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() error {
+	poll.Until(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if known, on := announced("deregistered"); !known || on {
 			return fmt.Errorf("deregistered: listed %v, announced %v; want listed as gone", known, on)
 		}
@@ -83,22 +84,5 @@ func TestThePlaneFollowsDeregistrationsButNotTheRegistrysExpiry(t *testing.T) {
 	})
 	if known, on := announced("expired"); !known || !on {
 		t.Fatalf("a stamp whose key the registry expired: listed %v, announced %v; want announced until the plane's own clock says gone", known, on)
-	}
-}
-
-// eventually polls cond until it holds, failing t with its last error
-// after within.
-func eventually(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", within, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/poll"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/store/storetest"
@@ -85,17 +86,12 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 // with what and its last error after within.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
+	poll.Until(t, within, 50*time.Millisecond, func() error {
+		if err := cond(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // An Idempotency-Key whose create reached the bucket's leader just as that

@@ -25,6 +25,7 @@ import (
 	"github.com/contoso/shoes/internal/healthmodel"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/poll"
 	"github.com/contoso/shoes/internal/stamp"
 	"github.com/contoso/shoes/internal/store"
 )
@@ -282,17 +283,7 @@ func Eventually(tb testing.TB, within time.Duration, cond func() error) {
 // cost a round of requests each time they are asked.
 func EventuallyEvery(tb testing.TB, within, every time.Duration, cond func() error) {
 	tb.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("not true within %s: %v", within, err)
-		}
-		time.Sleep(every)
-	}
+	poll.Until(tb, within, every, cond)
 }
 
 // Response is an HTTP answer read whole.
