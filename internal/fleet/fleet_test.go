@@ -58,15 +58,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// modelRoot is the name of the health model's root in the model every
+// test fleet's operations plane is given: the built-in one, renamed, so
+// that a test can tell the model was passed on to the plane's process.
+const modelRoot = "Contoso Shoes, many processes"
+
 // startFleet starts a fleet of regions (none: the three default ones) for
 // a test and stops it when the test ends.
 func startFleet(t *testing.T, regions ...string) *fleet.Fleet {
 	t.Helper()
+	builtIn, err := os.ReadFile(filepath.Join("..", "healthmodel", "model.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := filepath.Join(t.TempDir(), "model.yaml")
+	if err := os.WriteFile(model, bytes.Replace(builtIn, []byte("name: Contoso Shoes\n"), []byte("name: "+modelRoot+"\n"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f, err := fleet.Start(ctx, fleet.Config{
 		Regions: regions, DataDir: t.TempDir(), BinDir: bins, Contoso: filepath.Join(bins, "contoso"),
-		OpsTrustLoopback: true, RegistryInsecure: true,
+		OpsTrustLoopback: true, RegistryInsecure: true, HealthModel: model,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -265,6 +278,12 @@ func TestFleet(t *testing.T) {
 		}
 	})
 
+	t.Run("TheOperationsPlaneJudgesTheModelItWasGiven", func(t *testing.T) {
+		var root struct{ Name string }
+		if err := getJSON(f.OpsURL()+"/ops/health", token(t, f, "ops", true), &root); err != nil || root.Name != modelRoot {
+			t.Fatalf("/ops/health's root is named %q (%v); want %q, from the fleet's Config.HealthModel", root.Name, err, modelRoot)
+		}
+	})
 	t.Run("OneOrderIsOneTraceAcrossTheProcesses", func(t *testing.T) { testOrderTrace(t, f) })
 	t.Run("RegionOutageIsInvisibleToClients", func(t *testing.T) { testRegionOutage(t, f) })
 	t.Run("LinkCutBreaksTheRouteAndHealRestoresIt", func(t *testing.T) { testLinkCut(t, f) })
