@@ -198,15 +198,16 @@ func (p *Plane) every(ctx context.Context, d time.Duration, kick <-chan struct{}
 }
 
 // watchRegistry follows the stamps registry, starting over when the watch
-// breaks (its server went away), until ctx is done. It follows the
-// stamps' deregistrations but not the registry's expiry, which an
-// election of the registry's leader longer than its TTL makes expire
-// every live stamp at once (store.Registry.OwnExpiry): the plane expires
-// stamps on its own clock (registryGone), as the edge does.
+// breaks (its server went away), until ctx is done. Unlike the edge, the
+// plane takes the registry's expiry of a stamp as its departure: the
+// release controller pauses for a lost region once its stamps are gone,
+// and a region cut off from the store keeps stamps that answer (unhealthy)
+// but cannot heartbeat. Waiting for the plane's own clock (registryGone)
+// let a release judge the cut-off region's failed checkouts first and roll
+// back (release-region-outage).
 func (p *Plane) watchRegistry(ctx context.Context, st *store.Store) {
-	reg := st.Registry().OwnExpiry()
 	backoff.Policy{First: 250 * time.Millisecond, Max: 2 * time.Second}.Keep(ctx, func(ctx context.Context) error {
-		return reg.Watch(ctx, p.in.registry, nil)
+		return st.WatchRegistry(ctx, p.in.registry, nil)
 	}, func(err error, wait time.Duration) {
 		p.log.Warn("registry watch ended; starting over", "error", err, "retry_in", wait)
 	})
