@@ -105,6 +105,14 @@ func bubbleEdge(t *testing.T, n *edgetest.Net, cfg edge.Config, northLatency, ea
 			_, _ = w.Write([]byte(`{"status":"healthy","region":"` + region + `"}`))
 		})
 	}
+	return bubbleEdgeOf(t, n, cfg, northLatency, eastLatency, stamp)
+}
+
+// bubbleEdgeOf is bubbleEdge with each stamp's whole handler given by
+// stamp (its probes too), by region.
+func bubbleEdgeOf(t *testing.T, n *edgetest.Net, cfg edge.Config, northLatency, eastLatency time.Duration,
+	stamp func(region string) http.Handler) *edge.Edge {
+	t.Helper()
 	n.SetLatency(northAddr, northLatency)
 	n.SetLatency(eastAddr, eastLatency)
 	north := n.Serve(t, northAddr, stamp("northeurope"))
@@ -265,12 +273,8 @@ func TestASlowStampsInFlightRequestsAreNotAbortedByOneUnansweredProbe(t *testing
 				_, _ = w.Write([]byte(`{"region":"` + region + `"}`))
 			})
 		}
-		n.SetLatency(northAddr, 2*time.Millisecond)
-		n.SetLatency(eastAddr, 20*time.Millisecond)
-		north, east := n.Serve(t, northAddr, stamp("northeurope")), n.Serve(t, eastAddr, stamp("eastus"))
-		e := runEdge(t, nil, edge.Config{ProbeInterval: probe, ProbeTimeout: timeout, Timeout: 30 * time.Second, DialContext: n.DialContext},
-			edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: north},
-			edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: east})
+		e := bubbleEdgeOf(t, n, edge.Config{ProbeInterval: probe, ProbeTimeout: timeout, Timeout: 30 * time.Second},
+			2*time.Millisecond, 20*time.Millisecond, stamp)
 		if got := nearAfter(e, 3*probe); got != "northeurope.a" {
 			t.Fatalf("the POP routes to %q, want northeurope.a", got)
 		}

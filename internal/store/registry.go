@@ -56,12 +56,8 @@ func (s *Store) Deregister(ctx context.Context, id string) error {
 // current entry, then every change; e is nil when an instance deregistered
 // or its heartbeat expired. loaded is called once after the current entries.
 func (s *Store) WatchRegistry(ctx context.Context, fn func(id string, e *StampEntry), loaded func()) error {
-	return s.Registry().Watch(ctx, fn, loaded)
+	return (&Registry{kv: s.reg, log: s.log}).Watch(ctx, fn, loaded)
 }
-
-// Registry is the stamps registry through this store's connection, for a
-// watcher that needs more than WatchRegistry (OwnExpiry).
-func (s *Store) Registry() *Registry { return &Registry{kv: s.reg, log: s.log} }
 
 // Registry reads the stamps registry and the traffic table (WatchTraffic)
 // and nothing else: all an edge needs, and all a user with RoleEdge may do.
