@@ -599,8 +599,19 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
+// StepBudget bounds one look of the controller with the store writes it
+// makes (the traffic table, the record). A write that waits out a leader
+// election (seconds, when the region whose server led the releases
+// bucket is lost) then fails and is made again at the next look, instead
+// of holding the controller, and every read of its status, until the
+// store answers: meanwhile it goes on looking, and pauses the release
+// for the lost region, in memory.
+const StepBudget = 2 * time.Second
+
 // step looks once and moves the release under way on.
 func (c *Controller) step(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, StepBudget)
+	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.cur
@@ -753,9 +764,14 @@ func (c *Controller) shifting(ctx context.Context, r *Record, insts []Instance, 
 				return nil
 			}
 		}
+		// The step ends once the rollback is written: a step ended
+		// before would be taken for passed at the next look.
+		if err := c.rollback(ctx, r, now, fmt.Sprintf("gate failed at %s %d %%: %s", st.Region, st.Percent, why)); err != nil {
+			return err
+		}
 		st.EndedAt = now
 		c.log.Warn("release gate failed", "release", r.ID, "region", st.Region, "percent", st.Percent, "reason", why)
-		return c.rollback(ctx, r, now, fmt.Sprintf("gate failed at %s %d %%: %s", st.Region, st.Percent, why))
+		return nil
 	}
 	return nil
 }
@@ -817,27 +833,40 @@ func (c *Controller) advance(ctx context.Context, r *Record, now time.Time) erro
 		}
 		return nil
 	}
-	r.Stage++
-	s := r.Plan[r.Stage]
-	r.Traffic[s.Region] = map[string]int{r.From[s.Region]: 100 - s.Percent, r.Version: s.Percent}
-	if err := c.cfg.Records.SetTraffic(ctx, r.ID, r.Traffic); err != nil {
-		r.Stage--
+	s := r.Plan[r.Stage+1]
+	// The record takes the new split once the table has it: a write that
+	// failed is made again at the next look.
+	traffic := splitOrEmpty(r.Traffic)
+	traffic[s.Region] = map[string]int{r.From[s.Region]: 100 - s.Percent, r.Version: s.Percent}
+	if err := c.cfg.Records.SetTraffic(ctx, r.ID, traffic); err != nil {
 		return fmt.Errorf("release %s: shift %s to %d %%: %w", r.ID, s.Region, s.Percent, err)
 	}
+	r.Stage++
+	r.Traffic = traffic
 	r.Steps = append(r.Steps, Step{Stage: s, StartedAt: now, Verdict: Hold.String()})
 	c.log.Info("release step", "release", r.ID, "region", s.Region, "percent", s.Percent)
 	return nil
 }
 
+// splitOrEmpty is a copy of m to change, an empty split for nil.
+func splitOrEmpty(m map[string]map[string]int) map[string]map[string]int {
+	if m == nil {
+		return map[string]map[string]int{}
+	}
+	return cloneSplit(m)
+}
+
 // rollback puts every region back on the old version at once and drains
 // the new stamps.
 func (c *Controller) rollback(ctx context.Context, r *Record, now time.Time, why string) error {
+	traffic := splitOrEmpty(r.Traffic)
 	for region := range r.Desired {
-		r.Traffic[region] = map[string]int{r.From[region]: 100, r.Version: 0}
+		traffic[region] = map[string]int{r.From[region]: 100, r.Version: 0}
 	}
-	if err := c.cfg.Records.SetTraffic(ctx, r.ID, r.Traffic); err != nil {
+	if err := c.cfg.Records.SetTraffic(ctx, r.ID, traffic); err != nil {
 		return fmt.Errorf("release %s: roll back: %w", r.ID, err)
 	}
+	r.Traffic = traffic
 	for region := range r.Desired {
 		r.Desired[region][r.Version] = 0
 	}

@@ -1,0 +1,197 @@
+package release_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/contoso/shoes/internal/health"
+	"github.com/contoso/shoes/internal/netsim"
+	"github.com/contoso/shoes/internal/poll"
+	. "github.com/contoso/shoes/internal/release"
+	"github.com/contoso/shoes/internal/store"
+	"github.com/contoso/shoes/internal/store/storetest"
+)
+
+// seenDeployment stands for the operations plane's reading of a
+// deployment (its reading of real stamps is proven in deploy and verify):
+// the instances and flows a test sets.
+type seenDeployment struct {
+	mu    sync.Mutex
+	insts []Instance
+	flows map[string]map[string]FlowReading // by version, then flow
+}
+
+func (s *seenDeployment) Instances() []Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Instance(nil), s.insts...)
+}
+
+func (s *seenDeployment) Flows(region, version string, since time.Time) map[string]FlowReading {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]FlowReading{}
+	for k, v := range s.flows[version] {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *seenDeployment) set(insts []Instance, flows map[string]map[string]FlowReading) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.insts, s.flows = insts, flows
+}
+
+// cutOff is a controller whose records are on node 0 of a three-region
+// cluster routed over simulated links, with a release of v2 over v1 in
+// westeurope shifting its first step (50 %), held there by its gate until
+// the test's readings fail or pass it. cut isolates node 0: the releases
+// bucket then has no quorum there, and every write retries for the
+// store's write budget (30 s here) before it fails. heal joins it again.
+func cutOff(t *testing.T, gate Gate) (c *Controller, seen *seenDeployment, failed *atomic.Int64, cut, heal func()) {
+	t.Helper()
+	net := netsim.New(netsim.Config{Off: true})
+	t.Cleanup(func() { _ = net.Close() })
+	cluster := storetest.NewClusterWith(t, storetest.Options{Net: net}, "a", "b", "c")
+	_, nc := cluster.MustOpen(t, 0)
+	records := store.NewReleases(store.Config{Conn: nc, WriteBudget: 30 * time.Second})
+	links := func(do func(*netsim.Link)) {
+		for _, peer := range []string{"b", "c"} {
+			l, ok := net.Link("a", peer)
+			if !ok {
+				t.Fatalf("no link a-%s", peer)
+			}
+			do(l)
+		}
+	}
+	seen, failed = &seenDeployment{}, &atomic.Int64{}
+	seen.set([]Instance{{ID: "w1", Region: "westeurope", Release: "v1", Health: health.Healthy}}, nil)
+	c, err := NewController(Config{Records: records, Observer: seen, Regions: func() []string { return []string{"westeurope"} },
+		Steps: []int{50, 100}, Gate: gate, Tick: 50 * time.Millisecond, Logger: slog.New(&failedLooks{n: failed})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Start(t.Context(), Request{Version: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	seen.set([]Instance{
+		{ID: "w1", Region: "westeurope", Release: "v1", Health: health.Healthy},
+		{ID: "w2", Region: "westeurope", Release: "v2", Health: health.Healthy},
+	}, nil)
+	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	poll.Until(t, 30*time.Second, 20*time.Millisecond, func() error {
+		r := current(t, c)
+		if r.Phase != PhaseShifting || len(r.Steps) != 1 {
+			return fmt.Errorf("phase %s, %d steps: %s", r.Phase, len(r.Steps), r.Reason)
+		}
+		return nil
+	})
+	return c, seen, failed, func() { links((*netsim.Link).Cut) }, func() { links((*netsim.Link).Heal) }
+}
+
+// failedLooks counts the controller's looks that failed (its warning
+// "release controller", with the error).
+type failedLooks struct{ n *atomic.Int64 }
+
+func (f *failedLooks) Enabled(context.Context, slog.Level) bool { return true }
+func (f *failedLooks) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "release controller" {
+		f.n.Add(1)
+	}
+	return nil
+}
+func (f *failedLooks) WithAttrs([]slog.Attr) slog.Handler { return f }
+func (f *failedLooks) WithGroup(string) slog.Handler      { return f }
+
+func current(t *testing.T, c *Controller) *Record {
+	t.Helper()
+	r, err := c.Current(t.Context())
+	if err != nil || r == nil {
+		t.Fatalf("current release: %v, %v", r, err)
+	}
+	return r
+}
+
+// A store that cannot write does not stop the controller from looking:
+// the region lost meanwhile pauses the release within seconds, and its
+// status says so. (Mutation tried: step without its StepBudget: each look
+// waited out the store's 30 s write budget while holding the controller,
+// and the pause was read only after two of them: "paused 1m1s after the
+// region was lost; want within 12s".)
+func TestTheControllerPausesForALostRegionWhileTheStoreCannotWrite(t *testing.T) {
+	c, seen, _, cut, heal := cutOff(t, Gate{MinHold: time.Hour})
+	cut()
+	defer heal()
+	lost := time.Now()
+	seen.set([]Instance{
+		{ID: "w1", Region: "westeurope", Release: "v1", Health: health.Unknown, Silent: true},
+		{ID: "w2", Region: "westeurope", Release: "v2", Health: health.Unknown, Silent: true},
+	}, nil)
+	poll.Until(t, 40*time.Second, 20*time.Millisecond, func() error {
+		if r := current(t, c); !r.Paused || !strings.HasPrefix(r.Reason, "region lost") {
+			return fmt.Errorf("paused %v: %s", r.Paused, r.Reason)
+		}
+		return nil
+	})
+	// Three times the worst expected (a look held for StepBudget, then
+	// the one that pauses), far below the write budget.
+	if took := time.Since(lost); took > 3*2*StepBudget {
+		t.Fatalf("paused %s after the region was lost; want within %s", took.Round(100*time.Millisecond), 3*2*StepBudget)
+	}
+}
+
+// A step whose gate fails while the store cannot write the rollback stays
+// failing, not passed: once the store writes again, the release rolls
+// back from that step, and no other step is started. (Mutation tried: the
+// step ended before its rollback was written: the next look took it for
+// passed and started the 100 % step: "2 steps, the last 100 % (failed:
+// checkout errors ...); want only the first, failed".)
+func TestAFailedStepWhoseRollbackWasNotWrittenIsNotTakenForPassed(t *testing.T) {
+	c, seen, failed, cut, heal := cutOff(t, Gate{MinHold: 100 * time.Millisecond, MinRequests: 1})
+	cut()
+	insts := seen.Instances()
+	seen.set(insts, map[string]map[string]FlowReading{
+		"v1": {"checkout": {Requests: 100}},
+		"v2": {"checkout": {Requests: 100, Errors: 50}},
+	})
+	poll.Until(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if st := current(t, c).Steps[0]; st.Verdict != Fail.String() {
+			return fmt.Errorf("first step %s: %s", st.Verdict, st.Reason)
+		}
+		return nil
+	})
+	// Two more looks fail to write meanwhile: the rollback again, or
+	// (broken) the next step.
+	then := failed.Load()
+	poll.Until(t, time.Minute, 20*time.Millisecond, func() error {
+		if n := failed.Load() - then; n < 2 {
+			return fmt.Errorf("%d looks failed since the verdict", n)
+		}
+		return nil
+	})
+	heal()
+	poll.Until(t, time.Minute, 50*time.Millisecond, func() error {
+		if r := current(t, c); r.Phase != PhaseRollingBack && r.Phase != PhaseRolledBack {
+			return fmt.Errorf("phase %s: %s", r.Phase, r.Reason)
+		}
+		return nil
+	})
+	r := current(t, c)
+	if len(r.Steps) != 1 || r.Steps[0].Verdict != Fail.String() {
+		last := r.Steps[len(r.Steps)-1]
+		t.Fatalf("%d steps, the last %d %% (%s: %s); want only the first, failed", len(r.Steps), last.Percent, last.Verdict, last.Reason)
+	}
+	if !strings.HasPrefix(r.Reason, "gate failed at westeurope 50 %") {
+		t.Fatalf("rolled back: %q; want the gate's failure at 50 %%", r.Reason)
+	}
+}
