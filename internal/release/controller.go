@@ -599,19 +599,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// StepBudget bounds one look of the controller with the store writes it
-// makes (the traffic table, the record). A write that waits out a leader
-// election (seconds, when the region whose server led the releases
-// bucket is lost) then fails and is made again at the next look, instead
-// of holding the controller, and every read of its status, until the
-// store answers: meanwhile it goes on looking, and pauses the release
-// for the lost region, in memory.
-const StepBudget = 2 * time.Second
-
 // step looks once and moves the release under way on.
 func (c *Controller) step(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, StepBudget)
-	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.cur

