@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,11 +37,7 @@ func (s *seenDeployment) Instances() []Instance {
 func (s *seenDeployment) Flows(region, version string, since time.Time) map[string]FlowReading {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]FlowReading{}
-	for k, v := range s.flows[version] {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.flows[version])
 }
 
 func (s *seenDeployment) set(insts []Instance, flows map[string]map[string]FlowReading) {
