@@ -184,4 +184,9 @@ func (c *Cart) SetItem(sku string, quantity int) error {
 type Stock struct {
 	Available int            `json:"available"`
 	Holds     map[string]int `json:"holds,omitempty"` // order id -> quantity
+	// Holders names, by order id, the reservation that made each hold (a
+	// token of the call): a confirmed order sells only the holds its
+	// reservation was marked with (see store.Settle). A hold made by a
+	// release that predates it has none.
+	Holders map[string]string `json:"holders,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -263,44 +264,71 @@ func (s *Store) Stock(ctx context.Context, sku string) (shop.Stock, error) {
 // ErrOutOfStock is returned by Reserve when a line cannot be filled.
 var ErrOutOfStock = errors.New("out of stock")
 
-// Reserve holds stock for every line of order id, all lines or none. Each
-// line is one compare-and-set that both decrements the available stock and
-// records the order's hold (batched with the other changes this store
-// makes to that SKU meanwhile: changeStock), so a crash between lines leaves holds that a
-// redelivery finds and continues from, never a decrement without an owner.
-// When a line cannot be filled, every hold of the order is released (the
-// stock restored) and ErrOutOfStock returned. Reserving again while the
-// holds stand is a no-op. created lists the lines whose hold this call
-// made (not found already there): after the order's holds were settled and
-// released, a stale reservation makes them again, and its caller must give
-// them back (see worker.Order).
-func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) (created []shop.Line, err error) {
-	ctx, span := startSpan(ctx, "reserve stock", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)))
-	defer func() { endSpan(span, err, func(err error) bool { return errors.Is(err, ErrOutOfStock) }) }()
-	for _, l := range lines {
-		err := s.changeStock(ctx, l.SKU, reserveLine(id, l))
-		switch {
-		case err == nil:
-			created = append(created, l)
-		case errors.Is(err, errSkip):
-		case errors.Is(err, ErrOutOfStock):
-			if rerr := s.ReleaseHolds(ctx, id, lines, true); rerr != nil {
-				return nil, fmt.Errorf("reserve %s: release after shortage: %w", id, rerr)
-			}
-			return nil, fmt.Errorf("reserve %s: %s: %w", id, l.SKU, ErrOutOfStock)
-		default:
-			return created, newerRecord(fmt.Errorf("reserve %s: %s: %w", id, l.SKU, err))
-		}
-	}
-	return created, nil
+// Reservation is what one Reserve call found or made of an order's holds:
+// by SKU, the token of the reservation that made the order's hold on it.
+// MarkReserved records it in the order, and a confirmed order sells only
+// those holds (Settle).
+type Reservation struct {
+	token   string            // this call's: the holds it makes carry it
+	holders map[string]string // SKU -> token of the order's hold on it
 }
 
-// reserveLine is the change that holds line l for order id: nothing when
-// the order holds it already (errSkip), ErrOutOfStock when it cannot be
-// filled, else the units taken from the available stock and held.
-func reserveLine(id string, l shop.Line) func(st *shop.Stock, exists bool) error {
+// Made lists, sorted, the SKUs whose hold this reservation made (not found
+// there already).
+func (r Reservation) Made() []string {
+	var made []string
+	for sku, t := range r.holders {
+		if t == r.token {
+			made = append(made, sku)
+		}
+	}
+	slices.Sort(made)
+	return made
+}
+
+// Reserve holds stock for every line of order id, under a token of its
+// own. Each line is one compare-and-set that both decrements the available
+// stock and records the order's hold and its token (batched with the other
+// changes this store makes to that SKU meanwhile: changeStock), so a crash
+// between lines leaves holds that a redelivery finds and continues from,
+// never a decrement without an owner. A line the order holds already (a
+// redelivery, or another processor of the same message) is found, not
+// made again, with the token of the reservation that made it. When a line
+// cannot be filled, ErrOutOfStock is returned and every hold stays: another
+// processor of the same order may have found those holds and marked the
+// order reserved with them, and only the order's fate, written first,
+// decides what becomes of them. A rejected order's holds go back with
+// Settle; so the stock is all or nothing once the order is settled. The
+// Reservation returned holds what was found or made, also with an error.
+func (s *Store) Reserve(ctx context.Context, id string, lines []shop.Line) (res Reservation, err error) {
+	ctx, span := startSpan(ctx, "reserve stock", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)))
+	defer func() { endSpan(span, err, func(err error) bool { return errors.Is(err, ErrOutOfStock) }) }()
+	res = Reservation{token: rand.Text(), holders: make(map[string]string, len(lines))}
+	for _, l := range lines {
+		var holder string
+		err := s.changeStock(ctx, l.SKU, reserveLine(id, l, res.token, &holder))
+		switch {
+		case err == nil:
+			res.holders[l.SKU] = res.token
+		case errors.Is(err, errSkip):
+			res.holders[l.SKU] = holder
+		case errors.Is(err, ErrOutOfStock):
+			return res, fmt.Errorf("reserve %s: %s: %w", id, l.SKU, ErrOutOfStock)
+		default:
+			return res, newerRecord(fmt.Errorf("reserve %s: %s: %w", id, l.SKU, err))
+		}
+	}
+	return res, nil
+}
+
+// reserveLine is the change that holds line l for order id under token:
+// nothing when the order holds it already (errSkip, with the hold's token
+// in *found), ErrOutOfStock when it cannot be filled, else the units taken
+// from the available stock and held.
+func reserveLine(id string, l shop.Line, token string, found *string) func(st *shop.Stock, exists bool) error {
 	return func(st *shop.Stock, exists bool) error {
 		if _, held := st.Holds[id]; held {
+			*found = st.Holders[id]
 			return errSkip
 		}
 		if !exists || st.Available < l.Quantity {
@@ -311,19 +339,63 @@ func reserveLine(id string, l shop.Line) func(st *shop.Stock, exists bool) error
 			st.Holds = map[string]int{}
 		}
 		st.Holds[id] = l.Quantity
+		if st.Holders == nil {
+			st.Holders = map[string]string{}
+		}
+		st.Holders[id] = token
+		pruneHolders(st)
 		return nil
 	}
 }
 
-// ReleaseHolds removes order id's holds. With restore, the held units go
-// back to the available stock (a rejected order); without, they stay sold
-// (a confirmed order's holds are only bookkeeping). Releasing twice is a
-// no-op.
-func (s *Store) ReleaseHolds(ctx context.Context, id string, lines []shop.Line, restore bool) (err error) {
-	ctx, span := startSpan(ctx, "release holds", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)), attribute.Bool("contoso.restore", restore))
+// pruneHolders drops the token of every hold that is gone: a release that
+// predates tokens releases a hold and leaves its token.
+func pruneHolders(st *shop.Stock) {
+	for id := range st.Holders {
+		if _, held := st.Holds[id]; !held {
+			delete(st.Holders, id)
+		}
+	}
+}
+
+// Settle releases the holds of order o, which is final: o as stored, ver
+// its record as this client last wrote or read it (or the zero Version:
+// Settle reads it when it needs it). A rejected order's held units go back
+// to the available stock. A confirmed order's stay sold, but only the holds
+// its reservation was marked with (MarkReserved): a hold made under its id
+// by any other reservation is given back. That is a processor that acted
+// on a stale view of the order (its message redelivered while the
+// processor that finished it was still at work) and held the stock again
+// after the order was settled; without the tokens it could not be told
+// from the hold the order sold, and either a sold unit would go back to
+// the stock or a unit would be lost. An order confirmed by a release that
+// predates tokens sells whatever holds it has. Settling twice is a no-op.
+func (s *Store) Settle(ctx context.Context, o shop.Order, ver Version) error {
+	switch o.Status {
+	case shop.OrderRejected:
+		return s.releaseHolds(ctx, o.ID, o.Lines, func(string, string) bool { return false })
+	case shop.OrderConfirmed:
+	default:
+		return fmt.Errorf("settle order %s: it is %s, not final", o.ID, o.Status)
+	}
+	rec, err := s.orderState(ctx, o, ver)
+	if err != nil {
+		return fmt.Errorf("settle order %s: %w", o.ID, err)
+	}
+	return s.releaseHolds(ctx, o.ID, o.Lines, func(sku, holder string) bool {
+		return rec.Reservation == nil || rec.Reservation[sku] == holder
+	})
+}
+
+// releaseHolds removes order id's holds on the SKUs of lines: sold says,
+// by SKU and the token of the hold there, whether its units stay sold (a
+// confirmed order's holds are only bookkeeping) or go back to the
+// available stock. Releasing twice is a no-op.
+func (s *Store) releaseHolds(ctx context.Context, id string, lines []shop.Line, sold func(sku, holder string) bool) (err error) {
+	ctx, span := startSpan(ctx, "release holds", trace.SpanKindInternal, attribute.Int(attrLines, len(lines)))
 	defer func() { endSpan(span, err) }()
 	for _, l := range lines {
-		err := s.changeStock(ctx, l.SKU, releaseLine(id, restore))
+		err := s.changeStock(ctx, l.SKU, releaseLine(id, func(holder string) bool { return sold(l.SKU, holder) }))
 		if err != nil && !errors.Is(err, errSkip) {
 			return newerRecord(fmt.Errorf("release %s: %s: %w", id, l.SKU, err))
 		}
@@ -332,18 +404,21 @@ func (s *Store) ReleaseHolds(ctx context.Context, id string, lines []shop.Line, 
 }
 
 // releaseLine is the change that drops order id's hold on a SKU, giving
-// its units back to the available stock with restore; nothing (errSkip)
-// when the order holds none.
-func releaseLine(id string, restore bool) func(st *shop.Stock, exists bool) error {
+// its units back to the available stock unless sold, asked the token of
+// the hold, says they are sold; nothing (errSkip) when the order holds
+// none.
+func releaseLine(id string, sold func(holder string) bool) func(st *shop.Stock, exists bool) error {
 	return func(st *shop.Stock, _ bool) error {
 		q, held := st.Holds[id]
 		if !held {
 			return errSkip
 		}
-		delete(st.Holds, id)
-		if restore {
+		if !sold(st.Holders[id]) {
 			st.Available += q
 		}
+		delete(st.Holds, id)
+		delete(st.Holders, id)
+		pruneHolders(st)
 		return nil
 	}
 }
@@ -752,22 +827,73 @@ func (s *Store) Orders(ctx context.Context, userKey, after string, limit int) (o
 // stored and its Version. from is the Version of the order's record that
 // this store client wrote last (CreateOrder, or the SetOrderStatus
 // before), Unwritten when it knows no record yet (the first status then
-// creates it), or the zero Version.
+// creates it), or the zero Version. An order is marked reserved with
+// MarkReserved.
 func (s *Store) SetOrderStatus(ctx context.Context, o shop.Order, from Version, status shop.OrderStatus, reason string, now time.Time) (shop.Order, Version, error) {
-	got, ver, err := update(ctx, s, kindOrder, s.orders, orderKey(shop.UserKey(o.User), o.ID), from, func(cur *shop.Order, exists bool) error {
+	if status == shop.OrderReserved {
+		return shop.Order{}, Version{}, fmt.Errorf("set order %s reserved: only with its reservation (MarkReserved)", o.ID)
+	}
+	return s.setStatus(ctx, o, from, status, reason, nil, now)
+}
+
+// MarkReserved is SetOrderStatus to reserved, which records res, the
+// holds the order is reserved with, in the order: they are what the order
+// sells once confirmed (Settle). An order marked reserved before keeps the
+// reservation it was marked with.
+func (s *Store) MarkReserved(ctx context.Context, o shop.Order, from Version, res Reservation, now time.Time) (shop.Order, Version, error) {
+	if len(res.holders) == 0 {
+		return shop.Order{}, Version{}, fmt.Errorf("mark order %s reserved: no holds", o.ID)
+	}
+	return s.setStatus(ctx, o, from, shop.OrderReserved, "", res.holders, now)
+}
+
+// orderState is an order's record as the processors keep it: the order,
+// and the holds it was marked reserved with, by SKU, the token of each
+// (missing on an order reserved by a release that predates them). It is
+// never shown to a client.
+type orderState struct {
+	shop.Order
+	Reservation map[string]string `json:"reservation,omitempty"`
+}
+
+func (s *Store) setStatus(ctx context.Context, o shop.Order, from Version, status shop.OrderStatus, reason string, holders map[string]string, now time.Time) (shop.Order, Version, error) {
+	got, ver, err := update(ctx, s, kindOrder, s.orders, orderKey(shop.UserKey(o.User), o.ID), from, func(cur *orderState, exists bool) error {
 		if !exists {
-			*cur = o
+			cur.Order = o
 		}
 		if cur.Status.Final() || cur.Status == status || (status == shop.OrderRejected && cur.Status == shop.OrderReserved) {
 			return errSkip
 		}
 		cur.Status, cur.Reason, cur.UpdatedAt = status, reason, now
+		if status == shop.OrderReserved {
+			cur.Reservation = holders
+		}
 		return nil
 	})
 	if errors.Is(err, errSkip) {
-		return got, ver, nil
+		return got.Order, ver, nil
 	}
-	return got, ver, newerRecord(err)
+	return got.Order, ver, newerRecord(err)
+}
+
+// orderState reads order o's record: from ver when it holds it, else from
+// the stream leader.
+func (s *Store) orderState(ctx context.Context, o shop.Order, ver Version) (orderState, error) {
+	var rec orderState
+	data := ver.data
+	if data == nil {
+		var err error
+		if data, _, err = s.readLeader(ctx, BucketOrders, orderKey(shop.UserKey(o.User), o.ID)); err != nil {
+			return rec, fmt.Errorf("read order %s: %w", o.ID, err)
+		}
+	}
+	if err := decodeRecord(kindOrder, o.ID, data, &rec); err != nil {
+		return orderState{}, newerRecord(err)
+	}
+	if rec.ID != o.ID {
+		return orderState{}, fmt.Errorf("order %s: its Version is of order %s", o.ID, rec.ID)
+	}
+	return rec, nil
 }
 
 // Cart reads a user's cart; a missing cart is empty.

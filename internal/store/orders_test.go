@@ -271,6 +271,26 @@ func reservedExactly(t *testing.T, st *store.Store, id string, lines []shop.Line
 	}
 }
 
+// skusOf lists the SKUs of lines, sorted, as Reservation.Made does.
+func skusOf(lines []shop.Line) []string {
+	skus := make([]string, 0, len(lines))
+	for _, l := range lines {
+		skus = append(skus, l.SKU)
+	}
+	slices.Sort(skus)
+	return skus
+}
+
+// settleRejected settles order id, of lines, as rejected: its holds go
+// back, whoever made them.
+func settleRejected(t *testing.T, st *store.Store, id string, lines []shop.Line) {
+	t.Helper()
+	o := shop.Order{ID: id, User: "alice", Lines: lines, Status: shop.OrderRejected, Reason: shop.ReasonOutOfStock}
+	if err := st.Settle(t.Context(), o, store.Version{}); err != nil {
+		t.Fatalf("settle %s rejected: %v", id, err)
+	}
+}
+
 // untouched checks that every SKU of lines has its stock of stock and no
 // hold.
 func untouched(t *testing.T, st *store.Store, lines []shop.Line, stock map[string]int) {
@@ -316,7 +336,7 @@ var _ sdktrace.SpanProcessor = spanHook{}
 // units stay sold, a rejected order's come back once.
 //
 // Mutation tried: the held check in Reserve's update func removed →
-// "reserve … again = [{twice-a-42 2}], <nil>; want nothing created" and
+// "reserve … again = [twice-a-42], <nil>; want nothing made" and
 // "stock twice-a-42 = 1 available, holds map[…:2]; want 3 available".
 func TestReserveTwiceTakesTheStockOnce(t *testing.T) {
 	c := storetest.NewCluster(t, "a", "b", "c")
@@ -331,13 +351,13 @@ func TestReserveTwiceTakesTheStockOnce(t *testing.T) {
 			{SKU: "twice-d-42", Quantity: 2}},
 	}
 	for id, lines := range orders {
-		created, err := first.Reserve(t.Context(), id, lines)
-		if err != nil || !slices.Equal(created, lines) {
-			t.Fatalf("reserve %s = %v, %v; want every line created", id, created, err)
+		res, err := first.Reserve(t.Context(), id, lines)
+		if err != nil || !slices.Equal(res.Made(), skusOf(lines)) {
+			t.Fatalf("reserve %s = %v, %v; want every line made", id, res.Made(), err)
 		}
-		created, err = again.Reserve(t.Context(), id, lines)
-		if err != nil || len(created) != 0 {
-			t.Errorf("reserve %s again = %v, %v; want nothing created", id, created, err)
+		res, err = again.Reserve(t.Context(), id, lines)
+		if err != nil || len(res.Made()) != 0 {
+			t.Errorf("reserve %s again = %v, %v; want nothing made", id, res.Made(), err)
 		}
 		reservedExactly(t, again, id, lines, stock)
 	}
@@ -361,20 +381,19 @@ func TestReserveTwiceTakesTheStockOnce(t *testing.T) {
 }
 
 // A reservation cut short between lines (its processor crashed, its
-// context ended) leaves holds that the redelivery finds: it creates only
+// context ended) leaves holds that the redelivery finds: it makes only
 // the lines still missing, and the order ends with all of its lines held,
 // each SKU exact to the unit. When a later line cannot be filled, the
-// holds already made, by this call or the interrupted one, are given back:
-// all or nothing.
+// holds already made, by this call or the interrupted one, stand until the
+// order is rejected, and settling it gives every one back: all or nothing.
 //
-// Mutations tried: the errSkip case of Reserve counting the line as created
-// → "redelivery = [{cut-first-a-42 2} {cut-first-b-42 1} {cut-first-c-42
-// 3}], <nil>; want [{cut-first-b-42 1} {cut-first-c-42 3}]" (and the same
-// for cut-ctx); the shortage branch of Reserve returning without
-// releasing the order's holds → "stock short-after-a-42 = 3 available,
-// holds map[…:2]; want 5 available, holds map[]"; the held check removed
-// → "stock short-after-a-42 = 3 available, holds map[]; want 5
-// available".
+// Mutations tried: the errSkip case of Reserve counting the line as made
+// → "redelivery = [cut-first-a-42 cut-first-b-42 cut-first-c-42], <nil>;
+// want [cut-first-b-42 cut-first-c-42]" (and the same for cut-ctx);
+// Settle of a rejected order keeping the units sold → "stock
+// short-after-a-42 = 3 available, holds map[]; want 5 available"; the held
+// check removed → "redelivery = [cut-first-a-42 cut-first-b-42
+// cut-first-c-42], <nil>; want [cut-first-b-42 cut-first-c-42]".
 func TestAReservationInterruptedBetweenLinesIsAllOrNothing(t *testing.T) {
 	c := storetest.NewCluster(t, "a", "b", "c")
 	crashed, _ := c.MustOpen(t, 0) // the first processor's
@@ -395,12 +414,12 @@ func TestAReservationInterruptedBetweenLinesIsAllOrNothing(t *testing.T) {
 	t.Run("the first line only, then all", func(t *testing.T) {
 		id, lines, stock := order("cut-first", 2, 1, 3)
 		// What a call that crashed after its first line left.
-		if created, err := crashed.Reserve(t.Context(), id, lines[:1]); err != nil || !slices.Equal(created, lines[:1]) {
-			t.Fatalf("the first line = %v, %v", created, err)
+		if res, err := crashed.Reserve(t.Context(), id, lines[:1]); err != nil || !slices.Equal(res.Made(), skusOf(lines[:1])) {
+			t.Fatalf("the first line = %v, %v", res.Made(), err)
 		}
-		created, err := redelivered.Reserve(t.Context(), id, lines)
-		if err != nil || !slices.Equal(created, lines[1:]) {
-			t.Fatalf("redelivery = %v, %v; want %v", created, err, lines[1:])
+		res, err := redelivered.Reserve(t.Context(), id, lines)
+		if err != nil || !slices.Equal(res.Made(), skusOf(lines[1:])) {
+			t.Fatalf("redelivery = %v, %v; want %v", res.Made(), err, skusOf(lines[1:]))
 		}
 		reservedExactly(t, redelivered, id, lines, stock)
 	})
@@ -408,15 +427,15 @@ func TestAReservationInterruptedBetweenLinesIsAllOrNothing(t *testing.T) {
 	t.Run("the context ended after the first line", func(t *testing.T) {
 		id, lines, stock := order("cut-ctx", 2, 1, 3)
 		ctx, cancel := context.WithCancel(t.Context())
-		created, err := crashed.Reserve(afterFirstLine(t, ctx, cancel), id, lines)
-		if !errors.Is(err, context.Canceled) || !slices.Equal(created, lines[:1]) {
-			t.Fatalf("interrupted reservation = %v, %v; want the first line and context canceled", created, err)
+		res, err := crashed.Reserve(afterFirstLine(t, ctx, cancel), id, lines)
+		if !errors.Is(err, context.Canceled) || !slices.Equal(res.Made(), skusOf(lines[:1])) {
+			t.Fatalf("interrupted reservation = %v, %v; want the first line and context canceled", res.Made(), err)
 		}
 		reservedExactly(t, redelivered, id, lines[:1], stock)
 		untouched(t, redelivered, lines[1:], stock)
-		created, err = redelivered.Reserve(t.Context(), id, lines)
-		if err != nil || !slices.Equal(created, lines[1:]) {
-			t.Fatalf("redelivery = %v, %v; want %v", created, err, lines[1:])
+		res, err = redelivered.Reserve(t.Context(), id, lines)
+		if err != nil || !slices.Equal(res.Made(), skusOf(lines[1:])) {
+			t.Fatalf("redelivery = %v, %v; want %v", res.Made(), err, skusOf(lines[1:]))
 		}
 		reservedExactly(t, redelivered, id, lines, stock)
 	})
@@ -426,25 +445,32 @@ func TestAReservationInterruptedBetweenLinesIsAllOrNothing(t *testing.T) {
 		if _, err := crashed.Reserve(t.Context(), id, lines[:1]); err != nil {
 			t.Fatal(err)
 		}
-		created, err := redelivered.Reserve(t.Context(), id, lines)
-		if !errors.Is(err, store.ErrOutOfStock) || len(created) != 0 {
-			t.Fatalf("redelivery = %v, %v; want out of stock, nothing created", created, err)
+		res, err := redelivered.Reserve(t.Context(), id, lines)
+		if !errors.Is(err, store.ErrOutOfStock) || len(res.Made()) != 0 {
+			t.Fatalf("redelivery = %v, %v; want out of stock, nothing made", res.Made(), err)
 		}
+		// The interrupted call's hold stands until the order is rejected
+		// and settled: another processor may have marked the order
+		// reserved with it.
+		reservedExactly(t, redelivered, id, lines[:1], stock)
+		settleRejected(t, crashed, id, lines)
 		untouched(t, redelivered, lines, stock)
 	})
 
 	t.Run("a shortage in the same call", func(t *testing.T) {
 		id, lines, stock := order("short-same", 2, 1, 6) // 6 of 5
-		created, err := crashed.Reserve(t.Context(), id, lines)
-		if !errors.Is(err, store.ErrOutOfStock) || len(created) != 0 {
-			t.Fatalf("reserve = %v, %v; want out of stock, nothing created", created, err)
+		res, err := crashed.Reserve(t.Context(), id, lines)
+		if !errors.Is(err, store.ErrOutOfStock) || !slices.Equal(res.Made(), skusOf(lines[:2])) {
+			t.Fatalf("reserve = %v, %v; want out of stock, the first two lines made", res.Made(), err)
 		}
+		reservedExactly(t, redelivered, id, lines[:2], stock)
+		settleRejected(t, redelivered, id, lines)
 		untouched(t, redelivered, lines, stock)
 		// The stock came back whole: another order takes it all.
 		other := shop.NewID(time.Now())
 		fits := []shop.Line{{SKU: lines[0].SKU, Quantity: 5}, {SKU: lines[1].SKU, Quantity: 5}}
-		if created, err := redelivered.Reserve(t.Context(), other, fits); err != nil || len(created) != 2 {
-			t.Fatalf("reserve all that is left = %v, %v", created, err)
+		if res, err := redelivered.Reserve(t.Context(), other, fits); err != nil || len(res.Made()) != 2 {
+			t.Fatalf("reserve all that is left = %v, %v", res.Made(), err)
 		}
 	})
 }
@@ -456,8 +482,8 @@ func TestAReservationInterruptedBetweenLinesIsAllOrNothing(t *testing.T) {
 // other holds: every SKU exact to the unit.
 //
 // Mutation tried: the held check in Reserve's update func removed →
-// "redelivery = [{lost-a-42 2} {lost-b-42 1} {lost-c-42 3}], <nil>; want
-// [{lost-b-42 1} {lost-c-42 3}]".
+// "redelivery = [lost-a-42 lost-b-42 lost-c-42], <nil>; want [lost-b-42
+// lost-c-42]".
 func TestAReservationInterruptedByALostInventoryLeaderIsFinishedOnce(t *testing.T) {
 	c := storetest.NewCluster(t, "a", "b", "c")
 	_, nc := c.MustOpen(t, 0)
@@ -470,17 +496,17 @@ func TestAReservationInterruptedByALostInventoryLeaderIsFinishedOnce(t *testing.
 	lines := []shop.Line{{SKU: "lost-a-42", Quantity: 2}, {SKU: "lost-b-42", Quantity: 1}, {SKU: "lost-c-42", Quantity: 3}}
 
 	ctx, cancel := context.WithCancel(t.Context())
-	created, err := crashed.Reserve(afterFirstLine(t, ctx, func() {
+	res, err := crashed.Reserve(afterFirstLine(t, ctx, func() {
 		c.Nodes[l].Shutdown(false) // a crash: no leadership handed over
 		cancel()
 	}), id, lines)
-	if err == nil || !slices.Equal(created, lines[:1]) {
-		t.Fatalf("interrupted reservation = %v, %v; want the first line and an error", created, err)
+	if err == nil || !slices.Equal(res.Made(), skusOf(lines[:1])) {
+		t.Fatalf("interrupted reservation = %v, %v; want the first line and an error", res.Made(), err)
 	}
 	start := time.Now()
-	created, err = redelivered.Reserve(t.Context(), id, lines)
-	if err != nil || !slices.Equal(created, lines[1:]) {
-		t.Fatalf("redelivery = %v, %v; want %v", created, err, lines[1:])
+	res, err = redelivered.Reserve(t.Context(), id, lines)
+	if err != nil || !slices.Equal(res.Made(), skusOf(lines[1:])) {
+		t.Fatalf("redelivery = %v, %v; want %v", res.Made(), err, skusOf(lines[1:]))
 	}
 	t.Logf("the redelivery finished %s after the leader was lost", time.Since(start))
 	if now := leaderOf(t, c, rnc, "KV_"+store.BucketInventory); now == l {
@@ -578,11 +604,11 @@ func TestAReservationGivenUpBeforeItsWriteTakesNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	gaveUp, kept := shop.NewID(time.Now()), shop.NewID(time.Now().Add(time.Millisecond))
-	if created, err := st.Reserve(ctx, gaveUp, []shop.Line{{SKU: sku, Quantity: 1}}); !errors.Is(err, context.Canceled) || len(created) != 0 {
-		t.Fatalf("reservation given up = %v, %v; want nothing and context canceled", created, err)
+	if res, err := st.Reserve(ctx, gaveUp, []shop.Line{{SKU: sku, Quantity: 1}}); !errors.Is(err, context.Canceled) || len(res.Made()) != 0 {
+		t.Fatalf("reservation given up = %v, %v; want nothing and context canceled", res.Made(), err)
 	}
-	if created, err := st.Reserve(t.Context(), kept, []shop.Line{{SKU: sku, Quantity: 2}}); err != nil || len(created) != 1 {
-		t.Fatalf("the next reservation = %v, %v", created, err)
+	if res, err := st.Reserve(t.Context(), kept, []shop.Line{{SKU: sku, Quantity: 2}}); err != nil || len(res.Made()) != 1 {
+		t.Fatalf("the next reservation = %v, %v", res.Made(), err)
 	}
 	stockIs(t, st, sku, 3, map[string]int{kept: 2})
 }
@@ -609,10 +635,11 @@ func TestAStatusWrittenOverAStaleVersionMeetsTheOrderAsItIs(t *testing.T) {
 		t.Fatalf("create again = %+v, %v; want the zero Version (it was there)", again, err)
 	}
 	// Another processor, knowing nothing, reserves and confirms it.
-	for _, st := range []shop.OrderStatus{shop.OrderReserved, shop.OrderConfirmed} {
-		if got, _, err := other.SetOrderStatus(ctx, o, store.Version{}, st, "", now); err != nil || got.Status != st {
-			t.Fatalf("%s by the other = %+v, %v", st, got, err)
-		}
+	if got, _, err := other.MarkReserved(ctx, o, store.Version{}, reservation(t, other, o), now); err != nil || got.Status != shop.OrderReserved {
+		t.Fatalf("reserved by the other = %+v, %v", got, err)
+	}
+	if got, _, err := other.SetOrderStatus(ctx, o, store.Version{}, shop.OrderConfirmed, "", now); err != nil || got.Status != shop.OrderConfirmed {
+		t.Fatalf("confirmed by the other = %+v, %v", got, err)
 	}
 	// The first, over the Version it created (stale now), rejects it: it
 	// meets the confirmed order and leaves it so.
@@ -630,10 +657,11 @@ func TestAStatusWrittenOverAStaleVersionMeetsTheOrderAsItIs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, st := range []shop.OrderStatus{shop.OrderReserved, shop.OrderConfirmed} {
-		if got, ver, err = mine.SetOrderStatus(ctx, p, ver, st, "", now); err != nil || got.Status != st {
-			t.Fatalf("%s over the last Version = %+v, %v", st, got, err)
-		}
+	if got, ver, err = mine.MarkReserved(ctx, p, ver, reservation(t, mine, p), now); err != nil || got.Status != shop.OrderReserved {
+		t.Fatalf("reserved over the last Version = %+v, %v", got, err)
+	}
+	if got, _, err = mine.SetOrderStatus(ctx, p, ver, shop.OrderConfirmed, "", now); err != nil || got.Status != shop.OrderConfirmed {
+		t.Fatalf("confirmed over the last Version = %+v, %v", got, err)
 	}
 	if got, err := other.Order(ctx, shop.UserKey(p.User), p.ID); err != nil || got.Status != shop.OrderConfirmed {
 		t.Fatalf("order %s = %+v, %v; want confirmed", p.ID, got, err)
@@ -654,7 +682,7 @@ func TestAStatusWrittenOverUnwrittenMeetsTheOrderAsItIs(t *testing.T) {
 	mine, other, o := twoProcessors(t, "unwritten-a-42")
 	ctx, now := t.Context(), o.CreatedAt
 
-	got, ver, err := mine.SetOrderStatus(ctx, o, store.Unwritten(), shop.OrderReserved, "", now)
+	got, ver, err := mine.MarkReserved(ctx, o, store.Unwritten(), reservation(t, mine, o), now)
 	if err != nil || got.Status != shop.OrderReserved || !ver.Known() {
 		t.Fatalf("reserve over Unwritten = %+v, %+v, %v; want the order created reserved", got, ver, err)
 	}
@@ -674,6 +702,22 @@ func TestAStatusWrittenOverUnwrittenMeetsTheOrderAsItIs(t *testing.T) {
 	if read, err := other.Order(ctx, shop.UserKey(o.User), o.ID); err != nil || read.Status != shop.OrderConfirmed {
 		t.Fatalf("order %s = %s %q, %v; want confirmed, as the other processor left it", o.ID, read.Status, read.Reason, err)
 	}
+}
+
+// reservation stocks each SKU of order o with just enough and reserves
+// o's lines on st, as a processor does before it marks the order reserved.
+func reservation(t *testing.T, st *store.Store, o shop.Order) store.Reservation {
+	t.Helper()
+	for _, l := range o.Lines {
+		if err := st.SetStock(t.Context(), l.SKU, l.Quantity); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := st.Reserve(t.Context(), o.ID, o.Lines)
+	if err != nil {
+		t.Fatalf("reserve %s: %v", o.ID, err)
+	}
+	return res
 }
 
 // twoProcessors opens two store clients of a new three-node cluster, as

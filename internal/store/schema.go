@@ -27,13 +27,15 @@ import (
 const (
 	// SchemaOrder is the order record (orders bucket) and the queued order
 	// message (orders.new), which is the record as first written.
-	// 1: id, user, items, status, reason, acceptedIn, createdAt, updatedAt.
+	// 1: id, user, items, status, reason, acceptedIn, createdAt, updatedAt;
+	// optional: sameAs, reservation (SKU -> token of the order's hold).
 	SchemaOrder = 1
 	// SchemaIdempotency is the idempotency record.
 	// 1: id, userKey, requestHash.
 	SchemaIdempotency = 1
 	// SchemaStock is a SKU's stock record (inventory bucket).
-	// 1: available, holds (order id -> quantity).
+	// 1: available, holds (order id -> quantity); optional: holders (order
+	// id -> token of the reservation that made the hold).
 	SchemaStock = 1
 	// SchemaCart is a user's cart. 1: items, updatedAt.
 	SchemaCart = 1

@@ -138,7 +138,8 @@ func TestReadModifyWriteKeepsTheMembersOfANewerRelease(t *testing.T) {
 	// Written before records carried a version.
 	putRaw(t, nc, store.BucketCarts, alice, `{"items":[{"sku":"`+sku+`","quantity":1}],"updatedAt":"2025-01-01T00:00:00Z","coupon":"SPRING"}`)
 
-	if _, err := st.Reserve(ctx, o.ID, o.Lines); err != nil {
+	res, err := st.Reserve(ctx, o.ID, o.Lines)
+	if err != nil {
 		t.Fatal(err)
 	}
 	rec := record(t, nc, store.BucketInventory, sku)
@@ -147,7 +148,7 @@ func TestReadModifyWriteKeepsTheMembersOfANewerRelease(t *testing.T) {
 	wantAt(t, "reserved stock", rec, 2.0, "holds", o.ID)
 	wantAt(t, "reserved stock", rec, float64(store.SchemaStock), "schema")
 
-	if _, _, err := st.SetOrderStatus(ctx, o, store.Version{}, shop.OrderReserved, "", now.Add(time.Second)); err != nil {
+	if _, _, err := st.MarkReserved(ctx, o, store.Version{}, res, now.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	rec = record(t, nc, store.BucketOrders, orderKey)
@@ -155,15 +156,24 @@ func TestReadModifyWriteKeepsTheMembersOfANewerRelease(t *testing.T) {
 	wantAt(t, "reserved order", rec, true, "items", "0", "giftWrap")
 	wantAt(t, "reserved order", rec, string(shop.OrderReserved), "status")
 	wantAt(t, "reserved order", rec, float64(store.SchemaOrder), "schema")
+	if token, ok := at(rec, "reservation", sku).(string); !ok || token == "" {
+		t.Errorf("reserved order: reservation.%s = %v; want the token of its hold", sku, at(rec, "reservation", sku))
+	}
 
-	if err := st.ReleaseHolds(ctx, o.ID, o.Lines, false); err != nil {
+	confirmed, ver, err := st.SetOrderStatus(ctx, o, store.Version{}, shop.OrderConfirmed, "", now.Add(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Settle(ctx, confirmed, ver); err != nil {
 		t.Fatal(err)
 	}
 	rec = record(t, nc, store.BucketInventory, sku)
 	wantAt(t, "released stock", rec, "eu-1", "warehouse")
 	wantAt(t, "released stock", rec, 3.0, "available")
-	if _, ok := rec["holds"]; ok {
-		t.Errorf("released stock still has holds: %v", rec)
+	for _, m := range []string{"holds", "holders"} {
+		if _, ok := rec[m]; ok {
+			t.Errorf("released stock still has %s: %v", m, rec)
+		}
 	}
 
 	if _, err := st.UpdateCart(ctx, alice, func(c *shop.Cart) error { return c.SetItem(sku, 3) }); err != nil {
@@ -176,7 +186,7 @@ func TestReadModifyWriteKeepsTheMembersOfANewerRelease(t *testing.T) {
 
 	// This release reads them as it always did.
 	got, err := st.Order(ctx, alice, o.ID)
-	if err != nil || got.Status != shop.OrderReserved || !slices.Equal(got.Lines, o.Lines) {
+	if err != nil || got.Status != shop.OrderConfirmed || !slices.Equal(got.Lines, o.Lines) {
 		t.Fatalf("order read back: %+v, %v", got, err)
 	}
 	// Its own new records carry their version.
@@ -241,7 +251,9 @@ func TestARecordOfANewerSchemaIsRefusedAndLeftAsItIs(t *testing.T) {
 	refused("change the order's status", err)
 	_, err = st.Reserve(ctx, shop.NewID(now), o.Lines)
 	refused("reserve the stock", err)
-	refused("release holds on the stock", st.ReleaseHolds(ctx, o.ID, o.Lines, true))
+	rejected := o
+	rejected.Status = shop.OrderRejected
+	refused("release holds on the stock", st.Settle(ctx, rejected, store.Version{}))
 	refused("set the stock", st.SetStock(ctx, sku, 9))
 	_, err = st.Stock(ctx, sku)
 	refused("read the stock", err)
@@ -365,21 +377,25 @@ func TestOldAndNextReleaseShareTheStoreUnderLoad(t *testing.T) {
 	// create the order, writes its record last.
 	process := func(creator, processor *store.Store, o shop.Order) error {
 		now := time.Now().UTC()
-		_, err := processor.Reserve(ctx, o.ID, o.Lines)
+		res, err := processor.Reserve(ctx, o.ID, o.Lines)
 		if errors.Is(err, store.ErrOutOfStock) {
-			_, _, err = processor.SetOrderStatus(ctx, o, store.Version{}, shop.OrderRejected, shop.ReasonOutOfStock, now)
-			return err
+			rejected, _, err := processor.SetOrderStatus(ctx, o, store.Version{}, shop.OrderRejected, shop.ReasonOutOfStock, now)
+			if err != nil {
+				return err
+			}
+			return creator.Settle(ctx, rejected, store.Version{})
 		}
 		if err != nil {
 			return err
 		}
-		if _, _, err := creator.SetOrderStatus(ctx, o, store.Version{}, shop.OrderReserved, "", now); err != nil {
+		if _, _, err := creator.MarkReserved(ctx, o, store.Version{}, res, now); err != nil {
 			return err
 		}
-		if _, _, err := processor.SetOrderStatus(ctx, o, store.Version{}, shop.OrderConfirmed, "", now); err != nil {
+		confirmed, _, err := processor.SetOrderStatus(ctx, o, store.Version{}, shop.OrderConfirmed, "", now)
+		if err != nil {
 			return err
 		}
-		return creator.ReleaseHolds(ctx, o.ID, o.Lines, false)
+		return creator.Settle(ctx, confirmed, store.Version{})
 	}
 	type placed struct {
 		o      shop.Order

@@ -112,7 +112,7 @@ type Store struct {
 	reg       jetstream.KeyValue
 	releases  jetstream.KeyValue
 
-	stock  stockLanes // one writer per SKU for Reserve and ReleaseHolds
+	stock  stockLanes // one writer per SKU for Reserve and Settle
 	intake intakes    // the region's intake stream and every region's
 }
 

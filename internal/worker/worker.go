@@ -212,7 +212,7 @@ func (w *Worker) order(ctx context.Context, o shop.Order, ver store.Version) err
 	}
 	switch cur.Status {
 	case shop.OrderConfirmed, shop.OrderRejected:
-		return w.settle(ctx, o.ID, lines, cur.Status)
+		return w.settle(ctx, cur, store.Version{})
 	case shop.OrderAccepted, "":
 		var reserved bool
 		if reserved, ver, err = w.reserve(ctx, o, lines, ver); err != nil || !reserved {
@@ -228,69 +228,82 @@ func (w *Worker) order(ctx context.Context, o shop.Order, ver store.Version) err
 		// later rather than dropping it.
 		return shop.Unavailable("fulfilment partner", fmt.Errorf("notify partner of order %s: %w", o.ID, err))
 	}
-	if _, _, err := w.cfg.Store.SetOrderStatus(ctx, o, ver, shop.OrderConfirmed, "", w.cfg.Now().UTC()); err != nil {
+	done, ver, err := w.cfg.Store.SetOrderStatus(ctx, o, ver, shop.OrderConfirmed, "", w.cfg.Now().UTC())
+	if err != nil {
 		return fmt.Errorf("confirm order %s: %w", o.ID, err)
 	}
 	w.confirmed.Add(ctx, 1, metric.WithAttributes(attribute.String("region", w.cfg.Region)))
-	return w.settle(ctx, o.ID, lines, shop.OrderConfirmed)
+	return w.settle(ctx, done, ver)
 }
 
-// settle releases the holds of an order that is final: a confirmed
-// order's units are sold, a rejected one's go back to the stock. Holds
-// released already are left alone, so settling again changes nothing.
-func (w *Worker) settle(ctx context.Context, id string, lines []shop.Line, status shop.OrderStatus) error {
-	return w.cfg.Store.ReleaseHolds(ctx, id, lines, status != shop.OrderConfirmed)
+// settle releases the holds of an order that is final (o as stored, ver
+// its Version when known): a rejected order's units go back to the stock,
+// a confirmed order's stay sold (store.Settle). Settling again changes
+// nothing.
+func (w *Worker) settle(ctx context.Context, o shop.Order, ver store.Version) error {
+	if err := w.cfg.Store.Settle(ctx, o, ver); err != nil {
+		return fmt.Errorf("settle order %s: %w", o.ID, err)
+	}
+	return nil
 }
 
 // reserve takes an accepted order's stock and marks it reserved (true,
 // with its record as marked), or ends it (false): rejected when the stock
-// is short, or settled when it turns out final already. It acts on the
-// status this processor read or created, which may be stale: a processor
-// that kept the same message past its ack wait (its progress reports lost
-// in a leader election) may have finished the order meanwhile, settling
-// and releasing its holds, and a reservation after that would take the
-// stock a second time. The write that marks the order reserved is a
-// compare-and-set on the order as it is then, and finds such an order
-// final: the holds this reservation newly made are given back, and the
-// order is settled (its other holds, which the processor that finished it
-// may have died before releasing).
+// is short, or settled when it turns out final already.
+//
+// Two processors may hold the same order message at once (one kept it past
+// its ack wait, its progress reports lost in a leader election), each
+// acting on the status it read, which may be stale. Three rules keep the
+// stock exact whatever they interleave:
+//   - A hold is made once per order and SKU and found by the others, and
+//     the order is marked reserved (a compare-and-set, once) with the
+//     tokens of the holds it was reserved with, whoever made them.
+//   - No hold is released before the order is final: a processor that
+//     finds the stock short writes the rejection first. Another processor
+//     may have found its holds and marked the order reserved with them;
+//     the rejection then finds the order reserved and goes on with it.
+//   - A final order is settled from its record: a rejected order's holds
+//     go back, a confirmed order sells only the holds it was marked with,
+//     and gives back any other (a processor that reserved it again after
+//     it was settled).
 func (w *Worker) reserve(ctx context.Context, o shop.Order, lines []shop.Line, ver store.Version) (bool, store.Version, error) {
-	created, err := w.cfg.Store.Reserve(ctx, o.ID, lines)
+	res, err := w.cfg.Store.Reserve(ctx, o.ID, lines)
+	return w.commit(ctx, o, ver, res, err)
+}
+
+// commit is reserve once its reservation returned res and err.
+func (w *Worker) commit(ctx context.Context, o shop.Order, ver store.Version, res store.Reservation, err error) (bool, store.Version, error) {
 	if errors.Is(err, store.ErrOutOfStock) {
 		got, ver, err := w.cfg.Store.SetOrderStatus(ctx, o, ver, shop.OrderRejected, shop.ReasonOutOfStock, w.cfg.Now().UTC())
 		switch {
 		case err != nil:
 			return false, ver, fmt.Errorf("reject order %s: %w", o.ID, err)
 		case got.Status == shop.OrderReserved:
-			// Another processor holding the same message reserved it
-			// after this one found the stock short (the stock came back
-			// in between): its holds stand under the order's id, and the
-			// order goes on from here as from there.
+			// Another processor holding the same message reserved it,
+			// with holds this one made or found: they stand under the
+			// order's id, and the order goes on from here as from there.
 			w.log.WarnContext(ctx, "order reserved by another processor meanwhile: going on with it", "order", o.ID)
 			return true, ver, nil
-		case got.Status == shop.OrderRejected:
+		case got.Status == shop.OrderRejected && got.Reason == shop.ReasonOutOfStock:
 			w.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("region", w.cfg.Region), attribute.String("reason", shop.ReasonOutOfStock)))
 			w.log.InfoContext(ctx, "order rejected", "order", o.ID, "reason", shop.ReasonOutOfStock)
 		}
-		return false, ver, nil
+		return false, ver, w.settle(ctx, got, ver)
 	}
 	if err != nil {
 		return false, ver, err
 	}
-	now, ver, err := w.cfg.Store.SetOrderStatus(ctx, o, ver, shop.OrderReserved, "", w.cfg.Now().UTC())
+	now, ver, err := w.cfg.Store.MarkReserved(ctx, o, ver, res, w.cfg.Now().UTC())
 	if err != nil {
 		return false, ver, fmt.Errorf("mark order %s reserved: %w", o.ID, err)
 	}
 	if !now.Status.Final() {
 		return true, ver, nil
 	}
-	if len(created) > 0 {
-		w.log.WarnContext(ctx, "order already final: giving back the stock a stale reservation took", "order", o.ID, "status", now.Status)
-		if err := w.cfg.Store.ReleaseHolds(ctx, o.ID, created, true); err != nil {
-			return false, ver, fmt.Errorf("give back order %s's stale reservation: %w", o.ID, err)
-		}
+	if len(res.Made()) > 0 {
+		w.log.WarnContext(ctx, "order already final: settling it from its record", "order", o.ID, "status", now.Status, "made", res.Made())
 	}
-	return false, ver, w.settle(ctx, o.ID, lines, now.Status)
+	return false, ver, w.settle(ctx, now, ver)
 }
 
 // Comment validates and stores one comment. A comment written with a
