@@ -212,6 +212,12 @@ func (w *Worker) order(ctx context.Context, o shop.Order, ver store.Version) err
 	}
 	switch cur.Status {
 	case shop.OrderConfirmed, shop.OrderRejected:
+		if cur.ID != o.ID {
+			// The order was dropped as a duplicate (its record reads as
+			// the order its request made, which its own message settles):
+			// it never held stock.
+			return nil
+		}
 		return w.settle(ctx, cur, store.Version{})
 	case shop.OrderAccepted, "":
 		var reserved bool
