@@ -614,31 +614,38 @@ func (d *Deployment) Stamp(name string) (*stamp.Stamp, bool) {
 // it (no lame-duck hand-over of leadership). The region's stamp keeps
 // running and reconnects when the server returns.
 func (d *Deployment) StopServer(name string) error {
-	d.mu.Lock()
-	r, ok := d.regions[name]
-	d.mu.Unlock()
-	if !ok || r.node == nil {
+	node := d.storeNode(name)
+	if node == nil {
 		return fmt.Errorf("stop server: region %q has no store server", name)
 	}
-	r.node.Shutdown(false)
+	node.Shutdown(false)
+	return nil
+}
+
+// storeNode is a region's store server as it is now (StartServer replaces
+// it), nil for an unknown region or one without.
+func (d *Deployment) storeNode(name string) *store.Node {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r, ok := d.regions[name]; ok {
+		return r.node
+	}
 	return nil
 }
 
 // StartServer restarts a stopped region's store server on its old ports and
 // data, so it rejoins the cluster and catches up.
 func (d *Deployment) StartServer(name string) error {
-	d.mu.Lock()
-	r, ok := d.regions[name]
-	d.mu.Unlock()
-	if !ok || r.node == nil {
+	old := d.storeNode(name)
+	if old == nil {
 		return fmt.Errorf("start server: region %q has no store server", name)
 	}
-	node, err := store.StartNode(r.node.Config())
+	node, err := store.StartNode(old.Config())
 	if err != nil {
 		return err
 	}
 	d.mu.Lock()
-	r.node = node
+	d.regions[name].node = node
 	d.mu.Unlock()
 	return nil
 }
@@ -722,9 +729,10 @@ func (d *Deployment) KillRegion(name string) error {
 	}
 	d.mu.Lock()
 	r.instances = slices.DeleteFunc(r.instances, func(in *instance) bool { return slices.Contains(instances, in) })
+	node := r.node
 	d.mu.Unlock()
-	if r.node != nil {
-		r.node.Shutdown(false)
+	if node != nil {
+		node.Shutdown(false)
 	}
 	return nil
 }
@@ -745,7 +753,7 @@ func (d *Deployment) ReviveRegion(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("revive region: unknown region %q", name)
 	}
-	if r.node != nil && !r.node.Server().Running() {
+	if node := d.storeNode(name); node != nil && !node.Server().Running() {
 		if err := d.StartServer(name); err != nil {
 			return fmt.Errorf("revive region %s: %w", name, err)
 		}

@@ -121,7 +121,8 @@ func (d *Deployment) InstanceReleases() map[string][]string {
 // nothing starts there until it is revived.
 func (d *Deployment) regionUp(name string) bool {
 	d.mu.Lock()
-	r, ok := d.regions[name]
+	_, ok := d.regions[name]
 	d.mu.Unlock()
-	return ok && (r.node == nil || r.node.Server().Running())
+	node := d.storeNode(name)
+	return ok && (node == nil || node.Server().Running())
 }
