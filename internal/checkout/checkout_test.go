@@ -3,12 +3,17 @@ package checkout_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/contoso/shoes/internal/checkout"
+	"github.com/contoso/shoes/internal/poll"
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
 	"github.com/contoso/shoes/internal/store/storetest"
@@ -180,5 +185,64 @@ func TestAdmissionRefusesBeforeTheStore(t *testing.T) {
 	}
 	if held.Load() != 0 {
 		t.Fatalf("%d admission slots still held after Place returned", held.Load())
+	}
+}
+
+// spanHook calls onEnd with every span that ends: a way to act at a
+// precise point inside a store call, through the tracing it does.
+type spanHook struct{ onEnd func(sdktrace.ReadOnlySpan) }
+
+func (h spanHook) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (h spanHook) OnEnd(s sdktrace.ReadOnlySpan)                   { h.onEnd(s) }
+func (h spanHook) Shutdown(context.Context) error                  { return nil }
+func (h spanHook) ForceFlush(context.Context) error                { return nil }
+
+// An order moves from its queue to its record: the processor writes the
+// record, then acknowledges the message, which leaves the queue. A read
+// that finds no record yet, and then no message any more, reads the record
+// again and finds the order. The test processes the order exactly between
+// the two reads, from the end of the first read of the record (its span).
+//
+// Mutation tried: Order without its second read → "Order = {…}, not-found:
+// order … not found; want the confirmed order".
+func TestAnOrderRecordedBetweenItsReadsIsFound(t *testing.T) {
+	svc, st := service(t, nil)
+	placed, err := svc.Place(t.Context(), checkout.Request{User: "alice", Key: "between-1", Items: []shop.Line{line("shoe-42", 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := placed.Order
+	process := func() {
+		run, stop := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			done <- st.ProcessOrders(run, func(ctx context.Context, in store.Intake) error {
+				_, _, err := st.SetOrderStatus(ctx, in.Order, store.Unwritten(), shop.OrderConfirmed, "", time.Now())
+				return err
+			}, func(error) bool { return false }, 1)
+		}()
+		poll.Until(t, 20*time.Second, 20*time.Millisecond, func() error {
+			if _, err := st.PendingOrder(t.Context(), shop.UserKey(o.User), o.ID); shop.KindOf(err) != shop.KindNotFound {
+				return fmt.Errorf("the order's message still queued: %v", err)
+			}
+			return nil
+		})
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	var once sync.Once
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spanHook{func(s sdktrace.ReadOnlySpan) {
+		if s.Name() == "get "+store.BucketOrders {
+			once.Do(process)
+		}
+	}}))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	ctx, span := tp.Tracer("test").Start(t.Context(), "read an order")
+	defer span.End()
+	got, err := svc.Order(ctx, shop.UserKey(o.User), o.ID)
+	if err != nil || got.ID != o.ID || got.Status != shop.OrderConfirmed {
+		t.Fatalf("Order = %+v, %v; want the confirmed order", got, err)
 	}
 }

@@ -3,9 +3,12 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/contoso/shoes/internal/shop"
 	"github.com/contoso/shoes/internal/store"
@@ -85,4 +88,62 @@ func TestAcceptOrderAnswersARepeatWithTheFirstOrder(t *testing.T) {
 		return nil
 	})
 	repeat("once it left the queue")
+}
+
+// An order moves from its queue to its record: the processor writes the
+// record, then acknowledges the message, which leaves the queue. An
+// admin's FindOrder that scans the records before the processor wrote it
+// and reads the queues after the message left finds the order all the
+// same: it scans the records again when the queues no longer hold it (the
+// user's own read does the same: checkout's
+// TestAnOrderRecordedBetweenItsReadsIsFound). The test processes the order exactly
+// between the two reads, from the end of FindOrder's first scan of the
+// records (its span).
+//
+// Mutation tried: FindOrder without its second scan → "FindOrder = {…},
+// not-found: order … not found; want the confirmed order".
+func TestFindOrderMeetsAnOrderRecordedBetweenItsReads(t *testing.T) {
+	c := storetest.NewCluster(t, "westeurope")
+	st, _ := c.MustOpen(t, 0)
+	now := time.Now().UTC()
+	lines := []shop.Line{{SKU: "p1-42", Quantity: 1}}
+	o := shop.Order{ID: shop.NewID(now), User: "ann", Lines: lines, Status: shop.OrderAccepted, Region: "westeurope", CreatedAt: now, UpdatedAt: now}
+	in := store.Intake{Order: o, IdempotencyID: shop.IdempotencyID("ann", "between"), RequestHash: shop.RequestHash(false, lines)}
+	if _, fresh, err := st.AcceptOrder(t.Context(), in); err != nil || !fresh {
+		t.Fatalf("accept: fresh %v, %v", fresh, err)
+	}
+
+	// process records the order confirmed and returns once its message
+	// has left the queue.
+	process := func() {
+		run, stop := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			done <- st.ProcessOrders(run, func(ctx context.Context, in store.Intake) error {
+				_, _, err := st.SetOrderStatus(ctx, in.Order, store.Unwritten(), shop.OrderConfirmed, "", now)
+				return err
+			}, func(error) bool { return false }, 1)
+		}()
+		waitUntil(t, 20*time.Second, "the order's message off the queue", func() bool {
+			_, err := st.PendingOrder(t.Context(), shop.UserKey(o.User), o.ID)
+			return shop.KindOf(err) == shop.KindNotFound
+		})
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	var once sync.Once
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spanHook{func(s sdktrace.ReadOnlySpan) {
+		if s.Name() == "keys "+store.BucketOrders {
+			once.Do(process)
+		}
+	}}))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	ctx, span := tp.Tracer("test").Start(t.Context(), "admin reads an order")
+	defer span.End()
+	got, err := st.FindOrder(ctx, o.ID)
+	if err != nil || got.ID != o.ID || got.Status != shop.OrderConfirmed {
+		t.Fatalf("FindOrder = %+v, %v; want the confirmed order", got, err)
+	}
 }

@@ -739,19 +739,37 @@ func (s *Store) orderRecord(ctx context.Context, userKey, id string) (shop.Order
 }
 
 // FindOrder finds any user's order by id (for admins): a scan of the keys,
-// then, for an order no processor has recorded yet, of the queues.
+// then, for an order no processor has recorded yet, of the queues. An order
+// moves from its queue to its record (the processor writes the record, then
+// acknowledges the message, which leaves the queue): one that the queues no
+// longer hold was recorded after the first scan, and the keys are scanned
+// again.
 func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
-	keys, err := s.leaderKeys(ctx, BucketOrders, "*."+id)
-	if err != nil {
-		return shop.Order{}, shop.Unavailable("orders cannot be read right now", fmt.Errorf("find order %s: %w", id, err))
+	recorded := func() (shop.Order, bool, error) {
+		keys, err := s.leaderKeys(ctx, BucketOrders, "*."+id)
+		if err != nil {
+			return shop.Order{}, false, shop.Unavailable("orders cannot be read right now", fmt.Errorf("find order %s: %w", id, err))
+		}
+		for _, k := range keys {
+			userKey, _, _ := strings.Cut(k, ".")
+			o, err := s.Order(ctx, userKey, id)
+			return o, true, err
+		}
+		return shop.Order{}, false, nil
 	}
-	for _, k := range keys {
-		userKey, _, _ := strings.Cut(k, ".")
-		return s.Order(ctx, userKey, id)
+	if o, found, err := recorded(); found || err != nil {
+		return o, err
 	}
-	return s.queuedOrder(ctx, "*", id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
+	o, err := s.queuedOrder(ctx, "*", id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
 		return q.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(q.subject))
 	})
+	if err == nil {
+		return o, nil
+	}
+	if again, found, aerr := recorded(); found && aerr == nil {
+		return again, nil
+	}
+	return o, err
 }
 
 // Orders lists one page of a user's orders, newest first: the orders

@@ -499,3 +499,66 @@ func TestOldAndNextReleaseShareTheStoreUnderLoad(t *testing.T) {
 		t.Fatalf("%d orders confirmed, %d placed by the next release: no load to speak of", confirmed, byNext)
 	}
 }
+
+// Holds and orders written by a release before holds carried tokens are
+// settled as that release settled them: a confirmed order without a
+// reservation sells whatever holds it has (even one this release made,
+// with a token), and a hold without a token,
+// found by this release's reservation, is the one the order is marked
+// with and sells. A token whose hold an older release released (it keeps
+// members it does not know) is dropped at the next write.
+//
+// Mutation tried: Settle without its rule for orders without a reservation
+// → "an order confirmed before tokens: 5 available, holds map[], holders
+// map[]; want 3, none".
+func TestHoldsAndOrdersWrittenBeforeTokensAreSettledAsBefore(t *testing.T) {
+	c := storetest.NewCluster(t, "a")
+	st, nc := c.MustOpen(t, 0)
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	order := func(sku string, quantity int, status shop.OrderStatus) shop.Order {
+		o := shop.Order{ID: shop.NewID(now), User: "alice", Lines: []shop.Line{{SKU: sku, Quantity: quantity}}, Status: status,
+			Region: "a", CreatedAt: now, UpdatedAt: now}
+		now = now.Add(time.Millisecond)
+		return o
+	}
+	stock := func(what, sku string, available int) {
+		t.Helper()
+		got, err := st.Stock(ctx, sku)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Available != available || len(got.Holds) != 0 || len(got.Holders) != 0 {
+			t.Errorf("%s: %d available, holds %v, holders %v; want %d, none", what, got.Available, got.Holds, got.Holders, available)
+		}
+	}
+
+	// Held by this release, reserved and confirmed by the older one,
+	// which leaves its hold (it crashed before settling).
+	old := order("before-a-42", 2, shop.OrderConfirmed)
+	putRaw(t, nc, store.BucketInventory, "before-a-42", `{"schema":1,"available":3,"holds":{"`+old.ID+`":2},"holders":{"`+old.ID+`":"a-token"}}`)
+	putRaw(t, nc, store.BucketOrders, shop.UserKey(old.User)+"."+old.ID, orderDoc(store.SchemaOrder, old, ""))
+	if err := st.Settle(ctx, old, store.Version{}); err != nil {
+		t.Fatal(err)
+	}
+	stock("an order confirmed before tokens", "before-a-42", 3)
+
+	// Held by the older release, reserved and confirmed by this one.
+	mixed := order("before-b-42", 1, shop.OrderAccepted)
+	putRaw(t, nc, store.BucketInventory, "before-b-42", `{"schema":1,"available":4,"holds":{"`+mixed.ID+`":1},"holders":{"released-by-an-older-release":"t"}}`)
+	res, err := st.Reserve(ctx, mixed.ID, mixed.Lines)
+	if err != nil || len(res.Made()) != 0 {
+		t.Fatalf("reserve over the older release's hold = %v, %v; want it found", res.Made(), err)
+	}
+	if _, _, err := st.MarkReserved(ctx, mixed, store.Version{}, res, now); err != nil {
+		t.Fatal(err)
+	}
+	done, ver, err := st.SetOrderStatus(ctx, mixed, store.Version{}, shop.OrderConfirmed, "", now)
+	if err != nil || done.Status != shop.OrderConfirmed {
+		t.Fatalf("confirm = %+v, %v", done, err)
+	}
+	if err := st.Settle(ctx, done, ver); err != nil {
+		t.Fatal(err)
+	}
+	stock("a hold made before tokens, sold by an order reserved with it", "before-b-42", 4)
+}
