@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/contoso/shoes/internal/health"
@@ -99,13 +98,6 @@ type Controller struct {
 	cfg Config
 	log *slog.Logger
 
-	// view is a copy of cur as the last look or action left it, which
-	// Current answers with: a status read never waits for a look that is
-	// writing (a write can wait out a leader election for the store's
-	// write budget).
-	view   atomic.Pointer[Record]
-	loaded atomic.Bool // cur was read from Records
-
 	mu    sync.Mutex // guards the fields below
 	cur   *Record    // the release under way or the last one; nil: none yet
 	rev   uint64     // cur's revision in Records
@@ -114,6 +106,7 @@ type Controller struct {
 	// by flow: what a step is compared with once the old version serves
 	// nothing more in its region.
 	baseline map[string]FlowReading
+	loaded   bool
 	// unhealthySince is, per region and version, since when its stamps
 	// have read unhealthy without a break: a health state counts for the
 	// gate only once it has lasted UnhealthyFor, so one bad probe under a
@@ -335,7 +328,6 @@ func (c *Controller) Start(ctx context.Context, req Request) (*Record, error) {
 		return nil, fmt.Errorf("start release: %w", err)
 	}
 	c.cur, c.rev, c.baseline, c.unhealthySince = rec, rev, nil, nil
-	c.publish()
 	c.log.Info("release started", "release", rec.ID, "version", version, "image", req.Image, "from", from, "plan", len(plan), "by", req.By, "fault", req.Fault)
 	return rec.clone(), nil
 }
@@ -384,19 +376,12 @@ func (c *Controller) Current(ctx context.Context) (*Record, error) {
 	if err := c.load(ctx); err != nil {
 		return nil, err
 	}
-	if r := c.view.Load(); r != nil {
-		return r.clone(), nil
-	}
-	return nil, nil
-}
-
-// publish makes cur what Current answers; c.mu is held.
-func (c *Controller) publish() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.cur == nil {
-		c.view.Store(nil)
-		return
+		return nil, nil
 	}
-	c.view.Store(c.cur.clone())
+	return c.cur.clone(), nil
 }
 
 // List returns every recorded release, newest first.
@@ -519,10 +504,8 @@ func (c *Controller) Do(ctx context.Context, a Action, by string) (*Record, erro
 			// (promote and roll back moved traffic already, and stand).
 			c.cur = before
 		}
-		c.publish()
 		return nil, err
 	}
-	c.publish()
 	c.log.Info("release action", "release", r.ID, "action", a, "by", by, "phase", r.Phase)
 	return r.clone(), nil
 }
@@ -536,12 +519,9 @@ func orSomeone(by string) string {
 
 // load reads the release under way from Records once.
 func (c *Controller) load(ctx context.Context) error {
-	if c.loaded.Load() {
-		return nil
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.loaded.Load() {
+	if c.loaded {
 		return nil
 	}
 	data, _, err := c.cfg.Records.Load(ctx, keyCurrent)
@@ -570,8 +550,7 @@ func (c *Controller) load(ctx context.Context) error {
 			}
 		}
 	}
-	c.publish()
-	c.loaded.Store(true)
+	c.loaded = true
 	return nil
 }
 
@@ -609,64 +588,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	for {
 		if err := c.load(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("release controller: load", "error", err)
-		} else if err := c.look(ctx); err != nil && ctx.Err() == nil {
+		} else if err := c.step(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("release controller", "error", err)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		}
-	}
-}
-
-// errRegionLost abandons a look whose write waits while a region of the
-// release is lost.
-var errRegionLost = errors.New("a region of the release was lost while the look was writing; looking again")
-
-// look is one step, abandoned when a region of the release is lost while
-// the step is at work. A step's writes (the record, the traffic table)
-// can wait out a leader election for the store's whole write budget, and
-// a region's loss is what starts one: the look that would pause the
-// release would come only after that write. Abandoned, the write changes
-// nothing the controller keeps (a shift or a rollback changes the record
-// only once the table took it), and the next look pauses the release.
-func (c *Controller) look(ctx context.Context) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		c.watchLoss(ctx, cancel)
-	}()
-	err := c.step(ctx)
-	cause := context.Cause(ctx)
-	cancel(nil)
-	<-watched
-	if errors.Is(cause, errRegionLost) {
-		return cause
-	}
-	return err
-}
-
-// watchLoss cancels ctx with errRegionLost once a region of the release
-// under way is lost, unless the release is paused for that already; it
-// returns when ctx is done.
-func (c *Controller) watchLoss(ctx context.Context, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(c.cfg.Tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		r := c.view.Load()
-		if r == nil || (r.Phase != PhaseStarting && r.Phase != PhaseShifting) || (r.Paused && strings.HasPrefix(r.Reason, "region lost")) {
-			continue
-		}
-		if lost := c.lostRegionsIn(r, c.cfg.Observer.Instances()); len(lost) > 0 {
-			cancel(errRegionLost)
-			return
 		}
 	}
 }
@@ -681,9 +609,7 @@ func (c *Controller) step(ctx context.Context) error {
 	}
 	now := c.cfg.Now().UTC()
 	before := r.UpdatedAt
-	err := c.drive(ctx, r, now)
-	c.publish()
-	if err != nil {
+	if err := c.drive(ctx, r, now); err != nil {
 		return err
 	}
 	if r.UpdatedAt != before {
