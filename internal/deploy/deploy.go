@@ -614,7 +614,7 @@ func (d *Deployment) Stamp(name string) (*stamp.Stamp, bool) {
 // it (no lame-duck hand-over of leadership). The region's stamp keeps
 // running and reconnects when the server returns.
 func (d *Deployment) StopServer(name string) error {
-	node := d.storeNode(name)
+	node, _ := d.storeNode(name)
 	if node == nil {
 		return fmt.Errorf("stop server: region %q has no store server", name)
 	}
@@ -623,20 +623,21 @@ func (d *Deployment) StopServer(name string) error {
 }
 
 // storeNode is a region's store server as it is now (StartServer replaces
-// it), nil for an unknown region or one without.
-func (d *Deployment) storeNode(name string) *store.Node {
+// it): nil for a region without one; ok is false for an unknown region.
+func (d *Deployment) storeNode(name string) (node *store.Node, ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if r, ok := d.regions[name]; ok {
-		return r.node
+	r, ok := d.regions[name]
+	if !ok {
+		return nil, false
 	}
-	return nil
+	return r.node, true
 }
 
 // StartServer restarts a stopped region's store server on its old ports and
 // data, so it rejoins the cluster and catches up.
 func (d *Deployment) StartServer(name string) error {
-	old := d.storeNode(name)
+	old, _ := d.storeNode(name)
 	if old == nil {
 		return fmt.Errorf("start server: region %q has no store server", name)
 	}
@@ -753,7 +754,7 @@ func (d *Deployment) ReviveRegion(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("revive region: unknown region %q", name)
 	}
-	if node := d.storeNode(name); node != nil && !node.Server().Running() {
+	if node, _ := d.storeNode(name); node != nil && !node.Server().Running() {
 		if err := d.StartServer(name); err != nil {
 			return fmt.Errorf("revive region %s: %w", name, err)
 		}

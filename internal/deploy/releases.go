@@ -120,9 +120,6 @@ func (d *Deployment) InstanceReleases() map[string][]string {
 // one, stamps only, is up): a lost region's agent is lost with it, so
 // nothing starts there until it is revived.
 func (d *Deployment) regionUp(name string) bool {
-	d.mu.Lock()
-	_, ok := d.regions[name]
-	d.mu.Unlock()
-	node := d.storeNode(name)
+	node, ok := d.storeNode(name)
 	return ok && (node == nil || node.Server().Running())
 }
