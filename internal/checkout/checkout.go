@@ -223,21 +223,7 @@ func (s *Service) replay(ctx context.Context, rec store.IdempotencyRecord, hash 
 }
 
 // Order reads a user's order as recorded or, before the processor
-// recorded it, as queued. An order moves from its queue to its record (the
-// processor writes the record, then acknowledges the message, which leaves
-// the queue): one that the queues no longer hold was recorded meanwhile,
-// and is read again.
+// recorded it, as queued (store.UserOrder).
 func (s *Service) Order(ctx context.Context, userKey, id string) (shop.Order, error) {
-	o, err := s.cfg.Store.Order(ctx, userKey, id)
-	if shop.KindOf(err) != shop.KindNotFound {
-		return o, err
-	}
-	o, err = s.cfg.Store.PendingOrder(ctx, userKey, id)
-	if err == nil {
-		return o, nil
-	}
-	if again, aerr := s.cfg.Store.Order(ctx, userKey, id); aerr == nil {
-		return again, nil
-	}
-	return o, err
+	return s.cfg.Store.UserOrder(ctx, userKey, id)
 }

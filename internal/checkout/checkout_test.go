@@ -203,7 +203,7 @@ func (h spanHook) ForceFlush(context.Context) error                { return nil 
 // again and finds the order. The test processes the order exactly between
 // the two reads, from the end of the first read of the record (its span).
 //
-// Mutation tried: Order without its second read → "Order = {…}, not-found:
+// Mutation tried: store.recordedOrQueued without its second read → "Order = {…}, not-found:
 // order … not found; want the confirmed order".
 func TestAnOrderRecordedBetweenItsReadsIsFound(t *testing.T) {
 	svc, st := service(t, nil)

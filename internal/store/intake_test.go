@@ -100,7 +100,7 @@ func TestAcceptOrderAnswersARepeatWithTheFirstOrder(t *testing.T) {
 // between the two reads, from the end of FindOrder's first scan of the
 // records (its span).
 //
-// Mutation tried: FindOrder without its second scan → "FindOrder = {…},
+// Mutation tried: recordedOrQueued without its second read → "FindOrder = {…},
 // not-found: order … not found; want the confirmed order".
 func TestFindOrderMeetsAnOrderRecordedBetweenItsReads(t *testing.T) {
 	c := storetest.NewCluster(t, "westeurope")

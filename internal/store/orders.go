@@ -739,13 +739,10 @@ func (s *Store) orderRecord(ctx context.Context, userKey, id string) (shop.Order
 }
 
 // FindOrder finds any user's order by id (for admins): a scan of the keys,
-// then, for an order no processor has recorded yet, of the queues. An order
-// moves from its queue to its record (the processor writes the record, then
-// acknowledges the message, which leaves the queue): one that the queues no
-// longer hold was recorded after the first scan, and the keys are scanned
-// again.
+// then, for an order no processor has recorded yet, of the queues
+// (recordedOrQueued).
 func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
-	recorded := func() (shop.Order, bool, error) {
+	return recordedOrQueued(func() (shop.Order, bool, error) {
 		keys, err := s.leaderKeys(ctx, BucketOrders, "*."+id)
 		if err != nil {
 			return shop.Order{}, false, shop.Unavailable("orders cannot be read right now", fmt.Errorf("find order %s: %w", id, err))
@@ -756,13 +753,35 @@ func (s *Store) FindOrder(ctx context.Context, id string) (shop.Order, error) {
 			return o, true, err
 		}
 		return shop.Order{}, false, nil
-	}
+	}, func() (shop.Order, error) {
+		return s.queuedOrder(ctx, "*", id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
+			return q.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(q.subject))
+		})
+	})
+}
+
+// UserOrder reads a user's order as recorded or, before the processor
+// recorded it, as queued (recordedOrQueued).
+func (s *Store) UserOrder(ctx context.Context, userKey, id string) (shop.Order, error) {
+	return recordedOrQueued(func() (shop.Order, bool, error) {
+		o, err := s.Order(ctx, userKey, id)
+		if shop.KindOf(err) == shop.KindNotFound {
+			return o, false, nil
+		}
+		return o, true, err
+	}, func() (shop.Order, error) { return s.PendingOrder(ctx, userKey, id) })
+}
+
+// recordedOrQueued is an order as recorded (found, or the failure to read
+// the records), else as queued. An order moves from its queue to its
+// record: the processor writes the record, then acknowledges the message,
+// which leaves the queue. So one that the queues no longer hold was
+// recorded after the records were read, and they are read again.
+func recordedOrQueued(recorded func() (shop.Order, bool, error), queued func() (shop.Order, error)) (shop.Order, error) {
 	if o, found, err := recorded(); found || err != nil {
 		return o, err
 	}
-	o, err := s.queuedOrder(ctx, "*", id, func(ctx context.Context, q queueSpot) (*jetstream.RawStreamMsg, error) {
-		return q.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(q.subject))
-	})
+	o, err := queued()
 	if err == nil {
 		return o, nil
 	}
