@@ -37,7 +37,7 @@ type pop struct {
 	// leaving) makes a new decision.
 	cands    []Candidate
 	changes  int                  // how often the near set changed
-	attempts map[string]*inFlight // per stamp: the attempts in flight, aborted when its probe fails unanswered
+	attempts map[string]*inFlight // per stamp: the attempts in flight, aborted when it goes silent
 
 	// kick asks the probe loop for a round now rather than at its next
 	// tick: a stamp joined the registry.
@@ -72,16 +72,21 @@ func signal(c chan struct{}) {
 
 // stampState is a POP's view of one stamp.
 type stampState struct {
-	region      string // the stamp's, as announced
-	zone        string // the stamp's, as announced
-	url         string // the announced URL the two fields below come from
-	scheme      string // "http" or "https", as announced
-	addr        string // as reached from this POP
-	health      health.Status
-	rtt         time.Duration // EWMA of probe round trips
-	verdict     string        // the last probe's outcome, for operators
-	answered    bool          // the last probe got an answer (of any status)
-	probedAt    time.Time
+	region   string // the stamp's, as announced
+	zone     string // the stamp's, as announced
+	url      string // the announced URL the two fields below come from
+	scheme   string // "http" or "https", as announced
+	addr     string // as reached from this POP
+	health   health.Status
+	rtt      time.Duration // EWMA of probe round trips
+	verdict  string        // the last probe's outcome, for operators
+	answered bool          // the last probe got an answer (of any status)
+	probedAt time.Time
+	// silent counts the consecutive probes the stamp left unanswered
+	// while answering none of the POP's attempts either; silentSince is
+	// when the first of them was sent.
+	silent      int
+	silentSince time.Time
 	failures    int    // consecutive passive failures
 	sent        uint64 // requests this POP sent it (answered or failed), since it joined
 	ejectedTill time.Time
@@ -184,6 +189,7 @@ func (e *Edge) probeAll(ctx context.Context, p *pop) {
 		stamps = append(stamps, s)
 	}
 	e.mu.Unlock()
+	round := e.cfg.Now()
 	var wg sync.WaitGroup
 	for _, s := range stamps {
 		wg.Go(func() { e.probe(ctx, p, s) })
@@ -200,7 +206,44 @@ func (e *Edge) probeAll(ctx context.Context, p *pop) {
 			delete(p.state, id)
 		}
 	}
+	p.abortSilentLocked(round)
 	p.decideLocked(e.cfg.Policy, e.cfg.Now())
+}
+
+// abortAfterSilentProbes is how many consecutive probes a stamp must
+// leave unanswered, answering none of the POP's attempts meanwhile,
+// before the attempts in flight to it are aborted.
+const abortAfterSilentProbes = 2
+
+// abortSilentLocked aborts the attempts in flight to each stamp that has
+// gone silent (abortAfterSilentProbes probes unanswered, and none of the
+// POP's attempts answered since the first of them was sent), so that an
+// idempotent request is retried elsewhere rather than wait for its
+// timeout: a black-holed stamp never answers. It does so only when
+// another stamp answered its probe in the round that began at round.
+//
+// A stamp that is slow, not gone, is left alone: one late probe is not a
+// verdict, a stamp answering real traffic is alive, and when no stamp
+// answered the round the trouble is on the POP's side (its own machine
+// starved, its network) or everywhere: aborting would only start the
+// requests over on stamps as slow, or fail them with nowhere to go.
+// p.mu held.
+func (p *pop) abortSilentLocked(round time.Time) {
+	heard := false
+	for _, st := range p.state {
+		if st.answered && !st.probedAt.Before(round) {
+			heard = true
+			break
+		}
+	}
+	if !heard {
+		return
+	}
+	for id, st := range p.state {
+		if st.silent >= abortAfterSilentProbes && !p.answeredSinceLocked(id, st.silentSince) {
+			p.abortLocked(id)
+		}
+	}
 }
 
 func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
@@ -257,17 +300,23 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 	if st.served {
 		st.observe(h, now, e.cfg.Rise, e.cfg.FlapWindow)
 	}
+	first := h.Routable() && !st.served
 	if h.Routable() {
 		st.served = true
 	}
 	st.health, st.verdict, st.probedAt, st.answered = h, verdict, now, answered
 	// A stamp that did not answer its probe but answered real traffic
 	// since the probe was sent is slow, not gone (a busy machine, a
-	// launch spike): its attempts in flight go on, within their own
-	// timeout, rather than all fail over at once onto stamps as busy.
-	// One that answered nothing is cut off: they are aborted.
-	if !answered && !p.answeredSinceLocked(s.ID, start) {
-		p.abortLocked(s.ID)
+	// launch spike). One that answered nothing is counted silent; the
+	// round's end decides whether its attempts are aborted
+	// (abortSilentLocked).
+	switch {
+	case answered || p.answeredSinceLocked(s.ID, start):
+		st.silent, st.silentSince = 0, time.Time{}
+	case st.silent == 0:
+		st.silent, st.silentSince = 1, start
+	default:
+		st.silent++
 	}
 	if st.recovering > 0 && h != health.Unhealthy {
 		st.verdict = fmt.Sprintf("%s; recovering: %d more good probes before rotation", verdict, st.recovering)
@@ -280,6 +329,11 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 		} else {
 			st.rtt = time.Duration(0.7*float64(st.rtt) + 0.3*float64(rtt))
 		}
+	}
+	if first {
+		// A starting stamp takes traffic at its first good probe, not
+		// once the round's slowest probe (a far stamp's) is back.
+		p.decideLocked(e.cfg.Policy, now)
 	}
 }
 

@@ -240,14 +240,15 @@ func readPayload(w http.ResponseWriter, r *http.Request, retryable bool) (payloa
 	return payload{buf: buf}, err
 }
 
-// errStampDown aborts the attempts in flight to a stamp that just failed
-// its probe unanswered and answered none of its POP's attempts since the
-// probe was sent: a black-holed stamp never answers, and waiting for the
-// attempt's timeout would turn a failover into seconds of latency.
-var errStampDown = errors.New("the stamp failed its probe while the request was in flight")
+// errStampDown aborts the attempts in flight to a stamp gone silent: it
+// left its last probes unanswered and answered none of its POP's attempts
+// meanwhile, while another stamp answered (pop.abortSilentLocked). A
+// black-holed stamp never answers, and waiting for the attempt's timeout
+// would turn a failover into seconds of latency.
+var errStampDown = errors.New("the stamp went silent while the request was in flight")
 
 // attempt is one try of a request at one stamp, registered with its POP
-// while it is in flight so that a failed probe of the stamp aborts it (and
+// while it is in flight so that the stamp going silent aborts it (and
 // an idempotent request is retried). Once the stamp answered, it is the
 // answer's body: closing it ends the attempt, its context and its
 // registration, not before.
@@ -257,10 +258,10 @@ type attempt struct {
 	stamp         string             // the stamp's id
 	inFlight      *inFlight          // the POP's attempts to the stamp, this one among them (track)
 	cancel        context.CancelFunc // ends the attempt's context (its timeout, Config.Timeout)
-	down          atomic.Bool        // the stamp failed its probe while the attempt was in flight
+	down          atomic.Bool        // the stamp went silent while the attempt was in flight
 }
 
-// abort ends an attempt whose stamp failed its probe.
+// abort ends an attempt whose stamp went silent.
 func (a *attempt) abort() {
 	a.down.Store(true) // before the cancel that the attempt sees
 	a.cancel()

@@ -52,7 +52,7 @@ type stampSeen struct {
 	report          *health.Report // the last report read; nil: none yet
 	freshAt         time.Time      // when a report with a new CheckedAt was last read
 	readAt          time.Time      // when a report was last read
-	failedAt        time.Time      // when a read last failed
+	silentSince     time.Time      // when the reads failing since the last answered one began; zero: the last was answered
 	heardAt         time.Time      // when the registry last announced it
 	left            time.Time      // when the registry stopped announcing it; zero: announced
 	scraping        bool
@@ -146,8 +146,9 @@ type stampView struct {
 	release, zone   string
 	report          *health.Report
 	freshAt         time.Time
-	announced       bool // the registry announces it now
-	silent          bool // its last health read failed
+	announced       bool      // the registry announces it now
+	silent          bool      // its last health read failed
+	silentSince     time.Time // since when its reads fail; zero: not silent
 }
 
 // freshReport is the stamp's last report while it still says how the
@@ -178,7 +179,7 @@ func (in *inputs) stampList() []stampView {
 			// announcing others: gone, as the edge decides too.
 			s.left = s.heardAt.Add(registryGone)
 		}
-		out = append(out, stampView{id: s.id, region: s.region, url: s.url, release: s.release, zone: s.zone, report: s.report, freshAt: s.freshAt, announced: s.left.IsZero(), silent: s.failedAt.After(s.readAt)})
+		out = append(out, stampView{id: s.id, region: s.region, url: s.url, release: s.release, zone: s.zone, report: s.report, freshAt: s.freshAt, announced: s.left.IsZero(), silent: !s.silentSince.IsZero(), silentSince: s.silentSince})
 	}
 	slices.SortFunc(out, func(a, b stampView) int { return strings.Compare(a.id, b.id) })
 	return out
@@ -236,9 +237,12 @@ func (in *inputs) scrapeAll(ctx context.Context, client *http.Client) {
 			s.scraping = false
 			now := in.now()
 			if err != nil {
-				s.failedAt = now
+				if s.silentSince.IsZero() {
+					s.silentSince = now
+				}
 				return
 			}
+			s.silentSince = time.Time{}
 			if s.report == nil || !rep.CheckedAt.Equal(s.report.CheckedAt) {
 				s.freshAt = now
 			}

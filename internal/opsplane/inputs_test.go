@@ -15,6 +15,10 @@ import (
 // fails is silent from that read on, while its last report is still fresh
 // enough to count (what lets the release controller tell a region going
 // down from a bad release); it stops being silent once it answers again.
+// It is silent since its first unanswered read, however many follow (what
+// the controller's grace before a region counts as lost is measured from).
+// (Mutation tried: silentSince set at every failed read: "silent since
+// +2s; want +1s".)
 func TestAStampThatStopsAnsweringReadsSilentAtOnce(t *testing.T) {
 	checked := time.Now()
 	answering := true
@@ -27,15 +31,25 @@ func TestAStampThatStopsAnsweringReadsSilentAtOnce(t *testing.T) {
 		json.NewEncoder(w).Encode(health.Report{Status: health.Healthy, CheckedAt: checked})
 	}))
 	defer srv.Close()
-	in := newInputs(time.Now)
+	start := time.Now()
+	now := start
+	in := newInputs(func() time.Time { return now })
 	in.registry("s1", &store.StampEntry{Region: "westeurope", URL: srv.URL, Release: "v1"})
-	silent := func() bool {
+	view := func() stampView {
 		t.Helper()
 		l := in.stampList()
 		if len(l) != 1 || l[0].report == nil {
 			t.Fatalf("stamps %+v, want s1 with a report", l)
 		}
-		return l[0].silent
+		return l[0]
+	}
+	silent := func() bool {
+		t.Helper()
+		v := view()
+		if v.silent != !v.silentSince.IsZero() {
+			t.Fatalf("silent %v, silent since %v: want both or neither", v.silent, v.silentSince)
+		}
+		return v.silent
 	}
 
 	in.scrapeAll(t.Context(), srv.Client())
@@ -43,9 +57,15 @@ func TestAStampThatStopsAnsweringReadsSilentAtOnce(t *testing.T) {
 		t.Fatal("silent after a read that answered")
 	}
 	answering = false
+	now = start.Add(time.Second)
 	in.scrapeAll(t.Context(), srv.Client())
 	if !silent() {
 		t.Fatal("not silent after a read that failed")
+	}
+	now = start.Add(2 * time.Second)
+	in.scrapeAll(t.Context(), srv.Client())
+	if since := view().silentSince; !since.Equal(start.Add(time.Second)) {
+		t.Fatalf("silent since +%s; want +1s, its first unanswered read", since.Sub(start))
 	}
 	answering = true
 	in.scrapeAll(t.Context(), srv.Client())

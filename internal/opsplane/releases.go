@@ -18,7 +18,7 @@ func (p *Plane) Instances() []release.Instance {
 		if !s.announced {
 			continue
 		}
-		in := release.Instance{ID: s.id, Region: s.region, Release: s.release, Health: health.Unknown, Silent: s.silent}
+		in := release.Instance{ID: s.id, Region: s.region, Release: s.release, Health: health.Unknown, Silent: s.silent, SilentSince: s.silentSince}
 		// A stamp that stopped answering is unknown, as on the dashboard.
 		if r := s.freshReport(now); r != nil {
 			in.Health, in.Reason = r.Status, r.Reason

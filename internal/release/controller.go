@@ -470,7 +470,7 @@ func (c *Controller) Do(ctx context.Context, a Action, by string) (*Record, erro
 		if !r.Paused {
 			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "the release is not paused"}
 		}
-		if lost := c.lostRegions(r); len(lost) > 0 {
+		if lost := unheardRegionsIn(r, c.cfg.Observer.Instances()); len(lost) > 0 {
 			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "cannot resume: no stamp of " + strings.Join(lost, ", ") + " is running; bring the region back first"}
 		}
 		r.Paused, r.Reason = false, ""
@@ -624,7 +624,7 @@ func (c *Controller) drive(ctx context.Context, r *Record, now time.Time) error 
 	insts := c.cfg.Observer.Instances()
 	switch r.Phase {
 	case PhaseStarting, PhaseShifting:
-		if lost := c.lostRegionsIn(r, insts); len(lost) > 0 {
+		if lost := lostRegionsIn(r, insts, now); len(lost) > 0 {
 			if !r.Paused || !strings.HasPrefix(r.Reason, "region lost") {
 				r.Paused, r.Reason, r.UpdatedAt = true, "region lost: no stamp of "+strings.Join(lost, ", ")+" is running; resume once it is back", now
 				c.log.Warn("release paused", "release", r.ID, "reason", r.Reason)
@@ -931,11 +931,6 @@ func (c *Controller) draining(ctx context.Context, r *Record, insts []Instance, 
 	return nil
 }
 
-// lostRegions lists the regions of r with no stamp running; c.mu is held.
-func (c *Controller) lostRegions(r *Record) []string {
-	return c.lostRegionsIn(r, c.cfg.Observer.Instances())
-}
-
 // silentIn lists the stamps of r's regions whose last health read failed.
 func silentIn(r *Record, insts []Instance) []string {
 	var out []string
@@ -948,13 +943,37 @@ func silentIn(r *Record, insts []Instance) []string {
 	return out
 }
 
-func (c *Controller) lostRegionsIn(r *Record, insts []Instance) []string {
-	// A region runs when one of its stamps answers its health reads: a
-	// registry entry alone may outlive its stamp for a while (its TTL, or
-	// a registry watch that has yet to hear of the loss).
+// silentGrace is how long the operations plane must have failed to read
+// every stamp of a region before the region counts as lost: a starved
+// machine (or a long collection pause) can leave a stamp's reports stale
+// and a read or two unanswered, and a release paused for a lost region
+// waits for an operator.
+const silentGrace = 5 * time.Second
+
+// lostRegionsIn lists the regions of r where no stamp of insts runs at
+// now: each is gone from the registry (a registry entry may outlive its
+// stamp for a while: its TTL, or a watch yet to hear of the loss), or its
+// report is stale and its reads have failed for silentGrace (or since a
+// time not given). A stamp answering its reads runs, however stale its
+// report.
+func lostRegionsIn(r *Record, insts []Instance, now time.Time) []string {
+	return regionsWithout(r, insts, func(in Instance) bool {
+		return in.Health != health.Unknown || !in.Silent || (!in.SilentSince.IsZero() && now.Sub(in.SilentSince) < silentGrace)
+	})
+}
+
+// unheardRegionsIn lists the regions of r where no stamp of insts has a
+// fresh report: where a resume waits for the region to be back.
+func unheardRegionsIn(r *Record, insts []Instance) []string {
+	return regionsWithout(r, insts, func(in Instance) bool { return in.Health != health.Unknown })
+}
+
+// regionsWithout lists the regions of r where no instance of insts
+// runs, by runs.
+func regionsWithout(r *Record, insts []Instance, runs func(Instance) bool) []string {
 	running := map[string]bool{}
 	for _, in := range insts {
-		if in.Health != health.Unknown {
+		if runs(in) {
 			running[in.Region] = true
 		}
 	}

@@ -26,9 +26,11 @@ type seenDeployment struct {
 	mu    sync.Mutex
 	insts []Instance
 	flows map[string]map[string]FlowReading // by version, then flow
+	reads atomic.Int64                      // of Instances: one per look of the controller, and per action
 }
 
 func (s *seenDeployment) Instances() []Instance {
+	s.reads.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Instance(nil), s.insts...)
@@ -162,5 +164,69 @@ func TestAFailedStepWhoseRollbackWasNotWrittenIsNotTakenForPassed(t *testing.T) 
 	}
 	if !strings.HasPrefix(r.Reason, "gate failed at westeurope 50 %") {
 		t.Fatalf("rolled back: %q; want the gate's failure at 50 %%", r.Reason)
+	}
+}
+
+// A region counts as lost, and pauses the release under way, only once
+// the operations plane has failed to read every stamp of it for a while
+// (silentGrace, 5 s), not when a stamp's report is stale while it answers
+// its reads, nor after a read or two unanswered: on a starved machine
+// both happen to a region that runs, and a release paused for a lost
+// region waits for an operator. A resume waits for a fresh report.
+// (Mutation tried: the old rule, a region lost when no stamp has a fresh
+// report: "a stale report, its reads answered" paused the release.)
+func TestARegionIsLostOnlyOnceItsStampsHaveBeenSilentAWhile(t *testing.T) {
+	c, seen, _, _, _ := cutOff(t, Gate{MinHold: time.Hour, MinRequests: 1 << 20})
+	stamps := func(h health.Status, silentFor time.Duration) []Instance {
+		insts := []Instance{
+			{ID: "w1", Region: "westeurope", Release: "v1", Health: h},
+			{ID: "w2", Region: "westeurope", Release: "v2", Health: h},
+		}
+		if silentFor > 0 {
+			for i := range insts {
+				insts[i].Silent, insts[i].SilentSince = true, time.Now().Add(-silentFor)
+			}
+		}
+		return insts
+	}
+	looks := func(n int64) {
+		t.Helper()
+		from := seen.reads.Load()
+		poll.Until(t, 30*time.Second, 20*time.Millisecond, func() error {
+			if got := seen.reads.Load() - from; got < n {
+				return fmt.Errorf("%d looks of %d", got, n)
+			}
+			return nil
+		})
+	}
+	for _, tc := range []struct {
+		name      string
+		silentFor time.Duration
+	}{
+		{"a stale report, its reads answered", 0},
+		{"a stale report, its reads unanswered for a second", time.Second},
+	} {
+		seen.set(stamps(health.Unknown, tc.silentFor), nil)
+		looks(5)
+		if r := current(t, c); r.Paused {
+			t.Fatalf("%s: paused (%s); want the release going on", tc.name, r.Reason)
+		}
+	}
+	seen.set(stamps(health.Unknown, time.Minute), nil)
+	poll.Until(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if r := current(t, c); !r.Paused || !strings.HasPrefix(r.Reason, "region lost: no stamp of westeurope") {
+			return fmt.Errorf("paused %v (%s); want paused, westeurope lost", r.Paused, r.Reason)
+		}
+		return nil
+	})
+	// Answering its reads again is not back yet: a resume waits for a
+	// fresh report.
+	seen.set(stamps(health.Unknown, 0), nil)
+	if _, err := c.Do(t.Context(), ActionResume, "test"); err == nil || !strings.Contains(err.Error(), "bring the region back first") {
+		t.Fatalf("resume with no fresh report: %v; want refused", err)
+	}
+	seen.set(stamps(health.Healthy, 0), nil)
+	if r, err := c.Do(t.Context(), ActionResume, "test"); err != nil || r.Paused {
+		t.Fatalf("resume with the region back: %+v, %v; want resumed", r, err)
 	}
 }

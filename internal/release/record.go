@@ -205,4 +205,7 @@ type Instance struct {
 	// Silent: its last health read failed (it may be dying, or its
 	// region going down) while its last report may still look fresh.
 	Silent bool `json:"silent,omitempty"`
+	// SilentSince is when the reads that failed since its last answer
+	// began; zero: its last read was answered.
+	SilentSince time.Time `json:"silentSince,omitzero"`
 }
