@@ -334,8 +334,9 @@ func TestASlowStampsInFlightRequestsAreNotAbortedByOneUnansweredProbe(t *testing
 // is) aborts a request that its stamp would have answered.
 // (Mutations tried: abortAfterSilentProbes = 1: "one late probe" is served
 // by eastus; abortSilentLocked without its check that another stamp was
-// heard: "every stamp silent" answers 503 "the stamp did not answer", its
-// retry aborted too, as keyed requests failed in a full CI run.)
+// heard: "every stamp silent" answers 503 "the stamp did not answer: it
+// went silent, and the retry on another stamp went silent", as keyed
+// requests failed in a full CI run.)
 func TestAStampIsAbortedOnlyOnceItHasGoneSilent(t *testing.T) {
 	const probe, timeout = 100 * time.Millisecond, 200 * time.Millisecond
 	for _, tc := range []struct {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/contoso/shoes/internal/httpapi"
@@ -118,7 +120,9 @@ func (px *proxy) serve(w http.ResponseWriter, r *http.Request) error {
 	if f != clientGone {
 		e.report(r.Context(), p, primary.id, f == stampFault)
 	}
-	if f == stampFault && retryable && !e.cfg.NoRetry && retry.id != "" {
+	first := err
+	retried := f == stampFault && retryable && !e.cfg.NoRetry && retry.id != ""
+	if retried {
 		closeBody(resp)
 		rp, up := e.retryVia(r, p, retry)
 		e.tel.retried(r.Context(), p.region)
@@ -132,7 +136,18 @@ func (px *proxy) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if err != nil {
-		return shop.Unavailable("the stamp did not answer", err)
+		why := "it " + unanswered(err)
+		switch {
+		case retried && first != nil:
+			why = "it " + unanswered(first) + ", and the retry on another stamp " + unanswered(err)
+		case retried:
+			why = "the retry on another stamp " + unanswered(err)
+		case !retryable:
+			why += " (not retried: no Idempotency-Key)"
+		case retry.id == "":
+			why += " (no other stamp to retry on)"
+		}
+		return shop.Unavailable("the stamp did not answer: "+why, err)
 	}
 	defer resp.Body.Close()
 	copyResponseHeaders(w.Header(), resp.Header)
@@ -238,6 +253,23 @@ func readPayload(w http.ResponseWriter, r *http.Request, retryable bool) (payloa
 	}
 	buf, err := httpapi.ReadBody(r)
 	return payload{buf: buf}, err
+}
+
+// unanswered says in a few words why an attempt got no answer, for the
+// client's problem detail (the error itself is logged, not shown).
+func unanswered(err error) string {
+	var nerr net.Error
+	switch {
+	case errors.Is(err, errStampDown):
+		return "went silent"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nerr) && nerr.Timeout():
+		return "timed out"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused the connection"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "dropped the connection"
+	}
+	return "failed"
 }
 
 // errStampDown aborts the attempts in flight to a stamp gone silent: it

@@ -3,11 +3,15 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,6 +122,29 @@ func TestBlame(t *testing.T) {
 	} {
 		if got := blame(tc.r, tc.resp, tc.err, tc.body); got != tc.want {
 			t.Errorf("%s: blame = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// What a client's problem detail says about an attempt that got no
+// answer, from the error the transport gave.
+func TestUnansweredSaysWhy(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"aborted", fmt.Errorf("%w: %w", errStampDown, context.Canceled), "went silent"},
+		{"its own timeout", fmt.Errorf("round trip: %w", context.DeadlineExceeded), "timed out"},
+		{"a header timeout", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, "timed out"},
+		{"refused", refused, "refused the connection"},
+		{"reset", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, "dropped the connection"},
+		{"closed mid-answer", fmt.Errorf("readLoop: %w", io.ErrUnexpectedEOF), "dropped the connection"},
+		{"anything else", errors.New("tls: bad certificate"), "failed"},
+	} {
+		if got := unanswered(tc.err); got != tc.want {
+			t.Errorf("%s: unanswered(%v) = %q, want %q", tc.name, tc.err, got, tc.want)
 		}
 	}
 }

@@ -465,7 +465,7 @@ func (c *Controller) Do(ctx context.Context, a Action, by string) (*Record, erro
 		if r.Phase != PhaseStarting && r.Phase != PhaseShifting {
 			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "a release " + string(r.Phase) + " cannot be paused"}
 		}
-		r.Paused, r.Reason = true, "paused by "+orSomeone(by)
+		r.Paused, r.Outage, r.Reason = true, "", "paused by "+orSomeone(by)
 	case ActionResume:
 		if !r.Paused {
 			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "the release is not paused"}
@@ -473,16 +473,13 @@ func (c *Controller) Do(ctx context.Context, a Action, by string) (*Record, erro
 		if lost := unheardRegionsIn(r, c.cfg.Observer.Instances()); len(lost) > 0 {
 			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "cannot resume: no stamp of " + strings.Join(lost, ", ") + " is running; bring the region back first"}
 		}
-		r.Paused, r.Reason = false, ""
-		if st := r.current(); st != nil && st.EndedAt.IsZero() {
-			st.StartedAt = now // the hold starts again: what was read before the pause is not judged
-		}
+		resume(r, now)
 	case ActionPromote:
 		if r.Phase != PhaseShifting {
 			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "only a release that is shifting traffic can be promoted"}
 		}
 		c.endStep(r, now, "promoted", "promoted by "+orSomeone(by))
-		r.Paused, r.Reason = false, ""
+		r.Paused, r.Outage, r.Reason = false, "", ""
 		if err := c.advance(ctx, r, now); err != nil {
 			return nil, err
 		}
@@ -626,12 +623,12 @@ func (c *Controller) drive(ctx context.Context, r *Record, now time.Time) error 
 	case PhaseStarting, PhaseShifting:
 		if lost := lostRegionsIn(r, insts, now); len(lost) > 0 {
 			if !r.Paused || !strings.HasPrefix(r.Reason, "region lost") {
-				r.Paused, r.Reason, r.UpdatedAt = true, "region lost: no stamp of "+strings.Join(lost, ", ")+" is running; resume once it is back", now
+				r.Paused, r.Outage, r.Reason, r.UpdatedAt = true, "", "region lost: no stamp of "+strings.Join(lost, ", ")+" is running; resume once it is back", now
 				c.log.Warn("release paused", "release", r.ID, "reason", r.Reason)
 			}
 			return nil
 		}
-		if r.Paused {
+		if r.Paused && !c.outageOver(r, insts, now) {
 			return nil
 		}
 	}
@@ -730,7 +727,8 @@ func (c *Controller) shifting(ctx context.Context, r *Record, insts []Instance, 
 		}
 	}
 	if old.Health.AtLeast(health.Unhealthy) && cur.Health.AtLeast(health.Unhealthy) {
-		r.Paused, r.Reason, r.UpdatedAt = true, "region "+st.Region+" unhealthy on both versions: an outage, not the release; resume once it is healthy", now
+		r.Paused, r.Outage, r.Reason, r.UpdatedAt = true, st.Region, "region "+st.Region+" unhealthy on both versions: an outage, not the release; it resumes once the region is healthy again", now
+		c.log.Warn("release paused", "release", r.ID, "reason", r.Reason)
 		return nil
 	}
 	v, why := Judge(r.Gate, cur, old, now.Sub(st.StartedAt))
@@ -763,6 +761,41 @@ func (c *Controller) shifting(ctx context.Context, r *Record, insts []Instance, 
 		return nil
 	}
 	return nil
+}
+
+// resume ends r's pause: the step under way holds again from now, so what
+// was read before the pause is not judged.
+func resume(r *Record, now time.Time) {
+	r.Paused, r.Outage, r.Reason = false, "", ""
+	if st := r.current(); st != nil && st.EndedAt.IsZero() {
+		st.StartedAt = now
+	}
+}
+
+// outageOver ends a pause for an outage (Record.Outage) once both
+// versions' stamps in that region read routable again, and reports
+// whether it did. A release paused for an outage on both versions
+// (a starved machine, a store that lost its quorum for a while) would
+// otherwise wait for an operator with nothing to decide: the release is
+// not to blame, and the hold starts again. Every other pause is an
+// operator's to end. c.mu is held.
+func (c *Controller) outageOver(r *Record, insts []Instance, now time.Time) bool {
+	region := r.Outage
+	if !r.Paused || region == "" || r.Phase != PhaseShifting {
+		return false
+	}
+	for _, version := range []string{r.Version, r.From[region]} {
+		if h := c.reading(region, version, now, insts).Health; !h.Routable() {
+			return false
+		}
+	}
+	for _, version := range []string{r.Version, r.From[region]} {
+		delete(c.unhealthySince, [2]string{region, version})
+	}
+	c.log.Info("release resumed: the outage is over", "release", r.ID, "region", region, "was", r.Reason)
+	resume(r, now)
+	r.UpdatedAt = now
+	return true
 }
 
 // UnhealthyFor is how long a version's stamps must read unhealthy before
@@ -859,7 +892,7 @@ func (c *Controller) rollback(ctx context.Context, r *Record, now time.Time, why
 	for region := range r.Desired {
 		r.Desired[region][r.Version] = 0
 	}
-	r.Phase, r.Paused, r.Reason, r.RollbackAt, r.UpdatedAt = PhaseRollingBack, false, why, now, now
+	r.Phase, r.Paused, r.Outage, r.Reason, r.RollbackAt, r.UpdatedAt = PhaseRollingBack, false, "", why, now, now
 	c.log.Warn("release rolling back", "release", r.ID, "reason", why)
 	return nil
 }

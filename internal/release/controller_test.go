@@ -230,3 +230,50 @@ func TestARegionIsLostOnlyOnceItsStampsHaveBeenSilentAWhile(t *testing.T) {
 		t.Fatalf("resume with the region back: %+v, %v; want resumed", r, err)
 	}
 }
+
+// A release paused because a region reads unhealthy on both versions (an
+// outage, not the release) resumes by itself once both read routable
+// again, its step's hold started over; a pause of an operator's does not.
+// (Mutation tried: outageOver never ending a pause: "still paused (region
+// westeurope unhealthy on both versions ...)".)
+func TestAnOutagePauseEndsOnceTheRegionIsHealthyAgain(t *testing.T) {
+	c, seen, _, _, _ := cutOff(t, Gate{MinHold: time.Hour, MinRequests: 1 << 20})
+	both := func(h health.Status) []Instance {
+		return []Instance{
+			{ID: "w1", Region: "westeurope", Release: "v1", Health: h},
+			{ID: "w2", Region: "westeurope", Release: "v2", Health: h},
+		}
+	}
+	held := current(t, c).Steps[0].StartedAt
+	seen.set(both(health.Unhealthy), nil)
+	poll.Until(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if r := current(t, c); !r.Paused || r.Outage != "westeurope" || !strings.Contains(r.Reason, "unhealthy on both versions") {
+			return fmt.Errorf("paused %v, outage %q (%s); want paused for westeurope's outage", r.Paused, r.Outage, r.Reason)
+		}
+		return nil
+	})
+	seen.set(both(health.Healthy), nil)
+	poll.Until(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if r := current(t, c); r.Paused || r.Outage != "" {
+			return fmt.Errorf("still paused %v, outage %q (%s)", r.Paused, r.Outage, r.Reason)
+		}
+		return nil
+	})
+	if r := current(t, c); r.Phase != PhaseShifting || !r.Steps[0].StartedAt.After(held) {
+		t.Fatalf("phase %s, the step held since %v (before the outage %v); want shifting, held again since the resume", r.Phase, r.Steps[0].StartedAt, held)
+	}
+
+	if _, err := c.Do(t.Context(), ActionPause, "test"); err != nil {
+		t.Fatal(err)
+	}
+	from := seen.reads.Load()
+	poll.Until(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if n := seen.reads.Load() - from; n < 5 {
+			return fmt.Errorf("%d looks", n)
+		}
+		return nil
+	})
+	if r := current(t, c); !r.Paused || r.Reason != "paused by test" {
+		t.Fatalf("an operator's pause: paused %v (%s); want it held", r.Paused, r.Reason)
+	}
+}

@@ -83,6 +83,10 @@ type Record struct {
 	Phase  Phase  `json:"phase"`
 	Paused bool   `json:"paused"`
 	Reason string `json:"reason,omitempty"` // why it paused, rolled back or failed
+	// Outage is the region whose outage (both versions unhealthy) paused
+	// the release: such a pause ends by itself once the region reads
+	// healthy again. Empty for every other pause, which an operator ends.
+	Outage string `json:"outage,omitempty"`
 	By     string `json:"by,omitempty"`
 	Steps  []Step `json:"steps"`
 	// Desired is how many instances of each version every region should
