@@ -123,6 +123,20 @@ func bubbleEdgeOf(t *testing.T, n *edgetest.Net, cfg edge.Config, northLatency, 
 		edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: east})
 }
 
+// servingNorth waits three probe intervals for the POP to route to
+// northeurope.a, then serves e on the simulated network: the edge's URL
+// and a client of it.
+func servingNorth(t *testing.T, n *edgetest.Net, e *edge.Edge, probe time.Duration) (string, *http.Client) {
+	t.Helper()
+	if got := nearAfter(e, 3*probe); got != "northeurope.a" {
+		t.Fatalf("the POP routes to %q, want northeurope.a", got)
+	}
+	front := n.Serve(t, "edge:80", e.Handler())
+	client := &http.Client{Transport: &http.Transport{DialContext: n.DialContext}}
+	t.Cleanup(client.CloseIdleConnections)
+	return front, client
+}
+
 // nearAfter lets the bubble's clock run for d and returns where the POP
 // routes then.
 func nearAfter(e *edge.Edge, d time.Duration) string {
@@ -217,12 +231,7 @@ func TestInFlightRequestToAVanishedStampIsRetriedElsewhere(t *testing.T) {
 				time.Sleep(300 * time.Millisecond) // the request is in flight when the link goes
 				_, _ = w.Write([]byte(`{"region":"` + region + `"}`))
 			})
-		if got := nearAfter(e, 3*probe); got != "northeurope.a" {
-			t.Fatalf("the POP routes to %q, want northeurope.a", got)
-		}
-		front := n.Serve(t, "edge:80", e.Handler())
-		client := &http.Client{Transport: &http.Transport{DialContext: n.DialContext}}
-		defer client.CloseIdleConnections()
+		front, client := servingNorth(t, n, e, probe)
 		go func() {
 			time.Sleep(100 * time.Millisecond) // while the GET waits for its answer
 			n.Cut(northAddr)
@@ -277,12 +286,7 @@ func TestASlowStampsInFlightRequestsAreNotAbortedByOneUnansweredProbe(t *testing
 		}
 		e := bubbleEdgeOf(t, n, edge.Config{ProbeInterval: probe, ProbeTimeout: timeout, Timeout: 30 * time.Second},
 			2*time.Millisecond, 20*time.Millisecond, stamp)
-		if got := nearAfter(e, 3*probe); got != "northeurope.a" {
-			t.Fatalf("the POP routes to %q, want northeurope.a", got)
-		}
-		front := n.Serve(t, "edge:80", e.Handler())
-		client := &http.Client{Transport: &http.Transport{DialContext: n.DialContext}}
-		defer client.CloseIdleConnections()
+		front, client := servingNorth(t, n, e, probe)
 		get := func(path string) (string, error) {
 			resp, err := client.Get(front + path)
 			if err != nil {
@@ -371,12 +375,7 @@ func TestAStampIsAbortedOnlyOnceItHasGoneSilent(t *testing.T) {
 				}
 				e := bubbleEdgeOf(t, n, edge.Config{ProbeInterval: probe, ProbeTimeout: timeout, Timeout: 30 * time.Second},
 					2*time.Millisecond, 20*time.Millisecond, stamp)
-				if got := nearAfter(e, 3*probe); got != "northeurope.a" {
-					t.Fatalf("the POP routes to %q, want northeurope.a", got)
-				}
-				front := n.Serve(t, "edge:80", e.Handler())
-				client := &http.Client{Transport: &http.Transport{DialContext: n.DialContext}}
-				defer client.CloseIdleConnections()
+				front, client := servingNorth(t, n, e, probe)
 				slowing.Store(true)
 				resp, err := client.Get(front + "/api/slow")
 				if err != nil {
@@ -413,12 +412,7 @@ func TestFailingStampIsEjectedForEjectFor(t *testing.T) {
 				}
 				_, _ = w.Write([]byte(`{"region":"` + region + `"}`))
 			})
-		if got := nearAfter(e, 3*probe); got != "northeurope.a" {
-			t.Fatalf("the POP routes to %q, want northeurope.a", got)
-		}
-		front := n.Serve(t, "edge:80", e.Handler())
-		client := &http.Client{Transport: &http.Transport{DialContext: n.DialContext}}
-		defer client.CloseIdleConnections()
+		front, client := servingNorth(t, n, e, probe)
 		get := func() string {
 			t.Helper()
 			resp, err := client.Get(front + "/api/products")
