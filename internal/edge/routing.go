@@ -102,6 +102,10 @@ type Decision struct {
 	// Fallback holds every other routable stamp, nearest first: where a
 	// retry goes.
 	Fallback []string
+	// Spare holds the stamps in neither Near nor Fallback that a retry
+	// may still take when those hold no other stamp (rule 5 of Decide),
+	// least bad first.
+	Spare []string
 	// FailOpen is set when no stamp was routable: Near then holds the
 	// least-bad stamps (see Decide).
 	FailOpen bool
@@ -242,7 +246,17 @@ func cmpBool(a, b bool) int {
 //     the class. This mirrors, and improves on, the reference router,
 //     which routes to all origins when all are unhealthy: we route to the
 //     least bad and say why.
-//  5. Deterministic: the same inputs give the same Decision whatever the
+//  5. Spare: every candidate in neither Near nor Fallback whose class is
+//     better than drained (ejected, unknown, unhealthy, and those
+//     ejected), and not on standby while another candidate is not, ordered
+//     by class, then by RTT (unknown last), then by ID. A retry takes the
+//     first spare only when Near and Fallback hold no stamp other than the
+//     request's first: a request that would fail for want of a routable
+//     stamp is better tried on a stamp whose probes lapsed (a starved
+//     machine makes probes time out and flap damping keep stamps out for
+//     seconds) than answered 503. A drained stamp is an operator's
+//     decision, and is never a spare.
+//  6. Deterministic: the same inputs give the same Decision whatever the
 //     order of cands and prev. Candidates are sorted, and no map iteration
 //     order reaches the output. If an ID repeats, only its most routable
 //     entry counts (not on standby, then lowest class, then lowest RTT,
@@ -266,7 +280,7 @@ func cmpBool(a, b bool) int {
 // An empty cands gives an empty Decision (empty Near and Fallback, empty
 // Reasons, FailOpen false).
 func Decide(p Policy, cands []Candidate, prev []string, now time.Time) Decision {
-	d := Decision{Near: []string{}, Fallback: []string{}, Reasons: map[string]string{}}
+	d := Decision{Near: []string{}, Fallback: []string{}, Spare: []string{}, Reasons: map[string]string{}}
 	cs := dedupe(cands, now)
 	if len(cs) == 0 {
 		return d
@@ -290,15 +304,25 @@ func Decide(p Policy, cands []Candidate, prev []string, now time.Time) Decision 
 	for _, id := range prev {
 		wasNear[id] = true
 	}
-	var pool []Candidate
+	var pool, spare []Candidate
 	for _, c := range cs {
-		if classOf(c, now) == best {
+		switch k := classOf(c, now); {
+		case k == best:
 			pool = append(pool, c)
-		} else {
+		case k < drained:
+			spare = append(spare, c)
+			fallthrough
+		default:
 			d.Reasons[c.ID] = statusReason(c, now)
 		}
 	}
 	slices.SortFunc(pool, byNearness)
+	slices.SortFunc(spare, func(a, b Candidate) int {
+		return cmp.Or(cmp.Compare(classOf(a, now), classOf(b, now)), byNearness(a, b))
+	})
+	for _, c := range spare {
+		d.Spare = append(d.Spare, c.ID)
+	}
 
 	nearest := pool[0].RTT // pool is sorted: the minimum known RTT, or unknown
 	sens := p.sensitivity()
@@ -484,12 +508,13 @@ func trafficShares(w Weights, stamps []StampInfo) map[string]share {
 // another zone, answers as the region would): the next member of d.Near
 // after primary (wrapping) in primary's Region, else the first entry of
 // d.Fallback in that Region; only then the first entry of d.Fallback
-// other than primary, else the next member of d.Near other than primary;
-// otherwise "". Regions come from cands by id (a Near id missing there has
-// none, and shares it with no other). Both are "" when d.Near is empty.
-// Pick reads no
-// Standby: Decide leaves stamps on standby out of Near and Fallback while
-// any other stamp exists, so neither primary nor retry is one of them.
+// other than primary, else the next member of d.Near other than primary,
+// else the first entry of d.Spare other than primary; otherwise "".
+// Regions come from cands by id (a Near id missing there has none, and
+// shares it with no other). Both are "" when d.Near is empty. Pick reads
+// no Standby: Decide leaves stamps on standby out of Near, Fallback and
+// Spare while any other stamp exists, so neither primary nor retry is one
+// of them.
 func Pick(d Decision, cands []Candidate, r float64) (primary, retry string) {
 	if len(d.Near) == 0 {
 		return "", ""
@@ -580,6 +605,11 @@ func retryFor(d Decision, cands []Candidate, i int) string {
 	}
 	for k := 1; k < len(d.Near); k++ {
 		if id := d.Near[(i+k)%len(d.Near)]; id != primary {
+			return id
+		}
+	}
+	for _, id := range d.Spare {
+		if id != primary {
 			return id
 		}
 	}

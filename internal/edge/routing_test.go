@@ -398,7 +398,7 @@ func TestDecide(t *testing.T) {
 }
 
 func TestDecideEmpty(t *testing.T) {
-	want := Decision{Near: []string{}, Fallback: []string{}, Reasons: map[string]string{}}
+	want := Decision{Near: []string{}, Fallback: []string{}, Spare: []string{}, Reasons: map[string]string{}}
 	for _, cands := range [][]Candidate{nil, {}} {
 		d := Decide(Policy{}, cands, []string{"a"}, t0)
 		if !reflect.DeepEqual(d, want) {
@@ -589,6 +589,30 @@ func TestPickDistribution(t *testing.T) {
 	}
 }
 
+// Spares (rule 5): the stamps outside Near and Fallback, least bad first,
+// never a drained one nor one on standby beside others. With the one
+// routable stamp gone, the retry goes to a stamp whose probes lapsed
+// rather than nowhere. (Mutation tried: retryFor without its spares: a
+// starved machine's POP answered 164 keyed requests 503 "no other stamp to
+// retry on" when its only routable stamp crashed.)
+func TestDecideSpares(t *testing.T) {
+	d := Decide(Policy{}, []Candidate{
+		{ID: "near", Health: health.Healthy, RTT: 2 * time.Millisecond},
+		{ID: "lapsed-far", Health: health.Unhealthy, RTT: 80 * time.Millisecond},
+		{ID: "lapsed-close", Health: health.Unhealthy, RTT: 10 * time.Millisecond},
+		{ID: "ejected", Health: health.Healthy, RTT: 90 * time.Millisecond, EjectedUntil: t0.Add(time.Second)},
+		{ID: "new", Health: health.Unknown},
+		{ID: "drained", Health: health.Drained, RTT: time.Millisecond},
+		{ID: "standby", Health: health.Healthy, RTT: time.Millisecond, Standby: true},
+	}, nil, t0)
+	if want := []string{"ejected", "new", "lapsed-close", "lapsed-far"}; !slices.Equal(d.Spare, want) {
+		t.Fatalf("Spare = %q, want %q", d.Spare, want)
+	}
+	if p, r := Pick(d, nil, 0); p != "near" || r != "ejected" {
+		t.Fatalf("Pick = %q, %q; want near, then the least bad spare", p, r)
+	}
+}
+
 func TestPickRetry(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
@@ -603,6 +627,9 @@ func TestPickRetry(t *testing.T) {
 		{"empty near: nothing", Decision{Fallback: []string{"c"}}, 0, "", ""},
 		{"fallback equal to primary is skipped", Decision{Near: []string{"a"}, Fallback: []string{"a", "c"}}, 0, "a", "c"},
 		{"repeated near id is skipped", Decision{Near: []string{"a", "a"}}, 0, "a", ""},
+		{"alone: the first spare", Decision{Near: []string{"a"}, Spare: []string{"a", "s", "t"}}, 0, "a", "s"},
+		{"a fallback before any spare", Decision{Near: []string{"a"}, Fallback: []string{"f"}, Spare: []string{"s"}}, 0, "a", "f"},
+		{"another near before any spare", Decision{Near: []string{"a", "b"}, Spare: []string{"s"}}, 0, "a", "b"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, r := Pick(tc.d, nil, tc.r)
@@ -951,9 +978,18 @@ func FuzzDecide(f *testing.F) {
 		for _, c := range cands {
 			onlyStandby[c.ID] = c.Standby && (onlyStandby[c.ID] || !slices.ContainsFunc(cands, func(o Candidate) bool { return o.ID == c.ID && !o.Standby }))
 		}
-		for _, id := range slices.Concat(d.Near, d.Fallback) {
+		for _, id := range slices.Concat(d.Near, d.Fallback, d.Spare) {
 			if anyActive && onlyStandby[id] {
 				t.Fatalf("stamp %q on standby is routed to beside others: %+v", id, d)
+			}
+		}
+		// Spares are neither near nor fallback, and never drained.
+		for _, id := range d.Spare {
+			if seen[id] {
+				t.Fatalf("spare %q is also near or fallback: %+v", id, d)
+			}
+			if slices.ContainsFunc(cands, func(c Candidate) bool { return c.ID == id && c.Health.AtLeast(health.Drained) && !slices.ContainsFunc(cands, func(o Candidate) bool { return o.ID == id && !o.Health.AtLeast(health.Drained) }) }) {
+				t.Fatalf("drained stamp %q is a spare: %+v", id, d)
 			}
 		}
 		// With distinct ids and something routable (rules 0 to 3): Near and
@@ -988,8 +1024,18 @@ func FuzzDecide(f *testing.F) {
 			if len(cands) > 0 && !slices.Contains(d.Near, p) {
 				t.Fatalf("Pick primary %q not in Near %q", p, d.Near)
 			}
-			if retry != "" && (retry == p || !seen[retry]) {
+			// A spare only when no routable stamp but the primary is left:
+			// the first spare other than the primary.
+			others := slices.ContainsFunc(slices.Concat(d.Near, d.Fallback), func(id string) bool { return id != p })
+			firstSpare := ""
+			if i := slices.IndexFunc(d.Spare, func(id string) bool { return id != p }); i >= 0 {
+				firstSpare = d.Spare[i]
+			}
+			if retry != "" && (retry == p || (!seen[retry] && (others || retry != firstSpare))) {
 				t.Fatalf("Pick retry %q (primary %q) invalid for %+v", retry, p, d)
+			}
+			if len(cands) > 0 && retry == "" && !others && firstSpare != "" {
+				t.Fatalf("Pick gave no retry, though spare %q is there: %+v", firstSpare, d)
 			}
 		}
 	})
