@@ -988,7 +988,9 @@ func FuzzDecide(f *testing.F) {
 			if seen[id] {
 				t.Fatalf("spare %q is also near or fallback: %+v", id, d)
 			}
-			if slices.ContainsFunc(cands, func(c Candidate) bool { return c.ID == id && c.Health.AtLeast(health.Drained) && !slices.ContainsFunc(cands, func(o Candidate) bool { return o.ID == id && !o.Health.AtLeast(health.Drained) }) }) {
+			if slices.ContainsFunc(cands, func(c Candidate) bool {
+				return c.ID == id && c.Health.AtLeast(health.Drained) && !slices.ContainsFunc(cands, func(o Candidate) bool { return o.ID == id && !o.Health.AtLeast(health.Drained) })
+			}) {
 				t.Fatalf("drained stamp %q is a spare: %+v", id, d)
 			}
 		}
