@@ -37,7 +37,8 @@ const turnPoll = 100 * time.Millisecond
 // Turns() slots (an flock on TurnLock(slot)), so that on one machine at
 // most that many of the packages that start whole deployments (the
 // deployment's, the verifier's, the fleet's, the command's) run side by
-// side under `go test ./...`, the others waiting for a slot. Their tests
+// side under `go test ./...`, the others waiting for a slot (the worker's,
+// whose tests kill store servers, takes a turn too). Their tests
 // judge failover, routing and health within seconds; more of them than
 // the cores carry, under the race detector, starve each other's store
 // servers for tens of seconds (a probe of the store then times out in
