@@ -47,6 +47,7 @@ type EdgeConfig struct {
 	ClientRate  float64
 	ClientBurst int
 	NoRetry     bool                 // see edge.Config.NoRetry
+	Timeout     time.Duration        // one attempt's bound; zero: edge.Config's default
 	Telemetry   *telemetry.Telemetry // nil: none
 	Logger      *slog.Logger         // nil: discard
 }
@@ -104,6 +105,7 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 		ClientBurst: cfg.ClientBurst,
 		Credential:  cfg.Credential,
 		NoRetry:     cfg.NoRetry,
+		Timeout:     cfg.Timeout,
 		Telemetry:   cfg.Telemetry,
 		Routes:      stamp.APIRoutes(),
 		Logger:      cfg.Logger.With("component", "edge"),
@@ -339,6 +341,7 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		ClientRate:  d.cfg.EdgeClientRate,
 		ClientBurst: d.cfg.EdgeClientBurst,
 		NoRetry:     d.cfg.EdgeNoRetry,
+		Timeout:     d.cfg.EdgeTimeout,
 		Telemetry:   tel,
 		Logger:      d.log,
 	})
