@@ -785,7 +785,7 @@ func (c *Controller) outageOver(r *Record, insts []Instance, now time.Time) bool
 		return false
 	}
 	for _, version := range []string{r.Version, r.From[region]} {
-		if h := c.reading(region, version, now, insts).Health; !h.Routable() {
+		if h, _ := healthIn(region, version, insts); !h.Routable() {
 			return false
 		}
 	}
@@ -824,19 +824,27 @@ func (c *Controller) lasting(region, version string, h health.Status, now time.T
 }
 
 func (c *Controller) reading(region, version string, since time.Time, insts []Instance) Reading {
-	rd := Reading{Flows: c.cfg.Observer.Flows(region, version, since), Health: health.Unknown}
-	for _, in := range insts {
-		if in.Region == region && in.Release == version {
-			rd.Instances++
-			if rd.Health == health.Unknown || in.Health.AtLeast(rd.Health) {
-				rd.Health = in.Health
-			}
-		}
-	}
+	rd := Reading{Flows: c.cfg.Observer.Flows(region, version, since)}
+	rd.Health, rd.Instances = healthIn(region, version, insts)
 	if rd.Flows == nil {
 		rd.Flows = map[string]FlowReading{}
 	}
 	return rd
+}
+
+// healthIn is the worst health of version's stamps in region among
+// insts (Unknown: none), and how many there are.
+func healthIn(region, version string, insts []Instance) (h health.Status, n int) {
+	h = health.Unknown
+	for _, in := range insts {
+		if in.Region == region && in.Release == version {
+			n++
+			if h == health.Unknown || in.Health.AtLeast(h) {
+				h = in.Health
+			}
+		}
+	}
+	return h, n
 }
 
 func (c *Controller) endStep(r *Record, now time.Time, verdict, why string) {
