@@ -3,9 +3,19 @@ package verify_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/deploy"
@@ -128,8 +138,9 @@ func (s servingRegion) Inject(ctx context.Context, f verify.Fault) (string, erro
 // The release verdicts are real: release-bad, as shipped, run against a
 // release whose gate tolerates any error ratio (error_tolerance: 1) sees
 // the defective version go through, and verify fails the experiment on
-// its outcome.
+// its outcome. It runs the command an operator runs (runVerify).
 func TestVerifyCatchesAReleaseGateThatCannotFail(t *testing.T) {
+	t.Parallel()
 	var exp verify.Experiment
 	for _, e := range verify.Default() {
 		if e.Name == "release-bad" {
@@ -154,7 +165,7 @@ func TestVerifyCatchesAReleaseGateThatCannotFail(t *testing.T) {
 	r.Expect.Within = verify.Duration(90 * time.Second)
 	exp.Name, exp.Release = "release-bad-with-a-gate-that-cannot-fail", &r
 
-	verdicts := runExperiment(t, exp, deploytest.Options{})
+	verdicts := runVerify(t, []verify.Experiment{exp})
 	var outcome *verify.Verdict
 	for i, v := range verdicts {
 		if strings.HasPrefix(v.Expectation, "release.outcome") {
@@ -175,15 +186,13 @@ func TestVerifyCatchesAReleaseGateThatCannotFail(t *testing.T) {
 // The data verdicts are real: launch-sellout, as shipped, races buyers for
 // two pairs per size of the launch shoes; against stamps that write the
 // inventory blindly, each from what it last wrote instead of with
-// compare-and-set, the stamps that sell one size write over each other's
-// holds and sales, and verify fails the experiment on oversell or on the
-// units that vanish or appear. With compare-and-set, the same experiment
-// passes. The two runs go one after the other, each against its own
-// deployment: side by side (102 s one after the other, 75 s together) the
-// two deployments and another package's tests starved the control run on a
-// two-core machine under the race detector, whose edge then failed 54
-// keyed requests with every guarantee on.
+// compare-and-set (verify --break-stock-cas), the stamps that sell one
+// size write over each other's holds and sales, and verify fails the
+// experiment on oversell or on the units that vanish or appear. With
+// compare-and-set, the same experiment passes. Each run is the command an
+// operator runs (runVerify), with a deployment of its own.
 func TestVerifyCatchesBlindStockWrites(t *testing.T) {
+	t.Parallel()
 	var exp verify.Experiment
 	for _, e := range verify.Default() {
 		if e.Name == "launch-sellout" {
@@ -194,7 +203,8 @@ func TestVerifyCatchesBlindStockWrites(t *testing.T) {
 		t.Fatalf("no launch-sellout experiment racing buyers for few units: %+v", exp)
 	}
 	t.Run("blind writes", func(t *testing.T) {
-		verdicts := runExperiment(t, exp, deploytest.Options{UnsafeBlindStockWrites: true})
+		t.Parallel()
+		verdicts := runVerify(t, []verify.Experiment{exp}, "--break-stock-cas")
 		oversell, conserved := verdictOf(t, verdicts, "no oversell"), verdictOf(t, verdicts, "stock conserved")
 		if oversell.Pass && conserved.Pass {
 			t.Fatalf("verify passed blind stock writes: %+v, %+v", oversell, conserved)
@@ -204,37 +214,78 @@ func TestVerifyCatchesBlindStockWrites(t *testing.T) {
 		}
 	})
 	t.Run("compare-and-set", func(t *testing.T) {
-		if verdicts := runExperiment(t, exp, deploytest.Options{}); verify.Failed(verdicts) {
+		t.Parallel()
+		if verdicts := runVerify(t, []verify.Experiment{exp}); verify.Failed(verdicts) {
 			t.Fatal("an expectation failed with every guarantee on")
 		}
 	})
 }
 
-// runExperiment runs exp against a fresh three-region deployment with
-// simulated latency, opts adding its broken guarantees, fails t unless the
-// experiment ran (its steady state held), and returns the verdicts.
-func runExperiment(t *testing.T, exp verify.Experiment, opts deploytest.Options) []verify.Verdict {
-	opts.Latency, opts.Probe, opts.EdgeRate, opts.EdgeBurst = true, time.Second, 1e9, 1e9
-	d := deploytest.MustStart(t, opts, "westeurope", "northeurope", "eastus")
-	admin := deploytest.Token(t, d, "verify", true)
-	var log bytes.Buffer
-	cfg := verify.Config{
-		Ops: d.OpsURL(), AdminToken: admin, Log: &log,
-		Chaos: verify.ChaosInjector{Client: &chaos.Client{BaseURL: d.OpsURL(), Token: admin}},
-		Load: verify.LoadWith(loadtest.Config{Edge: d.EdgeURL(),
-			Tokens: func(sub string, isAdmin bool) (string, error) {
-				return d.Issuer().Mint(sub, isAdmin, time.Hour, time.Now())
-			}}),
+// contosoBinary builds the contoso command once for the package's tests
+// (TestMain removes it), without the race detector and static, as a
+// release binary is.
+var contosoBinary = sync.OnceValues(func() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin := filepath.Join(binDir, "contoso")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/contoso/shoes/cmd/contoso")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build contoso: %w\n%s", err, out)
 	}
-	verdicts, err := verify.Run(t.Context(), cfg, []verify.Experiment{exp})
-	var table bytes.Buffer
-	verify.PrintTable(&table, verdicts)
-	t.Logf("\n%s\n%s", table.String(), log.String())
+	return bin, nil
+})
+
+// runVerify runs exps with `contoso verify` against a deployment that the
+// command starts (three regions with simulated latency, one stamp each),
+// with extra arguments (a broken guarantee), and returns the verdicts it
+// wrote; it fails t unless the experiments ran (their steady state held).
+// The command runs as an operator runs it: in a process of its own,
+// without the race detector. In this test's process, under the race
+// detector, one deployment with its load and a release starved on a
+// two-core machine in full CI runs (the release's new stamps took 45 s to
+// serve, its store's reads failed for tens of seconds), which proved
+// nothing about verify.
+func runVerify(t *testing.T, exps []verify.Experiment, args ...string) []verify.Verdict {
+	t.Helper()
+	bin, err := contosoBinary()
 	if err != nil {
-		t.Fatalf("run: %v", err)
+		t.Fatal(err)
 	}
-	if v := verdictOf(t, verdicts, "steady state"); !v.Pass {
+	exps = slices.Clone(exps)
+	for i := range exps {
+		exps[i].Profiles = []string{"ci"}
+	}
+	b, err := yaml.Marshal(map[string]any{"experiments": exps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := verify.Parse(b); err != nil || !reflect.DeepEqual(back, exps) {
+		t.Fatalf("the experiments do not read back as written (%v):\n%s", err, b)
+	}
+	dir := t.TempDir()
+	file, out := filepath.Join(dir, "experiments.yaml"), filepath.Join(dir, "verdicts.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"verify", "--file", file, "--profile", "ci",
+		"--instances", "1", "--log-level", "error", "--out", out}, args...)...)
+	output, runErr := cmd.CombinedOutput()
+	t.Logf("contoso verify %s: %v\n%s", strings.Join(args, " "), runErr, output)
+	var report struct {
+		Verdicts []verify.Verdict `json:"verdicts"`
+	}
+	raw, err := os.ReadFile(out)
+	if err == nil {
+		err = json.Unmarshal(raw, &report)
+	}
+	if err != nil {
+		t.Fatalf("no verdicts from contoso verify (%v): %v", runErr, err)
+	}
+	if v := verdictOf(t, report.Verdicts, "steady state"); !v.Pass {
 		t.Fatalf("the experiment did not run: %+v", v)
 	}
-	return verdicts
+	return report.Verdicts
 }
