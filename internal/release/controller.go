@@ -465,7 +465,7 @@ func (c *Controller) Do(ctx context.Context, a Action, by string) (*Record, erro
 		if r.Phase != PhaseStarting && r.Phase != PhaseShifting {
 			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "a release " + string(r.Phase) + " cannot be paused"}
 		}
-		r.Paused, r.Outage, r.Reason = true, "", "paused by "+orSomeone(by)
+		pause(r, "", "paused by "+orSomeone(by))
 	case ActionResume:
 		if !r.Paused {
 			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "the release is not paused"}
@@ -623,7 +623,8 @@ func (c *Controller) drive(ctx context.Context, r *Record, now time.Time) error 
 	case PhaseStarting, PhaseShifting:
 		if lost := lostRegionsIn(r, insts, now); len(lost) > 0 {
 			if !r.Paused || !strings.HasPrefix(r.Reason, "region lost") {
-				r.Paused, r.Outage, r.Reason, r.UpdatedAt = true, "", "region lost: no stamp of "+strings.Join(lost, ", ")+" is running; resume once it is back", now
+				pause(r, "", "region lost: no stamp of "+strings.Join(lost, ", ")+" is running; resume once it is back")
+				r.UpdatedAt = now
 				c.log.Warn("release paused", "release", r.ID, "reason", r.Reason)
 			}
 			return nil
@@ -727,7 +728,8 @@ func (c *Controller) shifting(ctx context.Context, r *Record, insts []Instance, 
 		}
 	}
 	if old.Health.AtLeast(health.Unhealthy) && cur.Health.AtLeast(health.Unhealthy) {
-		r.Paused, r.Outage, r.Reason, r.UpdatedAt = true, st.Region, "region "+st.Region+" unhealthy on both versions: an outage, not the release; it resumes once the region is healthy again", now
+		pause(r, st.Region, "region "+st.Region+" unhealthy on both versions: an outage, not the release; it resumes once the region is healthy again")
+		r.UpdatedAt = now
 		c.log.Warn("release paused", "release", r.ID, "reason", r.Reason)
 		return nil
 	}
@@ -761,6 +763,13 @@ func (c *Controller) shifting(ctx context.Context, r *Record, insts []Instance, 
 		return nil
 	}
 	return nil
+}
+
+// pause pauses r for reason. outage is the region of a pause for an
+// outage (Record.Outage), which ends by itself (outageOver); empty, the
+// pause is an operator's to end.
+func pause(r *Record, outage, reason string) {
+	r.Paused, r.Outage, r.Reason = true, outage, reason
 }
 
 // resume ends r's pause: the step under way holds again from now, so what
