@@ -21,6 +21,7 @@ import (
 	"github.com/contoso/shoes/internal/loadtest"
 	"github.com/contoso/shoes/internal/netsim"
 	"github.com/contoso/shoes/internal/release"
+	"github.com/contoso/shoes/internal/stamp"
 	"github.com/contoso/shoes/internal/verify"
 )
 
@@ -43,6 +44,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		out     = fs.String("out", "", "file for the verdicts as JSON; empty: none")
 		noRetry = fs.Bool("break-edge-retry", false, "start the deployment with the edge's retry off: a broken guarantee, to see verify catch it")
 		noCAS   = fs.Bool("break-stock-cas", false, "start the deployment writing the inventory blindly, without compare-and-set: a broken guarantee, to see verify catch it")
+		defect  = fs.String("stamp-fault", "", "start the deployment with a defect in every stamp (error=R[,route=FLOW], latency=D[,route=FLOW]; as a release's fault): to hold requests in flight, or see verify judge errors; empty: none")
 		procs   = fs.Bool("processes", false, "start the deployment as separate OS processes (up --processes) instead of in this process")
 		bin     = fs.String("bin", "", "with -processes: directory of prebuilt nats-server and toxiproxy-server binaries; empty: build them with the go command")
 		only    = fs.String("run", "", "regular expression: run only the experiments whose name it matches (before -skip)")
@@ -59,11 +61,15 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	if (*edge == "") != (*ops == "") {
 		return errors.New("verify: -edge and -ops go together")
 	}
-	if *procs && (*edge != "" || *noRetry || *noCAS) {
-		return errors.New("verify: -processes starts a deployment of its own, with every guarantee on: not with -edge, -break-edge-retry or -break-stock-cas")
+	if *procs && (*edge != "" || *noRetry || *noCAS || *defect != "") {
+		return errors.New("verify: -processes starts a deployment of its own, with every guarantee on: not with -edge, -break-edge-retry, -break-stock-cas or -stamp-fault")
 	}
-	if *edge != "" && (*noRetry || *noCAS) {
-		return errors.New("verify: -break-edge-retry and -break-stock-cas start a deployment of their own: not with -edge")
+	if *edge != "" && (*noRetry || *noCAS || *defect != "") {
+		return errors.New("verify: -break-edge-retry, -break-stock-cas and -stamp-fault start a deployment of their own: not with -edge")
+	}
+	stampFault, err := stamp.ParseFault(*defect)
+	if err != nil {
+		return fmt.Errorf("verify: -stamp-fault: %w", err)
 	}
 	exps := verify.Default()
 	if *file != "" {
@@ -75,7 +81,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			return fmt.Errorf("verify: %w", err)
 		}
 	}
-	exps, err := verify.Match(verify.Select(exps, *profile), *only, *skip)
+	exps, err = verify.Match(verify.Select(exps, *profile), *only, *skip)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
@@ -125,7 +131,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		} else {
 			d, err := deploy.Start(startCtx, deploy.Config{
 				DataDir: dir, Network: netsim.Config{Latency: netsim.DefaultLatencies()}, OpsTrustLoopback: true, Instances: *insts,
-				EdgeClientRate: 1e9, EdgeClientBurst: 1e9, EdgeNoRetry: *noRetry, UnsafeBlindStockWrites: *noCAS, Getenv: getenv,
+				EdgeClientRate: 1e9, EdgeClientBurst: 1e9, EdgeNoRetry: *noRetry, UnsafeBlindStockWrites: *noCAS, StampFault: stampFault, Getenv: getenv,
 				Logger: log.With("component", "deployment"),
 			})
 			if err != nil {

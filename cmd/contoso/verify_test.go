@@ -111,9 +111,10 @@ func TestVerifyRefusesBadAttestFlags(t *testing.T) {
 	}
 }
 
-// The switches that break a guarantee apply to the deployment verify
-// starts in process: with a deployment it does not start, or one of
-// separate processes, verify refuses them before anything runs.
+// The switches that break a guarantee or inject a defect apply to the
+// deployment verify starts in process: with a deployment it does not
+// start, or one of separate processes, verify refuses them before
+// anything runs, as it refuses a defect it cannot read.
 func TestVerifyRefusesBrokenGuaranteesItCannotApply(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
@@ -123,6 +124,11 @@ func TestVerifyRefusesBrokenGuaranteesItCannotApply(t *testing.T) {
 		{[]string{"--break-edge-retry", "--edge", "http://127.0.0.1:1", "--ops", "http://127.0.0.1:2"}, "not with -edge"},
 		{[]string{"--break-stock-cas", "--processes"}, "-break-stock-cas"},
 		{[]string{"--break-edge-retry", "--processes"}, "-break-edge-retry"},
+		{[]string{"--stamp-fault", "latency=1s", "--edge", "http://127.0.0.1:1", "--ops", "http://127.0.0.1:2"}, "not with -edge"},
+		{[]string{"--stamp-fault", "latency=1s", "--processes"}, "-stamp-fault"},
+		{[]string{"--stamp-fault", "latency=soon"}, "-stamp-fault"},
+		{[]string{"--stamp-fault", "error=2"}, "-stamp-fault"},
+		{[]string{"--stamp-fault", "route=comment"}, "-stamp-fault"},
 	} {
 		var stdout bytes.Buffer
 		err := run(t.Context(), append([]string{"verify"}, tt.args...), noEnv, &stdout, &bytes.Buffer{})

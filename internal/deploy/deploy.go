@@ -81,9 +81,6 @@ type Config struct {
 	// EdgeNoRetry turns off the edge's retry of idempotent requests: a
 	// broken guarantee on purpose, for experiments that must catch it.
 	EdgeNoRetry bool
-	// EdgeTimeout bounds one attempt of the edge at a stamp; zero: the
-	// edge's default (20 s).
-	EdgeTimeout time.Duration
 	// UnsafeBlindStockWrites makes every stamp's store write the inventory
 	// blindly instead of with compare-and-set
 	// (store.Config.UnsafeBlindStockWrites): a broken guarantee on

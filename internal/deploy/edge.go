@@ -47,7 +47,6 @@ type EdgeConfig struct {
 	ClientRate  float64
 	ClientBurst int
 	NoRetry     bool                 // see edge.Config.NoRetry
-	Timeout     time.Duration        // one attempt's bound; zero: edge.Config's default
 	Telemetry   *telemetry.Telemetry // nil: none
 	Logger      *slog.Logger         // nil: discard
 }
@@ -105,7 +104,6 @@ func NewEdge(ctx context.Context, cfg EdgeConfig) (*EdgeService, error) {
 		ClientBurst: cfg.ClientBurst,
 		Credential:  cfg.Credential,
 		NoRetry:     cfg.NoRetry,
-		Timeout:     cfg.Timeout,
 		Telemetry:   cfg.Telemetry,
 		Routes:      stamp.APIRoutes(),
 		Logger:      cfg.Logger.With("component", "edge"),
@@ -341,7 +339,6 @@ func (d *Deployment) startEdge(ctx context.Context, addr string) error {
 		ClientRate:  d.cfg.EdgeClientRate,
 		ClientBurst: d.cfg.EdgeClientBurst,
 		NoRetry:     d.cfg.EdgeNoRetry,
-		Timeout:     d.cfg.EdgeTimeout,
 		Telemetry:   tel,
 		Logger:      d.log,
 	})

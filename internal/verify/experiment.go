@@ -29,6 +29,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/contoso/shoes/internal/chaos"
 	"github.com/contoso/shoes/internal/loadtest"
 )
 
@@ -138,7 +139,11 @@ type Mix struct {
 }
 
 // Fault is the fault and its timing: injected After the load starts,
-// healed by itself after Duration.
+// healed by itself after Duration. Target is what the fault hits, as
+// chaos takes it; for instance-kill, stamp-drain and region-outage it may
+// also be ServingTarget followed by a region (serving:westeurope): the
+// region that the POP of that region's clients sends them to at the
+// moment of injection, whichever that is.
 type Fault struct {
 	Fault    string            `yaml:"fault" json:"fault"`
 	Target   string            `yaml:"target" json:"target"`
@@ -146,6 +151,14 @@ type Fault struct {
 	After    Duration          `yaml:"after" json:"after"`
 	Duration Duration          `yaml:"duration" json:"duration"`
 }
+
+// ServingTarget prefixes a fault's target that names a region of clients
+// in place of the region to hit (Fault).
+const ServingTarget = "serving:"
+
+// servingFaults are the faults whose target may be ServingTarget: those
+// that hit a region's stamps.
+var servingFaults = []string{chaos.FaultInstanceKill, chaos.FaultStampDrain, chaos.FaultRegionOutage}
 
 // Expect lists what must hold.
 type Expect struct {
@@ -363,6 +376,11 @@ func Parse(b []byte) ([]Experiment, error) {
 			errs = append(errs, fmt.Errorf("%s: the fault needs a positive duration", where))
 		case e.Fault.After.D()+e.Fault.Duration.D() > e.Load.length():
 			errs = append(errs, fmt.Errorf("%s: the fault must heal before the load ends", where))
+		}
+		if clients, ok := strings.CutPrefix(e.Fault.Target, ServingTarget); ok &&
+			(clients == "" || !slices.Contains(servingFaults, e.Fault.Fault) || e.Release != nil) {
+			errs = append(errs, fmt.Errorf("%s: target %s%s: a region of clients, for %s, in an experiment without a release",
+				where, ServingTarget, "REGION", strings.Join(servingFaults, ", ")))
 		}
 		seen[e.Name] = true
 		if r := e.Release; r != nil {

@@ -33,30 +33,35 @@ func TestParseRejectsBadExperiments(t *testing.T) {
     load: {rate: 10, hold: 10s}
     fault: {fault: stamp-drain, target: eastus, after: 2s, duration: 3s}
 `
-	if _, err := Parse([]byte(good)); err != nil {
-		t.Fatalf("good file: %v", err)
+	for _, ok := range []string{good, strings.Replace(good, "target: eastus", "target: serving:westeurope", 1)} {
+		if _, err := Parse([]byte(ok)); err != nil {
+			t.Fatalf("good file: %v\n%s", err, ok)
+		}
 	}
 	for name, bad := range map[string]string{
-		"empty":              `experiments: []`,
-		"unknown field":      strings.Replace(good, "rate: 10", "rate: 10, rps: 3", 1),
-		"no rate":            strings.Replace(good, "rate: 10", "rate: 0", 1),
-		"bad duration":       strings.Replace(good, "hold: 10s", "hold: ten", 1),
-		"fault outlasts":     strings.Replace(good, "duration: 3s", "duration: 30s", 1),
-		"no fault":           strings.Replace(good, "fault: stamp-drain", "fault: ''", 1),
-		"health no within":   good + "    expect: {health: [{entity: system, state: degraded}]}\n",
-		"health bad state":   good + "    expect: {health: [{entity: system, never: purple}]}\n",
-		"routing no when":    good + "    expect: {routing: {out_of_rotation: eastus}}\n",
-		"routing nothing":    good + "    expect: {routing: {within: 2s}}\n",
-		"routing empty":      good + "    expect: {routing: {}}\n",
-		"region p95":         good + "    expect: {slo: [{flow: browse, region: eastus, p95: 1s}]}\n",
-		"region errors":      good + "    expect: {slo: [{flow: browse, region: eastus, errors: 0}]}\n",
-		"duplicate name":     good + strings.TrimPrefix(good, "experiments:\n"),
-		"survivors no flow":  good + "    expect: {survivors: {p99_ratio: 2}}\n",
-		"survivors bad flow": good + "    expect: {survivors: {flows: [shopping], p99_ratio: 2}}\n",
-		"survivors ratio":    good + "    expect: {survivors: {flows: [product], p99_ratio: 0.5}}\n",
-		"survivors slack":    good + "    expect: {survivors: {flows: [product], p99_ratio: 2, slack: -1ms}}\n",
-		"survivors no ramp":  strings.Replace(good, "after: 2s", "after: 0s", 1) + "    expect: {survivors: {flows: [product], p99_ratio: 2}}\n",
-		"not yaml":           "{{{",
+		"serving nobody":       strings.Replace(good, "target: eastus", "target: 'serving:'", 1),
+		"serving in a release": strings.Replace(good, "target: eastus", "target: serving:eastus", 1) + "    release: {version: v-x, after: 1s, expect: {outcome: done, within: 60s}}\n",
+		"serving a partner":    strings.Replace(strings.Replace(good, "target: eastus", "target: serving:eastus", 1), "stamp-drain", "partner-outage", 1),
+		"empty":                `experiments: []`,
+		"unknown field":        strings.Replace(good, "rate: 10", "rate: 10, rps: 3", 1),
+		"no rate":              strings.Replace(good, "rate: 10", "rate: 0", 1),
+		"bad duration":         strings.Replace(good, "hold: 10s", "hold: ten", 1),
+		"fault outlasts":       strings.Replace(good, "duration: 3s", "duration: 30s", 1),
+		"no fault":             strings.Replace(good, "fault: stamp-drain", "fault: ''", 1),
+		"health no within":     good + "    expect: {health: [{entity: system, state: degraded}]}\n",
+		"health bad state":     good + "    expect: {health: [{entity: system, never: purple}]}\n",
+		"routing no when":      good + "    expect: {routing: {out_of_rotation: eastus}}\n",
+		"routing nothing":      good + "    expect: {routing: {within: 2s}}\n",
+		"routing empty":        good + "    expect: {routing: {}}\n",
+		"region p95":           good + "    expect: {slo: [{flow: browse, region: eastus, p95: 1s}]}\n",
+		"region errors":        good + "    expect: {slo: [{flow: browse, region: eastus, errors: 0}]}\n",
+		"duplicate name":       good + strings.TrimPrefix(good, "experiments:\n"),
+		"survivors no flow":    good + "    expect: {survivors: {p99_ratio: 2}}\n",
+		"survivors bad flow":   good + "    expect: {survivors: {flows: [shopping], p99_ratio: 2}}\n",
+		"survivors ratio":      good + "    expect: {survivors: {flows: [product], p99_ratio: 0.5}}\n",
+		"survivors slack":      good + "    expect: {survivors: {flows: [product], p99_ratio: 2, slack: -1ms}}\n",
+		"survivors no ramp":    strings.Replace(good, "after: 2s", "after: 0s", 1) + "    expect: {survivors: {flows: [product], p99_ratio: 2}}\n",
+		"not yaml":             "{{{",
 	} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -54,18 +54,39 @@ func (o *observer) look(ctx context.Context) sample {
 	} else {
 		tree.walk(func(n *node) { s.States[n.ID] = entityState{n.State, n.Reason} })
 	}
-	var front struct {
-		POPs []edge.POPStatus `json:"pops"`
-	}
-	if err := o.get(ctx, "/ops/edge", &front); err != nil {
+	pops, err := o.pops(ctx)
+	if err != nil {
 		s.Err = errors.Join(s.Err, err)
 	}
-	for _, regions := range edge.Routes(front.POPs) {
+	for _, regions := range edge.Routes(pops) {
 		for _, r := range regions {
 			s.Routed[r] = true
 		}
 	}
 	return s
+}
+
+// pops reads the edge's POPs.
+func (o *observer) pops(ctx context.Context) ([]edge.POPStatus, error) {
+	var front struct {
+		POPs []edge.POPStatus `json:"pops"`
+	}
+	err := o.get(ctx, "/ops/edge", &front)
+	return front.POPs, err
+}
+
+// serving is the region that the POP of the clients of region clients
+// sends them to at this moment: the region of its nearest stamp in
+// rotation.
+func (o *observer) serving(ctx context.Context, clients string) (string, error) {
+	pops, err := o.pops(ctx)
+	if err != nil {
+		return "", err
+	}
+	if routes := edge.Routes(pops)[clients]; len(routes) > 0 {
+		return routes[0], nil
+	}
+	return "", fmt.Errorf("the POP of %s routes its clients nowhere", clients)
 }
 
 type node struct {

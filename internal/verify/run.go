@@ -182,8 +182,18 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 			}
 			return []Verdict{steady}, fmt.Errorf("the load ended before the fault: %v", l.err)
 		}
+		f := e.Fault
+		if clients, ok := strings.CutPrefix(f.Target, ServingTarget); ok {
+			// The region serving those clients now, for the judges too.
+			region, err := obs.serving(ctx, clients)
+			if err != nil {
+				<-done
+				return []Verdict{steady}, fmt.Errorf("target %s: %w", f.Target, err)
+			}
+			f.Target, r.exp.Fault.Target = region, region
+		}
 		var err error
-		id, err = cfg.Chaos.Inject(ctx, e.Fault)
+		id, err = cfg.Chaos.Inject(ctx, f)
 		r.injected = time.Now()
 		if err != nil {
 			<-done
@@ -193,7 +203,7 @@ func runOne(ctx context.Context, cfg Config, obs *observer, e Experiment) ([]Ver
 			return []Verdict{steady}, fmt.Errorf("inject %s: %w", e.Fault.Fault, err)
 		}
 		injected <- r.injected
-		fmt.Fprintf(cfg.Log, "   injected %s (%s) at +%s\n", e.Fault.Fault, id, r.injected.Sub(loadStart).Round(10*time.Millisecond))
+		fmt.Fprintf(cfg.Log, "   injected %s on %s (%s) at +%s\n", f.Fault, f.Target, id, r.injected.Sub(loadStart).Round(10*time.Millisecond))
 	}
 	l = <-done
 	if e.Fault.Fault != "" {

@@ -1,7 +1,6 @@
 package verify_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,42 +16,36 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/contoso/shoes/internal/chaos"
-	"github.com/contoso/shoes/internal/deploy"
-	"github.com/contoso/shoes/internal/deploy/deploytest"
-	"github.com/contoso/shoes/internal/edge"
 	"github.com/contoso/shoes/internal/httpapi"
-	"github.com/contoso/shoes/internal/loadtest"
-	"github.com/contoso/shoes/internal/stamp"
 	"github.com/contoso/shoes/internal/verify"
 )
 
 // The verdicts are real: with the edge's retry of idempotent requests
-// turned off, the requests in flight to a stamp when it crashes fail, and
-// verify fails the experiment on exactly that expectation; with the retry
-// on, the same experiment passes. Every stamp holds each comment, a keyed
-// request, for a second before handling it (deploy.Config.StampFault), so
-// about twenty-five are in flight to the crashed stamp at the moment of
-// the crash however loaded the machine: one run decides. The edge waits
-// up to a minute for an attempt (20 s by default): in full CI runs the
-// control run's stamps, in one process under the race detector, answered
-// in 25-30 s (p99) after the crash, and requests whose retry had gone to
-// another stamp failed "it refused the connection, and the retry on
-// another stamp timed out". The proof is of the retry, which the run with
-// it off fails at once; not of how fast a starved machine answers.
+// turned off (verify --break-edge-retry), the requests in flight to a
+// stamp when it crashes fail, and verify fails the experiment on exactly
+// that expectation; with the retry on, the same experiment passes. Every
+// stamp holds each comment, a keyed request, for a second before handling
+// it (verify --stamp-fault latency=1s,route=comment), so about
+// twenty-five are in flight to the crashed stamp at the moment of the
+// crash however loaded the machine; the crash hits the region that serves
+// the clients at that moment (serving:westeurope): their own, unless
+// their POP measures another stamp as nearer. One run decides.
 func TestVerifyCatchesADisabledRetry(t *testing.T) {
+	t.Parallel()
 	exps, err := verify.Parse([]byte(`experiments:
   - name: instance-kill-under-held-requests
-    load: {rate: 50, ramp: 1s, hold: 12s}
-    fault: {fault: instance-kill, target: westeurope, after: 5s, duration: 5s}
+    load: {rate: 50, ramp: 1s, hold: 12s, regions: [westeurope], mix: {product: 30, comment: 50, checkout: 20}}
+    fault: {fault: instance-kill, target: "serving:westeurope", after: 5s, duration: 5s}
     expect:
       data: {idempotent_failures: 0}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
+	held := []string{"--stamp-fault", "latency=1s,route=" + string(httpapi.FlowComment)}
 	t.Run("retry off", func(t *testing.T) {
-		verdicts := runHeldRequests(t, exps, true)
+		t.Parallel()
+		verdicts := runVerify(t, exps, append(held, "--break-edge-retry")...)
 		v := verdictOf(t, verdicts, "failed idempotent requests")
 		if v.Pass {
 			t.Fatalf("verify passed an edge that does not retry idempotent requests: %+v", v)
@@ -62,7 +55,8 @@ func TestVerifyCatchesADisabledRetry(t *testing.T) {
 		}
 	})
 	t.Run("retry on", func(t *testing.T) {
-		verdicts := runHeldRequests(t, exps, false)
+		t.Parallel()
+		verdicts := runVerify(t, exps, held...)
 		if v := verdictOf(t, verdicts, "failed idempotent requests"); !v.Pass {
 			t.Fatalf("the edge's retry let idempotent requests fail: %+v", v)
 		}
@@ -70,41 +64,6 @@ func TestVerifyCatchesADisabledRetry(t *testing.T) {
 			t.Fatal("an expectation failed with every guarantee on")
 		}
 	})
-}
-
-// runHeldRequests runs exps against a fresh deployment whose stamps hold
-// every comment for a second, with the edge's retry off or on, and returns
-// the verdicts. The load is of idempotent flows only, all from the clients
-// of one region: product pages, keyed comments and keyed checkouts.
-func runHeldRequests(t *testing.T, exps []verify.Experiment, noRetry bool) []verify.Verdict {
-	d := deploytest.MustStart(t, deploytest.Options{Latency: true, Probe: time.Second, EdgeRate: 1e9, EdgeBurst: 1e9, EdgeNoRetry: noRetry, EdgeTimeout: time.Minute,
-		StampFault: stamp.Fault{Latency: time.Second, Route: httpapi.FlowComment}},
-		"westeurope", "northeurope", "eastus")
-	admin := deploytest.Token(t, d, "verify", true)
-	var log bytes.Buffer
-	cfg := verify.Config{
-		Ops: d.OpsURL(), AdminToken: admin, Log: &log,
-		// The crash hits the region that serves the westeurope clients at
-		// that moment: their own, unless their POP measures another stamp
-		// as nearer.
-		Chaos: servingRegion{verify.ChaosInjector{Client: &chaos.Client{BaseURL: d.OpsURL(), Token: admin}}, d, "westeurope"},
-		Load: verify.LoadWith(loadtest.Config{Edge: d.EdgeURL(), Regions: []string{"westeurope"}, Mix: loadtest.Mix{Product: 30, Comment: 50, Checkout: 20},
-			Timeout: 90 * time.Second, // beyond the edge's minute
-			Tokens: func(sub string, isAdmin bool) (string, error) {
-				return d.Issuer().Mint(sub, isAdmin, time.Hour, time.Now())
-			}}),
-	}
-	verdicts, err := verify.Run(t.Context(), cfg, exps)
-	var table bytes.Buffer
-	verify.PrintTable(&table, verdicts)
-	t.Logf("\n%s\n%s", table.String(), log.String())
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	if v := verdictOf(t, verdicts, "steady state"); !v.Pass {
-		t.Fatalf("the experiment did not run: %+v", v)
-	}
-	return verdicts
 }
 
 // verdictOf returns the verdict whose expectation starts with prefix.
@@ -117,22 +76,6 @@ func verdictOf(t *testing.T, verdicts []verify.Verdict, prefix string) verify.Ve
 	}
 	t.Fatalf("no verdict %q in %+v", prefix, verdicts)
 	return verify.Verdict{}
-}
-
-// servingRegion injects a fault into the region that the POP of clients
-// sends them to at the moment of injection, in place of the experiment's
-// target.
-type servingRegion struct {
-	verify.ChaosInjector
-	d       *deploy.Deployment
-	clients string
-}
-
-func (s servingRegion) Inject(ctx context.Context, f verify.Fault) (string, error) {
-	if routes := edge.Routes(s.d.Edge().Status())[s.clients]; len(routes) > 0 {
-		f.Target = routes[0]
-	}
-	return s.ChaosInjector.Inject(ctx, f)
 }
 
 // The release verdicts are real: release-bad, as shipped, run against a

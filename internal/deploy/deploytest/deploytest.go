@@ -43,8 +43,6 @@ type Options struct {
 	// EdgeNoRetry turns the edge's retry of idempotent requests off (a
 	// guarantee broken on purpose).
 	EdgeNoRetry bool
-	// EdgeTimeout is deploy.Config.EdgeTimeout.
-	EdgeTimeout time.Duration
 	// UnsafeBlindStockWrites makes the stamps write the inventory without
 	// compare-and-set (a guarantee broken on purpose).
 	UnsafeBlindStockWrites bool
@@ -147,7 +145,6 @@ func Start(tb testing.TB, opts Options, regions ...string) (*deploy.Deployment, 
 		EdgeClientBurst:        opts.EdgeBurst,
 		OpsTrustLoopback:       !opts.OpsNeedToken,
 		EdgeNoRetry:            opts.EdgeNoRetry,
-		EdgeTimeout:            opts.EdgeTimeout,
 		UnsafeBlindStockWrites: opts.UnsafeBlindStockWrites,
 		StampFault:             opts.StampFault,
 		Pprof:                  opts.Pprof,
