@@ -379,8 +379,8 @@ func Parse(b []byte) ([]Experiment, error) {
 		}
 		if clients, ok := strings.CutPrefix(e.Fault.Target, ServingTarget); ok &&
 			(clients == "" || !slices.Contains(servingFaults, e.Fault.Fault) || e.Release != nil) {
-			errs = append(errs, fmt.Errorf("%s: target %s%s: a region of clients, for %s, in an experiment without a release",
-				where, ServingTarget, "REGION", strings.Join(servingFaults, ", ")))
+			errs = append(errs, fmt.Errorf("%s: target %q: %sREGION names a region of clients, for %s only, and not in an experiment with a release",
+				where, e.Fault.Target, ServingTarget, strings.Join(servingFaults, ", ")))
 		}
 		seen[e.Name] = true
 		if r := e.Release; r != nil {
