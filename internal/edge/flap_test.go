@@ -395,6 +395,51 @@ func TestAStampIsAbortedOnlyOnceItHasGoneSilent(t *testing.T) {
 	}
 }
 
+// A retry is a request's last chance: its stamp going silent too does not
+// abort it, and a stamp that is only slow (a starved machine, where every
+// stamp but one answers late: probes and requests alike) still answers
+// it. The first attempt, at the silent northeurope, is aborted and
+// retried at eastus, as slow; brazilsouth answers its probes all along.
+// Mutation tried: the retry aborted like a first attempt (attempt.retry
+// ignored in pop.abortLocked): 503 "it went silent, and the retry on
+// another stamp went silent".
+func TestARetryIsNotAbortedWhenItsStampGoesSilentToo(t *testing.T) {
+	const probe, timeout, stall = 100 * time.Millisecond, 200 * time.Millisecond, 1500 * time.Millisecond
+	synctest.Test(t, func(t *testing.T) {
+		n := edgetest.NewNet()
+		var stalled atomic.Bool
+		defer time.Sleep(2 * stall) // the stalled handlers end before the bubble does
+		stamp := func(region string) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if stalled.Load() && region != "brazilsouth" {
+					time.Sleep(stall)
+				}
+				_, _ = w.Write([]byte(`{"status":"healthy","region":"` + region + `"}`))
+			})
+		}
+		const brazilAddr = "brazilsouth.stamp:80"
+		n.SetLatency(northAddr, 2*time.Millisecond)
+		n.SetLatency(eastAddr, 20*time.Millisecond)
+		n.SetLatency(brazilAddr, 40*time.Millisecond)
+		e := runEdge(t, nil, edge.Config{ProbeInterval: probe, ProbeTimeout: timeout, Timeout: 30 * time.Second, DialContext: n.DialContext},
+			edge.StampInfo{ID: "northeurope.a", Region: "northeurope", URL: n.Serve(t, northAddr, stamp("northeurope"))},
+			edge.StampInfo{ID: "eastus.a", Region: "eastus", URL: n.Serve(t, eastAddr, stamp("eastus"))},
+			edge.StampInfo{ID: "brazilsouth.a", Region: "brazilsouth", URL: n.Serve(t, brazilAddr, stamp("brazilsouth"))})
+		front, client := servingNorth(t, n, e, probe)
+		stalled.Store(true)
+		resp, err := client.Get(front + "/api/products")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		stalled.Store(false)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"eastus"`) {
+			t.Fatalf("GET = %d %s; want 200 from eastus, the retry's stamp, slow but not gone", resp.StatusCode, body)
+		}
+	})
+}
+
 // Consecutive failures of real traffic eject a stamp from its POP at once,
 // for EjectFor exactly: its probes still pass, and it takes traffic again
 // once the ejection ends.

@@ -220,7 +220,8 @@ const abortAfterSilentProbes = 2
 // POP's attempts answered since the first of them was sent), so that an
 // idempotent request is retried elsewhere rather than wait for its
 // timeout: a black-holed stamp never answers. It does so only when
-// another stamp answered its probe in the round that began at round.
+// another stamp answered its probe in the round that began at round, and
+// never to a request's retry (attempt.retry), which has no retry left.
 //
 // A stamp that is slow, not gone, is left alone: one late probe is not a
 // verdict, a stamp answering real traffic is alive, and when no stamp
@@ -471,13 +472,17 @@ func (p *pop) answeredSinceLocked(id string, since time.Time) bool {
 	return f != nil && f.answered.Load() >= since.UnixNano()
 }
 
-// abortLocked aborts every attempt in flight to stamp id; p.mu held.
+// abortLocked aborts every attempt in flight to stamp id but the
+// requests' retries (attempt.retry); p.mu held.
 func (p *pop) abortLocked(id string) {
 	f := p.attempts[id]
 	if f == nil {
 		return
 	}
 	for a := range f.attempts {
+		if a.retry {
+			continue
+		}
 		a.abort()
 		delete(f.attempts, a)
 	}

@@ -111,7 +111,7 @@ func (px *proxy) serve(w http.ResponseWriter, r *http.Request) error {
 	if primary.id == "" {
 		return shop.Unavailable("no stamp can serve this request right now", errors.New("no routable stamp"))
 	}
-	resp, err := px.attempt(r, p, primary, body)
+	resp, err := px.attempt(r, p, primary, body, false)
 	f := blame(r, resp, err, body)
 	if f == clientFault {
 		closeBody(resp)
@@ -126,7 +126,7 @@ func (px *proxy) serve(w http.ResponseWriter, r *http.Request) error {
 		closeBody(resp)
 		rp, up := e.retryVia(r, p, retry)
 		e.tel.retried(r.Context(), p.region)
-		resp, err = px.attempt(r, rp, up, body)
+		resp, err = px.attempt(r, rp, up, body, true)
 		switch f = blame(r, resp, err, body); f {
 		case clientFault:
 			closeBody(resp)
@@ -291,6 +291,13 @@ type attempt struct {
 	inFlight      *inFlight          // the POP's attempts to the stamp, this one among them (track)
 	cancel        context.CancelFunc // ends the attempt's context (its timeout, Config.Timeout)
 	down          atomic.Bool        // the stamp went silent while the attempt was in flight
+	// retry marks a request's retry, which its stamp going silent does
+	// not abort (pop.abortLocked): the abort buys a retry elsewhere, and
+	// a retry has none left. With a first attempt's stamp silent already,
+	// a second one silent too is more often a starved machine, where
+	// every stamp answers late, than a second stamp gone; the retry
+	// waits for its answer, or its timeout.
+	retry bool
 }
 
 // abort ends an attempt whose stamp went silent.
@@ -313,8 +320,8 @@ func (a *attempt) Close() error {
 
 // attempt forwards r to stamp up from POP p (see upstreamRequest), within
 // Config.Timeout, and returns the stamp's answer, whose body ends the
-// attempt once closed.
-func (px *proxy) attempt(r *http.Request, p *pop, up upstream, body payload) (*http.Response, error) {
+// attempt once closed; retry marks the request's retry (attempt.retry).
+func (px *proxy) attempt(r *http.Request, p *pop, up upstream, body payload, retry bool) (*http.Response, error) {
 	if up.addr == "" {
 		return nil, errors.New("no address")
 	}
@@ -324,7 +331,7 @@ func (px *proxy) attempt(r *http.Request, p *pop, up upstream, body payload) (*h
 		cancel()
 		return nil, err
 	}
-	a := &attempt{pop: p, stamp: up.id, cancel: cancel}
+	a := &attempt{pop: p, stamp: up.id, cancel: cancel, retry: retry}
 	p.track(a)
 	resp, err := px.transport.RoundTrip(out)
 	if err != nil {
