@@ -181,8 +181,10 @@ var contosoBinary = sync.OnceValues(func() (string, error) {
 
 // runVerify runs exps with `contoso verify` against a deployment that the
 // command starts (three regions with simulated latency, one stamp each),
-// with extra arguments (a broken guarantee), and returns the verdicts it
-// wrote; it fails t unless the experiments ran (their steady state held).
+// with extra arguments (a broken guarantee, a defect), and returns the
+// verdicts it wrote; it fails t unless the experiments ran (their steady
+// state held). Past its bound the command is interrupted, and stops its
+// deployment as an operator's Ctrl-C would.
 // The command runs as an operator runs it: in a process of its own,
 // without the race detector. In this test's process, under the race
 // detector, one deployment with its load and a release starved on a
@@ -215,6 +217,8 @@ func runVerify(t *testing.T, exps []verify.Experiment, args ...string) []verify.
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"verify", "--file", file, "--profile", "ci",
 		"--instances", "1", "--log-level", "error", "--out", out}, args...)...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = time.Minute
 	output, runErr := cmd.CombinedOutput()
 	t.Logf("contoso verify %s: %v\n%s", strings.Join(args, " "), runErr, output)
 	var report struct {
