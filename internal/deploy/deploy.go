@@ -157,6 +157,9 @@ type Deployment struct {
 	// regionOps serialises adding and removing regions (each takes
 	// seconds; mu is not held meanwhile).
 	regionOps sync.Mutex
+	// close is Close, run once: a second call returns what the first did
+	// (each instance reports its end once).
+	close func() error
 }
 
 // region is what runs in one region: its store server and its stamp's
@@ -260,6 +263,7 @@ func Start(ctx context.Context, cfg Config) (*Deployment, error) {
 		return nil, fmt.Errorf("start deployment: %w", err)
 	}
 	d := &Deployment{tel: tel, stopTel: stopTel, cfg: cfg, log: cfg.Logger, net: netsim.New(cfg.Network), issuer: issuer, services: sv, lkgKey: key, edgeCred: cred, access: acc, regions: map[string]*region{}}
+	d.close = sync.OnceValue(d.shutdown)
 	if err := d.start(ctx); err != nil {
 		d.Close()
 		return nil, err
@@ -654,7 +658,10 @@ func (d *Deployment) StartServer(name string) error {
 // Close shuts everything down gracefully: the edge stops taking requests
 // and finishes in-flight ones, each stamp instance does the same and closes
 // its store connection, then the servers, the links and the services stop.
-func (d *Deployment) Close() error {
+// Closing again returns what the first Close did.
+func (d *Deployment) Close() error { return d.close() }
+
+func (d *Deployment) shutdown() error {
 	d.mu.Lock()
 	var instances []*instance
 	var regions []*region

@@ -335,6 +335,19 @@ func TestRestartKeepsDataAndSeedsOnce(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
+	// Closing again answers at once, with what the first Close did.
+	// (Mutation tried: Close run every time: the second waits for
+	// instances that reported their end already, for ever.)
+	again := make(chan error, 1)
+	go func() { again <- d.Close() }()
+	select {
+	case err := <-again:
+		if err != nil {
+			t.Fatalf("close again: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second Close has not returned after 10 s")
+	}
 
 	d2 := deploytest.MustStart(t, deploytest.Options{DataDir: dir}, regions3...)
 	urls = d2.Regions()
