@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,13 +37,10 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		// Static (CGO_ENABLED=0), as a release binary is: the release test
-		// packs this very binary into an image.
-		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "contoso"), "github.com/contoso/shoes/cmd/contoso")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := build.CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build contoso: %v\n%s", err, out)
+		// Static, as a release binary is: the release test packs this
+		// very binary into an image.
+		if _, err := deploytest.BuildCommand(ctx, dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		if err := fleet.Build(ctx, "", dir); err != nil {

@@ -3,7 +3,6 @@ package verify_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/contoso/shoes/internal/deploy/deploytest"
 	"github.com/contoso/shoes/internal/httpapi"
 	"github.com/contoso/shoes/internal/verify"
 )
@@ -165,18 +165,11 @@ func TestVerifyCatchesBlindStockWrites(t *testing.T) {
 }
 
 // contosoBinary builds the contoso command once for the package's tests
-// (TestMain removes it), without the race detector and static, as a
-// release binary is.
+// (deploytest.BuildCommand; TestMain removes it).
 var contosoBinary = sync.OnceValues(func() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	bin := filepath.Join(binDir, "contoso")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/contoso/shoes/cmd/contoso")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build contoso: %w\n%s", err, out)
-	}
-	return bin, nil
+	return deploytest.BuildCommand(ctx, binDir)
 })
 
 // runVerify runs exps with `contoso verify` against a deployment that the
