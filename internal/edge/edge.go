@@ -94,8 +94,11 @@ type Config struct {
 	// (edgetest.Net), under testing/synctest.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	Policy      Policy
-	// ProbeInterval is how often each POP probes every stamp; zero: 1 s.
-	// ProbeTimeout bounds one probe; zero: 500 ms.
+	// ProbeInterval is how often each POP probes every stamp; zero:
+	// 500 ms. ProbeTimeout bounds one probe; zero: 500 ms. A probe that
+	// times out is sent again at once, and only a second timeout in a row
+	// counts: a black-holed stamp is out within ProbeInterval and twice
+	// ProbeTimeout (1.5 s by default).
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	// EjectAfter consecutive connection failures or 5xx answers from real
@@ -213,7 +216,7 @@ func New(cfg Config) (*Edge, error) {
 		cfg.Dial = func(_, _, hostport string) (string, error) { return hostport, nil }
 	}
 	if cfg.ProbeInterval <= 0 {
-		cfg.ProbeInterval = time.Second
+		cfg.ProbeInterval = 500 * time.Millisecond
 	}
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = 500 * time.Millisecond

@@ -159,12 +159,13 @@ func TestFlappingLinkDoesNotFlapRouting(t *testing.T) {
 			t.Fatalf("after the first probes the POP routes to %q, want northeurope.a", got)
 		}
 		_, before := near(e)
-		// 10 rounds of 400 ms cut, 400 ms healed: each heal lasts 8 probes.
+		// 10 rounds of 800 ms cut, 400 ms healed: each heal lasts 8 probes.
 		for round := range 10 {
 			n.Cut(northAddr)
 			// A failure moves traffic at the first probe that times out
-			// (300 ms after it starts, within a probe interval).
-			if got := nearAfter(e, 400*time.Millisecond); got != "eastus.a" {
+			// twice in a row (600 ms after it starts, within a probe
+			// interval).
+			if got := nearAfter(e, 800*time.Millisecond); got != "eastus.a" {
 				t.Fatalf("round %d: with northeurope cut the POP routes to %q, want eastus.a", round, got)
 			}
 			n.Heal(northAddr)
@@ -331,26 +332,33 @@ func TestASlowStampsInFlightRequestsAreNotAbortedByOneUnansweredProbe(t *testing
 }
 
 // A stamp's requests in flight are aborted only once it has gone silent:
-// two probes in a row unanswered, none of the POP's attempts answered
-// meanwhile, and another stamp answering its probe. Neither one late probe
-// nor a round that no stamp answers (the POP's own machine starved, as a
-// two-core machine running the tests in parallel under the race detector
-// is) aborts a request that its stamp would have answered.
-// (Mutations tried: abortAfterSilentProbes = 1: "one late probe" is served
-// by eastus; abortSilentLocked without its check that another stamp was
-// heard: "every stamp silent" answers 503 "the stamp did not answer: it
-// went silent, and the retry on another stamp went silent", as keyed
-// requests failed in a full CI run.)
+// two probes in a row unanswered (a probe that times out is sent again at
+// once, and each send counts), none of the POP's attempts answered
+// meanwhile, and another stamp answering its probe. Neither one late
+// probe, nor one answered with garbage, nor a round that no stamp answers
+// (the POP's own machine starved, as a two-core machine running the tests
+// in parallel under the race detector is) aborts a request that its stamp
+// would have answered.
+// (Mutations tried: abortAfterSilentProbes = 1: "one garbled probe" is
+// served by eastus; abortSilentLocked without its check that another stamp
+// was heard: "every stamp silent" is served by eastus too. Before a late
+// probe was sent again, the same mutation answered 503 "the stamp did not
+// answer: it went silent, and the retry on another stamp went silent", as
+// keyed requests failed in a full CI run.)
 func TestAStampIsAbortedOnlyOnceItHasGoneSilent(t *testing.T) {
 	const probe, timeout = 100 * time.Millisecond, 200 * time.Millisecond
+	northFirst := func(region string, n int64) bool { return region == "northeurope" && n == 1 }
+	never := func(string, int64) bool { return false }
 	for _, tc := range []struct {
 		name string
 		// slow reports whether the probe of region (the n-th of its
-		// probes since the slow request was sent) outlasts its timeout.
-		slow func(region string, n int64) bool
+		// probes since the slow request was sent) outlasts its timeout;
+		// garbled, whether it is answered with bytes that are not HTTP.
+		slow, garbled func(region string, n int64) bool
 	}{
-		{"one late probe", func(region string, n int64) bool { return region == "northeurope" && n == 1 }},
-		{"every stamp silent", func(string, int64) bool { return true }},
+		{"one late probe", northFirst, never},
+		{"one garbled probe", never, northFirst},
+		{"every stamp silent", func(string, int64) bool { return true }, never},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -364,11 +372,22 @@ func TestAStampIsAbortedOnlyOnceItHasGoneSilent(t *testing.T) {
 						i = 1
 					}
 					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-						switch {
-						case r.URL.Path == "/api/slow":
+						if r.URL.Path == "/api/slow" {
 							time.Sleep(900 * time.Millisecond) // several probe rounds
-						case slowing.Load() && tc.slow(region, probes[i].Add(1)):
-							time.Sleep(2 * timeout)
+						} else if slowing.Load() {
+							k := probes[i].Add(1)
+							if tc.slow(region, k) {
+								time.Sleep(2 * timeout)
+							}
+							if tc.garbled(region, k) {
+								conn, _, err := w.(http.Hijacker).Hijack()
+								if err != nil {
+									panic(err)
+								}
+								_, _ = conn.Write([]byte("not HTTP\r\n\r\n"))
+								_ = conn.Close()
+								return
+							}
 						}
 						_, _ = w.Write([]byte(`{"region":"` + region + `"}`))
 					})
@@ -545,6 +564,75 @@ func TestANewStampJoinsAtItsFirstGoodProbe(t *testing.T) {
 			t.Fatalf("after the rise the POP routes to %q, want northeurope.a", got)
 		}
 	})
+}
+
+// A probe that times out is sent again at once, and only a second timeout
+// in a row takes a stamp out: a POP whose machine stalls (CPU starved, a
+// pause) sees every probe of a round time out together, and took every
+// stamp out at once, failed open, and kept them out for seconds of flap
+// damping after the stall had passed. A stamp that stays silent is still
+// out within a probe interval and two timeouts.
+// (Mutation tried: no second probe, as before: "after one late probe of
+// every stamp: near [northeurope.a], fail open true", every stamp out.)
+func TestOneLateProbeIsNotAVerdict(t *testing.T) {
+	const probe, timeout = 100 * time.Millisecond, 200 * time.Millisecond
+	synctest.Test(t, func(t *testing.T) {
+		n := edgetest.NewNet()
+		// late makes the next probe of every stamp outlast its timeout.
+		var late [2]atomic.Bool
+		defer time.Sleep(2 * timeout) // the late probes' handlers end before the bubble does
+		stamp := func(region string) http.Handler {
+			i := 0
+			if region == "eastus" {
+				i = 1
+			}
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if late[i].CompareAndSwap(true, false) {
+					time.Sleep(timeout + 50*time.Millisecond)
+				}
+				_, _ = w.Write([]byte(`{"status":"healthy","region":"` + region + `"}`))
+			})
+		}
+		e := bubbleEdgeOf(t, n, edge.Config{ProbeInterval: probe, ProbeTimeout: timeout}, 2*time.Millisecond, 20*time.Millisecond, stamp)
+		if got := nearAfter(e, 3*probe); got != "northeurope.a" {
+			t.Fatalf("the POP routes to %q, want northeurope.a", got)
+		}
+		_, before := near(e)
+		// One late round: both stamps' next probes time out.
+		late[0].Store(true)
+		late[1].Store(true)
+		for range 10 { // the round, its second probes and the rounds after
+			time.Sleep(probe / 2)
+			synctest.Wait()
+			if p := e.Status()[0]; p.FailOpen || strings.Join(p.Near, ",") != "northeurope.a" {
+				t.Fatalf("after one late probe of every stamp: near %v, fail open %v (%+v)", p.Near, p.FailOpen, p.Stamps)
+			}
+		}
+		if late[0].Load() || late[1].Load() {
+			t.Fatal("a probe was never late")
+		}
+		if _, after := near(e); after != before {
+			t.Fatalf("the near set changed %d times after one late round", after-before)
+		}
+		// Silent for good: out within a probe interval and two timeouts.
+		n.Cut(northAddr)
+		if got := nearAfter(e, probe+2*timeout+10*time.Millisecond); got != "eastus.a" {
+			t.Fatalf("a probe interval and two timeouts after northeurope was cut the POP routes to %q, want eastus.a", got)
+		}
+		if p := e.Status()[0]; !strings.Contains(stampVerdict(p, "northeurope.a"), "twice in a row") {
+			t.Fatalf("northeurope.a's verdict does not say its probe timed out twice in a row: %+v", p.Stamps)
+		}
+	})
+}
+
+// stampVerdict is the last probe's outcome for stamp id in p.
+func stampVerdict(p edge.POPStatus, id string) string {
+	for _, st := range p.Stamps {
+		if st.ID == id {
+			return st.LastProbe
+		}
+	}
+	return ""
 }
 
 // A stamp that is still starting (unhealthy while it warms up, never

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -212,7 +213,10 @@ func (e *Edge) probeAll(ctx context.Context, p *pop) {
 
 // abortAfterSilentProbes is how many consecutive probes a stamp must
 // leave unanswered, answering none of the POP's attempts meanwhile,
-// before the attempts in flight to it are aborted.
+// before the attempts in flight to it are aborted. A probe that times out
+// is sent again at once, and each send counts: a black-holed stamp is
+// silent after one probe's two timeouts, a stamp that refused one
+// connection is not.
 const abortAfterSilentProbes = 2
 
 // abortSilentLocked aborts the attempts in flight to each stamp that has
@@ -287,10 +291,25 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
-	defer cancel()
 	start := e.cfg.Now()
-	h, verdict, answered := e.fetchHealth(ctx, scheme, addr)
+	h, verdict, answered, late := e.probeOnce(ctx, scheme, addr)
+	if late {
+		// One probe left unanswered for ProbeTimeout is not a verdict: a
+		// starved POP (its machine's CPU taken, a pause) sees every probe
+		// of a round time out together, and flap damping would keep the
+		// stamps out for seconds after the stall. The stamp is probed again
+		// at once, and only a second timeout in a row takes it out. Each
+		// send counts towards silence (abortAfterSilentProbes): a
+		// black-holed stamp's attempts are aborted after the two.
+		p.mu.Lock()
+		p.heardLocked(st, s.ID, false, start)
+		p.mu.Unlock()
+		start = e.cfg.Now()
+		h, verdict, answered, late = e.probeOnce(ctx, scheme, addr)
+		if late {
+			verdict += " (twice in a row)"
+		}
+	}
 	now := e.cfg.Now()
 	rtt := now.Sub(start)
 	p.mu.Lock()
@@ -306,19 +325,7 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 		st.served = true
 	}
 	st.health, st.verdict, st.probedAt, st.answered = h, verdict, now, answered
-	// A stamp that did not answer its probe but answered real traffic
-	// since the probe was sent is slow, not gone (a busy machine, a
-	// launch spike). One that answered nothing is counted silent; the
-	// round's end decides whether its attempts are aborted
-	// (abortSilentLocked).
-	switch {
-	case answered || p.answeredSinceLocked(s.ID, start):
-		st.silent, st.silentSince = 0, time.Time{}
-	case st.silent == 0:
-		st.silent, st.silentSince = 1, start
-	default:
-		st.silent++
-	}
+	p.heardLocked(st, s.ID, answered, start)
 	if st.recovering > 0 && h != health.Unhealthy {
 		st.verdict = fmt.Sprintf("%s; recovering: %d more good probes before rotation", verdict, st.recovering)
 	}
@@ -336,6 +343,34 @@ func (e *Edge) probe(ctx context.Context, p *pop, s StampInfo) {
 		// once the round's slowest probe (a far stamp's) is back.
 		p.decideLocked(e.cfg.Policy, now)
 	}
+}
+
+// heardLocked counts one probe of stamp id, sent at start, towards its
+// silence. A stamp that did not answer its probe but answered real
+// traffic since the probe was sent is slow, not gone (a busy machine, a
+// launch spike). One that answered nothing is counted silent; the round's
+// end decides whether its attempts are aborted (abortSilentLocked). p.mu
+// held.
+func (p *pop) heardLocked(st *stampState, id string, answered bool, start time.Time) {
+	switch {
+	case answered || p.answeredSinceLocked(id, start):
+		st.silent, st.silentSince = 0, time.Time{}
+	case st.silent == 0:
+		st.silent, st.silentSince = 1, start
+	default:
+		st.silent++
+	}
+}
+
+// probeOnce is one probe of a stamp within ProbeTimeout (fetchHealth);
+// late is set when the stamp did not answer within it while ctx itself
+// goes on.
+func (e *Edge) probeOnce(ctx context.Context, scheme, addr string) (h health.Status, verdict string, answered, late bool) {
+	pctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
+	defer cancel()
+	h, verdict, answered = e.fetchHealth(pctx, scheme, addr)
+	late = !answered && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded)
+	return h, verdict, answered, late
 }
 
 // fetchHealth reads a stamp's /health/stamp over scheme (http, or https
