@@ -137,6 +137,15 @@ func servingNorth(t *testing.T, n *edgetest.Net, e *edge.Edge, probe time.Durati
 	return front, client
 }
 
+// bubbleIndex numbers bubbleEdge's stamps by region: northeurope 0, eastus
+// 1.
+func bubbleIndex(region string) int {
+	if region == "eastus" {
+		return 1
+	}
+	return 0
+}
+
 // nearAfter lets the bubble's clock run for d and returns where the POP
 // routes then.
 func nearAfter(e *edge.Edge, d time.Duration) string {
@@ -367,10 +376,7 @@ func TestAStampIsAbortedOnlyOnceItHasGoneSilent(t *testing.T) {
 				var probes [2]atomic.Int64
 				defer time.Sleep(2 * timeout) // the slow probes' handlers end before the bubble does
 				stamp := func(region string) http.Handler {
-					i := 0
-					if region == "eastus" {
-						i = 1
-					}
+					i := bubbleIndex(region)
 					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 						if r.URL.Path == "/api/slow" {
 							time.Sleep(900 * time.Millisecond) // several probe rounds
@@ -582,10 +588,7 @@ func TestOneLateProbeIsNotAVerdict(t *testing.T) {
 		var late [2]atomic.Bool
 		defer time.Sleep(2 * timeout) // the late probes' handlers end before the bubble does
 		stamp := func(region string) http.Handler {
-			i := 0
-			if region == "eastus" {
-				i = 1
-			}
+			i := bubbleIndex(region)
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if late[i].CompareAndSwap(true, false) {
 					time.Sleep(timeout + 50*time.Millisecond)
