@@ -479,7 +479,7 @@ func (c *Controller) Do(ctx context.Context, a Action, by string) (*Record, erro
 			return nil, &shop.Error{Kind: shop.KindConflict, Detail: "only a release that is shifting traffic can be promoted"}
 		}
 		c.endStep(r, now, "promoted", "promoted by "+orSomeone(by))
-		r.Paused, r.Outage, r.Reason = false, "", ""
+		resume(r, now) // a promoted pause ends too; the ended step keeps its times
 		if err := c.advance(ctx, r, now); err != nil {
 			return nil, err
 		}

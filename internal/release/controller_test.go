@@ -277,3 +277,27 @@ func TestAnOutagePauseEndsOnceTheRegionIsHealthyAgain(t *testing.T) {
 		t.Fatalf("an operator's pause: paused %v (%s); want it held", r.Paused, r.Reason)
 	}
 }
+
+// Promoting a paused release ends the pause: the operator decided, and the
+// next step starts and is judged at once. (Mutation tried: the pause kept
+// through the promotion: "after promote: paused true (paused by test)".)
+func TestPromotingAPausedReleaseEndsThePause(t *testing.T) {
+	c, _, _, _, _ := cutOff(t, Gate{MinHold: time.Hour, MinRequests: 1 << 20})
+	if r, err := c.Do(t.Context(), ActionPause, "test"); err != nil || !r.Paused {
+		t.Fatalf("pause = paused %v, %v", r != nil && r.Paused, err)
+	}
+	r, err := c.Do(t.Context(), ActionPromote, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Paused || r.Outage != "" || r.Reason != "" {
+		t.Fatalf("after promote: paused %v (%s), outage %q; want the pause over", r.Paused, r.Reason, r.Outage)
+	}
+	if r.Stage != 1 || len(r.Steps) != 2 || r.Steps[0].Verdict != "promoted" || r.Steps[0].Reason != "promoted by alice" ||
+		r.Steps[1].StartedAt.IsZero() || !r.Steps[1].EndedAt.IsZero() {
+		t.Fatalf("after promote: stage %d, steps %+v; want the first promoted and the second under way", r.Stage, r.Steps)
+	}
+	if got := current(t, c); got.Paused || got.Stage != 1 {
+		t.Fatalf("the stored release: paused %v, stage %d; want the promotion kept", got.Paused, got.Stage)
+	}
+}
