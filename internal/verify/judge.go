@@ -160,7 +160,13 @@ func judge(r run) []Verdict {
 			var when []string
 			for _, s := range r.samples {
 				if st, ok := s.States[g.Entity]; ok && st.State == g.Never {
-					when = append(when, fmt.Sprintf("+%s (%s)", s.At.Sub(r.injected).Round(100*time.Millisecond), rootCause(s.States, g.Entity)))
+					cause := rootCause(s.States, g.Entity)
+					if len(s.FailOpen) > 0 {
+						// Routing's own view at that look: a POP with no
+						// stamp routable explains many a region's state.
+						cause += "; POPs failing open: " + strings.Join(s.FailOpen, ", ")
+					}
+					when = append(when, fmt.Sprintf("+%s (%s)", s.At.Sub(r.injected).Round(100*time.Millisecond), cause))
 				}
 			}
 			measured := "never"

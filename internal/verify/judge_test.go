@@ -103,10 +103,12 @@ func TestJudge(t *testing.T) {
 		}
 		return m
 	}
+	failing := at(4*time.Second, h("region.eastus", "unhealthy", "x", "regions", "degraded", "redundancy lost: 2 of 3", "system", "degraded", "", "flow.browse", "unhealthy", "boom"), "westeurope")
+	failing.FailOpen = []string{"northeurope"}
 	r := run{exp: exp, injected: t0, samples: []sample{
 		at(-time.Second, h("region.eastus", "healthy", "", "regions", "healthy", "", "system", "healthy", ""), "eastus", "westeurope"),
 		at(500*time.Millisecond, h("region.eastus", "healthy", "", "regions", "healthy", "", "system", "healthy", ""), "westeurope"),
-		at(4*time.Second, h("region.eastus", "unhealthy", "x", "regions", "degraded", "redundancy lost: 2 of 3", "system", "degraded", "", "flow.browse", "unhealthy", "boom"), "westeurope"),
+		failing,
 	}, load: LoadOutcome{
 		Flows: map[string]FlowOutcome{
 			"browse":   {Requests: 1000, Errors: 0, P99: 800 * time.Millisecond},
@@ -148,6 +150,9 @@ func TestJudge(t *testing.T) {
 		if v.Pass != pass || v.Measured == "" {
 			t.Errorf("%q: pass %v (measured %q), want %v", expect, v.Pass, v.Measured, pass)
 		}
+	}
+	if m := got["flow.browse never unhealthy"].Measured; m != "1 times, first at +4s (flow.browse: boom; POPs failing open: northeurope)" {
+		t.Errorf("flow.browse never unhealthy: measured %q, want the root cause and the POPs failing open", m)
 	}
 	if got["eastus out of rotation within 2s"].Measured != "500ms" {
 		t.Errorf("routing measured %q", got["eastus out of rotation within 2s"].Measured)

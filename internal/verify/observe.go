@@ -14,12 +14,14 @@ import (
 )
 
 // sample is one look at the deployment: every health entity's state and
-// reason, and the regions some POP routes its clients to.
+// reason, the regions some POP routes its clients to, and the POPs that
+// failed open (no stamp routable to them).
 type sample struct {
-	At     time.Time
-	States map[string]entityState
-	Routed map[string]bool
-	Err    error // why this look failed, if it did
+	At       time.Time
+	States   map[string]entityState
+	Routed   map[string]bool
+	FailOpen []string // regions of the POPs failing open
+	Err      error    // why this look failed, if it did
 }
 
 type entityState struct{ State, Reason string }
@@ -61,6 +63,11 @@ func (o *observer) look(ctx context.Context) sample {
 	for _, regions := range edge.Routes(pops) {
 		for _, r := range regions {
 			s.Routed[r] = true
+		}
+	}
+	for _, p := range pops {
+		if p.FailOpen {
+			s.FailOpen = append(s.FailOpen, p.Region)
 		}
 	}
 	return s
