@@ -16,7 +16,10 @@ import (
 // per two cores (at least one). Two at once on two cores finished the test
 // command in 12 min instead of 16 when nothing else ran, and starved the
 // deployments of the verifier's tests (hundreds of failed requests) when
-// go vet and a few other tests ran beside them.
+// go vet and a few other tests ran beside them. With the temporary
+// directories in memory (TMPDIR on /dev/shm: no file creations and syncs
+// on a disk), two at once on two cores took the test command from 16.5 to
+// 12.8 min, every package passing; CI runs it so (.ci/run).
 func Turns() int {
 	if n, err := strconv.Atoi(os.Getenv("CONTOSO_DEPLOYMENT_TURNS")); err == nil && n > 0 {
 		return n
